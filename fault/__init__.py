@@ -1,0 +1,1 @@
+"""The fault manager: ereports in, diagnosed cases out, faulty parts retired (FMA)."""

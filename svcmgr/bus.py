@@ -1,0 +1,127 @@
+"""The in-process event bus: publish without waiting, consume with ``async for``.
+
+Each subscription has its own bounded queue. A subscriber that falls behind loses
+its oldest events, never blocks the publisher, and the loss is counted on the
+subscription (``statistics()``), so a slow consumer cannot stall the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from svcmgr.events import Event
+
+__all__ = ["Bus", "Subscription"]
+
+
+@dataclass
+class SubscriptionStats:
+    delivered: int = 0
+    dropped: int = 0
+    queued: int = 0
+
+
+class Subscription:
+    """A filtered, bounded stream of events; iterate it with ``async for``."""
+
+    def __init__(self, bus: Bus, prefixes: tuple[str, ...], maxlen: int) -> None:
+        self._bus = bus
+        self._prefixes = prefixes
+        self._queue: collections.deque[Event] = collections.deque()
+        self._maxlen = maxlen
+        self._waiter: asyncio.Future[None] | None = None
+        self._stats = SubscriptionStats()
+        self.closed = False
+
+    def wants(self, event: Event) -> bool:
+        if not self._prefixes:
+            return True
+        cls = event.cls
+        return any(cls == p or cls.startswith(p + ".") for p in self._prefixes)
+
+    def put_nowait(self, event: Event) -> None:
+        if len(self._queue) >= self._maxlen:
+            self._queue.popleft()
+            self._stats.dropped += 1
+        self._queue.append(event)
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def get_nowait(self) -> Event | None:
+        if self._queue:
+            self._stats.delivered += 1
+            return self._queue.popleft()
+        return None
+
+    async def get(self) -> Event:
+        while not self._queue:
+            if self.closed:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        self._stats.delivered += 1
+        return self._queue.popleft()
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self.get()
+
+    def close(self) -> None:
+        self.closed = True
+        self._bus._subs.discard(self)
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def statistics(self) -> SubscriptionStats:
+        self._stats.queued = len(self._queue)
+        return self._stats
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Bus:
+    """Fan-out of events to subscriptions and synchronous listeners."""
+
+    def __init__(self, node: str = "") -> None:
+        self.node = node
+        self._subs: set[Subscription] = set()
+        self._listeners: list[Callable[[Event], None]] = []
+        self.published = 0
+
+    def subscribe(self, *prefixes: str, maxlen: int = 100_000) -> Subscription:
+        """A new subscription to events whose class equals or starts with a prefix (all if none)."""
+        sub = Subscription(self, tuple(prefixes), maxlen)
+        self._subs.add(sub)
+        return sub
+
+    def listen(self, fn: Callable[[Event], None]) -> None:
+        """Call ``fn`` synchronously for every event (for cheap, non-blocking bookkeeping)."""
+        self._listeners.append(fn)
+
+    def publish(self, event: Event) -> Event:
+        if not event.node and self.node:
+            event = Event(event.cls, event.resource, event.data, self.node, event.time)
+        self.published += 1
+        for fn in self._listeners:
+            fn(event)
+        for sub in tuple(self._subs):
+            if sub.wants(event):
+                sub.put_nowait(event)
+        return event
+
+    def emit(self, cls: str, resource: str = "", **data: object) -> Event:
+        return self.publish(Event(cls, resource, dict(data), self.node))

@@ -1,0 +1,93 @@
+"""What every command shares: ``--root``, running a request, printing errors, exit codes.
+
+Exit status: 0 success, 1 an error the command reports, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from svcmgr.client import Client, ClientError
+
+__all__ = ["EXIT_ERROR", "EXIT_USAGE", "add_root", "die", "print_json", "run", "stime", "table"]
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with a one-line error, as SMF's commands do."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def add_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", metavar="DIR", help="the daemon's state folder (default: $SVCMGR_ROOT, "
+                   "the system daemon, or the one you started last)")
+
+
+def die(prog: str, message: str, code: int = EXIT_ERROR) -> NoReturn:
+    print(f"{prog}: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def run(prog: str, fn: Callable[[], int | None]) -> int:
+    try:
+        return fn() or 0
+    except ClientError as e:
+        for line in str(e).splitlines() or [""]:
+            print(f"{prog}: {line}", file=sys.stderr)
+        return e.code
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+def client(args: argparse.Namespace) -> Client:
+    return Client(args.root)
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+def stime(epoch: float | None, now: float | None = None) -> str:
+    """SMF's STIME: HH:MM:SS within the last 24 hours, else Mon_DD."""
+    if epoch is None:
+        return "-"
+    now = time.time() if now is None else now
+    t = dt.datetime.fromtimestamp(epoch)
+    if now - epoch < 86400:
+        return t.strftime("%H:%M:%S")
+    return t.strftime("%b_%d")
+
+
+def table(rows: list[list[str]], headers: list[str] | None, *, widths: dict[int, int] | None = None) -> str:
+    """Columns separated by white space; the last column is not padded."""
+    all_rows = ([headers] if headers else []) + rows
+    if not all_rows:
+        return ""
+    n = max(len(r) for r in all_rows)
+    w = [0] * n
+    for r in all_rows:
+        for i, c in enumerate(r):
+            w[i] = max(w[i], len(c))
+    for i, mw in (widths or {}).items():
+        if i < n:
+            w[i] = max(w[i], mw)
+    lines = []
+    for r in all_rows:
+        cells = [c.ljust(w[i]) if i < len(r) - 1 else c for i, c in enumerate(r)]
+        lines.append(" ".join(cells).rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,377 @@
+"""Process contracts: every process a service makes, tracked and killed together.
+
+Two kinds, chosen once at daemon start:
+
+* ``cgroup``: each contract is its own cgroup v2 group (found through
+  ``/proc/self/mountinfo``, never assumed at ``/sys/fs/cgroup``). Children join it
+  before they exec; membership is ``cgroup.procs``; ``cgroup.kill`` ends it.
+* ``pgid``: where the daemon may not create groups. Each contract is a process
+  group; since the daemon is a child subreaper, a process that leaves the group
+  (``setsid`` of a double-forking daemon) still becomes the daemon's child when its
+  parent exits, and is claimed by descent or by the ``SVCMGR_CONTRACT`` marker in its
+  environment.
+
+A contract knows nothing about services or states: the restarter asks it to spawn,
+to list, to signal, and whether it is empty.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import grp
+import os
+import pwd
+import signal
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Backend", "Contract", "ProcInfo", "UserSpec", "detect_backend", "proc_table"]
+
+MARKER = "SVCMGR_CONTRACT"
+
+
+@dataclass(frozen=True, slots=True)
+class ProcInfo:
+    pid: int
+    ppid: int
+    pgid: int
+    state: str
+    starttime: int
+
+
+def read_stat(pid: int) -> ProcInfo | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    rp = data.rfind(b")")
+    fields = data[rp + 2:].split()
+    try:
+        return ProcInfo(pid, int(fields[1]), int(fields[2]), fields[0].decode(), int(fields[19]))
+    except (IndexError, ValueError):
+        return None
+
+
+def proc_table() -> dict[int, ProcInfo]:
+    """Every live (non-zombie) process."""
+    out: dict[int, ProcInfo] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        info = read_stat(int(name))
+        if info is not None and info.state not in ("Z", "X"):
+            out[info.pid] = info
+    return out
+
+
+def read_marker(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = f.read()
+    except OSError:
+        return None
+    key = MARKER.encode() + b"="
+    for item in env.split(b"\0"):
+        if item.startswith(key):
+            return item[len(key):].decode(errors="replace")
+    return None
+
+
+def find_cgroup2_mount() -> str | None:
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                if right.split(" ", 1)[0] == "cgroup2":
+                    return left.split()[4]
+    except OSError:
+        pass
+    return None
+
+
+def own_cgroup() -> str:
+    try:
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    return line[3:].strip()
+    except OSError:
+        pass
+    return "/"
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    """Resolved credentials for a method (None: the daemon's own)."""
+
+    uid: int | None = None
+    gid: int | None = None
+    groups: tuple[int, ...] | None = None
+    home: str | None = None
+    name: str | None = None
+
+    @classmethod
+    def resolve(cls, user: str | None, group: str | None) -> UserSpec:
+        """Look the names up; raises LookupError naming the missing one."""
+        if user is None and group is None:
+            return cls()
+        uid = gid = None
+        home = name = None
+        groups: tuple[int, ...] | None = None
+        if user is not None:
+            try:
+                pw = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+            except (KeyError, OverflowError):
+                raise LookupError(f"user {user!r} does not exist") from None
+            uid, gid, home, name = pw.pw_uid, pw.pw_gid, pw.pw_dir, pw.pw_name
+            groups = tuple(os.getgrouplist(pw.pw_name, pw.pw_gid))
+        if group is not None:
+            try:
+                gr = grp.getgrgid(int(group)) if group.isdigit() else grp.getgrnam(group)
+            except (KeyError, OverflowError):
+                raise LookupError(f"group {group!r} does not exist") from None
+            gid = gr.gr_gid
+            if groups is None:
+                groups = (gid,)
+        return cls(uid, gid, groups, home, name)
+
+    @property
+    def changes(self) -> bool:
+        return (self.uid is not None and self.uid != os.geteuid()) or \
+               (self.gid is not None and self.gid != os.getegid())
+
+    def apply(self) -> None:
+        """Switch credentials (in a child, before exec)."""
+        if self.gid is not None:
+            if os.geteuid() == 0:
+                os.setgroups(list(self.groups or (self.gid,)))
+            os.setgid(self.gid)
+        if self.uid is not None:
+            os.setuid(self.uid)
+
+
+@dataclass
+class Contract:
+    """The processes of one service start."""
+
+    ctid: int
+    kind: str  # "cgroup" | "pgid"
+    marker: str
+    cgroup: str | None = None
+    pgid: int | None = None
+    main_pid: int | None = None
+    members: set[int] = field(default_factory=set)
+    adopted: bool = False
+
+    # ------------------------------------------------------------- spawning
+    def popen_kwargs(self, user: UserSpec, *, leader: bool) -> dict[str, Any]:
+        """Popen arguments that place the child in this contract as the given user."""
+        kw: dict[str, Any] = {}
+        cg = self.cgroup
+        if self.kind == "pgid":
+            kw["process_group"] = 0 if leader or self.pgid is None else self.pgid
+            if user.changes or user.uid is not None:
+                kw["preexec_fn"] = user.apply
+            return kw
+        kw["process_group"] = 0
+        procs = os.path.join(cg, "cgroup.procs") if cg else None
+
+        def preexec() -> None:
+            if procs:
+                with open(procs, "w") as f:
+                    f.write("0")
+            user.apply()
+
+        kw["preexec_fn"] = preexec
+        return kw
+
+    def started(self, pid: int) -> None:
+        if self.main_pid is None:
+            self.main_pid = pid
+            if self.kind == "pgid" and self.pgid is None:
+                self.pgid = pid
+        self.members.add(pid)
+
+    # ------------------------------------------------------------- membership
+    def scan(self, table: dict[int, ProcInfo] | None = None, *, daemon_pid: int | None = None) -> set[int]:
+        """Refresh and return the set of live member pids."""
+        if self.kind == "cgroup":
+            self.members = self._cgroup_procs()
+            return self.members
+        if self.pgid is not None and table is None and not self.adopted:
+            # Fast path: the group still has processes, so the contract is not empty.
+            try:
+                os.killpg(self.pgid, 0)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                return self.members
+            else:
+                alive = {p for p in self.members if _alive(p)}
+                if alive:
+                    self.members = alive
+                    return alive
+        tbl = table if table is not None else proc_table()
+        self.members = self._claim(tbl, daemon_pid or os.getpid())
+        return self.members
+
+    def _claim(self, tbl: dict[int, ProcInfo], daemon_pid: int) -> set[int]:
+        mine = {p for p, i in tbl.items() if self.pgid is not None and i.pgid == self.pgid}
+        mine |= {p for p in self.members if p in tbl}
+        children: dict[int, list[int]] = {}
+        for p, i in tbl.items():
+            children.setdefault(i.ppid, []).append(p)
+        stack = list(mine)
+        while stack:
+            p = stack.pop()
+            for c in children.get(p, ()):
+                if c not in mine:
+                    mine.add(c)
+                    stack.append(c)
+        for p, i in tbl.items():
+            if p not in mine and i.ppid in (daemon_pid, 1) and read_marker(p) == self.marker:
+                mine.add(p)
+                for c in children.get(p, ()):
+                    mine.add(c)
+        return mine
+
+    def _cgroup_procs(self) -> set[int]:
+        assert self.cgroup is not None
+        try:
+            with open(os.path.join(self.cgroup, "cgroup.procs")) as f:
+                return {int(x) for x in f.read().split()}
+        except FileNotFoundError:
+            return set()
+        except OSError:
+            return set(self.members)
+
+    def empty(self, table: dict[int, ProcInfo] | None = None) -> bool:
+        return not self.scan(table)
+
+    # ------------------------------------------------------------- signalling
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to every member."""
+        if self.kind == "cgroup":
+            if sig == signal.SIGKILL and self.cgroup and os.path.exists(os.path.join(self.cgroup, "cgroup.kill")):
+                try:
+                    with open(os.path.join(self.cgroup, "cgroup.kill"), "w") as f:
+                        f.write("1")
+                    return
+                except OSError:
+                    pass
+            for p in self._cgroup_procs():
+                _kill(p, sig)
+            return
+        if self.pgid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pgid, sig)
+        for p in self.scan(proc_table()):
+            _kill(p, sig)
+
+    def remove(self) -> None:
+        """Remove the contract's group once it is empty."""
+        if self.kind == "cgroup" and self.cgroup:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.cgroup)
+
+    # ------------------------------------------------------------- persistence
+    def to_record(self) -> dict[str, Any]:
+        starts = {}
+        for p in sorted(self.members)[:64]:
+            info = read_stat(p)
+            if info is not None:
+                starts[str(p)] = info.starttime
+        return {"ctid": self.ctid, "kind": self.kind, "marker": self.marker, "cgroup": self.cgroup,
+                "pgid": self.pgid, "main_pid": self.main_pid, "members": starts}
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> Contract:
+        """A contract left by an earlier daemon, with only its still-living, same-born members."""
+        members: set[int] = set()
+        for p, start in (rec.get("members") or {}).items():
+            info = read_stat(int(p))
+            if info is not None and info.starttime == start and info.state not in ("Z", "X"):
+                members.add(int(p))
+        c = cls(int(rec["ctid"]), rec["kind"], rec["marker"], rec.get("cgroup"), rec.get("pgid"),
+                rec.get("main_pid"), members, adopted=True)
+        if c.kind == "pgid" and c.pgid is not None and c.pgid not in members:
+            info = read_stat(c.pgid)
+            if info is None or info.pgid != c.pgid:
+                # The group leader is gone; only members recognised above count.
+                pass
+        return c
+
+
+def _alive(pid: int) -> bool:
+    info = read_stat(pid)
+    return info is not None and info.state not in ("Z", "X")
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError as e:
+        if e.errno not in (errno.ESRCH, errno.EPERM):
+            raise
+
+
+class Backend:
+    """Creates contracts of one kind for one daemon."""
+
+    def __init__(self, kind: str, tag: str, base: str | None = None) -> None:
+        self.kind = kind
+        self.tag = tag
+        self.base = base
+
+    def describe(self) -> str:
+        return f"cgroup v2 at {self.base}" if self.kind == "cgroup" else "process groups under a child subreaper"
+
+    def create(self, ctid: int, name: str) -> Contract:
+        marker = f"{self.tag}.{ctid}"
+        if self.kind == "cgroup":
+            assert self.base is not None
+            path = os.path.join(self.base, f"{_escape(name)}.{ctid}")
+            os.makedirs(path, exist_ok=True)
+            return Contract(ctid, "cgroup", marker, cgroup=path)
+        return Contract(ctid, "pgid", marker)
+
+    def leftovers(self, keep: Iterable[str]) -> list[str]:
+        """Groups under our base that no known contract owns (from a daemon that died)."""
+        if self.kind != "cgroup" or not self.base:
+            return []
+        keep = set(keep)
+        try:
+            names = os.listdir(self.base)
+        except OSError:
+            return []
+        return [os.path.join(self.base, n) for n in names
+                if os.path.isdir(os.path.join(self.base, n)) and os.path.join(self.base, n) not in keep]
+
+
+def _escape(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.:" else "-" for c in name)
+
+
+def detect_backend(tag: str, *, allow_cgroup: bool = True,
+                   log: Callable[[str], None] | None = None) -> Backend:
+    """A cgroup v2 backend where this daemon may create groups, else process groups."""
+    if allow_cgroup:
+        mount = find_cgroup2_mount()
+        if mount is not None:
+            base = os.path.join(mount, own_cgroup().lstrip("/"), f"svcmgr-{tag}")
+            try:
+                os.makedirs(base, exist_ok=True)
+                probe = os.path.join(base, ".probe")
+                os.mkdir(probe)
+                os.rmdir(probe)
+            except OSError as e:
+                if log:
+                    log(f"cgroup v2 at {mount} not writable ({e.strerror}); tracking by process group")
+            else:
+                return Backend("cgroup", tag, base)
+        elif log:
+            log("no cgroup v2 mount; tracking by process group")
+    return Backend("pgid", tag)

@@ -1,0 +1,635 @@
+"""The svc* operations of the control socket, on top of the engine.
+
+Each handler documents its request; replies are plain JSON for the commands
+(``svcs``, ``svcadm``, ``svccfg``, ``svcprop``) to format.
+
+Read (anyone): ``ping``, ``list``, ``show``, ``explain``, ``deps``, ``props``,
+``listprop``, ``export``, ``log``, ``wait``.
+Action (root, or a user/group in the service's ``[authorizations]``): ``restart``,
+``refresh``, ``clear``, ``mark``, temporary ``enable``/``disable``.
+Value (root, or ``[authorizations.value]``): persistent ``enable``/``disable``, ``setprop``,
+``delprop``. Root only: ``import``, ``delete``, ``milestone``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import os
+import time
+from typing import Any
+
+from svcmgr import __version__
+from svcmgr import fmri as fmri_mod
+from svcmgr.api import Api, ApiError, Caller, arg
+from svcmgr.engine import Engine, EngineError
+from svcmgr.graph import Blocker
+from svcmgr.instance import Instance
+from svcmgr.logs import tail
+from svcmgr.machine import Phase
+from svcmgr.manifest import (
+    PROP_TYPES,
+    InstanceConfig,
+    ManifestErrors,
+    Property,
+    check_property_value,
+    load_bytes,
+)
+from svcmgr.states import RUNNING, State
+from svcmgr.units import format_duration
+
+__all__ = ["Control", "instance_summary", "property_view"]
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
+
+
+def instance_summary(inst: Instance) -> dict[str, Any]:
+    cfg = inst.config
+    return {
+        "fmri": inst.fmri,
+        "state": inst.state.value,
+        "nstate": inst.next_state.value if inst.next_state else None,
+        "stime": _iso(inst.stime),
+        "stime_epoch": inst.stime,
+        "svc": cfg.fmri.service,
+        "inst": cfg.fmri.instance,
+        "desc": cfg.description,
+        "ctid": inst.contract.ctid if inst.contract is not None else None,
+        "enabled": inst.effective_enabled,
+        "temporary": inst.enabled_temp is not None,
+        "pids": inst.pids,
+        "reason": inst.reason,
+    }
+
+
+def _pvals(values: Any) -> list[Any]:
+    return list(values) if isinstance(values, list | tuple) else [values]
+
+
+def property_view(cfg: InstanceConfig, inst: Instance | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """Property groups as ``svcprop`` shows them: the standard ones derived from the configuration,
+    then the manifest's own."""
+    pgs: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def put(pg: str, name: str, ptype: str, values: Any) -> None:
+        pgs.setdefault(pg, {})[name] = {"type": ptype, "values": _pvals(values)}
+
+    put("general", "enabled", "boolean", cfg.enabled if inst is None else inst.enabled)
+    if cfg.spec.stability:
+        put("general", "entity_stability", "astring", cfg.spec.stability)
+    a = cfg.authorizations
+    if a.action.names or a.action:
+        put("general", "action_authorization", "astring",
+            list(a.action.names) or [*(f"user:{u}" for u in a.action.users),
+                                     *(f"group:{g}" for g in a.action.groups)])
+    if a.value.names or a.value:
+        put("general", "value_authorization", "astring",
+            list(a.value.names) or [*(f"user:{u}" for u in a.value.users),
+                                    *(f"group:{g}" for g in a.value.groups)])
+    if inst is not None:
+        put("restarter", "state", "astring", inst.state.value)
+        put("restarter", "next_state", "astring", inst.next_state.value if inst.next_state else "none")
+        put("restarter", "state_timestamp", "time", f"{inst.stime:.6f}")
+        if inst.contract is not None:
+            put("restarter", "contract", "count", inst.contract.ctid)
+        put("restarter", "logfile", "astring", inst.log.path if inst.log else "")
+    put("startd", "duration", "astring", cfg.duration)
+    if cfg.restart.ignore_error:
+        put("startd", "ignore_error", "astring", ",".join(cfg.restart.ignore_error))
+    put("startd", "timeout_retry", "boolean", cfg.restart.timeout_retry)
+    for name, m in sorted(cfg.methods.items()):
+        put(name, "type", "astring", "method")
+        put(name, "exec", "astring", m.exec.display())
+        put(name, "timeout_seconds", "count", 0 if m.timeout is None else int(m.timeout))
+        ctx = cfg.method_context(name)
+        if ctx.user:
+            put(name, "user", "astring", ctx.user)
+        if ctx.group:
+            put(name, "group", "astring", ctx.group)
+        if ctx.working_directory:
+            put(name, "working_directory", "astring", ctx.working_directory)
+        if ctx.environment:
+            put(name, "environment", "astring", [f"{k}={v}" for k, v in sorted(ctx.environment.items())])
+    for d in cfg.dependencies:
+        put(d.name, "type", "astring", "dependency")
+        put(d.name, "grouping", "astring", d.grouping)
+        put(d.name, "restart_on", "astring", d.restart_on)
+        put(d.name, "entities", "fmri", list(d.fmris))
+        put(d.name, "dep_type", "astring", d.type)
+    put("restart", "limit", "count", cfg.restart.limit)
+    put("restart", "period", "astring", format_duration(cfg.restart.period))
+    r = cfg.readiness
+    put("readiness", "type", "astring", r.kind)
+    if r.target is not None:
+        put("readiness", "target", "astring", " ".join(r.target) if isinstance(r.target, tuple) else r.target)
+    if cfg.health is not None:
+        h = cfg.health
+        put("health", "type", "astring", h.kind)
+        put("health", "target", "astring", " ".join(h.target) if isinstance(h.target, tuple) else h.target)
+        put("health", "interval", "astring", format_duration(h.interval))
+        put("health", "failures", "count", h.failures)
+        put("health", "action", "astring", h.action)
+    t = cfg.spec.template
+    if t.get("common_name"):
+        put("tm_common_name", "C", "ustring", t["common_name"])
+    if t.get("description"):
+        put("tm_description", "C", "ustring", t["description"])
+    for pg, props in sorted(cfg.properties.items()):
+        for name, p in sorted(props.items()):
+            put(pg, name, p.type, list(p.values))
+    return pgs
+
+
+_METHOD_KEYS = {"exec": "exec", "timeout_seconds": "timeout", "user": "user", "group": "group",
+                "working_directory": "working_directory"}
+
+
+class Control:
+    """Registers the svc* operations on an Api."""
+
+    def __init__(self, engine: Engine, api: Api, *, node: str, root: str | None, backend: str) -> None:
+        self.engine = engine
+        self.node = node
+        self.root = root
+        self.backend = backend
+        self.started = time.time()
+        for op in ("ping", "list", "show", "explain", "deps", "props", "listprop", "export", "log", "wait",
+                   "enable", "disable", "restart", "refresh", "clear", "mark", "milestone", "import",
+                   "delete", "setprop", "delprop"):
+            api.register(op, getattr(self, f"op_{op}"))
+
+    # ------------------------------------------------------------ helpers
+    def _many(self, req: dict[str, Any]) -> list[str]:
+        pats = arg(req, "fmris", list)
+        if not pats:
+            raise ApiError(f"bad request: {req.get('op')}: no FMRI given", 2)
+        out: list[str] = []
+        for p in pats:
+            try:
+                for f in self.engine.resolve_many(p):
+                    if f not in out:
+                        out.append(f)
+            except EngineError as e:
+                raise ApiError(str(e), e.code) from None
+        return out
+
+    def _one(self, req: dict[str, Any], key: str = "fmri", *, allow_service: bool = False) -> str:
+        try:
+            return self.engine.resolve_one(arg(req, key, str), allow_service=allow_service)
+        except EngineError as e:
+            raise ApiError(str(e), e.code) from None
+
+    def _authorize(self, caller: Caller, fmris: list[str], what: str, kind: str) -> None:
+        """Refuse unless the caller is privileged or holds the service's grant of ``kind``."""
+        if caller.privileged:
+            return
+        for f in fmris:
+            inst = self.engine.instances.get(f)
+            spec = inst.config.spec if inst else self.engine.specs.get(f)
+            a = spec.authorizations if spec is not None else None
+            ok = False
+            if a is not None:
+                grants = [a.value] if kind == "value" else [a.action, a.value]
+                ok = any(caller.in_grant(g.users, g.groups) for g in grants)
+            if not ok:
+                section = "[authorizations.value]" if kind == "value" else "[authorizations.action]"
+                raise ApiError(f"permission denied: {caller.describe()} may not {what} {f}: "
+                               f"needs root or a grant in the service's {section}", 1)
+
+    def _root_only(self, caller: Caller, what: str) -> None:
+        if not caller.privileged:
+            raise ApiError(f"permission denied: {caller.describe()} may not {what}: only root "
+                           "(or the daemon's own user) may", 1)
+
+    # ------------------------------------------------------------ read
+    async def op_ping(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{}`` -> the daemon's identity."""
+        return {"version": __version__, "pid": os.getpid(), "node": self.node, "root": self.root,
+                "contracts": self.backend, "uptime": time.time() - self.started,
+                "instances": len(self.engine.instances), "milestone": self.engine.milestone or "all"}
+
+    async def op_list(self, caller: Caller, req: dict[str, Any]) -> list[dict[str, Any]]:
+        """``{"fmris": [pattern...]?}`` -> every instance (the client filters ``-a``)."""
+        pats = arg(req, "fmris", list, [])
+        if pats:
+            names = self._many({"op": "list", "fmris": pats})
+        else:
+            names = list(self.engine.instances)
+        return [instance_summary(self.engine.instances[f]) for f in names]
+
+    async def op_show(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"fmri": pattern}`` -> everything ``svcs -l`` prints about one instance."""
+        f = self._one(req)
+        inst = self.engine.instances[f]
+        cfg = inst.config
+        out = instance_summary(inst)
+        g = self.engine.graph
+        out.update({
+            "name": cfg.spec.template.get("common_name", ""),
+            "enabled_persistent": inst.enabled,
+            "restarter": "svc:/system/svc/restarter:default",
+            "duration": cfg.duration,
+            "logfile": inst.log.path if inst.log else None,
+            "status": inst.status_text,
+            "starts": inst.starts,
+            "restarts": inst.restarts,
+            "last_exit": inst.last_exit,
+            "marks": inst.marks,
+            "manifest": cfg.spec.source,
+            "dependencies": [
+                {"name": d.name, "grouping": d.grouping, "restart_on": d.restart_on, "fmris": list(d.fmris),
+                 "states": {t: self._state_of(t) for t in d.fmris}}
+                for d in g.deps.get(f, [])],
+            "dependents": [{"fmri": d, "name": dep.name, "grouping": dep.grouping} for d, dep in g.dependents_of(f)],
+            "readiness": cfg.readiness.kind,
+            "health": cfg.health.kind if cfg.health else None,
+        })
+        return out
+
+    def _state_of(self, target: str) -> str:
+        try:
+            p = fmri_mod.parse_any(target)
+        except fmri_mod.FmriError:
+            return "absent"
+        if isinstance(p, fmri_mod.PathFMRI):
+            return "present" if os.path.exists(p.path) else "absent"
+        if p.instance is None:
+            insts = self.engine.graph.by_service.get(str(p), [])
+            states = sorted({self.engine.instances[i].state.value for i in insts})
+            return ",".join(states) or "absent"
+        i = self.engine.instances.get(str(p))
+        return i.state.value if i else "absent"
+
+    async def op_deps(self, caller: Caller, req: dict[str, Any]) -> list[dict[str, Any]]:
+        """``{"fmris": [...], "direction": "down"|"up"}`` -> instances each depends on (down) or that
+        depend on each (up), with absent dependencies as ``state: absent``."""
+        names = self._many(req)
+        direction = arg(req, "direction", str, "down", choices=("down", "up"))
+        g = self.engine.graph
+        out: dict[str, dict[str, Any]] = {}
+        for f in names:
+            if direction == "down":
+                for t in g.dependencies_of(f):
+                    out[t] = instance_summary(self.engine.instances[t])
+                for d, t in g.missing_targets(f):
+                    out[t] = {"fmri": t, "state": "absent", "nstate": None, "stime": None, "stime_epoch": None,
+                              "svc": "", "inst": "", "desc": "", "ctid": None, "pids": [], "dependency": d.name}
+            else:
+                for d, _ in g.dependents_of(f):
+                    out[d] = instance_summary(self.engine.instances[d])
+        return list(out.values())
+
+    async def op_explain(self, caller: Caller, req: dict[str, Any]) -> list[dict[str, Any]]:
+        """``{"fmris": [...]?, "verbose": bool}`` -> why each instance is not running.
+
+        Without FMRIs: every enabled instance that is not running, and every instance
+        that keeps an enabled one from running (``svcs -x``)."""
+        verbose = arg(req, "verbose", bool, False)
+        if arg(req, "fmris", list, []):
+            names = self._many(req)
+        else:
+            names = self._troubled()
+        return [self.explain(self.engine.instances[f], verbose) for f in names]
+
+    def _troubled(self) -> list[str]:
+        e = self.engine
+        out = []
+        for f, inst in sorted(e.instances.items()):
+            if inst.state in (State.DEGRADED, State.MAINTENANCE):
+                out.append(f)
+            elif inst.state in RUNNING:
+                continue
+            elif inst.effective_enabled or any(
+                    e.instances[d].effective_enabled and e.instances[d].state not in RUNNING
+                    for d, dep in e.graph.dependents_of(f) if dep.grouping in ("require_all", "require_any")):
+                out.append(f)
+        return out
+
+    def explain(self, inst: Instance, verbose: bool) -> dict[str, Any]:
+        e = self.engine
+        g = e.graph
+        f = inst.fmri
+        reason, paths = self._reason(inst)
+        impacted = sorted(d for d in g.all_dependents(f, groupings=("require_all", "require_any"))
+                          if e.instances[d].state not in RUNNING and e.instances[d].effective_enabled)
+        log_path = inst.log.path if inst.log else None
+        out = {
+            "fmri": f, "desc": inst.config.description, "state": inst.state.value,
+            "nstate": inst.next_state.value if inst.next_state else None,
+            "stime": _iso(inst.stime), "stime_epoch": inst.stime, "reason": reason,
+            "log": log_path, "log_tail": tail(log_path, 20 if verbose else 8) if log_path else [],
+            "impact": impacted, "paths": paths if verbose else [],
+            "cases": [m.get("case") for m in inst.marks.values() if m.get("case")],
+            "marks": inst.marks,
+        }
+        return out
+
+    def _reason(self, inst: Instance) -> tuple[str, list[list[str]]]:
+        e = self.engine
+        st = inst.state
+        if st == State.MAINTENANCE or inst.phase == Phase.STOPPING_MAINT:
+            m = inst.marks.get("maintenance", {})
+            text = m.get("reason") or inst.reason or "In maintenance."
+            if m.get("case"):
+                text += f" (fault case {m['case']})"
+            return text, []
+        if st == State.DEGRADED:
+            m = inst.marks.get("degraded", {})
+            text = m.get("reason") or inst.reason or "Degraded."
+            if m.get("case"):
+                text += f" (fault case {m['case']})"
+            return text, []
+        if st == State.DISABLED or not inst.effective_enabled:
+            return e._disabled_reason(inst), []
+        if st in RUNNING:
+            return inst.reason or "Running.", []
+        if inst.phase == Phase.STARTING:
+            return "Start method is running.", []
+        blockers = e.graph.blockers(inst.fmri, e.view)
+        paths = e.graph.root_causes(inst.fmri, e.view)
+        if not blockers:
+            return inst.reason or "Offline.", paths
+        absent = [b for b in blockers if b.why == "absent"]
+        if absent:
+            return f"Dependency {absent[0].member} is absent.", paths
+        missing = [b for b in blockers if b.why == "missing"]
+        if missing:
+            return f"Dependency {missing[0].member} does not exist.", paths
+        running = [b for b in blockers if b.why == "running"]
+        if running:
+            return f"Service {running[0].member} is running, and this service excludes it.", paths
+        root = paths[0][-1] if paths else blockers[0].member
+        return f"Service {root} is not running because {self._why_root(root, blockers)}", paths
+
+    def _why_root(self, root: str, blockers: list[Blocker]) -> str:
+        r = self.engine.instances.get(root)
+        if r is None:
+            return "it is absent."
+        if r.state == State.MAINTENANCE:
+            text = r.marks.get("maintenance", {}).get("reason") or "it is in maintenance"
+            return f"it is in maintenance: {text}"
+        if not r.effective_enabled or r.state == State.DISABLED:
+            return "it is disabled."
+        if r.phase == Phase.STARTING:
+            return "it is starting."
+        return f"it is {r.state.value}."
+
+    async def op_props(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"fmri": pattern}`` -> the running snapshot's property groups (``svcprop``)."""
+        f = self._one(req, allow_service=True)
+        if f in self.engine.instances:
+            inst = self.engine.instances[f]
+            return {"fmri": f, "pgs": property_view(inst.config, inst)}
+        spec = self.engine.specs[f]
+        from svcmgr.manifest import resolve_instance
+
+        first = next(iter(spec.instances))
+        return {"fmri": f, "pgs": property_view(resolve_instance(spec, first))}
+
+    async def op_listprop(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"fmri": pattern}`` -> the editing configuration's property groups (``svccfg listprop``)."""
+        f = self._one(req, allow_service=True)
+        p = fmri_mod.parse(f)
+        service = str(p.service_fmri)
+        data = self.engine.editing[service]
+        from svcmgr.manifest import parse_service, resolve_instance
+
+        source, _ = self.engine.sources.get(service, ("", ""))
+        spec = parse_service(data, source)
+        cfg = resolve_instance(spec, p.instance or next(iter(spec.instances)))
+        pending = data != self.engine.specs[service].to_dict()
+        return {"fmri": f, "pgs": property_view(cfg), "pending_refresh": pending}
+
+    async def op_export(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"fmri": service}`` -> the manifest as imported (normal form, editing copy)."""
+        f = self._one(req, allow_service=True)
+        service = str(fmri_mod.parse(f).service_fmri)
+        source, fmt = self.engine.sources.get(service, ("", "toml"))
+        return {"fmri": service, "manifest": self.engine.editing[service], "source": source, "format": fmt}
+
+    async def op_log(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"fmri": pattern, "lines": N?}`` -> the instance's log file and its last lines."""
+        f = self._one(req)
+        inst = self.engine.instances[f]
+        n = arg(req, "lines", int, 0)
+        path = inst.log.path if inst.log else None
+        return {"fmri": f, "path": path, "tail": tail(path, max(0, min(n, 10000))) if path and n else []}
+
+    async def op_wait(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"fmris": [...], "want": "online"|"disabled", "timeout": seconds?}`` -> ``{"code": 0|3|4}``.
+
+        0: every instance got there; 3: one cannot get there by itself; 4: its dependencies cannot."""
+        names = self._many(req)
+        want = arg(req, "want", str, choices=("online", "disabled"))
+        timeout = arg(req, "timeout", (int, float), None)
+        futs = [self.engine.wait_for(f, want) for f in names]
+        try:
+            codes = await asyncio.wait_for(asyncio.gather(*futs), timeout)
+        except TimeoutError:
+            return {"code": 1, "timeout": True}
+        worst = max(codes) if codes else 0
+        return {"code": worst, "fmris": dict(zip(names, codes, strict=True))}
+
+    # ------------------------------------------------------------ actions
+    async def op_enable(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"fmris": [...], "temporary": bool, "recursive": bool}``."""
+        names = self._many(req)
+        temporary = arg(req, "temporary", bool, False)
+        recursive = arg(req, "recursive", bool, False)
+        targets = names
+        if recursive:
+            targets = sorted(set().union(*(self.engine.graph.closure(f, ("require_all", "require_any"))
+                                           for f in names)))
+        self._authorize(caller, targets, "enable", "action" if temporary else "value")
+        done = self.engine.enable(names, temporary=temporary, recursive=recursive)
+        missing = sorted({t for f in done for _, t in self.engine.graph.missing_targets(f)}) if recursive else []
+        return {"fmris": done, "absent": missing}
+
+    async def op_disable(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"fmris": [...], "temporary": bool}``."""
+        names = self._many(req)
+        temporary = arg(req, "temporary", bool, False)
+        self._authorize(caller, names, "disable", "action" if temporary else "value")
+        self.engine.disable(names, temporary=temporary)
+        return {"fmris": names}
+
+    async def op_restart(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"fmris": [...]}``: only online or degraded instances restart."""
+        names = self._many(req)
+        self._authorize(caller, names, "restart", "action")
+        done = self.engine.restart(names)
+        return {"fmris": done, "skipped": [f for f in names if f not in done]}
+
+    async def op_refresh(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"fmris": [...]}``: editing configuration becomes the running snapshot."""
+        names = self._many(req)
+        self._authorize(caller, names, "refresh", "action")
+        try:
+            self.engine.refresh(names)
+        except ManifestErrors as e:
+            raise ApiError(f"refresh refused, the edited configuration is invalid:\n{e}", 1) from None
+        return {"fmris": names}
+
+    async def op_clear(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"fmris": [...]}``: maintenance back to service, degraded back to online."""
+        names = self._many(req)
+        self._authorize(caller, names, "clear", "action")
+        done = self.engine.clear(names)
+        return {"fmris": done, "skipped": [f for f in names if f not in done]}
+
+    async def op_mark(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"fmris": [...], "state": "maintenance"|"degraded", "temporary": bool, "immediate": bool}``."""
+        names = self._many(req)
+        state = arg(req, "state", str, choices=("maintenance", "degraded"))
+        self._authorize(caller, names, "mark", "action")
+        done = self.engine.mark(names, state, temporary=arg(req, "temporary", bool, False),
+                                immediate=arg(req, "immediate", bool, False))
+        return {"fmris": done, "skipped": [f for f in names if f not in done]}
+
+    async def op_milestone(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"target": "all"|"none"|FMRI}``."""
+        self._root_only(caller, "change the milestone")
+        target = arg(req, "target", str)
+        if target not in ("all", "none"):
+            target = self._one({"fmri": target})
+        return {"milestone": self.engine.set_milestone(target)}
+
+    # ------------------------------------------------------------ configuration
+    async def op_import(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"files": [{"path": str, "content": str}], "dry_run": bool}`` -> imported services and warnings.
+
+        All files are checked together (duplicates, cycles) and stored in one
+        transaction: either every service is imported or none is."""
+        dry = arg(req, "dry_run", bool, False)
+        if not dry:
+            self._root_only(caller, "import manifests")
+        files = req.get("files")
+        if not isinstance(files, list) or not files:
+            raise ApiError("bad request: import: 'files' must be a non-empty list", 2)
+        specs = []
+        formats = []
+        errors: list[str] = []
+        for i, item in enumerate(files):
+            if not isinstance(item, dict) or not isinstance(item.get("path"), str) or \
+                    not isinstance(item.get("content"), str):
+                raise ApiError(f"bad request: import: files[{i}] needs string 'path' and 'content'", 2)
+            blob = item["content"].encode()
+            try:
+                got = load_bytes(blob, item["path"])
+            except ManifestErrors as e:
+                errors.append(str(e))
+                continue
+            fmt = "xml" if blob.lstrip().startswith(b"<") else "toml"
+            specs.extend(got)
+            formats.extend([fmt] * len(got))
+        if errors:
+            raise ApiError("import refused, nothing was imported:\n" + "\n".join(errors), 1)
+        try:
+            if dry:
+                warnings = self.engine.check_import(specs)
+            else:
+                warnings = self.engine.import_specs(specs, formats)
+        except ManifestErrors as e:
+            raise ApiError("import refused, nothing was imported:\n" + str(e), 1) from None
+        return {"services": [str(s.fmri) for s in specs],
+                "instances": [str(s.fmri.with_instance(n)) for s in specs for n in s.instances],
+                "warnings": warnings, "dry_run": dry}
+
+    async def op_delete(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"fmri": service}``: stop its instances and remove it from the repository."""
+        self._root_only(caller, "delete services")
+        f = self._one(req, allow_service=True)
+        service = str(fmri_mod.parse(f).service_fmri)
+        try:
+            await self.engine.delete_service(service)
+        except EngineError as e:
+            raise ApiError(str(e), e.code) from None
+        return {"deleted": service}
+
+    def _edit_target(self, caller: Caller, req: dict[str, Any]) -> tuple[str, str | None, dict[str, Any], str]:
+        f = self._one(req, allow_service=True)
+        p = fmri_mod.parse(f)
+        service = str(p.service_fmri)
+        targets = [f] if p.instance else [str(p.with_instance(n)) for n in self.engine.specs[service].instances]
+        self._authorize(caller, targets, "change properties of", "value")
+        prop = arg(req, "prop", str)
+        if prop.count("/") != 1:
+            raise ApiError(f"bad request: property {prop!r}: expected pg/name", 2)
+        return service, p.instance, copy.deepcopy(self.engine.editing[service]), prop
+
+    async def op_setprop(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"fmri": pattern, "prop": "pg/name", "type": str?, "values": [..]}``.
+
+        Changes the editing configuration only; ``svcadm refresh`` makes it run."""
+        service, instance, data, prop = self._edit_target(caller, req)
+        ptype = arg(req, "type", str, None)
+        values = arg(req, "values", list)
+        if ptype is not None and ptype not in PROP_TYPES:
+            raise ApiError(f"setprop: unknown property type {ptype!r} (known: {', '.join(PROP_TYPES)})", 2)
+        pg, name = prop.split("/")
+        table = data
+        if instance is not None:
+            table = data.setdefault("instances", {}).setdefault(instance, {})
+        if pg in ("start", "stop", "refresh") and name in _METHOD_KEYS:
+            m = table.setdefault("methods", {}).setdefault(pg, {})
+            key = _METHOD_KEYS[name]
+            if len(values) != 1:
+                raise ApiError(f"setprop: {prop} takes one value", 2)
+            v = values[0]
+            if key == "timeout":
+                try:
+                    v = int(v)
+                except (TypeError, ValueError):
+                    raise ApiError(f"setprop: {prop}: expected a count of seconds, got {v!r}", 2) from None
+            m[key] = v
+            if "exec" not in m:
+                raise ApiError(f"setprop: {pg} has no exec; set {pg}/exec first", 1)
+        elif pg == "startd" and name in ("duration", "timeout_retry", "ignore_error"):
+            if name == "duration":
+                table["duration"] = values[0] if values else ""
+            elif name == "timeout_retry":
+                table.setdefault("restart", {})["timeout_retry"] = check_property_value("boolean", values[0])
+            else:
+                table.setdefault("restart", {})["ignore_error"] = [x for v in values for x in str(v).split(",") if x]
+        elif pg == "restart" and name in ("limit", "period"):
+            table.setdefault("restart", {})[name] = int(values[0]) if name == "limit" and \
+                str(values[0]).lstrip("-").isdigit() else values[0]
+        elif pg in ("general", "restarter"):
+            raise ApiError(f"setprop: {prop} is managed by the daemon; use svcadm", 1)
+        else:
+            try:
+                vals = [check_property_value(ptype or "astring", v) for v in values]
+            except ValueError as e:
+                raise ApiError(f"setprop: {prop}: {e}", 2) from None
+            entry: Any = {"type": ptype or "astring", "values": vals}
+            table.setdefault("properties", {}).setdefault(pg, {})[name] = entry
+        try:
+            self.engine.set_editing(service, data)
+        except ManifestErrors as e:
+            raise ApiError(f"setprop refused:\n{e}", 1) from None
+        return {"fmri": service, "prop": prop, "pending_refresh": True}
+
+    async def op_delprop(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"fmri": pattern, "prop": "pg/name"}``: remove a property of the manifest's own groups."""
+        service, instance, data, prop = self._edit_target(caller, req)
+        pg, name = prop.split("/")
+        table = data if instance is None else data.get("instances", {}).get(instance, {})
+        props = table.get("properties", {})
+        if pg not in props or name not in props[pg]:
+            raise ApiError(f"delprop: {prop} is not one of this service's own properties", 1)
+        del props[pg][name]
+        if not props[pg]:
+            del props[pg]
+        if not props:
+            table.pop("properties", None)
+        self.engine.set_editing(service, data)
+        return {"fmri": service, "prop": prop, "pending_refresh": True}
+
+
+def property_from_request(ptype: str, values: list[Any]) -> Property:
+    return Property(ptype, tuple(check_property_value(ptype, v) for v in values))

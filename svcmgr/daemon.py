@@ -1,0 +1,324 @@
+"""svcmgrd: the daemon. Wires the repository, engine, restarter, control socket and components.
+
+Runs in the foreground. With ``--root DIR`` every piece of its state lives under
+DIR and it needs no root; without, it uses /run/svcmgr, /var/lib/svcmgr and
+/var/log/svcmgr. SIGTERM or SIGINT stop every service (dependents first) and
+exit; SIGHUP re-reads the configuration. All long-lived tasks belong to one
+TaskGroup and are cancelled and awaited on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import resource
+import signal
+import sys
+import time
+from typing import Any
+
+from svcmgr import __version__
+from svcmgr.api import Api
+from svcmgr.bus import Bus
+from svcmgr.client import collect_manifest_files
+from svcmgr.component import Component, Context, load_components
+from svcmgr.config import DaemonConfig, load_config
+from svcmgr.contract import detect_backend
+from svcmgr.control import Control
+from svcmgr.engine import Engine
+from svcmgr.manifest import ManifestErrors, ServiceSpec, load_file
+from svcmgr.paths import Paths, registration_file
+from svcmgr.probes import NotifySocket
+from svcmgr.reaper import Reaper
+from svcmgr.repository import Repository
+from svcmgr.restarter import Restarter
+from svcmgr.schema import FieldErrors
+from svcmgr.sdnotify import Notifier
+from svcmgr.states import RUNNING
+
+__all__ = ["Daemon", "main"]
+
+log = logging.getLogger("svcmgrd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="svcmgrd",
+        description="Service supervisor and fault manager (SMF, FMA and VRRP for Linux). Runs in the foreground.")
+    p.add_argument("--root", metavar="DIR", help="keep all state (socket, repository, logs) under DIR; "
+                   "no root privileges needed")
+    p.add_argument("--manifests", metavar="PATH", action="append", default=[],
+                   help="import manifest files or folders (TOML or SMF XML) at start; repeatable")
+    p.add_argument("--config", metavar="FILE", help="the node's configuration (TOML)")
+    p.add_argument("--node", metavar="NAME", help="this node's name (default: the host name)")
+    p.add_argument("--mqtt", metavar="URL", help="MQTT broker, e.g. mqtt://127.0.0.1:1883 (default: none)")
+    p.add_argument("--metrics", metavar="ADDR", help="Prometheus endpoint host:port; '' turns it off")
+    p.add_argument("--no-cgroup", action="store_true",
+                   help="track processes by process group even where cgroup v2 is writable")
+    p.add_argument("--no-register", action="store_true",
+                   help="do not record --root as this user's default for the commands")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--version", action="version", version=f"svcmgrd {__version__}")
+    return p
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    return {"node": {"name": args.node}, "mqtt": {"url": args.mqtt}, "metrics": {"listen": args.metrics}}
+
+
+class Daemon:
+    def __init__(self, args: argparse.Namespace, config: DaemonConfig) -> None:
+        self.args = args
+        self.config = config
+        self.paths = Paths.for_root(args.root)
+        self.notifier = Notifier()
+        self.stop_event = asyncio.Event()
+        self.components: list[Component] = []
+        self.started = time.time()
+
+    def _lock(self) -> int:
+        fd = os.open(self.paths.pidfile, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 32).decode().strip()
+            os.close(fd)
+            raise SystemExit(f"svcmgrd: another svcmgrd (pid {other or '?'}) runs with state in "
+                             f"{self.paths.root or self.paths.run}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return fd
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.paths.make()
+        lock = self._lock()
+        _raise_fd_limit()
+        reaper = Reaper()
+        reaper.install(loop)
+        repo = Repository(self.paths.repository)
+        tag = "system" if self.paths.root is None else hashlib.sha1(self.paths.root.encode()).hexdigest()[:10]
+        backend = detect_backend(tag, allow_cgroup=not self.args.no_cgroup, log=log.info)
+        bus = Bus(self.config.node)
+        first, last = repo.next_ctid()
+        ctids = iter(range(first, last))
+
+        def next_ctid() -> int:
+            nonlocal ctids, last
+            try:
+                return next(ctids)
+            except StopIteration:
+                f, last = repo.next_ctid()
+                ctids = iter(range(f, last))
+                return next(ctids)
+
+        engine: Engine | None = None
+
+        def on_contract(inst: Any, kind: str, detail: str, status: Any) -> None:
+            assert engine is not None
+            engine.on_contract(inst, kind, detail, status)
+
+        def on_health(inst: Any, ok: bool, detail: str) -> None:
+            assert engine is not None
+            engine.on_health(inst, ok, detail)
+
+        restarter = Restarter(reaper=reaper, backend=backend, paths=self.paths, bus=bus, ctid=next_ctid,
+                              on_contract=on_contract, on_health=on_health)
+        engine = Engine(repo=repo, bus=bus, restarter=restarter, paths=self.paths)
+        self.engine = engine
+        notify = NotifySocket(self.paths.notify_socket, restarter.on_notify)
+        api = Api(self.paths.socket)
+        Control(engine, api, node=self.config.node, root=self.paths.root, backend=backend.describe())
+        api.register("reload", self._op_reload)
+        ctx = Context(self.config.node, self.paths, bus, repo, engine, api, reaper, self.config, time.monotonic)
+        self.ctx = ctx
+        try:
+            notify.open(loop)
+            engine.load()
+            for err in engine.load_errors:
+                log.error("%s", err)
+            self.components = load_components(ctx)
+            for c in self.components:
+                c.setup()
+            self._import_manifests(engine)
+            await api.start()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop_event.set)
+            loop.add_signal_handler(signal.SIGHUP, self._reload)
+            engine.boot()
+            self._register()
+            log.info("svcmgrd %s on node %s: %d instances, contracts by %s, state in %s", __version__,
+                     self.config.node, len(engine.instances), backend.describe(),
+                     self.paths.root or "system paths")
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(_guarded(c), name=c.name) for c in self.components]
+                tasks.append(tg.create_task(self._announce(engine), name="announce"))
+                if self.notifier.watchdog_interval:
+                    tasks.append(tg.create_task(self._watchdog(), name="watchdog"))
+                await self.stop_event.wait()
+                log.info("stopping: %d instances", len(engine.instances))
+                self.notifier.stopping("Stopping services")
+                await api.close()
+                await engine.shutdown()
+                for t in tasks:
+                    t.cancel()
+        finally:
+            await api.close()
+            notify.close()
+            reaper.uninstall()
+            repo.close()
+            self._unregister()
+            self.notifier.close()
+            os.close(lock)
+        log.info("stopped")
+        return 0
+
+    def _import_manifests(self, engine: Engine) -> None:
+        if not self.args.manifests:
+            return
+        files = collect_manifest_files(self.args.manifests)
+        if not files:
+            log.warning("--manifests %s: no manifest files found", " ".join(self.args.manifests))
+        specs: list[ServiceSpec] = []
+        formats: list[str] = []
+        for path in files:
+            try:
+                got = load_file(path)
+            except ManifestErrors as e:
+                for err in e.errors:
+                    log.error("manifest refused: %s", err)
+                continue
+            specs.extend(got)
+            formats.extend(["xml" if path.endswith(".xml") else "toml"] * len(got))
+        if not specs:
+            return
+        try:
+            warnings = engine.import_specs(specs, formats)
+        except ManifestErrors as e:
+            for err in e.errors:
+                log.error("import refused: %s", err)
+            return
+        for w in warnings:
+            log.warning("%s", w)
+        log.info("imported %d services from %s", len(specs), ", ".join(self.args.manifests))
+
+    async def _announce(self, engine: Engine) -> None:
+        """Say READY once every enabled instance has settled, and tell the user what to type next."""
+        while True:
+            busy = [i for i in engine.instances.values() if i.next_state is not None or i.phase.value == "starting"]
+            if not busy and not engine._dirty:
+                break
+            self.notifier.status(f"Starting: {len(busy)} instances in transition")
+            await asyncio.sleep(0.05)
+        online = sum(1 for i in engine.instances.values() if i.state in RUNNING)
+        text = f"{online} of {len(engine.instances)} instances online"
+        self.notifier.ready(text)
+        engine.bus.emit("svc.daemon.ready", "", online=online, instances=len(engine.instances))
+        hint = "svcs -a"
+        bindir = os.path.dirname(sys.argv[0]) if os.path.sep in sys.argv[0] else ""
+        if bindir and not _on_path(bindir):
+            hint = f"{os.path.relpath(os.path.join(bindir, 'svcs'))} -a   (or: . {os.path.relpath(bindir)}/activate)"
+        root_hint = "" if self.args.no_register or self.paths.root is None else \
+            f" (state in {self.paths.root})"
+        print(f"svcmgrd: ready, {text}{root_hint}. In another shell try: {hint}", file=sys.stderr, flush=True)
+
+    async def _watchdog(self) -> None:
+        assert self.notifier.watchdog_interval is not None
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(self.notifier.watchdog_interval / 2)
+
+    def _reload(self) -> None:
+        try:
+            cfg = load_config(self.args.config, overrides=_overrides(self.args))
+        except FieldErrors as e:
+            log.error("SIGHUP: configuration refused, keeping the running one:\n%s", e)
+            return
+        self.config = cfg
+        self.ctx.config = cfg
+        for c in self.components:
+            with contextlib.suppress(AttributeError):
+                c.reconfigure(cfg)
+        log.info("SIGHUP: configuration re-read from %s", cfg.source)
+
+    async def _op_reload(self, caller: Any, req: dict[str, Any]) -> dict[str, Any]:
+        """``{}``: re-read the configuration, as SIGHUP does (root only)."""
+        from svcmgr.api import ApiError
+
+        if not caller.privileged:
+            raise ApiError(f"permission denied: {caller.describe()} may not reload the daemon", 1)
+        self._reload()
+        return {"config": self.config.source}
+
+    def _register(self) -> None:
+        if self.paths.root is None or self.args.no_register:
+            return
+        path = registration_file()
+        with contextlib.suppress(OSError):
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            tmp = f"{path}.{os.getpid()}"
+            with open(tmp, "w") as f:
+                f.write(self.paths.root + "\n")
+            os.replace(tmp, path)
+
+    def _unregister(self) -> None:
+        if self.paths.root is None or self.args.no_register:
+            return
+        path = registration_file()
+        with contextlib.suppress(OSError):
+            with open(path) as f:
+                if f.read().strip() == self.paths.root:
+                    os.unlink(path)
+
+
+async def _guarded(c: Component) -> None:
+    """Run a component; if it fails, log it and go on without it rather than stop every service."""
+    try:
+        await c.run()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("component %s failed; the daemon goes on without it", c.name)
+
+
+def _on_path(d: str) -> bool:
+    d = os.path.realpath(d)
+    return any(os.path.realpath(p) == d for p in os.environ.get("PATH", "").split(os.pathsep) if p)
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
+                        format="svcmgrd: %(levelname)s: %(message)s")
+    if args.root is None and os.geteuid() != 0:
+        print("svcmgrd: without --root the daemon uses system paths and must run as root; "
+              "use --root DIR to run unprivileged", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config, overrides=_overrides(args))
+    except FieldErrors as e:
+        print(f"svcmgrd: configuration refused:\n{e}", file=sys.stderr)
+        return 2
+    daemon = Daemon(args, config)
+    try:
+        return asyncio.run(daemon.run())
+    except OSError as e:
+        print(f"svcmgrd: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

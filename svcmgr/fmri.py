@@ -1,0 +1,156 @@
+"""FMRIs: parsing, normal form and SMF-style abbreviations. A leaf module.
+
+An FMRI names a service (``svc:/site/app``) or one of its instances
+(``svc:/site/app:default``). ``svc://localhost/site/app:default``,
+``/site/app:default`` and ``site/app:default`` name the same instance.
+A path dependency is named by a ``file://localhost/path`` FMRI.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["FMRI", "FmriError", "PathFMRI", "match", "parse", "parse_any"]
+
+_SEGMENT = r"[A-Za-z][A-Za-z0-9_.,+-]*"
+_SERVICE_RE = re.compile(rf"^{_SEGMENT}(?:/{_SEGMENT})*$")
+_INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,+-]*$")
+_PATH_RE = re.compile(r"^/[^\x00-\x1f\x7f]*$")
+
+
+class FmriError(ValueError):
+    """A string that is not a valid FMRI."""
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class FMRI:
+    """A service (``instance`` is None) or a service instance."""
+
+    service: str
+    instance: str | None = None
+
+    def __str__(self) -> str:
+        if self.instance is None:
+            return f"svc:/{self.service}"
+        return f"svc:/{self.service}:{self.instance}"
+
+    @property
+    def is_instance(self) -> bool:
+        return self.instance is not None
+
+    @property
+    def service_fmri(self) -> FMRI:
+        return FMRI(self.service)
+
+    def with_instance(self, instance: str) -> FMRI:
+        return FMRI(self.service, instance)
+
+    @property
+    def is_milestone(self) -> bool:
+        return self.service.startswith("milestone/")
+
+    @property
+    def log_name(self) -> str:
+        """File-name form used for logs: ``category-name:instance``."""
+        base = self.service.replace("/", "-")
+        return f"{base}:{self.instance}" if self.instance else base
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class PathFMRI:
+    """A path dependency: met while the file exists."""
+
+    path: str
+
+    def __str__(self) -> str:
+        return f"file://localhost{self.path}"
+
+
+def parse(text: str, *, instance_required: bool = False) -> FMRI:
+    """Parse a service or instance FMRI into its normal form.
+
+    >>> str(parse("site/app"))
+    'svc:/site/app'
+    >>> str(parse("svc://localhost/site/app:default"))
+    'svc:/site/app:default'
+    """
+    if not isinstance(text, str):
+        raise FmriError(f"FMRI must be a string, not {type(text).__name__}")
+    s = text.strip()
+    if not s:
+        raise FmriError("empty FMRI")
+    if s.startswith("svc://"):
+        rest = s[len("svc://"):]
+        host, sep, path = rest.partition("/")
+        if not sep or host not in ("", "localhost"):
+            raise FmriError(f"{text!r}: only svc://localhost/ FMRIs are supported")
+        s = path
+    elif s.startswith("svc:/"):
+        s = s[len("svc:/"):]
+    elif s.startswith("svc:"):
+        raise FmriError(f"{text!r}: expected svc:/category/name[:instance]")
+    s = s.lstrip("/")
+    service, sep, instance = s.partition(":")
+    if not _SERVICE_RE.match(service):
+        raise FmriError(f"{text!r}: bad service name {service!r} "
+                        "(segments of letters, digits, '_', '.', ',', '+', '-', separated by '/')")
+    if sep:
+        if not _INSTANCE_RE.match(instance):
+            raise FmriError(f"{text!r}: bad instance name {instance!r}")
+        return FMRI(service, instance)
+    if instance_required:
+        raise FmriError(f"{text!r}: an instance is required (svc:/{service}:INSTANCE)")
+    return FMRI(service)
+
+
+def parse_any(text: str) -> FMRI | PathFMRI:
+    """Parse a dependency target: an svc FMRI or a ``file://`` path."""
+    if isinstance(text, str) and text.startswith("file:"):
+        rest = text[len("file:"):]
+        if rest.startswith("//"):
+            host, _sep, path = rest[2:].partition("/")
+            if host not in ("", "localhost"):
+                raise FmriError(f"{text!r}: only file://localhost/ paths are supported")
+            rest = "/" + path
+        if not _PATH_RE.match(rest):
+            raise FmriError(f"{text!r}: bad path")
+        return PathFMRI(rest)
+    return parse(text)
+
+
+def match(pattern: str, candidates: Iterable[FMRI]) -> list[FMRI]:
+    """Instances or services that an (abbreviated) FMRI pattern names, as SMF does.
+
+    A pattern names a candidate when it is the candidate itself, or the
+    candidate's trailing service segments (``http``, ``network/http``),
+    optionally followed by ``:instance``. A pattern naming a service matches all
+    its instances. Shell globs (``*``) are accepted too.
+    """
+    text = pattern.strip()
+    glob = any(c in text for c in "*?[")
+    if glob:
+        import fnmatch
+
+        pat = text
+        if not pat.startswith("svc:"):
+            pat = "svc:/" + pat.lstrip("/")
+        return sorted(c for c in candidates if fnmatch.fnmatchcase(str(c), pat)
+                      or fnmatch.fnmatchcase(str(c.service_fmri), pat))
+    full = text.startswith("svc:") or text.startswith("/")
+    try:
+        want = parse(text)
+    except FmriError:
+        return []
+    out = []
+    for c in candidates:
+        if want.instance is not None and c.instance != want.instance:
+            continue
+        if full:
+            ok = c.service == want.service
+        else:
+            ok = c.service == want.service or c.service.endswith("/" + want.service)
+        if ok:
+            out.append(c)
+    return sorted(out)

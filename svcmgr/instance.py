@@ -1,0 +1,69 @@
+"""The live record of one instance, shared by the engine (policy) and the restarter (execution)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from svcmgr.contract import Contract
+from svcmgr.logs import InstanceLog
+from svcmgr.machine import Phase
+from svcmgr.manifest import InstanceConfig
+from svcmgr.policy import RestartHistory
+from svcmgr.states import State
+
+__all__ = ["Instance"]
+
+
+@dataclass(eq=False)
+class Instance:
+    fmri: str
+    config: InstanceConfig
+    history: RestartHistory
+    phase: Phase = Phase.UNINITIALIZED
+    state: State = State.UNINITIALIZED
+    next_state: State | None = None
+    stime: float = field(default_factory=time.time)
+    reason: str = ""
+    #: Persistent enable set by an operator (None: as the manifest says).
+    enabled_set: bool | None = None
+    #: Temporary enable override (``-t``); lost when the daemon stops.
+    enabled_temp: bool | None = None
+    #: Marks: "maintenance" / "degraded" -> {reason, by, temporary, ...}
+    marks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    contract: Contract | None = None
+    log: InstanceLog | None = None
+    job: asyncio.Task[None] | None = None
+    health: asyncio.Task[None] | None = None
+    start_failures: int = 0
+    last_exit: str = ""
+    last_start: float = 0.0  # monotonic
+    stop_cause: str = "other"  # error | other | refresh
+    stopping: bool = False
+    monitoring: bool = False
+    ready: asyncio.Event | None = None
+    reaped: asyncio.Event = field(default_factory=asyncio.Event)
+    status_text: str = ""
+    starts: int = 0
+    restarts: int = 0
+    start_duration: float | None = None
+    cases: list[str] = field(default_factory=list)
+
+    @property
+    def enabled(self) -> bool:
+        """The persistent enable state."""
+        return self.config.enabled if self.enabled_set is None else self.enabled_set
+
+    @property
+    def effective_enabled(self) -> bool:
+        return self.enabled if self.enabled_temp is None else self.enabled_temp
+
+    @property
+    def service(self) -> str:
+        return str(self.config.fmri.service_fmri)
+
+    @property
+    def pids(self) -> list[int]:
+        return sorted(self.contract.members) if self.contract is not None else []

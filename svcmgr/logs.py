@@ -1,0 +1,189 @@
+"""Per-instance log files: timestamped lines, framework notes, rotation by size.
+
+Methods write to a FIFO that the daemon drains into ``category-name:instance.log``.
+Children hold the FIFO open read-write, so they never get SIGPIPE, not even while
+the daemon restarts; the daemon holds it read-write too, so it never sees EOF and
+drains whatever arrives. Both pipes (stdout and stderr) are the same FIFO and it
+is always drained: a child can never block on a full pipe while the daemon runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import re
+import time
+from collections.abc import Callable
+
+__all__ = ["InstanceLog", "framework_line", "tail"]
+
+_MAX_PARTIAL = 64 * 1024
+_PIPE_SIZE = 256 * 1024
+
+
+def framework_line(message: str, when: float | None = None) -> str:
+    """A line in SMF's framework style: ``[ Nov 24 05:39:49 Executing start method ("..."). ]``."""
+    stamp = time.strftime("%b %d %H:%M:%S", time.localtime(when))
+    return f"[ {stamp} {message} ]"
+
+
+def _stamp(now: float) -> str:
+    lt = time.localtime(now)
+    return time.strftime("%Y-%m-%d %H:%M:%S", lt) + f".{int((now % 1) * 1000):03d}"
+
+
+class InstanceLog:
+    """The log of one instance."""
+
+    def __init__(self, path: str, fifo: str, max_size: int, keep: int,
+                 on_line: Callable[[str], None] | None = None) -> None:
+        self.path = path
+        self.fifo = fifo
+        self.max_size = max_size
+        self.keep = keep
+        self.on_line = on_line
+        self._file = None
+        self._size = 0
+        self._fd: int | None = None
+        self._partial = b""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.lines = 0
+
+    def open(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._fd is not None:
+            return
+        self._loop = loop
+        self._open_file()
+        try:
+            os.mkfifo(self.fifo, 0o600)
+        except FileExistsError:
+            pass
+        self._fd = os.open(self.fifo, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+        loop.add_reader(self._fd, self._readable)
+        self._readable()  # drain what waited while no daemon ran
+
+    def _open_file(self) -> None:
+        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held for the instance's life
+        self._size = self._file.tell()
+
+    def writer_fd(self) -> int:
+        """A new blocking descriptor for a child's stdout and stderr (the caller closes it after spawning)."""
+        fd = os.open(self.fifo, os.O_RDWR | os.O_CLOEXEC)
+        return fd
+
+    def note(self, message: str) -> None:
+        """A framework line: what the restarter did."""
+        self._write((framework_line(message) + "\n").encode())
+
+    def _readable(self) -> None:
+        if self._fd is None:
+            return
+        while True:
+            try:
+                chunk = os.read(self._fd, 65536)
+            except BlockingIOError:
+                break
+            except OSError:
+                break
+            if not chunk:
+                break
+            self._consume(chunk)
+            if len(chunk) < 65536:
+                break
+
+    def _consume(self, chunk: bytes) -> None:
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        if len(self._partial) > _MAX_PARTIAL:
+            lines.append(self._partial)
+            self._partial = b""
+        if not lines:
+            return
+        now = time.time()
+        stamp = _stamp(now).encode()
+        out = bytearray()
+        for line in lines:
+            out += stamp + b" " + line + b"\n"
+        self.lines += len(lines)
+        self._write(bytes(out))
+        if self.on_line is not None:
+            for line in lines:
+                self.on_line(line.decode(errors="replace"))
+
+    def flush_partial(self) -> None:
+        if self._partial:
+            self._consume(b"\n")
+
+    def _write(self, data: bytes) -> None:
+        if self._file is None:
+            return
+        try:
+            self._file.write(data)
+        except OSError:
+            return
+        self._size += len(data)
+        if self._size >= self.max_size:
+            self.rotate()
+
+    def rotate(self) -> None:
+        if self._file is None:
+            return
+        self._file.close()
+        if self.keep <= 0:
+            with contextlib.suppress(OSError):
+                os.truncate(self.path, 0)
+        else:
+            for i in range(self.keep - 1, 0, -1):
+                src = f"{self.path}.{i}"
+                if os.path.exists(src):
+                    os.replace(src, f"{self.path}.{i + 1}")
+            with contextlib.suppress(OSError):
+                os.replace(self.path, f"{self.path}.1")
+        self._open_file()
+
+    def close(self, *, remove_fifo: bool = False) -> None:
+        if self._fd is not None:
+            self._readable()
+            self.flush_partial()
+            if self._loop is not None:
+                self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if remove_fifo:
+            with contextlib.suppress(OSError):
+                os.unlink(self.fifo)
+
+
+def tail(path: str, lines: int = 10, max_bytes: int = 64 * 1024) -> list[str]:
+    """The last lines of a log file (empty if unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except OSError:
+        return []
+    out = data.decode(errors="replace").splitlines()
+    return out[-lines:] if lines else []
+
+
+class PatternMatcher:
+    """Turns log lines that match a manifest's patterns into ereport callbacks."""
+
+    def __init__(self, patterns: list[tuple[str, str]], emit: Callable[[str, str], None]) -> None:
+        self._patterns = [(re.compile(rx), cls) for rx, cls in patterns]
+        self._emit = emit
+
+    def __call__(self, line: str) -> None:
+        for rx, cls in self._patterns:
+            if rx.search(line):
+                self._emit(cls, line[:1024])

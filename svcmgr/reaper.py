@@ -1,0 +1,197 @@
+"""Child processes of the daemon: spawning, and reaping every child in one place.
+
+The daemon is a child subreaper (``PR_SET_CHILD_SUBREAPER``), so every process a
+service makes, double-forked daemons included, becomes its child when its parent
+dies. One SIGCHLD handler reaps in a loop until nothing is left (signals merge),
+resolves the waits of known children and hands unknown ones (orphans) to a
+callback. Nothing else in the daemon may wait for children: asyncio's subprocess
+helpers would race with this reaper, so every spawn goes through ``Reaper``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Child", "ExitStatus", "Reaper", "set_subreaper"]
+
+log = logging.getLogger("svcmgr.reaper")
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def set_subreaper() -> bool:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStatus:
+    """How a process ended, from its raw wait status."""
+
+    pid: int
+    status: int
+
+    @property
+    def signalled(self) -> bool:
+        return os.WIFSIGNALED(self.status)
+
+    @property
+    def signal(self) -> int | None:
+        return os.WTERMSIG(self.status) if os.WIFSIGNALED(self.status) else None
+
+    @property
+    def core(self) -> bool:
+        return os.WIFSIGNALED(self.status) and os.WCOREDUMP(self.status)
+
+    @property
+    def code(self) -> int | None:
+        return os.WEXITSTATUS(self.status) if os.WIFEXITED(self.status) else None
+
+    def describe(self) -> str:
+        if self.signalled:
+            sig = self.signal or 0
+            try:
+                name = signal.Signals(sig).name
+                text = signal.strsignal(sig) or name
+            except ValueError:
+                text = f"signal {sig}"
+            return f"died on {text} ({sig}){', core dumped' if self.core else ''}"
+        return f"exited with status {self.code}"
+
+
+@dataclass(frozen=True, slots=True)
+class Child:
+    """A spawned child and the future of its end."""
+
+    pid: int
+    exited: asyncio.Future[ExitStatus]
+
+    async def wait(self) -> ExitStatus:
+        return await asyncio.shield(self.exited)
+
+
+class Reaper:
+    """Spawns children and reaps all of them from SIGCHLD."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[int, asyncio.Future[ExitStatus]] = {}
+        self.on_orphan: Callable[[ExitStatus], None] | None = None
+        self.subreaper = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.reaped = 0
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.subreaper = set_subreaper()
+        loop.add_signal_handler(signal.SIGCHLD, self.reap)
+
+    def uninstall(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_signal_handler(signal.SIGCHLD)
+            self._loop = None
+
+    def spawn(self, argv: Sequence[str], **popen: Any) -> Child:
+        """Start a child (``subprocess.Popen`` arguments); its ``exited`` future resolves when it ends."""
+        popen.setdefault("stdin", subprocess.DEVNULL)
+        popen.setdefault("close_fds", True)
+        p = subprocess.Popen(list(argv), **popen)
+        pid = p.pid
+        # This reaper waits for the child, not Popen: keep Popen from polling it later.
+        p.returncode = 0
+        loop = self._loop or asyncio.get_running_loop()
+        fut: asyncio.Future[ExitStatus] = loop.create_future()
+        self._waiters[pid] = fut
+        return Child(pid, fut)
+
+    def is_child(self, pid: int) -> bool:
+        """Whether ``pid`` is a child spawned here and still running."""
+        return pid in self._waiters
+
+    def reap(self) -> None:
+        """Reap every child that has ended (SIGCHLD handler; safe to call any time)."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            except OSError as e:  # pragma: no cover - EINTR is retried by Python
+                if e.errno == errno.EINTR:
+                    continue
+                raise
+            if pid == 0:
+                return
+            self.reaped += 1
+            es = ExitStatus(pid, status)
+            fut = self._waiters.pop(pid, None)
+            if fut is not None:
+                if not fut.done():
+                    fut.set_result(es)
+                continue
+            if self.on_orphan is not None:
+                try:
+                    self.on_orphan(es)
+                except Exception:  # a bad callback must not stop reaping
+                    log.exception("orphan handler failed for pid %d", pid)
+
+    async def run(self, argv: Sequence[str], *, timeout: float | None = None,
+                  **popen: Any) -> tuple[ExitStatus | None, bytes]:
+        """Run a short command, collecting its output; None status if it timed out (it is killed)."""
+        r, w = os.pipe()
+        try:
+            child = self.spawn(argv, stdout=w, stderr=w, start_new_session=True, **popen)
+        except OSError:
+            os.close(r)
+            os.close(w)
+            raise
+        os.close(w)
+        loop = asyncio.get_running_loop()
+        chunks: list[bytes] = []
+        done = loop.create_future()
+        os.set_blocking(r, False)
+
+        def readable() -> None:
+            try:
+                b = os.read(r, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                b = b""
+            if b:
+                if sum(map(len, chunks)) < 1 << 20:
+                    chunks.append(b)
+            else:
+                loop.remove_reader(r)
+                if not done.done():
+                    done.set_result(None)
+
+        loop.add_reader(r, readable)
+        try:
+            try:
+                status = await asyncio.wait_for(child.wait(), timeout)
+            except TimeoutError:
+                try:
+                    os.killpg(child.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                await child.wait()
+                return None, b"".join(chunks)
+            try:
+                await asyncio.wait_for(asyncio.shield(done), 0.5)
+            except TimeoutError:
+                pass  # a grandchild holds the pipe open; we have the status
+            return status, b"".join(chunks)
+        finally:
+            loop.remove_reader(r)
+            os.close(r)

@@ -1,0 +1,203 @@
+"""The repository: SQLite (WAL) holding configuration, snapshots and what operators set.
+
+* ``services``: each imported service's manifest in normal form twice: the
+  editing copy (``svccfg setprop`` changes it) and the running snapshot (what the
+  daemon runs; ``svcadm refresh`` copies editing into running).
+* ``instances``: persistent enable state (NULL: as the manifest says), the last
+  state with its reason, persistent marks, and the contract a running instance
+  owns, so that a daemon restarted after ``kill -9`` adopts its services.
+* ``meta``: counters such as the next contract id.
+
+Temporary settings (``-t``) are never written here: they end with the daemon.
+Other packages keep their own tables in the same file through ``connection``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["InstanceRecord", "Repository", "ServiceRecord"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS services (
+    fmri TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    format TEXT NOT NULL,
+    editing TEXT NOT NULL,
+    running TEXT NOT NULL,
+    imported REAL NOT NULL,
+    refreshed REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS instances (
+    fmri TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
+    enabled INTEGER,
+    state TEXT,
+    stime REAL,
+    reason TEXT,
+    marks TEXT NOT NULL DEFAULT '{}',
+    contract TEXT
+);
+"""
+
+
+@dataclass
+class ServiceRecord:
+    fmri: str
+    source: str
+    format: str
+    editing: dict[str, Any]
+    running: dict[str, Any]
+    imported: float
+    refreshed: float
+
+
+@dataclass
+class InstanceRecord:
+    fmri: str
+    service: str
+    enabled: bool | None = None
+    state: str | None = None
+    stime: float | None = None
+    reason: str | None = None
+    marks: dict[str, Any] | None = None
+    contract: dict[str, Any] | None = None
+
+
+class Repository:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.connection.execute("PRAGMA journal_mode=WAL")
+        self.connection.execute("PRAGMA synchronous=NORMAL")
+        self.connection.execute("PRAGMA busy_timeout=5000")
+        self.connection.executescript(SCHEMA)
+        self._pending: dict[str, InstanceRecord] = {}
+        self.writes = 0
+
+    def close(self) -> None:
+        self.flush()
+        self.connection.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        c = self.connection
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        else:
+            c.execute("COMMIT")
+
+    # ------------------------------------------------------------ meta
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.connection.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.connection.execute("INSERT INTO meta(key, value) VALUES(?, ?) "
+                                "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+
+    def next_ctid(self, block: int = 1000) -> tuple[int, int]:
+        """Reserve a block of contract ids: (first, last+1)."""
+        with self.transaction() as c:
+            row = c.execute("SELECT value FROM meta WHERE key='ctid'").fetchone()
+            first = int(row[0]) if row else 1
+            c.execute("INSERT INTO meta(key, value) VALUES('ctid', ?) "
+                      "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (str(first + block),))
+        return first, first + block
+
+    # ------------------------------------------------------------ services
+    def services(self) -> list[ServiceRecord]:
+        rows = self.connection.execute(
+            "SELECT fmri, source, format, editing, running, imported, refreshed FROM services ORDER BY fmri")
+        return [ServiceRecord(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), r[5], r[6]) for r in rows]
+
+    def service(self, fmri: str) -> ServiceRecord | None:
+        r = self.connection.execute(
+            "SELECT fmri, source, format, editing, running, imported, refreshed FROM services WHERE fmri=?",
+            (fmri,)).fetchone()
+        if r is None:
+            return None
+        return ServiceRecord(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), r[5], r[6])
+
+    def import_services(self, items: list[tuple[str, str, str, dict[str, Any]]]) -> None:
+        """Store (fmri, source, format, manifest) items in one transaction: all or none.
+
+        An import sets both the editing copy and the running snapshot, as
+        ``svccfg import`` refreshes what it imports.
+        """
+        now = time.time()
+        with self.transaction() as c:
+            for fmri, source, fmt, data in items:
+                blob = json.dumps(data, sort_keys=True)
+                c.execute(
+                    "INSERT INTO services(fmri, source, format, editing, running, imported, refreshed) "
+                    "VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(fmri) DO UPDATE SET source=excluded.source, "
+                    "format=excluded.format, editing=excluded.editing, running=excluded.running, "
+                    "imported=excluded.imported, refreshed=excluded.refreshed",
+                    (fmri, source, fmt, blob, blob, now, now))
+
+    def set_editing(self, fmri: str, data: dict[str, Any]) -> None:
+        self.connection.execute("UPDATE services SET editing=? WHERE fmri=?",
+                                (json.dumps(data, sort_keys=True), fmri))
+
+    def refresh(self, fmri: str) -> bool:
+        """Copy the editing configuration into the running snapshot; True if it changed."""
+        with self.transaction() as c:
+            r = c.execute("SELECT editing, running FROM services WHERE fmri=?", (fmri,)).fetchone()
+            if r is None:
+                return False
+            c.execute("UPDATE services SET running=editing, refreshed=? WHERE fmri=?", (time.time(), fmri))
+            return r[0] != r[1]
+
+    def delete_service(self, fmri: str) -> None:
+        with self.transaction() as c:
+            c.execute("DELETE FROM services WHERE fmri=?", (fmri,))
+            c.execute("DELETE FROM instances WHERE service=?", (fmri,))
+
+    # ------------------------------------------------------------ instances
+    def instances(self) -> dict[str, InstanceRecord]:
+        out = {}
+        for r in self.connection.execute(
+                "SELECT fmri, service, enabled, state, stime, reason, marks, contract FROM instances"):
+            out[r[0]] = InstanceRecord(r[0], r[1], None if r[2] is None else bool(r[2]), r[3], r[4], r[5],
+                                       json.loads(r[6] or "{}"), json.loads(r[7]) if r[7] else None)
+        out.update(self._pending)
+        return out
+
+    def save_instance(self, rec: InstanceRecord, *, now: bool = False) -> None:
+        """Queue a record to be written with the next ``flush`` (or write it at once)."""
+        self._pending[rec.fmri] = rec
+        if now:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT INTO instances(fmri, service, enabled, state, stime, reason, marks, contract) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(fmri) DO UPDATE SET service=excluded.service, "
+                "enabled=excluded.enabled, state=excluded.state, stime=excluded.stime, "
+                "reason=excluded.reason, marks=excluded.marks, contract=excluded.contract",
+                [(r.fmri, r.service, None if r.enabled is None else int(r.enabled), r.state, r.stime,
+                  r.reason, json.dumps(r.marks or {}), json.dumps(r.contract) if r.contract else None)
+                 for r in pending.values()])
+        self.writes += 1
+
+    def delete_instances(self, fmris: list[str]) -> None:
+        for f in fmris:
+            self._pending.pop(f, None)
+        with self.transaction() as c:
+            c.executemany("DELETE FROM instances WHERE fmri=?", [(f,) for f in fmris])

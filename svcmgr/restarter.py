@@ -1,0 +1,553 @@
+"""The restarter: runs methods in contracts, waits for readiness, watches processes, runs health probes.
+
+It carries out what the engine decides (start, stop, refresh) and reports what
+happens to the processes (a member died on a signal, the contract emptied, a
+probe failed) through two callbacks. It decides nothing about states.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from svcmgr.bus import Bus
+from svcmgr.contract import Backend, Contract, UserSpec
+from svcmgr.instance import Instance
+from svcmgr.manifest import Exec, InstanceConfig, Method
+from svcmgr.paths import Paths
+from svcmgr.policy import SMF_EXIT_NODAEMON, Outcome, classify_method_exit
+from svcmgr.probes import check_command, check_http, check_tcp, poll_intervals
+from svcmgr.reaper import Child, ExitStatus, Reaper
+
+__all__ = ["Restarter", "StartResult"]
+
+log = logging.getLogger("svcmgr.restarter")
+
+RESTARTER_FMRI = "svc:/system/svc/restarter:default"
+DEFAULT_STOP_TIMEOUT = 30.0
+CHILD_THROTTLE = 1.0
+_TOKEN_RE = re.compile(r"%(\{[^}]*\}|.)")
+
+
+@dataclass(frozen=True)
+class StartResult:
+    outcome: Outcome | str  # Outcome, or "timeout"
+    detail: str
+    status: ExitStatus | None = None
+    code: int | None = None
+
+
+def expand_tokens(text: str, cfg: InstanceConfig, method: str) -> str:
+    """SMF's method tokens: %r %m %s %i %f %{pg/prop} and %%."""
+
+    def sub(m: re.Match[str]) -> str:
+        t = m.group(1)
+        if t == "%":
+            return "%"
+        if t == "r":
+            return "svc.startd"
+        if t == "m":
+            return method
+        if t == "s":
+            return cfg.fmri.service
+        if t == "i":
+            return cfg.fmri.instance or ""
+        if t == "f":
+            return str(cfg.fmri)
+        if t.startswith("{") and "/" in t:
+            pg, _, prop = t[1:-1].partition("/")
+            p = cfg.properties.get(pg, {}).get(prop)
+            if p is None:
+                return ""
+            return " ".join(("true" if v is True else "false" if v is False else str(v)) for v in p.values)
+        return m.group(0)
+
+    return _TOKEN_RE.sub(sub, text)
+
+
+class Restarter:
+    def __init__(self, *, reaper: Reaper, backend: Backend, paths: Paths, bus: Bus,
+                 ctid: Callable[[], int],
+                 on_contract: Callable[[Instance, str, str, ExitStatus | None], None],
+                 on_health: Callable[[Instance, bool, str], None]) -> None:
+        self.reaper = reaper
+        self.backend = backend
+        self.paths = paths
+        self.bus = bus
+        self._ctid = ctid
+        self._on_contract = on_contract
+        self._on_health = on_health
+        self.pid_owner: dict[int, Instance] = {}
+        self.monitored: set[Instance] = set()
+        self.awaiting_ready: set[Instance] = set()
+        self._sweep_scheduled = False
+        self.base_env = self._base_env()
+        reaper.on_orphan = self._orphan_reaped
+
+    @staticmethod
+    def _base_env() -> dict[str, str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")}
+        for k in ("LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV"):
+            if k in os.environ:
+                env[k] = os.environ[k]
+        return env
+
+    # ------------------------------------------------------------------ environment
+    def method_env(self, inst: Instance, method: str, user: UserSpec, contract: Contract | None) -> dict[str, str]:
+        cfg = inst.config
+        ctx = cfg.method_context(method)
+        env = dict(self.base_env)
+        if user.name:
+            env.update({"USER": user.name, "LOGNAME": user.name, "HOME": user.home or "/"})
+        else:
+            for k in ("HOME", "USER", "LOGNAME"):
+                if k in os.environ:
+                    env[k] = os.environ[k]
+        env.update({"SMF_FMRI": str(cfg.fmri), "SMF_METHOD": method, "SMF_RESTARTER": RESTARTER_FMRI})
+        if contract is not None:
+            env["SVCMGR_CONTRACT"] = contract.marker
+        if cfg.readiness.kind == "notify" and method == "start":
+            env["NOTIFY_SOCKET"] = self.paths.notify_socket
+        for k, v in ctx.environment.items():
+            env[k] = expand_tokens(v, cfg, method)
+        return env
+
+    def method_argv(self, inst: Instance, method: str, ex: Exec) -> list[str]:
+        cfg = inst.config
+        if ex.kind == "argv":
+            return [expand_tokens(a, cfg, method) for a in ex.argv]
+        return ["/bin/sh", "-c", expand_tokens(ex.shell, cfg, method)]
+
+    def _cwd(self, inst: Instance, method: str, user: UserSpec) -> str:
+        wd = inst.config.method_context(method).working_directory
+        if wd == ":default":
+            return user.home or os.path.expanduser("~") or "/"
+        return wd or "/"
+
+    def _spawn(self, inst: Instance, method: str, m: Method, contract: Contract,
+               user: UserSpec) -> Child:
+        argv = self.method_argv(inst, method, m.exec)
+        env = self.method_env(inst, method, user, contract)
+        assert inst.log is not None
+        fd = inst.log.writer_fd()
+        try:
+            child = self.reaper.spawn(argv, stdout=fd, stderr=fd, cwd=self._cwd(inst, method, user), env=env,
+                                      **contract.popen_kwargs(user, leader=True))
+        finally:
+            os.close(fd)
+        contract.started(child.pid)
+        return child
+
+    # ------------------------------------------------------------------ start
+    async def start(self, inst: Instance) -> StartResult:
+        """Run the start method and wait until the instance is ready (or fails)."""
+        cfg = inst.config
+        m = cfg.methods.get("start")
+        assert inst.log is not None
+        inst.ready = None
+        if m is None or m.exec.kind == "true":
+            inst.log.note('Executing start method (":true").')
+            return StartResult(Outcome.OK, "")
+        if m.exec.kind == "kill":
+            return StartResult(Outcome.FATAL, "start method cannot be :kill")
+        try:
+            user = UserSpec.resolve(*self._user_group(cfg, "start"))
+        except LookupError as e:
+            inst.log.note(f"Start method not run: {e}.")
+            return StartResult(Outcome.FATAL, f"{e} (SMF_EXIT_ERR_CONFIG)")
+        if user.changes and os.geteuid() != 0:
+            inst.log.note("Start method not run: the daemon is not root and cannot change user.")
+            return StartResult(Outcome.FATAL, "method_credential needs a root daemon (SMF_EXIT_ERR_PERM)")
+        if cfg.duration == "child" and inst.last_start:
+            wait = inst.last_start + CHILD_THROTTLE - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        inst.last_start = time.monotonic()
+        contract = self.backend.create(self._ctid(), cfg.fmri.log_name)
+        inst.log.note(f'Executing start method ("{m.exec.display()}").')
+        if cfg.readiness.kind == "notify":
+            inst.ready = asyncio.Event()
+        try:
+            child = self._spawn(inst, "start", m, contract, user)
+        except OSError as e:
+            contract.remove()
+            inst.log.note(f"Start method could not be executed: {e.strerror or e}.")
+            return StartResult(Outcome.FATAL, f"start method could not be executed: {e.strerror or e}")
+        inst.contract = contract
+        inst.reaped.clear()
+        self.pid_owner[child.pid] = inst
+        main = child.exited
+        timeout = cfg.readiness.timeout if cfg.readiness.timeout is not None else m.timeout
+        self.awaiting_ready.add(inst)
+        t0 = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout):
+                result = await self._wait_ready(inst, main)
+        except TimeoutError:
+            inst.log.note(f"Method or service exit timed out. Killing contract {contract.ctid}.")
+            self.bus.emit("ereport.svc.start.timeout", str(cfg.fmri), timeout=timeout, ctid=contract.ctid)
+            await self._kill_contract(inst, contract, signal.SIGKILL, 5.0)
+            return StartResult("timeout", f"Start method timed out after {timeout:g}s")
+        finally:
+            self.awaiting_ready.discard(inst)
+        inst.start_duration = time.monotonic() - t0
+        if result.outcome != Outcome.OK:
+            return result
+        transient = cfg.duration == "transient" or result.code == SMF_EXIT_NODAEMON
+        if transient:
+            self._forget(inst)
+        else:
+            self._monitor(inst, main)
+        return result
+
+    def _user_group(self, cfg: InstanceConfig, method: str) -> tuple[str | None, str | None]:
+        ctx = cfg.method_context(method)
+        return ctx.user, ctx.group
+
+    async def _wait_ready(self, inst: Instance, main: asyncio.Future[ExitStatus]) -> StartResult:
+        cfg = inst.config
+        kind = cfg.readiness.kind
+        assert inst.log is not None
+        if kind == "exit" or cfg.duration == "transient":
+            status = await asyncio.shield(main)
+            return self._method_result(inst, "start", status)
+        if kind == "spawn":
+            return StartResult(Outcome.OK, "")
+        exited: ExitStatus | None = None
+        intervals = poll_intervals()
+        while True:
+            if main.done() and exited is None:
+                exited = main.result()
+                res = self._method_result(inst, "start", exited)
+                if res.outcome != Outcome.OK:
+                    return res
+                if cfg.duration == "child":
+                    inst.log.note("Service exited before it was ready.")
+                    return StartResult(Outcome.RETRY, f"exited before ready ({exited.describe()})", exited)
+            if exited is not None and inst.contract is not None and inst.contract.empty():
+                inst.log.note("Service processes all exited before it was ready.")
+                return StartResult(Outcome.RETRY, "all processes exited before the service was ready", exited)
+            if kind == "notify":
+                assert inst.ready is not None
+                if inst.ready.is_set():
+                    return StartResult(Outcome.OK, "READY=1")
+                waits = [asyncio.ensure_future(inst.ready.wait())]
+                if not main.done():
+                    waits.append(main)  # type: ignore[arg-type]
+                else:
+                    waits.append(asyncio.ensure_future(asyncio.sleep(next(intervals))))
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waits:
+                        if w is not main:
+                            w.cancel()
+                continue
+            ok, detail = await self._check(inst, kind, cfg.readiness.target, 2.0)
+            if ok:
+                return StartResult(Outcome.OK, detail)
+            delay = next(intervals)
+            if not main.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(main), delay)
+            else:
+                await asyncio.sleep(delay)
+
+    def _method_result(self, inst: Instance, method: str, status: ExitStatus) -> StartResult:
+        assert inst.log is not None
+        inst.log.note(f'Method "{method}" {status.describe()}.')
+        if status.signalled:
+            return StartResult(Outcome.RETRY, f"{method} method {status.describe()}", status)
+        outcome = classify_method_exit(status.code, method=method)
+        return StartResult(outcome, f"{method} method {status.describe()}", status, status.code)
+
+    async def _check(self, inst: Instance, kind: str, target: object, timeout: float) -> tuple[bool, str]:
+        if kind == "tcp":
+            return await check_tcp(str(target), timeout)
+        if kind == "http":
+            return await check_http(str(target), timeout)
+        cfg = inst.config
+        ex = Exec("argv", argv=tuple(target)) if isinstance(target, tuple) else Exec("shell", shell=str(target))
+        try:
+            user = UserSpec.resolve(*self._user_group(cfg, "start"))
+        except LookupError as e:
+            return False, str(e)
+        env = self.method_env(inst, "probe", user, None)
+        return await check_command(self.reaper, self.method_argv(inst, "probe", ex), timeout, env=env,
+                                   cwd=self._cwd(inst, "start", user),
+                                   preexec=user.apply if user.changes else None)
+
+    # ------------------------------------------------------------------ monitoring
+    def _monitor(self, inst: Instance, main: asyncio.Future[ExitStatus] | None) -> None:
+        """Watch a running contract; report deaths on signals and the contract emptying."""
+        inst.monitoring = True
+        self.monitored.add(inst)
+        c = inst.contract
+        if c is None:
+            return
+        for p in c.scan():
+            self.pid_owner[p] = inst
+        if main is not None:
+            if main.done():
+                self._member_exited(inst, main.result())
+            else:
+                main.add_done_callback(lambda f, i=inst: self._member_exited(i, f.result()))
+        elif not c.members:
+            self._report(inst, "empty", "all processes exited", None)
+
+    def _forget(self, inst: Instance) -> None:
+        """A transient start: its contract is not tracked any more."""
+        c = inst.contract
+        if c is not None:
+            for p in list(c.members):
+                self.pid_owner.pop(p, None)
+            if c.empty():
+                c.remove()
+        inst.contract = None
+
+    def _orphan_reaped(self, status: ExitStatus) -> None:
+        owner = self.pid_owner.get(status.pid)
+        if owner is not None:
+            self._member_exited(owner, status)
+            return
+        if not self._sweep_scheduled:
+            self._sweep_scheduled = True
+            asyncio.get_running_loop().call_soon(self._sweep)
+
+    def _sweep(self) -> None:
+        """An unknown process of ours ended: see which contracts emptied."""
+        self._sweep_scheduled = False
+        for inst in list(self.monitored):
+            inst.reaped.set()
+            if inst.contract is not None and not inst.stopping and inst.contract.empty():
+                self._report(inst, "empty", "all processes exited", None)
+
+    def _member_exited(self, inst: Instance, status: ExitStatus) -> None:
+        self.pid_owner.pop(status.pid, None)
+        inst.reaped.set()
+        c = inst.contract
+        if c is None or not inst.monitoring or inst.stopping:
+            return
+        c.members.discard(status.pid)
+        cfg = inst.config
+        desc = status.describe()
+        if status.signalled:
+            kind = "core" if status.core else "signal"
+            self.bus.emit(f"ereport.svc.exit.{kind}", str(cfg.fmri), pid=status.pid, signal=status.signal,
+                          core=status.core, ctid=c.ctid)
+            inst.last_exit = desc
+            if kind not in cfg.restart.ignore_error:
+                self._report(inst, "error", desc, status)
+                return
+        elif status.code:
+            self.bus.emit("ereport.svc.exit.code", str(cfg.fmri), pid=status.pid, code=status.code, ctid=c.ctid)
+        if cfg.duration == "child" and status.pid == c.main_pid:
+            inst.last_exit = desc
+            self._report(inst, "error" if status.signalled or status.code else "empty", desc, status)
+            return
+        if c.empty():
+            inst.last_exit = inst.last_exit or desc
+            self._report(inst, "empty", desc, status)
+        else:
+            for p in c.members:
+                self.pid_owner[p] = inst
+
+    def _report(self, inst: Instance, kind: str, detail: str, status: ExitStatus | None) -> None:
+        if not inst.monitoring:
+            return
+        inst.monitoring = False
+        self.monitored.discard(inst)
+        if inst.log is not None:
+            inst.log.note(f"Stopping because {'process ' + detail if status else detail}." if kind == "error"
+                          else "Stopping because all processes in service exited.")
+        self._on_contract(inst, kind, detail, status)
+
+    def adopt(self, inst: Instance, contract: Contract) -> bool:
+        """Take over a contract an earlier daemon left running; False if nothing of it lives."""
+        if contract.kind != self.backend.kind:
+            return False
+        members = contract.scan(None)
+        if not members:
+            contract.remove()
+            return False
+        inst.contract = contract
+        inst.monitoring = True
+        self.monitored.add(inst)
+        for p in members:
+            self.pid_owner[p] = inst
+            self._watch_foreign(inst, p)
+        return True
+
+    def _watch_foreign(self, inst: Instance, pid: int) -> None:
+        """Watch a process that is not our child (adopted) through a pidfd."""
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return
+        loop = asyncio.get_running_loop()
+
+        def gone() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            self.pid_owner.pop(pid, None)
+            inst.reaped.set()
+            c = inst.contract
+            if c is None or not inst.monitoring or inst.stopping:
+                return
+            members = c.scan()
+            if not members:
+                self._report(inst, "empty", "all processes exited", None)
+                return
+            for p in members:
+                if p not in self.pid_owner:
+                    self.pid_owner[p] = inst
+                    if not self.reaper.is_child(p):
+                        self._watch_foreign(inst, p)
+
+        loop.add_reader(fd, gone)
+
+    def on_notify(self, pid: int, fields: dict[str, str]) -> None:
+        """A notify-socket message; it counts only when the sender belongs to the instance."""
+        candidates = [self.pid_owner[pid]] if pid in self.pid_owner else []
+        candidates += [i for i in self.awaiting_ready if i not in candidates]
+        for inst in candidates:
+            c = inst.contract
+            if c is None or (pid not in c.members and pid not in c.scan()):
+                continue
+            if "STATUS" in fields:
+                inst.status_text = fields["STATUS"]
+            if fields.get("READY") == "1" and inst.ready is not None:
+                inst.ready.set()
+            return
+
+    # ------------------------------------------------------------------ stop
+    async def stop(self, inst: Instance, *, immediate: bool = False) -> None:
+        """Run the stop method, then end every process of the contract."""
+        cfg = inst.config
+        inst.stopping = True
+        inst.monitoring = False
+        self.monitored.discard(inst)
+        self.awaiting_ready.discard(inst)
+        try:
+            m = cfg.methods.get("stop")
+            sig = signal.SIGTERM
+            timeout = DEFAULT_STOP_TIMEOUT
+            if m is not None:
+                timeout = m.timeout if m.timeout is not None else DEFAULT_STOP_TIMEOUT
+                if m.exec.kind == "kill":
+                    sig = m.exec.signal
+                elif m.exec.kind in ("argv", "shell") and not immediate:
+                    await self.run_method(inst, "stop", m)
+            c = inst.contract
+            if c is not None:
+                await self._kill_contract(inst, c, sig, timeout)
+        finally:
+            inst.contract = None
+            inst.stopping = False
+
+    async def _kill_contract(self, inst: Instance, c: Contract, sig: int, timeout: float) -> None:
+        assert inst.log is not None
+        if not c.empty():
+            c.signal(sig)
+            if not await self._wait_empty(inst, c, timeout):
+                inst.log.note(f"Stop timed out after {timeout:g}s; killing contract {c.ctid}.")
+                c.signal(signal.SIGKILL)
+                while not await self._wait_empty(inst, c, 5.0):
+                    c.signal(signal.SIGKILL)
+        for p in [p for p, i in self.pid_owner.items() if i is inst]:
+            del self.pid_owner[p]
+        c.remove()
+
+    async def _wait_empty(self, inst: Instance, c: Contract, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        for delay in poll_intervals(0.002, 0.1):
+            inst.reaped.clear()
+            if c.empty():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(inst.reaped.wait(), min(delay, left))
+        return False  # pragma: no cover
+
+    async def run_method(self, inst: Instance, method: str, m: Method) -> ExitStatus | None:
+        """Run a stop or refresh method in a contract of its own; None if it timed out."""
+        assert inst.log is not None
+        inst.log.note(f'Executing {method} method ("{m.exec.display()}").')
+        try:
+            user = UserSpec.resolve(*self._user_group(inst.config, method))
+        except LookupError as e:
+            inst.log.note(f"{method} method not run: {e}.")
+            return None
+        c = self.backend.create(self._ctid(), inst.config.fmri.log_name + f".{method}")
+        try:
+            child = self._spawn(inst, method, m, c, user)
+        except OSError as e:
+            inst.log.note(f"{method} method could not be executed: {e.strerror or e}.")
+            c.remove()
+            return None
+        try:
+            status = await asyncio.wait_for(child.wait(), m.timeout)
+        except TimeoutError:
+            inst.log.note(f"{method} method timed out after {m.timeout:g}s; killing its contract {c.ctid}.")
+            c.signal(signal.SIGKILL)
+            status = None
+        else:
+            inst.log.note(f'Method "{method}" {status.describe()}.')
+        # What the method left behind goes with it.
+        if not c.empty():
+            c.signal(signal.SIGKILL)
+            for _ in range(50):
+                if c.empty():
+                    break
+                await asyncio.sleep(0.01)
+        c.remove()
+        return status
+
+    async def refresh(self, inst: Instance) -> None:
+        m = inst.config.methods.get("refresh")
+        if m is None:
+            return
+        if m.exec.kind == "kill":
+            if inst.contract is not None:
+                inst.contract.signal(m.exec.signal)
+            return
+        if m.exec.kind == "true":
+            return
+        await self.run_method(inst, "refresh", m)
+
+    # ------------------------------------------------------------------ health
+    async def health_loop(self, inst: Instance) -> None:
+        """Probe a running instance; report when ``failures`` probes in a row fail, and recovery."""
+        h = inst.config.health
+        if h is None:
+            return
+        failures = 0
+        bad = False
+        while True:
+            await asyncio.sleep(h.interval)
+            ok, detail = await self._check(inst, h.kind, h.target, h.timeout)
+            if ok:
+                failures = 0
+                if bad:
+                    bad = False
+                    self._on_health(inst, True, detail)
+                continue
+            failures += 1
+            self.bus.emit("ereport.svc.probe.failed", str(inst.config.fmri), probe=h.kind, detail=detail,
+                          failures=failures)
+            if inst.log is not None:
+                inst.log.note(f"Health probe failed ({failures}/{h.failures}): {detail}.")
+            if failures >= h.failures and not bad:
+                bad = True
+                self._on_health(inst, False, detail)
+                if h.action == "restart":
+                    return

@@ -1,0 +1,1 @@
+"""Virtual IPs that follow service health, through keepalived (VRRP)."""
