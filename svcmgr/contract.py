@@ -338,6 +338,12 @@ class Backend:
             return Contract(ctid, "cgroup", marker, cgroup=path)
         return Contract(ctid, "pgid", marker)
 
+    def close(self) -> None:
+        """Remove this daemon's (empty) group of groups on a clean exit."""
+        if self.kind == "cgroup" and self.base:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.base)
+
     def leftovers(self, keep: Iterable[str]) -> list[str]:
         """Groups under our base that no known contract owns (from a daemon that died)."""
         if self.kind != "cgroup" or not self.base:

@@ -171,6 +171,7 @@ class Daemon:
             await api.close()
             notify.close()
             reaper.uninstall()
+            backend.close()
             repo.close()
             self._unregister()
             self.notifier.close()
@@ -270,10 +271,9 @@ class Daemon:
         if self.paths.root is None or self.args.no_register:
             return
         path = registration_file()
-        with contextlib.suppress(OSError):
-            with open(path) as f:
-                if f.read().strip() == self.paths.root:
-                    os.unlink(path)
+        with contextlib.suppress(OSError), open(path) as f:
+            if f.read().strip() == self.paths.root:
+                os.unlink(path)
 
 
 async def _guarded(c: Component) -> None:

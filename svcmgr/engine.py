@@ -97,8 +97,14 @@ class Engine:
 
     # ================================================================ boot
     def load(self) -> None:
-        """Build instances from the repository, adopting contracts an earlier daemon left running."""
+        """Build instances from the repository, adopting contracts an earlier daemon left running.
+
+        Adoption happens only within one boot of the machine: after a reboot
+        nothing of the previous daemon runs, and every instance starts afresh."""
         records = self.repo.instances()
+        boot = _boot_id()
+        same_boot = self.repo.get_meta("boot_id") == boot
+        self.repo.set_meta("boot_id", boot)
         for rec in self.repo.services():
             try:
                 spec = parse_service(rec.running, rec.source)
@@ -116,14 +122,23 @@ class Engine:
                 if r is not None:
                     inst.enabled_set = r.enabled
                     inst.marks = {k: v for k, v in (r.marks or {}).items() if not v.get("temporary")}
-                    if r.contract and r.state in ("online", "degraded"):
+                    running = r.state in ("online", "degraded") and same_boot and inst.effective_enabled
+                    if running and r.contract:
                         self._adopt(inst, r)
+                    elif running and self._untracked(cfg):
+                        self._resume(inst, r, "Still online after a daemon restart (nothing to track).")
                     elif r.contract:
                         self._discard_contract(r.contract)
         self._rebuild_graph()
         known = {i.contract.cgroup for i in self.instances.values() if i.contract and i.contract.cgroup}
         for path in self.restarter.backend.leftovers(known):
             self._discard_contract({"ctid": 0, "kind": "cgroup", "marker": "", "cgroup": path})
+
+    @staticmethod
+    def _untracked(cfg: InstanceConfig) -> bool:
+        """Online without processes to track: transient services and ``:true`` starts (milestones)."""
+        start = cfg.methods.get("start")
+        return cfg.duration == "transient" or start is None or start.exec.kind == "true"
 
     def _adopt(self, inst: Instance, rec: InstanceRecord) -> None:
         try:
@@ -132,13 +147,16 @@ class Engine:
             return
         if not self.restarter.adopt(inst, c):
             return
-        phase = Phase.DEGRADED if rec.state == "degraded" else Phase.ONLINE
-        inst.phase = phase
+        self._resume(inst, rec, f"Adopted running contract {c.ctid} ({len(c.members)} processes) "
+                                "after a daemon restart.")
+
+    def _resume(self, inst: Instance, rec: InstanceRecord, note: str) -> None:
+        inst.phase = Phase.DEGRADED if rec.state == "degraded" else Phase.ONLINE
         inst.state = State(rec.state)
         inst.stime = rec.stime or time.time()
         inst.reason = rec.reason or ""
         assert inst.log is not None
-        inst.log.note(f"Adopted running contract {c.ctid} ({len(c.members)} processes) after a daemon restart.")
+        inst.log.note(note)
 
     def _discard_contract(self, rec: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):
@@ -717,9 +735,11 @@ class Engine:
     def import_specs(self, specs: list[ServiceSpec], formats: list[str]) -> list[str]:
         """Store and apply specs, all or nothing; return warnings."""
         warnings = self.check_import(specs)
-        self.repo.import_services([(str(s.fmri), s.source, fmt, s.to_dict()) for s, fmt in zip(specs, formats,
-                                                                                               strict=True)])
-        for s, fmt in zip(specs, formats, strict=True):
+        changed = [(s, fmt) for s, fmt in zip(specs, formats, strict=True)
+                   if str(s.fmri) not in self.specs or self.editing.get(str(s.fmri)) != s.to_dict()
+                   or self.specs[str(s.fmri)].to_dict() != s.to_dict()]
+        self.repo.import_services([(str(s.fmri), s.source, fmt, s.to_dict()) for s, fmt in changed])
+        for s, fmt in changed:
             f = str(s.fmri)
             self.editing[f] = s.to_dict()
             self.sources[f] = (s.source, fmt)
@@ -847,6 +867,14 @@ class Engine:
 
 
 RUNNING_PHASES = (Phase.ONLINE, Phase.DEGRADED)
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
 
 
 def _last(detail: str) -> str:

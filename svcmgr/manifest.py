@@ -807,6 +807,7 @@ def _normal_form(data: dict[str, Any], base_dir: str | None) -> dict[str, Any]:
 
 def load_file(path: str) -> list[ServiceSpec]:
     """Read and validate a manifest file (TOML, or SMF XML by content). Raises ManifestErrors."""
+    path = os.path.abspath(path)
     try:
         with open(path, "rb") as f:
             blob = f.read(4 * 1024 * 1024 + 1)

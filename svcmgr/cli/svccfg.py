@@ -16,6 +16,7 @@ Socket requests: ``import`` (with ``dry_run`` for validate), ``export``, ``delet
 from __future__ import annotations
 
 import fnmatch
+import os
 import sys
 from typing import Any
 
@@ -64,7 +65,7 @@ def _files(paths: list[str]) -> list[dict[str, str]]:
             raise ClientError(f"{path}: cannot read: {e.strerror}") from None
         if len(blob) > 4 * 1024 * 1024:
             raise ClientError(f"{path}: file is larger than 4 MiB")
-        out.append({"path": path, "content": blob.decode("utf-8", errors="replace")})
+        out.append({"path": os.path.abspath(path), "content": blob.decode("utf-8", errors="replace")})
     if not out:
         raise ClientError(f"no manifest files in {' '.join(paths)}")
     return out

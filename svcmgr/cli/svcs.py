@@ -150,7 +150,7 @@ def listing(args: Any) -> int:
                 t, comm = _proc(pid)
                 rows.append(["", stime(t, now), f"{pid:>8} {comm}"])
     headers = None if args.H else [COLUMNS[col] for col in cols]
-    text = table(rows if not args.p else rows, headers, widths={0: 14} if cols[0] == "state" else None)
+    text = table(rows, headers, widths={0: 14} if cols[0] == "state" else None)
     if text:
         print(text)
     return 0

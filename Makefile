@@ -1,0 +1,36 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Each sets itself up.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test deps venv lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+# Debian packages the integration tests use (mosquitto, keepalived, promtool, alertmanager);
+# installed when run as root, otherwise listed, and the tests that need them are skipped.
+deps:
+	@scripts/install-debian-deps
+
+# The daemon on the demo stack, all state under .demo/, no root needed.
+demo: venv
+	$(BIN)/svcmgrd --root .demo --manifests manifests/examples
+
+test: venv deps
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: venv
+	$(BIN)/ruff check .
+
+bench: venv deps
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .ruff_cache *.egg-info
