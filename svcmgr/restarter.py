@@ -110,7 +110,9 @@ class Restarter:
             for k in ("HOME", "USER", "LOGNAME"):
                 if k in os.environ:
                     env[k] = os.environ[k]
-        env.update({"SMF_FMRI": str(cfg.fmri), "SMF_METHOD": method, "SMF_RESTARTER": RESTARTER_FMRI})
+        env.update({"SMF_FMRI": str(cfg.fmri), "SMF_METHOD": method, "SMF_RESTARTER": RESTARTER_FMRI,
+                    "SVCMGR_RUN_DIR": self.paths.run, "SVCMGR_LIB_DIR": self.paths.lib,
+                    "SVCMGR_LOG_DIR": self.paths.log})
         if contract is not None:
             env["SVCMGR_CONTRACT"] = contract.marker
         if cfg.readiness.kind == "notify" and method == "start":
