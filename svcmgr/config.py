@@ -28,7 +28,7 @@ SECTIONS: dict[str, str] = {
     "fault": "fault.config:read_config",
 }
 
-_NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 
 __all__ = ["CLASS_RE", "Event", "EventError", "check_class"]
 
-CLASS_RE = re.compile(r"^[a-z][a-z0-9_-]*(\.[A-Za-z0-9_-]+)+$")
+CLASS_RE = re.compile(r"^[a-z][a-z0-9_-]*(\.[A-Za-z0-9_-]+)+\Z")
 
 
 class EventError(ValueError):

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 __all__ = ["FMRI", "FmriError", "PathFMRI", "match", "parse", "parse_any"]
 
 _SEGMENT = r"[A-Za-z][A-Za-z0-9_.,+-]*"
-_SERVICE_RE = re.compile(rf"^{_SEGMENT}(?:/{_SEGMENT})*$")
-_INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,+-]*$")
-_PATH_RE = re.compile(r"^/[^\x00-\x1f\x7f]*$")
+_SERVICE_RE = re.compile(rf"^{_SEGMENT}(?:/{_SEGMENT})*\Z")
+_INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,+-]*\Z")
+_PATH_RE = re.compile(r"^/[^\x00-\x1f\x7f]*\Z")
 
 
 class FmriError(ValueError):

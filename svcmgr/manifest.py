@@ -46,11 +46,11 @@ DEFAULT_RESTART_PERIOD = 2400.0
 DEFAULT_LOG_SIZE = 10 * 1024 * 1024
 DEFAULT_LOG_KEEP = 3
 
-_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
-_PG_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.,+-]*$")
-_USER_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_.-]*\$?|\d+)$")
-_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_HOSTPORT_RE = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$")
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*\Z")
+_PG_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.,+-]*\Z")
+_USER_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_.-]*\$?|\d+)\Z")
+_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_HOSTPORT_RE = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})\Z")
 _TOKEN_RE = re.compile(r"%(\{[A-Za-z0-9_.,+-]+/[A-Za-z0-9_.,+-]+\}|[rmsif%])")
 
 
@@ -436,7 +436,7 @@ def _target_of(r: _Reader, kinds: tuple[str, ...], section: str) -> tuple[str | 
             return None, None
         return k, v
     if k == "http":
-        if not isinstance(v, str) or not re.match(r"^https?://[^\s/]+(/\S*)?$", v):
+        if not isinstance(v, str) or not re.match(r"^https?://[^\s/]+(/\S*)?\Z", v):
             r.error(k, f"expected an http:// or https:// URL, got {v!r}")
             return None, None
         return k, v
@@ -514,7 +514,7 @@ def _log(r: _Reader | None, base: LogPolicy) -> LogPolicy | None:
                 re.compile(regex)
             except re.error as e:
                 p.error("match", f"bad regular expression: {e}")
-        if cls is not None and not re.match(r"^ereport(\.[A-Za-z0-9_-]+)+$", cls):
+        if cls is not None and not re.match(r"^ereport(\.[A-Za-z0-9_-]+)+\Z", cls):
             p.error("class", f"{cls!r}: expected an ereport class such as ereport.app.error")
         p.done()
         if p.ok:

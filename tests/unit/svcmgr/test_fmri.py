@@ -1,0 +1,51 @@
+"""FMRI parsing, normal form and SMF-style abbreviations."""
+
+import pytest
+
+from svcmgr.fmri import FMRI, FmriError, PathFMRI, match, parse, parse_any
+
+
+@pytest.mark.parametrize("text", ["svc:/site/app:default", "svc://localhost/site/app:default",
+                                  "/site/app:default", "site/app:default"])
+def test_spellings_of_one_instance(text):
+    assert parse(text) == FMRI("site/app", "default")
+    assert str(parse(text)) == "svc:/site/app:default"
+
+
+def test_service_without_instance():
+    f = parse("svc:/network/http")
+    assert f.instance is None and str(f) == "svc:/network/http"
+    assert f.with_instance("apache").log_name == "network-http:apache"
+
+
+@pytest.mark.parametrize("bad", ["", "svc:", "svc://otherhost/a:b", "site/app:", "site//app", "1site/app",
+                                 "site/app:de fault", "site/app\n:x", "svc:site/app"])
+def test_malformed_fmris_are_refused(bad):
+    with pytest.raises(FmriError):
+        parse(bad)
+
+
+def test_instance_required():
+    with pytest.raises(FmriError, match="instance is required"):
+        parse("site/app", instance_required=True)
+
+
+def test_path_dependencies():
+    assert parse_any("file://localhost/etc/hosts") == PathFMRI("/etc/hosts")
+    assert str(parse_any("file:///etc/hosts")) == "file://localhost/etc/hosts"
+    with pytest.raises(FmriError):
+        parse_any("file://elsewhere/etc/hosts")
+
+
+CANDS = [parse(x) for x in ("svc:/network/http:apache", "svc:/network/http:nginx", "svc:/site/http:default",
+                            "svc:/site/app:default", "svc:/milestone/multi-user:default")]
+
+
+def test_abbreviations_match_trailing_segments():
+    assert [str(m) for m in match("app", CANDS)] == ["svc:/site/app:default"]
+    assert len(match("http", CANDS)) == 3  # ambiguous: the caller lists the candidates
+    assert [str(m) for m in match("network/http:nginx", CANDS)] == ["svc:/network/http:nginx"]
+    assert [str(m) for m in match("http:default", CANDS)] == ["svc:/site/http:default"]
+    assert match("svc:/http", CANDS) == []  # a full FMRI must match exactly
+    assert len(match("svc:/network/*", CANDS)) == 2
+    assert match("tp", CANDS) == []  # segments, not substrings
