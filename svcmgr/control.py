@@ -48,7 +48,24 @@ def _iso(t: float | None) -> str | None:
     return dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
 
 
-def instance_summary(inst: Instance) -> dict[str, Any]:
+def live_pids(instances: list[Instance]) -> dict[str, list[int]]:
+    """Current members of each instance's contract (one /proc walk for process-group contracts)."""
+    from svcmgr.contract import proc_table
+
+    table = None
+    out = {}
+    for inst in instances:
+        c = inst.contract
+        if c is None:
+            out[inst.fmri] = []
+            continue
+        if c.kind == "pgid" and table is None:
+            table = proc_table()
+        out[inst.fmri] = sorted(c.scan(table if c.kind == "pgid" else None))
+    return out
+
+
+def instance_summary(inst: Instance, pids: list[int] | None = None) -> dict[str, Any]:
     cfg = inst.config
     return {
         "fmri": inst.fmri,
@@ -62,7 +79,7 @@ def instance_summary(inst: Instance) -> dict[str, Any]:
         "ctid": inst.contract.ctid if inst.contract is not None else None,
         "enabled": inst.effective_enabled,
         "temporary": inst.enabled_temp is not None,
-        "pids": inst.pids,
+        "pids": inst.pids if pids is None else pids,
         "reason": inst.reason,
     }
 
@@ -214,20 +231,20 @@ class Control:
                 "instances": len(self.engine.instances), "milestone": self.engine.milestone or "all"}
 
     async def op_list(self, caller: Caller, req: dict[str, Any]) -> list[dict[str, Any]]:
-        """``{"fmris": [pattern...]?}`` -> every instance (the client filters ``-a``)."""
+        """``{"fmris": [pattern...]?, "pids": bool}`` -> every instance (the client filters ``-a``);
+        with ``pids``, each contract's processes as they are now."""
         pats = arg(req, "fmris", list, [])
-        if pats:
-            names = self._many({"op": "list", "fmris": pats})
-        else:
-            names = list(self.engine.instances)
-        return [instance_summary(self.engine.instances[f]) for f in names]
+        names = self._many({"op": "list", "fmris": pats}) if pats else list(self.engine.instances)
+        insts = [self.engine.instances[f] for f in names]
+        live = live_pids(insts) if arg(req, "pids", bool, False) else {}
+        return [instance_summary(i, live.get(i.fmri)) for i in insts]
 
     async def op_show(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmri": pattern}`` -> everything ``svcs -l`` prints about one instance."""
         f = self._one(req)
         inst = self.engine.instances[f]
         cfg = inst.config
-        out = instance_summary(inst)
+        out = instance_summary(inst, live_pids([inst])[f])
         g = self.engine.graph
         out.update({
             "name": cfg.spec.template.get("common_name", ""),

@@ -221,7 +221,8 @@ class Daemon:
         self.notifier.ready(text)
         engine.bus.emit("svc.daemon.ready", "", online=online, instances=len(engine.instances))
         hint = "svcs -a"
-        bindir = os.path.dirname(sys.argv[0]) if os.path.sep in sys.argv[0] else ""
+        script = sys.argv[0]
+        bindir = os.path.dirname(script) if os.path.sep in script and script.endswith("svcmgrd") else ""
         if bindir and not _on_path(bindir):
             hint = f"{os.path.relpath(os.path.join(bindir, 'svcs'))} -a   (or: . {os.path.relpath(bindir)}/activate)"
         root_hint = "" if self.args.no_register or self.paths.root is None else \

@@ -164,7 +164,7 @@ class Daemon:
                                                f"{self.log_text()[-1500:]})")
 
     def pids(self, fmri: str) -> list[int]:
-        return self.call("list", fmris=[fmri])[0]["pids"]
+        return self.call("list", fmris=[fmri], pids=True)[0]["pids"]
 
     def log(self, fmri: str) -> str:
         path = self.call("log", fmri=fmri)["path"]

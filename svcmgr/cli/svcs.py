@@ -118,7 +118,7 @@ def listing(args: Any) -> int:
     if args.d or args.D:
         items = c.call("deps", fmris=args.fmris, direction="down" if args.d else "up")
     else:
-        items = c.call("list", fmris=args.fmris)
+        items = c.call("list", fmris=args.fmris, pids=args.p)
         if not args.a and not args.fmris:
             items = [i for i in items if i["state"] != "disabled" or i.get("enabled")]
     keys = [(k, False) for k in args.s] + [(k, True) for k in args.S]
