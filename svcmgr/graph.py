@@ -44,7 +44,7 @@ def _expand_targets(dep: Dependency, by_service: Mapping[str, list[str]]) -> lis
             continue
         if p.instance is None:
             out.extend(by_service.get(str(p), ()))
-        else:
+        elif str(p) in by_service.get(str(p.service_fmri), ()):
             out.append(str(p))
     return out
 
