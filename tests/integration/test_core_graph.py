@@ -115,7 +115,7 @@ def test_optional_all_waits_for_a_member_that_can_still_start(daemon, tmp_path):
     gate = tmp_path / "gate"
     daemon.manifest("slow.toml", _svc("g/slow", start=f'exec = "while [ ! -e {gate} ]; do sleep 0.05; done; '
                                                   f'exec sleep 1000"', extra="") +
-                    '\n[readiness]\ncommand = ["test", "-e", "%s"]\n' % gate)
+                    f'\n[readiness]\ncommand = ["test", "-e", "{gate}"]\n')
     daemon.manifest("app.toml", _svc("g/app", _dep("optional_all", "svc:/g/slow")))
     daemon.start()
     daemon.wait_state("svc:/g/slow:default", "offline", settled=False)
