@@ -371,7 +371,7 @@ class Engine:
             self._maintenance(inst, Ev.START_FATAL, f"{detail} and timeout_retry is false.")
             return
         if res_outcome == Outcome.FATAL:
-            self._maintenance(inst, Ev.START_FATAL, f"Start method failed: {detail}.")
+            self._maintenance(inst, Ev.START_FATAL, f"Start method {_last(detail)}.")
             return
         inst.start_failures += 1
         inst.last_exit = detail

@@ -108,9 +108,14 @@ class InstanceLog:
         stamp = _stamp(now).encode()
         out = bytearray()
         for line in lines:
-            out += stamp + b" " + line + b"\n"
+            entry = stamp + b" " + line + b"\n"
+            if out and self._size + len(out) + len(entry) > self.max_size:
+                self._write(bytes(out))  # rotates here, at a line boundary
+                out.clear()
+            out += entry
         self.lines += len(lines)
         self._write(bytes(out))
+
         if self.on_line is not None:
             for line in lines:
                 self.on_line(line.decode(errors="replace"))

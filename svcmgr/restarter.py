@@ -22,7 +22,7 @@ from svcmgr.contract import Backend, Contract, UserSpec
 from svcmgr.instance import Instance
 from svcmgr.manifest import Exec, InstanceConfig, Method
 from svcmgr.paths import Paths
-from svcmgr.policy import SMF_EXIT_NODAEMON, Outcome, classify_method_exit
+from svcmgr.policy import EXIT_NAMES, SMF_EXIT_NODAEMON, Outcome, classify_method_exit
 from svcmgr.probes import check_command, check_http, check_tcp, poll_intervals
 from svcmgr.reaper import Child, ExitStatus, Reaper
 
@@ -268,7 +268,9 @@ class Restarter:
         if status.signalled:
             return StartResult(Outcome.RETRY, f"{method} method {status.describe()}", status)
         outcome = classify_method_exit(status.code, method=method)
-        return StartResult(outcome, f"{method} method {status.describe()}", status, status.code)
+        name = EXIT_NAMES.get(status.code or 0)
+        detail = f"{method} method {status.describe()}" + (f" ({name})" if name else "")
+        return StartResult(outcome, detail, status, status.code)
 
     async def _check(self, inst: Instance, kind: str, target: object, timeout: float) -> tuple[bool, str]:
         if kind == "tcp":
