@@ -1,11 +1,13 @@
 """The restarter with real processes: durations, timeouts, SMF exit codes, the rate limit, probes, logs."""
 
 import datetime as dt
+import itertools
 import os
 import re
 import signal
 import socket
 import sys
+from pathlib import Path
 
 from conftest import wait_until
 
@@ -46,7 +48,7 @@ def test_child_is_restarted_on_every_exit_at_most_once_a_second(daemon, tmp_path
     daemon.start()
     wait_until(lambda: runs.exists() and len(runs.read_text().split()) >= 3, 15)
     stamps = [float(x) for x in runs.read_text().split()][:3]
-    assert all(b - a >= 0.9 for a, b in zip(stamps, stamps[1:], strict=False)), stamps
+    assert all(b - a >= 0.9 for a, b in itertools.pairwise(stamps)), stamps
 
 
 def test_start_timeout_kills_the_method_and_retries_then_maintenance(daemon):
@@ -299,7 +301,7 @@ def test_logs_are_timestamped_with_framework_lines(daemon):
     daemon.wait_state("svc:/t/talk:default", "online")
     path = daemon.cli("svcs", "-L", "talk", check=True).stdout.strip()
     assert path.endswith("/log/t-talk:default.log")
-    lines = open(path).read().splitlines()
+    lines = Path(path).read_text().splitlines()
     assert re.match(r"\[ \w{3} \d\d \d\d:\d\d:\d\d Executing start method \(\"echo to stdout", lines[0])
     body = [line for line in lines if not line.startswith("[")]
     today = dt.date.today().isoformat()
@@ -320,6 +322,6 @@ def test_logs_rotate_by_size(daemon):
     daemon.start()
     daemon.wait_state("svc:/t/chatty:default", "online")
     path = daemon.call("log", fmri="chatty")["path"]
-    wait_until(lambda: any("line 399" in open(p).read() for p in (path, path + ".1") if os.path.exists(p)))
+    wait_until(lambda: any("line 399" in Path(p).read_text() for p in (path, path + ".1") if os.path.exists(p)))
     assert os.path.exists(path + ".1") and os.path.exists(path + ".2") and not os.path.exists(path + ".3")
     assert os.path.getsize(path) < 8192
