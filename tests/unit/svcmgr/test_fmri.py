@@ -49,3 +49,8 @@ def test_abbreviations_match_trailing_segments():
     assert match("svc:/http", CANDS) == []  # a full FMRI must match exactly
     assert len(match("svc:/network/*", CANDS)) == 2
     assert match("tp", CANDS) == []  # segments, not substrings
+
+
+def test_services_and_instances_match_together():
+    cands = [parse("svc:/site/app"), parse("svc:/site/app:default")]
+    assert [str(m) for m in match("app", cands)] == ["svc:/site/app", "svc:/site/app:default"]
