@@ -98,8 +98,9 @@ _MISSING = object()
 def arg(req: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any = _MISSING, *,
         choices: tuple[Any, ...] | None = None) -> Any:
     """A validated request argument; a missing or mistyped one is a bad request (code 2)."""
-    if key not in req:
+    if key not in req or (req[key] is None and default is not _MISSING):
         if default is _MISSING:
+
             raise ApiError(f"bad request: {req.get('op')}: missing argument {key!r}", 2)
         return default
     v = req[key]
@@ -156,11 +157,13 @@ class Api:
                 line = await reader.readuntil(b"\n")
             except asyncio.IncompleteReadError as e:
                 line = e.partial
-            except asyncio.LimitOverrunError:
+            except (asyncio.LimitOverrunError, ValueError):
                 reply = {"ok": False, "error": f"bad request: larger than {MAX_REQUEST} bytes", "code": 2}
                 writer.write(json.dumps(reply).encode() + b"\n")
                 await writer.drain()
+                await _discard(reader)  # so the client reads the reply instead of a reset
                 return
+
             if not line.strip():
                 return
             reply = await self.handle(caller, line)
@@ -194,3 +197,15 @@ class Api:
             self.errors += 1
             log.exception("request failed")
             return {"ok": False, "error": f"internal error: {type(e).__name__}: {e}", "code": 1}
+
+
+async def _discard(reader: asyncio.StreamReader, limit: int = 4 * MAX_REQUEST, seconds: float = 2.0) -> None:
+    """Read and drop what a client still sends, within bounds."""
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        async with asyncio.timeout(seconds):
+            n = 0
+            while n < limit:
+                chunk = await reader.read(1 << 16)
+                if not chunk:
+                    return
+                n += len(chunk)

@@ -132,13 +132,21 @@ class Daemon:
         """Run a command (svcs, svcadm, ...) as a separate process, as an operator would."""
         module = {"svcs": "svcmgr.cli.svcs", "svcadm": "svcmgr.cli.svcadm", "svccfg": "svcmgr.cli.svccfg",
                   "svcprop": "svcmgr.cli.svcprop"}.get(prog, prog)
-        cmd = [sys.executable, "-m", module, "--root", str(self.root), *args]
+        python = sys.executable
+        env = self.env
         kw: dict[str, Any] = {}
         if user is not None:
+            # Another user cannot run this virtualenv's interpreter (it may live under /root):
+            # the commands need only the standard library, so the system's Python will do.
+            python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+            env = {**self.env, "PYTHONPATH": str(REPO)}
             kw["user"] = user
             kw["group"] = user if user != "nobody" else "nogroup"
             kw["extra_groups"] = []
-        r = subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=timeout, **kw)
+            kw["cwd"] = "/"
+        cmd = [python, "-m", module, "--root", str(self.root), *args]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, **kw)
+
         if check and r.returncode != 0:
             raise AssertionError(f"{prog} {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
         return r
