@@ -605,7 +605,9 @@ class Engine:
                 inst.enabled_set = False
                 inst.enabled_temp = None
             reason = self._disabled_reason(inst)
+            inst.history.reset()  # as SMF: an operator's disable forgets the restart history
             if inst.phase == Phase.MAINTENANCE:
+
                 inst.marks.pop("maintenance", None)
             self.dispatch(inst, Ev.DISABLE, reason)
             if inst.phase in _STOPPING or inst.phase == Phase.DISABLED:
