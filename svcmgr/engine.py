@@ -634,9 +634,9 @@ class Engine:
                 mark = inst.marks.pop("maintenance", None)
                 inst.history.reset()
                 inst.start_failures = 0
-                if inst.phase == Phase.MAINTENANCE:
-                    self.dispatch(inst, Ev.CLEAR, "")
+                self.dispatch(inst, Ev.CLEAR, "")
                 done.append(f)
+
                 self.bus.emit("svc.cleared", f, state="maintenance", by=(mark or {}).get("by"),
                               case=(mark or {}).get("case"))
             elif inst.phase == Phase.DEGRADED:

@@ -122,6 +122,8 @@ TABLE: dict[Phase, dict[Ev, tuple[Phase | None, Action]]] = {
     P.STOPPING_MAINT: {
         **_STOPPING_ROW,
         E.ENABLE: (None, A.NONE),  # enabling does not clear maintenance
+        E.CLEAR: (P.STOPPING, A.NONE),  # cleared while stopping: come back once stopped
+
         E.STOPPED: (P.MAINTENANCE, A.NONE),
     },
     P.MAINTENANCE: {

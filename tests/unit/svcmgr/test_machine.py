@@ -50,7 +50,12 @@ def test_only_clear_or_disable_leave_maintenance():
     assert leaving == {Ev.CLEAR, Ev.DISABLE}
 
 
+def test_clear_while_stopping_for_maintenance_comes_back():
+    assert transition(Phase.STOPPING_MAINT, Ev.CLEAR) == (Phase.STOPPING, Action.NONE)
+
+
 def test_enable_does_not_clear_maintenance():
+
     assert transition(Phase.MAINTENANCE, Ev.ENABLE) is None
     assert transition(Phase.STOPPING_MAINT, Ev.ENABLE)[0] == Phase.STOPPING_MAINT
 
