@@ -196,6 +196,9 @@ class Daemon:
                 continue
             specs.extend(got)
             formats.extend(["xml" if path.endswith(".xml") else "toml"] * len(got))
+            for s in got:
+                for w in s.warnings:
+                    log.warning("%s", w)
         if not specs:
             return
         try:
