@@ -47,10 +47,12 @@ class _Builder(ET.TreeBuilder):
         self.count = 0
         self.lines: dict[int, int] = {}
         self.line = lambda: 0
+        self.text = 0  # characters of text since the last tag (expat may deliver it in pieces)
 
     def start(self, tag: Any, attrs: dict[str, str]) -> ET.Element:
         self.depth += 1
         self.count += 1
+        self.text = 0
         line = self.line()
         if self.depth > MAX_DEPTH:
             raise _Refused(line, f"elements are nested more than {MAX_DEPTH} deep")
@@ -65,10 +67,12 @@ class _Builder(ET.TreeBuilder):
 
     def end(self, tag: Any) -> ET.Element:
         self.depth -= 1
+        self.text = 0
         return super().end(tag)
 
     def data(self, data: str) -> None:
-        if len(data) > MAX_VALUE:
+        self.text += len(data)
+        if self.text > MAX_VALUE:
             raise _Refused(self.line(), f"a text node is longer than {MAX_VALUE} characters")
         super().data(data)
 

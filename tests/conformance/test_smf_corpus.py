@@ -212,7 +212,7 @@ def test_corpus_dependencies_and_dependents_resolve_together(corpus_daemon: Any)
     for f in fmris:
         svc = corpus[f.rsplit(":", 1)[0]]
         inst = _instances(svc)[f.rsplit(":", 1)[1]]
-        own = [_dep(d)[:3] + (_dep(d)[4],) for d in svc["dependencies"] + inst.get("dependencies", [])]
+        own = [(*_dep(d)[:3], _dep(d)[4]) for d in svc["dependencies"] + inst.get("dependencies", [])]
         back = _back_edges(corpus, f)
         seen_back += len(back)
         got = [(d["name"], d["grouping"], d["restart_on"], tuple(d["fmris"])) for d in shown[f]["dependencies"]]
