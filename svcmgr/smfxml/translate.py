@@ -212,7 +212,7 @@ def _service(ctx: _Ctx, el: ET.Element, bundle: str | None) -> dict[str, Any] | 
     if restarter and not has_start and data.get("type") != "milestone":
         msg = (f"svcmgr: svc:/{name} is run by the delegated restarter {restarter}, "
                "which svcmgr does not provide")
-        data.setdefault("methods", {})["start"] = {"exec": f"echo '{msg}' >&2; exit 96"}
+        data.setdefault("methods", {})["start"] = {"exec": f"/bin/sh -c \"echo '{msg}' >&2; exit 96\""}
         smf["placeholder_start"] = True
     if smf:
         data["smf"] = smf

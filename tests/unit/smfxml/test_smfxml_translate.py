@@ -235,7 +235,7 @@ def test_delegated_restarter_gets_a_start_that_fails_with_the_reason() -> None:
     (spec,) = _load(text, "/m/echo.xml")
     cfg = resolve_instance(spec, "stream")
     start = cfg.methods["start"].exec.shell
-    assert "delegated restarter svc:/network/inetd:default" in start and start.endswith("exit 96")
+    assert "delegated restarter svc:/network/inetd:default" in start and start.endswith("exit 96\"")
     assert cfg.properties["general"]["restarter"].values == ("svc:/network/inetd:default",)
     assert "delegated restarter svc:/network/inetd:default" in spec.warnings[0]
     # Export leaves the placeholder out: the bundle says what the author wrote.
