@@ -27,6 +27,8 @@ def _tag(el: ET.Element) -> str:
 
 
 class GroupsMixin:
+    """``<property_group>`` and its values, written into the entity's ``data``."""
+
     ctx: Any
     data: dict[str, Any]
     smf: dict[str, Any]
