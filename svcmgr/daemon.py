@@ -249,7 +249,8 @@ class Daemon:
         print(f"svcmgrd: ready, {text}{root_hint}. In another shell try: {hint}", file=sys.stderr, flush=True)
         while self.notifier.enabled:
             await asyncio.sleep(STATUS_INTERVAL)
-            self.notifier.status(_summary(engine))
+            if not self.stop_event.is_set():  # stopping has its own status line
+                self.notifier.status(_summary(engine))
 
     async def _watchdog(self) -> None:
         assert self.notifier.watchdog_interval is not None
