@@ -541,7 +541,7 @@ class Control:
             except ManifestErrors as e:
                 errors.append(str(e))
                 continue
-            fmt = "xml" if blob.lstrip().startswith(b"<") else "toml"
+            fmt = "xml" if blob.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"<") else "toml"
             specs.extend(got)
             formats.extend([fmt] * len(got))
         if errors:
@@ -553,6 +553,7 @@ class Control:
                 warnings = self.engine.import_specs(specs, formats)
         except ManifestErrors as e:
             raise ApiError("import refused, nothing was imported:\n" + str(e), 1) from None
+        warnings = [w for s in specs for w in s.warnings] + warnings
         return {"services": [str(s.fmri) for s in specs],
                 "instances": [str(s.fmri.with_instance(n)) for s in specs for n in s.instances],
                 "warnings": warnings, "dry_run": dry}

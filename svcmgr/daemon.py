@@ -45,6 +45,12 @@ __all__ = ["Daemon", "main"]
 
 log = logging.getLogger("svcmgrd")
 
+#: READY=1 goes out when every instance has settled, or after this many seconds at most
+#: (the unit's TimeoutStartSec must be longer).
+READY_TIMEOUT = 90.0
+#: How often systemd's STATUS line is refreshed once the daemon is ready (only under systemd).
+STATUS_INTERVAL = 2.0
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -80,6 +86,8 @@ class Daemon:
         self.stop_event = asyncio.Event()
         self.components: list[Component] = []
         self.started = time.time()
+        self.engine: Engine | None = None
+        self.is_ready = False
 
     def _lock(self) -> int:
         fd = os.open(self.paths.pidfile, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -162,7 +170,8 @@ class Daemon:
                     tasks.append(tg.create_task(self._watchdog(), name="watchdog"))
                 await self.stop_event.wait()
                 log.info("stopping: %d instances", len(engine.instances))
-                self.notifier.stopping("Stopping services")
+                running = sum(1 for i in engine.instances.values() if i.state in RUNNING)
+                self.notifier.stopping(f"Stopping {running} running instances")
                 await api.close()
                 await engine.shutdown()
                 for t in tasks:
@@ -196,6 +205,9 @@ class Daemon:
                 continue
             specs.extend(got)
             formats.extend(["xml" if path.endswith(".xml") else "toml"] * len(got))
+            for s in got:
+                for w in s.warnings:
+                    log.warning("%s", w)
         if not specs:
             return
         try:
@@ -209,16 +221,24 @@ class Daemon:
         log.info("imported %d services from %s", len(specs), ", ".join(self.args.manifests))
 
     async def _announce(self, engine: Engine) -> None:
-        """Say READY once every enabled instance has settled, and tell the user what to type next."""
+        """Say READY once every enabled instance has settled (or after ``READY_TIMEOUT``, so that
+        one start without a timeout cannot hold systemd's start job forever), tell the user
+        what to type next, then keep systemd's STATUS line current."""
+        deadline = time.monotonic() + READY_TIMEOUT
         while True:
             busy = [i for i in engine.instances.values() if i.next_state is not None or i.phase.value == "starting"]
             if not busy and not engine._dirty:
                 break
+            if time.monotonic() >= deadline:
+                log.warning("ready after %gs with %d instances still in transition: %s", READY_TIMEOUT, len(busy),
+                            ", ".join(i.fmri for i in busy[:5]))
+                break
             self.notifier.status(f"Starting: {len(busy)} instances in transition")
             await asyncio.sleep(0.05)
-        online = sum(1 for i in engine.instances.values() if i.state in RUNNING)
-        text = f"{online} of {len(engine.instances)} instances online"
+        text = _summary(engine)
         self.notifier.ready(text)
+        self.is_ready = True
+        online = sum(1 for i in engine.instances.values() if i.state in RUNNING)
         engine.bus.emit("svc.daemon.ready", "", online=online, instances=len(engine.instances))
         hint = "svcs -a"
         script = sys.argv[0]
@@ -228,6 +248,10 @@ class Daemon:
         root_hint = "" if self.args.no_register or self.paths.root is None else \
             f" (state in {self.paths.root})"
         print(f"svcmgrd: ready, {text}{root_hint}. In another shell try: {hint}", file=sys.stderr, flush=True)
+        while self.notifier.enabled:
+            await asyncio.sleep(STATUS_INTERVAL)
+            if not self.stop_event.is_set():  # stopping has its own status line
+                self.notifier.status(_summary(engine))
 
     async def _watchdog(self) -> None:
         assert self.notifier.watchdog_interval is not None
@@ -236,6 +260,17 @@ class Daemon:
             await asyncio.sleep(self.notifier.watchdog_interval / 2)
 
     def _reload(self) -> None:
+        if not self.is_ready:
+            self._reread()
+            return
+        self.notifier.reloading("Re-reading the configuration")
+        try:
+            self._reread()
+        finally:
+            if self.engine is not None:
+                self.notifier.ready(_summary(self.engine))
+
+    def _reread(self) -> None:
         try:
             cfg = load_config(self.args.config, overrides=_overrides(self.args))
         except FieldErrors as e:
@@ -285,6 +320,15 @@ async def _guarded(c: Component) -> None:
         raise
     except Exception:
         log.exception("component %s failed; the daemon goes on without it", c.name)
+
+
+def _summary(engine: Engine) -> str:
+    """One line for systemd's STATUS: how many instances run, and how many need an operator."""
+    insts = engine.instances.values()
+    online = sum(1 for i in insts if i.state in RUNNING)
+    maint = sum(1 for i in insts if i.state.value == "maintenance")
+    text = f"{online} of {len(engine.instances)} instances online"
+    return f"{text}, {maint} in maintenance" if maint else text
 
 
 def _on_path(d: str) -> bool:

@@ -203,7 +203,7 @@ class ServiceSpec:
 
     fmri: fmri_mod.FMRI
     description: str = ""
-    type: str = "service"  # service | milestone
+    type: str = "service"  # service | milestone | restarter (SMF's; run like a service)
     duration: str = "contract"
     enabled: bool = True
     context: Context = Context()
@@ -222,6 +222,8 @@ class ServiceSpec:
     extensions: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict)
+    #: What a loader kept but does not act on (e.g. SMF privileges); reported once at import.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest in normal form; ``parse_service`` of it gives this spec back."""
@@ -666,7 +668,7 @@ def _instance(r: _Reader, name: str, base_dir: str | None, spec_restart: Restart
 
 #: Sections a manifest may carry for other packages: name -> validator(reader) -> value.
 EXTENSIONS: dict[str, Callable[[Any, str, str], Any]] = {}
-_EXTENSION_MODULES = {"vrrp": "vrrp.model"}
+_EXTENSION_MODULES = {"vrrp": "vrrp.model", "smf": "svcmgr.smfxml"}
 
 
 def _extension(name: str) -> Callable[[Any, str, str], Any] | None:
@@ -697,7 +699,7 @@ def parse_service(data: Any, source: str = "", *, base_dir: str | None = None) -
                                 "and declares instances under [instances]")
                 svc = None
     description = r.str("description", "")
-    stype = r.str("type", "service", choices=("service", "milestone"))
+    stype = r.str("type", "service", choices=("service", "milestone", "restarter"))
     duration = r.str("duration", None, choices=DURATIONS)
     enabled = r.bool("enabled", True)
     ctx = _context(r, base_dir)
@@ -820,8 +822,8 @@ def load_bytes(blob: bytes, source: str) -> list[ServiceSpec]:
     if len(blob) > 4 * 1024 * 1024:
         raise ManifestErrors([ManifestError(source, "", "file is larger than 4 MiB")])
     base_dir = os.path.dirname(os.path.abspath(source)) if source else None
-    head = blob.lstrip()[:64]
-    if head.startswith(b"<?xml") or head.startswith(b"<!DOCTYPE") or head.startswith(b"<service_bundle"):
+    head = blob.removeprefix(b"\xef\xbb\xbf").lstrip()[:64]
+    if head.startswith(b"<"):  # TOML cannot start with "<": XML, even when a comment comes first
         try:
             from svcmgr import smfxml
         except ImportError:

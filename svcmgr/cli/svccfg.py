@@ -80,11 +80,16 @@ def validate_local(paths: list[str]) -> int:
     bad = 0
     for path in collect_manifest_files(paths):
         try:
-            specs.extend(load_file(path))
+            got = load_file(path)
         except ManifestErrors as e:
             bad += 1
             for err in e.errors:
                 print(f"svccfg: {err}", file=sys.stderr)
+            continue
+        specs.extend(got)
+        for s in got:
+            for w in s.warnings:
+                print(f"svccfg: warning: {w}", file=sys.stderr)
     seen: dict[str, str] = {}
     for s in specs:
         f = str(s.fmri)

@@ -20,7 +20,8 @@ def test_demo_stack_comes_online_in_order(daemon):
         assert b"schema 3" in r.read()
     out = daemon.cli("svcs", "-a", check=True).stdout.splitlines()
     assert out[0].split() == ["STATE", "STIME", "FMRI"]
-    assert len(out) == 6 and all(line.split()[0] == "online" for line in out[1:])
+    # five TOML services and the SMF XML one (notes.xml)
+    assert len(out) == 7 and all(line.split()[0] == "online" for line in out[1:])
 
 
 def test_kill9_of_demo_process_is_restarted_and_visible_in_svcs_p(daemon):
