@@ -15,9 +15,9 @@ from dataclasses import dataclass
 __all__ = ["FMRI", "FmriError", "PathFMRI", "match", "parse", "parse_any"]
 
 _SEGMENT = r"[A-Za-z][A-Za-z0-9_.,+-]*"
-_SERVICE_RE = re.compile(rf"^{_SEGMENT}(?:/{_SEGMENT})*$")
-_INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,+-]*$")
-_PATH_RE = re.compile(r"^/[^\x00-\x1f\x7f]*$")
+_SERVICE_RE = re.compile(rf"^{_SEGMENT}(?:/{_SEGMENT})*\Z")
+_INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,+-]*\Z")
+_PATH_RE = re.compile(r"^/[^\x00-\x1f\x7f]*\Z")
 
 
 class FmriError(ValueError):
@@ -138,6 +138,7 @@ def match(pattern: str, candidates: Iterable[FMRI]) -> list[FMRI]:
             pat = "svc:/" + pat.lstrip("/")
         return sorted((c for c in candidates if fnmatch.fnmatchcase(str(c), pat)
                        or fnmatch.fnmatchcase(str(c.service_fmri), pat)), key=_order)
+
     full = text.startswith("svc:") or text.startswith("/")
     try:
         want = parse(text)

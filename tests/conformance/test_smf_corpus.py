@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CONFORMANCE
 
 from svcmgr.manifest import load_file, parse_exec, resolve_instance
+
+from conftest import CONFORMANCE
 
 CORPUS = CONFORMANCE / "smf"
 FILES = sorted(CORPUS.glob("*.xml")) if CORPUS.is_dir() else []

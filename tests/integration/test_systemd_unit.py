@@ -17,10 +17,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, wait_until
 
 from svcmgr.daemon import READY_TIMEOUT
 from svcmgr.units import parse_duration
+
+from conftest import REPO, wait_until
 
 UNIT = REPO / "systemd" / "svcmgrd.service"
 
