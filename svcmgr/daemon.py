@@ -3,8 +3,10 @@
 Runs in the foreground. With ``--root DIR`` every piece of its state lives under
 DIR and it needs no root; without, it uses /run/svcmgr, /var/lib/svcmgr and
 /var/log/svcmgr. SIGTERM or SIGINT stop every service (dependents first) and
-exit; SIGHUP re-reads the configuration. All long-lived tasks belong to one
-TaskGroup and are cancelled and awaited on the way out.
+exit; SIGHUP re-reads the configuration; SIGUSR2 exits for a restart (status 75)
+leaving every service running, and the next daemon adopts them. All long-lived
+tasks belong to one TaskGroup and are cancelled and awaited on the way out.
+
 """
 
 from __future__ import annotations
@@ -41,7 +43,11 @@ from svcmgr.schema import FieldErrors
 from svcmgr.sdnotify import Notifier
 from svcmgr.states import RUNNING
 
-__all__ = ["Daemon", "main"]
+__all__ = ["EXIT_RESTART", "Daemon", "main"]
+
+#: Exit status after SIGUSR2 (EX_TEMPFAIL): not a clean stop, so systemd's Restart=on-failure restarts us.
+EXIT_RESTART = 75
+
 
 log = logging.getLogger("svcmgrd")
 
@@ -84,6 +90,7 @@ class Daemon:
         self.paths = Paths.for_root(args.root)
         self.notifier = Notifier()
         self.stop_event = asyncio.Event()
+        self.detaching = False
         self.components: list[Component] = []
         self.started = time.time()
         self.engine: Engine | None = None
@@ -158,6 +165,7 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop_event.set)
             loop.add_signal_handler(signal.SIGHUP, self._reload)
+            loop.add_signal_handler(signal.SIGUSR2, self._detach)
             engine.boot()
             self._register()
             log.info("svcmgrd %s on node %s: %d instances, contracts by %s, state in %s", __version__,
@@ -169,11 +177,17 @@ class Daemon:
                 if self.notifier.watchdog_interval:
                     tasks.append(tg.create_task(self._watchdog(), name="watchdog"))
                 await self.stop_event.wait()
-                log.info("stopping: %d instances", len(engine.instances))
                 running = sum(1 for i in engine.instances.values() if i.state in RUNNING)
-                self.notifier.stopping(f"Stopping {running} running instances")
-                await api.close()
-                await engine.shutdown()
+                if self.detaching:
+                    log.info("restarting: %d running instances keep running and will be adopted", running)
+                    self.notifier.stopping(f"Restarting; {running} running instances keep running")
+                    await api.close()
+                    await engine.detach()
+                else:
+                    log.info("stopping: %d instances", len(engine.instances))
+                    self.notifier.stopping(f"Stopping {running} running instances")
+                    await api.close()
+                    await engine.shutdown()
                 for t in tasks:
                     t.cancel()
         finally:
@@ -185,6 +199,9 @@ class Daemon:
             self._unregister()
             self.notifier.close()
             os.close(lock)
+        if self.detaching:
+            log.info("exited for a restart; services left running")
+            return EXIT_RESTART
         log.info("stopped")
         return 0
 
@@ -258,6 +275,11 @@ class Daemon:
         while True:
             self.notifier.watchdog()
             await asyncio.sleep(self.notifier.watchdog_interval / 2)
+
+    def _detach(self) -> None:
+        """SIGUSR2: exit for a restart, leaving every service running for the next daemon to adopt."""
+        self.detaching = True
+        self.stop_event.set()
 
     def _reload(self) -> None:
         if not self.is_ready:

@@ -844,6 +844,21 @@ class Engine:
         return fmris
 
     # ================================================================ shutdown
+    async def detach(self) -> None:
+        """Leave every service running for the next daemon: record contracts, close without stopping."""
+        self.shutting_down = True
+        for inst in self.instances.values():
+            self._save(inst)
+        for w in self._waiters:
+            if not w.future.done():
+                w.future.set_result(1)
+        await self.nursery.aclose()
+        for inst in self.instances.values():
+            if inst.log is not None:
+                inst.log.close()
+        self.repo.flush()
+
+
     async def shutdown(self) -> None:
         """Stop every instance, dependents before their dependencies, then close."""
         self.shutting_down = True

@@ -68,7 +68,24 @@ def test_adopted_service_is_still_supervised(daemon):
     daemon.cli("svcadm", "disable", "-s", "s", check=True)
 
 
+def test_sigusr2_restarts_the_daemon_and_leaves_services_running(daemon):
+    import os
+    import signal
+
+    daemon.manifest("s.toml", _child("p/s"))
+    daemon.start()
+    daemon.wait_state("svc:/p/s:default", "online")
+    pids = daemon.pids("svc:/p/s:default")
+    os.kill(daemon.pid, signal.SIGUSR2)
+    assert daemon.proc.wait(30) == 75
+    daemon.proc = None
+    daemon.start(manifests=False)
+    daemon.wait_state("svc:/p/s:default", "online")
+    assert daemon.pids("svc:/p/s:default") == pids
+
+
 def test_clean_stop_and_start_restarts_services(daemon):
+
     daemon.manifest("s.toml", _child("p/s"))
     daemon.start()
     daemon.wait_state("svc:/p/s:default", "online")
