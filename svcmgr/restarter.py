@@ -12,7 +12,9 @@ import contextlib
 import logging
 import os
 import re
+import shlex
 import signal
+
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +44,36 @@ class StartResult:
     detail: str
     status: ExitStatus | None = None
     code: int | None = None
+
+
+_SHELL_WORDS = frozenset({"if", "then", "else", "elif", "fi", "while", "until", "for", "do", "done", "case",
+                          "esac", "{", "}", "!", "exec", "cd", "export", "set", "unset", "trap", ".", "source",
+                          "eval", "ulimit", "umask", "wait", "read", "shift", "return", "exit", "alias", "local"})
+_CONTROL = frozenset({";", "&", "|", "&&", "||", "(", ")", ";;", "|&"})
+
+
+def simple_command(text: str) -> bool:
+    """Whether a method string is one simple command, which SMF runs as ``exec <command>``
+    (no shell left waiting above the service). Lists, pipes, compound commands, builtins and
+    leading assignments run as written."""
+    if "\n" in text or "$(" in text or "`" in text:
+        return False  # to be safe, substitutions run as written
+
+    try:
+        lex = shlex.shlex(text, posix=True, punctuation_chars=";&|()")
+        lex.whitespace_split = True
+        words = list(lex)
+    except ValueError:
+        return False
+    if not words or words[0] in _SHELL_WORDS or "=" in words[0]:
+        return False
+    for i, w in enumerate(words):
+        if w == "&" and i and words[i - 1].endswith((">", "<")):
+            continue  # 2>&1, <&3: a redirection, not a background job
+        if w in _CONTROL or set(w) <= set(";&|()"):
+            return False
+    return True
+
 
 
 def expand_tokens(text: str, cfg: InstanceConfig, method: str) -> str:
@@ -125,7 +157,8 @@ class Restarter:
         cfg = inst.config
         if ex.kind == "argv":
             return [expand_tokens(a, cfg, method) for a in ex.argv]
-        return ["/bin/sh", "-c", expand_tokens(ex.shell, cfg, method)]
+        text = expand_tokens(ex.shell, cfg, method)
+        return ["/bin/sh", "-c", f"exec {text}" if simple_command(text) else text]
 
     def _cwd(self, inst: Instance, method: str, user: UserSpec) -> str:
         wd = inst.config.method_context(method).working_directory

@@ -58,3 +58,14 @@ def test_reconfigure_keeps_recent_history():
     h.record()
     h.configure(3, 60.0)
     assert h.record()
+
+
+def test_simple_shell_commands_are_execd_as_smf_does():
+    from svcmgr.restarter import simple_command
+
+    assert simple_command("python3 app.py --port 80 > /tmp/log 2>&1")
+    assert simple_command("echo 'a; b'")
+
+    for compound in ("a; b", "a && b", "a | b", "a &", "(a)", "cd /x && y", "FOO=1 y", "trap '' TERM; y",
+                     "while :; do x; done", "a\nb", "echo 'unbalanced", "sleep $(cat n)"):
+        assert not simple_command(compound), compound
