@@ -14,7 +14,6 @@ import os
 import re
 import shlex
 import signal
-
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
