@@ -544,7 +544,7 @@ def _authorizations(r: _Reader | None) -> Authorizations:
     return Authorizations(a, v)
 
 
-def _prop_type(v: Any) -> str | None:
+def property_type(v: Any) -> str | None:
     if isinstance(v, bool):
         return "boolean"
     if isinstance(v, int):
@@ -627,14 +627,14 @@ def _property(r: _Reader, name: str, v: Any) -> Property | None:
         if not isinstance(values, list):
             values = [values]
         if ptype is None:
-            ptype = _prop_type(values[0]) if values else "astring"
+            ptype = property_type(values[0]) if values else "astring"
         try:
             return Property(ptype, tuple(check_property_value(ptype, x) for x in values))
         except ValueError as e:
             sub.error("values", str(e))
             return None
     values = v if isinstance(v, list) else [v]
-    types = {_prop_type(x) for x in values}
+    types = {property_type(x) for x in values}
     if None in types:
         r.error(name, f"expected a string, number, boolean or a list of them, got {_typename(v)}")
         return None

@@ -16,6 +16,7 @@ import shlex
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from svcmgr.manifest import property_type
 from svcmgr.smfxml.translate import IGNORED_CONTEXT, SVCMGR_SECTIONS, XML_LANG
 
 __all__ = ["export"]
@@ -33,13 +34,7 @@ def _text(v: Any) -> str:
 
 
 def _ptype(v: Any) -> str:
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, int):
-        return "integer"
-    if isinstance(v, float):
-        return "float"
-    return "astring"
+    return property_type(v) or "astring"
 
 
 def _norm_prop(p: Any) -> tuple[str, list[Any]]:
