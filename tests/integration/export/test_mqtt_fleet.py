@@ -65,7 +65,7 @@ def test_fmadm_fleet_lists_every_nodes_open_cases(svcmgrd, mosquitto, capsys):
     from svcmgr.fleet import fmadm_fleet
 
     broker = mosquitto()
-    n1, n2 = _two_nodes(svcmgrd, broker)
+    _, n2 = _two_nodes(svcmgrd, broker)
     case = {"uuid": CASE1, "class": "fault.svc.flapping", "severity": "major", "msgid": "SVC-8000-3Q",
             "suspects": [{"fault": "fault.svc.flapping", "resource": "svc:/site/b:default", "certainty": 100}],
             "affected": ["svc:/site/b:default"], "state": "open"}
