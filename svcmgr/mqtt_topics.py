@@ -75,7 +75,21 @@ class Outgoing:
 
 
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), default=str, allow_nan=False).encode()
+    """Compact, strict JSON: values JSON cannot hold become strings, NaN and infinities null."""
+    try:
+        return json.dumps(obj, separators=(",", ":"), default=str, allow_nan=False).encode()
+    except ValueError:
+        return json.dumps(_finite(obj), separators=(",", ":"), default=str, allow_nan=False).encode()
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _level(text: str) -> str:
@@ -93,12 +107,7 @@ def event_topic(ev: Event, prefix: str = PREFIX) -> str:
 def event_message(ev: Event, seq: int, qos: int, prefix: str = PREFIX) -> Outgoing:
     payload = {"seq": seq, "class": ev.cls, "time": ev.time, "node": ev.node, "resource": ev.resource,
                "data": ev.data}
-    try:
-        body = _dumps(payload)
-    except ValueError:  # NaN or infinity somewhere in the data
-        payload["data"] = json.loads(json.dumps(ev.data, default=str))
-        body = json.dumps(payload, separators=(",", ":"), default=str).encode()
-    return Outgoing(event_topic(ev, prefix), body, qos, False)
+    return Outgoing(event_topic(ev, prefix), _dumps(payload), qos, False)
 
 
 def state_topic(node: str, fmri: str, prefix: str = PREFIX) -> str | None:
@@ -154,11 +163,7 @@ def case_message(node: str, ev: Event, prefix: str = PREFIX) -> Outgoing | None:
     payload = {k: d.get(k) for k in ("uuid", "class", "severity", "msgid", "suspects", "affected", "state")}
     payload.update({k: v for k, v in d.items() if k not in payload})
     payload.update({"node": node, "time": ev.time, "event": ev.cls})
-    try:
-        body = _dumps(payload)
-    except ValueError:
-        body = json.dumps(json.loads(json.dumps(payload, default=str)), separators=(",", ":")).encode()
-    return Outgoing(topic, body, 1, True)
+    return Outgoing(topic, _dumps(payload), 1, True)
 
 
 def status_topic(node: str, prefix: str = PREFIX) -> str:

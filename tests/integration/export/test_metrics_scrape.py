@@ -201,3 +201,28 @@ def test_a_taken_port_leaves_the_daemon_running(svcmgrd):
         d.wait_state("svc:/site/a:default", "online")
         wait_for(lambda: "cannot listen on" in d.log_text(), 10, "the error in the log")
         assert d.call("metrics")["address"] is None
+
+
+def test_labels_stay_bounded_whatever_the_events_say(svcmgrd):
+    d = svcmgrd()
+    port = free_port()
+    start_node(d, "--node", "m5", "--metrics", f"127.0.0.1:{port}")
+    for i in range(230):
+        d.call("test.emit", **{"class": f"ereport.flood.c{i}"})
+    # VRRP events that do not fit the contract are ignored, not turned into series
+    d.call("test.emit", **{"class": "vrrp.state.master", "data": {"instance": "bad name", "state": "master"}})
+    d.call("test.emit", **{"class": "vrrp.state.weird", "data": {"instance": "web", "state": "weird"}})
+    d.call("test.emit", **{"class": "vrrp.state.master", "data": {"instance": "web", "priority": "high"}})
+    # a case whose class and severity are not label-safe gets "unknown", never the raw text
+    d.call("test.emit", **{"class": "list.suspect", "data": {"uuid": "u1", "class": "fault x\n",
+                                                             "severity": "Major\"}"}})
+    text = scrape(port)
+    classes = {m for m in re.findall(r'^svcmgr_ereports_total\{class="([^"]+)"\}', text, re.M)}
+    assert len(classes) == 201 and "other" in classes  # 200 classes of their own, the rest together
+    assert value(text, "svcmgr_ereports_total", **{"class": "other"}) == 30
+    assert value(text, "svcmgr_vrrp_state", instance="web", state="master") == 1
+    assert value(text, "svcmgr_vrrp_priority", instance="web") is None
+    assert "bad name" not in text and "weird" not in text
+    assert value(text, "svcmgr_fault_cases_open", **{"class": "unknown", "severity": "unknown"}) == 1
+    assert promtool_check(text).returncode == 0
+    assert d.call("metrics")["vrrp_ignored"] == 2
