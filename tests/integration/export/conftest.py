@@ -40,15 +40,18 @@ def pytest_plugin_registered(plugin: Any, plugin_name: str, manager: Any) -> Non
 
 @pytest.fixture
 def mosquitto() -> Iterator[Callable[..., Broker]]:
-    """A factory: ``b = mosquitto()`` starts a broker (``mosquitto(extra="...")`` adds config lines)."""
+    """A factory: ``b = mosquitto()`` starts a broker. ``extra`` adds configuration lines;
+    ``setup(folder)`` may write files into the broker's folder first and return more lines."""
     if shutil.which("mosquitto") is None:
         pytest.skip("mosquitto not installed (Debian package mosquitto)")
     made: list[Broker] = []
 
-    def make(extra: str = "") -> Broker:
+    def make(extra: str = "", *, anonymous: bool = True, setup: Any = None) -> Broker:
         folder = Path(tempfile.mkdtemp(prefix="svcmgr-mq-", dir="/tmp"))
         os.chmod(folder, 0o755)
-        b = Broker(folder, free_port(), extra)
+        if setup is not None:
+            extra += setup(folder)
+        b = Broker(folder, free_port(), extra, anonymous=anonymous)
         made.append(b)
         return b.start()
 

@@ -43,14 +43,14 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
 class Broker:
     """One mosquitto process on 127.0.0.1:port; ``stop()`` and ``start()`` keep the port and the data."""
 
-    def __init__(self, folder: Path, port: int, extra: str = "") -> None:
+    def __init__(self, folder: Path, port: int, extra: str = "", *, anonymous: bool = True) -> None:
         self.folder = folder
         self.port = port
         self.conf = folder / "mosquitto.conf"
         self.log = folder / "mosquitto.log"
         lines = [
             f"listener {port} 127.0.0.1",
-            "allow_anonymous true",
+            f"allow_anonymous {'true' if anonymous else 'false'}",
             "persistence true",
             f"persistence_location {folder}/",
             "autosave_interval 0",
@@ -193,3 +193,19 @@ exec = ["sleep", "600"]
 [methods.stop]
 exec = ":kill"
 """
+
+
+def make_tls_files(folder: Path) -> dict[str, Path]:
+    """A throw-away CA, a server certificate for localhost/127.0.0.1 and a client certificate (openssl)."""
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder, timeout=60)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+        "-subj", "/CN=svcmgr test CA")
+    (folder / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    for name, cn, ext in (("server", "localhost", ["-extfile", "server.ext"]), ("client", "node-tls", [])):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN={cn}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.crt", "-days", "2", *ext)
+    return {n: folder / n for n in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")}
