@@ -54,6 +54,8 @@ __all__ = ["Bridge", "MqttConfig", "create", "parse_url", "read_config"]
 
 log = logging.getLogger("svcmgr.mqtt")
 
+#: Under a stream of events, pending ones are written to the outbox at most this often (seconds).
+FLUSH_INTERVAL = 0.001
 _CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
@@ -77,7 +79,7 @@ class MqttConfig:
     outbox_limit: int = 100_000
     keepalive: int = 30
     qos: int = 1
-    window: int = 20
+    window: int = 100
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
     drain_timeout: float = 3.0
@@ -170,7 +172,7 @@ def read_config(r: Reader) -> MqttConfig:
         outbox_limit=r.int("outbox_limit", 100_000, lo=10, hi=100_000_000),
         keepalive=int(r.duration("keepalive", 30, positive=True) or 30),
         qos=r.int("qos", 1, lo=0, hi=1),
-        window=r.int("window", 20, lo=1, hi=1000),
+        window=r.int("window", 100, lo=1, hi=1000),
         reconnect_min=r.duration("reconnect_min", 0.5, positive=True),
         reconnect_max=r.duration("reconnect_max", 30.0, positive=True),
         drain_timeout=r.duration("drain_timeout", 3.0),
@@ -196,6 +198,16 @@ def create(ctx: Context) -> Bridge | None:
     """The bridge, or None when no broker is configured."""
     cfg = section(ctx.config)
     return Bridge(ctx, cfg) if cfg is not None else None
+
+
+async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel and await tasks; their errors are collected, not raised (our own cancellation is)."""
+    for t in tasks:
+        t.cancel()
+    await asyncio.wait(tasks)
+    for t in tasks:
+        if not t.cancelled():
+            t.exception()
 
 
 class _RateLimitedLog:
@@ -234,6 +246,7 @@ class Bridge:
         self.connected = False
         self._pending: list[tuple[Event, bool | None]] = []
         self._flush_handle: asyncio.Handle | None = None
+        self._last_flush = 0.0
         self._wake = asyncio.Event()
         self._closed = False
         self._snapshot_upto = 0  # last outbox seq of the most recent retained snapshot
@@ -285,13 +298,18 @@ class Bridge:
         if self._closed:
             self._flush()
         elif self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+            # At once when idle; under a stream of events, at most one transaction per millisecond.
+            loop = asyncio.get_running_loop()
+            wait = self._last_flush + FLUSH_INTERVAL - loop.time()
+            self._flush_handle = loop.call_later(wait, self._flush) if wait > 0 else loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         """Write pending events, and the retained picture they change, to the outbox in one transaction."""
         self._flush_handle = None
         if not self._pending or self.outbox is None:
             return
+        with contextlib.suppress(RuntimeError):
+            self._last_flush = asyncio.get_running_loop().time()
         pending, self._pending = self._pending, []
         msgs: list[tuple[str, bytes, int, bool]] = []
         retained: list[tuple[str, bytes]] = []
@@ -336,11 +354,11 @@ class Bridge:
                     async with client:
                         delay = self.cfg.reconnect_min
                         await self._session(client)
-                except* aiomqtt.MqttError as eg:
-                    self._down("; ".join(str(e) or type(e).__name__ for e in eg.exceptions))
-                except* Exception as eg:
-                    log.error("mqtt: session failed; reconnecting", exc_info=eg)
-                    self._down(f"internal error: {eg.exceptions[0]!r}")
+                except aiomqtt.MqttError as e:
+                    self._down(str(e) or type(e).__name__)
+                except Exception as e:
+                    log.exception("mqtt: session failed; reconnecting")
+                    self._down(f"internal error: {e!r}")
                 pause = delay * random.uniform(0.8, 1.2)
                 delay = min(delay * 2, self.cfg.reconnect_max)
                 log.debug("mqtt: reconnecting to %s in %.2fs", self.cfg.broker, pause)
@@ -374,6 +392,8 @@ class Bridge:
             self._log_drops(logging.INFO, "mqtt: cannot reach %s: %s", self.cfg.broker, why)
 
     async def _session(self, client: aiomqtt.Client) -> None:
+        import aiomqtt
+
         assert self.outbox is not None
         await client.publish(wire.status_topic(self.node),
                              wire.status_payload(self.node, "online", time.time(), __version__), qos=1, retain=True)
@@ -391,13 +411,22 @@ class Bridge:
             if snap:
                 self.outbox.append([(t, p, 1, True) for t, p in snap])
                 self._snapshot_upto = self.outbox.next_seq - 1
+        # Two tasks owned here: the first to end (a lost connection) ends the session, the other is
+        # cancelled and awaited. (Not a TaskGroup: in Python 3.11 one that sees a child fail can
+        # swallow the daemon's own cancellation.)
+        tasks = [asyncio.create_task(self._send(client), name="mqtt send"),
+                 asyncio.create_task(self._receive(client), name="mqtt receive")]
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._send(client), name="mqtt send")
-                tg.create_task(self._receive(client), name="mqtt receive")
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
+            await _cancel_all(tasks)
             await self._goodbye(client)
             raise
+        await _cancel_all(tasks)
+        for t in done:
+            if not t.cancelled() and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
+        raise aiomqtt.MqttError(f"{next(iter(done)).get_name()} ended")
 
     async def _goodbye(self, client: aiomqtt.Client) -> None:
         """The daemon is stopping: send what is queued (briefly), then say offline."""
@@ -416,20 +445,22 @@ class Bridge:
 
     # ------------------------------------------------------------ sending
     async def _send(self, client: aiomqtt.Client, *, until_empty: bool = False) -> None:
-        """Publish the outbox in order with at most ``window`` publishes unacknowledged; forget each
-        row once acknowledged. A failed publish ends the session (the caller reconnects) and every row
-        not acknowledged is sent again."""
+        """Publish the outbox in order from a sliding window of at most ``window`` unacknowledged
+        publishes; forget rows once acknowledged. A failed publish ends the session (the caller
+        reconnects) and every row not acknowledged is sent again."""
         assert self.outbox is not None
         box = self.outbox
         window: collections.deque[tuple[int, asyncio.Task[None]]] = collections.deque()
         last = 0
         acked = 0
+        waker: asyncio.Task[bool] | None = None
 
-        async def retire_oldest() -> None:
+        def retire_done() -> None:
             nonlocal acked
-            seq, task = window.popleft()
-            await task
-            acked = seq
+            while window and window[0][1].done():
+                seq, task = window.popleft()
+                task.result()  # a failed publish raises here and ends the session
+                acked = seq
 
         def commit() -> None:
             nonlocal acked
@@ -440,30 +471,37 @@ class Bridge:
 
         try:
             while True:
+                retire_done()
                 rows = box.peek(last, max(64, self.cfg.window * 4))
-                if not rows:
-                    while window:
-                        await retire_oldest()
-                    commit()
-                    if until_empty:
-                        return
-                    self._wake.clear()
-                    if box.peek(last, 1):
-                        continue
-                    await self._wake.wait()
+                if rows:
+                    for seq, topic, payload, qos, retain in rows:
+                        while len(window) >= self.cfg.window:
+                            await asyncio.wait([window[0][1]])
+                            retire_done()
+                        window.append((seq, asyncio.create_task(
+                            client.publish(topic, payload, qos=qos, retain=retain))))
+                        last = seq
+                    if acked and acked - box.head() >= 256:
+                        commit()
                     continue
-                for seq, topic, payload, qos, retain in rows:
-                    if len(window) >= self.cfg.window:
-                        await retire_oldest()
-                    window.append((seq, asyncio.create_task(client.publish(topic, payload, qos=qos,
-                                                                           retain=retain))))
-                    last = seq
+                # nothing new: record what is acknowledged, then wait for news or an acknowledgement
                 commit()
+                if not window and until_empty:
+                    return
+                self._wake.clear()
+                if box.peek(last, 1):
+                    continue
+                if waker is None or waker.done():
+                    waker = asyncio.create_task(self._wake.wait())
+                await asyncio.wait([waker, *([window[0][1]] if window else [])],
+                                   return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             if window:  # stopping with a live connection: let what is on the wire be acknowledged
                 await asyncio.wait([t for _, t in window], timeout=1.0)
             raise
         finally:
+            if waker is not None:
+                waker.cancel()
             while window and window[0][1].done() and not window[0][1].cancelled() \
                     and window[0][1].exception() is None:
                 acked = window.popleft()[0]

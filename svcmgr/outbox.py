@@ -105,9 +105,9 @@ class Outbox:
                                         (drop - 1,)).fetchone()[0]
                 self.conn.execute("DELETE FROM mqtt_outbox WHERE seq <= ?", (cut,))
                 self._set("dropped", self.dropped + drop)
-            self._set("next_seq", self.next_seq)
-            for name, value in (counters or {}).items():
-                self._set(name, value)
+            self.conn.executemany("INSERT INTO mqtt_counters(name, value) VALUES(?, ?) "
+                                  "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+                                  [("next_seq", self.next_seq), *(counters or {}).items()])
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")

@@ -137,3 +137,17 @@ def _keepalive_config(d):
     p = d.root / "node.toml"
     p.write_text('[mqtt]\nkeepalive = "5s"\n')
     return p
+
+
+def test_daemon_stops_cleanly_while_the_broker_is_away(svcmgrd, mosquitto):
+    """Regression: a session that failed just as the daemon was told to stop swallowed the stop
+    (an asyncio.TaskGroup in Python 3.11 does), and the bridge went on reconnecting for ever."""
+    broker = mosquitto()
+    d = svcmgrd()
+    start_node(d, "--node", "n7", "--mqtt", broker.url, "--metrics", "")
+    wait_for(lambda: mqtt_status(d)["connected"], 15, "connected")
+    broker.stop()
+    assert d.stop() == 0, d.log_text()[-2000:]
+    d2 = svcmgrd()
+    start_node(d2, "--node", "n6", "--mqtt", broker.url, "--metrics", "")
+    assert d2.stop() == 0, d2.log_text()[-2000:]  # never connected at all
