@@ -146,8 +146,9 @@ def test_daemon_stops_cleanly_while_the_broker_is_away(svcmgrd, mosquitto):
     d = svcmgrd()
     start_node(d, "--node", "n7", "--mqtt", broker.url, "--metrics", "")
     wait_for(lambda: mqtt_status(d)["connected"], 15, "connected")
-    broker.stop()
-    assert d.stop() == 0, d.log_text()[-2000:]
+    d.call("test.emit", **{"class": "ereport.test.burst", "count": 20000})  # publishes in flight ...
+    broker.stop()                                                          # ... when the broker goes
+    assert d.stop() == 0, d.log_text()[-2000:]                             # ... and the daemon is told to stop
     d2 = svcmgrd()
     start_node(d2, "--node", "n6", "--mqtt", broker.url, "--metrics", "")
     assert d2.stop() == 0, d2.log_text()[-2000:]  # never connected at all
