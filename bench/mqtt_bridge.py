@@ -167,7 +167,7 @@ def main() -> int:
         return 1
     windows = args.window or [20]
     print(f"# {args.events} events per run, median of {args.runs} runs, mosquitto on loopback, "
-          f"events QoS {args.qos}")
+          f"events QoS {args.qos}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
     print(f"{'window':>6}  {'out ev/s':>10}  {'round ev/s':>10}  {'raw msg/s':>10}  {'out/raw':>7}")
     for window in windows:
         folder = Path(tempfile.mkdtemp(prefix="svcmgr-bench-", dir="/tmp"))
@@ -187,6 +187,7 @@ def main() -> int:
             broker.send_signal(signal.SIGTERM)
             broker.wait(10)
             shutil.rmtree(folder, ignore_errors=True)
+    print(f"# load average {os.getloadavg()[0]:.2f} at the end")
     return 0
 
 

@@ -309,7 +309,7 @@ def _cases(retained: dict[str, bytes]) -> list[dict[str, Any]]:
         d = wire.decode_state(payload)
         if d is None or not isinstance(d.get("uuid"), str):
             continue
-        t = d.get("diagnosed", d.get("time"))
+        t = d.get("time")
         rows.append({"node": parsed[0], "uuid": d["uuid"], "msgid": d.get("msgid") or "-",
                      "severity": d.get("severity") or "-", "class": d.get("class") or "-",
                      "state": d.get("state") or "-", "time_epoch": t if isinstance(t, int | float) else None,

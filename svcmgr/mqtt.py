@@ -257,6 +257,7 @@ class Bridge:
         self.stats = collections.Counter()
         self._log_rejects = _RateLimitedLog()
         self._log_drops = _RateLimitedLog(3, 60.0)
+        self._log_conn = _RateLimitedLog(3, 60.0)
 
     # ------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -290,6 +291,14 @@ class Bridge:
 
     # ------------------------------------------------------------ events in (synchronous, from the bus)
     def _on_event(self, ev: Event) -> None:
+        """Called inside ``bus.publish``: remember the event, schedule the write; never raise."""
+        try:
+            self._take(ev)
+        except Exception:
+            self.stats["lost"] += 1
+            log.exception("mqtt: cannot queue event %s", ev.cls)
+
+    def _take(self, ev: Event) -> None:
         enabled: bool | None = None
         if ev.cls.startswith("svc.state."):
             inst = self.ctx.engine.instances.get(ev.resource)
@@ -349,8 +358,8 @@ class Bridge:
         delay = self.cfg.reconnect_min
         try:
             while True:
-                client = self._client(aiomqtt)
                 try:
+                    client = self._client(aiomqtt)
                     async with client:
                         delay = self.cfg.reconnect_min
                         await self._session(client)
@@ -389,7 +398,7 @@ class Bridge:
             log.warning("mqtt: lost %s: %s; events wait in the outbox", self.cfg.broker, why)
             self.ctx.bus.emit("mqtt.connection.down", "", broker=self.cfg.broker, error=why[:500])
         else:
-            self._log_drops(logging.INFO, "mqtt: cannot reach %s: %s", self.cfg.broker, why)
+            self._log_conn(logging.INFO, "mqtt: cannot reach %s: %s", self.cfg.broker, why)
 
     async def _session(self, client: aiomqtt.Client) -> None:
         import aiomqtt

@@ -9,8 +9,10 @@ and the tests share one definition of the wire format:
   duplicates QoS 1 allows and see gaps;
 * each instance's current state is retained on
   ``svcmgr/n/state/<category>/<name>/<instance>``;
-* each open fault case is retained on ``svcmgr/n/cases/<uuid>`` and cleared (an
-  empty retained message) when it is repaired or resolved;
+* each open fault case is retained on ``svcmgr/n/cases/<uuid>`` (the case's event
+  data, with ``time`` its diagnosis time when given, ``updated`` and ``event`` the
+  last ``list.*`` event) and cleared (an empty retained message) when it is
+  repaired, acquitted, replaced or resolved;
 * ``svcmgr/n/status`` is retained ``online``, and the last will turns it ``offline``.
 
 Telemetry arrives on operator-chosen topics as ``{"class"?, "resource"?,
@@ -162,7 +164,9 @@ def case_message(node: str, ev: Event, prefix: str = PREFIX) -> Outgoing | None:
         return Outgoing(topic, b"", 1, True)
     payload = {k: d.get(k) for k in ("uuid", "class", "severity", "msgid", "suspects", "affected", "state")}
     payload.update({k: v for k, v in d.items() if k not in payload})
-    payload.update({"node": node, "time": ev.time, "event": ev.cls})
+    t = d.get("time")
+    payload.update({"node": node, "time": t if isinstance(t, int | float) and not isinstance(t, bool) else ev.time,
+                    "updated": ev.time, "event": ev.cls})
     return Outgoing(topic, _dumps(payload), 1, True)
 
 

@@ -57,3 +57,25 @@ def test_a_broken_rule_file_is_refused(promtool, tmp_path):
                                              "svcmgr_instance_state{state=\"maintenance\" == 1"))
     r = subprocess.run([promtool, "check", "rules", str(bad)], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "SvcmgrServiceMaintenance" in (r.stdout + r.stderr)
+
+
+def test_documented_alertmanager_receiver_passes_amtool(tmp_path):
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.skip("amtool not installed (Debian package prometheus-alertmanager)")
+    doc = (RULES_DIR.parent.parent / "docs" / "metrics.md").read_text()
+    m = re.search(r"## Alertmanager receiver.*?```yaml\n(.*?)```", doc, re.S)
+    assert m, "docs/metrics.md lost its receiver snippet"
+    conf = tmp_path / "alertmanager.yml"
+    conf.write_text(m.group(1))
+    r = subprocess.run([amtool, "check-config", str(conf)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 receivers" in r.stdout
+    # the route keeps svcmgr's own cases away from the fault manager's webhook
+    r = subprocess.run([amtool, "config", "routes", "test", "--config.file", str(conf), "origin=svcmgr-fault"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "operators", r.stdout + r.stderr
+    r = subprocess.run([amtool, "config", "routes", "test", "--config.file", str(conf),
+                        "alertname=NodeDiskFull", "fmri=svc:/site/db:default"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "svcmgr-fault", r.stdout + r.stderr

@@ -75,6 +75,10 @@ def test_case_retained_while_open_and_cleared_when_closed():
     assert (m.topic, m.qos, m.retain) == ("svcmgr/n1/cases/0d6b7c1e-3a52-4c1b-9d0e-7f2b1c3d4e5f", 1, True)
     body = json.loads(m.payload)
     assert body["class"] == "fault.svc.flapping" and body["extra"] == 1 and body["event"] == "list.suspect"
+    assert body["time"] == NOW and body["updated"] == NOW and body["node"] == "n1"
+    diagnosed = _case("list.updated", "solved")
+    diagnosed.data["time"] = NOW - 60
+    assert json.loads(wire.case_message("n1", diagnosed).payload)["time"] == NOW - 60
     assert wire.case_message("n1", _case("list.updated", "solved")).payload
     for cls, state in (("list.repaired", "repaired"), ("list.resolved", "resolved"), ("list.updated", "acquitted")):
         assert wire.case_message("n1", _case(cls, state)).payload == b""
