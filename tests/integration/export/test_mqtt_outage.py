@@ -111,3 +111,34 @@ def test_outbox_survives_a_daemon_restart(svcmgrd, mosquitto, subscriber):
     seqs = [e["seq"] for e in events]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
     assert mqtt_status(d)["events"] >= before["events"]
+
+
+def test_outbox_bound_drops_the_oldest_and_counts_them(svcmgrd, mosquitto, subscriber):
+    broker = mosquitto()
+    d = svcmgrd()
+    cfg = d.root / "node.toml"
+    cfg.write_text('[mqtt]\noutbox_limit = 40\nreconnect_min = "100ms"\nreconnect_max = "1s"\n')
+    sub = subscriber(broker.port, ["svcmgr/n1/#"], client_id="bound-watcher", persistent=True)
+    start_node(d, "--node", "n1", "--mqtt", broker.url, "--metrics", "", "--config", str(cfg))
+    wait_for(lambda: mqtt_status(d)["connected"] and mqtt_status(d)["outbox"]["depth"] == 0, 15, "sent")
+    first = mqtt_status(d)["events"] + 1
+    broker.stop()
+    wait_for(lambda: not mqtt_status(d)["connected"], 15, "disconnected")
+    d.call("test.emit", **{"class": "ereport.test.flood", "count": 100})
+    st = mqtt_status(d)
+    assert st["outbox"]["depth"] == 40
+    dropped = st["outbox"]["dropped"]
+    assert dropped >= 100 + 1 - 40  # 100 events and the connection.down event, into 40 places
+    assert d.call("ping")
+
+    broker.start()
+    wait_for(lambda: mqtt_status(d)["connected"] and mqtt_status(d)["outbox"]["depth"] == 0, 30, "drained")
+    sub.wait(lambda s: any(e["class"] == "mqtt.connection.up" and e["seq"] > first for e in s.events("n1")), 30,
+             what="the reconnection")
+    flood = [e for e in _unique_in_order(sub.events("n1")) if e["class"] == "ereport.test.flood"]
+    # the newest 40 - 1 flood events survived (the connection.up event took a place), in order, without gaps
+    ns = [e["data"]["n"] for e in flood]
+    assert ns == list(range(100 - len(ns), 100)) and 30 <= len(ns) < 40, ns
+    seqs = [e["seq"] for e in flood]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert seqs[0] - first == 100 + 1 - len(ns), "the gap in seq is what was dropped"
