@@ -136,8 +136,8 @@ def match(pattern: str, candidates: Iterable[FMRI]) -> list[FMRI]:
         pat = text
         if not pat.startswith("svc:"):
             pat = "svc:/" + pat.lstrip("/")
-        return sorted(c for c in candidates if fnmatch.fnmatchcase(str(c), pat)
-                      or fnmatch.fnmatchcase(str(c.service_fmri), pat))
+        return sorted((c for c in candidates if fnmatch.fnmatchcase(str(c), pat)
+                      or fnmatch.fnmatchcase(str(c.service_fmri), pat)), key=str)
     full = text.startswith("svc:") or text.startswith("/")
     try:
         want = parse(text)
@@ -153,4 +153,4 @@ def match(pattern: str, candidates: Iterable[FMRI]) -> list[FMRI]:
             ok = c.service == want.service or c.service.endswith("/" + want.service)
         if ok:
             out.append(c)
-    return sorted(out)
+    return sorted(out, key=str)
