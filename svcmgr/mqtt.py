@@ -281,13 +281,23 @@ class Bridge:
                 current[m.topic] = m.payload
         mine = f"{wire.PREFIX}/{self.node}/"
         clears = []
+        former: set[str] = set()
         for topic, _ in self.outbox.retained():
             if topic in current:
                 continue
             if topic.startswith(mine + "cases/"):
                 continue  # open cases stay until the fault manager closes them
             clears.append((topic, b"", 1, True))
-        self.outbox.append(clears, [(t, b"") for t, *_ in clears] + list(current.items()))
+            parsed = wire.parse_retained_topic(topic)
+            if parsed and parsed[0] != self.node:
+                former.add(parsed[0])
+        stored = [(t, b"") for t, *_ in clears] + list(current.items())
+        # a former name of this node: its status goes too, so the fleet view forgets it
+        clears += [(wire.status_topic(n), b"", 1, True) for n in sorted(former)]
+        if clears:
+            log.info("mqtt: clearing %d retained topics of instances gone%s", len(clears),
+                     f" and of former node names {', '.join(sorted(former))}" if former else "")
+        self.outbox.append(clears, stored)
 
     # ------------------------------------------------------------ events in (synchronous, from the bus)
     def _on_event(self, ev: Event) -> None:

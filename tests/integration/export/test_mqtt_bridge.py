@@ -152,3 +152,28 @@ def test_daemon_stops_cleanly_while_the_broker_is_away(svcmgrd, mosquitto):
     d2 = svcmgrd()
     start_node(d2, "--node", "n6", "--mqtt", broker.url, "--metrics", "")
     assert d2.stop() == 0, d2.log_text()[-2000:]  # never connected at all
+
+
+def test_deleted_instance_and_former_node_name_leave_no_retained_state(svcmgrd, mosquitto, subscriber):
+    broker = mosquitto()
+    d = svcmgrd()
+    d.manifest("a.toml", SLEEP_MANIFEST.format(name="site/a"))
+    d.manifest("b.toml", SLEEP_MANIFEST.format(name="site/b"))
+    start_node(d, "--node", "old", "--mqtt", broker.url, "--metrics", "")
+    d.wait_state("svc:/site/b:default", "online")
+    wait_for(lambda: mqtt_status(d)["connected"] and mqtt_status(d)["outbox"]["depth"] == 0, 15, "sent")
+    d.cli("svccfg", "delete", "site/b", check=True)
+    wait_for(lambda: mqtt_status(d)["outbox"]["depth"] == 0, 15, "sent")
+    late = subscriber(broker.port, ["svcmgr/#"])
+    late.wait(lambda s: "svcmgr/old/state/site/a/default" in s.latest(), what="a")
+    assert "svcmgr/old/state/site/b/default" not in late.latest(), "a deleted instance is cleared"
+    late.close()
+
+    # the same state folder comes back under another node name: the old name's topics go
+    assert d.stop() == 0
+    start_node(d, "--node", "new", "--mqtt", broker.url, "--metrics", "")
+    wait_for(lambda: mqtt_status(d)["connected"] and mqtt_status(d)["outbox"]["depth"] == 0, 15, "sent")
+    later = subscriber(broker.port, ["svcmgr/#"])
+    later.wait(lambda s: "svcmgr/new/state/site/a/default" in s.latest(), what="the new name")
+    assert not [t for t in later.latest() if t.startswith("svcmgr/old/")], later.latest().keys()
+    assert "cleared" not in d.log_text() or "former node names old" in d.log_text()
