@@ -49,6 +49,10 @@ def parser() -> Parser:
     p.add_argument("-L", action="store_true", help="print the log file of each named instance")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--fleet", action="store_true", help="every node's instances, from the MQTT broker")
+    p.add_argument("--mqtt", metavar="URL", help="with --fleet: the broker (default: the one in --config, "
+                   "or the local daemon's)")
+    p.add_argument("--config", metavar="FILE", help="with --fleet: read the broker settings from this "
+                   "node configuration")
     p.add_argument("fmris", nargs="*", metavar="FMRI")
     return p
 
@@ -280,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if (args.d or args.D) and not args.fmris:
         print("svcs: -d and -D need at least one FMRI", file=sys.stderr)
+        return 2
+    if (args.mqtt or args.config) and not args.fleet:
+        print("svcs: --mqtt and --config go with --fleet", file=sys.stderr)
         return 2
     if args.fleet:
         return run("svcs", lambda: fleet(args))

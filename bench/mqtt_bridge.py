@@ -1,0 +1,195 @@
+"""Events per second through the MQTT bridge to a real mosquitto and back to a subscriber.
+
+    .venv/bin/python bench/mqtt_bridge.py [--events N] [--runs R] [--window W ...]
+
+Starts a mosquitto on loopback and a real svcmgrd (through the test launcher
+``tests/integration/export/export_daemon.py``, which adds the ``test.emit``
+operation), and measures, each as the median of R runs:
+
+* out:   N events emitted on the daemon's bus in one burst -> outbox -> bridge ->
+         mosquitto -> a subscriber; from the request to the last event received;
+* round: N telemetry messages published to mosquitto -> bridge (checked, turned
+         into ereports, queued) -> mosquitto -> the subscriber;
+* raw:   the peer in the same run: the same N messages from the same kind of
+         publisher through the same broker straight to the subscriber (the broker's
+         own relay rate: an upper bound for anything that goes through it).
+
+Every run checks that all N events arrived, each once at least, in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+LAUNCHER = REPO / "tests" / "integration" / "export" / "export_daemon.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise SystemExit(f"nothing listens on port {port}")
+
+
+def start_broker(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    conf = folder / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    "max_queued_messages 0\nmax_inflight_messages 0\n" + ("user root\n" if os.geteuid() == 0 else ""))
+    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return proc, port
+
+
+def start_daemon(root: Path, port: int, window: int, qos: int) -> subprocess.Popen[bytes]:
+    cfg = root / "node.toml"
+    cfg.write_text(f'[mqtt]\nurl = "mqtt://127.0.0.1:{port}"\ntelemetry = ["bench/in/#"]\nwindow = {window}\n'
+                   f"qos = {qos}\noutbox_limit = 10000000\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, str(LAUNCHER), "--root", str(root), "--no-register", "--node", "bench",
+                             "--metrics", "", "--config", str(cfg), "--log-level", "warning"],
+                            stdout=subprocess.DEVNULL, stderr=open(root / "daemon.err", "ab"), env=env)  # noqa: SIM115
+    from svcmgr.client import Client, ClientError
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if Client(str(root), timeout=5).call("mqtt")["connected"]:
+                return proc
+        except ClientError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"svcmgrd did not connect: {(root / 'daemon.err').read_text()[-2000:]}")
+
+
+async def collect(port: int, topic: str, n: int, key: str, ready: asyncio.Event,
+                  done: asyncio.Future[float]) -> None:
+    """Subscribe, then record the time the n-th distinct message arrives; check order."""
+    import aiomqtt
+
+    async with aiomqtt.Client("127.0.0.1", port, identifier=f"bench-sub-{os.getpid()}-{time.monotonic_ns()}",
+                              max_queued_incoming_messages=0) as c:
+        await c.subscribe(topic, qos=1)
+        ready.set()
+        seen: set[int] = set()
+        last = -1
+        async for m in c.messages:
+            body = json.loads(m.payload)
+            i = body["data"]["n"] if key == "n" else body["i"] if key == "i" else body["data"]["i"]
+            if i in seen:
+                continue
+            if i < last:
+                raise SystemExit(f"out of order on {topic}: {i} after {last}")
+            seen.add(i)
+            last = i
+            if len(seen) == n:
+                done.set_result(time.perf_counter())
+                return
+
+
+async def publish_many(port: int, topic: str, payloads: list[bytes], window: int) -> None:
+    import aiomqtt
+
+    async with aiomqtt.Client("127.0.0.1", port, identifier=f"bench-pub-{os.getpid()}-{time.monotonic_ns()}",
+                              max_inflight_messages=window) as c:
+        c.pending_calls_threshold = window + 8
+        sem = asyncio.Semaphore(window)
+
+        async def one(p: bytes) -> None:
+            try:
+                await c.publish(topic, p, qos=1)
+            finally:
+                sem.release()
+
+        async with asyncio.TaskGroup() as tg:
+            for p in payloads:
+                await sem.acquire()
+                tg.create_task(one(p))
+
+
+async def run_case(kind: str, port: int, root: Path, n: int, window: int) -> float:
+    ready = asyncio.Event()
+    done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+    if kind == "out":
+        topic, key = "svcmgr/bench/ereport/bench/out", "n"
+    elif kind == "round":
+        topic, key = "svcmgr/bench/ereport/bench/in/tick", "d"
+    else:
+        topic, key = "bench/raw/tick", "i"
+    sub = asyncio.create_task(collect(port, topic, n, key, ready, done))
+    await ready.wait()
+    t0 = time.perf_counter()
+    if kind == "out":
+        from svcmgr.client import Client
+
+        await asyncio.to_thread(Client(str(root), timeout=120).call, "test.emit",
+                                **{"class": "ereport.bench.out", "count": n})
+    elif kind == "round":
+        await publish_many(port, "bench/in/tick", [json.dumps({"data": {"i": i}}).encode() for i in range(n)], window)
+    else:
+        await publish_many(port, topic, [json.dumps({"i": i}).encode() for i in range(n)], window)
+    t1 = await asyncio.wait_for(done, 300)
+    await sub
+    return n / (t1 - t0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=20000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--window", type=int, action="append", help="bridge publishes in flight (default 20)")
+    ap.add_argument("--qos", type=int, default=1, choices=(0, 1), help="QoS of plain events (default 1)")
+    args = ap.parse_args()
+    if shutil.which("mosquitto") is None:
+        print("mosquitto not installed: nothing to measure", file=sys.stderr)
+        return 1
+    windows = args.window or [20]
+    print(f"# {args.events} events per run, median of {args.runs} runs, mosquitto on loopback, "
+          f"events QoS {args.qos}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
+    print(f"{'window':>6}  {'out ev/s':>10}  {'round ev/s':>10}  {'raw msg/s':>10}  {'out/raw':>7}")
+    for window in windows:
+        folder = Path(tempfile.mkdtemp(prefix="svcmgr-bench-", dir="/tmp"))
+        broker, port = start_broker(folder)
+        daemon = start_daemon(folder, port, window, args.qos)
+        try:
+            res: dict[str, list[float]] = {"out": [], "round": [], "raw": []}
+            for _ in range(args.runs):
+                for kind in ("raw", "out", "round"):
+                    res[kind].append(asyncio.run(run_case(kind, port, folder, args.events, window)))
+            med = {k: statistics.median(v) for k, v in res.items()}
+            print(f"{window:>6}  {med['out']:>10.0f}  {med['round']:>10.0f}  {med['raw']:>10.0f}  "
+                  f"{med['out'] / med['raw']:>7.2f}")
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(30)
+            broker.send_signal(signal.SIGTERM)
+            broker.wait(10)
+            shutil.rmtree(folder, ignore_errors=True)
+    print(f"# load average {os.getloadavg()[0]:.2f} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""Prometheus metrics: every series the daemon exposes, declared in this one module.
+
+Instance facts (state, restarts, starts, time in state) are read from the
+engine at scrape time; counters (ereports, start durations, fault cases, MQTT
+link, VRRP state) are kept from bus events by a synchronous listener. One prefix
+(``svcmgr_``), base units, ``_total`` on counters, and labels drawn only from
+bounded sets: FMRIs, states, event classes (capped), case classes and
+severities, VRRP instance names. Never pids, UUIDs or error text.
+
+``/metrics`` is served by ``svcmgr.metrics_http`` on the event loop at
+``[metrics] listen`` (default 127.0.0.1:9464; ``""`` turns it off).
+
+    svcmgr_build_info{version,python,node}                 1
+    svcmgr_instance_state{fmri,state}                      1 for the current state, 0 for the others
+    svcmgr_instance_state_seconds{fmri}                    seconds in the current state
+    svcmgr_instance_restarts_total{fmri}                   automatic restarts (since the daemon started)
+    svcmgr_instance_starts_total{fmri}                     successful starts (since the daemon started)
+    svcmgr_instance_start_duration_seconds{fmri}           histogram: start method to ready
+    svcmgr_bus_events_total                                events published on the bus
+    svcmgr_ereports_total{class}                           ereports by class
+    svcmgr_fault_cases_open{class,severity}                open fault cases
+    svcmgr_mqtt_connected                                  1 while the bridge holds a broker connection
+    svcmgr_mqtt_outbox_messages                            messages waiting for the broker
+    svcmgr_mqtt_outbox_dropped_messages_total              messages dropped past the outbox bound
+    svcmgr_mqtt_sent_messages_total                        messages the broker acknowledged
+    svcmgr_mqtt_telemetry_messages_total{result}           telemetry accepted / rejected
+    svcmgr_vrrp_state{instance,state}                      1 for the current VRRP state, 0 for the others
+    svcmgr_vrrp_priority{instance}                         advertised priority
+    svcmgr_process_*                                       the daemon's CPU, memory, file descriptors
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import platform
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from svcmgr import __version__
+from svcmgr.events import Event
+from svcmgr.schema import Reader
+from svcmgr.states import State
+
+if TYPE_CHECKING:
+    from svcmgr.component import Context
+    from svcmgr.config import DaemonConfig
+
+__all__ = ["DEFAULT_LISTEN", "Metrics", "MetricsConfig", "create", "parse_listen", "read_config"]
+
+log = logging.getLogger("svcmgr.metrics")
+
+DEFAULT_LISTEN = "127.0.0.1:9464"
+STATES = tuple(s.value for s in State)
+VRRP_STATES = ("init", "backup", "master", "fault", "stop")
+START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+#: At most this many distinct ereport classes get their own series; the rest count as "other".
+MAX_CLASSES = 200
+MAX_VRRP_INSTANCES = 64
+_VRRP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_LABEL_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """``[metrics]``: where ``/metrics`` listens; ``listen`` empty: off."""
+
+    listen: str = DEFAULT_LISTEN
+    host: str = "127.0.0.1"
+    port: int = 9464
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> (host, port); ValueError says what is wrong."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r}: expected host:port, e.g. {DEFAULT_LISTEN}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or any(c.isspace() for c in host) or "/" in host:
+        raise ValueError(f"{text!r}: bad host")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r}: port must be a number from 1 to 65535")
+    return host, int(port)
+
+
+def read_config(r: Reader) -> MetricsConfig:
+    """Read ``[metrics]``: listen."""
+    listen = r.str("listen", DEFAULT_LISTEN, maxlen=300)
+    if listen == "":
+        return MetricsConfig("", "", 0)
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as e:
+        r.error("listen", str(e))
+        return MetricsConfig("", "", 0)
+    return MetricsConfig(listen, host, port)
+
+
+def section(config: DaemonConfig) -> MetricsConfig:
+    cfg = config.section("metrics")
+    return cfg if isinstance(cfg, MetricsConfig) else MetricsConfig()
+
+
+def create(ctx: Context) -> Any:
+    """The metrics component, or None when ``listen`` is empty."""
+    cfg = section(ctx.config)
+    if not cfg.listen:
+        return None
+    from svcmgr.metrics_http import MetricsServer
+
+    return MetricsServer(ctx, cfg, Metrics(ctx))
+
+
+class Metrics(Collector):
+    """The registry: counters fed by bus events, and a collector reading the engine at scrape time."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        disable_created_metrics()  # no *_created series: they double the exposition and nobody alerts on them
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.ereports = Counter("svcmgr_ereports", "Ereports seen on the bus, by class.", ["class"], registry=r)
+        self.start_duration = Histogram(
+            "svcmgr_instance_start_duration_seconds", "Time from the start method to readiness, per instance.",
+            ["fmri"], buckets=START_BUCKETS, registry=r)
+        self.telemetry = Counter("svcmgr_mqtt_telemetry_messages", "MQTT telemetry messages, by result.",
+                                 ["result"], registry=r)
+        ProcessCollector(namespace="svcmgr", registry=r)
+        r.register(self)
+        self.classes: set[str] = set()
+        self.seen_starts: dict[str, int] = {}
+        self.cases: dict[str, tuple[str, str]] = {}
+        self.vrrp: dict[str, tuple[str, float | None]] = {}
+        self.mqtt_connected = False
+        self.vrrp_ignored = 0
+        for f, inst in ctx.engine.instances.items():
+            self.seen_starts[f] = inst.starts
+        from svcmgr.mqtt import section as mqtt_section
+
+        if mqtt_section(ctx.config) is not None:
+            for result in ("accepted", "rejected"):
+                self.telemetry.labels(result)
+
+    def setup(self) -> None:
+        self.ctx.bus.listen(self.on_event)
+
+    # ------------------------------------------------------------ from the bus (synchronous, cheap)
+    def on_event(self, ev: Event) -> None:
+        cls = ev.cls
+        try:
+            if cls.startswith("svc.state."):
+                self._on_state(ev)
+            elif cls.startswith("ereport."):
+                self._count_ereport(cls)
+                if ev.data.get("source") == "mqtt":
+                    self.telemetry.labels("accepted").inc()
+            elif cls.startswith("list."):
+                self._on_case(ev)
+            elif cls.startswith("vrrp.state."):
+                self._on_vrrp(ev)
+            elif cls == "mqtt.connection.up":
+                self.mqtt_connected = True
+            elif cls == "mqtt.connection.down":
+                self.mqtt_connected = False
+            elif cls == "mqtt.telemetry.rejected":
+                self.telemetry.labels("rejected").inc()
+        except Exception:
+            log.exception("metrics: cannot account for event %s", cls)
+
+    def _count_ereport(self, cls: str) -> None:
+        if cls not in self.classes:
+            if len(self.classes) >= MAX_CLASSES:
+                cls = "other"
+            else:
+                self.classes.add(cls)
+        self.ereports.labels(cls).inc()
+
+    def _on_state(self, ev: Event) -> None:
+        f = ev.resource
+        if ev.cls == "svc.state.deleted":
+            self.seen_starts.pop(f, None)
+            with contextlib.suppress(KeyError):
+                self.start_duration.remove(f)
+            return
+        inst = self.ctx.engine.instances.get(f)
+        if inst is None:
+            return
+        if inst.starts > self.seen_starts.get(f, 0) and inst.start_duration is not None:
+            self.start_duration.labels(f).observe(inst.start_duration)
+        self.seen_starts[f] = inst.starts
+
+    def _on_case(self, ev: Event) -> None:
+        d = ev.data
+        uuid = d.get("uuid")
+        if not isinstance(uuid, str) or not uuid:
+            return
+        closed = ev.cls in ("list.repaired", "list.resolved") or \
+            d.get("state") in ("repaired", "acquitted", "resolved", "replaced")
+        if closed:
+            self.cases.pop(uuid, None)
+            return
+        if ev.cls not in ("list.suspect", "list.updated"):
+            return
+        self.cases[uuid] = (_label(d.get("class"), "unknown"), _label(d.get("severity"), "unknown").lower())
+
+    def _on_vrrp(self, ev: Event) -> None:
+        d = ev.data
+        name = d.get("instance")
+        state = str(d.get("state") or ev.cls.rsplit(".", 1)[-1]).lower()
+        if not isinstance(name, str) or not _VRRP_NAME_RE.match(name) or state not in VRRP_STATES:
+            self.vrrp_ignored += 1
+            return
+        if name not in self.vrrp and len(self.vrrp) >= MAX_VRRP_INSTANCES:
+            self.vrrp_ignored += 1
+            return
+        prio = d.get("priority")
+        ok = isinstance(prio, int | float) and not isinstance(prio, bool)
+        self.vrrp[name] = (state, float(prio) if ok else None)
+
+    # ------------------------------------------------------------ at scrape time
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        ctx = self.ctx
+        info = GaugeMetricFamily("svcmgr_build_info", "Build and node of this daemon (always 1).",
+                                 labels=["version", "python", "node"])
+        info.add_metric([__version__, platform.python_version(), ctx.node], 1)
+        yield info
+        now = time.time()
+        state = GaugeMetricFamily("svcmgr_instance_state", "1 for the state the instance is in, 0 for the others.",
+                                  labels=["fmri", "state"])
+        since = GaugeMetricFamily("svcmgr_instance_state_seconds", "Seconds the instance has been in its state.",
+                                  labels=["fmri"])
+        restarts = CounterMetricFamily("svcmgr_instance_restarts", "Automatic restarts since the daemon started.",
+                                       labels=["fmri"])
+        starts = CounterMetricFamily("svcmgr_instance_starts", "Successful starts since the daemon started.",
+                                     labels=["fmri"])
+        for f, inst in sorted(ctx.engine.instances.items()):
+            cur = inst.state.value
+            for s in STATES:
+                state.add_metric([f, s], 1.0 if s == cur else 0.0)
+            since.add_metric([f], max(0.0, now - inst.stime))
+            restarts.add_metric([f], inst.restarts)
+            starts.add_metric([f], inst.starts)
+        yield state
+        yield since
+        yield restarts
+        yield starts
+        yield CounterMetricFamily("svcmgr_bus_events", "Events published on the bus.", value=ctx.bus.published)
+        cases = GaugeMetricFamily("svcmgr_fault_cases_open", "Open fault cases, by fault class and severity.",
+                                  labels=["class", "severity"])
+        counts: dict[tuple[str, str], int] = {}
+        for key in self.cases.values():
+            counts[key] = counts.get(key, 0) + 1
+        for (cls, sev), n in sorted(counts.items()):
+            cases.add_metric([cls, sev], n)
+        yield cases
+        yield from self._collect_mqtt()
+        if self.vrrp:
+            vs = GaugeMetricFamily("svcmgr_vrrp_state", "1 for the VRRP state of the instance, 0 for the others.",
+                                   labels=["instance", "state"])
+            vp = GaugeMetricFamily("svcmgr_vrrp_priority", "Advertised VRRP priority.", labels=["instance"])
+            for name, (cur, prio) in sorted(self.vrrp.items()):
+                for s in VRRP_STATES:
+                    vs.add_metric([name, s], 1.0 if s == cur else 0.0)
+                if prio is not None:
+                    vp.add_metric([name], prio)
+            yield vs
+            yield vp
+
+    def _collect_mqtt(self) -> Iterator[Metric]:
+        from svcmgr.mqtt import section as mqtt_section
+        from svcmgr.outbox import statistics
+
+        if mqtt_section(self.ctx.config) is None:
+            return
+        stats = statistics(self.ctx.repo.connection)
+        yield GaugeMetricFamily("svcmgr_mqtt_connected", "1 while the MQTT bridge holds a broker connection.",
+                                value=1.0 if self.mqtt_connected else 0.0)
+        yield GaugeMetricFamily("svcmgr_mqtt_outbox_messages", "Messages waiting in the outbox for the broker.",
+                                value=stats.depth)
+        yield CounterMetricFamily("svcmgr_mqtt_outbox_dropped_messages",
+                                  "Messages dropped because the outbox was full.", value=stats.dropped)
+        yield CounterMetricFamily("svcmgr_mqtt_sent_messages", "Messages the broker acknowledged.",
+                                  value=stats.sent)
+
+
+def _label(v: object, default: str) -> str:
+    return v if isinstance(v, str) and _LABEL_RE.match(v) else default

@@ -1,0 +1,580 @@
+"""The MQTT bridge: every bus event out to a broker, telemetry in as ereports (aiomqtt).
+
+Off unless the node's configuration names a broker (``[mqtt] url``, or ``--mqtt
+URL``); the in-process bus stays the default. When on:
+
+* every bus event is queued in the outbox (SQLite, in the repository) the moment
+  it is published, together with the retained picture it changes (an instance's
+  state, an open case), and sent in order from a bounded window of QoS 1
+  publishes; a row leaves the outbox only once the broker acknowledged it, so a
+  broker that goes away, or a daemon restart, loses nothing (past the bound the
+  oldest rows are dropped and counted);
+* the connection is retried with exponential backoff; each new connection
+  publishes ``online`` on ``svcmgr/<node>/status`` (the last will says
+  ``offline``), subscribes the telemetry filters and queues the retained picture
+  again, since a broker may have lost it;
+* each telemetry message is checked strictly and becomes an ``ereport.*`` on the
+  bus; a malformed one is counted, logged (rate-limited) and published as
+  ``mqtt.telemetry.rejected``, and never stops anything.
+
+The topic scheme and payloads are in ``svcmgr.mqtt_topics``; the outbox in
+``svcmgr.outbox``. Socket operation: ``mqtt`` (the bridge's status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import random
+import re
+import sqlite3
+import ssl
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from svcmgr import __version__
+from svcmgr import mqtt_topics as wire
+from svcmgr.events import Event
+from svcmgr.outbox import Outbox
+from svcmgr.schema import FieldError, Reader
+
+if TYPE_CHECKING:
+    import aiomqtt
+
+    from svcmgr.api import Caller
+    from svcmgr.component import Context
+    from svcmgr.config import DaemonConfig
+
+__all__ = ["Bridge", "MqttConfig", "create", "parse_url", "read_config"]
+
+log = logging.getLogger("svcmgr.mqtt")
+
+#: Under a stream of events, pending ones are written to the outbox at most this often (seconds).
+FLUSH_INTERVAL = 0.001
+_CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """The ``[mqtt]`` section, validated. ``url`` empty: no broker."""
+
+    url: str = ""
+    host: str = ""
+    port: int = 1883
+    tls: bool = False
+    client_id: str | None = None
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    tls_insecure: bool = False
+    telemetry: tuple[str, ...] = ()
+    telemetry_max_bytes: int = 65536
+    outbox_limit: int = 100_000
+    keepalive: int = 30
+    qos: int = 1
+    window: int = 100
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+    drain_timeout: float = 3.0
+
+    @property
+    def broker(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_url(url: str) -> tuple[bool, str, int]:
+    """``mqtt://host[:port]`` or ``mqtts://host[:port]`` -> (tls, host, port); ValueError says what is wrong."""
+    try:
+        u = urlsplit(url)
+        port = u.port
+    except ValueError as e:
+        raise ValueError(f"{url!r} is not a valid URL: {e}") from None
+    if u.scheme not in ("mqtt", "mqtts"):
+        raise ValueError(f"{url!r}: the scheme must be mqtt:// or mqtts://")
+    if u.username is not None or u.password is not None:
+        raise ValueError(f"{url!r}: put credentials in username and password, not in the URL")
+    if not u.hostname:
+        raise ValueError(f"{url!r}: no host")
+    if u.path not in ("", "/") or u.query or u.fragment:
+        raise ValueError(f"{url!r}: a broker URL has no path, query or fragment")
+    tls = u.scheme == "mqtts"
+    if port == 0:
+        raise ValueError(f"{url!r}: port 0 is not a broker port")
+    return tls, u.hostname, port or (8883 if tls else 1883)
+
+
+def _readable(r: Reader, key: str) -> str | None:
+    path = r.str(key, None)
+    if path is None:
+        return None
+    if not os.path.isfile(path):
+        r.error(key, f"{path}: no such file")
+        return None
+    if not os.access(path, os.R_OK):
+        r.error(key, f"{path}: not readable")
+        return None
+    return path
+
+
+def read_config(r: Reader) -> MqttConfig:
+    """Read ``[mqtt]``: url, client_id, username, password, ca_file, cert_file, key_file, tls_insecure,
+    telemetry, telemetry_max_bytes, outbox_limit, keepalive, qos, window, reconnect_min, reconnect_max,
+    drain_timeout."""
+    url = r.str("url", "")
+    tls, host, port = False, "", 1883
+    if url:
+        try:
+            tls, host, port = parse_url(url)
+        except ValueError as e:
+            r.error("url", str(e))
+            url = ""
+    client_id = r.str("client_id", None, pattern=_CLIENT_ID_RE)
+    username = r.str("username", None, maxlen=256)
+    password = r.str("password", None, maxlen=1024)
+    if password is not None and username is None:
+        r.error("password", "needs a username")
+    ca_file = _readable(r, "ca_file")
+    cert_file = _readable(r, "cert_file")
+    key_file = _readable(r, "key_file")
+    tls_insecure = r.bool("tls_insecure", False)
+    if key_file and not cert_file:
+        r.error("key_file", "needs cert_file")
+    if url and not tls:
+        for k, v in (("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file)):
+            if v:
+                r.error(k, "TLS files need an mqtts:// url")
+    if tls and (ca_file or cert_file):
+        try:
+            _tls_context(ca_file, cert_file, key_file, tls_insecure)
+        except (ssl.SSLError, OSError) as e:
+            r.error("cert_file" if cert_file else "ca_file", f"TLS files refused: {e}")
+    telemetry = r.strlist("telemetry", ())
+    for f in telemetry:
+        why = wire.check_filter(f)
+        if why:
+            r.error("telemetry", why)
+        elif wire.filter_overlaps_prefix(f):
+            r.error("telemetry", f"{f!r} names the bridge's own topics ({wire.PREFIX}/...): "
+                    "events would come back as ereports in a loop")
+    return MqttConfig(
+        url=url, host=host, port=port, tls=tls, client_id=client_id, username=username, password=password,
+        ca_file=ca_file, cert_file=cert_file, key_file=key_file, tls_insecure=tls_insecure,
+        telemetry=tuple(dict.fromkeys(telemetry)),
+        telemetry_max_bytes=r.int("telemetry_max_bytes", 65536, lo=64, hi=16 * 1024 * 1024),
+        outbox_limit=r.int("outbox_limit", 100_000, lo=10, hi=100_000_000),
+        keepalive=int(r.duration("keepalive", 30, positive=True) or 30),
+        qos=r.int("qos", 1, lo=0, hi=1),
+        window=r.int("window", 100, lo=1, hi=1000),
+        reconnect_min=r.duration("reconnect_min", 0.5, positive=True),
+        reconnect_max=r.duration("reconnect_max", 30.0, positive=True),
+        drain_timeout=r.duration("drain_timeout", 3.0),
+    )
+
+
+def _tls_context(ca_file: str | None, cert_file: str | None, key_file: str | None,
+                 insecure: bool) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=ca_file)
+    if cert_file:
+        ctx.load_cert_chain(cert_file, key_file)
+    if insecure:
+        ctx.check_hostname = False
+    return ctx
+
+
+def section(config: DaemonConfig) -> MqttConfig | None:
+    cfg = config.section("mqtt")
+    return cfg if isinstance(cfg, MqttConfig) and cfg.url else None
+
+
+def create(ctx: Context) -> Bridge | None:
+    """The bridge, or None when no broker is configured."""
+    cfg = section(ctx.config)
+    return Bridge(ctx, cfg) if cfg is not None else None
+
+
+async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel and await tasks; their errors are collected, not raised (our own cancellation is)."""
+    for t in tasks:
+        t.cancel()
+    await asyncio.wait(tasks)
+    for t in tasks:
+        if not t.cancelled():
+            t.exception()
+
+
+class _RateLimitedLog:
+    """At most ``burst`` lines per ``period`` seconds, then one line saying how many were held back."""
+
+    def __init__(self, burst: int = 10, period: float = 60.0) -> None:
+        self.burst = burst
+        self.period = period
+        self.window_start = 0.0
+        self.count = 0
+        self.held = 0
+
+    def __call__(self, level: int, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self.window_start >= self.period:
+            if self.held:
+                log.warning("%d more such messages were not logged", self.held)
+            self.window_start, self.count, self.held = now, 0, 0
+        self.count += 1
+        if self.count <= self.burst:
+            log.log(level, msg, *args)
+        else:
+            self.held += 1
+
+
+class Bridge:
+    """The component: queue every bus event, keep a connection, send in order, take telemetry in."""
+
+    name = "mqtt"
+
+    def __init__(self, ctx: Context, cfg: MqttConfig) -> None:
+        self.ctx = ctx
+        self.cfg = cfg
+        self.node = ctx.node
+        self.outbox: Outbox | None = None
+        self.connected = False
+        self._pending: list[tuple[Event, bool | None]] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._last_flush = 0.0
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._snapshot_upto = 0  # last outbox seq of the most recent retained snapshot
+        self._acked = 0
+        self.event_seq = 1
+        self.connects = 0
+        self.last_error = ""
+        self.stats = collections.Counter()
+        self._log_rejects = _RateLimitedLog()
+        self._log_drops = _RateLimitedLog(3, 60.0)
+        self._log_conn = _RateLimitedLog(3, 60.0)
+
+    # ------------------------------------------------------------ setup
+    def setup(self) -> None:
+        self.outbox = Outbox(self.ctx.repo.connection, self.cfg.outbox_limit)
+        self.event_seq = self.outbox.counter("events", 0) + 1
+        self._reconcile()
+        self.ctx.bus.listen(self._on_event)
+        self.ctx.api.register("mqtt", self._op_status)
+
+    def _reconcile(self) -> None:
+        """Make the stored retained picture match the instances this daemon has now: instances gone
+        while it was down (or topics of a former node name) get a clearing message."""
+        assert self.outbox is not None
+        now = time.time()
+        current: dict[str, bytes] = {}
+        for f, inst in self.ctx.engine.instances.items():
+            m = wire.snapshot_state(self.node, f, inst.state.value,
+                                    inst.next_state.value if inst.next_state else None, inst.reason,
+                                    inst.stime, inst.effective_enabled, now)
+            if m is not None:
+                current[m.topic] = m.payload
+        mine = f"{wire.PREFIX}/{self.node}/"
+        clears = []
+        former: set[str] = set()
+        for topic, _ in self.outbox.retained():
+            if topic in current:
+                continue
+            if topic.startswith(mine + "cases/"):
+                continue  # open cases stay until the fault manager closes them
+            clears.append((topic, b"", 1, True))
+            parsed = wire.parse_retained_topic(topic)
+            if parsed and parsed[0] != self.node:
+                former.add(parsed[0])
+        stored = [(t, b"") for t, *_ in clears] + list(current.items())
+        # a former name of this node: its status goes too, so the fleet view forgets it
+        clears += [(wire.status_topic(n), b"", 1, True) for n in sorted(former)]
+        if clears:
+            log.info("mqtt: clearing %d retained topics of instances gone%s", len(clears),
+                     f" and of former node names {', '.join(sorted(former))}" if former else "")
+        self.outbox.append(clears, stored)
+
+    # ------------------------------------------------------------ events in (synchronous, from the bus)
+    def _on_event(self, ev: Event) -> None:
+        """Called inside ``bus.publish``: remember the event, schedule the write; never raise."""
+        try:
+            self._take(ev)
+        except Exception:
+            self.stats["lost"] += 1
+            log.exception("mqtt: cannot queue event %s", ev.cls)
+
+    def _take(self, ev: Event) -> None:
+        enabled: bool | None = None
+        if ev.cls.startswith("svc.state."):
+            inst = self.ctx.engine.instances.get(ev.resource)
+            enabled = inst.effective_enabled if inst is not None else None
+        self._pending.append((ev, enabled))
+        if self._closed:
+            self._flush()
+        elif self._flush_handle is None:
+            # At once when idle; under a stream of events, at most one transaction per millisecond.
+            loop = asyncio.get_running_loop()
+            wait = self._last_flush + FLUSH_INTERVAL - loop.time()
+            self._flush_handle = loop.call_later(wait, self._flush) if wait > 0 else loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write pending events, and the retained picture they change, to the outbox in one transaction."""
+        self._flush_handle = None
+        if not self._pending or self.outbox is None:
+            return
+        with contextlib.suppress(RuntimeError):
+            self._last_flush = asyncio.get_running_loop().time()
+        pending, self._pending = self._pending, []
+        msgs: list[tuple[str, bytes, int, bool]] = []
+        retained: list[tuple[str, bytes]] = []
+        seq = self.event_seq
+        for ev, enabled in pending:
+            m = wire.event_message(ev, seq, self.cfg.qos)
+            seq += 1
+            msgs.append((m.topic, m.payload, m.qos, m.retain))
+            extra = None
+            if ev.cls.startswith("svc.state."):
+                extra = wire.state_message(self.node, ev, enabled=enabled)
+            elif ev.cls in wire.CASE_CLASSES:
+                extra = wire.case_message(self.node, ev)
+                if extra is None:
+                    self._log_rejects(logging.WARNING, "mqtt: %s event without a valid case uuid (%r): "
+                                      "not retained", ev.cls, ev.data.get("uuid"))
+            if extra is not None:
+                msgs.append((extra.topic, extra.payload, extra.qos, extra.retain))
+                retained.append((extra.topic, extra.payload))
+        try:
+            dropped = self.outbox.append(msgs, retained, counters={"events": seq - 1})
+        except sqlite3.Error:
+            log.exception("mqtt: cannot queue %d messages in the outbox; they are lost", len(msgs))
+            self.stats["lost"] += len(msgs)
+            return
+        self.event_seq = seq
+        self.stats["queued"] += len(msgs)
+        if dropped:
+            self._log_drops(logging.WARNING, "mqtt: outbox full (%d messages): dropped the %d oldest "
+                            "(%d dropped so far)", self.cfg.outbox_limit, dropped, self.outbox.dropped)
+        self._wake.set()
+
+    # ------------------------------------------------------------ connection
+    async def run(self) -> None:
+        import aiomqtt
+
+        delay = self.cfg.reconnect_min
+        try:
+            while True:
+                try:
+                    client = self._client(aiomqtt)
+                    async with client:
+                        delay = self.cfg.reconnect_min
+                        await self._session(client)
+                except aiomqtt.MqttError as e:
+                    self._down(str(e) or type(e).__name__)
+                except Exception as e:
+                    log.exception("mqtt: session failed; reconnecting")
+                    self._down(f"internal error: {e!r}")
+                pause = delay * random.uniform(0.8, 1.2)
+                delay = min(delay * 2, self.cfg.reconnect_max)
+                log.debug("mqtt: reconnecting to %s in %.2fs", self.cfg.broker, pause)
+                await asyncio.sleep(pause)
+        finally:
+            self._closed = True
+            if self._flush_handle is not None:
+                self._flush_handle.cancel()
+            with contextlib.suppress(sqlite3.Error):
+                self._flush()
+
+    def _client(self, aiomqtt: Any) -> aiomqtt.Client:
+        cfg = self.cfg
+        will = aiomqtt.Will(wire.status_topic(self.node),
+                            wire.status_payload(self.node, "offline", time.time(), __version__), qos=1, retain=True)
+        tls = _tls_context(cfg.ca_file, cfg.cert_file, cfg.key_file, cfg.tls_insecure) if cfg.tls else None
+        client = aiomqtt.Client(
+            cfg.host, cfg.port, identifier=cfg.client_id or f"svcmgr-{self.node}", username=cfg.username,
+            password=cfg.password, will=will, keepalive=cfg.keepalive, tls_context=tls, timeout=10,
+            max_inflight_messages=cfg.window, clean_session=True, logger=logging.getLogger("svcmgr.mqtt.client"))
+        client.pending_calls_threshold = cfg.window + len(cfg.telemetry) + 8
+        return client
+
+    def _down(self, why: str) -> None:
+        self.last_error = why
+        if self.connected:
+            self.connected = False
+            log.warning("mqtt: lost %s: %s; events wait in the outbox", self.cfg.broker, why)
+            self.ctx.bus.emit("mqtt.connection.down", "", broker=self.cfg.broker, error=why[:500])
+        else:
+            self._log_conn(logging.INFO, "mqtt: cannot reach %s: %s", self.cfg.broker, why)
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        import aiomqtt
+
+        assert self.outbox is not None
+        await client.publish(wire.status_topic(self.node),
+                             wire.status_payload(self.node, "online", time.time(), __version__), qos=1, retain=True)
+        for f in self.cfg.telemetry:
+            await client.subscribe(f, qos=1)
+        self.connected = True
+        self.connects += 1
+        self.last_error = ""
+        log.info("mqtt: connected to %s as %s (%d queued)", self.cfg.broker, client.identifier, self.outbox.depth)
+        self.ctx.bus.emit("mqtt.connection.up", "", broker=self.cfg.broker, queued=self.outbox.depth)
+        self._flush()
+        if self._acked >= self._snapshot_upto:
+            # the broker may have lost what it retained: queue the current picture after the backlog
+            snap = self.outbox.retained()
+            if snap:
+                self.outbox.append([(t, p, 1, True) for t, p in snap])
+                self._snapshot_upto = self.outbox.next_seq - 1
+        # Two tasks owned here: the first to end (a lost connection) ends the session, the other is
+        # cancelled and awaited. (Not a TaskGroup: in Python 3.11 one that sees a child fail can
+        # swallow the daemon's own cancellation.)
+        tasks = [asyncio.create_task(self._send(client), name="mqtt send"),
+                 asyncio.create_task(self._receive(client), name="mqtt receive")]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            await _cancel_all(tasks)
+            await self._goodbye(client)
+            raise
+        await _cancel_all(tasks)
+        for t in done:
+            if not t.cancelled() and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
+        raise aiomqtt.MqttError(f"{next(iter(done)).get_name()} ended")
+
+    async def _goodbye(self, client: aiomqtt.Client) -> None:
+        """The daemon is stopping: send what is queued (briefly), then say offline."""
+        import aiomqtt
+
+        self._flush()
+        try:
+            await asyncio.wait_for(self._send(client, until_empty=True), self.cfg.drain_timeout)
+            await client.publish(wire.status_topic(self.node),
+                                 wire.status_payload(self.node, "offline", time.time(), __version__),
+                                 qos=1, retain=True, timeout=1)
+        except (aiomqtt.MqttError, TimeoutError) as e:
+            log.warning("mqtt: stopping with %d messages left in the outbox (%s)",
+                        self.outbox.depth if self.outbox else 0, e or "timeout")
+        self.connected = False
+
+    # ------------------------------------------------------------ sending
+    async def _send(self, client: aiomqtt.Client, *, until_empty: bool = False) -> None:
+        """Publish the outbox in order from a sliding window of at most ``window`` unacknowledged
+        publishes; forget rows once acknowledged. A failed publish ends the session (the caller
+        reconnects) and every row not acknowledged is sent again."""
+        assert self.outbox is not None
+        box = self.outbox
+        window: collections.deque[tuple[int, asyncio.Task[None]]] = collections.deque()
+        last = 0
+        acked = 0
+        waker: asyncio.Task[bool] | None = None
+
+        def retire_done() -> None:
+            nonlocal acked
+            while window and window[0][1].done():
+                seq, task = window.popleft()
+                task.result()  # a failed publish raises here and ends the session
+                acked = seq
+
+        def commit() -> None:
+            nonlocal acked
+            if acked:
+                box.ack(acked)
+                self._acked = acked
+                acked = 0
+
+        try:
+            while True:
+                retire_done()
+                rows = box.peek(last, max(64, self.cfg.window * 4))
+                if rows:
+                    for seq, topic, payload, qos, retain in rows:
+                        while len(window) >= self.cfg.window:
+                            await asyncio.wait([window[0][1]])
+                            retire_done()
+                        window.append((seq, asyncio.create_task(
+                            client.publish(topic, payload, qos=qos, retain=retain))))
+                        last = seq
+                    if acked and acked - box.head() >= 256:
+                        commit()
+                    continue
+                # nothing new: record what is acknowledged, then wait for news or an acknowledgement
+                commit()
+                if not window and until_empty:
+                    return
+                self._wake.clear()
+                if box.peek(last, 1):
+                    continue
+                if waker is None or waker.done():
+                    waker = asyncio.create_task(self._wake.wait())
+                await asyncio.wait([waker, *([window[0][1]] if window else [])],
+                                   return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            if window:  # stopping with a live connection: let what is on the wire be acknowledged
+                await asyncio.wait([t for _, t in window], timeout=1.0)
+            raise
+        finally:
+            if waker is not None:
+                waker.cancel()
+            while window and window[0][1].done() and not window[0][1].cancelled() \
+                    and window[0][1].exception() is None:
+                acked = window.popleft()[0]
+            for _, t in window:
+                t.cancel()
+            for _, t in window:
+                with contextlib.suppress(BaseException):
+                    await t
+            with contextlib.suppress(sqlite3.Error):
+                commit()
+
+    # ------------------------------------------------------------ telemetry
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for m in client.messages:
+            self.handle_telemetry(m.topic.value, bytes(m.payload or b""), retained=bool(m.retain))
+
+    def handle_telemetry(self, topic: str, payload: bytes, *, retained: bool = False) -> Event | None:
+        """One telemetry message: an ereport on the bus, or a counted and logged rejection."""
+        if wire.under_prefix(topic):
+            self.stats["telemetry_ignored"] += 1
+            return None
+        if retained:
+            # Sent because we subscribed, not because something happened now: not an ereport.
+            self.stats["telemetry_retained_skipped"] += 1
+            return None
+        try:
+            ev = wire.telemetry_event(topic, payload, max_bytes=self.cfg.telemetry_max_bytes, now=time.time())
+        except FieldError as e:
+            self.stats["telemetry_rejected"] += 1
+            self._log_rejects(logging.WARNING, "mqtt: telemetry refused: %s", e)
+            self.ctx.bus.emit("mqtt.telemetry.rejected", "", topic=topic[:512], error=str(e)[:500],
+                              size=len(payload))
+            return None
+        self.stats["telemetry_received"] += 1
+        return self.ctx.bus.publish(ev)
+
+    # ------------------------------------------------------------ reporting
+    def reconfigure(self, config: DaemonConfig) -> None:
+        new = section(config)
+        if new != self.cfg:
+            log.warning("mqtt: configuration changed; the new broker settings apply after a daemon restart")
+
+    def statistics(self) -> dict[str, Any]:
+        box = self.outbox.statistics() if self.outbox else None
+        return {
+            "url": self.cfg.url, "broker": self.cfg.broker, "node": self.node, "connected": self.connected,
+            "connects": self.connects, "last_error": self.last_error,
+            "client_id": self.cfg.client_id or f"svcmgr-{self.node}",
+            "telemetry": list(self.cfg.telemetry), "config": self.ctx.config.source,
+            "outbox": {"depth": box.depth, "limit": self.cfg.outbox_limit, "dropped": box.dropped,
+                       "sent": box.sent} if box else None,
+            "events": self.event_seq - 1, **dict(self.stats),
+        }
+
+    async def _op_status(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{}`` -> the bridge's status: broker, connection, outbox, telemetry counters."""
+        return self.statistics()

@@ -1,0 +1,150 @@
+"""The MQTT outbox: a bounded, ordered queue of outgoing messages in the daemon's SQLite repository.
+
+Every message the bridge sends passes through here, so that nothing is lost
+while the broker is away or the daemon restarts: a row leaves only once the
+broker has acknowledged it (``ack``). Past ``limit`` rows the oldest are dropped
+and counted (``dropped``). The retained picture (each instance's state, each open
+case) is kept beside it, one row per topic, to be sent again after a reconnect,
+since a broker may have lost its retained messages.
+
+Tables: ``mqtt_outbox`` (seq, topic, payload, qos, retain), ``mqtt_retained``
+(topic, payload), ``mqtt_counters`` (name, value). ``statistics`` reads them
+without a bridge, for ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["Outbox", "OutboxStats", "statistics"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS mqtt_outbox (
+    seq INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mqtt_retained (topic TEXT PRIMARY KEY, payload BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS mqtt_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+Row = tuple[int, str, bytes, int, bool]
+
+
+@dataclass
+class OutboxStats:
+    depth: int = 0
+    dropped: int = 0
+    sent: int = 0
+
+
+def _has_tables(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='mqtt_outbox'").fetchone() \
+        is not None
+
+
+def statistics(conn: sqlite3.Connection) -> OutboxStats:
+    """Depth and counters of the outbox in this repository (zeros if the bridge never ran)."""
+    if not _has_tables(conn):
+        return OutboxStats()
+    depth = conn.execute("SELECT count(*) FROM mqtt_outbox").fetchone()[0]
+    counters = dict(conn.execute("SELECT name, value FROM mqtt_counters").fetchall())
+    return OutboxStats(depth, counters.get("dropped", 0), counters.get("sent", 0))
+
+
+class Outbox:
+    def __init__(self, conn: sqlite3.Connection, limit: int) -> None:
+        self.conn = conn
+        self.limit = limit
+        conn.executescript(SCHEMA)
+        counters = dict(conn.execute("SELECT name, value FROM mqtt_counters").fetchall())
+        top = conn.execute("SELECT max(seq) FROM mqtt_outbox").fetchone()[0] or 0
+        self.next_seq = max(counters.get("next_seq", 1), top + 1)
+        self.dropped = counters.get("dropped", 0)
+        self.sent = counters.get("sent", 0)
+        self.depth = conn.execute("SELECT count(*) FROM mqtt_outbox").fetchone()[0]
+
+    def _begin(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def _set(self, name: str, value: int) -> None:
+        self.conn.execute("INSERT INTO mqtt_counters(name, value) VALUES(?, ?) "
+                          "ON CONFLICT(name) DO UPDATE SET value=excluded.value", (name, value))
+
+    def counter(self, name: str, default: int = 0) -> int:
+        row = self.conn.execute("SELECT value FROM mqtt_counters WHERE name=?", (name,)).fetchone()
+        return row[0] if row else default
+
+    def append(self, messages: Iterable[tuple[str, bytes, int, bool]],
+               retained: Iterable[tuple[str, bytes]] = (), *, counters: dict[str, int] | None = None) -> int:
+        """Queue messages (topic, payload, qos, retain) in order, update the retained picture
+        (topic, payload; an empty payload removes the topic) and set the caller's ``counters``, all
+        in one transaction. Returns the number of rows dropped to stay within the limit."""
+        self._begin()
+        try:
+            rows = []
+            for topic, payload, qos, retain in messages:
+                rows.append((self.next_seq, topic, payload, qos, int(retain)))
+                self.next_seq += 1
+            self.conn.executemany("INSERT INTO mqtt_outbox(seq, topic, payload, qos, retain) "
+                                  "VALUES(?, ?, ?, ?, ?)", rows)
+            for topic, payload in retained:
+                if payload:
+                    self.conn.execute("INSERT INTO mqtt_retained(topic, payload) VALUES(?, ?) "
+                                      "ON CONFLICT(topic) DO UPDATE SET payload=excluded.payload", (topic, payload))
+                else:
+                    self.conn.execute("DELETE FROM mqtt_retained WHERE topic=?", (topic,))
+            depth = self.depth + len(rows)
+            drop = max(0, depth - self.limit)
+            if drop:
+                cut = self.conn.execute("SELECT seq FROM mqtt_outbox ORDER BY seq LIMIT 1 OFFSET ?",
+                                        (drop - 1,)).fetchone()[0]
+                self.conn.execute("DELETE FROM mqtt_outbox WHERE seq <= ?", (cut,))
+                self._set("dropped", self.dropped + drop)
+            self.conn.executemany("INSERT INTO mqtt_counters(name, value) VALUES(?, ?) "
+                                  "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+                                  [("next_seq", self.next_seq), *(counters or {}).items()])
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.depth = depth - drop
+        self.dropped += drop
+        return drop
+
+    def peek(self, after: int, limit: int) -> list[Row]:
+        """Up to ``limit`` queued rows with a sequence number above ``after``, oldest first."""
+        return [(r[0], r[1], bytes(r[2]), r[3], bool(r[4])) for r in self.conn.execute(
+            "SELECT seq, topic, payload, qos, retain FROM mqtt_outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit))]
+
+    def ack(self, upto: int) -> int:
+        """Forget every row up to and including ``upto`` (the broker has them). Returns how many went."""
+        self._begin()
+        try:
+            n = self.conn.execute("DELETE FROM mqtt_outbox WHERE seq <= ?", (upto,)).rowcount
+            if n:
+                self._set("sent", self.sent + n)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.sent += n
+        self.depth -= n
+        return n
+
+    def retained(self) -> list[tuple[str, bytes]]:
+        """The current retained picture: (topic, payload) for every instance and open case."""
+        return [(r[0], bytes(r[1])) for r in self.conn.execute("SELECT topic, payload FROM mqtt_retained "
+                                                                 "ORDER BY topic")]
+
+    def head(self) -> int:
+        """The sequence number of the oldest queued row (0 when empty)."""
+        return self.conn.execute("SELECT min(seq) FROM mqtt_outbox").fetchone()[0] or 0
+
+    def statistics(self) -> OutboxStats:
+        return OutboxStats(self.depth, self.dropped, self.sent)

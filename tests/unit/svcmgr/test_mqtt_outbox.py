@@ -1,0 +1,78 @@
+"""The outbox: order, acknowledgement, the bound and its drop counter, the retained picture, persistence."""
+
+from __future__ import annotations
+
+from svcmgr.outbox import Outbox, statistics
+from svcmgr.repository import Repository
+
+
+def _msgs(n: int, start: int = 0) -> list[tuple[str, bytes, int, bool]]:
+    return [(f"t/{i}", f"p{i}".encode(), 1, False) for i in range(start, start + n)]
+
+
+def test_rows_come_back_in_order_and_leave_when_acknowledged(tmp_path):
+    repo = Repository(str(tmp_path / "r.db"))
+    box = Outbox(repo.connection, 100)
+    box.append(_msgs(5))
+    rows = box.peek(0, 10)
+    assert [r[1] for r in rows] == [f"t/{i}" for i in range(5)]
+    seqs = [r[0] for r in rows]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 5
+    assert [r[0] for r in box.peek(seqs[1], 2)] == seqs[2:4]
+    assert box.ack(seqs[2]) == 3
+    assert box.depth == 2 and box.sent == 3
+    assert [r[1] for r in box.peek(0, 10)] == ["t/3", "t/4"]
+    assert statistics(repo.connection).depth == 2 and statistics(repo.connection).sent == 3
+    repo.close()
+
+
+def test_past_the_bound_the_oldest_are_dropped_and_counted(tmp_path):
+    repo = Repository(str(tmp_path / "r.db"))
+    box = Outbox(repo.connection, 10)
+    assert box.append(_msgs(8)) == 0
+    assert box.append(_msgs(5, 8)) == 3
+    assert box.append(_msgs(4, 13)) == 4
+    assert box.depth == 10 and box.dropped == 7
+    assert [r[1] for r in box.peek(0, 100)] == [f"t/{i}" for i in range(7, 17)]
+    assert statistics(repo.connection).dropped == 7
+    repo.close()
+
+
+def test_retained_picture_follows_updates_and_clears(tmp_path):
+    repo = Repository(str(tmp_path / "r.db"))
+    box = Outbox(repo.connection, 100)
+    box.append([], [("s/a", b"online"), ("s/b", b"online")])
+    box.append([], [("s/a", b"maintenance"), ("s/b", b"")])
+    assert box.retained() == [("s/a", b"maintenance")]
+    repo.close()
+
+
+def test_everything_survives_reopening(tmp_path):
+    path = str(tmp_path / "r.db")
+    repo = Repository(path)
+    box = Outbox(repo.connection, 5)
+    box.append(_msgs(7), [("s/a", b"x")], counters={"events": 41})
+    first = box.peek(0, 1)[0][0]
+    box.ack(first)
+    next_seq = box.next_seq
+    repo.close()
+
+    repo = Repository(path)
+    box = Outbox(repo.connection, 5)
+    assert (box.depth, box.dropped, box.sent) == (4, 2, 1)
+    assert box.counter("events") == 41 and box.counter("missing", 7) == 7
+    assert box.next_seq == next_seq, "sequence numbers never go back, even after the queue empties"
+    assert box.retained() == [("s/a", b"x")]
+    box.ack(box.peek(0, 100)[-1][0])
+    assert box.depth == 0
+    repo.close()
+    repo = Repository(path)
+    assert Outbox(repo.connection, 5).next_seq == next_seq
+    repo.close()
+
+
+def test_statistics_without_the_bridge(tmp_path):
+    repo = Repository(str(tmp_path / "r.db"))
+    s = statistics(repo.connection)
+    assert (s.depth, s.dropped, s.sent) == (0, 0, 0)
+    repo.close()
