@@ -60,6 +60,8 @@ class Daemon:
         if manifests and any(self.mdir.iterdir()):
             cmd += ["--manifests", str(self.mdir)]
         cmd += list(args)
+        if not any(a.startswith(("--metrics", "--config")) for a in args):
+            cmd += ["--metrics", ""]  # parallel test daemons would all race for 127.0.0.1:9464
         self.args = list(args)
         out = open(self.output, "ab")  # noqa: SIM115 - kept for the daemon's life
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env,
