@@ -151,7 +151,8 @@ class Case:
     # ------------------------------------------------------------ evidence
     def add_ereport(self, brief: dict[str, Any], detail: str = "") -> None:
         self.ereport_count += 1
-        if len(self.ereports) < MAX_EREPORTS and not any(x["id"] == brief["id"] for x in self.ereports[-8:]):
+        dup = brief["id"] and any(x["id"] == brief["id"] for x in self.ereports[-8:])
+        if len(self.ereports) < MAX_EREPORTS and not dup:
             self.ereports.append(brief)
         if detail:
             self.detail = detail

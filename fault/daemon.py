@@ -445,14 +445,14 @@ class FaultManager:
         target = arg(req, "target", str)
         verdict = arg(req, "verdict", str, choices=tuple(_VERDICTS))
         ev = _VERDICTS[verdict]
-        case = self.store.find(target) if _UUID_RE.match(target) else None
+        case = self.store.find(target) if _UUID_RE.fullmatch(target) else None
         if case is not None:
             if not case.active:
                 raise ApiError(f"{case.uuid}: the case is already {case.state}", 1)
             jobs: list[tuple[Case, list[str] | None]] = [(case, None)]
             concerned = [s.resource for s in case.faulty]
         else:
-            if _UUID_RE.match(target) and "-" in target:
+            if _UUID_RE.fullmatch(target) and "-" in target:
                 raise ApiError(f"{target}: no such case (fmadm faulty -a lists them)", 1)
             fmri = self._resolve(target)
             cases = [c for c in self.store.cases.values() if c.state in ACTIVE and c.suspect(fmri) is not None

@@ -85,7 +85,7 @@ class Ereport:
 def check_class(cls: object, source: str = "") -> str:
     if not isinstance(cls, str):
         raise EreportError(source, "class", f"expected a string, got {type(cls).__name__}")
-    if len(cls) > 200 or not CLASS_RE.match(cls):
+    if len(cls) > 200 or not CLASS_RE.fullmatch(cls):
         raise EreportError(source, "class", f"{cls[:80]!r} is not an ereport class: expected dotted words "
                                             "under ereport., such as ereport.io.disk.error")
     return cls
@@ -103,7 +103,7 @@ def check_resource(resource: object, source: str = "") -> str:
         except fmri_mod.FmriError as e:
             raise EreportError(source, "resource", str(e)) from None
         return str(f)
-    if len(resource) > 512 or not _OTHER_FMRI_RE.match(resource):
+    if len(resource) > 512 or not _OTHER_FMRI_RE.fullmatch(resource):
         raise EreportError(source, "resource", f"{resource[:80]!r} is not an FMRI (expected svc:/category/name:inst"
                                                ", dev:///dev/NAME, alert:///NAME, ...)")
     return resource
@@ -124,7 +124,7 @@ def _check_value(v: Any, path: str, source: str, depth: int) -> None:
         return
     if isinstance(v, dict):
         for k, x in v.items():
-            if not isinstance(k, str) or not _KEY_RE.match(k):
+            if not isinstance(k, str) or not _KEY_RE.fullmatch(k):
                 raise EreportError(source, path, f"bad key {k!r} (letters, digits, '_', '.', '-')")
             _check_value(x, f"{path}.{k}", source, depth + 1)
         return
@@ -148,7 +148,7 @@ def validate(cls: object, *, time_: object = None, node: object = "", resource: 
                                                "or before 2001)")
     if node is None or node == "":
         n = default_node
-    elif not isinstance(node, str) or not _NODE_RE.match(node):
+    elif not isinstance(node, str) or not _NODE_RE.fullmatch(node):
         raise EreportError(source, "node", f"{node!r} is not a node name")
     else:
         n = node

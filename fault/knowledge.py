@@ -119,7 +119,7 @@ def load_knowledge(paths: Iterable[str | os.PathLike[str]] = (SHIPPED,)) -> tupl
         got: dict[str, Article] = {}
         for msgid, body in data.items():
             r = Reader(path, errors, body, msgid)
-            if not MSGID_RE.match(msgid):
+            if not MSGID_RE.fullmatch(msgid):
                 r.error("", "is not a message id (expected e.g. SVC-8000-3Q: PREFIX-HHHH-XX)")
                 continue
             values = {}

@@ -42,10 +42,10 @@ SHIPPED_RULES = Path(__file__).resolve().parent.parent / "manifests" / "fault"
 SEVERITIES = ("minor", "major", "critical")
 RESPONSES = ("none", "degrade", "maintenance")
 SCHEMES = ("svc", "dev", "hc", "mod", "cpu", "mem", "zfs", "pkg", "sw", "alert", "node", "net", "file")
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}\Z")
 _MATCH_RE = re.compile(r"^ereport(\.[A-Za-z0-9_-]{1,64}){0,8}(\.\*)?$")
 _FAULT_RE = re.compile(r"^(fault|defect|upset|alert)(\.[A-Za-z0-9_-]{1,64}){1,8}$")
-_FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+_FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z")
 _CACHE_MAX = 4096
 
 
@@ -158,7 +158,7 @@ def _rule(r: Reader, kb: KnowledgeBase | None, source: str) -> Rule | None:
     description = r.str("description", "")
     match = r.strlist("match", nonempty=True)
     for m in match:
-        if not _MATCH_RE.match(m):
+        if not _MATCH_RE.fullmatch(m):
             r.error("match", f"{m!r} is not an ereport class or pattern (e.g. ereport.svc.exit.* or "
                              "ereport.io.disk.error)")
     resources = r.strlist("resources", ())
@@ -166,13 +166,13 @@ def _rule(r: Reader, kb: KnowledgeBase | None, source: str) -> Rule | None:
         if s not in SCHEMES:
             r.error("resources", f"unknown FMRI scheme {s!r} (known: {', '.join(SCHEMES)})")
     fault = r.str("fault", required=True)
-    if fault is not None and not _FAULT_RE.match(fault):
+    if fault is not None and not _FAULT_RE.fullmatch(fault):
         r.error("fault", f"{fault!r} is not a fault class (fault.*, defect.*, upset.* or alert.*, "
                          "e.g. fault.svc.flapping)")
     severity = r.str("severity", "major", choices=SEVERITIES)
     msgid = r.str("msgid", required=True)
     if msgid is not None:
-        if not MSGID_RE.match(msgid):
+        if not MSGID_RE.fullmatch(msgid):
             r.error("msgid", f"{msgid!r} is not a message id (e.g. SVC-8000-3Q)")
         elif kb is not None and msgid not in kb:
             r.error("msgid", f"{msgid} has no article in the knowledge base")
@@ -221,7 +221,7 @@ def _rule(r: Reader, kb: KnowledgeBase | None, source: str) -> Rule | None:
     if rw is not None:
         for k, v in rw.data.items():
             rw.get(k)
-            if not _FIELD_RE.match(k):
+            if not _FIELD_RE.fullmatch(k):
                 rw.error(k, "is not a payload field name")
             elif isinstance(v, dict | list) or (isinstance(v, float) and v != v):
                 rw.error(k, "expected a string, number or boolean to compare the payload with")
