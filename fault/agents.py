@@ -140,6 +140,7 @@ class NotifyAgent:
     def apply(self, ch: Change) -> None:
         case = ch.case
         data = case.event_data()
+        data["state"] = ch.state
         self.bus.emit(_EVENT[ch.kind], "", **data)
         self.published += 1
         if ch.kind == "suspect":

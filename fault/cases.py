@@ -251,7 +251,7 @@ class CaseStore:
         self.conn = conn
         self.keep_closed = keep_closed
         self.cases: dict[str, Case] = {}
-        self._dirty: set[str] = set()
+        self._dirty: dict[str, Case] = {}
         self.writes = 0
         if conn is not None:
             conn.executescript(SCHEMA)
@@ -279,32 +279,33 @@ class CaseStore:
 
     def touch(self, case: Case) -> None:
         """Write this case with the next ``flush``."""
-        self._dirty.add(case.uuid)
+        self._dirty[case.uuid] = case
 
     def save(self, case: Case) -> None:
         """Write this case now (and anything else waiting)."""
-        self._dirty.add(case.uuid)
+        self._dirty[case.uuid] = case
         self.flush()
 
     def discard(self, case: Case) -> None:
         self.cases.pop(case.uuid, None)
-        self._dirty.discard(case.uuid)
+        self._dirty.pop(case.uuid, None)
         if self.conn is not None:
             self.conn.execute("DELETE FROM fault_cases WHERE uuid=?", (case.uuid,))
+
+    @property
+    def unsaved(self) -> int:
+        return len(self._dirty)
 
     def flush(self) -> None:
         if not self._dirty:
             return
-        dirty, self._dirty = self._dirty, set()
+        dirty, self._dirty = self._dirty, {}
         rows = []
-        for u in dirty:
-            c = self.cases.get(u)
-            if c is None:
-                continue
+        for u, c in dirty.items():
             rows.append((c.uuid, str(c.state), c.cls, c.msgid, c.severity, c.opened, c.updated, c.closed,
                          json.dumps(c.to_dict(), separators=(",", ":"))))
             if c.state == CaseState.RESOLVED:
-                del self.cases[u]
+                self.cases.pop(u, None)
         if self.conn is None or not rows:
             return
         with transaction(self.conn) as db:

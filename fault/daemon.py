@@ -482,7 +482,7 @@ class FaultManager:
             try:
                 return self.engine.resolve_one(name)
             except EngineError as e:
-                raise EreportError("fminject", "resource", str(e)) from None
+                raise ValueError(str(e)) from None
 
         try:
             ereports = ereports_from_request(req.get("ereports"), node=self.node, resolve=resolve)

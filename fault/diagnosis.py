@@ -118,6 +118,11 @@ class Change:
     case: Case
     #: resources whose retire actions by this case are to be undone (kind repaired)
     unretire: list[str] = field(default_factory=list)
+    #: the case's state when the change happened (a repair is followed at once by its resolution)
+    state: str = ""
+
+    def __post_init__(self) -> None:
+        self.state = self.state or str(self.case.state)
 
 
 @dataclass
@@ -657,7 +662,8 @@ class Diagnosis:
                           "accepted": st.accepted, "attributed": st.attributed, "open": open_by_rule.get(r.name, 0),
                           "opened": st.opened, "solved": st.solved, "folded": st.folded,
                           "discarded": st.discarded, "bad_value": st.bad_value, "time": st.time_ns / 1e9})
-        return {"rules": rules, "engines": len(self.engines), "resources": len(self.trail), **self.counters}
+        return {"rules": rules, "engines": len(self.engines), "resources": len(self.trail),
+                "unsaved": len(self._dirty_engines) + self.store.unsaved, **self.counters}
 
     def engine_list(self, now: float) -> list[dict[str, Any]]:
         out = []

@@ -18,14 +18,14 @@ def ereports_from_request(items: Any, *, node: str, resolve: Callable[[str], str
     """Ereports from ``[{"class", "resource"?, "payload"?, "time"?, "node"?}, ...]``.
 
     ``resolve`` turns a service abbreviation (``db``) into its FMRI or raises
-    EreportError. Raises EreportError naming the item and the field of the first problem."""
+    ValueError. Raises EreportError naming the item and the field of the first problem."""
     if not isinstance(items, list) or not items:
-        raise EreportError("fminject", "ereports", "expected a non-empty list of ereports")
+        raise EreportError("", "ereports", "expected a non-empty list of ereports")
     if len(items) > MAX_BATCH:
-        raise EreportError("fminject", "ereports", f"{len(items)} ereports in one request; at most {MAX_BATCH}")
+        raise EreportError("", "ereports", f"{len(items)} ereports in one request; at most {MAX_BATCH}")
     out = []
     for i, item in enumerate(items):
-        where = f"fminject: ereports[{i}]"
+        where = f"ereports[{i}]"
         if not isinstance(item, dict):
             raise EreportError(where, "", "expected a table with a class")
         unknown = set(item) - {"class", "resource", "payload", "time", "node"}
@@ -33,7 +33,10 @@ def ereports_from_request(items: Any, *, node: str, resolve: Callable[[str], str
             raise EreportError(where, sorted(unknown)[0], "unknown field (known: class, resource, payload, time, node)")
         resource = item.get("resource", "")
         if isinstance(resource, str) and resource and not _SCHEME_RE.match(resource):
-            resource = resolve(resource)
+            try:
+                resource = resolve(resource)
+            except ValueError as e:
+                raise EreportError(where, "resource", str(e)) from None
         out.append(validate(item.get("class"), time_=item.get("time"), node=item.get("node", ""),
                             resource=resource, payload=item.get("payload"), source=where, default_node=node))
     return out
