@@ -6,7 +6,8 @@ builtin_rules = true                 # the rules shipped in manifests/fault
 rules = ["/etc/svcmgr/fault"]        # more rule files or folders
 knowledge = []                       # more knowledge-base files or folders
 webhook = "127.0.0.1:9466"           # Alertmanager webhook receiver; "" (default) turns it off
-kmsg = "auto"                        # "/dev/kmsg" where readable; "" off; or a file to follow
+kmsg = "auto"                        # auto: /dev/kmsg where readable, for the system daemon only (not
+                                     # with --root); "/dev/kmsg"; "" off; or a file to follow
 errlog_max = 100000                  # ereports kept in the error log; the oldest are dropped
 errlog_retention = "30d"             # ... and none older than this
 cases_keep = 1000                    # closed (resolved) cases kept for fmdump

@@ -118,9 +118,11 @@ class FaultManager:
                  len(self.rules), len(self.kb), active, kmsg or "off", self.cfg.webhook or "off")
 
     def _kmsg_path(self) -> str:
+        """``auto``: the host's kernel log for the system daemon; a private one (``--root``) leaves it alone."""
         k = self.cfg.kmsg
         if k == "auto":
-            return "/dev/kmsg" if os.access("/dev/kmsg", os.R_OK) else ""
+            private = self.ctx.paths.root is not None
+            return "/dev/kmsg" if not private and os.access("/dev/kmsg", os.R_OK) else ""
         return k
 
     def reconfigure(self, config: Any) -> None:

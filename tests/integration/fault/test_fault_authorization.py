@@ -8,7 +8,6 @@ import os
 import signal
 
 import pytest
-
 from conftest import call_as, cases, child_service, wait_until
 
 FLAP = "svc:/site/flap:default"

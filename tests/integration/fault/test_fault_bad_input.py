@@ -5,7 +5,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from conftest import cases, errlog, fault_config, fm, free_port, rss_kb, rules_dir, wait_until
 
 GOOD = """

@@ -37,7 +37,7 @@ def test_each_alert_becomes_an_ereport():
     assert p1["status"] == "firing" and p1["fingerprint"] == "a1b2c3"
     assert t1 == pytest.approx(1767323045.123456, abs=1e-3)
     assert c2 == "ereport.prometheus.DiskFull" and r2 == "svc:/site/db:default"
-    assert t2 == pytest.approx(1767319445.0)
+    assert t2 == pytest.approx(1767319445.0) and p2["summary"] == "DiskFull"
 
 
 def _with(**changes):

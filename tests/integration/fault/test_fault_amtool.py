@@ -32,7 +32,7 @@ def test_amtool_alert_becomes_an_ereport_and_a_case(daemon, alertmanager):
 
 def test_an_alert_that_ends_resolves_its_case(daemon, alertmanager):
     am = _start(daemon, alertmanager)
-    end = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    end = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
     am.add("DiskFull", "fmri=svc:/site/db:default", f"--end={end}", "--annotation=summary=disk full")
     (case,) = wait_until(lambda: cases(daemon), 20, what="the firing alert's case")
     assert case["suspects"][0]["resource"] == "svc:/site/db:default"
