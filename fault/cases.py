@@ -194,8 +194,10 @@ class Case:
 
     # ------------------------------------------------------------ views
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """The case as stored (shallow: for JSON at once, not to keep)."""
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["state"] = str(self.state)
+        d["suspects"] = [vars(s) for s in self.suspects]
         return d
 
     def event_data(self) -> dict[str, Any]:
@@ -282,9 +284,9 @@ class CaseStore:
         self._dirty[case.uuid] = case
 
     def save(self, case: Case) -> None:
-        """Write this case now (and anything else waiting)."""
-        self._dirty[case.uuid] = case
-        self.flush()
+        """Write this case now (others waiting keep waiting for the next ``flush``)."""
+        self._dirty.pop(case.uuid, None)
+        self._write({case.uuid: case})
 
     def discard(self, case: Case) -> None:
         self.cases.pop(case.uuid, None)
@@ -300,8 +302,11 @@ class CaseStore:
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, {}
+        self._write(dirty)
+
+    def _write(self, cases: dict[str, Case]) -> None:
         rows = []
-        for u, c in dirty.items():
+        for u, c in cases.items():
             rows.append((c.uuid, str(c.state), c.cls, c.msgid, c.severity, c.opened, c.updated, c.closed,
                          json.dumps(c.to_dict(), separators=(",", ":"))))
             if c.state == CaseState.RESOLVED:

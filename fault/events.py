@@ -91,12 +91,26 @@ def check_class(cls: object, source: str = "") -> str:
     return cls
 
 
+_checked: dict[str, str] = {}
+
+
 def check_resource(resource: object, source: str = "") -> str:
     """The normal form of a resource FMRI ("" for none)."""
     if resource is None or resource == "":
         return ""
     if not isinstance(resource, str):
         raise EreportError(source, "resource", f"expected an FMRI string, got {type(resource).__name__}")
+    hit = _checked.get(resource)
+    if hit is not None:
+        return hit
+    normal = _check_resource(resource, source)
+    if len(_checked) >= 4096:
+        _checked.clear()
+    _checked[resource] = normal
+    return normal
+
+
+def _check_resource(resource: str, source: str) -> str:
     if resource.startswith("svc:"):
         try:
             f = fmri_mod.parse(resource)

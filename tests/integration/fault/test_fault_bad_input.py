@@ -171,3 +171,18 @@ def test_a_flood_of_100k_ereports_keeps_memory_and_the_log_bounded(daemon, tmp_p
     assert daemon.call("ping")["pid"] == pid
     text = fm(daemon, "fmstat", check=True).stdout
     assert "dropped (oldest first, bound 10000)" in text
+
+
+def test_rules_are_reloaded_on_sighup_and_a_bad_new_file_is_refused(daemon):
+    rules = rules_dir(daemon, {"a.toml": GOOD})
+    daemon.start("--config", fault_config(daemon, f'[fault]\nbuiltin_rules = false\nrules = ["{rules}"]\n'))
+    assert [r["name"] for r in daemon.call("fm.rules")["rules"]] == ["disk"]
+    (rules / "b.toml").write_text(GOOD.replace('"disk"', '"disk2"'))
+    (rules / "c.toml").write_text(BAD)
+    daemon.call("reload")
+    got = daemon.call("fm.rules")
+    assert [r["name"] for r in got["rules"]] == ["disk", "disk2"]
+    assert any("c.toml: rule[broken].serd.t" in e for e in got["errors"])
+    fm(daemon, "fminject", "-r", "dev:///dev/sdc", "ereport.io.disk.error", check=True)
+    (case,) = wait_until(lambda: cases(daemon), 10)
+    assert case["rule"] == "disk"
