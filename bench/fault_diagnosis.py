@@ -32,16 +32,16 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fault.cases import CaseStore  # noqa: E402
-from fault.diagnosis import Diagnosis, EngineTopology  # noqa: E402
-from fault.errlog import ErrorLog  # noqa: E402
-from fault.events import Ereport, validate  # noqa: E402
-from fault.knowledge import load_knowledge  # noqa: E402
-from fault.rules import SHIPPED_RULES, load_rules  # noqa: E402
-from svcmgr.bus import Bus  # noqa: E402
-from svcmgr.graph import Graph  # noqa: E402
-from svcmgr.manifest import parse_service, resolve_instance  # noqa: E402
-from svcmgr.states import State  # noqa: E402
+from fault.cases import CaseStore
+from fault.diagnosis import Diagnosis, EngineTopology
+from fault.errlog import ErrorLog
+from fault.events import Ereport, validate
+from fault.knowledge import load_knowledge
+from fault.rules import SHIPPED_RULES, load_rules
+from svcmgr.bus import Bus
+from svcmgr.graph import Graph
+from svcmgr.manifest import parse_service, resolve_instance
+from svcmgr.states import State
 
 DB = "svc:/bench/db:default"
 

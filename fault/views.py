@@ -42,6 +42,13 @@ def case_view(case: Case, kb: KnowledgeBase, status: Callable[[str, str | None],
     text = art.render(facts(case)) if art is not None else {
         "title": case.cls, "description": f"No knowledge article for {case.msgid}.", "response": "-",
         "impact": "-", "action": "-"}
+    done = {"degraded": "marked degraded", "maintenance": "put in maintenance",
+            "annotated": "in maintenance, its mark naming this case"}
+    retired = [f"{f} {done.get(what, what)}" for f, what in case.retired.items()]
+    if retired:
+        text = dict(text)
+        text["response"] = f"{text['response']} The fault manager has {'; '.join(retired)}." \
+            if case.response != "none" else f"{text['response']} Now: {'; '.join(retired)}."
     affected = []
     for s in case.suspects:
         affected.append({"fmri": s.resource, "role": "suspect", "fault": s.fault, "certainty": s.certainty,

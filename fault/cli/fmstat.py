@@ -36,6 +36,13 @@ def _table(rows: list[tuple[str, ...]], right: set[int]) -> str:
                      for r in rows)
 
 
+def _dur(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
 def _us(seconds: float, n: int) -> str:
     return f"{seconds / n * 1e6:.1f}us" if n else "-"
 
@@ -48,7 +55,7 @@ def execute(args: Any) -> int:
     if args.s:
         rows = [("RULE", "RESOURCE", "ENGINE", "COUNT", "FIRED", "CASE")]
         for e in st.get("engines", []):
-            eng = f"N={e['n']} T={e['t']:g}s" if "n" in e else e.get("bound", "")
+            eng = f"SERD N={e['n']} T={_dur(e['t'])}" if "n" in e else e.get("bound", "")
             rows.append((e["rule"], e["resource"] or "-", eng, str(e["count"]), "yes" if e["fired"] else "no",
                          e.get("case") or "-"))
         print(_table(rows, {3}))

@@ -1,7 +1,5 @@
 """A manifest's log pattern turns a service's own log lines into ereports; a site rule and article diagnose them."""
 
-import textwrap
-
 from conftest import cases, child_service, errlog, fault_config, fm, rules_dir, wait_until
 
 APP = "svc:/site/app:default"
@@ -10,14 +8,14 @@ APP = "svc:/site/app:default"
 def test_log_pattern_ereports_diagnosed_with_a_site_rule_and_article(daemon):
     kb = daemon.root / "kb"
     kb.mkdir()
-    (kb / "SITE.toml").write_text(textwrap.dedent("""
-        [SITE-8000-1D]
-        title = "The application cannot reach its database in time"
-        description = "{suspect} logged {count} database timeouts; {fires_at} within {window} are a fault. Last: {detail}"
-        response = "The service is marked degraded."
-        impact = "Requests fail."
-        action = "Check the database connection pool of {suspect}."
-        """))
+    (kb / "SITE.toml").write_text("\n".join([
+        "[SITE-8000-1D]",
+        'title = "The application cannot reach its database in time"',
+        'description = "{suspect} logged {count} database timeouts; {fires_at} within {window} are a fault. '
+        'Last: {detail}"',
+        'response = "The service is marked degraded."',
+        'impact = "Requests fail."',
+        'action = "Check the database connection pool of {suspect}."', ""]))
     rules = rules_dir(daemon, {"site.toml": """
         [[rule]]
         name = "app-db-timeouts"
