@@ -11,7 +11,11 @@ one) and prints the median rate of ``--runs`` runs:
 * ``disk SERD``: I/O errors spread over 64 disks (SERD engines, open cases, firings);
 * ``svc exits, own rules``: exits of services whose dependencies are fine (flapping SERD per service);
 * ``svc exits, cascade``: exits of services after the database failed (graph attribution, one case);
-* ``full pipeline``: validation, the error log in SQLite (one transaction per 1000) and diagnosis, mixed.
+* ``full pipeline``: validation, the error log in SQLite (written every 250 ms, as in the daemon) and diagnosis, mixed
+  (a third service exits, a third disk errors, a third unmatched); and the same without diagnosis.
+
+and, end to end, the same mix posted with ``fm.inject`` (5000 a request) into a real
+``svcmgrd`` until its fault manager has diagnosed them all.
 
 The same run measures the bounds it is compared with: ``validate`` alone, and the
 in-process bus delivering events to a subscription (the fault manager's input).
@@ -132,7 +136,7 @@ def bench_diagnosis(kind: str, n: int, services: int, seed: int) -> float:
     return r
 
 
-def bench_pipeline(n: int, services: int, seed: int) -> float:
+def bench_pipeline(n: int, services: int, seed: int, *, diagnose: bool = True) -> float:
     engine = _Engine(services)
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -153,21 +157,66 @@ def bench_pipeline(n: int, services: int, seed: int) -> float:
                 raw.append(("ereport.bench.nobody", "", {"i": i}))
 
         def run() -> None:
+            # as the daemon does: cases are written when solved, everything else every 250 ms
             step = 3600.0 / n
+            due = time.monotonic() + 0.25
             for i, (cls, res, payload) in enumerate(raw):
                 e = validate(cls, resource=res, payload=payload, source="bench", default_node="bench")
                 log.append(e)
-                d.feed(e, i * step)
-                if log.pending >= 1000:
+                if diagnose:
+                    d.feed(e, i * step)
+                if i % 64 == 0 and time.monotonic() >= due:
                     log.flush()
                     d.store.flush()
                     d.save_engines(i * step)
+                    due = time.monotonic() + 0.25
             log.flush()
             d.store.flush()
+            d.save_engines(n * step)
 
         r = _rate(n, run)
         conn.close()
         return r
+
+
+def bench_daemon(n: int) -> float:
+    """End to end: fm.inject requests of 5000 over the control socket into a real svcmgrd, until diagnosed."""
+    import json
+    import subprocess
+
+    from svcmgr.client import Client, ClientError
+
+    root = tempfile.mkdtemp(prefix="svcmgr-bench-", dir="/tmp")
+    proc = subprocess.Popen([sys.executable, "-m", "svcmgr.daemon", "--root", root, "--no-register",
+                             "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        c = Client(root)
+        for _ in range(500):
+            try:
+                c.call("ping")
+                break
+            except ClientError:
+                time.sleep(0.02)
+        # the same mix as the pipeline: a third exits of 225 services, a third disk errors, a third unmatched
+        items = [{"class": ("ereport.svc.exit.signal", "ereport.io.disk.error", "ereport.bench.nobody")[i % 3],
+                  "resource": (f"svc:/bench/leaf{i % 225}:default", f"dev:///dev/sd{i % 64}", "")[i % 3],
+                  "payload": {"i": i}} for i in range(n)]
+        json.dumps(items)  # build before the clock starts
+        t0 = time.perf_counter()
+        for i in range(0, n, 5000):
+            c.call("fm.inject", ereports=items[i:i + 5000])
+        while True:
+            st = c.call("fm.stat")
+            if st["diagnosis"]["processed"] + st["bus"]["dropped"] >= n:
+                break
+            time.sleep(0.005)
+        return n / (time.perf_counter() - t0)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def bench_validate(n: int) -> float:
@@ -206,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         ("disk SERD (64 disks)", lambda s: bench_diagnosis("disk", a.n, a.services, s)),
         ("svc exits, own rules", lambda s: bench_diagnosis("own", a.n, a.services, s)),
         ("svc exits, cascade (graph)", lambda s: bench_diagnosis("cascade", a.n, a.services, s)),
+        ("validate + SQLite error log, no diagnosis", lambda s: bench_pipeline(a.n, a.services, s, diagnose=False)),
         ("full pipeline (validate + SQLite log + diagnosis)", lambda s: bench_pipeline(a.n, a.services, s)),
+        ("end to end: fminject requests into svcmgrd", lambda s: bench_daemon(a.n)),
     ]
     print(f"# {a.n} ereports per run, median of {a.runs} runs, {a.services} services, Python "
           f"{sys.version.split()[0]}, {os.cpu_count()} CPUs", flush=True)
