@@ -139,8 +139,9 @@ class NotifyAgent:
 
     def apply(self, ch: Change) -> None:
         case = ch.case
-        data = case.event_data()
-        data["state"] = ch.state
+        data = dict(ch.data)
+        if ch.kind in ("suspect", "updated"):
+            data["retired"] = dict(case.retired)  # what the retire agent did since
         self.bus.emit(_EVENT[ch.kind], "", **data)
         self.published += 1
         if ch.kind == "suspect":

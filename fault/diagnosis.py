@@ -118,11 +118,15 @@ class Change:
     case: Case
     #: resources whose retire actions by this case are to be undone (kind repaired)
     unretire: list[str] = field(default_factory=list)
-    #: the case's state when the change happened (a repair is followed at once by its resolution)
-    state: str = ""
+    #: the case as it was when the change happened (a repair is followed at once by its resolution)
+    data: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.state = self.state or str(self.case.state)
+        self.data = self.data or self.case.event_data()
+
+    @property
+    def state(self) -> str:
+        return str(self.data["state"])
 
 
 @dataclass

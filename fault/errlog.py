@@ -11,7 +11,6 @@ Every loss is counted, and the counters are kept in the repository.
 from __future__ import annotations
 
 import collections
-import fnmatch
 import json
 import sqlite3
 import time
@@ -172,7 +171,3 @@ class ErrorLog:
     def statistics(self) -> dict[str, Any]:
         return {**self.counters, "pending": len(self._pending), "max_entries": self.max_entries,
                 "retention": self.retention, "flushes": self.flushes}
-
-
-def glob_match(pattern: str, cls: str) -> bool:
-    return fnmatch.fnmatchcase(cls, pattern)

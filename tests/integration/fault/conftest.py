@@ -223,3 +223,20 @@ def call_as(daemon: Any, user: str, op: str, **args: Any) -> dict[str, Any]:
         data = f.read()
     os.waitpid(pid, 0)
     return json.loads(data)
+
+
+def kill_running(daemon: Any, fmri: str, *, want: tuple[str, ...] = ("online", "degraded")) -> int:
+    """Wait until the service settles running a process, SIGKILL it, and wait until it is reaped; the pid."""
+    def running() -> int | None:
+        i = daemon.call("list", fmris=[fmri])[0]
+        return i["pids"][0] if i["pids"] and i["state"] in want and i["nstate"] is None else None
+
+    while True:
+        pid = wait_until(running, 15, what=f"{fmri} to run")
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:  # it ended between the listing and the kill: take the next one
+            wait_until(lambda pid=pid: pid not in daemon.pids(fmri), 10)
+            continue
+        wait_until(lambda pid=pid: pid not in daemon.pids(fmri), 10, what=f"pid {pid} to be reaped")
+        return pid

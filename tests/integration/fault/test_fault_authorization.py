@@ -5,10 +5,9 @@ daemon learns who asks from the socket (SO_PEERCRED), not from anything they say
 """
 
 import os
-import signal
 
 import pytest
-from conftest import call_as, cases, child_service, wait_until
+from conftest import call_as, cases, child_service, kill_running, wait_until
 
 FLAP = "svc:/site/flap:default"
 
@@ -23,10 +22,7 @@ def flapped(daemon):
         """))
     daemon.start()
     for _ in range(3):
-        pid = wait_until(lambda: daemon.pids(FLAP) if daemon.state(FLAP) in ("online", "degraded") else None,
-                         15)[0]
-        os.kill(pid, signal.SIGKILL)
-        wait_until(lambda pid=pid: pid not in daemon.pids(FLAP), 10)
+        kill_running(daemon, FLAP)
     (case,) = wait_until(lambda: cases(daemon), 15)
     return case
 

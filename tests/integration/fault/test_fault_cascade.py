@@ -3,7 +3,7 @@
 import os
 import signal
 
-from conftest import cases, child_service, fm, free_port, wait_until
+from conftest import cases, child_service, fm, free_port, kill_running, wait_until
 
 DB = "svc:/site/db:default"
 APPS = [f"svc:/site/app{i}:default" for i in (1, 2, 3)]
@@ -65,9 +65,7 @@ def test_database_crash_taking_three_dependents_down_is_one_case(daemon):
 def test_the_database_flapping_afterwards_folds_into_the_same_case(daemon):
     _stack(daemon)
     for _ in range(3):
-        pid = wait_until(lambda: daemon.pids(DB) if daemon.state(DB) == "online" else None, 15)[0]
-        os.kill(pid, signal.SIGKILL)
-        wait_until(lambda pid=pid: pid not in daemon.pids(DB), 10)
+        kill_running(daemon, DB)
     wait_until(lambda: cases(daemon) and "fault.svc.flapping" in cases(daemon)[0]["classes"], 20,
                what="the flapping diagnosis folded into the cascade case")
     solved = cases(daemon)

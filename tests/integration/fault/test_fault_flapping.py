@@ -4,25 +4,10 @@ Also both directions between SMF and FMA: ``fmadm repair`` clears the service (a
 its dependents come back), ``svcadm clear`` repairs the case, and neither loops.
 """
 
-import os
-import signal
-
-from conftest import cases, child_service, fault_config, fm, rules_dir, wait_until
+from conftest import cases, child_service, fault_config, fm, kill_running, rules_dir, wait_until
 
 FLAP = "svc:/site/flap:default"
 APP = "svc:/site/app:default"
-
-
-def _kill_when_running(daemon, fmri, *, want=("online", "degraded")):
-    """Wait until the service runs a process, then SIGKILL it; return the pid."""
-    def running():
-        i = daemon.call("list", fmris=[fmri])[0]
-        return i["pids"][0] if i["pids"] and i["state"] in want and i["nstate"] is None else None
-
-    pid = wait_until(running, 15, what=f"{fmri} to run")
-    os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: pid not in daemon.pids(fmri), 10, what=f"pid {pid} to be reaped")
-    return pid
 
 
 def test_service_killed_by_signal_repeatedly_is_one_flapping_case(daemon):
@@ -30,7 +15,7 @@ def test_service_killed_by_signal_repeatedly_is_one_flapping_case(daemon):
     daemon.start()
     daemon.wait_state(FLAP, "online")
     for _ in range(3):
-        _kill_when_running(daemon, FLAP)
+        kill_running(daemon, FLAP)
     (case,) = wait_until(lambda: cases(daemon), 15, what="a solved case")
     assert case["class"] == "fault.svc.flapping" and case["msgid"] == "SVC-8000-3Q"
     assert [s["resource"] for s in case["suspects"]] == [FLAP]
@@ -39,8 +24,8 @@ def test_service_killed_by_signal_repeatedly_is_one_flapping_case(daemon):
     out = daemon.cli("svcs", "-x", FLAP, check=True).stdout
     assert f"Case: {case['uuid']}" in out and "Retired by the fault manager: fault.svc.flapping" in out
     # two more kills: the restarter gives up (5 failures) and puts it in maintenance by itself
-    _kill_when_running(daemon, FLAP)
-    _kill_when_running(daemon, FLAP)
+    kill_running(daemon, FLAP)
+    kill_running(daemon, FLAP)
     daemon.wait_state(FLAP, "maintenance")
     wait_until(lambda: "defect.svc.maintenance" in cases(daemon)[0]["classes"], 15,
                what="the maintenance folded into the case")
@@ -64,7 +49,7 @@ def test_svcadm_clear_repairs_the_case_without_looping(daemon):
     daemon.start()
     daemon.wait_state(FLAP, "online")
     for _ in range(3):
-        _kill_when_running(daemon, FLAP)
+        kill_running(daemon, FLAP)
     daemon.wait_state(FLAP, "degraded")
     (case,) = cases(daemon)
     daemon.cli("svcadm", "clear", FLAP, check=True)
@@ -112,8 +97,8 @@ def test_fmadm_repair_clears_the_retire_action_and_dependents_come_back(daemon):
         """)
     daemon.start("--config", cfg)
     daemon.wait_state(APP, "online")
-    _kill_when_running(daemon, FLAP)
-    _kill_when_running(daemon, FLAP)
+    kill_running(daemon, FLAP)
+    kill_running(daemon, FLAP)
     daemon.wait_state(FLAP, "maintenance")
     daemon.wait_state(APP, "offline")
     (case,) = cases(daemon)
@@ -139,7 +124,7 @@ def test_fmadm_repair_by_fmri_and_acquit(daemon):
     daemon.start()
     daemon.wait_state(FLAP, "online")
     for _ in range(3):
-        _kill_when_running(daemon, FLAP)
+        kill_running(daemon, FLAP)
     daemon.wait_state(FLAP, "degraded")
     (case,) = cases(daemon)
     r = fm(daemon, "fmadm", "acquit", "site/flap", check=True)

@@ -1,9 +1,7 @@
 """Cases, the error log and SERD evidence survive kill -9 of the daemon."""
 
-import os
-import signal
 
-from conftest import cases, child_service, errlog, fm, wait_until
+from conftest import cases, child_service, errlog, fm, kill_running, wait_until
 
 FLAP = "svc:/site/flap:default"
 
@@ -12,10 +10,7 @@ def test_cases_survive_kill_9_and_restart(daemon):
     daemon.manifest("flap.toml", child_service("site/flap", "import time; time.sleep(100000)"))
     daemon.start()
     for _ in range(3):
-        pid = wait_until(lambda: daemon.pids(FLAP) if daemon.state(FLAP) in ("online", "degraded") else None,
-                         15)[0]
-        os.kill(pid, signal.SIGKILL)
-        wait_until(lambda pid=pid: pid not in daemon.pids(FLAP), 10)
+        kill_running(daemon, FLAP)
     (case,) = wait_until(lambda: cases(daemon), 15)
     daemon.wait_state(FLAP, "degraded")
     # SERD evidence in progress on a disk: 2 of the 5 errors the shipped rule needs
