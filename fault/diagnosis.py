@@ -482,6 +482,10 @@ class Diagnosis:
                 return []
             open_case = Case.new(rule.name, rule.fault, rule.msgid, rule.severity, self.node, rule.response)
             open_case.suspects = [Suspect(rule.fault, e.resource, rule.certainty)]
+            # what the resource reported before (the start failures before a maintenance) is evidence too
+            for t, b, _ in self.trail.get(e.resource, ()):
+                if now - TRAIL_AGE <= t < now:
+                    open_case.add_ereport(b)
             self.store.add(open_case)
             st.opened += 1
         open_case.window, open_case.fires_at = rule.window_text, rule.fires_at

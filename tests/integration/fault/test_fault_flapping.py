@@ -134,3 +134,30 @@ def test_fmadm_repair_by_fmri_and_acquit(daemon):
     assert closed["suspects"][0]["status"] == "acquitted" and closed["state"] == "resolved"
     none = fm(daemon, "fmadm", "repair", "site/flap")
     assert none.returncode == 1 and "no open case names it" in none.stderr
+
+
+def test_a_service_the_restarter_gives_up_on_by_itself_is_a_defect_case_that_svcadm_clear_repairs(daemon):
+    flag = daemon.root / "fixed"
+    daemon.manifest("bad.toml", f"""
+        name = "site/bad"
+        duration = "transient"
+        [methods.start]
+        exec = ["test", "-e", "{flag}"]
+        """)
+    daemon.start()
+    bad = "svc:/site/bad:default"
+    daemon.wait_state(bad, "maintenance", timeout=30)
+    (case,) = wait_until(lambda: cases(daemon), 15, what="the defect case")
+    assert case["class"] == "defect.svc.maintenance" and case["msgid"] == "SVC-8000-4H"
+    assert case["suspects"][0]["resource"] == bad
+    # the failures that led there are part of the evidence
+    classes = [e["class"] for e in case["ereports"]]
+    assert classes[-1] == "ereport.svc.maintenance" and len(classes) >= 2, classes
+    out = fm(daemon, "fmdump", "-e", "-u", case["uuid"], check=True).stdout
+    assert "ereport.svc.maintenance" in out
+    wait_until(lambda: f"Case: {case['uuid']}" in daemon.cli("svcs", "-x", bad, check=True).stdout, 10)
+    flag.touch()
+    daemon.cli("svcadm", "clear", bad, check=True)
+    daemon.wait_state(bad, "online")
+    wait_until(lambda: cases(daemon) == [], 10)
+    assert cases(daemon, everything=True)[0]["state"] == "resolved"
