@@ -657,6 +657,8 @@ class Engine:
             extra = {"case": case} if case else {}
             if what == "maintenance":
                 if inst.phase in (Phase.MAINTENANCE, Phase.STOPPING_MAINT):
+                    if self._annotate(inst, "maintenance", case):
+                        done.append(f)
                     continue
                 text = reason or ("Maintenance requested by an administrator." if by == "operator"
                                   else "Put in maintenance.")
@@ -667,6 +669,8 @@ class Engine:
                 done.append(f)
             else:
                 if inst.phase != Phase.ONLINE:
+                    if inst.phase == Phase.DEGRADED and self._annotate(inst, "degraded", case):
+                        done.append(f)
                     continue
                 text = reason or ("Degraded by an administrator." if by == "operator" else "Degraded.")
                 inst.marks["degraded"] = {"reason": text, "by": by, "temporary": temporary,
@@ -676,6 +680,15 @@ class Engine:
             self._save(inst)
         self.repo.flush()
         return done
+
+    def _annotate(self, inst: Instance, kind: str, case: str | None) -> bool:
+        """A fault case explains a mark it did not set (the restarter's maintenance): record its UUID."""
+        m = inst.marks.get(kind)
+        if not case or m is None or m.get("case"):
+            return False
+        m["case"] = case
+        self._save(inst)
+        return True
 
     def set_milestone(self, target: str) -> str:
         if target in ("all", "none"):

@@ -1,0 +1,359 @@
+"""Fault cases: their lifecycle as one table, and their persistence in the repository.
+
+A case gathers the evidence of one problem. It is *open* while a rule collects
+evidence (a SERD engine that has not fired yet), *solved* once diagnosed (it then
+names its suspects, each with a certainty, and the impacted resources), and is
+closed by an operator as *repaired*, *acquitted* or *replaced* (or by its source,
+as when Alertmanager reports an alert resolved), then *resolved* once the response
+agents have undone what they did. An open case whose evidence ages out is
+discarded. Each suspect carries its own status (faulty, repaired, acquitted,
+replaced), as fmd's suspect flags do.
+
+Cases live in the table ``fault_cases`` of the daemon's SQLite repository: a
+solved case is written at once, so it survives ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+import uuid as uuid_mod
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "ACTIVE",
+    "CLOSING",
+    "SEVERITY_ORDER",
+    "Case",
+    "CaseEv",
+    "CaseState",
+    "CaseStore",
+    "Suspect",
+    "transaction",
+    "transition",
+]
+
+SEVERITY_ORDER = {"minor": 1, "major": 2, "critical": 3}
+RESPONSE_ORDER = {"none": 0, "degrade": 1, "maintenance": 2}
+MAX_EREPORTS = 100
+MAX_HISTORY = 200
+
+
+class CaseState(StrEnum):
+    OPEN = "open"
+    SOLVED = "solved"
+    REPAIRED = "repaired"
+    ACQUITTED = "acquitted"
+    REPLACED = "replaced"
+    RESOLVED = "resolved"
+
+
+class CaseEv(StrEnum):
+    EVIDENCE = "evidence"
+    SOLVE = "solve"
+    REPAIR = "repair"
+    ACQUIT = "acquit"
+    REPLACE = "replace"
+    RESOLVE = "resolve"
+
+
+S, E = CaseState, CaseEv
+#: state -> event -> next state; an event missing from a row is refused in that state.
+TABLE: dict[CaseState, dict[CaseEv, CaseState]] = {
+    S.OPEN: {E.EVIDENCE: S.OPEN, E.SOLVE: S.SOLVED, E.ACQUIT: S.ACQUITTED},
+    S.SOLVED: {E.EVIDENCE: S.SOLVED, E.REPAIR: S.REPAIRED, E.ACQUIT: S.ACQUITTED, E.REPLACE: S.REPLACED},
+    S.REPAIRED: {E.RESOLVE: S.RESOLVED},
+    S.ACQUITTED: {E.RESOLVE: S.RESOLVED},
+    S.REPLACED: {E.RESOLVE: S.RESOLVED},
+    S.RESOLVED: {},
+}
+#: Cases that still hold a problem (fmadm faulty lists the solved ones).
+ACTIVE = (S.OPEN, S.SOLVED)
+#: Cases an operator closed whose responses are being undone.
+CLOSING = (S.REPAIRED, S.ACQUITTED, S.REPLACED)
+#: The suspect status an operator's verdict gives.
+VERDICT = {E.REPAIR: "repaired", E.ACQUIT: "acquitted", E.REPLACE: "replaced"}
+
+
+def transition(state: CaseState, ev: CaseEv) -> CaseState | None:
+    return TABLE[state].get(ev)
+
+
+@dataclass
+class Suspect:
+    fault: str
+    resource: str
+    certainty: int
+    status: str = "faulty"  # faulty | repaired | acquitted | replaced
+
+
+@dataclass
+class Case:
+    uuid: str
+    state: CaseState
+    rule: str
+    cls: str
+    msgid: str
+    severity: str
+    node: str
+    response: str = "none"
+    suspects: list[Suspect] = field(default_factory=list)
+    impacted: list[str] = field(default_factory=list)
+    ereports: list[dict[str, Any]] = field(default_factory=list)
+    ereport_count: int = 0
+    diagnoses: list[dict[str, Any]] = field(default_factory=list)
+    retired: dict[str, str] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    detail: str = ""
+    window: str = "-"
+    fires_at: int = 1
+    opened: float = field(default_factory=time.time)
+    solved: float | None = None
+    updated: float | None = None
+    closed: float | None = None
+
+    @classmethod
+    def new(cls, rule: str, fault: str, msgid: str, severity: str, node: str, response: str) -> Case:
+        return cls(str(uuid_mod.uuid4()), CaseState.OPEN, rule, fault, msgid, severity, node, response)
+
+    # ------------------------------------------------------------ lifecycle
+    def apply(self, ev: CaseEv, text: str = "", now: float | None = None) -> bool:
+        """Move along the lifecycle table; False (and no change) when ``ev`` means nothing here."""
+        nxt = transition(self.state, ev)
+        if nxt is None:
+            return False
+        now = time.time() if now is None else now
+        if nxt != self.state:
+            self.state = nxt
+            if nxt == CaseState.SOLVED:
+                self.solved = now
+            elif nxt in CLOSING or nxt == CaseState.RESOLVED:
+                self.closed = self.closed or now
+            if text:
+                self.note(str(nxt), text, now)
+        self.updated = now
+        return True
+
+    def note(self, event: str, text: str, now: float | None = None) -> None:
+        self.history.append({"time": time.time() if now is None else now, "event": event, "text": text})
+        if len(self.history) > MAX_HISTORY:
+            del self.history[1:len(self.history) - MAX_HISTORY + 1]
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    # ------------------------------------------------------------ evidence
+    def add_ereport(self, brief: dict[str, Any], detail: str = "") -> None:
+        self.ereport_count += 1
+        dup = brief["id"] and any(x["id"] == brief["id"] for x in self.ereports[-8:])
+        if len(self.ereports) < MAX_EREPORTS and not dup:
+            self.ereports.append(brief)
+        if detail:
+            self.detail = detail
+
+    def add_impacted(self, fmri: str) -> bool:
+        if fmri in self.impacted or any(s.resource == fmri for s in self.suspects):
+            return False
+        self.impacted.append(fmri)
+        return True
+
+    def escalate(self, severity: str, response: str) -> bool:
+        changed = False
+        if SEVERITY_ORDER.get(severity, 0) > SEVERITY_ORDER.get(self.severity, 0):
+            self.severity = severity
+            changed = True
+        if RESPONSE_ORDER.get(response, 0) > RESPONSE_ORDER.get(self.response, 0):
+            self.response = response
+            changed = True
+        return changed
+
+    def suspect(self, resource: str) -> Suspect | None:
+        return next((s for s in self.suspects if s.resource == resource), None)
+
+    @property
+    def faulty(self) -> list[Suspect]:
+        return [s for s in self.suspects if s.status == "faulty"]
+
+    @property
+    def affected(self) -> list[str]:
+        out = [s.resource for s in self.suspects]
+        out.extend(f for f in self.impacted if f not in out)
+        return out
+
+    @property
+    def classes(self) -> list[str]:
+        out = [self.cls]
+        out.extend(d["fault"] for d in self.diagnoses if d["fault"] not in out)
+        return out
+
+    # ------------------------------------------------------------ views
+    def to_dict(self) -> dict[str, Any]:
+        """The case as stored (shallow: for JSON at once, not to keep)."""
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["state"] = str(self.state)
+        d["suspects"] = [vars(s) for s in self.suspects]
+        return d
+
+    def event_data(self) -> dict[str, Any]:
+        """The payload of the case's list.* events on the bus."""
+        return {"uuid": self.uuid, "class": self.cls, "classes": self.classes, "severity": self.severity,
+                "msgid": self.msgid, "state": str(self.state), "rule": self.rule,
+                "suspects": [asdict(s) for s in self.suspects], "impacted": list(self.impacted),
+                "affected": self.affected, "retired": dict(self.retired), "ereports": self.ereport_count,
+                "time": self.solved or self.opened, "node": self.node}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Case:
+        d = dict(d)
+        d["state"] = CaseState(d["state"])
+        d["suspects"] = [Suspect(**s) for s in d.get("suspects", [])]
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS fault_cases (
+    uuid TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    class TEXT NOT NULL,
+    msgid TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    opened REAL NOT NULL,
+    updated REAL,
+    closed REAL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fault_cases_state ON fault_cases(state);
+CREATE TABLE IF NOT EXISTS fault_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+class CaseStore:
+    """Cases in memory (every case not yet resolved) and in ``fault_cases`` (all, closed ones bounded)."""
+
+    def __init__(self, conn: sqlite3.Connection | None, *, keep_closed: int = 1000) -> None:
+        self.conn = conn
+        self.keep_closed = keep_closed
+        self.cases: dict[str, Case] = {}
+        self._dirty: dict[str, Case] = {}
+        self.writes = 0
+        if conn is not None:
+            conn.executescript(SCHEMA)
+
+    def load(self) -> list[Case]:
+        """Every case that is not resolved, from the repository."""
+        if self.conn is None:
+            return []
+        rows = self.conn.execute("SELECT data FROM fault_cases WHERE state != 'resolved' ORDER BY opened")
+        out = []
+        for (blob,) in rows:
+            try:
+                c = Case.from_dict(json.loads(blob))
+            except (ValueError, TypeError, KeyError):
+                continue
+            self.cases[c.uuid] = c
+            out.append(c)
+        return out
+
+    def add(self, case: Case) -> None:
+        self.cases[case.uuid] = case
+
+    def get(self, uuid: str) -> Case | None:
+        return self.cases.get(uuid)
+
+    def touch(self, case: Case) -> None:
+        """Write this case with the next ``flush``."""
+        self._dirty[case.uuid] = case
+
+    def save(self, case: Case) -> None:
+        """Write this case now (others waiting keep waiting for the next ``flush``)."""
+        self._dirty.pop(case.uuid, None)
+        self._write({case.uuid: case})
+
+    def discard(self, case: Case) -> None:
+        self.cases.pop(case.uuid, None)
+        self._dirty.pop(case.uuid, None)
+        if self.conn is not None:
+            self.conn.execute("DELETE FROM fault_cases WHERE uuid=?", (case.uuid,))
+
+    @property
+    def unsaved(self) -> int:
+        return len(self._dirty)
+
+    def flush(self) -> None:
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, {}
+        self._write(dirty)
+
+    def _write(self, cases: dict[str, Case]) -> None:
+        rows = []
+        for u, c in cases.items():
+            rows.append((c.uuid, str(c.state), c.cls, c.msgid, c.severity, c.opened, c.updated, c.closed,
+                         json.dumps(c.to_dict(), separators=(",", ":"))))
+            if c.state == CaseState.RESOLVED:
+                self.cases.pop(u, None)
+        if self.conn is None or not rows:
+            return
+        with transaction(self.conn) as db:
+            db.executemany(
+                "INSERT INTO fault_cases(uuid, state, class, msgid, severity, opened, updated, closed, data) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(uuid) DO UPDATE SET state=excluded.state, "
+                "class=excluded.class, msgid=excluded.msgid, severity=excluded.severity, "
+                "updated=excluded.updated, closed=excluded.closed, data=excluded.data", rows)
+            if any(r[1] == "resolved" for r in rows):
+                db.execute("DELETE FROM fault_cases WHERE uuid IN (SELECT uuid FROM fault_cases "
+                           "WHERE state='resolved' ORDER BY closed DESC LIMIT -1 OFFSET ?)", (self.keep_closed,))
+        self.writes += 1
+
+    # ------------------------------------------------------------ queries
+    def query(self, *, include_closed: bool = False, uuid: str | None = None,
+              limit: int = 10_000) -> list[Case]:
+        """Cases, oldest first: every one in memory, plus resolved ones from the repository."""
+        found: dict[str, Case] = {u: c for u, c in self.cases.items()}
+        if include_closed and self.conn is not None:
+            rows = self.conn.execute("SELECT data FROM fault_cases WHERE state='resolved' "
+                                     "ORDER BY opened DESC LIMIT ?", (limit,))
+            for (blob,) in rows:
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    c = Case.from_dict(json.loads(blob))
+                    found.setdefault(c.uuid, c)
+        out = sorted(found.values(), key=lambda c: c.solved or c.opened)
+        if uuid is not None:
+            out = [c for c in out if c.uuid == uuid or c.uuid.startswith(uuid)]
+        return out[-limit:]
+
+    def find(self, uuid: str) -> Case | None:
+        """A case by UUID (or a unique prefix of at least 8 characters), resolved ones included."""
+        if uuid in self.cases:
+            return self.cases[uuid]
+        hits = [c for c in self.query(include_closed=True) if c.uuid == uuid
+                or (len(uuid) >= 8 and c.uuid.startswith(uuid))]
+        return hits[0] if len(hits) == 1 else None
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.cases.values():
+            out[str(c.state)] = out.get(str(c.state), 0) + 1
+        if self.conn is not None:
+            (n,) = self.conn.execute("SELECT count(*) FROM fault_cases WHERE state='resolved'").fetchone()
+            out["resolved"] = n
+        return out

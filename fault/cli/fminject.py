@@ -1,0 +1,119 @@
+"""fminject: post ereports by hand (root only), to test rules and responses.
+
+    fminject [-r RESOURCE] [-n COUNT] CLASS [key=value ...]
+    fminject -f FILE|-
+
+The first form posts one ereport (``-n``: that many) of CLASS on RESOURCE (an FMRI,
+or a service abbreviation such as ``db``) with a payload of ``key=value`` pairs;
+values that read as numbers, ``true``/``false`` or JSON (``[...]``, ``{...}``) are
+posted as such, others as strings. The second reads JSON lines, one ereport each:
+``{"class": ..., "resource": ..., "payload": {...}}``. A class that no rule
+consumes is posted (it goes to the error log) with a warning.
+
+Socket request: ``fm.inject`` (``{"ereports": [...]}``, at most 10000 a request).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import Any
+
+from svcmgr.cli.common import EXIT_USAGE, Parser, add_root, die, run
+from svcmgr.client import Client
+
+BATCH = 5000
+_NUM = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
+
+
+def parser() -> Parser:
+    p = Parser(prog="fminject", description="Post ereports to the fault manager by hand.")
+    add_root(p)
+    p.add_argument("-r", "--resource", default="", metavar="FMRI", help="the resource the ereport concerns")
+    p.add_argument("-n", type=int, default=1, metavar="COUNT", help="post COUNT copies (default 1)")
+    p.add_argument("-f", metavar="FILE", help="read ereports as JSON lines from FILE ('-': standard input)")
+    p.add_argument("-q", action="store_true", help="say nothing on success")
+    p.add_argument("cls", nargs="?", metavar="CLASS", help="the ereport class, e.g. ereport.io.disk.error")
+    p.add_argument("pairs", nargs="*", metavar="key=value", help="payload")
+    return p
+
+
+def value(text: str) -> Any:
+    if _NUM.match(text):
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    if text in ("true", "false"):
+        return text == "true"
+    if text[:1] in "[{\"":
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
+
+
+def payload(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in pairs:
+        k, sep, v = p.partition("=")
+        if not sep or not k:
+            die("fminject", f"{p!r}: expected key=value", EXIT_USAGE)
+        out[k] = value(v)
+    return out
+
+
+def _read(path: str) -> list[dict[str, Any]]:
+    try:
+        f = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as e:
+        die("fminject", f"{path}: {e.strerror}")
+    items = []
+    with f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                items.append(json.loads(line))
+            except ValueError as e:
+                die("fminject", f"{path}:{n}: not JSON: {e}", EXIT_USAGE)
+    return items
+
+
+def execute(args: Any) -> int:
+    if args.f:
+        if args.cls:
+            die("fminject", "give either -f FILE or CLASS, not both", EXIT_USAGE)
+        items = _read(args.f)
+    else:
+        if not args.cls:
+            die("fminject", "a CLASS (or -f FILE) is required", EXIT_USAGE)
+        if args.n < 1:
+            die("fminject", f"-n {args.n}: expected a positive count", EXIT_USAGE)
+        item: dict[str, Any] = {"class": args.cls, "payload": payload(args.pairs)}
+        if args.resource:
+            item["resource"] = args.resource
+        items = [item] * args.n
+    c = Client(args.root)
+    posted = 0
+    unmatched: set[str] = set()
+    for i in range(0, len(items), BATCH):
+        res = c.call("fm.inject", ereports=items[i:i + BATCH])
+        posted += res["posted"]
+        unmatched.update(res["unmatched"])
+    for cls in sorted(unmatched):
+        print(f"fminject: warning: no rule consumes {cls}: it is logged (fmdump -e), not diagnosed",
+              file=sys.stderr)
+    if not args.q:
+        what = f"{items[0]['class']} on {items[0].get('resource') or 'this node'}" if len(items) == 1 else \
+            f"{posted} ereports"
+        print(f"fminject: posted {what}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return run("fminject", lambda: execute(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,505 @@
+"""The fault manager as a component of svcmgrd: wiring, tasks and the ``fm.*`` socket operations.
+
+Ereports reach it on the bus (from the restarter, manifests' log patterns, the
+MQTT bridge, and its own sources: the kernel log, the Alertmanager webhook and
+``fminject``). Each is validated (a malformed one is refused and counted), stored
+in the error log and remembered on arrival; ereports about services wait
+``correlation_skew`` before diagnosis so that a dependency's failure reported a
+moment late still counts as first. The diagnosis engine's changes go to the
+response agents (retire, then notify). ``svc.cleared`` from the engine repairs the
+cases of the cleared service; ``svc.state.online`` lets a degrade be asserted again.
+
+Operations (reading is open to everyone):
+
+* ``fm.faulty {"all": bool?, "uuid": str?}`` -> cases as ``fmadm faulty`` shows them;
+* ``fm.dump {"errlog": bool?, "since": epoch?, "class": glob?, "uuid": str?, "limit": int?}``
+  -> the fault log's records, or error log entries;
+* ``fm.stat {"engines": bool?}`` -> per rule and per source counters and times;
+* ``fm.rules {}`` -> the loaded rules and the errors of refused files;
+* ``fm.verdict {"target": UUID|FMRI, "verdict": "repair"|"acquit"|"replace"}``: root, or a
+  user holding the action (or value) authorization of every service suspect concerned;
+* ``fm.inject {"ereports": [{"class", "resource"?, "payload"?, "time"?, "node"?}]}``: root only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import fnmatch
+import logging
+import os
+import re
+import time
+from typing import Any
+
+from fault.agents import NotifyAgent, RetireAgent
+from fault.cases import ACTIVE, Case, CaseEv, CaseState, CaseStore
+from fault.config import FaultConfig
+from fault.diagnosis import Change, Diagnosis, EngineTopology
+from fault.errlog import ErrorLog
+from fault.events import EreportError, check_resource, validate
+from fault.knowledge import SHIPPED, KnowledgeBase, load_knowledge
+from fault.rules import SHIPPED_RULES, RuleSet, load_rules, scheme_of
+from fault.sources.alertmanager import WebhookReceiver
+from fault.sources.inject import ereports_from_request
+from fault.sources.kmsg import KmsgSource
+from fault.views import case_view, log_records
+from svcmgr.api import ApiError, Caller, arg
+from svcmgr.engine import EngineError
+from svcmgr.events import Event
+
+__all__ = ["FaultManager", "create"]
+
+log = logging.getLogger("fault")
+
+MAX_HOLD = 50_000
+_UUID_RE = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{1,12}){0,4}$")
+_VERDICTS = {"repair": CaseEv.REPAIR, "acquit": CaseEv.ACQUIT, "replace": CaseEv.REPLACE}
+_MAX_SOURCES = 32
+
+
+def _load(cfg: FaultConfig) -> tuple[KnowledgeBase, RuleSet, list[str]]:
+    kb, kb_errors = load_knowledge([SHIPPED, *cfg.knowledge])
+    paths = ([SHIPPED_RULES] if cfg.builtin_rules else []) + list(cfg.rules)
+    rules, rule_errors = load_rules(paths, kb)
+    return kb, rules, [str(e) for e in (*kb_errors, *rule_errors)]
+
+
+class FaultManager:
+    name = "fault"
+
+    def __init__(self, ctx: Any, cfg: FaultConfig) -> None:
+        self.ctx = ctx
+        self.cfg = cfg
+        self.node = ctx.node
+        self.clock = ctx.clock
+        self.engine = ctx.engine
+        self.kb, self.rules, self.load_errors = _load(cfg)
+        conn = ctx.repo.connection
+        self.store = CaseStore(conn, keep_closed=cfg.cases_keep)
+        self.errlog = ErrorLog(conn, max_entries=cfg.errlog_max, retention=cfg.errlog_retention)
+        self.diag: Diagnosis | None = None
+        self.retire = RetireAgent(ctx.engine)
+        self.notify = NotifyAgent(ctx.bus)
+        self.sources: dict[str, dict[str, int]] = {}
+        self.hold: collections.deque[tuple[float, Any, float]] = collections.deque()
+        self._wake = asyncio.Event()
+        #: pid -> FMRI, from the restarter's exit ereports (for OOM kills reported after the reaping)
+        self.exited: collections.OrderedDict[int, str] = collections.OrderedDict()
+        self.kmsg: KmsgSource | None = None
+        self.webhook: WebhookReceiver | None = None
+        self.source_errors: dict[str, str] = {}
+        self._warned = 0
+
+    # ============================================================ setup
+    def setup(self) -> None:
+        ctx = self.ctx
+        for e in self.load_errors:
+            log.error("fault rules refused: %s", e)
+        self.store.load()
+        self.diag = Diagnosis(self.rules, self.store, EngineTopology(self.engine), node=self.node,
+                              skew=self.cfg.correlation_skew, conn=ctx.repo.connection)
+        self.diag.load_engines(self.clock())
+        self.sub = ctx.bus.subscribe("ereport", maxlen=50_000)
+        self.svc_sub = ctx.bus.subscribe("svc.cleared", "svc.state.online")
+        ctx.bus.listen(self._listen)
+        for op in ("faulty", "dump", "stat", "rules", "verdict", "inject"):
+            ctx.api.register(f"fm.{op}", getattr(self, f"op_{op}"))
+        kmsg = self._kmsg_path()
+        if kmsg:
+            self.kmsg = KmsgSource(kmsg, lambda c, r, p: self.post(c, r, p, "kmsg"), self.resolve_pid)
+        addr = self.cfg.webhook_address
+        if addr is not None:
+            self.webhook = WebhookReceiver(addr[0], addr[1],
+                                           lambda c, r, p, t: self.post(c, r, p, "alertmanager", t), node=self.node)
+        active = sum(1 for c in self.store.cases.values() if c.active)
+        log.info("fault manager: %d rules, %d knowledge articles, %d cases open; kernel log: %s; webhook: %s",
+                 len(self.rules), len(self.kb), active, kmsg or "off", self.cfg.webhook or "off")
+
+    def _kmsg_path(self) -> str:
+        """``auto``: the host's kernel log for the system daemon; a private one (``--root``) leaves it alone."""
+        k = self.cfg.kmsg
+        if k == "auto":
+            private = self.ctx.paths.root is not None
+            return "/dev/kmsg" if not private and os.access("/dev/kmsg", os.R_OK) else ""
+        return k
+
+    def reconfigure(self, config: Any) -> None:
+        cfg = config.section("fault") or FaultConfig()
+        kb, rules, errors = _load(cfg)
+        for e in errors:
+            log.error("fault rules refused: %s", e)
+        self.kb, self.rules, self.load_errors = kb, rules, errors
+        assert self.diag is not None
+        self.diag.set_rules(rules)
+        self.diag.skew = cfg.correlation_skew
+        self.errlog.max_entries = cfg.errlog_max
+        self.errlog.retention = cfg.errlog_retention
+        self.store.keep_closed = cfg.cases_keep
+        if (cfg.webhook, cfg.kmsg) != (self.cfg.webhook, self.cfg.kmsg):
+            log.warning("fault: webhook and kmsg changes take effect when svcmgrd restarts")
+        self.cfg = cfg
+        log.info("fault manager: %d rules loaded", len(rules))
+
+    # ============================================================ tasks
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._consume(), name="fault-ereports")
+                tg.create_task(self._release(), name="fault-hold")
+                tg.create_task(self._svc_events(), name="fault-svc")
+                tg.create_task(self._housekeeping(), name="fault-housekeeping")
+                if self.kmsg is not None:
+                    tg.create_task(self._source("kmsg", self.kmsg.run()), name="fault-kmsg")
+                if self.webhook is not None:
+                    tg.create_task(self._source("webhook", self.webhook.run()), name="fault-webhook")
+        finally:
+            self._flush()
+
+    async def _source(self, name: str, coro: Any) -> None:
+        """A source that fails (a port in use, an unreadable file) is logged; the rest goes on."""
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.source_errors[name] = f"{type(e).__name__}: {e}"
+            log.exception("fault: source %s stopped: %s", name, self.source_errors[name])
+
+    async def _consume(self) -> None:
+        n = 0
+        while True:
+            ev = await self.sub.get()
+            self.receive(ev)
+            n += 1
+            if n % 512 == 0:
+                await asyncio.sleep(0)
+
+    async def _release(self) -> None:
+        n = 0
+        while True:
+            if not self.hold:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            due, e, arrived = self.hold[0]
+            delay = due - self.clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            self.hold.popleft()
+            self._process(e, arrived)
+            n += 1
+            if n % 512 == 0:
+                await asyncio.sleep(0)
+
+    async def _svc_events(self) -> None:
+        async for ev in self.svc_sub:
+            try:
+                self._on_svc(ev)
+            except Exception:
+                log.exception("fault: handling %s of %s failed", ev.cls, ev.resource)
+
+    def _on_svc(self, ev: Event) -> None:
+        assert self.diag is not None
+        if ev.cls == "svc.cleared":
+            case = ev.data.get("case")
+            self._act(self.diag.on_cleared(ev.resource, case if isinstance(case, str) else None))
+        elif ev.cls == "svc.state.online":
+            c = self.diag.solved_case_for(ev.resource)
+            if c is not None and c.response == "degrade" and self.retire.on_online(ev.resource, c):
+                self.store.save(c)
+
+    async def _housekeeping(self) -> None:
+        tick = 0
+        while True:
+            await asyncio.sleep(0.25)
+            tick += 1
+            self._flush()
+            if tick % 20 == 0:
+                assert self.diag is not None
+                with contextlib.suppress(Exception):
+                    self.diag.gc(self.clock())
+            if tick % 2400 == 1:
+                try:
+                    n = self.errlog.expire()
+                except Exception:
+                    log.exception("fault: error log expiry failed")
+                else:
+                    if n:
+                        log.info("fault: %d ereports older than the retention dropped", n)
+
+    def _flush(self) -> None:
+        try:
+            self.errlog.flush()
+            self.store.flush()
+            if self.diag is not None:
+                self.diag.save_engines(self.clock())
+        except Exception:
+            log.exception("fault: cannot write the repository")
+
+    # ============================================================ ereports
+    def post(self, cls: str, resource: str, payload: dict[str, Any], source: str,
+             when: float | None = None) -> None:
+        """Publish an ereport from one of our sources on the bus (we consume it from there like any other)."""
+        data = dict(payload)
+        data["source"] = source
+        self.ctx.bus.publish(Event(cls, resource, data, self.node, time.time() if when is None else when))
+
+    def _listen(self, ev: Event) -> None:
+        if ev.cls.startswith("ereport.svc.exit.") and isinstance(ev.data.get("pid"), int):
+            self.exited[ev.data["pid"]] = ev.resource
+            if len(self.exited) > 4096:
+                self.exited.popitem(last=False)
+
+    def resolve_pid(self, pid: int, memcg: str | None) -> str | None:
+        """The service whose contract held ``pid`` (or the memory cgroup ``memcg``)."""
+        for f, inst in self.engine.instances.items():
+            c = inst.contract
+            if c is None:
+                continue
+            if memcg and c.cgroup and c.cgroup.rstrip("/").endswith(memcg.rstrip("/")):
+                return f
+            if pid in c.members:
+                return f
+        return self.exited.get(pid)
+
+    def _source_stats(self, source: str) -> dict[str, int]:
+        st = self.sources.get(source)
+        if st is None:
+            if len(self.sources) >= _MAX_SOURCES:
+                source = "other"
+                st = self.sources.get(source)
+            if st is None:
+                st = self.sources[source] = {"received": 0, "rejected": 0}
+        return st
+
+    def receive(self, ev: Event) -> None:
+        data = ev.data if isinstance(ev.data, dict) else {}
+        src = data.get("source")
+        if isinstance(src, str) and src:
+            source = src[:32]
+            payload = {k: v for k, v in data.items() if k != "source"}
+        else:
+            source = "restarter" if ev.cls.startswith("ereport.svc.") else "bus"
+            payload = data
+        st = self._source_stats(source)
+        try:
+            e = validate(ev.cls, time_=ev.time, node=ev.node, resource=ev.resource, payload=payload,
+                         source=source, default_node=self.node)
+        except EreportError as err:
+            st["rejected"] += 1
+            self.errlog.reject()
+            self._warned += 1
+            if self._warned <= 20 or self._warned % 1000 == 0:
+                log.warning("fault: ereport refused (%d so far): %s", self._warned, err)
+            return
+        st["received"] += 1
+        self.errlog.append(e)
+        now = self.clock()
+        assert self.diag is not None
+        self.diag.arrive(e, now)
+        if self.cfg.correlation_skew <= 0 or not e.resource.startswith("svc:") or len(self.hold) >= MAX_HOLD:
+            self._process(e, now)
+        else:
+            self.hold.append((now + self.cfg.correlation_skew, e, now))
+            self._wake.set()
+
+    def _process(self, e: Any, arrived: float) -> None:
+        assert self.diag is not None
+        try:
+            changes = self.diag.process(e, arrived)
+        except Exception:
+            self.diag.counters["errors"] += 1
+            log.exception("fault: diagnosis of %s (%s) failed", e.cls, e.resource)
+            return
+        if changes:
+            self._act(changes)
+
+    def _act(self, changes: list[Change]) -> None:
+        for ch in changes:
+            if ch.kind == "suspect":
+                with contextlib.suppress(Exception):
+                    self.errlog.flush()
+            try:
+                if self.retire.apply(ch):
+                    self.store.save(ch.case)
+            except Exception:
+                log.exception("fault: retire agent failed on case %s", ch.case.uuid)
+            try:
+                self.notify.apply(ch)
+            except Exception:
+                log.exception("fault: notify agent failed on case %s", ch.case.uuid)
+            log.info("fault: case %s %s: %s %s on %s", ch.case.uuid, ch.kind, ch.case.cls, ch.case.msgid,
+                     ", ".join(s.resource for s in ch.case.suspects))
+
+    # ============================================================ views
+    def _status(self, fmri: str, suspect_status: str | None) -> str:
+        if suspect_status in ("repaired", "acquitted", "replaced"):
+            return suspect_status
+        inst = self.engine.instances.get(fmri) if fmri.startswith("svc:") else None
+        if inst is None:
+            return "faulty" if suspect_status == "faulty" else "-"
+        state = inst.state.value
+        if state == "maintenance":
+            return "faulted and taken out of service"
+        if state == "degraded":
+            return "degraded but still in service"
+        if state == "online":
+            return "faulty but still in service" if suspect_status == "faulty" else "in service"
+        if state == "disabled":
+            return "disabled"
+        return "not running" if inst.next_state is None else f"{state}, going {inst.next_state.value}"
+
+    def view(self, c: Case) -> dict[str, Any]:
+        return case_view(c, self.kb, self._status)
+
+    # ============================================================ operations
+    async def op_faulty(self, caller: Caller, req: dict[str, Any]) -> list[dict[str, Any]]:
+        """``{"all": bool?, "uuid": str?}``: solved cases (``all``: every case, closed ones too)."""
+        everything = arg(req, "all", bool, False)
+        uuid = arg(req, "uuid", str, None)
+        cases = self.store.query(include_closed=everything, uuid=uuid)
+        if not everything:
+            cases = [c for c in cases if c.state == CaseState.SOLVED]
+        return [self.view(c) for c in cases]
+
+    async def op_dump(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"errlog": bool?, "since": epoch?, "class": glob?, "uuid": str?, "limit": int?}``."""
+        errlog = arg(req, "errlog", bool, False)
+        since = arg(req, "since", (int, float), None)
+        pattern = arg(req, "class", str, None)
+        uuid = arg(req, "uuid", str, None)
+        limit = max(1, min(arg(req, "limit", int, 1000), 1_000_000))
+        if errlog:
+            if uuid is not None:
+                c = self.store.find(uuid)
+                if c is None:
+                    raise ApiError(f"{uuid}: no such case", 1)
+                found = {x["id"]: x for x in self.errlog.query(ids=[b["id"] for b in c.ereports], limit=limit)}
+                entries = [found.get(b["id"], {**b, "payload": {}, "expired": True}) for b in c.ereports]
+            else:
+                entries = self.errlog.query(since=since, cls=pattern, limit=limit)
+            return {"entries": entries, "errlog": self.errlog.statistics()}
+        cases = self.store.query(include_closed=True, uuid=uuid)
+        records = log_records(cases)
+        if since is not None:
+            records = [r for r in records if r["time"] >= since]
+        if pattern is not None:
+            records = [r for r in records if any(fnmatch.fnmatchcase(k, pattern) for k in r["classes"])]
+        return {"records": records[-limit:]}
+
+    async def op_stat(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"engines": bool?}``: counters per rule and per source; with ``engines`` each SERD/threshold engine."""
+        assert self.diag is not None
+        d = self.diag.statistics()
+        sources = {k: dict(v) for k, v in self.sources.items()}
+        if self.kmsg is not None:
+            sources.setdefault("kmsg", {"received": 0, "rejected": 0}).update(
+                {f"kmsg_{k}": v for k, v in self.kmsg.counters.items()})
+        if self.webhook is not None:
+            sources.setdefault("alertmanager", {"received": 0, "rejected": 0}).update(
+                {f"webhook_{k}": v for k, v in self.webhook.counters.items()})
+        bus = self.sub.statistics()
+        out = {"rules": d.pop("rules"), "diagnosis": d, "sources": sources, "errlog": self.errlog.statistics(),
+               "cases": self.store.counts(), "bus": {"delivered": bus.delivered, "dropped": bus.dropped,
+                                                     "queued": bus.queued},
+               "hold": len(self.hold), "source_errors": dict(self.source_errors), "load_errors": self.load_errors,
+               "agents": {"marked": self.retire.marked, "cleared": self.retire.cleared,
+                          "published": self.notify.published},
+               "kmsg": self.kmsg.path if self.kmsg else "", "webhook": self.cfg.webhook}
+        if arg(req, "engines", bool, False):
+            out["engines"] = self.diag.engine_list(self.clock())
+        return out
+
+    async def op_rules(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{}``: the rules in the order they are tried, and the errors of refused files."""
+        return {"rules": [r.to_dict() for r in self.rules], "errors": self.load_errors,
+                "knowledge": sorted(self.kb.articles)}
+
+    def _resolve(self, target: str) -> str:
+        if re.match(r"^[a-z]+:/", target) and not target.startswith("svc:"):
+            try:
+                return check_resource(target)
+            except EreportError as e:
+                raise ApiError(f"{target}: {e.message}", 2) from None
+        try:
+            return self.engine.resolve_one(target)
+        except EngineError as e:
+            raise ApiError(str(e), e.code) from None
+
+    def _authorize(self, caller: Caller, fmris: list[str], what: str) -> None:
+        if caller.privileged:
+            return
+        for f in fmris:
+            inst = self.engine.instances.get(f) if f.startswith("svc:") else None
+            if inst is None:
+                raise ApiError(f"permission denied: {caller.describe()} may not {what} {f}: only root may", 1)
+            a = inst.config.spec.authorizations
+            if not any(caller.in_grant(g.users, g.groups) for g in (a.action, a.value)):
+                raise ApiError(f"permission denied: {caller.describe()} may not {what} {f}: needs root or a "
+                               "grant in the service's [authorizations.action]", 1)
+
+    async def op_verdict(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"target": UUID|FMRI, "verdict": "repair"|"acquit"|"replace"}``."""
+        assert self.diag is not None
+        target = arg(req, "target", str)
+        verdict = arg(req, "verdict", str, choices=tuple(_VERDICTS))
+        ev = _VERDICTS[verdict]
+        case = self.store.find(target) if _UUID_RE.fullmatch(target) else None
+        if case is not None:
+            if not case.active:
+                raise ApiError(f"{case.uuid}: the case is already {case.state}", 1)
+            jobs: list[tuple[Case, list[str] | None]] = [(case, None)]
+            concerned = [s.resource for s in case.faulty]
+        else:
+            if _UUID_RE.fullmatch(target) and "-" in target:
+                raise ApiError(f"{target}: no such case (fmadm faulty -a lists them)", 1)
+            fmri = self._resolve(target)
+            cases = [c for c in self.store.cases.values() if c.state in ACTIVE and c.suspect(fmri) is not None
+                     and c.suspect(fmri).status == "faulty"]  # type: ignore[union-attr]
+            if not cases:
+                raise ApiError(f"{fmri}: no open case names it as a faulty suspect (fmadm faulty lists them)", 1)
+            jobs = [(c, [fmri]) for c in cases]
+            concerned = [fmri]
+        self._authorize(caller, concerned, verdict)
+        changes: list[Change] = []
+        done = []
+        for c, res in jobs:
+            got = self.diag.close(c, ev, res, f"{verdict} requested by {caller.describe()} (fmadm {verdict})")
+            changes.extend(got)
+            if got:
+                done.append(c)
+        self._act(changes)
+        return {"cases": [{"uuid": c.uuid, "state": str(c.state)} for c in done], "fmris": concerned,
+                "verdict": verdict}
+
+    async def op_inject(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"ereports": [{"class", "resource"?, "payload"?, "time"?, "node"?}, ...]}`` (root only)."""
+        if not caller.privileged:
+            raise ApiError(f"permission denied: {caller.describe()} may not inject ereports: only root may", 1)
+
+        def resolve(name: str) -> str:
+            try:
+                return self.engine.resolve_one(name)
+            except EngineError as e:
+                raise ValueError(str(e)) from None
+
+        try:
+            ereports = ereports_from_request(req.get("ereports"), node=self.node, resolve=resolve)
+        except EreportError as e:
+            raise ApiError(str(e), 2) from None
+        unmatched = sorted({e.cls for e in ereports if not self.rules.consumers(e.cls, scheme_of(e.resource))})
+        for e in ereports:
+            self.post(e.cls, e.resource, e.payload, "inject", e.time)
+        return {"posted": len(ereports), "unmatched": unmatched}
+
+    def statistics(self) -> dict[str, Any]:
+        counts = self.store.counts()
+        return {"cases": counts, "errlog": self.errlog.statistics(), "rules": len(self.rules)}
+
+
+def create(ctx: Any) -> FaultManager:
+    cfg = ctx.config.section("fault") or FaultConfig()
+    return FaultManager(ctx, cfg)

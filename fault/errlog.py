@@ -1,0 +1,173 @@
+"""The error log: every ereport received, stored in the repository, bounded, counted.
+
+Ereports get an id on arrival and wait in a bounded buffer that is written in one
+transaction per batch (``flush``), so that a flood costs one write per batch, not
+one per ereport. The table ``fault_errlog`` keeps at most ``max_entries`` rows and
+none older than ``retention``; the oldest go first. Nothing here can grow without
+bound: a buffer that fills faster than it is written loses its oldest entries too.
+Every loss is counted, and the counters are kept in the repository.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import sqlite3
+import time
+from typing import Any
+
+from fault.cases import transaction
+from fault.events import Ereport
+
+__all__ = ["ErrorLog"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS fault_errlog (
+    id INTEGER PRIMARY KEY,
+    time REAL NOT NULL,
+    received REAL NOT NULL,
+    class TEXT NOT NULL,
+    node TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    source TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fault_errlog_received ON fault_errlog(received);
+CREATE TABLE IF NOT EXISTS fault_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_COUNTERS = ("received", "rejected", "stored", "dropped")
+
+
+class ErrorLog:
+    def __init__(self, conn: sqlite3.Connection | None, *, max_entries: int = 100_000,
+                 retention: float = 30 * 86400.0, max_pending: int = 20_000) -> None:
+        self.conn = conn
+        self.max_entries = max_entries
+        self.retention = retention
+        self.max_pending = max_pending
+        self._pending: collections.deque[Ereport] = collections.deque()
+        self.counters = dict.fromkeys(_COUNTERS, 0)
+        self.next_id = 1
+        self.flushes = 0
+        if conn is not None:
+            conn.executescript(SCHEMA)
+            (top,) = conn.execute("SELECT coalesce(max(id), 0) FROM fault_errlog").fetchone()
+            stored = dict(conn.execute("SELECT key, value FROM fault_meta WHERE key LIKE 'errlog.%'").fetchall())
+            for k in _COUNTERS:
+                try:
+                    self.counters[k] = int(stored.get(f"errlog.{k}", 0))
+                except ValueError:
+                    self.counters[k] = 0
+            self.next_id = max(int(top), int(stored.get("errlog.last_id", 0) or 0)) + 1
+
+    # ------------------------------------------------------------ writing
+    def append(self, e: Ereport) -> int:
+        """Give the ereport its id and queue it for the next flush."""
+        e.id = self.next_id
+        self.next_id += 1
+        self.counters["received"] += 1
+        pending = self._pending
+        pending.append(e)
+        if len(pending) > self.max_pending:
+            pending.popleft()
+            self.counters["dropped"] += 1
+        return e.id
+
+    def reject(self) -> None:
+        self.counters["rejected"] += 1
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def flush(self) -> int:
+        """Write what waits, then drop rows beyond the bound. Returns how many were written."""
+        if not self._pending:
+            return 0
+        batch = self._pending
+        self._pending = collections.deque()
+        if self.conn is None:
+            self.counters["stored"] += len(batch)
+            return len(batch)
+        rows = [(e.id, e.time, e.received, e.cls, e.node, e.resource, e.source, e.payload_json) for e in batch]
+        with transaction(self.conn) as db:
+            db.executemany("INSERT OR REPLACE INTO fault_errlog(id, time, received, class, node, resource, source, "
+                           "payload) VALUES(?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self.counters["stored"] += len(rows)
+            cut = self.next_id - 1 - self.max_entries
+            if cut > 0:
+                cur = db.execute("DELETE FROM fault_errlog WHERE id <= ?", (cut,))
+                self.counters["dropped"] += max(cur.rowcount, 0)
+            self._save_counters(db)
+        self.flushes += 1
+        return len(rows)
+
+    def expire(self, now: float | None = None) -> int:
+        """Drop rows older than the retention; returns how many."""
+        if self.conn is None:
+            return 0
+        now = time.time() if now is None else now
+        with transaction(self.conn) as db:
+            cur = db.execute("DELETE FROM fault_errlog WHERE received < ?", (now - self.retention,))
+            n = max(cur.rowcount, 0)
+            self.counters["dropped"] += n
+            self._save_counters(db)
+        return n
+
+    def _save_counters(self, db: sqlite3.Connection) -> None:
+        items = [(f"errlog.{k}", str(v)) for k, v in self.counters.items()]
+        items.append(("errlog.last_id", str(self.next_id - 1)))
+        db.executemany("INSERT INTO fault_meta(key, value) VALUES(?, ?) "
+                       "ON CONFLICT(key) DO UPDATE SET value=excluded.value", items)
+
+    # ------------------------------------------------------------ reading
+    def query(self, *, since: float | None = None, cls: str | None = None, ids: list[int] | None = None,
+              resource: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Entries, oldest first (the last ``limit`` that match). ``cls`` may be a glob (ereport.svc.*)."""
+        self.flush()
+        if self.conn is None:
+            return []
+        where, args = [], []
+        if since is not None:
+            where.append("time >= ?")
+            args.append(since)
+        if ids is not None:
+            if not ids:
+                return []
+            where.append(f"id IN ({','.join('?' * len(ids))})")
+            args.extend(ids)
+        if resource is not None:
+            where.append("resource = ?")
+            args.append(resource)
+        if cls is not None:
+            if any(c in cls for c in "*?["):
+                where.append("class GLOB ?")
+            else:
+                where.append("class = ?")
+            args.append(cls)
+        sql = "SELECT id, time, received, class, node, resource, source, payload FROM fault_errlog"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        out = []
+        for r in self.conn.execute(sql, args):
+            try:
+                payload = json.loads(r[7])
+            except ValueError:
+                payload = {}
+            out.append({"id": r[0], "time": r[1], "received": r[2], "class": r[3], "node": r[4],
+                        "resource": r[5], "source": r[6], "payload": payload})
+        out.reverse()
+        return out
+
+    def count(self) -> int:
+        if self.conn is None:
+            return 0
+        (n,) = self.conn.execute("SELECT count(*) FROM fault_errlog").fetchone()
+        return int(n) + len(self._pending)
+
+    def statistics(self) -> dict[str, Any]:
+        return {**self.counters, "pending": len(self._pending), "max_entries": self.max_entries,
+                "retention": self.retention, "flushes": self.flushes}

@@ -1,0 +1,188 @@
+"""Ereports: the validated form of one piece of error telemetry. A leaf module (stdlib and svcmgr.fmri).
+
+An ereport has a dotted class under ``ereport.`` (``ereport.svc.exit.signal``,
+``ereport.io.disk.error``, ``ereport.prometheus.HighLatency``), the time its
+detector saw the error (wall clock), the node, the resource it concerns (an FMRI:
+``svc:/site/db:default``, ``dev:///dev/sda``, ``alert:///HighLatency``; or "" for
+the node itself) and a JSON payload. ``validate`` turns untrusted input from any
+source into an ``Ereport`` or raises ``EreportError`` naming the source, the field
+and the problem; nothing else in the fault manager sees unchecked input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from svcmgr import fmri as fmri_mod
+
+__all__ = [
+    "CLASS_RE",
+    "MAX_PAYLOAD",
+    "Ereport",
+    "EreportError",
+    "check_class",
+    "check_resource",
+    "class_matches",
+    "validate",
+]
+
+#: ereport.<word>(.<word>)*: words of letters, digits, '_' and '-'.
+CLASS_RE = re.compile(r"^ereport(\.[A-Za-z0-9_-]{1,64}){1,8}$")
+_NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+#: FMRI schemes other than svc: accepted as resources (fmd's, plus alert: for Prometheus alerts).
+_OTHER_FMRI_RE = re.compile(r"^(dev|hc|mod|cpu|mem|zfs|pkg|sw|alert|node|net|file):/{1,3}[^\s\x00-\x1f\x7f]{1,500}$")
+MAX_PAYLOAD = 16 * 1024
+_MAX_DEPTH = 4
+#: Times before this (2001-09-09) are not from a working clock.
+_MIN_TIME = 1_000_000_000.0
+#: A detector's clock may run ahead of ours by this much.
+_MAX_AHEAD = 86400.0
+
+
+class EreportError(ValueError):
+    """A malformed ereport: the source, the field and what is wrong."""
+
+    def __init__(self, source: str, field: str, message: str) -> None:
+        self.source = source
+        self.field = field
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        return f"{where}{self.field}: {self.message}" if self.field else f"{where}{self.message}"
+
+
+@dataclass(slots=True)
+class Ereport:
+    cls: str
+    time: float
+    node: str
+    resource: str
+    payload: dict[str, Any]
+    source: str
+    #: the payload as stored (JSON), computed once by ``validate``
+    payload_json: str = "{}"
+    #: the error log's id for this ereport, given on receipt
+    id: int = 0
+    received: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "class": self.cls, "time": self.time, "received": self.received,
+                "node": self.node, "resource": self.resource, "source": self.source, "payload": self.payload}
+
+    def brief(self) -> dict[str, Any]:
+        """What a case keeps of each ereport that convicted it."""
+        return {"id": self.id, "class": self.cls, "time": self.time, "resource": self.resource}
+
+
+def check_class(cls: object, source: str = "") -> str:
+    if not isinstance(cls, str):
+        raise EreportError(source, "class", f"expected a string, got {type(cls).__name__}")
+    if len(cls) > 200 or not CLASS_RE.fullmatch(cls):
+        raise EreportError(source, "class", f"{cls[:80]!r} is not an ereport class: expected dotted words "
+                                            "under ereport., such as ereport.io.disk.error")
+    return cls
+
+
+_checked: dict[str, str] = {}
+
+
+def check_resource(resource: object, source: str = "") -> str:
+    """The normal form of a resource FMRI ("" for none)."""
+    if resource is None or resource == "":
+        return ""
+    if not isinstance(resource, str):
+        raise EreportError(source, "resource", f"expected an FMRI string, got {type(resource).__name__}")
+    hit = _checked.get(resource)
+    if hit is not None:
+        return hit
+    normal = _check_resource(resource, source)
+    if len(_checked) >= 4096:
+        _checked.clear()
+    _checked[resource] = normal
+    return normal
+
+
+def _check_resource(resource: str, source: str) -> str:
+    if resource.startswith("svc:"):
+        try:
+            f = fmri_mod.parse(resource)
+        except fmri_mod.FmriError as e:
+            raise EreportError(source, "resource", str(e)) from None
+        return str(f)
+    if len(resource) > 512 or not _OTHER_FMRI_RE.fullmatch(resource):
+        raise EreportError(source, "resource", f"{resource[:80]!r} is not an FMRI (expected svc:/category/name:inst"
+                                               ", dev:///dev/NAME, alert:///NAME, ...)")
+    return resource
+
+
+def _check_value(v: Any, path: str, source: str, depth: int) -> None:
+    if v is None or isinstance(v, bool | int | str):
+        return
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise EreportError(source, path, f"{v!r} is not a finite number")
+        return
+    if depth >= _MAX_DEPTH:
+        raise EreportError(source, path, f"nested deeper than {_MAX_DEPTH} levels")
+    if isinstance(v, list):
+        for i, x in enumerate(v):
+            _check_value(x, f"{path}[{i}]", source, depth + 1)
+        return
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if not isinstance(k, str) or not _KEY_RE.fullmatch(k):
+                raise EreportError(source, path, f"bad key {k!r} (letters, digits, '_', '.', '-')")
+            _check_value(x, f"{path}.{k}", source, depth + 1)
+        return
+    raise EreportError(source, path, f"a {type(v).__name__} cannot be stored (use strings, numbers, "
+                                     "booleans, lists and tables)")
+
+
+def validate(cls: object, *, time_: object = None, node: object = "", resource: object = "",
+             payload: object = None, source: str = "", default_node: str = "") -> Ereport:
+    """Check every field of an ereport from an untrusted source; raise EreportError naming the first problem."""
+    c = check_class(cls, source)
+    now = time.time()
+    if time_ is None:
+        t = now
+    elif isinstance(time_, bool) or not isinstance(time_, int | float) or not math.isfinite(time_):
+        raise EreportError(source, "time", f"expected seconds since the epoch, got {time_!r}")
+    else:
+        t = float(time_)
+        if t < _MIN_TIME or t > now + _MAX_AHEAD:
+            raise EreportError(source, "time", f"{t:.0f} is not a plausible time (more than a day ahead, "
+                                               "or before 2001)")
+    if node is None or node == "":
+        n = default_node
+    elif not isinstance(node, str) or not _NODE_RE.fullmatch(node):
+        raise EreportError(source, "node", f"{node!r} is not a node name")
+    else:
+        n = node
+    r = check_resource(resource, source)
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise EreportError(source, "payload", f"expected a table, got {type(payload).__name__}")
+    _check_value(payload, "payload", source, 0)
+    try:
+        blob = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise EreportError(source, "payload", f"cannot be stored as JSON: {e}") from None
+    if len(blob) > MAX_PAYLOAD:
+        raise EreportError(source, "payload", f"is {len(blob)} bytes, more than {MAX_PAYLOAD}")
+    return Ereport(c, t, n, r, payload, source, blob, received=now)
+
+
+def class_matches(pattern: str, cls: str) -> bool:
+    """``ereport.svc.exit.*`` matches ``ereport.svc.exit.signal`` (one or more words); otherwise exact."""
+    if pattern.endswith(".*"):
+        return cls.startswith(pattern[:-1])
+    return cls == pattern

@@ -1,0 +1,87 @@
+"""What the commands see: a case with its knowledge article rendered, and the fault log's records.
+
+``case_view`` is the JSON of ``fmadm faulty --json`` (and what the MQTT bridge or a
+fleet view may show): the case, the article's text filled in with the facts of
+the case, and each affected resource with its role and present status.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from fault.cases import Case
+from fault.knowledge import KnowledgeBase
+
+__all__ = ["EVENT_LABELS", "case_view", "facts", "log_records"]
+
+#: case history event -> fmdump's EVENT column
+EVENT_LABELS = {"solved": "Diagnosed", "updated": "Updated", "isolated": "Isolated", "repaired": "Repaired",
+                "acquitted": "Acquitted", "replaced": "Replaced", "resolved": "Resolved"}
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
+
+
+def facts(case: Case) -> dict[str, Any]:
+    suspects = [s.resource for s in case.suspects]
+    return {"suspect": suspects[0] if suspects else case.node, "suspects": ", ".join(suspects) or case.node,
+            "impacted": ", ".join(case.impacted) or "none", "impacted_count": len(case.impacted),
+            "count": case.ereport_count, "window": case.window, "fires_at": case.fires_at,
+            "detail": case.detail or "-", "class": case.cls, "node": case.node}
+
+
+def case_view(case: Case, kb: KnowledgeBase, status: Callable[[str, str | None], str]) -> dict[str, Any]:
+    """``status(fmri, suspect status or None)`` says how a resource is doing now."""
+    art = kb.get(case.msgid)
+    text = art.render(facts(case)) if art is not None else {
+        "title": case.cls, "description": f"No knowledge article for {case.msgid}.", "response": "-",
+        "impact": "-", "action": "-"}
+    done = {"degraded": "marked degraded", "maintenance": "put in maintenance",
+            "annotated": "in maintenance, its mark naming this case"}
+    retired = [f"{f} {done.get(what, what)}" for f, what in case.retired.items()]
+    if retired:
+        text = dict(text)
+        text["response"] = f"{text['response']} The fault manager has {'; '.join(retired)}." \
+            if case.response != "none" else f"{text['response']} Now: {'; '.join(retired)}."
+    affected = []
+    for s in case.suspects:
+        affected.append({"fmri": s.resource, "role": "suspect", "fault": s.fault, "certainty": s.certainty,
+                         "status": s.status, "now": status(s.resource, s.status)})
+    for f in case.impacted:
+        affected.append({"fmri": f, "role": "impacted", "now": status(f, None)})
+    t = case.solved or case.opened
+    return {
+        "uuid": case.uuid, "time": _iso(t), "time_epoch": t, "msgid": case.msgid,
+        "severity": case.severity.capitalize(), "class": case.cls, "classes": case.classes,
+        "state": str(case.state), "host": case.node, "rule": case.rule,
+        "suspects": [asdict(s) for s in case.suspects], "impacted": list(case.impacted),
+        "affected": affected, "retired": dict(case.retired),
+        "title": text["title"], "description": text["description"], "response": text["response"],
+        "impact": text["impact"], "action": text["action"],
+        "ereports": list(case.ereports), "ereport_count": case.ereport_count,
+        "diagnoses": list(case.diagnoses), "history": list(case.history),
+        "opened": _iso(case.opened), "solved": _iso(case.solved), "updated": _iso(case.updated),
+        "closed": _iso(case.closed),
+    }
+
+
+def log_records(cases: list[Case]) -> list[dict[str, Any]]:
+    """The fault log: one record per lifecycle event of each case (fmdump without -e), oldest first."""
+    out = []
+    for c in cases:
+        for h in c.history:
+            label = EVENT_LABELS.get(h["event"])
+            if label is None:
+                continue
+            out.append({"time": h["time"], "uuid": c.uuid, "msgid": c.msgid, "event": label,
+                        "class": c.cls, "classes": c.classes, "severity": c.severity, "state": str(c.state),
+                        "text": h["text"], "suspects": [asdict(s) for s in c.suspects],
+                        "impacted": list(c.impacted)})
+    out.sort(key=lambda r: r["time"])
+    return out

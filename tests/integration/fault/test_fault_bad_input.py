@@ -1,0 +1,188 @@
+"""Bad input of every kind is refused with the source, the field and the reason; the daemon keeps going."""
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from conftest import cases, errlog, fault_config, fm, free_port, rss_kb, rules_dir, wait_until
+
+GOOD = """
+[[rule]]
+name = "disk"
+match = ["ereport.io.disk.error"]
+serd = { n = 0, t = "1m" }
+fault = "fault.io.disk.degraded"
+msgid = "DISK-8000-3E"
+"""
+BAD = """
+[[rule]]
+name = "broken"
+match = ["ereport.io.*"]
+serd = { n = 2, t = "soon" }
+fault = "fault.io.disk.degraded"
+msgid = "DISK-8000-3E"
+colour = "red"
+"""
+
+
+def test_malformed_rule_files_are_refused_naming_file_rule_and_reason(daemon):
+    rules = rules_dir(daemon, {"a-good.toml": GOOD, "b-bad.toml": BAD, "c-syntax.toml": "[[rule]\n",
+                               "d-msgid.toml": GOOD.replace('"disk"', '"other"').replace("DISK-8000-3E",
+                                                                                          "DISK-8000-99")})
+    daemon.start("--config", fault_config(daemon, f'[fault]\nbuiltin_rules = false\nrules = ["{rules}"]\n'))
+    r = fm(daemon, "fmadm", "config")
+    assert r.returncode == 1
+    assert [line.split()[0] for line in r.stdout.splitlines()[1:]] == ["disk"]
+    err = r.stderr
+    assert f"{rules}/b-bad.toml: rule[broken].serd.t: cannot parse duration 'soon'" in err
+    assert f"{rules}/b-bad.toml: rule[broken].colour: unknown field" in err
+    assert f"{rules}/c-syntax.toml: TOML syntax error" in err
+    assert f"{rules}/d-msgid.toml: rule[other].msgid: DISK-8000-99 has no article in the knowledge base" in err
+    assert "rule[broken].serd.t" in daemon.log_text()
+    # the good rule works
+    fm(daemon, "fminject", "-r", "dev:///dev/sda", "ereport.io.disk.error", check=True)
+    wait_until(lambda: cases(daemon), 10)
+
+
+def _post(port, body: bytes):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b"not json", "body is not JSON"),
+    (b'{"version": "4", "status": "firing"}', "alerts: is required"),
+    (b'{"version": "2", "status": "firing", "alerts": []}', "version: expected \"4\""),
+    (b'{"version": "4", "status": "firing", "alerts": [{"status": "firing", "labels": {}}]}',
+     "alerts[0].labels.alertname: is required"),
+    (b'{"version": "4", "status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": "A"}, '
+     b'"startsAt": "noon"}]}', "alerts[0].startsAt: 'noon' is not an RFC 3339 time"),
+])
+def test_malformed_webhook_bodies_get_400_with_the_reason_and_are_counted(daemon, body, reason):
+    port = free_port()
+    daemon.start("--config", fault_config(daemon, f'[fault]\nwebhook = "127.0.0.1:{port}"\n'))
+    wait_until(lambda: daemon.call("fm.stat")["webhook"], 10)
+    code, reply = wait_until(lambda: _try(port, body), 10)
+    assert code == 400 and reason in reply["error"]
+    st = daemon.call("fm.stat")["sources"]["alertmanager"]
+    assert st["webhook_rejected"] == 1 and st["webhook_alerts"] == 0
+    assert errlog(daemon, "ereport.prometheus.*") == []
+    ok = b'{"version": "4", "status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": "Up"}}]}'
+    assert _post(port, ok) == (200, {"status": "ok", "accepted": 1})
+    assert "webhook request refused (400)" in daemon.log_text()
+
+
+def _try(port, body):
+    try:
+        return _post(port, body)
+    except (ConnectionError, urllib.error.URLError):
+        return None
+
+
+def test_non_loopback_webhook_address_is_refused(daemon):
+    path = fault_config(daemon, '[fault]\nwebhook = "0.0.0.0:9999"\nerrlog_max = 5\nkmsg = 7\n')
+    daemon.start("--config", path, wait=False)
+    assert daemon.proc.wait(20) == 2
+    out = daemon.log_text()
+    assert f"{path}: fault.webhook: '0.0.0.0:9999': the receiver has no authentication" in out
+    assert f"{path}: fault.errlog_max: 5 is out of range" in out
+    assert f"{path}: fault.kmsg: expected a string" in out
+    daemon.proc = None
+
+
+def test_unknown_and_malformed_classes(daemon):
+    daemon.start()
+    r = fm(daemon, "fminject", "fault.svc.flapping")
+    assert r.returncode == 2 and "class: 'fault.svc.flapping' is not an ereport class" in r.stderr
+    r = fm(daemon, "fminject", "-r", "not an fmri", "ereport.x.y")
+    assert r.returncode == 2 and "resource" in r.stderr
+    r = fm(daemon, "fminject", "-r", "nosuchservice", "ereport.x.y")
+    assert r.returncode == 2 and "ereports[0]: resource: nosuchservice: no service or instance matches" in r.stderr
+    r = fm(daemon, "fminject", "ereport.nobody.cares", "x=1")
+    assert r.returncode == 0 and "no rule consumes ereport.nobody.cares" in r.stderr
+    wait_until(lambda: errlog(daemon, "ereport.nobody.cares"), 10)
+    assert daemon.call("fm.stat")["diagnosis"]["unmatched"] == 1
+    assert cases(daemon, everything=True) == []
+    r = fm(daemon, "fminject", "ereport.x.y", "novalue")
+    assert r.returncode == 2 and "expected key=value" in r.stderr
+
+
+def test_bad_requests_and_ereports_on_the_bus(daemon):
+    daemon.start()
+    from svcmgr.client import ClientError
+
+    with pytest.raises(ClientError, match="must be one of repair, acquit, replace") as ei:
+        daemon.call("fm.verdict", target="x", verdict="forgive")
+    assert ei.value.code == 2
+    with pytest.raises(ClientError, match="no such case"):
+        daemon.call("fm.verdict", target="0123abcd-0000", verdict="repair")
+    with pytest.raises(ClientError, match=r"ereports\[1\]: node: 'bad node' is not a node name"):
+        daemon.call("fm.inject", ereports=[{"class": "ereport.a.b"}, {"class": "ereport.a.b", "node": "bad node"}])
+    with pytest.raises(ClientError, match=r"ereports\[0\]: colour: unknown field"):
+        daemon.call("fm.inject", ereports=[{"class": "ereport.a.b", "colour": 1}])
+    with pytest.raises(ClientError, match="at most 10000"):
+        daemon.call("fm.inject", ereports=[{"class": "ereport.a.b"}] * 10001)
+    r = fm(daemon, "fmdump", "-t", "last tuesday")
+    assert r.returncode == 2 and "is not a time" in r.stderr
+    assert errlog(daemon, "ereport.a.b") == []  # nothing of a refused request was posted
+
+
+FLOOD = 100_000
+
+
+def test_a_flood_of_100k_ereports_keeps_memory_and_the_log_bounded(daemon, tmp_path):
+    daemon.start("--config", fault_config(daemon, "[fault]\nerrlog_max = 10000\n"))
+    pid = daemon.pid
+    lines = tmp_path / "flood.jsonl"
+    with lines.open("w") as f:
+        for i in range(FLOOD):
+            f.write(json.dumps({"class": "ereport.io.disk.error", "resource": f"dev:///dev/sd{'abcd'[i % 4]}",
+                                "payload": {"sector": i}}) + "\n")
+    # a first, small flood lets the daemon reach its working size
+    fm(daemon, "fminject", "-q", "-n", "5000", "-r", "dev:///dev/sdq", "ereport.io.disk.error", check=True)
+    wait_until(lambda: daemon.call("fm.stat")["diagnosis"]["processed"] == 5000, 60)
+    base = rss_kb(pid)
+    fm(daemon, "fminject", "-f", str(lines), check=True, timeout=300)
+
+    def done():
+        st = daemon.call("fm.stat")
+        return st if st["diagnosis"]["processed"] + st["bus"]["dropped"] >= 5000 + FLOOD \
+            and st["errlog"]["pending"] == 0 else None
+
+    st = wait_until(done, 120, what="the flood to be processed")
+    grown = rss_kb(pid) - base
+    e = st["errlog"]
+    assert e["received"] == 5000 + FLOOD - st["bus"]["dropped"]
+    assert len(errlog(daemon)) <= 10000
+    assert e["dropped"] >= e["received"] - 10000
+    newest = errlog(daemon)[-1]
+    assert newest["payload"]["sector"] == FLOOD - 1  # the oldest went, the newest stayed
+    print(f"flood: rss base {base} kB, grown {grown} kB, bus dropped {st['bus']['dropped']}, errlog {e}")
+    assert grown < 64 * 1024, f"the daemon grew by {grown} kB"
+    # four disks, four cases: the flood did not become 100k cases
+    assert sorted(c["suspects"][0]["resource"] for c in cases(daemon)) == \
+        [f"dev:///dev/sd{x}" for x in "abcdq"]
+    assert daemon.call("ping")["pid"] == pid
+    text = fm(daemon, "fmstat", check=True).stdout
+    assert "dropped (oldest first, bound 10000)" in text
+
+
+def test_rules_are_reloaded_on_sighup_and_a_bad_new_file_is_refused(daemon):
+    rules = rules_dir(daemon, {"a.toml": GOOD})
+    daemon.start("--config", fault_config(daemon, f'[fault]\nbuiltin_rules = false\nrules = ["{rules}"]\n'))
+    assert [r["name"] for r in daemon.call("fm.rules")["rules"]] == ["disk"]
+    (rules / "b.toml").write_text(GOOD.replace('"disk"', '"disk2"'))
+    (rules / "c.toml").write_text(BAD)
+    daemon.call("reload")
+    got = daemon.call("fm.rules")
+    assert [r["name"] for r in got["rules"]] == ["disk", "disk2"]
+    assert any("c.toml: rule[broken].serd.t" in e for e in got["errors"])
+    fm(daemon, "fminject", "-r", "dev:///dev/sdc", "ereport.io.disk.error", check=True)
+    (case,) = wait_until(lambda: cases(daemon), 10)
+    assert case["rule"] == "disk"

@@ -1,0 +1,75 @@
+"""The error log stays within its bound under a flood, drops the oldest, and counts every loss."""
+
+import sqlite3
+import tracemalloc
+
+from fault.errlog import ErrorLog
+from fault.events import validate
+
+
+def _e(i: int):
+    return validate("ereport.io.disk.error", resource="dev:///dev/sda", payload={"n": i})
+
+
+def test_flood_of_100k_keeps_the_newest_within_the_bound(tmp_path):
+    conn = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+    log = ErrorLog(conn, max_entries=1000, max_pending=5000)
+    tracemalloc.start()
+    for i in range(100_000):
+        log.append(_e(i))
+        if log.pending >= 2000:
+            log.flush()
+    log.flush()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert log.count() == 1000
+    rows = log.query(limit=5000)
+    assert [r["payload"]["n"] for r in rows] == list(range(99_000, 100_000))
+    st = log.statistics()
+    assert st["received"] == 100_000 and st["dropped"] == 99_000
+    assert peak < 20 * 1024 * 1024, f"peak {peak} bytes"
+
+
+def test_pending_buffer_is_bounded_too(tmp_path):
+    log = ErrorLog(sqlite3.connect(tmp_path / "r.db", isolation_level=None), max_entries=100_000, max_pending=100)
+    for i in range(1000):
+        log.append(_e(i))
+    assert log.pending == 100
+    assert log.counters["dropped"] == 900
+    log.flush()
+    assert [r["payload"]["n"] for r in log.query(limit=10)][-1] == 999
+
+
+def test_counters_and_ids_survive_a_restart(tmp_path):
+    path = tmp_path / "r.db"
+    log = ErrorLog(sqlite3.connect(path, isolation_level=None), max_entries=10)
+    for i in range(25):
+        log.append(_e(i))
+    log.flush()
+    log.reject()
+    log.flush()
+    again = ErrorLog(sqlite3.connect(path, isolation_level=None), max_entries=10)
+    assert again.counters["received"] == 25 and again.counters["dropped"] == 15
+    assert again.next_id == 26
+
+
+def test_queries_by_class_glob_time_and_ids(tmp_path):
+    log = ErrorLog(sqlite3.connect(tmp_path / "r.db", isolation_level=None))
+    a = log.append(validate("ereport.svc.exit.signal", resource="svc:/a:default", time_=1_700_000_000.0))
+    log.append(validate("ereport.svc.exit.code", resource="svc:/a:default", time_=1_700_000_100.0))
+    log.append(validate("ereport.io.disk.error", resource="dev:///dev/sda", time_=1_700_000_200.0))
+    assert [r["class"] for r in log.query(cls="ereport.svc.*")] == ["ereport.svc.exit.signal",
+                                                                     "ereport.svc.exit.code"]
+    assert [r["class"] for r in log.query(since=1_700_000_150.0)] == ["ereport.io.disk.error"]
+    assert [r["id"] for r in log.query(ids=[a])] == [a]
+
+
+def test_retention_drops_old_entries(tmp_path):
+    log = ErrorLog(sqlite3.connect(tmp_path / "r.db", isolation_level=None), retention=60)
+    e = _e(1)
+    e.received -= 3600
+    log.append(e)
+    log.append(_e(2))
+    log.flush()
+    assert log.expire() == 1
+    assert [r["payload"]["n"] for r in log.query()] == [2]

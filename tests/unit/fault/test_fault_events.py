@@ -1,0 +1,57 @@
+"""Ereport validation: every field of untrusted input is checked and named in the error."""
+
+import math
+import time
+
+import pytest
+
+from fault.events import EreportError, check_resource, class_matches, validate
+
+
+def test_a_good_ereport():
+    e = validate("ereport.io.disk.error", resource="dev:///dev/sda", payload={"sector": 12, "op": "READ"},
+                 source="test", default_node="n1")
+    assert e.cls == "ereport.io.disk.error" and e.node == "n1" and e.resource == "dev:///dev/sda"
+    assert e.payload_json == '{"sector":12,"op":"READ"}'
+    assert abs(e.time - time.time()) < 5
+
+
+def test_service_resources_are_normalised():
+    assert check_resource("svc://localhost/site/db:default") == "svc:/site/db:default"
+    assert check_resource("") == ""
+
+
+@pytest.mark.parametrize(("kwargs", "field", "text"), [
+    ({"cls": "fault.svc.flapping"}, "class", "not an ereport class"),
+    ({"cls": "ereport"}, "class", "not an ereport class"),
+    ({"cls": "ereport.has space"}, "class", "not an ereport class"),
+    ({"cls": 42}, "class", "expected a string"),
+    ({"resource": "svc:/bad name:x"}, "resource", "bad service name"),
+    ({"resource": "just words"}, "resource", "is not an FMRI"),
+    ({"resource": "dev:///dev/sda\n"}, "resource", "is not an FMRI"),
+    ({"payload": [1, 2]}, "payload", "expected a table"),
+    ({"payload": {"x": math.nan}}, "payload.x", "not a finite number"),
+    ({"payload": {"bad key": 1}}, "payload", "bad key"),
+    ({"payload": {"x": {"a": {"b": {"c": {"d": 1}}}}}}, "payload.x.a.b.c", "nested deeper"),
+    ({"payload": {"x": "y" * 20000}}, "payload", "more than"),
+    ({"time_": "yesterday"}, "time", "expected seconds"),
+    ({"time_": time.time() + 10 * 86400}, "time", "not a plausible time"),
+    ({"time_": 12.0}, "time", "not a plausible time"),
+    ({"node": "bad node"}, "node", "not a node name"),
+])
+def test_malformed_ereports_name_the_field(kwargs, field, text):
+    args = {"cls": "ereport.io.disk.error", **kwargs}
+    cls = args.pop("cls")
+    with pytest.raises(EreportError) as ei:
+        validate(cls, source="src", **args)
+    assert ei.value.field == field
+    assert text in str(ei.value)
+    assert str(ei.value).startswith("src: ")
+
+
+def test_class_patterns():
+    assert class_matches("ereport.svc.exit.*", "ereport.svc.exit.signal")
+    assert class_matches("ereport.*", "ereport.io.disk.error")
+    assert not class_matches("ereport.svc.exit.*", "ereport.svc.exit")
+    assert not class_matches("ereport.svc.exit.*", "ereport.svc.exited.x")
+    assert class_matches("ereport.kernel.oom", "ereport.kernel.oom")
