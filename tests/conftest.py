@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: a real svcmgrd on a private state folder, and the commands.
+"""Fixtures shared by every test: a real svcmgrd on a private state folder (helpers in svctest.py).
 
 ``svcmgrd`` starts a daemon (a real process, real children) under a short temporary
 root, imports the manifests a test writes, and stops it afterwards, even when the
@@ -8,208 +8,14 @@ test fails, checking that no process of any contract is left behind.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
-import tempfile
-import textwrap
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from svcmgr.client import Client, ClientError
-
-REPO = Path(__file__).resolve().parent.parent
-CONFORMANCE = (REPO.parent / "shared" / "conformance").resolve()
-
-
-def wait_until(pred: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> Any:
-    """Poll ``pred`` until it returns a true value; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or pred} (last: {last!r})")
-
-
-class Daemon:
-    """One svcmgrd process and helpers to talk to it."""
-
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
-        self.root = root
-        self.env = env
-        self.mdir = root / "manifests"
-        self.mdir.mkdir(exist_ok=True)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.output = root / "daemon.out"
-        self.args: list[str] = []
-
-    # ---------------------------------------------------------------- lifecycle
-    def start(self, *args: str, manifests: bool = True, wait: bool = True) -> Daemon:
-        cmd = [sys.executable, "-m", "svcmgr.daemon", "--root", str(self.root), "--no-register",
-               "--log-level", "debug"]
-        if manifests and any(self.mdir.iterdir()):
-            cmd += ["--manifests", str(self.mdir)]
-        cmd += list(args)
-        if not any(a.startswith(("--metrics", "--config")) for a in args):
-            cmd += ["--metrics", ""]  # parallel test daemons would all race for 127.0.0.1:9464
-        self.args = list(args)
-        out = open(self.output, "ab")  # noqa: SIM115 - kept for the daemon's life
-        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env,
-                                     start_new_session=True)
-        out.close()
-        if wait:
-            wait_until(self._answers, 15, what=f"svcmgrd to answer (log: {self.log_text()[-2000:]})")
-        return self
-
-    def _answers(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"svcmgrd exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
-        try:
-            self.call("ping")
-            return True
-        except ClientError:
-            return False
-
-    def stop(self, timeout: float = 30) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        rc = self.proc.returncode
-        self.proc = None
-        return rc
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-        self.proc = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def log_text(self) -> str:
-        try:
-            return self.output.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    # ---------------------------------------------------------------- manifests
-    def manifest(self, name: str, text: str) -> Path:
-        """Write a manifest into this daemon's manifest folder (imported at start, or with import_)."""
-        p = self.mdir / name
-        p.write_text(textwrap.dedent(text))
-        return p
-
-    def import_(self, *paths: Path) -> Any:
-        files = [{"path": str(p), "content": p.read_text()} for p in paths]
-        return self.call("import", files=files)
-
-    # ---------------------------------------------------------------- talking
-    def client(self) -> Client:
-        return Client(str(self.root), timeout=60)
-
-    def call(self, op: str, **kw: Any) -> Any:
-        return self.client().call(op, **kw)
-
-    def cli(self, prog: str, *args: str, user: str | None = None, check: bool = False,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """Run a command (svcs, svcadm, ...) as a separate process, as an operator would."""
-        module = {"svcs": "svcmgr.cli.svcs", "svcadm": "svcmgr.cli.svcadm", "svccfg": "svcmgr.cli.svccfg",
-                  "svcprop": "svcmgr.cli.svcprop"}.get(prog, prog)
-        python = sys.executable
-        env = self.env
-        kw: dict[str, Any] = {}
-        if user is not None:
-            # Another user cannot run this virtualenv's interpreter (it may live under /root):
-            # the commands need only the standard library, so the system's Python will do.
-            python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
-            env = {**self.env, "PYTHONPATH": str(REPO)}
-            kw["user"] = user
-            kw["group"] = user if user != "nobody" else "nogroup"
-            kw["extra_groups"] = []
-            kw["cwd"] = "/"
-        cmd = [python, "-m", module, "--root", str(self.root), *args]
-        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, **kw)
-
-        if check and r.returncode != 0:
-            raise AssertionError(f"{prog} {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
-        return r
-
-    def instances(self) -> dict[str, dict[str, Any]]:
-        return {i["fmri"]: i for i in self.call("list")}
-
-    def state(self, fmri: str) -> str:
-        return self.call("list", fmris=[fmri])[0]["state"]
-
-    def info(self, fmri: str) -> dict[str, Any]:
-        return self.call("show", fmri=fmri)
-
-    def wait_state(self, fmri: str, state: str, timeout: float = 15.0, settled: bool = True) -> dict[str, Any]:
-        def check() -> Any:
-            items = self.call("list", fmris=[fmri])
-            i = items[0]
-            if i["state"] == state and (not settled or i["nstate"] is None):
-                return i
-            return None
-
-        return wait_until(check, timeout, what=f"{fmri} to be {state} (daemon log tail: "
-                                               f"{self.log_text()[-1500:]})")
-
-    def pids(self, fmri: str) -> list[int]:
-        return self.call("list", fmris=[fmri], pids=True)[0]["pids"]
-
-    def log(self, fmri: str) -> str:
-        path = self.call("log", fmri=fmri)["path"]
-        try:
-            return Path(path).read_text(errors="replace")
-        except OSError:
-            return ""
-
-
-def _short_root() -> Path:
-    # Unix socket paths must stay under 108 bytes: keep roots short.
-    return Path(tempfile.mkdtemp(prefix="svcmgr-", dir="/tmp"))
-
-
-def _alive_marked(root: Path) -> list[int]:
-    """Processes whose environment carries a contract marker of the daemon under ``root``."""
-    import hashlib
-
-    tag = hashlib.sha1(str(root).encode()).hexdigest()[:10]
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as f:
-                env = f.read()
-            with open(f"/proc/{name}/stat", "rb") as f:
-                st = f.read()
-        except OSError:
-            continue
-        if st[st.rfind(b")") + 2:st.rfind(b")") + 3] == b"Z":
-            continue
-        if f"SVCMGR_CONTRACT={tag}.".encode() in env:
-            out.append(int(name))
-    return out
+from svctest import Daemon, _alive_marked, _short_root
 
 
 @pytest.fixture
@@ -249,7 +55,3 @@ def svcmgrd(request: pytest.FixtureRequest) -> Iterator[Callable[..., Daemon]]:
 def daemon(svcmgrd: Callable[[], Daemon]) -> Daemon:
     """A daemon not yet started: write manifests with ``daemon.manifest(...)``, then ``daemon.start()``."""
     return svcmgrd()
-
-
-def read_json(text: str) -> Any:
-    return json.loads(text)

@@ -45,6 +45,10 @@ def parser() -> Parser:
     f.add_argument("-s", action="store_true", help="one line per case")
     f.add_argument("--json", action="store_true", help="print a JSON array")
     f.add_argument("--fleet", action="store_true", help="every node's cases (needs the fleet view)")
+    f.add_argument("--mqtt", metavar="URL", help="with --fleet: the broker (default: the one in --config, "
+                   "or the local daemon's)")
+    f.add_argument("--config", metavar="FILE", help="with --fleet: read the broker settings from this "
+                   "node configuration")
     for name, text in (("repair", "the fault was fixed: close the case and undo its response"),
                        ("acquit", "the diagnosis was wrong: close the case and undo its response"),
                        ("replaced", "the faulty part was replaced: close the case and undo its response")):

@@ -25,7 +25,7 @@ import pytest
 
 from svcmgr.manifest import load_file, parse_exec, resolve_instance
 
-from conftest import CONFORMANCE
+from svctest import CONFORMANCE
 
 CORPUS = CONFORMANCE / "smf"
 FILES = sorted(CORPUS.glob("*.xml")) if CORPUS.is_dir() else []
@@ -122,7 +122,7 @@ def corpus_daemon(tmp_path_factory: pytest.TempPathFactory) -> Any:
     import signal
     import tempfile
 
-    from conftest import Daemon, _alive_marked, wait_until
+    from svctest import Daemon, _alive_marked, wait_until
 
     root = Path(tempfile.mkdtemp(prefix="svcmgr-", dir="/tmp"))
     os.chmod(root, 0o755)

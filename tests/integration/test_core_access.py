@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from conftest import wait_until
+from svctest import wait_until
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="running commands as another user needs root")
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from svctest import REPO
 
 
 def _child(name, extra=""):

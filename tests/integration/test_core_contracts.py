@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import wait_until
+from svctest import wait_until
 
 DAEMONIZE = (
     "import os, sys, time\n"

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import wait_until
+from svctest import wait_until
 
 
 def test_method_context_environment_and_user(daemon, tmp_path):

@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from conftest import wait_until
+from svctest import wait_until
 
 
 def recorder(path, seconds):

@@ -1,6 +1,6 @@
 """After kill -9 of the daemon and a restart, every setting an operator made is still there."""
 
-from conftest import wait_until
+from svctest import wait_until
 
 
 def _child(name, enabled=True):

@@ -9,7 +9,7 @@ import socket
 import sys
 from pathlib import Path
 
-from conftest import wait_until
+from svctest import wait_until
 
 
 def free_port():

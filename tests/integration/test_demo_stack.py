@@ -4,7 +4,7 @@ import os
 import signal
 import urllib.request
 
-from conftest import REPO, wait_until
+from svctest import REPO, wait_until
 
 
 def test_demo_stack_comes_online_in_order(daemon):

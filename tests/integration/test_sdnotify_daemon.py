@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from conftest import wait_until
+from svctest import wait_until
 
 
 class NotifySocket:

@@ -9,7 +9,7 @@ import re
 import urllib.request
 from pathlib import Path
 
-from conftest import REPO, wait_until
+from svctest import REPO, wait_until
 
 NOTES = REPO / "manifests" / "examples" / "notes.xml"
 

@@ -21,7 +21,7 @@ import pytest
 from svcmgr.daemon import READY_TIMEOUT
 from svcmgr.units import parse_duration
 
-from conftest import REPO, wait_until
+from svctest import REPO, wait_until
 
 UNIT = REPO / "systemd" / "svcmgrd.service"
 

@@ -13,29 +13,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
 from export_helpers import Broker, Subscriber, free_port
-
-TOP_CONFTEST = Path(__file__).resolve().parents[2] / "conftest.py"
-
-
-def pytest_plugin_registered(plugin: Any, plugin_name: str, manager: Any) -> None:
-    """Give the name ``conftest`` back to tests/conftest.py once this file is loaded.
-
-    Folders without ``__init__.py`` load every conftest.py as the module ``conftest``,
-    each replacing the last in ``sys.modules``; test files collected after this folder
-    that do ``from conftest import ...`` (as the suite's own do) must still get the
-    top-level one."""
-    if getattr(plugin, "__file__", None) == __file__:
-        top = manager.get_plugin(str(TOP_CONFTEST))
-        if top is not None:
-            sys.modules["conftest"] = top
 
 
 @pytest.fixture

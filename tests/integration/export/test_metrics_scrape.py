@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from export_helpers import SLEEP_MANIFEST, free_port, mqtt_status, start_node, wait_for
 
 BROKEN = """

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 import pytest
+
 from export_helpers import SLEEP_MANIFEST, make_tls_files, mqtt_status, start_node, wait_for
 
 

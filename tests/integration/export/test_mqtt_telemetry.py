@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import paho.mqtt.publish as publish
+
 from export_helpers import mqtt_status, start_node, wait_for
 
 #: (what it shows, topic, payload, words the refusal names)

@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from conftest import cases, errlog, fault_config, fm, free_port, wait_until
+from fault_helpers import cases, errlog, fault_config, fm, free_port, wait_until
 
 
 def _start(daemon, alertmanager):

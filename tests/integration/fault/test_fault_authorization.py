@@ -7,7 +7,8 @@ daemon learns who asks from the socket (SO_PEERCRED), not from anything they say
 import os
 
 import pytest
-from conftest import call_as, cases, child_service, kill_running, wait_until
+
+from fault_helpers import call_as, cases, child_service, kill_running, wait_until
 
 FLAP = "svc:/site/flap:default"
 

@@ -5,7 +5,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import cases, errlog, fault_config, fm, free_port, rss_kb, rules_dir, wait_until
+
+from fault_helpers import cases, errlog, fault_config, fm, free_port, rss_kb, rules_dir, wait_until
 
 GOOD = """
 [[rule]]

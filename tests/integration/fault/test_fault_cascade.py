@@ -3,7 +3,7 @@
 import os
 import signal
 
-from conftest import cases, child_service, fm, free_port, kill_running, wait_until
+from fault_helpers import cases, child_service, fm, free_port, kill_running, wait_until
 
 DB = "svc:/site/db:default"
 APPS = [f"svc:/site/app{i}:default" for i in (1, 2, 3)]

@@ -4,7 +4,7 @@ Also both directions between SMF and FMA: ``fmadm repair`` clears the service (a
 its dependents come back), ``svcadm clear`` repairs the case, and neither loops.
 """
 
-from conftest import cases, child_service, fault_config, fm, kill_running, rules_dir, wait_until
+from fault_helpers import cases, child_service, fault_config, fm, kill_running, rules_dir, wait_until
 
 FLAP = "svc:/site/flap:default"
 APP = "svc:/site/app:default"

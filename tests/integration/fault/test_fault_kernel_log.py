@@ -6,7 +6,8 @@ import time
 import uuid
 
 import pytest
-from conftest import cases, child_service, errlog, fault_config, memory_cgroup_v1, wait_until
+
+from fault_helpers import cases, child_service, errlog, fault_config, memory_cgroup_v1, wait_until
 
 OOM_SVC = "svc:/site/hog:default"
 

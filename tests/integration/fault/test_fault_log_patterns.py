@@ -1,6 +1,6 @@
 """A manifest's log pattern turns a service's own log lines into ereports; a site rule and article diagnose them."""
 
-from conftest import cases, child_service, errlog, fault_config, fm, rules_dir, wait_until
+from fault_helpers import cases, child_service, errlog, fault_config, fm, rules_dir, wait_until
 
 APP = "svc:/site/app:default"
 

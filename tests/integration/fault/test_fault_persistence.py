@@ -1,7 +1,7 @@
 """Cases, the error log and SERD evidence survive kill -9 of the daemon."""
 
 
-from conftest import cases, child_service, errlog, fm, kill_running, wait_until
+from fault_helpers import cases, child_service, errlog, fm, kill_running, wait_until
 
 FLAP = "svc:/site/flap:default"
 

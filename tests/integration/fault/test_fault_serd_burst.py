@@ -1,6 +1,6 @@
 """Injected disk errors trip a SERD rule at exactly the (N+1)th event within T, and not when spread out."""
 
-from conftest import cases, fault_config, fm, rules_dir, settle, wait_until
+from fault_helpers import cases, fault_config, fm, rules_dir, settle, wait_until
 
 RULE = """
 [[rule]]
