@@ -349,8 +349,11 @@ def fields(r: Reader) -> dict[str, Any]:
 
 def complete(name: str, values: Mapping[str, Any], errors: list[FieldError], source: str, path: str, *,
              required: tuple[str, ...] = ("interface", "router_id", "addresses"),
-             origin: tuple[str, ...] = ()) -> VrrpInstance | None:
-    """Check one instance as a whole (required keys, and the rules between keys); None on error."""
+             origin: tuple[str, ...] = (), final: bool = True) -> VrrpInstance | None:
+    """Check one instance as a whole (required keys, and the rules between keys); None on error.
+
+    Not ``final`` (a manifest's or the node's own table, before the merge), a rule between
+    keys applies only when the table sets them; the merged instance is checked in full."""
     n0 = len(errors)
 
     def err(key: str, message: str) -> None:
@@ -375,7 +378,7 @@ def complete(name: str, values: Mapping[str, Any], errors: list[FieldError], sou
         if not math.isclose(cs, round(cs), abs_tol=1e-6) or not 0.01 <= adv <= V3_MAX_INTERVAL + 1e-9:
             err("advert_interval", f"{format_duration(adv)}: VRRP version 3 takes steps of 10ms "
                                    f"from 10ms to {V3_MAX_INTERVAL}s")
-    if not v["preempt"] and v["preempt_delay"]:
+    if not v["preempt"] and v["preempt_delay"] and (final or {"preempt", "preempt_delay"} <= values.keys()):
         err("preempt_delay", "has no meaning with preempt = false")
     src, peers = v["unicast_src"], tuple(v["unicast_peers"])
     fam = addresses[0].version if addresses else None
@@ -386,7 +389,8 @@ def complete(name: str, values: Mapping[str, Any], errors: list[FieldError], sou
         # A peer list shared by every node (in a manifest) names this node too: leave it out here.
         others = tuple(p for p in peers if p != src)
         if not peers:
-            err("unicast_src", "needs unicast_peers (without peers the instance uses multicast)")
+            if final:
+                err("unicast_src", "needs unicast_peers (without peers the instance uses multicast)")
         elif not others:
             err("unicast_peers", f"names no peer other than this node's own unicast_src {src}")
         peers = others
@@ -423,11 +427,10 @@ def read_instances(r: Reader, *, required: tuple[str, ...]) -> dict[str, dict[st
             continue
         if check_name(it, name, name, NAME_RE, "instance name (a letter, then letters, digits, '_', '.', "
                                               "'-'; at most 32 characters)") is None:
-            it.seen.add(name)
             continue
         vals = fields(sub)
         if sub.ok:
-            complete(name, vals, r.errors, r.source, sub.path, required=required)
+            complete(name, vals, r.errors, r.source, sub.path, required=required, final=False)
             out[name] = vals
     return out
 
