@@ -297,7 +297,8 @@ class Agent:
         if errors:
             return None, instances, "\n".join(str(e) for e in errors), "validate"
         try:
-            text = ka.render(instances, node=self.ctx.node, layout=self.layout)
+            text = ka.render(instances, node=self.ctx.node, layout=self.layout,
+                             startup_delay=self.settings.startup_delay if self.settings else 0.0)
         except ka.RenderError as e:
             return None, instances, str(e), "render"
         return text, instances, None, ""

@@ -5,6 +5,9 @@
     [vrrp]
     keepalived = "/usr/sbin/keepalived"   # optional; default: found on PATH, /usr/sbin, /sbin
     manifest = "/path/to/vrrp.toml"       # optional; the keepalived service manifest to import
+    startup_delay = "3s"                  # optional; a (re)started keepalived stays out of elections
+                                          # this long (vrrp_startup_delay), so a crashed master that
+                                          # svcmgr restarts at once does not race its backup
 
     [vrrp.instances.web]                  # the same keys as a manifest's [vrrp.instances.web];
     interface = "eth0"                    # set here, a key overrides the manifest's value
@@ -36,6 +39,7 @@ _CMD_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
 class VrrpConfig:
     keepalived: str | None = None
     manifest: str | None = None
+    startup_delay: float = 0.0
     instances: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     source: str = ""
 
@@ -51,8 +55,12 @@ def read_config(r: Reader) -> VrrpConfig:
     if manifest is not None and not os.path.isabs(manifest):
         r.error("manifest", f"{manifest!r} must be an absolute path")
         manifest = None
+    delay = r.duration("startup_delay", 0.0)
+    if delay is not None and delay > 600:
+        r.error("startup_delay", f"{delay:g}s is out of range 0..600s")
+        delay = 0.0
     instances = model.read_instances(r, required=())
-    return VrrpConfig(keepalived, manifest, instances, r.source)
+    return VrrpConfig(keepalived, manifest, delay or 0.0, instances, r.source)
 
 
 @dataclass(frozen=True)

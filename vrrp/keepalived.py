@@ -134,7 +134,7 @@ def _environment() -> Any:
 _ENV: Any = None
 
 
-def render(instances: Sequence[VrrpInstance], *, node: str, layout: Layout) -> str:
+def render(instances: Sequence[VrrpInstance], *, node: str, layout: Layout, startup_delay: float = 0.0) -> str:
     """The keepalived.conf text for these instances. Raises RenderError for an unsafe value."""
     global _ENV
     if _ENV is None:
@@ -156,7 +156,8 @@ def render(instances: Sequence[VrrpInstance], *, node: str, layout: Layout) -> s
             "addresses": [str(a) for a in i.addresses], "tracks": refs,
         })
     return _ENV.get_template("keepalived.conf.j2").render(
-        node=node, fifo=layout.fifo, tracks=sorted(tracks.values(), key=lambda t: t["name"]), instances=items)
+        node=node, fifo=layout.fifo, startup_delay=_seconds(startup_delay) if startup_delay else "",
+        tracks=sorted(tracks.values(), key=lambda t: t["name"]), instances=items)
 
 
 def track_value(healthy: bool) -> str:
