@@ -16,6 +16,14 @@
   cases that name it (``list.suspect`` ... ``list.repaired``) decide the content
   of its ``track_file``: 0 while healthy, 1 when not. keepalived applies the
   follow's weight at once (0: FAULT, the fastest failover).
+- **Crash hold.** When keepalived stops and is restarted (a crash, ``svcadm
+  restart``), every instance follows one more track file, the hold, with weight
+  0: it is set the moment keepalived stops and released once keepalived has run
+  again for the hold time (``[vrrp] crash_hold``, default 5 adverts). The
+  backup that took over keeps the address instead of racing the restarted node
+  for it; a preempting node takes it back afterwards. (keepalived's own
+  ``vrrp_startup_delay`` would do this, but in 2.2.7 a node coming out of it
+  never preempts a lower-priority master: keepalived issue 2098.)
 - **State out.** keepalived's notify FIFO is read in order; each transition is
   published as ``vrrp.state.master|backup|fault|stop`` (resource ``vrrp:/NAME``)
   with the instance, the priority and the time.
@@ -119,6 +127,8 @@ class Agent:
         self._sub: Any = None
         self._last_rejection: tuple[str, str] | None = None
         self._ka_online = False
+        self.held_until: float | None = None  # wall clock, for display
+        self._hold_timer: asyncio.TimerHandle | None = None
 
     @property
     def available(self) -> bool:
@@ -142,7 +152,9 @@ class Agent:
                 log.warning("%d VRRP instance(s) declared, but %s", len(instances), self.reason)
             return
         self._sub = self.ctx.bus.subscribe("svc.state", "svc.config.imported", "list")
+        self.ctx.bus.listen(self._listen)
         self.layout.make()
+        self._set_hold(False)
         self.fifo.open(asyncio.get_running_loop())
         for f, inst in self.ctx.engine.instances.items():
             self.health.set_state(f, inst.state.value)
@@ -156,6 +168,8 @@ class Agent:
                 tg.create_task(self._events(), name="vrrp-events")
                 tg.create_task(self._applier(), name="vrrp-apply")
         finally:
+            if self._hold_timer is not None:
+                self._hold_timer.cancel()
             self.fifo.close()
             if self._sub is not None:
                 self._sub.close()
@@ -200,10 +214,59 @@ class Agent:
                 self.health.close_case(uuid)
             self._write_tracks()
 
+    # ------------------------------------------------------------------ the crash hold
+    def _listen(self, ev: Event) -> None:
+        """Synchronous bus listener: hold this node's instances the moment keepalived stops running
+        (before the restarter starts it again), unless an operator disabled it."""
+        if ev.resource != SERVICE or not ev.cls.startswith("svc.state."):
+            return
+        state = ev.cls.rsplit(".", 1)[1]
+        if ev.data.get("previous") in ("online", "degraded") and state not in ("online", "degraded", "disabled"):
+            self._set_hold(True)
+
+    def hold_time(self) -> float:
+        """How long a restarted keepalived stays in FAULT: configured, else 5 adverts of the slowest
+        instance (longer than any backup's master-down interval, 3 adverts plus skew)."""
+        if self.settings is not None and self.settings.crash_hold is not None:
+            return self.settings.crash_hold
+        return 5 * max((i.advert_interval for i in self.applied), default=1.0)
+
+    def _set_hold(self, on: bool) -> None:
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        if on and self.hold_time() <= 0:
+            on = False
+        self.held_until = None
+        try:
+            ka.write_atomic(self.layout.hold, "1\n" if on else "0\n")
+        except OSError as e:
+            log.error("cannot write the hold file %s: %s", self.layout.hold, e)
+            return
+        if on:
+            log.info("keepalived stopped: this node's VRRP instances stay in FAULT until it has run for %gs",
+                     self.hold_time())
+
+    def _start_hold_timer(self) -> None:
+        """keepalived runs again: release the hold after the hold time."""
+        if ka.read_text(self.layout.hold) != "1\n":
+            return
+        t = self.hold_time()
+        self.held_until = time.time() + t
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+        self._hold_timer = asyncio.get_running_loop().call_later(t, self._release_hold)
+
+    def _release_hold(self) -> None:
+        self._hold_timer = None
+        self._set_hold(False)
+        log.info("hold released: this node's VRRP instances contend again")
+
     def _on_keepalived(self, state: str) -> None:
         was = self._ka_online
         self._ka_online = state == "online"
         if self._ka_online:
+            self._start_hold_timer()
             if self.fifo.stale():
                 log.warning("notify FIFO %s was replaced; reopening it", self.fifo.path)
                 self.fifo.open(asyncio.get_running_loop())
@@ -297,8 +360,7 @@ class Agent:
         if errors:
             return None, instances, "\n".join(str(e) for e in errors), "validate"
         try:
-            text = ka.render(instances, node=self.ctx.node, layout=self.layout,
-                             startup_delay=self.settings.startup_delay if self.settings else 0.0)
+            text = ka.render(instances, node=self.ctx.node, layout=self.layout)
         except ka.RenderError as e:
             return None, instances, str(e), "render"
         return text, instances, None, ""
@@ -494,6 +556,8 @@ class Agent:
         out.update({
             "keepalived": self.binary, "service": SERVICE, "service_state": self._service_state(),
             "service_error": self.service_error, "config": self._config_view(),
+            "hold": {"held": ka.read_text(self.layout.hold) == "1\n", "until": _iso(self.held_until),
+                     "seconds": self.hold_time()},
             "routers": [self.router_view(i) for i in self.applied if not names or i.name in names],
         })
         return out

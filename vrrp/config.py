@@ -5,9 +5,10 @@
     [vrrp]
     keepalived = "/usr/sbin/keepalived"   # optional; default: found on PATH, /usr/sbin, /sbin
     manifest = "/path/to/vrrp.toml"       # optional; the keepalived service manifest to import
-    startup_delay = "3s"                  # optional; a (re)started keepalived stays out of elections
-                                          # this long (vrrp_startup_delay), so a crashed master that
-                                          # svcmgr restarts at once does not race its backup
+    crash_hold = "5s"                     # optional; after keepalived stops and restarts (a crash,
+                                          # svcadm restart), this node's instances stay in FAULT this
+                                          # long before they contend again (default: 5 adverts of the
+                                          # slowest instance; "0s": no hold)
 
     [vrrp.instances.web]                  # the same keys as a manifest's [vrrp.instances.web];
     interface = "eth0"                    # set here, a key overrides the manifest's value
@@ -39,7 +40,7 @@ _CMD_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
 class VrrpConfig:
     keepalived: str | None = None
     manifest: str | None = None
-    startup_delay: float = 0.0
+    crash_hold: float | None = None
     instances: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     source: str = ""
 
@@ -55,12 +56,12 @@ def read_config(r: Reader) -> VrrpConfig:
     if manifest is not None and not os.path.isabs(manifest):
         r.error("manifest", f"{manifest!r} must be an absolute path")
         manifest = None
-    delay = r.duration("startup_delay", 0.0)
-    if delay is not None and delay > 600:
-        r.error("startup_delay", f"{delay:g}s is out of range 0..600s")
-        delay = 0.0
+    hold = r.duration("crash_hold", None)
+    if hold is not None and hold > 600:
+        r.error("crash_hold", f"{hold:g}s is out of range 0..600s")
+        hold = None
     instances = model.read_instances(r, required=())
-    return VrrpConfig(keepalived, manifest, delay or 0.0, instances, r.source)
+    return VrrpConfig(keepalived, manifest, hold, instances, r.source)
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,13 @@ from typing import Any
 
 from vrrp.model import VrrpInstance, track_name
 
-__all__ = ["SERVICE", "Layout", "RenderError", "check_argv", "find_keepalived", "read_pid", "reload",
+__all__ = ["HOLD", "SERVICE", "Layout", "RenderError", "check_argv", "find_keepalived", "read_pid", "reload",
            "render", "track_value", "write_atomic"]
 
 #: The service that runs keepalived (manifests/system/vrrp.toml).
 SERVICE = "svc:/network/vrrp:default"
+#: The track file every instance follows with weight 0: the agent's crash hold.
+HOLD = "svcmgr_hold"
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_.:/+-]+$")
 _SEARCH = "/usr/sbin:/sbin:/usr/local/sbin"
@@ -77,6 +79,11 @@ class Layout:
     @property
     def vrrp_pidfile(self) -> str:
         return os.path.join(self.run, "vrrp.pid")
+
+    @property
+    def hold(self) -> str:
+        """The track file of the crash hold: 1 keeps every instance in FAULT (see the agent)."""
+        return os.path.join(self.track_dir, "hold")
 
     def track_file(self, fmri: str) -> str:
         return os.path.join(self.track_dir, track_name(fmri))
@@ -134,7 +141,7 @@ def _environment() -> Any:
 _ENV: Any = None
 
 
-def render(instances: Sequence[VrrpInstance], *, node: str, layout: Layout, startup_delay: float = 0.0) -> str:
+def render(instances: Sequence[VrrpInstance], *, node: str, layout: Layout) -> str:
     """The keepalived.conf text for these instances. Raises RenderError for an unsafe value."""
     global _ENV
     if _ENV is None:
@@ -156,7 +163,7 @@ def render(instances: Sequence[VrrpInstance], *, node: str, layout: Layout, star
             "addresses": [str(a) for a in i.addresses], "tracks": refs,
         })
     return _ENV.get_template("keepalived.conf.j2").render(
-        node=node, fifo=layout.fifo, startup_delay=_seconds(startup_delay) if startup_delay else "",
+        node=node, fifo=layout.fifo, hold={"name": HOLD, "path": layout.hold},
         tracks=sorted(tracks.values(), key=lambda t: t["name"]), instances=items)
 
 

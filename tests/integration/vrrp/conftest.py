@@ -5,7 +5,7 @@ them) and removes them after the test, even when it fails: daemons are stopped
 first (each stops its keepalived) and the lab checks that nothing is left in a
 namespace before deleting it. ``cluster`` starts a daemon per node with the
 same manifest (a web service and three VIPs that follow it) and per-node
-priorities n1 150, n2 100, n3 50, and a keepalived startup delay of 3s.
+priorities n1 150, n2 100, n3 50.
 """
 
 from __future__ import annotations
@@ -50,9 +50,7 @@ VRRP = textwrap.dedent(f"""
 
 def node_config(i: int, **override: str) -> str:
     """Node i's configuration: its priority for each instance, or the given text for an instance."""
-    # A restarted keepalived stays out of elections for 3s: longer than a master-down interval
-    # (about 1.8s), so after a crash the backup takes over before the restarted master contends.
-    text = f'[node]\nname = "n{i}"\n\n[vrrp]\nstartup_delay = "3s"\n'
+    text = f'[node]\nname = "n{i}"\n'
     for name in VIPS:
         text += f"\n[vrrp.instances.{name}]\n{override.get(name, f'priority = {PRIORITY[i]}')}\n"
     return text

@@ -73,8 +73,12 @@ def test_kill9_of_keepalived_on_the_master_moves_the_address_and_svcmgr_restarts
              "keepalived restarted on n1")
     assert n1.vrrp_pid() not in (None, child)
     assert n1.call("show", fmri=KA)["restarts"] == 1
-    cluster.wait_settled("web", 1)  # preempt: back on n1 once its keepalived runs again
+    cluster.wait_settled("web", 1)  # preempt: back on n1 once its keepalived runs again (after the hold)
     cluster.wait_settled("api", 2)  # nopreempt: it stays on n2
+    # The restarted keepalived was held in FAULT, so it did not race n2 for the addresses.
+    states = [t["state"] for t in n1.routers()["api"]["transitions"]]
+    assert states[-4:] == ["master", "stop", "fault", "backup"], states
+    assert n1.call("vrrp.show")["hold"]["held"] is False
 
 
 def test_cut_link_gives_two_masters_and_healing_returns_to_one(cluster):

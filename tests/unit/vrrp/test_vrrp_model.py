@@ -297,8 +297,8 @@ def test_node_config_may_set_only_what_it_changes(tmp_path):
     ('[vrrp]\nkeepalived = "/usr/sbin/keepalived; id"', "vrrp.keepalived"),
     ('[vrrp]\nmanifest = "relative.toml"', "vrrp.manifest"),
     ('[vrrp]\nbogus = 1', "vrrp.bogus"),
-    ('[vrrp]\nstartup_delay = "11m"', "vrrp.startup_delay"),
-    ('[vrrp]\nstartup_delay = "later"', "vrrp.startup_delay"),
+    ('[vrrp]\ncrash_hold = "11m"', "vrrp.crash_hold"),
+    ('[vrrp]\ncrash_hold = "later"', "vrrp.crash_hold"),
 ])
 def test_bad_node_config_is_refused_with_file_and_field(tmp_path, text, field):
     p = tmp_path / "node.toml"

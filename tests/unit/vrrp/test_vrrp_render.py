@@ -59,10 +59,10 @@ def test_render_shares_one_track_file_per_followed_service():
     assert f'file "{LAYOUT.track_file("svc:/site/web:default")}"' in text
 
 
-def test_render_startup_delay_only_when_set():
-    assert "vrrp_startup_delay" not in ka.render(sample(), node="node1", layout=LAYOUT)
-    text = ka.render(sample(), node="node1", layout=LAYOUT, startup_delay=2.5)
-    assert "    vrrp_startup_delay 2.5\n}" in text
+def test_every_instance_follows_the_crash_hold_with_weight_0():
+    text = ka.render(sample(), node="node1", layout=LAYOUT)
+    assert f'track_file {ka.HOLD} {{\n    file "{LAYOUT.hold}"\n    init_file 0\n}}' in text
+    assert text.count(f"        {ka.HOLD} weight 0") == 3
 
 
 def test_render_without_instances_is_a_global_section_only():
@@ -148,12 +148,6 @@ def layout_in(tmp_path: Path) -> ka.Layout:
 
 def test_keepalived_accepts_the_rendered_configuration(netns, tmp_path):
     r = config_test(netns, ka.render(sample(), node="node1", layout=layout_in(tmp_path)), tmp_path)
-    assert r.returncode == 0, r.stderr
-
-
-def test_keepalived_accepts_a_startup_delay(netns, tmp_path):
-    text = ka.render(sample(), node="node1", layout=layout_in(tmp_path), startup_delay=3)
-    r = config_test(netns, text, tmp_path)
     assert r.returncode == 0, r.stderr
 
 
