@@ -41,6 +41,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import shutil
 import subprocess
 import time
 import tomllib
@@ -216,14 +217,39 @@ class Agent:
 
     # ------------------------------------------------------------------ the crash hold
     def _listen(self, ev: Event) -> None:
-        """Synchronous bus listener: hold this node's instances the moment keepalived stops running
-        (before the restarter starts it again), unless an operator disabled it."""
+        """Synchronous bus listener, for what cannot wait for the agent's turn on the loop.
+
+        An ereport on a followed service (a process died) is looked at right after the
+        engine has handled it: a service on its way down is unhealthy at once, not
+        once its stop is complete. And the moment keepalived stops running (before the
+        restarter starts it again) its leftover addresses go and the hold is set."""
+        if ev.cls.startswith("ereport.svc.") and ev.resource in self._followed():
+            asyncio.get_running_loop().call_soon(self._recheck, ev.resource)
+            return
         if ev.resource != SERVICE or not ev.cls.startswith("svc.state."):
             return
         state = ev.cls.rsplit(".", 1)[1]
-        if ev.data.get("previous") in ("online", "degraded") and state not in ("online", "degraded", "disabled"):
-            self._set_hold(True)
+        if ev.data.get("previous") in ("online", "degraded") and state not in ("online", "degraded"):
+            # Its processes are gone now (the state changes once the stop is complete).
+            self._drop_leftovers()
+            if state != "disabled":
+                self._set_hold(True)
 
+    def _drop_leftovers(self) -> None:
+        """Remove the virtual addresses a dead keepalived left on this node's interfaces.
+
+        A clean stop removes them itself; a crash (or SIGKILL) leaves them, and the node
+        keeps answering on them beside the new master until keepalived runs again, or
+        forever if it does not (maintenance)."""
+        cmds = [f"address del {a} dev {i.interface}\n" for i in self.applied for a in i.addresses]
+        ip = shutil.which("ip", path=os.environ.get("PATH", "") + os.pathsep + "/usr/sbin:/sbin")
+        if not cmds or ip is None:
+            return
+        try:
+            subprocess.run([ip, "-force", "-batch", "-"], input="".join(cmds), capture_output=True, text=True,
+                           timeout=5, check=False)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            log.warning("could not remove the addresses keepalived left behind: %s", e)
     def hold_time(self) -> float:
         """How long a restarted keepalived stays in FAULT: configured, else 5 adverts of the slowest
         instance (longer than any backup's master-down interval, 3 adverts plus skew)."""
@@ -239,7 +265,7 @@ class Agent:
             on = False
         self.held_until = None
         try:
-            ka.write_atomic(self.layout.hold, "1\n" if on else "0\n")
+            ka.write_atomic(self.layout.hold, "1\n" if on else "0\n", durable=False)
         except OSError as e:
             log.error("cannot write the hold file %s: %s", self.layout.hold, e)
             return
@@ -316,6 +342,16 @@ class Agent:
         return effective_priority(inst, self.health)
 
     # ------------------------------------------------------------------ health in
+    def _recheck(self, fmri: str) -> None:
+        """The live state of a followed instance: online and staying online, or not."""
+        inst = self.ctx.engine.instances.get(fmri)
+        if inst is None:
+            return
+        staying = inst.next_state is None or inst.next_state.value == "online"
+        state = inst.state.value
+        self.health.set_state(fmri, state if state != "online" or staying else "stopping")
+        self._write_tracks()
+
     def _followed(self) -> set[str]:
         return {f.fmri for i in self.applied for f in i.follows}
 
@@ -329,7 +365,7 @@ class Agent:
                 continue
             healthy = self.health.healthy(f)
             try:
-                ka.write_atomic(path, ka.track_value(healthy))
+                ka.write_atomic(path, ka.track_value(healthy), durable=False)
             except OSError as e:
                 log.error("cannot write track file %s: %s", path, e)
                 continue

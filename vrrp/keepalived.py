@@ -175,8 +175,11 @@ def track_value(healthy: bool) -> str:
 # --------------------------------------------------------------------------- files and the process
 
 
-def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``text`` in one rename (readers see the old or the new file, never half)."""
+def write_atomic(path: str, text: str, mode: int = 0o644, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``text`` in one rename (readers see the old or the new file, never half).
+
+    ``durable=False`` skips the fsync, for files that matter only while the machine runs
+    (track files, on the failover path)."""
     d = os.path.dirname(path) or "."
     tmp = os.path.join(d, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
@@ -184,7 +187,8 @@ def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
