@@ -219,3 +219,20 @@ async def test_without_keepalived_the_agent_is_idle_and_says_why(stack):
     show = await agent.op_show(ROOT, {})
     assert show["available"] is False and "/nonexistent/keepalived not found" in show["reason"]
     assert not os.path.exists(agent.layout.conf) and "svc:/network/vrrp" not in stack.engine.specs
+
+
+async def test_crash_hold_is_five_adverts_of_the_slowest_instance_unless_configured(stack):
+    iface = host_interface()
+    if iface is None:
+        pytest.skip("no network interface here for keepalived's check")
+    agent = create(stack.context(stack.configure(node_toml(iface, extra='advert_interval = "300ms"'))))
+    agent.setup()
+    try:
+        assert agent.hold_time() == pytest.approx(1.5)
+        assert Path(agent.layout.hold).read_text() == "0\n"
+        agent.settings = stack.configure('[vrrp]\ncrash_hold = "0s"\n' + node_toml(iface)).section("vrrp")
+        assert agent.hold_time() == 0
+        agent._set_hold(True)  # a hold of 0s is no hold
+        assert Path(agent.layout.hold).read_text() == "0\n"
+    finally:
+        agent.fifo.close()
