@@ -68,8 +68,8 @@ class Cluster:
     def holders(self, name: str) -> list[int]:
         return self.lab.holders(VIPS[name])
 
-    def state(self, i: int, name: str) -> str:
-        return self.d[i].routers()[name]["state"]
+    def state(self, i: int, name: str) -> str | None:
+        return self.d[i].routers().get(name, {}).get("state")
 
     def masters(self, name: str) -> list[int]:
         return [i for i in self.d if self.state(i, name) == "master"]
