@@ -222,7 +222,14 @@ class Agent:
         An ereport on a followed service (a process died) is looked at right after the
         engine has handled it: a service on its way down is unhealthy at once, not
         once its stop is complete. And the moment keepalived stops running (before the
-        restarter starts it again) its leftover addresses go and the hold is set."""
+        restarter starts it again) its leftover addresses go and the hold is set.
+        Called inside the publisher: it must not raise."""
+        try:
+            self._on_sync_event(ev)
+        except Exception:
+            log.exception("VRRP agent: handling %s failed", ev.cls)
+
+    def _on_sync_event(self, ev: Event) -> None:
         if ev.cls.startswith("ereport.svc.") and ev.resource in self._followed():
             asyncio.get_running_loop().call_soon(self._recheck, ev.resource)
             return
@@ -250,6 +257,7 @@ class Agent:
                            timeout=5, check=False)
         except (OSError, subprocess.TimeoutExpired) as e:
             log.warning("could not remove the addresses keepalived left behind: %s", e)
+
     def hold_time(self) -> float:
         """How long a restarted keepalived stays in FAULT: configured, else 5 adverts of the slowest
         instance (longer than any backup's master-down interval, 3 adverts plus skew)."""

@@ -3,7 +3,7 @@
 These daemons run in the host's namespace, so none of them is ever given an
 instance keepalived could run: they name a keepalived that does not exist (the
 daemon then runs without VRRP) or carry only refused declarations. keepalived
-itself runs in the namespace tests (tests/integration/vrrp/).
+itself runs in the namespace tests (tests/integration/vrrp_netns/).
 """
 
 from __future__ import annotations
