@@ -16,14 +16,10 @@
   cases that name it (``list.suspect`` ... ``list.repaired``) decide the content
   of its ``track_file``: 0 while healthy, 1 when not. keepalived applies the
   follow's weight at once (0: FAULT, the fastest failover).
-- **Crash hold.** When keepalived stops and is restarted (a crash, ``svcadm
-  restart``), every instance follows one more track file, the hold, with weight
-  0: it is set the moment keepalived stops and released once keepalived has run
-  again for the hold time (``[vrrp] crash_hold``, default 5 adverts). The
-  backup that took over keeps the address instead of racing the restarted node
-  for it; a preempting node takes it back afterwards. (keepalived's own
-  ``vrrp_startup_delay`` would do this, but in 2.2.7 a node coming out of it
-  never preempts a lower-priority master: keepalived issue 2098.)
+- **When keepalived stops.** The addresses a dead keepalived left on the
+  interfaces are removed, and unless an operator disabled it the crash hold
+  (``vrrp.hold``) keeps the restarted keepalived in FAULT for a while, so it
+  does not race the backup that took over.
 - **State out.** keepalived's notify FIFO is read in order; each transition is
   published as ``vrrp.state.master|backup|fault|stop`` (resource ``vrrp:/NAME``)
   with the instance, the priority and the time.
@@ -41,7 +37,6 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import shutil
 import subprocess
 import time
 import tomllib
@@ -54,6 +49,7 @@ from svcmgr.schema import FieldError
 from vrrp import keepalived as ka
 from vrrp.config import Source, VrrpConfig, merge
 from vrrp.health import CLOSING, Health, case_resources, effective_priority
+from vrrp.hold import CrashHold
 from vrrp.model import VrrpInstance
 from vrrp.notify import FifoReader, Notice
 
@@ -128,8 +124,7 @@ class Agent:
         self._sub: Any = None
         self._last_rejection: tuple[str, str] | None = None
         self._ka_online = False
-        self.held_until: float | None = None  # wall clock, for display
-        self._hold_timer: asyncio.TimerHandle | None = None
+        self.hold = CrashHold(self.layout.hold, self.hold_time)
 
     @property
     def available(self) -> bool:
@@ -155,7 +150,7 @@ class Agent:
         self._sub = self.ctx.bus.subscribe("svc.state", "svc.config.imported", "list")
         self.ctx.bus.listen(self._listen)
         self.layout.make()
-        self._set_hold(False)
+        self.hold.clear()
         self.fifo.open(asyncio.get_running_loop())
         for f, inst in self.ctx.engine.instances.items():
             self.health.set_state(f, inst.state.value)
@@ -169,8 +164,7 @@ class Agent:
                 tg.create_task(self._events(), name="vrrp-events")
                 tg.create_task(self._applier(), name="vrrp-apply")
         finally:
-            if self._hold_timer is not None:
-                self._hold_timer.cancel()
+            self.hold.cancel()
             self.fifo.close()
             if self._sub is not None:
                 self._sub.close()
@@ -215,7 +209,7 @@ class Agent:
                 self.health.close_case(uuid)
             self._write_tracks()
 
-    # ------------------------------------------------------------------ the crash hold
+    # ------------------------------------------------------------------ at once
     def _listen(self, ev: Event) -> None:
         """Synchronous bus listener, for what cannot wait for the agent's turn on the loop.
 
@@ -238,69 +232,22 @@ class Agent:
         state = ev.cls.rsplit(".", 1)[1]
         if ev.data.get("previous") in ("online", "degraded") and state not in ("online", "degraded"):
             # Its processes are gone now (the state changes once the stop is complete).
-            self._drop_leftovers()
+            ka.drop_addresses(self.applied)
             if state != "disabled":
-                self._set_hold(True)
+                self.hold.set()
 
-    def _drop_leftovers(self) -> None:
-        """Remove the virtual addresses a dead keepalived left on this node's interfaces.
-
-        A clean stop removes them itself; a crash (or SIGKILL) leaves them, and the node
-        keeps answering on them beside the new master until keepalived runs again, or
-        forever if it does not (maintenance)."""
-        cmds = [f"address del {a} dev {i.interface}\n" for i in self.applied for a in i.addresses]
-        ip = shutil.which("ip", path=os.environ.get("PATH", "") + os.pathsep + "/usr/sbin:/sbin")
-        if not cmds or ip is None:
-            return
-        try:
-            subprocess.run([ip, "-force", "-batch", "-"], input="".join(cmds), capture_output=True, text=True,
-                           timeout=5, check=False)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            log.warning("could not remove the addresses keepalived left behind: %s", e)
-
-    def hold_time(self) -> float:
+    def hold_time(self) -> float:  # (see vrrp.hold)
         """How long a restarted keepalived stays in FAULT: configured, else 5 adverts of the slowest
         instance (longer than any backup's master-down interval, 3 adverts plus skew)."""
         if self.settings is not None and self.settings.crash_hold is not None:
             return self.settings.crash_hold
         return 5 * max((i.advert_interval for i in self.applied), default=1.0)
 
-    def _set_hold(self, on: bool) -> None:
-        if self._hold_timer is not None:
-            self._hold_timer.cancel()
-            self._hold_timer = None
-        if on and self.hold_time() <= 0:
-            on = False
-        self.held_until = None
-        try:
-            ka.write_atomic(self.layout.hold, "1\n" if on else "0\n", durable=False)
-        except OSError as e:
-            log.error("cannot write the hold file %s: %s", self.layout.hold, e)
-            return
-        if on:
-            log.info("keepalived stopped: this node's VRRP instances stay in FAULT until it has run for %gs",
-                     self.hold_time())
-
-    def _start_hold_timer(self) -> None:
-        """keepalived runs again: release the hold after the hold time."""
-        if ka.read_text(self.layout.hold) != "1\n":
-            return
-        t = self.hold_time()
-        self.held_until = time.time() + t
-        if self._hold_timer is not None:
-            self._hold_timer.cancel()
-        self._hold_timer = asyncio.get_running_loop().call_later(t, self._release_hold)
-
-    def _release_hold(self) -> None:
-        self._hold_timer = None
-        self._set_hold(False)
-        log.info("hold released: this node's VRRP instances contend again")
-
     def _on_keepalived(self, state: str) -> None:
         was = self._ka_online
         self._ka_online = state == "online"
         if self._ka_online:
-            self._start_hold_timer()
+            self.hold.arm()
             if self.fifo.stale():
                 log.warning("notify FIFO %s was replaced; reopening it", self.fifo.path)
                 self.fifo.open(asyncio.get_running_loop())
@@ -600,8 +547,7 @@ class Agent:
         out.update({
             "keepalived": self.binary, "service": SERVICE, "service_state": self._service_state(),
             "service_error": self.service_error, "config": self._config_view(),
-            "hold": {"held": ka.read_text(self.layout.hold) == "1\n", "until": _iso(self.held_until),
-                     "seconds": self.hold_time()},
+            "hold": self.hold.view(),
             "routers": [self.router_view(i) for i in self.applied if not names or i.name in names],
         })
         return out

@@ -14,18 +14,22 @@ configuration makes keepalived exit and leave its addresses behind.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
 import signal
+import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from vrrp.model import VrrpInstance, track_name
 
-__all__ = ["HOLD", "SERVICE", "Layout", "RenderError", "check_argv", "find_keepalived", "read_pid", "reload",
-           "render", "track_value", "write_atomic"]
+__all__ = ["HOLD", "SERVICE", "Layout", "RenderError", "check_argv", "drop_addresses", "find_keepalived",
+           "read_pid", "reload", "render", "track_value", "write_atomic"]
+
+log = logging.getLogger("vrrp.keepalived")
 
 #: The service that runs keepalived (manifests/system/vrrp.toml).
 SERVICE = "svc:/network/vrrp:default"
@@ -215,6 +219,23 @@ def check_output(text: bytes | str, path: str) -> str:
         text = text.decode(errors="replace")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return "\n".join(lines[-20:]) or "keepalived --config-test failed without a message"
+
+
+def drop_addresses(instances: Iterable[VrrpInstance]) -> None:
+    """Remove these instances' virtual addresses from their interfaces (what a dead keepalived left).
+
+    A clean stop removes them itself; a crash (SIGKILL) leaves them, and the node keeps
+    answering on them beside the new master until keepalived runs again, or for good if
+    it does not. Call it only while keepalived is not running."""
+    cmds = [f"address del {a} dev {i.interface}\n" for i in instances for a in i.addresses]
+    ip = shutil.which("ip", path=os.environ.get("PATH", "") + os.pathsep + _SEARCH)
+    if not cmds or ip is None:
+        return
+    try:
+        subprocess.run([ip, "-force", "-batch", "-"], input="".join(cmds), capture_output=True, text=True,
+                       timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log.warning("could not remove the addresses keepalived left behind: %s", e)
 
 
 def read_pid(path: str) -> int | None:

@@ -232,7 +232,7 @@ async def test_crash_hold_is_five_adverts_of_the_slowest_instance_unless_configu
         assert Path(agent.layout.hold).read_text() == "0\n"
         agent.settings = stack.configure('[vrrp]\ncrash_hold = "0s"\n' + node_toml(iface)).section("vrrp")
         assert agent.hold_time() == 0
-        agent._set_hold(True)  # a hold of 0s is no hold
+        agent.hold.set()  # a hold of 0s is no hold
         assert Path(agent.layout.hold).read_text() == "0\n"
     finally:
         agent.fifo.close()
