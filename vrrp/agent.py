@@ -1,0 +1,576 @@
+"""The VRRP agent: keeps keepalived configured, fed with service health, and heard.
+
+- **Configuration.** The instances this node runs are the manifests' ``[vrrp]``
+  declarations with the node's ``[vrrp]`` values on top (``vrrp.config.merge``).
+  The agent renders ``keepalived.conf``, writes it beside the running one,
+  checks it with ``keepalived --config-test`` and only then renames it into place
+  and sends SIGHUP, and only when the text changed. A configuration that fails
+  is not applied: the running one stays, ``vrrpadm`` shows the error and the
+  bus gets ``ereport.vrrp.config.rejected``.
+- **keepalived as a service.** keepalived runs as ``svc:/network/vrrp:default``
+  (``manifests/system/vrrp.toml``), in the foreground, so a crash is restarted
+  like any service's. The agent imports that manifest through the engine the
+  first time the node has an instance and a checked configuration; after that
+  the operator's ``svcadm enable/disable`` rule it.
+- **Health in.** Each followed service's state (``svc.state.*``) and the fault
+  cases that name it (``list.suspect`` ... ``list.repaired``) decide the content
+  of its ``track_file``: 0 while healthy, 1 when not. keepalived applies the
+  follow's weight at once (0: FAULT, the fastest failover).
+- **When keepalived stops.** The addresses a dead keepalived left on the
+  interfaces are removed, and unless an operator disabled it the crash hold
+  (``vrrp.hold``) keeps the restarted keepalived in FAULT for a while, so it
+  does not race the backup that took over.
+- **State out.** keepalived's notify FIFO is read in order; each transition is
+  published as ``vrrp.state.master|backup|fault|stop`` (resource ``vrrp:/NAME``)
+  with the instance, the priority and the time.
+- **Operations.** ``vrrp.show`` and ``vrrp.config`` for ``vrrpadm``.
+
+Where keepalived is not installed the agent stays idle: the daemon runs without
+VRRP and the operations say why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import datetime as dt
+import logging
+import os
+import subprocess
+import time
+import tomllib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from svcmgr.api import ApiError, Caller, arg
+from svcmgr.events import Event
+from svcmgr.schema import FieldError
+from vrrp import keepalived as ka
+from vrrp.config import Source, VrrpConfig, merge
+from vrrp.health import CLOSING, Health, case_resources, effective_priority
+from vrrp.hold import CrashHold
+from vrrp.model import VrrpInstance
+from vrrp.notify import FifoReader, Notice
+
+if TYPE_CHECKING:
+    from svcmgr.component import Context
+    from svcmgr.config import DaemonConfig
+
+__all__ = ["Agent", "create"]
+
+log = logging.getLogger("vrrp.agent")
+
+SERVICE = ka.SERVICE
+CHECK_TIMEOUT = 20.0
+#: keepalived's words in the notify FIFO -> the state in our events.
+STATES = {"MASTER": "master", "BACKUP": "backup", "FAULT": "fault", "STOP": "stop", "DELETED": "stop"}
+PRIORITY_NOTICES = ("MASTER_PRIORITY", "BACKUP_PRIORITY")
+
+
+def default_manifest() -> str | None:
+    """The shipped keepalived service manifest: in the source tree, else the system's share folder."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for path in (os.path.join(here, "manifests", "system", "vrrp.toml"),
+                 "/usr/share/svcmgr/manifests/system/vrrp.toml"):
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _iso(t: float | None) -> str | None:
+    return dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="milliseconds") if t else None
+
+
+@dataclass
+class Router:
+    """What keepalived last said about one instance."""
+
+    state: str = "init"
+    previous: str | None = None
+    reported_priority: int | None = None
+    since: float | None = None
+    transitions: collections.deque[dict[str, Any]] = field(default_factory=lambda: collections.deque(maxlen=20))
+
+
+@dataclass
+class ConfigStatus:
+    status: str = "none"  # none | applied | rejected
+    applied_at: float | None = None
+    error: str | None = None
+    stage: str | None = None  # validate | render | config-test
+    rejected_at: float | None = None
+    reloads: int = 0
+    checks: int = 0
+    rejections: int = 0
+
+
+class Agent:
+    name = "vrrp"
+
+    def __init__(self, ctx: Context, settings: VrrpConfig | None, binary: str | None) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self.binary = binary
+        self.layout = ka.Layout.for_paths(ctx.paths.lib, ctx.paths.run)
+        self.health = Health()
+        self.applied: list[VrrpInstance] = []
+        self.routers: dict[str, Router] = {}
+        self.config = ConfigStatus()
+        self.fifo = FifoReader(self.layout.fifo, self._on_notice)
+        self.hup_pending = False
+        self.service_error: str | None = None
+        self._wake = asyncio.Event()
+        self._sub: Any = None
+        self._last_rejection: tuple[str, str] | None = None
+        self._ka_online = False
+        self.hold = CrashHold(self.layout.hold, self.hold_time)
+
+    @property
+    def available(self) -> bool:
+        return self.binary is not None
+
+    @property
+    def reason(self) -> str | None:
+        if self.binary is not None:
+            return None
+        want = self.settings.keepalived if self.settings and self.settings.keepalived else "keepalived"
+        return f"keepalived is not installed ({want} not found); the daemon runs without VRRP"
+
+    # ------------------------------------------------------------------ lifecycle
+    def setup(self) -> None:
+        api = self.ctx.api
+        api.register("vrrp.show", self.op_show)
+        api.register("vrrp.config", self.op_config)
+        if not self.available:
+            instances, _ = self._plan()
+            if instances:
+                log.warning("%d VRRP instance(s) declared, but %s", len(instances), self.reason)
+            return
+        self._sub = self.ctx.bus.subscribe("svc.state", "svc.config.imported", "list")
+        self.ctx.bus.listen(self._listen)
+        self.layout.make()
+        self.hold.clear()
+        self.fifo.open(asyncio.get_running_loop())
+        for f, inst in self.ctx.engine.instances.items():
+            self.health.set_state(f, inst.state.value)
+        self._apply_sync()
+
+    async def run(self) -> None:
+        if not self.available:
+            return
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._events(), name="vrrp-events")
+                tg.create_task(self._applier(), name="vrrp-apply")
+        finally:
+            self.hold.cancel()
+            self.fifo.close()
+            if self._sub is not None:
+                self._sub.close()
+
+    def reconfigure(self, config: DaemonConfig) -> None:
+        self.settings = config.section("vrrp")
+        self._wake.set()
+
+    def statistics(self) -> dict[str, Any]:
+        return {"available": self.available, "instances": len(self.applied), "config": self.config.status,
+                "checks": self.config.checks, "rejections": self.config.rejections,
+                "reloads": self.config.reloads, "fifo_lines": self.fifo.lines, "fifo_malformed": self.fifo.malformed}
+
+    # ------------------------------------------------------------------ events
+    async def _events(self) -> None:
+        assert self._sub is not None
+        async for ev in self._sub:
+            try:
+                self.on_event(ev)
+            except Exception:
+                log.exception("handling %s failed", ev.cls)
+
+    def on_event(self, ev: Event) -> None:
+        if ev.cls.startswith("svc.state."):
+            state = ev.cls.rsplit(".", 1)[1]
+            if ev.resource == SERVICE:
+                self._on_keepalived(state)
+                return
+            self.health.set_state(ev.resource, state)
+            self._write_tracks()
+            if state == "deleted":
+                self._wake.set()
+        elif ev.cls == "svc.config.imported":
+            self._wake.set()
+        elif ev.cls.startswith("list."):
+            uuid = ev.data.get("uuid") or ev.data.get("case") or ev.resource
+            if not isinstance(uuid, str) or not uuid:
+                return
+            if ev.cls == "list.suspect":
+                self.health.open_case(uuid, case_resources(ev.resource, ev.data))
+            elif ev.cls in CLOSING:
+                self.health.close_case(uuid)
+            self._write_tracks()
+
+    # ------------------------------------------------------------------ at once
+    def _listen(self, ev: Event) -> None:
+        """Synchronous bus listener, for what cannot wait for the agent's turn on the loop.
+
+        An ereport on a followed service (a process died) is looked at right after the
+        engine has handled it: a service on its way down is unhealthy at once, not
+        once its stop is complete. And the moment keepalived stops running (before the
+        restarter starts it again) its leftover addresses go and the hold is set.
+        Called inside the publisher: it must not raise."""
+        try:
+            self._on_sync_event(ev)
+        except Exception:
+            log.exception("VRRP agent: handling %s failed", ev.cls)
+
+    def _on_sync_event(self, ev: Event) -> None:
+        if ev.cls.startswith("ereport.svc.") and ev.resource in self._followed():
+            asyncio.get_running_loop().call_soon(self._recheck, ev.resource)
+            return
+        if ev.resource != SERVICE or not ev.cls.startswith("svc.state."):
+            return
+        state = ev.cls.rsplit(".", 1)[1]
+        if ev.data.get("previous") in ("online", "degraded") and state not in ("online", "degraded"):
+            # Its processes are gone now (the state changes once the stop is complete).
+            ka.drop_addresses(self.applied)
+            if state != "disabled":
+                self.hold.set()
+
+    def hold_time(self) -> float:  # (see vrrp.hold)
+        """How long a restarted keepalived stays in FAULT: configured, else 5 adverts of the slowest
+        instance (longer than any backup's master-down interval, 3 adverts plus skew)."""
+        if self.settings is not None and self.settings.crash_hold is not None:
+            return self.settings.crash_hold
+        return 5 * max((i.advert_interval for i in self.applied), default=1.0)
+
+    def _on_keepalived(self, state: str) -> None:
+        was = self._ka_online
+        self._ka_online = state == "online"
+        if self._ka_online:
+            self.hold.arm()
+            if self.fifo.stale():
+                log.warning("notify FIFO %s was replaced; reopening it", self.fifo.path)
+                self.fifo.open(asyncio.get_running_loop())
+            if self.hup_pending:
+                self._reload()
+        elif was:
+            for name, r in self.routers.items():
+                if r.state not in ("stop", "init"):
+                    self._transition(name, r, "stop", r.reported_priority, reason="keepalived is not running")
+
+    # ------------------------------------------------------------------ state out
+    def _on_notice(self, n: Notice) -> None:
+        if n.kind != "INSTANCE":
+            return
+        r = self.routers.setdefault(n.name, Router())
+        if n.state in PRIORITY_NOTICES:
+            r.reported_priority = n.priority
+            return
+        state = STATES.get(n.state)
+        if state is None:
+            return
+        self._transition(n.name, r, state, n.priority, deleted=n.state == "DELETED")
+
+    def _transition(self, name: str, r: Router, state: str, priority: int | None, **extra: Any) -> None:
+        now = time.time()
+        r.previous, r.state, r.since = r.state, state, now
+        if priority is not None:
+            r.reported_priority = priority
+        inst = self._instance(name)
+        record = {"state": state, "previous": r.previous, "priority": priority, "time": now, **extra}
+        r.transitions.append(record)
+        data: dict[str, Any] = {"instance": name, "state": state, "previous": r.previous, "priority": priority,
+                                "time": now, **extra}
+        if inst is not None:
+            data.update(configured_priority=inst.priority, effective_priority=self._effective(inst, r),
+                        addresses=[str(a) for a in inst.addresses], router_id=inst.router_id,
+                        interface=inst.interface)
+        log.info("VRRP instance %s: %s -> %s (priority %s)", name, r.previous, state, priority)
+        self.ctx.bus.emit(f"vrrp.state.{state}", f"vrrp:/{name}", **data)
+
+    def _instance(self, name: str) -> VrrpInstance | None:
+        return next((i for i in self.applied if i.name == name), None)
+
+    def _effective(self, inst: VrrpInstance, r: Router | None) -> int:
+        if r is not None and r.state in ("fault", "stop"):
+            return 0
+        return effective_priority(inst, self.health)
+
+    # ------------------------------------------------------------------ health in
+    def _recheck(self, fmri: str) -> None:
+        """The live state of a followed instance: online and staying online, or not."""
+        inst = self.ctx.engine.instances.get(fmri)
+        if inst is None:
+            return
+        staying = inst.next_state is None or inst.next_state.value == "online"
+        state = inst.state.value
+        self.health.set_state(fmri, state if state != "online" or staying else "stopping")
+        self._write_tracks()
+
+    def _followed(self) -> set[str]:
+        return {f.fmri for i in self.applied for f in i.follows}
+
+    def _write_tracks(self, instances: list[VrrpInstance] | None = None) -> None:
+        """Write the track file of each followed service whose health changed (or whose file is missing)."""
+        followed = {f.fmri for i in (self.applied if instances is None else instances) for f in i.follows}
+        changed = self.health.changed(followed)
+        for f in followed:
+            path = self.layout.track_file(f)
+            if f not in changed and os.path.exists(path):
+                continue
+            healthy = self.health.healthy(f)
+            try:
+                ka.write_atomic(path, ka.track_value(healthy), durable=False)
+            except OSError as e:
+                log.error("cannot write track file %s: %s", path, e)
+                continue
+            if f in changed:
+                log.info("%s is %s: track file %s", f, "healthy" if healthy else
+                         f"unhealthy ({self.health.why(f)})", os.path.basename(path))
+
+    def _prune_tracks(self) -> None:
+        keep = {os.path.basename(self.layout.track_file(f)) for f in self._followed()}
+        self.health.forget(self._followed())
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.layout.track_dir):
+                if name.startswith("svc_") and name not in keep:
+                    os.unlink(os.path.join(self.layout.track_dir, name))
+
+    # ------------------------------------------------------------------ configuration
+    def _plan(self) -> tuple[list[VrrpInstance], list[FieldError]]:
+        sources = []
+        for service, spec in self.ctx.engine.specs.items():
+            decl = spec.extensions.get("vrrp")
+            if decl is not None:
+                sources.append(Source(service, tuple(str(f) for f in spec.instance_fmris()), decl))
+        return merge(self.settings, sources)
+
+    def _prepare(self) -> tuple[str | None, list[VrrpInstance], str | None, str]:
+        """(text, instances, error, stage) of the configuration this node should run."""
+        instances, errors = self._plan()
+        if errors:
+            return None, instances, "\n".join(str(e) for e in errors), "validate"
+        try:
+            text = ka.render(instances, node=self.ctx.node, layout=self.layout)
+        except ka.RenderError as e:
+            return None, instances, str(e), "render"
+        return text, instances, None, ""
+
+    def _apply_sync(self) -> None:
+        """First application, before services start: keepalived then starts with the current configuration."""
+        self._wake.set()  # and once more when running, after the --manifests import
+        text, instances, _error, _stage = self._prepare()
+        if text is None or self._unchanged(text, instances):
+            return  # (an error may be fixed by a manifest imported next: the run loop reports what is left)
+        try:
+            p = subprocess.run(ka.check_argv(self.binary or "keepalived", self.layout.candidate),
+                               capture_output=True, timeout=CHECK_TIMEOUT, check=False)
+            ok, out = p.returncode == 0, p.stdout + p.stderr
+        except (OSError, subprocess.TimeoutExpired) as e:
+            ok, out = False, str(e).encode()
+        self._checked(text, instances, ok, out)
+
+    async def _applier(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(0.05)  # let a burst of imports settle into one render
+            self._wake.clear()
+            try:
+                await self.apply()
+            except Exception:
+                log.exception("applying the VRRP configuration failed")
+
+    async def apply(self) -> str:
+        """Render, check and install the configuration; 'unchanged', 'applied' or 'rejected'."""
+        text, instances, error, stage = self._prepare()
+        if text is None:
+            self._reject(stage, error or "", None)
+            return "rejected"
+        if self._unchanged(text, instances):
+            return "unchanged"
+        try:
+            status, out = await self.ctx.reaper.run(ka.check_argv(self.binary or "keepalived", self.layout.candidate),
+                                                    timeout=CHECK_TIMEOUT)
+            ok = status is not None and status.code == 0
+            if status is None:
+                out += b"\nkeepalived --config-test timed out"
+        except OSError as e:
+            ok, out = False, str(e).encode()
+        return self._checked(text, instances, ok, out)
+
+    def _unchanged(self, text: str, instances: list[VrrpInstance]) -> bool:
+        """True when keepalived already runs this text (or has nothing to run); else stage the candidate
+        (track files first, so keepalived reads each service's health, not the pessimistic init value)."""
+        if text == ka.read_text(self.layout.conf) or (not instances and not os.path.exists(self.layout.conf)):
+            self._applied(instances, changed=False)
+            return True
+        self._write_tracks(instances)
+        ka.write_atomic(self.layout.candidate, text)
+        return False
+
+    def _checked(self, text: str, instances: list[VrrpInstance], ok: bool, out: bytes) -> str:
+        self.config.checks += 1
+        if not ok:
+            with contextlib.suppress(OSError):
+                os.replace(self.layout.candidate, self.layout.rejected)
+            self._reject("config-test", ka.check_output(out, self.layout.candidate), text)
+            return "rejected"
+        os.replace(self.layout.candidate, self.layout.conf)
+        self._applied(instances, changed=True)
+        return "applied"
+
+    def _applied(self, instances: list[VrrpInstance], *, changed: bool) -> None:
+        before = {i.name for i in self.applied}
+        self.applied = instances
+        if not instances and not os.path.exists(self.layout.conf):
+            self.config.status = "none"
+        elif changed or self.config.status != "applied":
+            self.config.status = "applied"
+            self.config.applied_at = time.time() if changed or self.config.applied_at is None \
+                else self.config.applied_at
+            self.config.error = self.config.stage = None
+            self._last_rejection = None
+        for name in before - {i.name for i in instances}:
+            self.routers.pop(name, None)
+        for i in instances:
+            self.routers.setdefault(i.name, Router())
+        self._write_tracks()
+        self._prune_tracks()
+        if instances:
+            self._ensure_service()
+        if changed:
+            log.info("keepalived configuration applied: %d instance(s) (%s)", len(instances),
+                     ", ".join(i.name for i in instances) or "none")
+            self._reload()
+
+    def _reject(self, stage: str, error: str, text: str | None) -> None:
+        self.config.status = "rejected"
+        self.config.error = error
+        self.config.stage = stage
+        self.config.rejected_at = time.time()
+        if self._last_rejection == (stage, error):
+            return
+        self._last_rejection = (stage, error)
+        self.config.rejections += 1
+        log.error("VRRP configuration rejected (%s), keeping the running one:\n%s", stage, error)
+        self.ctx.bus.emit("ereport.vrrp.config.rejected", SERVICE, stage=stage, error=error[:4000],
+                          file=self.layout.rejected if text is not None else None)
+
+    # ------------------------------------------------------------------ keepalived the service
+    def _ensure_service(self) -> None:
+        """Import the keepalived manifest once the node has an instance (re-import if the binary changed)."""
+        from svcmgr.manifest import ManifestErrors, parse_service
+
+        path = self.settings.manifest if self.settings and self.settings.manifest else default_manifest()
+        if path is None:
+            self.service_error = "cannot find the keepalived service manifest (manifests/system/vrrp.toml)"
+            log.error("%s", self.service_error)
+            return
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            self.service_error = f"{path}: {e}"
+            log.error("cannot read the keepalived service manifest %s", self.service_error)
+            return
+        env = data.setdefault("environment", {})
+        if isinstance(env, dict):
+            env["KEEPALIVED"] = self.binary
+        engine = self.ctx.engine
+        current = engine.specs.get(SERVICE.rsplit(":", 1)[0])
+        try:
+            spec = parse_service(data, path, base_dir=os.path.dirname(path))
+        except ManifestErrors as e:
+            self.service_error = str(e)
+            log.error("keepalived service manifest refused: %s", e)
+            return
+        if current is not None and current.to_dict() == spec.to_dict():
+            self.service_error = None
+            return
+        try:
+            for w in engine.import_specs([spec], ["toml"]):
+                log.warning("%s", w)
+        except ManifestErrors as e:
+            self.service_error = str(e)
+            log.error("keepalived service manifest refused: %s", e)
+            return
+        self.service_error = None
+        log.info("imported %s from %s", SERVICE, path)
+
+    def _reload(self) -> None:
+        """SIGHUP keepalived if it runs and is ready; otherwise remember to once it is."""
+        inst = self.ctx.engine.instances.get(SERVICE)
+        if inst is None:
+            self.hup_pending = False
+            return
+        if inst.state.value != "online" or inst.next_state is not None:
+            # Starting: it may have read the old file; stopped: it reads the new one when it starts.
+            self.hup_pending = inst.contract is not None
+            return
+        pid = ka.reload(self.layout, inst.pids)
+        self.hup_pending = False
+        if pid is not None:
+            self.config.reloads += 1
+            log.info("keepalived (pid %d) reloading its configuration", pid)
+        else:
+            log.warning("keepalived's pid file %s names no process of %s; not reloaded", self.layout.pidfile,
+                        SERVICE)
+
+    # ------------------------------------------------------------------ operations
+    def _service_state(self) -> str:
+        inst = self.ctx.engine.instances.get(SERVICE)
+        return inst.state.value if inst is not None else "absent"
+
+    def router_view(self, inst: VrrpInstance) -> dict[str, Any]:
+        r = self.routers.get(inst.name) or Router()
+        view = inst.to_dict()
+        view.update({
+            "state": r.state, "previous": r.previous, "configured_priority": inst.priority,
+            "effective_priority": self._effective(inst, r), "reported_priority": r.reported_priority,
+            "last_transition": _iso(r.since), "last_transition_epoch": r.since,
+            "peers": [str(p) for p in inst.unicast_peers] if inst.unicast_peers else ["multicast"],
+            "follows": [{"fmri": f.fmri, "weight": f.weight, "healthy": self.health.healthy(f.fmri),
+                         "state": self.health.why(f.fmri)} for f in inst.follows],
+            "transitions": [{**t, "time": _iso(t["time"])} for t in r.transitions],
+        })
+        return view
+
+    async def op_show(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"names": [instance...]?}`` -> the VRRP routers of this node (``vrrpadm show-router``)."""
+        names = arg(req, "names", list, [])
+        out: dict[str, Any] = {"available": self.available, "reason": self.reason, "node": self.ctx.node}
+        if not self.available:
+            return out
+        unknown = [n for n in names if self._instance(n) is None]
+        if unknown:
+            raise ApiError(f"no VRRP instance named {unknown[0]!r} on node {self.ctx.node}", 1)
+        out.update({
+            "keepalived": self.binary, "service": SERVICE, "service_state": self._service_state(),
+            "service_error": self.service_error, "config": self._config_view(),
+            "hold": self.hold.view(),
+            "routers": [self.router_view(i) for i in self.applied if not names or i.name in names],
+        })
+        return out
+
+    def _config_view(self) -> dict[str, Any]:
+        c = self.config
+        return {"status": c.status, "path": self.layout.conf, "applied_at": _iso(c.applied_at),
+                "error": c.error, "stage": c.stage, "rejected_at": _iso(c.rejected_at),
+                "rejected_file": self.layout.rejected if c.status == "rejected" and c.stage == "config-test"
+                else None, "reloads": c.reloads, "checks": c.checks, "rejections": c.rejections}
+
+    async def op_config(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"rejected": bool?}`` -> the running keepalived.conf (or the last rejected one)."""
+        rejected = arg(req, "rejected", bool, False)
+        out: dict[str, Any] = {"available": self.available, "reason": self.reason, "node": self.ctx.node}
+        if not self.available:
+            return out
+        path = self.layout.rejected if rejected else self.layout.conf
+        out.update({"path": path, "text": ka.read_text(path), "config": self._config_view()})
+        return out
+
+
+def create(ctx: Context) -> Agent:
+    settings = ctx.config.section("vrrp")
+    binary = ka.find_keepalived(settings.keepalived if settings else None)
+    return Agent(ctx, settings, binary)

@@ -1,0 +1,128 @@
+"""The node's ``[vrrp]`` section, and the merge of manifests' declarations with it (the node wins).
+
+::
+
+    [vrrp]
+    keepalived = "/usr/sbin/keepalived"   # optional; default: found on PATH, /usr/sbin, /sbin
+    manifest = "/path/to/vrrp.toml"       # optional; the keepalived service manifest to import
+    crash_hold = "5s"                     # optional; after keepalived stops and restarts (a crash,
+                                          # svcadm restart), this node's instances stay in FAULT this
+                                          # long before they contend again (default: 5 adverts of the
+                                          # slowest instance; "0s": no hold)
+
+    [vrrp.instances.web]                  # the same keys as a manifest's [vrrp.instances.web];
+    interface = "eth0"                    # set here, a key overrides the manifest's value
+    priority = 150
+
+An instance the node declares alone must be complete; one it shares with a
+manifest needs only the keys it changes. ``merge`` gives the instances this node
+runs, or the errors that keep the new set from being applied.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from svcmgr.schema import FieldError, Reader
+from vrrp import model
+
+__all__ = ["Source", "VrrpConfig", "merge", "read_config"]
+
+_PATH_RE = re.compile(r"^/[A-Za-z0-9_./+-]*$")
+_CMD_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+@dataclass(frozen=True)
+class VrrpConfig:
+    keepalived: str | None = None
+    manifest: str | None = None
+    crash_hold: float | None = None
+    instances: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    source: str = ""
+
+
+def read_config(r: Reader) -> VrrpConfig:
+    """The ``[vrrp]`` section of the daemon's configuration (``svcmgr.config.SECTIONS``)."""
+    keepalived = r.str("keepalived", None, maxlen=256)
+    if keepalived is not None and not (_PATH_RE.match(keepalived) or _CMD_RE.match(keepalived)):
+        r.error("keepalived", f"{keepalived!r}: give a command name or an absolute path "
+                              "(letters, digits, '_', '.', '/', '+', '-')")
+        keepalived = None
+    manifest = r.str("manifest", None, maxlen=1024)
+    if manifest is not None and not os.path.isabs(manifest):
+        r.error("manifest", f"{manifest!r} must be an absolute path")
+        manifest = None
+    hold = r.duration("crash_hold", None)
+    if hold is not None and hold > 600:
+        r.error("crash_hold", f"{hold:g}s is out of range 0..600s")
+        hold = None
+    instances = model.read_instances(r, required=())
+    return VrrpConfig(keepalived, manifest, hold, instances, r.source)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A manifest's declaration, with the service that made it."""
+
+    service: str  # svc:/site/web
+    instances: tuple[str, ...]  # its instance FMRIs: what the VIP follows when the manifest names nothing
+    declaration: model.Declaration
+
+
+def merge(config: VrrpConfig | None, sources: Iterable[Source]) -> tuple[list[model.VrrpInstance], list[FieldError]]:
+    """The instances this node runs: each manifest's values with the node's on top, checked whole."""
+    errors: list[FieldError] = []
+    declared: dict[str, tuple[Source, Mapping[str, Any]]] = {}
+    for s in sorted(sources, key=lambda s: s.service):
+        for name, vals in s.declaration.instances.items():
+            if name in declared:
+                other = declared[name][0]
+                errors.append(FieldError(s.declaration.source, f"vrrp.instances.{name}",
+                                         f"is also declared by {other.service} ({other.declaration.source}); "
+                                         "an instance name must be unique on a node"))
+                continue
+            declared[name] = (s, vals)
+    node = dict(config.instances) if config else {}
+    out: list[model.VrrpInstance] = []
+    for name in sorted(set(declared) | set(node)):
+        values: dict[str, Any] = {}
+        origin: list[str] = []
+        source = ""
+        if name in declared:
+            s, vals = declared[name]
+            values.update(vals)
+            if "follows" not in values:
+                values["follows"] = tuple(model.Follow(f) for f in s.instances)
+            origin.append(s.service)
+            source = s.declaration.source
+        if name in node:
+            values.update(node[name])
+            origin.append("node configuration")
+            source = config.source if config else source
+        inst = model.complete(name, values, errors, source, f"vrrp.instances.{name}", origin=tuple(origin))
+        if inst is not None:
+            out.append(inst)
+    _check_set(out, errors)
+    return out, errors
+
+
+def _check_set(instances: list[model.VrrpInstance], errors: list[FieldError]) -> None:
+    """Rules between instances: one virtual router id per interface and family, one owner per address."""
+    routers: dict[tuple[str, str, int], str] = {}
+    owners: dict[str, str] = {}
+    for i in instances:
+        key = (i.interface, i.family, i.router_id)
+        if key in routers:
+            errors.append(FieldError("", f"vrrp.instances.{i.name}.router_id",
+                                     f"{i.router_id} on {i.interface} ({i.family}) is also used by "
+                                     f"instance {routers[key]}"))
+        routers.setdefault(key, i.name)
+        for a in i.addresses:
+            if str(a.ip) in owners:
+                errors.append(FieldError("", f"vrrp.instances.{i.name}.addresses",
+                                         f"{a.ip} is also an address of instance {owners[str(a.ip)]}"))
+            owners.setdefault(str(a.ip), i.name)
