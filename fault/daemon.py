@@ -143,7 +143,18 @@ class FaultManager:
         log.info("fault manager: %d rules loaded", len(rules))
 
     # ============================================================ tasks
+    def announce_open_cases(self) -> int:
+        """Say again, as ``list.updated``, every solved case still open: the metrics, the MQTT
+        bridge and the VRRP agent keep no memory across a daemon restart."""
+        n = 0
+        for case in sorted(self.store.cases.values(), key=lambda c: c.opened):
+            if case.state == CaseState.SOLVED:
+                self.ctx.bus.emit("list.updated", "", **case.event_data(), announced=True)
+                n += 1
+        return n
+
     async def run(self) -> None:
+        self.announce_open_cases()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._consume(), name="fault-ereports")

@@ -48,7 +48,7 @@ from svcmgr.events import Event
 from svcmgr.schema import FieldError
 from vrrp import keepalived as ka
 from vrrp.config import Source, VrrpConfig, merge
-from vrrp.health import CLOSING, Health, case_resources, effective_priority
+from vrrp.health import CLOSED_STATES, CLOSING, Health, case_resources, effective_priority
 from vrrp.hold import CrashHold
 from vrrp.model import VrrpInstance
 from vrrp.notify import FifoReader, Notice
@@ -203,10 +203,12 @@ class Agent:
             uuid = ev.data.get("uuid") or ev.data.get("case") or ev.resource
             if not isinstance(uuid, str) or not uuid:
                 return
-            if ev.cls == "list.suspect":
-                self.health.open_case(uuid, case_resources(ev.resource, ev.data))
-            elif ev.cls in CLOSING:
+            if ev.cls in CLOSING or ev.data.get("state") in CLOSED_STATES:
                 self.health.close_case(uuid)
+            elif ev.cls in ("list.suspect", "list.updated"):
+                # An update may name new suspects; a case announced again after a daemon
+                # restart (list.updated) is learnt here too.
+                self.health.open_case(uuid, case_resources(ev.resource, ev.data))
             self._write_tracks()
 
     # ------------------------------------------------------------------ at once

@@ -20,6 +20,8 @@ __all__ = ["CLOSING", "Health", "case_resources", "effective_priority"]
 
 #: Case events after which a case no longer retires anything.
 CLOSING = ("list.repaired", "list.resolved", "list.acquitted", "list.replaced")
+#: Case states (the fault manager's ``state`` in a list.* event) in which it retires nothing.
+CLOSED_STATES = ("repaired", "acquitted", "replaced", "resolved")
 _RESOURCE_KEYS = ("resource", "fmri", "asru", "fru")
 _LIST_KEYS = ("suspects", "affected", "impacted", "resources")
 

@@ -38,3 +38,29 @@ def test_cases_survive_kill_9_and_restart(daemon):
     # and the case repairs as usual after the restart
     fm(daemon, "fmadm", "repair", case["uuid"], check=True)
     daemon.wait_state(FLAP, "online")
+
+
+def test_open_cases_are_announced_again_after_a_restart(daemon):
+    """Metrics (and the MQTT bridge, and the VRRP agent) learn a case opened before the restart."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    daemon.manifest("flap.toml", child_service("site/flap", "import time; time.sleep(100000)"))
+    daemon.start("--metrics", f"127.0.0.1:{port}")
+    for _ in range(3):
+        kill_running(daemon, FLAP)
+    wait_until(lambda: cases(daemon), 15)
+    wait_until(lambda: daemon.call("fm.stat")["diagnosis"]["unsaved"] == 0, 10)
+    daemon.kill9()
+    daemon.start("--metrics", f"127.0.0.1:{port}")
+
+    def scrape():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    line = wait_until(lambda: [x for x in scrape().splitlines()
+                               if x.startswith('svcmgr_fault_cases_open{class="fault.svc.flapping"')], 10)
+    assert line[0].endswith(" 1.0")

@@ -184,6 +184,13 @@ async def test_health_reaches_the_track_files_and_states_come_back_as_events(sta
         assert follows[WEB]["state"] == "retired by case c-1" and not follows[WEB]["healthy"]
         agent.on_event(Event("list.repaired", "", {"uuid": "c-1"}))
         assert web_track.read_text() == "0\n"
+        # The fault manager's own payload: a case announced again after a restart, then repaired.
+        case = {"uuid": "c-2", "state": "solved", "impacted": [],
+                "suspects": [{"fault": "fault.svc.flapping", "resource": WEB, "certainty": 100}]}
+        agent.on_event(Event("list.updated", "", case))
+        assert web_track.read_text() == "1\n"
+        agent.on_event(Event("list.updated", "", {**case, "state": "repaired"}))
+        assert web_track.read_text() == "0\n"
         agent.on_event(Event("svc.state.degraded", WEB, {"state": "degraded"}))
         assert web_track.read_text() == "1\n"
 
