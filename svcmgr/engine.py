@@ -301,6 +301,9 @@ class Engine:
         if phase in _STOPPING and prev_phase in (Phase.ONLINE, Phase.DEGRADED, Phase.STARTING):
             self._stop_health(inst)
             if prev_phase != Phase.STARTING:
+                self.bus.emit("svc.stopping", inst.fmri, state=inst.state.value,
+                              next_state=nstate.value if nstate else None, cause=inst.stop_cause,
+                              reason=inst.reason)
                 self._propagate_stop(inst, inst.stop_cause)
         self._save(inst)
         if changed:

@@ -42,6 +42,10 @@ def test_states_arrive_on_event_and_retained_topics(svcmgrd, mosquitto, subscrib
              what="a disabled retained")
     last = sub.payloads(state_a)[-1]
     assert last["fmri"] == "svc:/site/a:default" and last["previous"] == "online" and last["enabled"] is False
+    # the stop was announced when it began, with its cause
+    stopping = sub.wait(lambda s: [e for e in s.events("n1") if e["class"] == "svc.stopping"], what="svc.stopping")
+    assert stopping[0]["resource"] == "svc:/site/a:default"
+    assert stopping[0]["data"]["next_state"] == "disabled" and stopping[0]["data"]["cause"] == "other"
     # every event carries a per-node sequence number without gaps
     seqs = [e["seq"] for e in sub.events("n1")]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
