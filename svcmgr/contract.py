@@ -165,6 +165,7 @@ class Contract:
     main_pid: int | None = None
     members: set[int] = field(default_factory=set)
     adopted: bool = False
+    main_exited: bool = False  # the main process's end was processed (by the restarter)
 
     # ------------------------------------------------------------- spawning
     def popen_kwargs(self, user: UserSpec, *, leader: bool) -> dict[str, Any]:

@@ -362,13 +362,23 @@ class Restarter:
         self._sweep_scheduled = False
         for inst in list(self.monitored):
             inst.reaped.set()
-            if inst.contract is not None and not inst.stopping and inst.contract.empty():
+            c = inst.contract
+            if c is not None and not inst.stopping and not self._main_pending(c) and c.empty():
                 self._report(inst, "empty", "all processes exited", None)
+
+    @staticmethod
+    def _main_pending(c: Contract) -> bool:
+        """Whether the contract's main process is our child whose end we have not processed yet:
+        then only its exit status may end the contract (a sweep that saw the group empty first
+        would lose the signal that killed it)."""
+        return c.main_pid is not None and not c.adopted and not c.main_exited
 
     def _member_exited(self, inst: Instance, status: ExitStatus) -> None:
         self.pid_owner.pop(status.pid, None)
         inst.reaped.set()
         c = inst.contract
+        if c is not None and status.pid == c.main_pid:
+            c.main_exited = True
         if c is None or not inst.monitoring or inst.stopping:
             return
         c.members.discard(status.pid)
@@ -388,6 +398,8 @@ class Restarter:
             inst.last_exit = desc
             self._report(inst, "error" if status.signalled or status.code else "empty", desc, status)
             return
+        if status.pid != c.main_pid and self._main_pending(c):
+            return  # the main process's own end will tell (the group may look empty before it is reaped)
         if c.empty():
             inst.last_exit = inst.last_exit or desc
             self._report(inst, "empty", desc, status)
