@@ -1,0 +1,76 @@
+"""Spawning inside a contract's cgroup (``Contract.placing``): children are born in their group, and the
+daemon always returns to its own, spawn failures included."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from svcmgr.contract import find_cgroup2_mount
+
+
+def _cgroup_of(pid: int) -> str:
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            if line.startswith("0::"):
+                return line[3:].strip()
+    return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] not in "ZX"
+    except OSError:
+        return False
+
+
+def _need_cgroup() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("cgroup contracts need a root daemon here")
+    if find_cgroup2_mount() is None:
+        pytest.skip("no cgroup v2 mount")
+
+
+def test_double_forked_daemon_is_born_in_its_cgroup(daemon):
+    _need_cgroup()
+    daemon.manifest("fork.toml", """
+        name = "site/forker"
+        duration = "contract"
+        [methods.start]
+        exec = "setsid sleep 1000 & sleep 1000 & exit 0"
+        """)
+    daemon.start()
+    daemon.wait_state("svc:/site/forker:default", "online")
+    assert "cgroup v2" in daemon.log_text()
+    pids = daemon.pids("svc:/site/forker:default")
+    assert len(pids) == 2
+    groups = {_cgroup_of(p) for p in pids}
+    assert len(groups) == 1 and "/svcmgr-" in groups.pop()
+    assert "/svcmgr-" not in _cgroup_of(daemon.pid)
+    daemon.cli("svcadm", "disable", "-s", "site/forker", check=True)
+    assert daemon.pids("svc:/site/forker:default") == []
+    assert not [p for p in pids if _alive(p)]
+
+
+def test_daemon_goes_home_when_a_start_method_cannot_run(daemon):
+    _need_cgroup()
+    daemon.manifest("bad.toml", """
+        name = "site/missing"
+        duration = "child"
+        [methods.start]
+        exec = ["/nonexistent/program"]
+        """)
+    daemon.manifest("good.toml", """
+        name = "site/good"
+        duration = "child"
+        [methods.start]
+        exec = ["sleep", "1000"]
+        """)
+    daemon.start()
+    daemon.wait_state("svc:/site/missing:default", "maintenance")
+    daemon.wait_state("svc:/site/good:default", "online")
+    assert "/svcmgr-" not in _cgroup_of(daemon.pid)
+    (pid,) = daemon.pids("svc:/site/good:default")
+    assert "/svcmgr-" in _cgroup_of(pid)
