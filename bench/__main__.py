@@ -45,6 +45,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", default=os.path.join(REPO, "BENCHMARKS.md"))
     p.add_argument("--json", help="also write the raw results to this file")
     p.add_argument("--no-install", action="store_true", help="use the peers found, install nothing")
+    p.add_argument("--compare", metavar="REV", help="also run svcmgr as of this git revision (before/after)")
     return p.parse_args(argv)
 
 
@@ -103,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
     set_subreaper()
     track_signals()
     work = tempfile.mkdtemp(prefix="svcbench-")
-    tools = make_tools(work, svcmgr_bin, os.path.join(VENV, "bin"), [t.strip() for t in args.tools.split(",")])
+    compare = export_revision(args.compare) if args.compare else None
+    tools = make_tools(work, svcmgr_bin, os.path.join(VENV, "bin"), [t.strip() for t in args.tools.split(",")],
+                       compare)
 
     def log(msg: str) -> None:
         print(msg, flush=True)
@@ -132,6 +135,19 @@ def run(args: argparse.Namespace) -> int:
         update_file(args.out, block, HEADING, INTRO)
         print(f"bench: wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def export_revision(rev: str) -> str:
+    """The svcmgr, fault and vrrp packages as of ``rev``, exported to bench/.work/REV."""
+    sha = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", rev], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    dest = os.path.join(HERE, ".work", sha)
+    if not os.path.isdir(dest):
+        os.makedirs(dest)
+        archive = subprocess.run(["git", "-C", REPO, "archive", sha, "svcmgr", "fault", "vrrp"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
+    return dest
 
 
 def argv_given(args: argparse.Namespace) -> bool:

@@ -81,7 +81,8 @@ def machine() -> dict[str, Any]:
     with contextlib.suppress(OSError), open("/proc/meminfo") as f:
         mem = int(f.readline().split()[1]) // 1024
     return {"cores": os.cpu_count(), "cpu": model, "memory_mib": mem, "python": platform.python_version(),
-            "kernel": platform.release(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            "kernel": platform.release(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
 
 
 def run_all(tools: list[Tool], opts: Options, log: Any) -> Results:
@@ -107,6 +108,7 @@ def run_all(tools: list[Tool], opts: Options, log: Any) -> Results:
             for t in order:
                 if t.supports_dag:
                     _dag(t, tag, opts, res, log)
+    res.machine["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     for t in live:
         if not t.supports_dag and "dag" in opts.scenarios:
             res.notes.setdefault("dag", {})[t.name] = "no dependency ordering with readiness"

@@ -144,12 +144,17 @@ class Svcmgr(Tool):
     name = "svcmgr"
     supports_dag = True
 
-    def __init__(self, work: str, bindir: str, *, cgroup: bool = True) -> None:
+    def __init__(self, work: str, bindir: str, *, cgroup: bool = True, source: str | None = None,
+                 label: str | None = None) -> None:
         super().__init__(work)
         self.bindir = bindir
         self.cgroup = cgroup
+        #: another copy of the svcmgr package to run instead of the installed one (before/after comparisons)
+        self.source = source
         if not cgroup:
             self.name = "svcmgr --no-cgroup"
+        if label:
+            self.name = f"{self.name} {label}"
         self.root = os.path.join(work, "root")
         self.manifests = os.path.join(work, "manifests")
         self.backend = ""
@@ -190,7 +195,10 @@ class Svcmgr(Tool):
                 "--no-register"]
         if not self.cgroup:
             argv.append("--no-cgroup")
-        self.proc = spawn(argv, self.name, log=os.path.join(self.work, "svcmgrd.log"))
+        env = None
+        if self.source:
+            env = {**os.environ, "PYTHONPATH": self.source}
+        self.proc = spawn(argv, self.name, log=os.path.join(self.work, "svcmgrd.log"), env=env)
 
     @property
     def sock(self) -> str:
@@ -234,7 +242,10 @@ class Svcmgr(Tool):
         _remove_cgroups(self.root)
 
     def listing_command(self) -> list[str]:
-        return [os.path.join(self.bindir, "svcs"), "--root", self.root, "-a"]
+        cmd = [os.path.join(self.bindir, "svcs"), "--root", self.root, "-a"]
+        if self.source:
+            cmd = ["env", f"PYTHONPATH={self.source}", *cmd]
+        return cmd
 
 
 def _remove_cgroups(root: str) -> None:
@@ -619,8 +630,16 @@ def _dpkg_version(pkg: str) -> str:
 TOOLS = ["svcmgr", "svcmgr --no-cgroup", "asyncio floor", "supervisord", "circus", "runit", "s6"]
 
 
-def make_tools(work: str, svcmgr_bin: str, venv_bin: str, names: list[str]) -> list[Tool]:
+def make_tools(work: str, svcmgr_bin: str, venv_bin: str, names: list[str],
+               compare: str | None = None) -> list[Tool]:
+    """The named tools; ``compare`` (a git revision exported to a folder) adds svcmgr at that revision."""
     out: list[Tool] = []
+    if compare:
+        rev = os.path.basename(compare.rstrip("/"))
+        for n in names:
+            if n.startswith("svcmgr"):
+                d = os.path.join(work, n.replace(" ", "").replace("-", "") + "-before")
+                out.append(Svcmgr(d, svcmgr_bin, cgroup=n == "svcmgr", source=compare, label=f"@{rev}"))
     for n in names:
         d = os.path.join(work, n.replace(" ", "").replace("-", ""))
         if n == "svcmgr":
