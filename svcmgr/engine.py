@@ -230,6 +230,8 @@ class Engine:
 
     def lookup(self, pattern: str, *, services: bool = False) -> list[str]:
         """Instance FMRIs (or service FMRIs) named by an abbreviation; raises EngineError."""
+        if pattern in self.instances and pattern.startswith("svc:/"):
+            return [pattern]  # a full instance FMRI names itself alone: no need to parse every candidate
         cands = [fmri_mod.parse(f) for f in self.instances]
         if services:
             cands += [fmri_mod.parse(s) for s in self.specs]
