@@ -33,6 +33,11 @@ __all__ = ["Backend", "Contract", "ProcInfo", "UserSpec", "detect_backend", "pro
 
 MARKER = "SVCMGR_CONTRACT"
 
+#: Process groups led by the live ``pgid`` contracts of this daemon. A process in another
+#: contract's group that has not made a session of its own belongs to that contract: the
+#: marker scan of ``_claim`` need not read its environment.
+_LIVE_GROUPS: set[int] = set()
+
 
 @dataclass(frozen=True, slots=True)
 class ProcInfo:
@@ -41,6 +46,7 @@ class ProcInfo:
     pgid: int
     state: str
     starttime: int
+    sid: int = 0
 
 
 def read_stat(pid: int) -> ProcInfo | None:
@@ -52,7 +58,7 @@ def read_stat(pid: int) -> ProcInfo | None:
     rp = data.rfind(b")")
     fields = data[rp + 2:].split()
     try:
-        return ProcInfo(pid, int(fields[1]), int(fields[2]), fields[0].decode(), int(fields[19]))
+        return ProcInfo(pid, int(fields[1]), int(fields[2]), fields[0].decode(), int(fields[19]), int(fields[3]))
     except (IndexError, ValueError):
         return None
 
@@ -224,6 +230,7 @@ class Contract:
             self.main_pid = pid
             if self.kind == "pgid" and self.pgid is None:
                 self.pgid = pid
+                _LIVE_GROUPS.add(pid)
         self.members.add(pid)
 
     # ------------------------------------------------------------- membership
@@ -263,7 +270,11 @@ class Contract:
                     mine.add(c)
                     stack.append(c)
         for p, i in tbl.items():
-            if p not in mine and i.ppid in (daemon_pid, 1) and read_marker(p) == self.marker:
+            if p in mine or i.ppid not in (daemon_pid, 1):
+                continue
+            if i.pgid != self.pgid and i.pgid in _LIVE_GROUPS and i.sid != p:
+                continue  # in another contract's group, no session of its own: that contract's
+            if read_marker(p) == self.marker:
                 mine.add(p)
                 for c in children.get(p, ()):
                     mine.add(c)
@@ -304,6 +315,8 @@ class Contract:
 
     def remove(self) -> None:
         """Remove the contract's group once it is empty."""
+        if self.kind == "pgid" and self.pgid is not None and not self.adopted:
+            _LIVE_GROUPS.discard(self.pgid)
         if self.kind == "cgroup" and self.cgroup:
             with contextlib.suppress(OSError):
                 os.rmdir(self.cgroup)

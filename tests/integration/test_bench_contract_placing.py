@@ -74,3 +74,32 @@ def test_daemon_goes_home_when_a_start_method_cannot_run(daemon):
     assert "/svcmgr-" not in _cgroup_of(daemon.pid)
     (pid,) = daemon.pids("svc:/site/good:default")
     assert "/svcmgr-" in _cgroup_of(pid)
+
+
+def test_escaped_processes_are_claimed_among_many_process_groups(daemon):
+    """--no-cgroup: the marker scan skips other contracts' groups, never a process with a session of its own."""
+    for i in range(5):
+        daemon.manifest(f"plain{i}.toml", f"""
+            name = "site/plain{i}"
+            duration = "child"
+            [methods.start]
+            exec = ["sleep", "1000"]
+            """)
+    daemon.manifest("fork.toml", """
+        name = "site/forker"
+        duration = "contract"
+        [methods.start]
+        exec = "setsid sleep 1000 & sleep 1000 & exit 0"
+        """)
+    daemon.start("--no-cgroup")
+    daemon.wait_state("svc:/site/forker:default", "online")
+    for i in range(5):
+        daemon.wait_state(f"svc:/site/plain{i}:default", "online")
+    pids = daemon.pids("svc:/site/forker:default")
+    assert len(pids) == 2
+    sessions = {int(open(f"/proc/{p}/stat").read().rsplit(") ", 1)[1].split()[3]) for p in pids}  # noqa: SIM115
+    assert len(sessions) == 2  # one of them made a session of its own, and is still claimed
+    daemon.cli("svcadm", "disable", "-s", "site/forker", check=True)
+    assert not [p for p in pids if _alive(p)]
+    for i in range(5):
+        assert daemon.state(f"svc:/site/plain{i}:default") == "online"
