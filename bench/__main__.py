@@ -71,8 +71,9 @@ def ensure_debian(install: bool) -> None:
     missing = [pkg for pkg, exe in (("runit", "runsvdir"), ("s6", "s6-svscan")) if not shutil.which(exe)]
     if missing and install and os.geteuid() == 0 and shutil.which("apt-get"):
         print(f"bench: apt-get install {' '.join(missing)}", file=sys.stderr)
-        subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=False,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], check=False, env=env)
 
 
 def main(argv: list[str]) -> int:
