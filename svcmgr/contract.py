@@ -244,7 +244,12 @@ class Contract:
             try:
                 os.killpg(self.pgid, 0)
             except ProcessLookupError:
-                pass
+                # The group is gone: only an escaped process can remain. It is an orphan now, a child
+                # of the daemon (or of init); look at those alone before scanning all of /proc.
+                if not any(_alive(p) for p in self.members) and \
+                        self._no_escapee(daemon_pid or os.getpid()):
+                    self.members = set()
+                    return self.members
             except PermissionError:
                 return self.members
             else:
@@ -255,6 +260,24 @@ class Contract:
         tbl = table if table is not None else proc_table()
         self.members = self._claim(tbl, daemon_pid or os.getpid())
         return self.members
+
+    def _no_escapee(self, daemon_pid: int) -> bool:
+        """True when no child of the daemon or of init may be ours (the rule ``_claim`` applies to
+        them, asked with getpgid/getsid instead of reading /proc for every process); False when one
+        carries our marker or the children cannot be listed, and the full scan must decide."""
+        kids = _children_of(daemon_pid, 1)
+        if kids is None:
+            return False
+        for p in kids:
+            try:
+                g = os.getpgid(p)
+                if g != self.pgid and g in _LIVE_GROUPS and os.getsid(p) != p:
+                    continue
+            except ProcessLookupError:
+                continue
+            if read_marker(p) == self.marker:
+                return False
+        return True
 
     def _claim(self, tbl: dict[int, ProcInfo], daemon_pid: int) -> set[int]:
         mine = {p for p, i in tbl.items() if self.pgid is not None and i.pgid == self.pgid}
@@ -347,6 +370,27 @@ class Contract:
                 # The group leader is gone; only members recognised above count.
                 pass
         return c
+
+
+def _children_of(*parents: int) -> list[int] | None:
+    """Children of these processes, from /proc/PID/task/TID/children; None where that cannot be read."""
+    out: list[int] = []
+    for parent in parents:
+        try:
+            tids = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            return None
+        for tid in tids:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as f:
+                    out.extend(int(x) for x in f.read().split())
+            except FileNotFoundError:
+                if os.path.isdir(f"/proc/{parent}/task/{tid}"):
+                    return None  # a kernel without /proc/.../children
+                continue  # that thread ended
+            except OSError:
+                return None
+    return out
 
 
 def _alive(pid: int) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from conftest import wait_until
 
 from svcmgr.contract import find_cgroup2_mount
 
@@ -103,3 +104,31 @@ def test_escaped_processes_are_claimed_among_many_process_groups(daemon):
     assert not [p for p in pids if _alive(p)]
     for i in range(5):
         assert daemon.state(f"svc:/site/plain{i}:default") == "online"
+
+
+def test_a_lone_escaped_process_keeps_its_emptied_group_online(daemon):
+    """--no-cgroup: the group empties as the start method exits, and only a process that made its own
+    session is left; the orphan check finds it (the contract is not empty), and its death restarts it."""
+    daemon.manifest("lone.toml", """
+        name = "site/lone"
+        duration = "contract"
+        [methods.start]
+        exec = "setsid sleep 1000 & exit 0"
+        [restart]
+        limit = 100
+        """)
+    daemon.manifest("other.toml", """
+        name = "site/other"
+        duration = "child"
+        [methods.start]
+        exec = ["sleep", "1000"]
+        """)
+    daemon.start("--no-cgroup")
+    info = daemon.wait_state("svc:/site/lone:default", "online")
+    (pid,) = daemon.pids("svc:/site/lone:default")
+    assert info["state"] == "online"
+    os.kill(pid, 9)
+    wait_until(lambda: [p for p in daemon.pids("svc:/site/lone:default") if p != pid and _alive(p)],
+               what="a new process for site/lone")
+    assert daemon.info("svc:/site/lone:default")["state"] == "online"
+    assert daemon.state("svc:/site/other:default") == "online"
