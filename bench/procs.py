@@ -24,13 +24,19 @@ __all__ = ["Tracked", "children_of", "descendants", "kill_tree", "reap_orphans",
 PR_SET_CHILD_SUBREAPER = 36
 
 
+#: Whether this process is a subreaper: only then are its unknown children orphans of a tool.
+_subreaper = False
+
+
 def set_subreaper() -> bool:
     """Make this process the reaper of its orphaned descendants."""
+    global _subreaper
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        _subreaper = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except OSError:
-        return False
+        _subreaper = False
+    return _subreaper
 
 
 def _ppid_table() -> dict[int, int]:
@@ -137,8 +143,9 @@ class Tracked:
                 self.seen |= descendants(self.pid)
             live = {p for p in self.seen if os.path.exists(f"/proc/{p}")}
             # Orphans re-parented to the harness: only one tool runs at a time, so they are this one's.
-            others = {t.pid for t in Tracked.registry if t is not self}
-            live |= set(children_of(os.getpid())) - others - {self.pid}
+            if _subreaper:
+                others = {t.pid for t in Tracked.registry if t is not self}
+                live |= set(children_of(os.getpid())) - others - {self.pid}
             if self.alive():
                 live.add(self.pid)
             if not live:
@@ -156,7 +163,7 @@ class Tracked:
         for t in list(cls.registry):
             t.kill()
         # Anything still parented to the harness was started by it (directly or as an orphan).
-        for _ in range(20):
+        for _ in range(20 if _subreaper else 0):
             left = children_of(os.getpid())
             if not left:
                 break
@@ -183,10 +190,11 @@ def kill_tree(pid: int) -> None:
 
 
 def track_signals() -> None:
-    """SIGTERM and SIGHUP end the harness the way Ctrl-C does: through ``finally`` and the cleanup."""
+    """SIGINT, SIGTERM and SIGHUP end the harness through ``finally`` and the cleanup (SIGINT too when
+    the shell started the harness with it ignored, as it does for background jobs)."""
 
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGHUP, handler)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
