@@ -3,8 +3,10 @@
 Two kinds, chosen once at daemon start:
 
 * ``cgroup``: each contract is its own cgroup v2 group (found through
-  ``/proc/self/mountinfo``, never assumed at ``/sys/fs/cgroup``). Children join it
-  before they exec; membership is ``cgroup.procs``; ``cgroup.kill`` ends it.
+  ``/proc/self/mountinfo``, never assumed at ``/sys/fs/cgroup``). Children are born
+  in it: where the daemon may move itself, it stands in the group while it spawns
+  (``placing``), else the child joins it before it execs; membership is
+  ``cgroup.procs``; ``cgroup.kill`` ends it.
 * ``pgid``: where the daemon may not create groups. Each contract is a process
   group; since the daemon is a child subreaper, a process that leaves the group
   (``setsid`` of a double-forking daemon) still becomes the daemon's child when its
@@ -23,13 +25,18 @@ import grp
 import os
 import pwd
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["Backend", "Contract", "ProcInfo", "UserSpec", "detect_backend", "proc_table"]
 
 MARKER = "SVCMGR_CONTRACT"
+
+#: Process groups led by the live ``pgid`` contracts of this daemon. A process in another
+#: contract's group that has not made a session of its own belongs to that contract: the
+#: marker scan of ``_claim`` need not read its environment.
+_LIVE_GROUPS: set[int] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +46,7 @@ class ProcInfo:
     pgid: int
     state: str
     starttime: int
+    sid: int = 0
 
 
 def read_stat(pid: int) -> ProcInfo | None:
@@ -50,7 +58,7 @@ def read_stat(pid: int) -> ProcInfo | None:
     rp = data.rfind(b")")
     fields = data[rp + 2:].split()
     try:
-        return ProcInfo(pid, int(fields[1]), int(fields[2]), fields[0].decode(), int(fields[19]))
+        return ProcInfo(pid, int(fields[1]), int(fields[2]), fields[0].decode(), int(fields[19]), int(fields[3]))
     except (IndexError, ValueError):
         return None
 
@@ -166,8 +174,33 @@ class Contract:
     members: set[int] = field(default_factory=set)
     adopted: bool = False
     main_exited: bool = False  # the main process's end was processed (by the restarter)
+    #: The daemon's own cgroup, when it may move itself into this one to spawn (see ``placing``).
+    home: str | None = None
+    _placed: bool = False
 
     # ------------------------------------------------------------- spawning
+    @contextlib.contextmanager
+    def placing(self) -> Iterator[None]:
+        """Spawn inside: the daemon stands in this contract's cgroup while the block runs.
+
+        A child forked meanwhile is born in the group, with nothing run between its fork
+        and its exec, so the spawn can use vfork; joining from the child
+        (``preexec_fn``) forces a full fork of the daemon and Python code in the child,
+        which costs several milliseconds per start in a daemon of tens of MiB. Nothing
+        else runs in the daemon meanwhile: the block must only spawn."""
+        if self.kind != "cgroup" or not self.cgroup or self.home is None:
+            yield
+            return
+        with open(os.path.join(self.cgroup, "cgroup.procs"), "w") as f:
+            f.write("0")
+        self._placed = True
+        try:
+            yield
+        finally:
+            self._placed = False
+            with open(os.path.join(self.home, "cgroup.procs"), "w") as f:
+                f.write("0")
+
     def popen_kwargs(self, user: UserSpec, *, leader: bool) -> dict[str, Any]:
         """Popen arguments that place the child in this contract as the given user."""
         kw: dict[str, Any] = {}
@@ -178,6 +211,10 @@ class Contract:
                 kw["preexec_fn"] = user.apply
             return kw
         kw["process_group"] = 0
+        if self._placed:
+            if user.changes or user.uid is not None:
+                kw["preexec_fn"] = user.apply
+            return kw
         procs = os.path.join(cg, "cgroup.procs") if cg else None
 
         def preexec() -> None:
@@ -194,6 +231,7 @@ class Contract:
             self.main_pid = pid
             if self.kind == "pgid" and self.pgid is None:
                 self.pgid = pid
+                _LIVE_GROUPS.add(pid)
         self.members.add(pid)
 
     # ------------------------------------------------------------- membership
@@ -207,7 +245,12 @@ class Contract:
             try:
                 os.killpg(self.pgid, 0)
             except ProcessLookupError:
-                pass
+                # The group is gone: only an escaped process can remain. It is an orphan now, a child
+                # of the daemon (or of init); look at those alone before scanning all of /proc.
+                if not any(_alive(p) for p in self.members) and \
+                        self._no_escapee(daemon_pid or os.getpid()):
+                    self.members = set()
+                    return self.members
             except PermissionError:
                 return self.members
             else:
@@ -218,6 +261,24 @@ class Contract:
         tbl = table if table is not None else proc_table()
         self.members = self._claim(tbl, daemon_pid or os.getpid())
         return self.members
+
+    def _no_escapee(self, daemon_pid: int) -> bool:
+        """True when no child of the daemon or of init may be ours (the rule ``_claim`` applies to
+        them, asked with getpgid/getsid instead of reading /proc for every process); False when one
+        carries our marker or the children cannot be listed, and the full scan must decide."""
+        kids = _children_of(daemon_pid, 1)
+        if kids is None:
+            return False
+        for p in kids:
+            try:
+                g = os.getpgid(p)
+                if g != self.pgid and g in _LIVE_GROUPS and os.getsid(p) != p:
+                    continue
+            except ProcessLookupError:
+                continue
+            if read_marker(p) == self.marker:
+                return False
+        return True
 
     def _claim(self, tbl: dict[int, ProcInfo], daemon_pid: int) -> set[int]:
         mine = {p for p, i in tbl.items() if self.pgid is not None and i.pgid == self.pgid}
@@ -233,7 +294,11 @@ class Contract:
                     mine.add(c)
                     stack.append(c)
         for p, i in tbl.items():
-            if p not in mine and i.ppid in (daemon_pid, 1) and read_marker(p) == self.marker:
+            if p in mine or i.ppid not in (daemon_pid, 1):
+                continue
+            if i.pgid != self.pgid and i.pgid in _LIVE_GROUPS and i.sid != p:
+                continue  # in another contract's group, no session of its own: that contract's
+            if read_marker(p) == self.marker:
                 mine.add(p)
                 for c in children.get(p, ()):
                     mine.add(c)
@@ -274,6 +339,8 @@ class Contract:
 
     def remove(self) -> None:
         """Remove the contract's group once it is empty."""
+        if self.kind == "pgid" and self.pgid is not None and not self.adopted:
+            _LIVE_GROUPS.discard(self.pgid)
         if self.kind == "cgroup" and self.cgroup:
             with contextlib.suppress(OSError):
                 os.rmdir(self.cgroup)
@@ -306,6 +373,27 @@ class Contract:
         return c
 
 
+def _children_of(*parents: int) -> list[int] | None:
+    """Children of these processes, from /proc/PID/task/TID/children; None where that cannot be read."""
+    out: list[int] = []
+    for parent in parents:
+        try:
+            tids = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            return None
+        for tid in tids:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as f:
+                    out.extend(int(x) for x in f.read().split())
+            except FileNotFoundError:
+                if os.path.isdir(f"/proc/{parent}/task/{tid}"):
+                    return None  # a kernel without /proc/.../children
+                continue  # that thread ended
+            except OSError:
+                return None
+    return out
+
+
 def _alive(pid: int) -> bool:
     info = read_stat(pid)
     return info is not None and info.state not in ("Z", "X")
@@ -322,10 +410,12 @@ def _kill(pid: int, sig: int) -> None:
 class Backend:
     """Creates contracts of one kind for one daemon."""
 
-    def __init__(self, kind: str, tag: str, base: str | None = None) -> None:
+    def __init__(self, kind: str, tag: str, base: str | None = None, home: str | None = None) -> None:
         self.kind = kind
         self.tag = tag
         self.base = base
+        #: the daemon's own cgroup, set when the daemon may move itself in and out of its contracts'
+        self.home = home
 
     def describe(self) -> str:
         return f"cgroup v2 at {self.base}" if self.kind == "cgroup" else "process groups under a child subreaper"
@@ -336,7 +426,7 @@ class Backend:
             assert self.base is not None
             path = os.path.join(self.base, f"{_escape(name)}.{ctid}")
             os.makedirs(path, exist_ok=True)
-            return Contract(ctid, "cgroup", marker, cgroup=path)
+            return Contract(ctid, "cgroup", marker, cgroup=path, home=self.home)
         return Contract(ctid, "pgid", marker)
 
     def close(self) -> None:
@@ -358,6 +448,21 @@ class Backend:
                 if os.path.isdir(os.path.join(self.base, n)) and os.path.join(self.base, n) not in keep]
 
 
+def _can_move_self(probe: str, home: str) -> bool:
+    """Whether the daemon may step into a group of its own and back (``Contract.placing``)."""
+    try:
+        with open(os.path.join(probe, "cgroup.procs"), "w") as f:
+            f.write("0")
+    except OSError:
+        return False
+    try:
+        with open(os.path.join(home, "cgroup.procs"), "w") as f:
+            f.write("0")
+    except OSError as e:
+        raise OSError(e.errno, f"cannot move back to {home} after a probe: {e.strerror}") from None
+    return True
+
+
 def _escape(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.:" else "-" for c in name)
 
@@ -368,17 +473,19 @@ def detect_backend(tag: str, *, allow_cgroup: bool = True,
     if allow_cgroup:
         mount = find_cgroup2_mount()
         if mount is not None:
-            base = os.path.join(mount, own_cgroup().lstrip("/"), f"svcmgr-{tag}")
+            home = os.path.join(mount, own_cgroup().lstrip("/"))
+            base = os.path.join(home, f"svcmgr-{tag}")
             try:
                 os.makedirs(base, exist_ok=True)
                 probe = os.path.join(base, ".probe")
                 os.mkdir(probe)
+                movable = _can_move_self(probe, home)
                 os.rmdir(probe)
             except OSError as e:
                 if log:
                     log(f"cgroup v2 at {mount} not writable ({e.strerror}); tracking by process group")
             else:
-                return Backend("cgroup", tag, base)
+                return Backend("cgroup", tag, base, home if movable else None)
         elif log:
             log("no cgroup v2 mount; tracking by process group")
     return Backend("pgid", tag)

@@ -21,7 +21,7 @@ from typing import Any
 from svcmgr import fmri as fmri_mod
 from svcmgr.bus import Bus
 from svcmgr.contract import Contract
-from svcmgr.graph import MET, NEVER, Graph, find_cycles
+from svcmgr.graph import NEVER, Graph, find_cycles
 from svcmgr.instance import Instance
 from svcmgr.logs import InstanceLog, PatternMatcher
 from svcmgr.machine import Action, Ev, Phase, display, transition
@@ -230,6 +230,8 @@ class Engine:
 
     def lookup(self, pattern: str, *, services: bool = False) -> list[str]:
         """Instance FMRIs (or service FMRIs) named by an abbreviation; raises EngineError."""
+        if pattern in self.instances and pattern.startswith("svc:/"):
+            return [pattern]  # a full instance FMRI names itself alone: no need to parse every candidate
         cands = [fmri_mod.parse(f) for f in self.instances]
         if services:
             cands += [fmri_mod.parse(s) for s in self.specs]
@@ -470,7 +472,7 @@ class Engine:
         elif p == Phase.OFFLINE:
             if not wants:
                 self.dispatch(inst, Ev.DISABLE, self._disabled_reason(inst))
-            elif self.graph.satisfiability(inst.fmri, self.view) == MET:
+            elif self.graph.met(inst.fmri, self.view):
                 self.dispatch(inst, Ev.DEPS_MET, "")
             else:
                 inst.reason = "Waiting for dependencies."

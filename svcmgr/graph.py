@@ -219,6 +219,32 @@ class Graph:
         memo[fmri] = worst
         return worst
 
+    def met(self, fmri: str, view: StateView) -> bool:
+        """``satisfiability(fmri, view) == MET``, without its recursion where it cannot change the answer.
+
+        A require group is met only by running members; whether a member that is not running will
+        never run (the recursion) tells NEVER from NOTYET, which "may it start now?" does not need.
+        Starting a chain evaluates every dependent on each change, so this is the engine's hot path."""
+        for d in self.deps.get(fmri, ()):
+            if d.type != "path" and d.grouping in ("require_all", "require_any"):
+                vals = []
+                for _, insts in self._members(d):
+                    if insts is None:
+                        vals.append(NEVER)
+                        continue
+                    up = False
+                    for i in insts:
+                        s = view(i)
+                        if s is not None and s[0] in RUNNING:
+                            up = True
+                            break
+                    vals.append(MET if up else NOTYET)
+                if _combine(d.grouping, vals) != MET:
+                    return False
+            elif self._group(d, view, {fmri: NOTYET}) != MET:
+                return False
+        return True
+
     def _members(self, d: Dependency) -> list[tuple[str, list[str] | None]]:
         """(declared FMRI, its instances or None when absent) for each member of a group."""
         out: list[tuple[str, list[str] | None]] = []

@@ -171,9 +171,11 @@ class Restarter:
         env = self.method_env(inst, method, user, contract)
         assert inst.log is not None
         fd = inst.log.writer_fd()
+        cwd = self._cwd(inst, method, user)
         try:
-            child = self.reaper.spawn(argv, stdout=fd, stderr=fd, cwd=self._cwd(inst, method, user), env=env,
-                                      **contract.popen_kwargs(user, leader=True))
+            with contract.placing():
+                child = self.reaper.spawn(argv, stdout=fd, stderr=fd, cwd=cwd, env=env,
+                                          **contract.popen_kwargs(user, leader=True))
         finally:
             os.close(fd)
         contract.started(child.pid)

@@ -1,0 +1,186 @@
+"""The run: every scenario, each tool in turn (the order rotates each run), on this machine.
+
+Per run and per tool, one launch per size N: the time to all up (scenario 1),
+and with N = 500 and 1,000 the supervisor's memory once all are up (4); with
+N = 1,000 also the listing command (5) and the kill -9 restarts (3) on the same
+running set. Then one launch of the 500-service DAG (2) for the tools that
+order by dependencies. Results are kept raw, per run, and summarised by
+``bench.report``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import random
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.procs import Tracked, reap_orphans
+from bench.scenarios import (
+    DAG_DEPTH,
+    DAG_READY,
+    Failed,
+    Session,
+    boottime,
+    dag_services,
+    first_start,
+    memory,
+    sleep_services,
+)
+from bench.tools import Tool
+
+__all__ = ["Options", "Results", "run_all"]
+
+
+@dataclass
+class Options:
+    runs: int = 3
+    sizes: tuple[int, ...] = (100, 500, 1000)
+    kills: int = 20
+    listing_reps: int = 10
+    scenarios: tuple[str, ...] = ("start", "dag", "restart", "memory", "listing")
+    start_timeout: float = 180.0
+
+
+@dataclass
+class Results:
+    machine: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    tools: dict[str, str] = field(default_factory=dict)  # name -> version
+    skipped: dict[str, str] = field(default_factory=dict)  # name -> why
+    #: key -> tool -> list of values (seconds or MiB); keys like "start/500"
+    values: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    errors: dict[str, dict[str, str]] = field(default_factory=dict)
+    notes: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def add(self, key: str, tool: str, v: float | list[float]) -> None:
+        lst = self.values.setdefault(key, {}).setdefault(tool, [])
+        lst.extend(v if isinstance(v, list) else [v])
+
+    def fail(self, key: str, tool: str, why: str) -> None:
+        self.errors.setdefault(key, {})[tool] = why
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=1)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = 0
+    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
+        mem = int(f.readline().split()[1]) // 1024
+    return {"cores": os.cpu_count(), "cpu": model, "memory_mib": mem, "python": platform.python_version(),
+            "kernel": platform.release(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+
+
+def run_all(tools: list[Tool], opts: Options, log: Any) -> Results:
+    res = Results(machine=machine(), options=dict(opts.__dict__))
+    live: list[Tool] = []
+    for t in tools:
+        why = t.available()
+        if why:
+            res.skipped[t.name] = why
+            log(f"skipping {t.name}: {why}")
+        else:
+            res.tools[t.name] = t.version()
+            live.append(t)
+    tag = 1_000_000 + random.randrange(100_000)
+    for run in range(opts.runs):
+        order = live[run % len(live):] + live[:run % len(live)] if live else []
+        log(f"== run {run + 1}/{opts.runs}: order {', '.join(t.name for t in order)}")
+        if {"start", "restart", "memory", "listing"} & set(opts.scenarios):
+            for n in opts.sizes:
+                for t in order:
+                    _session(t, n, tag, run, opts, res, log)
+        if "dag" in opts.scenarios:
+            for t in order:
+                if t.supports_dag:
+                    _dag(t, tag, opts, res, log)
+    res.machine["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    for t in live:
+        if not t.supports_dag and "dag" in opts.scenarios:
+            res.notes.setdefault("dag", {})[t.name] = "no dependency ordering with readiness"
+    return res
+
+
+def _session(t: Tool, n: int, tag: int, run: int, opts: Options, res: Results, log: Any) -> None:
+    s = Session(t, sleep_services(n, tag), log)
+    biggest = n == max(opts.sizes)
+    key = f"start/{n}"
+    try:
+        dt = s.wait_all_up(opts.start_timeout)
+        res.add(key, t.name, dt)
+        msg = f"{t.name:20s} start {n:5d}: {dt:7.3f}s"
+        if "memory" in opts.scenarios and n >= 500:
+            time.sleep(1.0)
+            hwm, _rss, pss = memory(t.supervisor_pids())
+            res.add(f"memory/{n}", t.name, hwm)
+            res.add(f"pss/{n}", t.name, pss)
+            msg += f"  peak RSS {hwm:6.1f} MiB (PSS {pss:6.1f})"
+        if biggest and "listing" in opts.scenarios:
+            lat = s.listing_latency(opts.listing_reps)
+            if lat is not None:
+                res.add(f"listing/{n}", t.name, lat)
+                msg += f"  listing {sorted(lat)[len(lat) // 2] * 1000:6.1f} ms"
+        if biggest and "restart" in opts.scenarios:
+            time.sleep(1.0)  # every service has run for more than a second (runsv and s6 throttle faster deaths)
+            lat = s.restart_latencies(opts.kills)
+            res.add(f"restart/{n}", t.name, lat)
+            msg += f"  restart p50 {sorted(lat)[len(lat) // 2] * 1000:7.1f} ms"
+            chk = s.tracking_check()
+            if chk:
+                res.notes.setdefault(f"restart/{n}", {})[t.name] = chk
+                msg += f"  ({chk})"
+        log(msg)
+    except Failed as e:
+        res.fail(key, t.name, str(e))
+        log(f"{t.name:20s} start {n:5d}: FAILED: {e}")
+    except Exception as e:  # noqa: BLE001 - one tool failing must not end the run
+        res.fail(key, t.name, f"{type(e).__name__}: {e}")
+        log(f"{t.name:20s} start {n:5d}: ERROR\n{traceback.format_exc()}")
+    finally:
+        _stop(t, log)
+
+
+def _dag(t: Tool, tag: int, opts: Options, res: Results, log: Any) -> None:
+    s = Session(t, dag_services(tag), log)
+    try:
+        b0 = boottime()
+        dt = s.wait_all_up(opts.start_timeout)
+        b1 = boottime()
+        first = first_start(tag)
+        res.add("dag/launch", t.name, dt)
+        if first is not None and first >= b0 - 0.02:
+            res.add("dag/span", t.name, b1 - first)
+        log(f"{t.name:20s} dag: launch -> all up {dt:6.3f}s, first start -> all up "
+            f"{(b1 - first) if first else float('nan'):6.3f}s (critical path {DAG_DEPTH * DAG_READY:.3f}s)")
+    except Failed as e:
+        res.fail("dag/span", t.name, str(e))
+        log(f"{t.name:20s} dag: FAILED: {e}")
+    except Exception as e:  # noqa: BLE001 - one tool failing must not end the run
+        res.fail("dag/span", t.name, f"{type(e).__name__}: {e}")
+        log(f"{t.name:20s} dag: ERROR\n{traceback.format_exc()}")
+    finally:
+        _stop(t, log)
+
+
+def _stop(t: Tool, log: Any) -> None:
+    try:
+        t.stop()
+    except Exception:  # noqa: BLE001 - cleanup goes on
+        log(f"stopping {t.name} failed:\n{traceback.format_exc()}")
+    Tracked.kill_all()
+    reap_orphans()
+    sys.stdout.flush()

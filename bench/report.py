@@ -1,0 +1,198 @@
+"""Results as Markdown: the tables of one run, the targets, and where they go in BENCHMARKS.md.
+
+The harness owns the text between ``BEGIN`` and ``END`` in BENCHMARKS.md and
+replaces only that; everything else in the file (other sections, the analysis
+written by hand) stays as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+
+from bench.harness import Results
+from bench.scenarios import DAG_DEPTH, DAG_READY, DAG_SIZE, percentile
+
+__all__ = ["BEGIN", "END", "render", "targets", "update_file"]
+
+BEGIN = "<!-- bench:results:begin (written by python -m bench; do not edit by hand) -->"
+END = "<!-- bench:results:end -->"
+SVCMGR = "svcmgr"
+FLOOR = "asyncio floor"
+
+_TITLES = {
+    "start": "start N sleeps, launch to all reported up (s)",
+    "memory": "supervisor peak RSS with N services, all up (MiB)",
+    "pss": "supervisor PSS with N services, all up (MiB)",
+    "listing": "listing command with N services, a new process each time (ms)",
+    "restart": "kill -9 to a new process reported up, N services running (ms)",
+    "dag/span": f"DAG of {DAG_SIZE}, depth {DAG_DEPTH}, {DAG_READY * 1000:.0f} ms each: first start to all up (s)",
+    "dag/launch": f"DAG of {DAG_SIZE}: launch to all up (s)",
+}
+
+
+def _title(key: str) -> str:
+    if key in _TITLES:
+        return _TITLES[key]
+    kind, _, n = key.partition("/")
+    return _TITLES.get(kind, kind).replace(" N ", f" {int(n):,} ")
+
+
+def _fmt(v: float, unit: str) -> str:
+    if unit == "ms":
+        return f"{v * 1000:.1f}"
+    if unit == "MiB":
+        return f"{v:.1f}"
+    return f"{v:.3f}"
+
+
+def _unit(key: str) -> str:
+    if key.startswith(("restart", "listing")):
+        return "ms"
+    if key.startswith(("memory", "pss")):
+        return "MiB"
+    return "s"
+
+
+def _order(keys: list[str]) -> list[str]:
+    rank = {"start": 0, "dag/span": 1, "dag/launch": 2, "restart": 3, "memory": 4, "pss": 5, "listing": 6}
+
+    def k(key: str) -> tuple[int, int]:
+        kind, _, n = key.partition("/")
+        r = rank.get(key, rank.get(kind, 9))
+        return r, int(n) if n.isdigit() else 0
+
+    return sorted(keys, key=k)
+
+
+def render(res: Results, command: str) -> str:
+    m = res.machine
+    out = [BEGIN, "",
+           f"Measured {m['date']} on {m['cores']} cores ({m['cpu']}), {m['memory_mib']:,} MiB, "
+           f"Python {m['python']}, Linux {m['kernel']}, load average {m.get('load', '?')} before and "
+           f"{m.get('load_after', '?')} after (the machine is shared); one run of `{command}` "
+           f"({res.options['runs']} runs, each tool in turn, the order rotating).", "",
+           "Tools: " + "; ".join(f"{n} {v}".strip() if not v.startswith(n) else v for n, v in res.tools.items())
+           + ".", ""]
+    if res.skipped:
+        out += ["Skipped: " + "; ".join(f"{n} ({why})" for n, why in res.skipped.items()) + ".", ""]
+    out += ["| scenario | tool | samples | min | median | max | svcmgr ÷ tool (medians) |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for key in _order(list(res.values)):
+        unit = _unit(key)
+        by_tool = res.values[key]
+        ref = by_tool.get(SVCMGR)
+        ref_med = statistics.median(ref) if ref else None
+        title = _title(key)
+        if key.startswith("restart"):
+            title = _title(key)
+        for tool, vals in by_tool.items():
+            med = statistics.median(vals)
+            ratio = f"{ref_med / med:.2f}" if ref_med is not None and med > 0 else "-"
+            extra = ""
+            if key.startswith("restart"):
+                extra = f" (p99 {_fmt(percentile(vals, 0.99), unit)})"
+            note = res.notes.get(key, {}).get(tool)
+            if note:
+                extra += f"; {note}"
+            out.append(f"| {title} | {tool} | {len(vals)} | {_fmt(min(vals), unit)} | {_fmt(med, unit)}{extra} | "
+                       f"{_fmt(max(vals), unit)} | {ratio} |")
+        for tool, why in res.errors.get(key, {}).items():
+            out.append(f"| {title} | {tool} | 0 | failed: {why} | | | |")
+    m5 = res.values.get("memory/500", {})
+    m10 = res.values.get("memory/1000", {})
+    marg = []
+    for tool in m5:
+        if tool in m10:
+            kib = (statistics.median(m10[tool]) - statistics.median(m5[tool])) * 1024 / 500
+            marg.append(f"{tool} {kib:.0f} KiB")
+    if marg:
+        out += ["", "Marginal memory per service (peak RSS at 1,000 minus at 500, over 500): " + "; ".join(marg) + "."]
+    for key, notes in res.notes.items():
+        if key == "dag":
+            out += ["", "DAG: not run for " + "; ".join(f"{t} ({why})" for t, why in notes.items()) + "."]
+    out += ["", "### Targets", "", "| target | svcmgr | svcmgr --no-cgroup |", "| --- | --- | --- |"]
+    for name, a, b in targets(res):
+        out.append(f"| {name} | {a} | {b} |")
+    out += ["", END]
+    return "\n".join(out)
+
+
+def _med(res: Results, key: str, tool: str) -> float | None:
+    v = res.values.get(key, {}).get(tool)
+    return statistics.median(v) if v else None
+
+
+def targets(res: Results) -> list[tuple[str, str, str]]:
+    rows = []
+
+    def both(fn):  # type: ignore[no-untyped-def]
+        return fn(SVCMGR), fn(SVCMGR + " --no-cgroup")
+
+    def start(tool: str) -> str:
+        a, f = _med(res, "start/500", tool), _med(res, "start/500", FLOOR)
+        if a is None or f is None:
+            return "not measured"
+        r = a / f
+        return f"{'met' if r <= 1.5 else 'missed'}: {r:.2f}x ({a:.3f} s vs {f:.3f} s)"
+
+    rows.append(("start of 500 within 1.5x the asyncio floor", *both(start)))
+
+    def dag(tool: str) -> str:
+        a = _med(res, "dag/span", tool)
+        if a is None:
+            return "not measured"
+        cp = DAG_DEPTH * DAG_READY
+        r = a / cp
+        return f"{'met' if r <= 1.2 else 'missed'}: {r:.2f}x ({a:.3f} s vs {cp:.3f} s)"
+
+    rows.append(("DAG within 1.2x its critical path", *both(dag)))
+
+    def restart(tool: str) -> str:
+        keys = [k for k in res.values if k.startswith("restart/")]
+        v = res.values.get(keys[0], {}).get(tool) if keys else None
+        if not v:
+            return "not measured"
+        p50, p99 = percentile(v, 0.5) * 1000, percentile(v, 0.99) * 1000
+        ok = p50 <= 5 and p99 <= 30
+        return f"{'met' if ok else 'missed'}: p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+
+    rows.append(("restart p50 ≤ 5 ms and p99 ≤ 30 ms", *both(restart)))
+
+    def mem(tool: str) -> str:
+        a, s = _med(res, "memory/500", tool), _med(res, "memory/500", "supervisord")
+        if a is None or s is None:
+            return "not measured"
+        return f"{'met' if a <= s else 'missed'}: {a:.1f} MiB vs supervisord {s:.1f} MiB"
+
+    rows.append(("peak RSS with 500 ≤ supervisord's", *both(mem)))
+
+    def listing(tool: str) -> str:
+        keys = [k for k in res.values if k.startswith("listing/")]
+        a = _med(res, keys[0], tool) if keys else None
+        if a is None:
+            return "not measured"
+        return f"{'met' if a < 0.1 else 'missed'}: {a * 1000:.1f} ms"
+
+    rows.append(("`svcs -a` with 1,000 under 100 ms", *both(listing)))
+    return rows
+
+
+def update_file(path: str, block: str, heading: str, intro: str) -> None:
+    """Replace the results block in ``path`` (create the file and the section when missing)."""
+    text = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
+    if BEGIN in text and END in text:
+        head, _, rest = text.partition(BEGIN)
+        _, _, tail = rest.partition(END)
+        text = head + block + tail
+    else:
+        if not text:
+            text = "# Benchmarks\n\nEach section is one topic's benchmarks, with the command that reproduces them.\n"
+        text = text.rstrip("\n") + f"\n\n{heading}\n\n{intro}\n\n{block}\n"
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,77 @@
+"""The harness' own parts: statistics, the BENCHMARKS.md block, and the cleanup of process trees."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, REPO)
+
+from bench.harness import Results  # noqa: E402
+from bench.procs import spawn  # noqa: E402
+from bench.report import BEGIN, END, render, update_file  # noqa: E402
+from bench.scenarios import dag_services, percentile  # noqa: E402
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def test_percentile_interpolates():
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
+    assert percentile([5.0], 0.99) == 5.0
+    assert percentile(list(map(float, range(101))), 0.99) == 99.0
+
+
+def test_dag_has_the_asked_depth_and_no_dangling_dependency():
+    services = dag_services(1234567)
+    names = {s.name for s in services}
+    assert len(services) == 500
+    assert all(set(s.deps) <= names for s in services)
+    depth = {}
+    for s in services:  # layers come in order
+        depth[s.name] = 1 + max((depth[d] for d in s.deps), default=0)
+    assert max(depth.values()) == 10
+
+
+def test_update_file_replaces_only_the_results_block(tmp_path):
+    res = Results(machine={"date": "d", "cores": 2, "cpu": "c", "memory_mib": 1, "python": "3", "kernel": "k"},
+                  options={"runs": 3})
+    res.add("start/500", "svcmgr", [1.0, 2.0, 3.0])
+    res.add("start/500", "asyncio floor", [1.0])
+    path = str(tmp_path / "BENCHMARKS.md")
+    update_file(path, render(res, "make bench"), "## Mine", "intro")
+    text = _read(path)
+    assert "| start 500 sleeps" in text and "missed: 2.00x" in text
+    with open(path, "a") as f:
+        f.write("\nanalysis by hand\n")
+    res.values["start/500"]["svcmgr"] = [1.2]
+    update_file(path, render(res, "make bench"), "## Mine", "intro")
+    text = _read(path)
+    assert text.count(BEGIN) == 1 and text.count(END) == 1 and text.count("## Mine") == 1
+    assert "analysis by hand" in text and "met: 1.20x" in text
+
+
+def test_stop_ends_the_whole_tree_even_a_process_that_left_its_session():
+    t = spawn(["sh", "-c", "setsid sleep 1000 & sleep 1000 & exec sleep 1000"], "tree")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        t.remember_tree()
+        if len(t.seen) >= 2:
+            break
+        time.sleep(0.02)
+    pids = set(t.seen) | {t.pid}
+    assert len(pids) >= 3
+    t.stop()
+    left = []
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                if f.read().rsplit(") ", 1)[1][0] not in "ZX":
+                    left.append(p)
+        except OSError:
+            pass
+    assert not left
