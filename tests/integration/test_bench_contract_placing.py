@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import wait_until
 
 from svcmgr.contract import find_cgroup2_mount
+
+from svctest import wait_until
 
 
 def _cgroup_of(pid: int) -> str:
