@@ -96,6 +96,11 @@ class Reaper:
         self._loop = loop
         self.subreaper = set_subreaper()
         loop.add_signal_handler(signal.SIGCHLD, self.reap)
+        # A burst of exits can fill asyncio's wakeup pipe. Nothing is lost (every call reaps
+        # until no child is left, and a full pipe means a call is coming), so no warning.
+        fd = signal.set_wakeup_fd(-1)
+        if fd != -1:
+            signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
 
     def uninstall(self) -> None:
         if self._loop is not None:
