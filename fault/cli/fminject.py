@@ -1,6 +1,6 @@
 """fminject: post ereports by hand (root only), to test rules and responses.
 
-    fminject [-r RESOURCE] [-n COUNT] CLASS [key=value ...]
+    fminject [-r RESOURCE] [-n COUNT] CLASS [resource=FMRI] [key=value ...]
     fminject -f FILE|-
 
 The first form posts one ereport (``-n``: that many) of CLASS on RESOURCE (an FMRI,
@@ -89,9 +89,13 @@ def execute(args: Any) -> int:
             die("fminject", "a CLASS (or -f FILE) is required", EXIT_USAGE)
         if args.n < 1:
             die("fminject", f"-n {args.n}: expected a positive count", EXIT_USAGE)
-        item: dict[str, Any] = {"class": args.cls, "payload": payload(args.pairs)}
-        if args.resource:
-            item["resource"] = args.resource
+        pl = payload(args.pairs)
+        resource = args.resource
+        if not resource and isinstance(pl.get("resource"), str):
+            resource = pl.pop("resource")  # ``resource=FMRI`` names the resource, as -r does
+        item: dict[str, Any] = {"class": args.cls, "payload": pl}
+        if resource:
+            item["resource"] = resource
         items = [item] * args.n
     c = Client(args.root)
     posted = 0
@@ -101,7 +105,9 @@ def execute(args: Any) -> int:
         posted += res["posted"]
         unmatched.update(res["unmatched"])
     for cls in sorted(unmatched):
-        print(f"fminject: warning: no rule consumes {cls}: it is logged (fmdump -e), not diagnosed",
+        on = items[0].get("resource") if len(items) == 1 else None
+        where = f" on {on}" if on else (" without a resource" if len(items) == 1 else "")
+        print(f"fminject: warning: no rule consumes {cls}{where}: it is logged (fmdump -e), not diagnosed",
               file=sys.stderr)
     if not args.q:
         what = f"{items[0]['class']} on {items[0].get('resource') or 'this node'}" if len(items) == 1 else \

@@ -22,7 +22,13 @@ def test_disk_error_burst_trips_serd_at_exactly_n_plus_1(daemon):
     daemon.start("--config", fault_config(daemon, f'[fault]\nbuiltin_rules = false\nrules = ["{rules}"]\n'))
     seen = []
     for i in range(1, 6):
-        fm(daemon, "fminject", "-r", "dev:///dev/sdx", "ereport.io.disk.error", f"sector={i}", check=True)
+        # both ways of naming the resource: -r, and resource= among the payload pairs
+        if i % 2:
+            argv = ["-r", "dev:///dev/sdx", "ereport.io.disk.error", f"sector={i}"]
+        else:
+            argv = ["ereport.io.disk.error", "resource=dev:///dev/sdx", f"sector={i}"]
+        r = fm(daemon, "fminject", *argv, check=True)
+        assert "warning" not in r.stderr
         wait_until(lambda i=i: _received(daemon, "disk-burst") == i, 10, what=f"ereport {i} diagnosed")
         seen.append(len(cases(daemon)))
     # N = 3: the 4th error within 2 s makes the fault; the 5th joins the same case
