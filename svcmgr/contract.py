@@ -315,6 +315,15 @@ class Contract:
             return set(self.members)
 
     def empty(self, table: dict[int, ProcInfo] | None = None) -> bool:
+        if self.kind == "pgid" and table is None and self.pgid is not None and not self.adopted:
+            try:
+                os.killpg(self.pgid, 0)
+            except ProcessLookupError:
+                pass  # the group is gone: only an escaped process may remain; scan decides
+            except PermissionError:
+                return False
+            else:
+                return False  # a live group is a live contract; no need to learn who is in it
         return not self.scan(table)
 
     # ------------------------------------------------------------- signalling

@@ -330,7 +330,9 @@ class Restarter:
         c = inst.contract
         if c is None:
             return
-        for p in c.scan():
+        # Route later orphan reaps straight to this instance. A process group is not scanned
+        # here (a /proc walk per start); orphans it does not know yet go through a sweep.
+        for p in (c.scan() if c.kind == "cgroup" else c.members):
             self.pid_owner[p] = inst
         if main is not None:
             if main.done():
