@@ -419,15 +419,21 @@ def _kill(pid: int, sig: int) -> None:
 class Backend:
     """Creates contracts of one kind for one daemon."""
 
-    def __init__(self, kind: str, tag: str, base: str | None = None, home: str | None = None) -> None:
+    def __init__(self, kind: str, tag: str, base: str | None = None, home: str | None = None,
+                 spawner: Any = None) -> None:
         self.kind = kind
         self.tag = tag
         self.base = base
         #: the daemon's own cgroup, set when the daemon may move itself in and out of its contracts'
         self.home = home
+        #: a ``svcmgr.spawn.CloneSpawner`` when children can be born in their group (clone3)
+        self.spawner = spawner
 
     def describe(self) -> str:
-        return f"cgroup v2 at {self.base}" if self.kind == "cgroup" else "process groups under a child subreaper"
+        if self.kind != "cgroup":
+            return "process groups under a child subreaper"
+        how = "clone3 into the group" if self.spawner else "moved into the group"
+        return f"cgroup v2 at {self.base} ({how})"
 
     def create(self, ctid: int, name: str) -> Contract:
         marker = f"{self.tag}.{ctid}"
@@ -476,6 +482,24 @@ def _escape(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.:" else "-" for c in name)
 
 
+def _clone_spawner(probe: str, log: Callable[[str], None] | None) -> Any:
+    """A CloneSpawner when clone3 can place a child in a group here (set SVCMGR_NO_CLONE3=1 to refuse it)."""
+    if os.environ.get("SVCMGR_NO_CLONE3"):
+        return None
+    try:
+        from svcmgr.spawn import CloneSpawner
+
+        s = CloneSpawner()
+        why = s.probe(probe)
+    except (OSError, AttributeError) as e:
+        why = str(e)
+    if why is not None:
+        if log:
+            log(f"{why}; children are moved into their group instead")
+        return None
+    return s
+
+
 def detect_backend(tag: str, *, allow_cgroup: bool = True,
                    log: Callable[[str], None] | None = None) -> Backend:
     """A cgroup v2 backend where this daemon may create groups, else process groups."""
@@ -489,12 +513,13 @@ def detect_backend(tag: str, *, allow_cgroup: bool = True,
                 probe = os.path.join(base, ".probe")
                 os.mkdir(probe)
                 movable = _can_move_self(probe, home)
+                spawner = _clone_spawner(probe, log)
                 os.rmdir(probe)
             except OSError as e:
                 if log:
                     log(f"cgroup v2 at {mount} not writable ({e.strerror}); tracking by process group")
             else:
-                return Backend("cgroup", tag, base, home if movable else None)
+                return Backend("cgroup", tag, base, home if movable else None, spawner)
         elif log:
             log("no cgroup v2 mount; tracking by process group")
     return Backend("pgid", tag)

@@ -120,6 +120,13 @@ class Reaper:
         self._waiters[pid] = fut
         return Child(pid, fut)
 
+    def register(self, pid: int) -> Child:
+        """Wait for a child started some other way (clone3); call before returning to the loop."""
+        loop = self._loop or asyncio.get_running_loop()
+        fut: asyncio.Future[ExitStatus] = loop.create_future()
+        self._waiters[pid] = fut
+        return Child(pid, fut)
+
     def is_child(self, pid: int) -> bool:
         """Whether ``pid`` is a child spawned here and still running."""
         return pid in self._waiters

@@ -172,10 +172,18 @@ class Restarter:
         assert inst.log is not None
         fd = inst.log.writer_fd()
         cwd = self._cwd(inst, method, user)
+        spawner = self.backend.spawner
         try:
-            with contract.placing():
-                child = self.reaper.spawn(argv, stdout=fd, stderr=fd, cwd=cwd, env=env,
-                                          **contract.popen_kwargs(user, leader=True))
+            if contract.kind == "cgroup" and contract.cgroup and spawner is not None and spawner.usable():
+                # Born in its group (clone3): no move into it, no RCU grace period to wait for.
+                creds = user.apply if (user.changes or user.uid is not None) else None
+                pid = spawner.spawn(argv, cgroup=contract.cgroup, env=env, cwd=cwd, stdout=fd,
+                                    credentials=creds)
+                child = self.reaper.register(pid)
+            else:
+                with contract.placing():
+                    child = self.reaper.spawn(argv, stdout=fd, stderr=fd, cwd=cwd, env=env,
+                                              **contract.popen_kwargs(user, leader=True))
         finally:
             os.close(fd)
         contract.started(child.pid)
