@@ -34,6 +34,8 @@ log = logging.getLogger("svcmgr.restarter")
 RESTARTER_FMRI = "svc:/system/svc/restarter:default"
 DEFAULT_STOP_TIMEOUT = 30.0
 CHILD_THROTTLE = 1.0
+#: Spawns closer than this to the previous one count as a burst (see ``_spawn``).
+BURST_GAP = 0.05
 _TOKEN_RE = re.compile(r"%(\{[^}]*\}|.)")
 
 
@@ -119,6 +121,7 @@ class Restarter:
         self.monitored: set[Instance] = set()
         self.awaiting_ready: set[Instance] = set()
         self._sweep_scheduled = False
+        self._last_spawn = 0.0
         self.base_env = self._base_env()
         reaper.on_orphan = self._orphan_reaped
 
@@ -173,9 +176,13 @@ class Restarter:
         fd = inst.log.writer_fd()
         cwd = self._cwd(inst, method, user)
         spawner = self.backend.spawner
+        now = time.monotonic()
         try:
-            if contract.kind == "cgroup" and contract.cgroup and spawner is not None and spawner.usable():
-                # Born in its group (clone3): no move into it, no RCU grace period to wait for.
+            if contract.kind == "cgroup" and contract.cgroup and spawner is not None and spawner.usable() \
+                    and now - self._last_spawn > BURST_GAP:
+                # An isolated start (a restart): born in its group with clone3, no move into it and
+                # so no RCU grace period to wait for. Within a burst, moves are cheap (the kernel's
+                # RCU sync is still hot) and a fork-like clone of the daemon is not: move.
                 creds = user.apply if (user.changes or user.uid is not None) else None
                 pid = spawner.spawn(argv, cgroup=contract.cgroup, env=env, cwd=cwd, stdout=fd,
                                     credentials=creds)
@@ -186,6 +193,7 @@ class Restarter:
                                               **contract.popen_kwargs(user, leader=True))
         finally:
             os.close(fd)
+            self._last_spawn = time.monotonic()
         contract.started(child.pid)
         return child
 
