@@ -21,6 +21,7 @@ and the processes that make up the supervisor (for memory), and stops.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import json
 import os
@@ -77,7 +78,7 @@ class NotReady(Exception):
 _NOT_UP = (FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError, NotReady)
 
 
-class Tool:
+class Tool(abc.ABC):
     """One supervisor under test. ``status`` maps service name -> pid for the services it reports up."""
 
     name = "?"
@@ -104,11 +105,13 @@ class Tool:
         os.makedirs(self.work)
         self.write_config(services)
 
+    @abc.abstractmethod
     def write_config(self, services: list[Service]) -> None:
-        raise NotImplementedError
+        """Each tool's own."""
 
+    @abc.abstractmethod
     def launch(self) -> None:
-        raise NotImplementedError
+        """Each tool's own."""
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -116,8 +119,9 @@ class Tool:
             self.proc = None
 
     # -- status
+    @abc.abstractmethod
     def status(self) -> dict[str, int]:
-        raise NotImplementedError
+        """Each tool's own."""
 
     def status_one(self, name: str) -> int | None:
         return self.status().get(name)

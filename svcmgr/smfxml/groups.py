@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from typing import Any
 
 from svcmgr.manifest import PROP_TYPES, check_property_value
@@ -34,14 +35,10 @@ class GroupsMixin:
     smf: dict[str, Any]
     is_instance: bool
 
-    def prop(self, pg: str, name: str, ptype: str, values: list[Any]) -> None:
-        raise NotImplementedError
-
-    def note(self, what: str) -> None:
-        raise NotImplementedError
-
-    def _nested_props(self, el: ET.Element, pg: str, allowed: tuple[str, ...]) -> None:
-        raise NotImplementedError
+    # Provided by the class this is mixed into (translate.Entity).
+    prop: Callable[[str, str, str, list[Any]], None]
+    note: Callable[[str], None]
+    _nested_props: Callable[[ET.Element, str, tuple[str, ...]], None]
 
     def property_group(self, el: ET.Element) -> None:
         ctx = self.ctx
