@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 import re
 import string
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from svcmgr.schema import FieldError, Reader
+from svcmgr.schema import FieldError, Reader, read_toml
 
 __all__ = ["FIELDS", "MSGID_RE", "PLACEHOLDERS", "SHIPPED", "Article", "KnowledgeBase", "load_knowledge"]
 
@@ -108,13 +107,9 @@ def load_knowledge(paths: Iterable[str | os.PathLike[str]] = (SHIPPED,)) -> tupl
     for path in _files(paths):
         errors: list[FieldError] = []
         try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except OSError as e:
-            all_errors.append(FieldError(path, "", f"cannot read: {e.strerror}"))
-            continue
-        except tomllib.TOMLDecodeError as e:
-            all_errors.append(FieldError(path, "", f"TOML syntax error: {e}"))
+            data = read_toml(path)
+        except FieldError as e:
+            all_errors.append(e)
             continue
         got: dict[str, Article] = {}
         for msgid, body in data.items():

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import Any
 from fault.events import class_matches
 from fault.knowledge import MSGID_RE, KnowledgeBase
 from fault.serd import Bound
-from svcmgr.schema import MISSING, FieldError, Reader
+from svcmgr.schema import MISSING, FieldError, Reader, read_toml
 
 __all__ = ["RESPONSES", "SEVERITIES", "SHIPPED_RULES", "Rule", "RuleSet", "human_duration", "load_rules",
            "scheme_of"]
@@ -296,13 +295,9 @@ def load_rules(paths: Iterable[str | os.PathLike[str]], kb: KnowledgeBase | None
     names: dict[str, str] = {}
     for path in files:
         try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except OSError as e:
-            errors.append(FieldError(path, "", f"cannot read: {e.strerror}"))
-            continue
-        except tomllib.TOMLDecodeError as e:
-            errors.append(FieldError(path, "", f"TOML syntax error: {e}"))
+            data = read_toml(path)
+        except FieldError as e:
+            errors.append(e)
             continue
         got, errs = parse_rules(data, path, kb)
         dup = [FieldError(path, f"rule[{r.name}].name", f"{r.name!r} is also defined in {names[r.name]}")

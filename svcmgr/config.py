@@ -11,12 +11,11 @@ from __future__ import annotations
 import importlib
 import re
 import socket
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from svcmgr.schema import FieldError, FieldErrors, Reader
+from svcmgr.schema import FieldError, FieldErrors, Reader, read_toml
 
 __all__ = ["SECTIONS", "DaemonConfig", "load_config"]
 
@@ -66,12 +65,9 @@ def load_config(path: str | None, *, overrides: dict[str, dict[str, Any]] | None
     source = path or "(flags)"
     if path is not None:
         try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except OSError as e:
-            raise FieldErrors([FieldError(path, "", f"cannot read: {e.strerror}")]) from None
-        except tomllib.TOMLDecodeError as e:
-            raise FieldErrors([FieldError(path, "", f"TOML syntax error: {e}")]) from None
+            data = read_toml(path)
+        except FieldError as e:
+            raise FieldErrors([e]) from None
     for sec, values in (overrides or {}).items():
         for k, v in values.items():
             if v is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from svcmgr.units import parse_duration, parse_size
 
-__all__ = ["MISSING", "FieldError", "FieldErrors", "Reader", "typename"]
+__all__ = ["MISSING", "FieldError", "FieldErrors", "Reader", "read_toml", "typename"]
 
 MISSING = object()
 
@@ -184,3 +184,16 @@ class Reader:
 def typename(v: Any) -> str:
     return {dict: "a table", list: "an array", str: "a string", bool: "a boolean",
             int: "an integer", float: "a float"}.get(type(v), type(v).__name__)
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    """A TOML file's table; raises FieldError naming the file when it cannot be read or parsed."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise FieldError(path, "", f"cannot read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise FieldError(path, "", f"TOML syntax error: {e}") from None
