@@ -32,12 +32,14 @@ from typing import Any
 from fault.events import class_matches
 from fault.knowledge import MSGID_RE, KnowledgeBase
 from fault.serd import Bound
+from svcmgr.paths import shipped
 from svcmgr.schema import MISSING, FieldError, Reader, read_toml
 
 __all__ = ["RESPONSES", "SEVERITIES", "SHIPPED_RULES", "Rule", "RuleSet", "human_duration", "load_rules",
            "scheme_of"]
 
-SHIPPED_RULES = Path(__file__).resolve().parent.parent / "manifests" / "fault"
+#: The rules shipped with svcmgr (source tree, or where pip installed the data files).
+SHIPPED_RULES = Path(shipped("fault") or Path(__file__).resolve().parent.parent / "manifests" / "fault")
 SEVERITIES = ("minor", "major", "critical")
 RESPONSES = ("none", "degrade", "maintenance")
 SCHEMES = ("svc", "dev", "hc", "mod", "cpu", "mem", "zfs", "pkg", "sw", "alert", "node", "net", "file")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["Paths", "registration_file", "resolve_root"]
+__all__ = ["Paths", "registration_file", "resolve_root", "shipped"]
 
 SYSTEM_RUN = "/run/svcmgr"
 SYSTEM_LIB = "/var/lib/svcmgr"
@@ -87,3 +87,17 @@ def resolve_root(flag: str | None) -> Paths:
     if root and os.path.exists(Paths.for_root(root).socket):
         return Paths.for_root(root)
     return system
+
+
+def shipped(*parts: str) -> str | None:
+    """A file or folder shipped under ``manifests/`` (rules, system services): in the source tree
+    beside the packages, else where ``pip install`` put the data files (``<prefix>/share/svcmgr``)."""
+    import sys
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for base in (os.path.join(here, "manifests"), os.path.join(sys.prefix, "share", "svcmgr", "manifests"),
+                 "/usr/share/svcmgr/manifests"):
+        p = os.path.join(base, *parts)
+        if os.path.exists(p):
+            return p
+    return None

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from svcmgr.api import ApiError, Caller, arg
 from svcmgr.events import Event
+from svcmgr.paths import shipped
 from svcmgr.schema import FieldError
 from vrrp import keepalived as ka
 from vrrp.config import Source, VrrpConfig, merge
@@ -69,13 +70,8 @@ PRIORITY_NOTICES = ("MASTER_PRIORITY", "BACKUP_PRIORITY")
 
 
 def default_manifest() -> str | None:
-    """The shipped keepalived service manifest: in the source tree, else the system's share folder."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for path in (os.path.join(here, "manifests", "system", "vrrp.toml"),
-                 "/usr/share/svcmgr/manifests/system/vrrp.toml"):
-        if os.path.isfile(path):
-            return path
-    return None
+    """The shipped keepalived service manifest (source tree, or where pip installed the data files)."""
+    return shipped("system", "vrrp.toml")
 
 
 def _iso(t: float | None) -> str | None:
