@@ -243,8 +243,8 @@ class Daemon:
         what to type next, then keep systemd's STATUS line current."""
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
-            busy = [i for i in engine.instances.values() if i.next_state is not None or i.phase.value == "starting"]
-            if not busy and not engine._dirty:
+            busy = engine.in_transition()
+            if not busy and engine.settled():
                 break
             if time.monotonic() >= deadline:
                 log.warning("ready after %gs with %d instances still in transition: %s", READY_TIMEOUT, len(busy),

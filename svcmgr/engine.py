@@ -225,6 +225,14 @@ class Engine:
             return State.MAINTENANCE, enabled
         return inst.state, enabled
 
+    def in_transition(self) -> list[Instance]:
+        """Instances starting or stopping now."""
+        return [i for i in self.instances.values() if i.next_state is not None or i.phase == Phase.STARTING]
+
+    def settled(self) -> bool:
+        """Nothing in transition and no evaluation pending: every instance is where it will stay for now."""
+        return not self._dirty and not self.in_transition()
+
     def _wants_enabled(self, inst: Instance) -> bool:
         return inst.effective_enabled and (self._allowed is None or inst.fmri in self._allowed)
 

@@ -49,7 +49,6 @@ class Instance:
     starts: int = 0
     restarts: int = 0
     start_duration: float | None = None
-    cases: list[str] = field(default_factory=list)
 
     @property
     def enabled(self) -> bool:
