@@ -107,3 +107,27 @@ def test_own_topics_and_retained_telemetry_are_not_ereports(svcmgrd, mosquitto, 
     # with '#' the bridge hears its own messages: they are ignored, not fed back in a loop
     assert st["telemetry_ignored"] > 0
     assert st.get("telemetry_rejected", 0) == 0
+
+
+def test_telemetry_reaches_the_fault_manager_and_trips_its_rules(svcmgrd, mosquitto):
+    """A disk reporting errors over MQTT: the fault manager logs each ereport and diagnoses a case."""
+    broker = mosquitto()
+    d = svcmgrd()
+    cfg = d.root / "node.toml"
+    rules = d.root / "rules"
+    rules.mkdir()
+    (rules / "disk.toml").write_text(
+        '[[rule]]\nname = "remote-disk"\nmatch = ["ereport.telemetry.disk.errors"]\nresources = ["dev"]\n'
+        'serd = { n = 2, t = "1m" }\nfault = "fault.io.disk.degraded"\nmsgid = "DISK-8000-3E"\n')
+    cfg.write_text(f'[mqtt]\ntelemetry = ["telemetry/#"]\n[fault]\nrules = ["{rules}"]\n')
+    start_node(d, "--node", "n1", "--mqtt", broker.url, "--metrics", "", "--config", str(cfg))
+    wait_for(lambda: mqtt_status(d)["connected"], 15, "connected")
+    for n in range(3):
+        _pub(broker.port, "telemetry/disk/errors", json.dumps({"resource": "dev:///dev/sdq", "data": {"n": n}}).encode())
+    def errlog():
+        return d.call("fm.dump", errlog=True, limit=100, **{"class": "ereport.telemetry.disk.errors"})["entries"]
+
+    logged = wait_for(lambda: len(e := errlog()) == 3 and e, 15, "three ereports in the error log")
+    assert all(x["resource"] == "dev:///dev/sdq" for x in logged)
+    (case,) = wait_for(lambda: d.call("fm.faulty", all=False), 15, "a case")
+    assert case["class"] == "fault.io.disk.degraded" and case["suspects"][0]["resource"] == "dev:///dev/sdq"
