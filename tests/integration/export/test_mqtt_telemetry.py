@@ -123,7 +123,9 @@ def test_telemetry_reaches_the_fault_manager_and_trips_its_rules(svcmgrd, mosqui
     start_node(d, "--node", "n1", "--mqtt", broker.url, "--metrics", "", "--config", str(cfg))
     wait_for(lambda: mqtt_status(d)["connected"], 15, "connected")
     for n in range(3):
-        _pub(broker.port, "telemetry/disk/errors", json.dumps({"resource": "dev:///dev/sdq", "data": {"n": n}}).encode())
+        body = {"resource": "dev:///dev/sdq", "data": {"n": n}}
+        _pub(broker.port, "telemetry/disk/errors", json.dumps(body).encode())
+
     def errlog():
         return d.call("fm.dump", errlog=True, limit=100, **{"class": "ereport.telemetry.disk.errors"})["entries"]
 
