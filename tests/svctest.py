@@ -23,7 +23,19 @@ from typing import Any
 from svcmgr.client import Client, ClientError
 
 REPO = Path(__file__).resolve().parent.parent
-CONFORMANCE = (REPO.parent / "shared" / "conformance").resolve()
+def _conformance() -> Path:
+    """The real-world inputs (SMF manifests with expected summaries), read where they are, never copied:
+    $SVCMGR_CONFORMANCE, else ``shared/conformance`` beside the checkout, else the workspace's."""
+    env = os.environ.get("SVCMGR_CONFORMANCE")
+    candidates = [Path(env)] if env else []
+    candidates += [REPO.parent / "shared" / "conformance", Path("/work/shared/conformance")]
+    for c in candidates:
+        if c.is_dir():
+            return c.resolve()
+    return candidates[0]
+
+
+CONFORMANCE = _conformance()
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> Any:
