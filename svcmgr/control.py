@@ -32,7 +32,6 @@ from svcmgr.manifest import (
     PROP_TYPES,
     InstanceConfig,
     ManifestErrors,
-    Property,
     check_property_value,
     load_bytes,
 )
@@ -648,6 +647,3 @@ class Control:
         self.engine.set_editing(service, data)
         return {"fmri": service, "prop": prop, "pending_refresh": True}
 
-
-def property_from_request(ptype: str, values: list[Any]) -> Property:
-    return Property(ptype, tuple(check_property_value(ptype, v) for v in values))

@@ -502,14 +502,16 @@ class Engine:
                 continue
             if cause not in _RESTART_ON[d.restart_on]:
                 continue
-            if d.grouping == "require_any" and self._group_still_met(dep_fmri, d, inst.fmri):
+            if d.grouping == "require_any" and self._group_still_met(d, inst.fmri):
                 continue
             self.dispatch(dep, Ev.DEPS_LOST, f"Dependency {inst.fmri} stopped (restart_on={d.restart_on}).")
 
-    def _group_still_met(self, fmri: str, d: Any, leaving: str) -> bool:
-        for _other, _ in self.graph._members(d):
-            for i in _ or ():
-                if i != leaving and self.view(i) is not None and self.view(i)[0] in RUNNING:  # type: ignore[index]
+    def _group_still_met(self, d: Any, leaving: str) -> bool:
+        """Whether a require_any group keeps a running member besides ``leaving``."""
+        for _declared, insts in self.graph._members(d):
+            for i in insts or ():
+                v = self.view(i)
+                if i != leaving and v is not None and v[0] in RUNNING:
                     return True
         return False
 
@@ -805,16 +807,21 @@ class Engine:
         if inst is None:
             return
 
+        old_job = inst.job
+
         async def stop_and_close() -> None:
-            if inst.phase not in (Phase.DISABLED, Phase.OFFLINE, Phase.MAINTENANCE, Phase.UNINITIALIZED):
-                inst.phase = Phase.ONLINE
-                await self.restarter.stop(inst)
+            """The instance left the manifest: end its processes (it is no longer in the table,
+            so no state machine is fed any more), then its log."""
+            if old_job is not None and not old_job.done():
+                old_job.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await old_job
             self._stop_health(inst)
+            if inst.contract is not None:
+                await self.restarter.stop(inst)
             if inst.log is not None:
                 inst.log.close(remove_fifo=True)
 
-        if inst.job is not None:
-            inst.job.cancel()
         self.nursery.start(stop_and_close(), name=f"drop {f}")
         self.repo.delete_instances([f])
         self.bus.emit("svc.state.deleted", f, state="deleted")

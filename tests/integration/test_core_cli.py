@@ -2,12 +2,13 @@
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
-from svctest import REPO
+from svctest import REPO, wait_until
 
 
 def _child(name, extra=""):
@@ -201,3 +202,22 @@ def test_svcs_imports_only_what_it_needs():
     heavy = {"networkx", "asyncio", "sqlite3", "jinja2", "aiomqtt", "prometheus_client", "tomllib",
              "svcmgr.engine", "svcmgr.manifest", "svcmgr.restarter"}
     assert not (mods & heavy), mods & heavy
+
+
+def test_reimport_without_an_instance_stops_and_removes_it(daemon):
+    m = daemon.manifest("multi.toml", """
+        name = "c/multi"
+        duration = "child"
+        [methods.start]
+        exec = ["sleep", "1000"]
+        [instances.a]
+        [instances.b]
+        """)
+    daemon.start()
+    daemon.wait_state("svc:/c/multi:b", "online")
+    (pid,) = daemon.pids("svc:/c/multi:b")
+    m.write_text(m.read_text().replace("[instances.b]\n", ""))
+    assert daemon.cli("svccfg", "import", str(m)).returncode == 0
+    assert "svc:/c/multi:b" not in daemon.instances()
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}"), what="b's process to end")
+    assert daemon.state("svc:/c/multi:a") == "online"
