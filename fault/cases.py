@@ -20,10 +20,11 @@ import json
 import sqlite3
 import time
 import uuid as uuid_mod
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from svcmgr.repository import transaction
 
 __all__ = [
     "ACTIVE",
@@ -234,16 +235,6 @@ CREATE TABLE IF NOT EXISTS fault_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL
 """
 
 
-@contextlib.contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    else:
-        conn.execute("COMMIT")
 
 
 class CaseStore:

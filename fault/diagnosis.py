@@ -35,10 +35,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from fault.cases import VERDICT, Case, CaseEv, CaseState, CaseStore, Suspect, transaction
+from fault.cases import VERDICT, Case, CaseEv, CaseState, CaseStore, Suspect
 from fault.events import Ereport
 from fault.rules import Rule, RuleSet, human_duration, scheme_of
 from fault.serd import SerdEngine, ThresholdEngine
+from svcmgr.repository import transaction
 
 __all__ = ["Change", "Diagnosis", "EngineTopology", "StaticTopology", "Topology", "detail_of"]
 

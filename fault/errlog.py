@@ -16,8 +16,8 @@ import sqlite3
 import time
 from typing import Any
 
-from fault.cases import transaction
 from fault.events import Ereport
+from svcmgr.repository import transaction
 
 __all__ = ["ErrorLog"]
 

@@ -18,6 +18,8 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from svcmgr.repository import transaction
+
 __all__ = ["Outbox", "OutboxStats", "statistics"]
 
 SCHEMA = """
@@ -68,9 +70,6 @@ class Outbox:
         self.sent = counters.get("sent", 0)
         self.depth = conn.execute("SELECT count(*) FROM mqtt_outbox").fetchone()[0]
 
-    def _begin(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-
     def _set(self, name: str, value: int) -> None:
         self.conn.execute("INSERT INTO mqtt_counters(name, value) VALUES(?, ?) "
                           "ON CONFLICT(name) DO UPDATE SET value=excluded.value", (name, value))
@@ -84,33 +83,33 @@ class Outbox:
         """Queue messages (topic, payload, qos, retain) in order, update the retained picture
         (topic, payload; an empty payload removes the topic) and set the caller's ``counters``, all
         in one transaction. Returns the number of rows dropped to stay within the limit."""
-        self._begin()
+        first = self.next_seq
         try:
-            rows = []
-            for topic, payload, qos, retain in messages:
-                rows.append((self.next_seq, topic, payload, qos, int(retain)))
-                self.next_seq += 1
-            self.conn.executemany("INSERT INTO mqtt_outbox(seq, topic, payload, qos, retain) "
-                                  "VALUES(?, ?, ?, ?, ?)", rows)
-            for topic, payload in retained:
-                if payload:
-                    self.conn.execute("INSERT INTO mqtt_retained(topic, payload) VALUES(?, ?) "
-                                      "ON CONFLICT(topic) DO UPDATE SET payload=excluded.payload", (topic, payload))
-                else:
-                    self.conn.execute("DELETE FROM mqtt_retained WHERE topic=?", (topic,))
-            depth = self.depth + len(rows)
-            drop = max(0, depth - self.limit)
-            if drop:
-                cut = self.conn.execute("SELECT seq FROM mqtt_outbox ORDER BY seq LIMIT 1 OFFSET ?",
-                                        (drop - 1,)).fetchone()[0]
-                self.conn.execute("DELETE FROM mqtt_outbox WHERE seq <= ?", (cut,))
-                self._set("dropped", self.dropped + drop)
-            self.conn.executemany("INSERT INTO mqtt_counters(name, value) VALUES(?, ?) "
-                                  "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
-                                  [("next_seq", self.next_seq), *(counters or {}).items()])
-            self.conn.execute("COMMIT")
+            with transaction(self.conn):
+                rows = []
+                for topic, payload, qos, retain in messages:
+                    rows.append((self.next_seq, topic, payload, qos, int(retain)))
+                    self.next_seq += 1
+                self.conn.executemany("INSERT INTO mqtt_outbox(seq, topic, payload, qos, retain) "
+                                      "VALUES(?, ?, ?, ?, ?)", rows)
+                for topic, payload in retained:
+                    if payload:
+                        self.conn.execute("INSERT INTO mqtt_retained(topic, payload) VALUES(?, ?) "
+                                          "ON CONFLICT(topic) DO UPDATE SET payload=excluded.payload", (topic, payload))
+                    else:
+                        self.conn.execute("DELETE FROM mqtt_retained WHERE topic=?", (topic,))
+                depth = self.depth + len(rows)
+                drop = max(0, depth - self.limit)
+                if drop:
+                    cut = self.conn.execute("SELECT seq FROM mqtt_outbox ORDER BY seq LIMIT 1 OFFSET ?",
+                                            (drop - 1,)).fetchone()[0]
+                    self.conn.execute("DELETE FROM mqtt_outbox WHERE seq <= ?", (cut,))
+                    self._set("dropped", self.dropped + drop)
+                self.conn.executemany("INSERT INTO mqtt_counters(name, value) VALUES(?, ?) "
+                                      "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+                                      [("next_seq", self.next_seq), *(counters or {}).items()])
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.next_seq = first  # nothing was queued
             raise
         self.depth = depth - drop
         self.dropped += drop
@@ -124,15 +123,10 @@ class Outbox:
 
     def ack(self, upto: int) -> int:
         """Forget every row up to and including ``upto`` (the broker has them). Returns how many went."""
-        self._begin()
-        try:
+        with transaction(self.conn):
             n = self.conn.execute("DELETE FROM mqtt_outbox WHERE seq <= ?", (upto,)).rowcount
             if n:
                 self._set("sent", self.sent + n)
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
         self.sent += n
         self.depth -= n
         return n

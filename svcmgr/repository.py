@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["InstanceRecord", "Repository", "ServiceRecord"]
+__all__ = ["InstanceRecord", "Repository", "ServiceRecord", "transaction"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -71,6 +71,19 @@ class InstanceRecord:
     contract: dict[str, Any] | None = None
 
 
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction on a connection in autocommit mode: all of the block, or nothing."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
 class Repository:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -86,17 +99,8 @@ class Repository:
         self.flush()
         self.connection.close()
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        c = self.connection
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            yield c
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
-        else:
-            c.execute("COMMIT")
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.connection)
 
     # ------------------------------------------------------------ meta
     def get_meta(self, key: str, default: str | None = None) -> str | None:
