@@ -343,7 +343,10 @@ class Engine:
         elif action == Action.START:
             self._run_job(inst, self._start_job(inst))
         elif action == Action.STOP:
-            self._run_job(inst, self._stop_job(inst, immediate))
+            # A restart the restarter itself reported (a death, an empty contract, a failed probe)
+            # is in the log already; any other stop says why there.
+            why = "" if inst.reason.startswith("Restarting: ") else inst.reason
+            self._run_job(inst, self._stop_job(inst, immediate, why))
         elif action == Action.REFRESH:
             self._run_job(inst, self._refresh_job(inst))
 
@@ -402,9 +405,9 @@ class Engine:
         if by == "restarter":
             self.bus.emit("ereport.svc.maintenance", inst.fmri, reason=reason, last_exit=inst.last_exit)
 
-    async def _stop_job(self, inst: Instance, immediate: bool) -> None:
+    async def _stop_job(self, inst: Instance, immediate: bool, why: str = "") -> None:
         try:
-            await self.restarter.stop(inst, immediate=immediate)
+            await self.restarter.stop(inst, immediate=immediate, why=why)
         except Exception:
             log.exception("stop of %s failed", inst.fmri)
         self.dispatch(inst, Ev.STOPPED)

@@ -496,9 +496,11 @@ class Restarter:
             return
 
     # ------------------------------------------------------------------ stop
-    async def stop(self, inst: Instance, *, immediate: bool = False) -> None:
-        """Run the stop method, then end every process of the contract."""
+    async def stop(self, inst: Instance, *, immediate: bool = False, why: str = "") -> None:
+        """Run the stop method, then end every process of the contract; ``why`` goes to the log."""
         cfg = inst.config
+        if why and inst.log is not None:
+            inst.log.note(f"Stopping: {why.rstrip('.')}.")
         inst.stopping = True
         inst.monitoring = False
         self.monitored.discard(inst)

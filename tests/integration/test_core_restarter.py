@@ -325,3 +325,25 @@ def test_logs_rotate_by_size(daemon):
     wait_until(lambda: any("line 399" in Path(p).read_text() for p in (path, path + ".1") if os.path.exists(p)))
     assert os.path.exists(path + ".1") and os.path.exists(path + ".2") and not os.path.exists(path + ".3")
     assert os.path.getsize(path) < 8192
+
+
+def test_the_log_says_why_a_service_stopped(daemon):
+    daemon.manifest("db.toml", 'name = "t/db"\nduration = "child"\n[methods.start]\nexec = ["sleep", "1000"]\n')
+    daemon.manifest("app.toml", """
+        name = "t/app"
+        duration = "child"
+        [methods.start]
+        exec = ["sleep", "1000"]
+        [[dependencies]]
+        name = "db"
+        restart_on = "restart"
+        fmris = ["svc:/t/db"]
+        """)
+    daemon.start()
+    daemon.wait_state("svc:/t/app:default", "online")
+    daemon.cli("svcadm", "restart", "db", check=True)
+    wait_until(lambda: "Stopping: Dependency svc:/t/db:default stopped (restart_on=restart)." in
+               daemon.log("svc:/t/app:default"))
+    assert "Stopping: Restarting on request of an administrator." in daemon.log("svc:/t/db:default")
+    daemon.cli("svcadm", "disable", "-s", "app", check=True)
+    assert "Stopping: Disabled by an administrator." in daemon.log("svc:/t/app:default")
