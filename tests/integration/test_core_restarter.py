@@ -345,5 +345,6 @@ def test_the_log_says_why_a_service_stopped(daemon):
     wait_until(lambda: "Stopping: Dependency svc:/t/db:default stopped (restart_on=restart)." in
                daemon.log("svc:/t/app:default"))
     assert "Stopping: Restarting on request of an administrator." in daemon.log("svc:/t/db:default")
+    daemon.wait_state("svc:/t/app:default", "online")
     daemon.cli("svcadm", "disable", "-s", "app", check=True)
     assert "Stopping: Disabled by an administrator." in daemon.log("svc:/t/app:default")
