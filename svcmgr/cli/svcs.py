@@ -43,7 +43,8 @@ def parser() -> Parser:
     p.add_argument("-p", action="store_true", help="list the processes of each instance")
     p.add_argument("-l", action="store_true", help="long listing of the named instances")
     p.add_argument("-x", action="store_true", help="explain why instances are not running")
-    p.add_argument("-v", action="store_true", help="with -x: the dependency paths and the impacted instances")
+    p.add_argument("-v", action="store_true", help="verbose: with -x the dependency paths and the impacted "
+                   "instances; else the columns STATE NSTATE STIME CTID FMRI")
     p.add_argument("-d", action="store_true", help="list the instances the named ones depend on")
     p.add_argument("-D", action="store_true", help="list the instances that depend on the named ones")
     p.add_argument("-L", action="store_true", help="print the log file of each named instance")
@@ -118,7 +119,7 @@ def _proc(pid: int) -> tuple[float | None, str]:
 
 def listing(args: Any) -> int:
     c = client(args)
-    cols = _columns(args.o)
+    cols = _columns(args.o) if args.o or not args.v else ["state", "nstate", "stime", "ctid", "fmri"]
     if args.d or args.D:
         items = c.call("deps", fmris=args.fmris, direction="down" if args.d else "up")
     else:

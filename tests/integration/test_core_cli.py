@@ -221,3 +221,10 @@ def test_reimport_without_an_instance_stops_and_removes_it(daemon):
     assert "svc:/c/multi:b" not in daemon.instances()
     wait_until(lambda: not os.path.exists(f"/proc/{pid}"), what="b's process to end")
     assert daemon.state("svc:/c/multi:a") == "online"
+
+
+def test_v_shows_next_state_and_contract(stack):
+    lines = stack.cli("svcs", "-v", check=True).stdout.splitlines()
+    assert lines[0].split() == ["STATE", "NSTATE", "STIME", "CTID", "FMRI"]
+    app = next(line.split() for line in lines if line.endswith("svc:/c/app:default"))
+    assert app[0] == "online" and app[1] == "-" and app[3].isdigit()
