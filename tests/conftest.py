@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +47,7 @@ def svcmgrd(request: pytest.FixtureRequest) -> Iterator[Callable[..., Daemon]]:
             for pid in left:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
+        _remove_cgroups(d.root)
         if not left and not os.environ.get("SVCMGR_KEEP_ROOTS"):
             shutil.rmtree(d.root, ignore_errors=True)
     assert not leftovers, f"processes left behind after svcmgrd stopped: {leftovers}"
@@ -55,3 +57,23 @@ def svcmgrd(request: pytest.FixtureRequest) -> Iterator[Callable[..., Daemon]]:
 def daemon(svcmgrd: Callable[[], Daemon]) -> Daemon:
     """A daemon not yet started: write manifests with ``daemon.manifest(...)``, then ``daemon.start()``."""
     return svcmgrd()
+
+
+def _remove_cgroups(root: Path) -> None:
+    """The daemon's empty contract groups (a daemon killed with -9 leaves its group of groups)."""
+    import hashlib
+
+    from svcmgr.contract import find_cgroup2_mount, own_cgroup
+
+    mount = find_cgroup2_mount()
+    if mount is None:
+        return
+    tag = hashlib.sha1(str(root).encode()).hexdigest()[:10]
+    base = os.path.join(mount, own_cgroup().lstrip("/"), f"svcmgr-{tag}")
+    if not os.path.isdir(base):
+        return
+    for name in os.listdir(base):
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.join(base, name))
+    with contextlib.suppress(OSError):
+        os.rmdir(base)
