@@ -45,7 +45,9 @@ from fault.sources.alertmanager import WebhookReceiver
 from fault.sources.inject import ereports_from_request
 from fault.sources.kmsg import KmsgSource
 from fault.views import case_view, log_records
+from svcmgr import authz
 from svcmgr.api import ApiError, Caller, arg
+from svcmgr.authz import Right
 from svcmgr.engine import EngineError
 from svcmgr.events import Event
 
@@ -441,16 +443,12 @@ class FaultManager:
             raise ApiError(str(e), e.code) from None
 
     def _authorize(self, caller: Caller, fmris: list[str], what: str) -> None:
-        if caller.privileged:
-            return
+        """A verdict is an action on each service concerned (``svcmgr.authz``); other resources: root."""
+        targets = []
         for f in fmris:
             inst = self.engine.instances.get(f) if f.startswith("svc:") else None
-            if inst is None:
-                raise ApiError(f"permission denied: {caller.describe()} may not {what} {f}: only root may", 1)
-            a = inst.config.spec.authorizations
-            if not any(caller.in_grant(g.users, g.groups) for g in (a.action, a.value)):
-                raise ApiError(f"permission denied: {caller.describe()} may not {what} {f}: needs root or a "
-                               "grant in the service's [authorizations.action]", 1)
+            targets.append((f, inst.config.spec if inst is not None else None))
+        authz.require(caller, targets, Right.ACTION, what)
 
     async def op_verdict(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"target": UUID|FMRI, "verdict": "repair"|"acquit"|"replace"}``."""
@@ -488,8 +486,7 @@ class FaultManager:
 
     async def op_inject(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"ereports": [{"class", "resource"?, "payload"?, "time"?, "node"?}, ...]}`` (root only)."""
-        if not caller.privileged:
-            raise ApiError(f"permission denied: {caller.describe()} may not inject ereports: only root may", 1)
+        authz.require_operator(caller, "inject ereports")
 
         def resolve(name: str) -> str:
             try:

@@ -3,7 +3,8 @@
 The caller's uid and gid come from SO_PEERCRED. Anyone may read; root (and the
 user the daemon runs as) may do anything; a manifest's ``[authorizations]``
 delegate actions on that one service to named users or groups, as SMF's
-``action_authorization`` and ``value_authorization`` do. Every request is
+``action_authorization`` and ``value_authorization`` do (``svcmgr.authz`` decides,
+for every operation that asks). Every request is
 validated and a bad one gets a reply that names what is wrong; nothing a client
 sends can stop the daemon.
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import grp
 import json
 import logging
 import os
@@ -59,24 +59,6 @@ class Caller:
 
     def describe(self) -> str:
         return f"uid {self.uid} ({self.name})"
-
-    def in_grant(self, users: tuple[str, ...], groups: tuple[str, ...]) -> bool:
-        for u in users:
-            if u.isdigit() and int(u) == self.uid:
-                return True
-            try:
-                if pwd.getpwnam(u).pw_uid == self.uid:
-                    return True
-            except KeyError:
-                continue
-        for g in groups:
-            try:
-                gid = int(g) if g.isdigit() else grp.getgrnam(g).gr_gid
-            except KeyError:
-                continue
-            if gid in self.groups:
-                return True
-        return False
 
 
 def _peer(sock: socket.socket) -> Caller:

@@ -3,12 +3,15 @@
 Each handler documents its request; replies are plain JSON for the commands
 (``svcs``, ``svcadm``, ``svccfg``, ``svcprop``) to format.
 
+Who may do what is decided by ``svcmgr.authz`` (SMF's ``smf_security(7)``):
 Read (anyone): ``ping``, ``list``, ``show``, ``explain``, ``deps``, ``props``,
-``listprop``, ``export``, ``log``, ``wait``.
+``listprop``, ``export``, ``log``, ``wait``; protected values (method environments, groups
+with a ``read_authorization``) and log tails only to those the service grants them.
 Action (root, or a user/group in the service's ``[authorizations]``): ``restart``,
 ``refresh``, ``clear``, ``mark``, temporary ``enable``/``disable``.
-Value (root, or ``[authorizations.value]``): persistent ``enable``/``disable``, ``setprop``,
-``delprop``. Root only: ``import``, ``delete``, ``milestone``.
+Value (root, or ``[authorizations.value]``): persistent ``enable``/``disable``, ``setprop``
+of an existing property of an application group. Root only: every other ``setprop``,
+``delprop``, ``import``, ``delete``, ``milestone``.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ import os
 import time
 from typing import Any
 
-from svcmgr import __version__
+from svcmgr import __version__, authz
 from svcmgr import fmri as fmri_mod
 from svcmgr.api import Api, ApiError, Caller, arg
+from svcmgr.authz import Right
 from svcmgr.engine import Engine, EngineError
 from svcmgr.graph import Blocker
 from svcmgr.instance import Instance
@@ -32,8 +36,12 @@ from svcmgr.manifest import (
     PROP_TYPES,
     InstanceConfig,
     ManifestErrors,
+    Property,
+    ServiceSpec,
     check_property_value,
     load_bytes,
+    parse_service,
+    resolve_instance,
 )
 from svcmgr.states import RUNNING, State
 from svcmgr.units import format_duration
@@ -200,27 +208,13 @@ class Control:
         except EngineError as e:
             raise ApiError(str(e), e.code) from None
 
-    def _authorize(self, caller: Caller, fmris: list[str], what: str, kind: str) -> None:
-        """Refuse unless the caller is privileged or holds the service's grant of ``kind``."""
-        if caller.privileged:
-            return
-        for f in fmris:
-            inst = self.engine.instances.get(f)
-            spec = inst.config.spec if inst else self.engine.specs.get(f)
-            a = spec.authorizations if spec is not None else None
-            ok = False
-            if a is not None:
-                grants = [a.value] if kind == "value" else [a.action, a.value]
-                ok = any(caller.in_grant(g.users, g.groups) for g in grants)
-            if not ok:
-                section = "[authorizations.value]" if kind == "value" else "[authorizations.action]"
-                raise ApiError(f"permission denied: {caller.describe()} may not {what} {f}: "
-                               f"needs root or a grant in the service's {section}", 1)
+    def _spec(self, fmri: str) -> ServiceSpec | None:
+        inst = self.engine.instances.get(fmri)
+        return inst.config.spec if inst is not None else self.engine.specs.get(fmri)
 
-    def _root_only(self, caller: Caller, what: str) -> None:
-        if not caller.privileged:
-            raise ApiError(f"permission denied: {caller.describe()} may not {what}: only root "
-                           "(or the daemon's own user) may", 1)
+    def _authorize(self, caller: Caller, fmris: list[str], what: str, right: Right) -> None:
+        """Refuse unless the caller holds ``right`` on every one of these services (``svcmgr.authz``)."""
+        authz.require(caller, [(f, self._spec(f)) for f in fmris], right, what)
 
     # ------------------------------------------------------------ read
     async def op_ping(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
@@ -310,7 +304,11 @@ class Control:
             names = self._many(req)
         else:
             names = self._troubled()
-        return [self.explain(self.engine.instances[f], verbose) for f in names]
+        out = [self.explain(self.engine.instances[f], verbose) for f in names]
+        for item in out:
+            if not authz.allowed(caller, self.engine.instances[item["fmri"]].config.spec, Right.LOG):
+                item["log_tail"] = []
+        return out
 
     def _troubled(self) -> list[str]:
         e = self.engine
@@ -395,17 +393,25 @@ class Control:
             return "it is starting."
         return f"it is {r.state.value}."
 
+    def _shown(self, caller: Caller, out: dict[str, Any], spec: ServiceSpec, instance: str | None) -> dict[str, Any]:
+        """The view as this caller may see it: protected values hidden unless the caller may read them."""
+        if not authz.allowed(caller, spec, Right.READ):
+            hidden = authz.redact_view(out["pgs"], spec, instance)
+            if hidden:
+                out["protected"] = hidden
+        return out
+
     async def op_props(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"fmri": pattern}`` -> the running snapshot's property groups (``svcprop``)."""
+        """``{"fmri": pattern}`` -> the running snapshot's property groups (``svcprop``); protected
+        values (``protected``: their names) only for root and ``[authorizations.read]``."""
         f = self._one(req, allow_service=True)
         if f in self.engine.instances:
             inst = self.engine.instances[f]
-            return {"fmri": f, "pgs": property_view(inst.config, inst)}
+            return self._shown(caller, {"fmri": f, "pgs": property_view(inst.config, inst)}, inst.config.spec,
+                               inst.config.fmri.instance)
         spec = self.engine.specs[f]
-        from svcmgr.manifest import resolve_instance
-
         first = next(iter(spec.instances))
-        return {"fmri": f, "pgs": property_view(resolve_instance(spec, first))}
+        return self._shown(caller, {"fmri": f, "pgs": property_view(resolve_instance(spec, first))}, spec, first)
 
     async def op_listprop(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmri": pattern}`` -> the editing configuration's property groups (``svccfg listprop``)."""
@@ -413,26 +419,34 @@ class Control:
         p = fmri_mod.parse(f)
         service = str(p.service_fmri)
         data = self.engine.editing[service]
-        from svcmgr.manifest import parse_service, resolve_instance
-
         source, _ = self.engine.sources.get(service, ("", ""))
         spec = parse_service(data, source)
-        cfg = resolve_instance(spec, p.instance or next(iter(spec.instances)))
+        name = p.instance or next(iter(spec.instances))
+        cfg = resolve_instance(spec, name)
         pending = data != self.engine.specs[service].to_dict()
-        return {"fmri": f, "pgs": property_view(cfg), "pending_refresh": pending}
+        return self._shown(caller, {"fmri": f, "pgs": property_view(cfg), "pending_refresh": pending}, spec, name)
 
     async def op_export(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"fmri": service}`` -> the manifest as imported (normal form, editing copy)."""
+        """``{"fmri": service}`` -> the manifest as imported (normal form, editing copy); protected
+        values as ``(protected)`` unless the caller may read them."""
         f = self._one(req, allow_service=True)
         service = str(fmri_mod.parse(f).service_fmri)
         source, fmt = self.engine.sources.get(service, ("", "toml"))
-        return {"fmri": service, "manifest": self.engine.editing[service], "source": source, "format": fmt}
+        manifest = self.engine.editing[service]
+        out = {"fmri": service, "manifest": manifest, "source": source, "format": fmt}
+        if not authz.allowed(caller, self.engine.specs.get(service), Right.READ):
+            out["manifest"] = manifest = copy.deepcopy(manifest)
+            hidden = authz.redact_manifest(manifest)
+            if hidden:
+                out["protected"] = hidden
+        return out
 
     async def op_log(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"fmri": pattern, "lines": N?}`` -> the instance's log file and its last lines."""
+        """``{"fmri": pattern, "lines": N?}`` -> the instance's log file and its last lines (those for
+        root and the service's delegated users only)."""
         f = self._one(req)
         inst = self.engine.instances[f]
-        n = arg(req, "lines", int, 0)
+        n = arg(req, "lines", int, 0) if authz.allowed(caller, inst.config.spec, Right.LOG) else 0
         path = inst.log.path if inst.log else None
         return {"fmri": f, "path": path, "tail": tail(path, max(0, min(n, 10000))) if path and n else []}
 
@@ -461,7 +475,7 @@ class Control:
         if recursive:
             targets = sorted(set().union(*(self.engine.graph.closure(f, ("require_all", "require_any"))
                                            for f in names)))
-        self._authorize(caller, targets, "enable", "action" if temporary else "value")
+        self._authorize(caller, targets, "enable", Right.ACTION if temporary else Right.VALUE)
         done = self.engine.enable(names, temporary=temporary, recursive=recursive)
         missing = sorted({t for f in done for _, t in self.engine.graph.missing_targets(f)}) if recursive else []
         return {"fmris": done, "absent": missing}
@@ -470,21 +484,21 @@ class Control:
         """``{"fmris": [...], "temporary": bool}``."""
         names = self._many(req)
         temporary = arg(req, "temporary", bool, False)
-        self._authorize(caller, names, "disable", "action" if temporary else "value")
+        self._authorize(caller, names, "disable", Right.ACTION if temporary else Right.VALUE)
         self.engine.disable(names, temporary=temporary)
         return {"fmris": names}
 
     async def op_restart(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmris": [...]}``: only online or degraded instances restart."""
         names = self._many(req)
-        self._authorize(caller, names, "restart", "action")
+        self._authorize(caller, names, "restart", Right.ACTION)
         done = self.engine.restart(names)
         return {"fmris": done, "skipped": [f for f in names if f not in done]}
 
     async def op_refresh(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmris": [...]}``: editing configuration becomes the running snapshot."""
         names = self._many(req)
-        self._authorize(caller, names, "refresh", "action")
+        self._authorize(caller, names, "refresh", Right.ACTION)
         try:
             self.engine.refresh(names)
         except ManifestErrors as e:
@@ -494,7 +508,7 @@ class Control:
     async def op_clear(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmris": [...]}``: maintenance back to service, degraded back to online."""
         names = self._many(req)
-        self._authorize(caller, names, "clear", "action")
+        self._authorize(caller, names, "clear", Right.ACTION)
         done = self.engine.clear(names)
         return {"fmris": done, "skipped": [f for f in names if f not in done]}
 
@@ -502,14 +516,14 @@ class Control:
         """``{"fmris": [...], "state": "maintenance"|"degraded", "temporary": bool, "immediate": bool}``."""
         names = self._many(req)
         state = arg(req, "state", str, choices=("maintenance", "degraded"))
-        self._authorize(caller, names, "mark", "action")
+        self._authorize(caller, names, "mark", Right.ACTION)
         done = self.engine.mark(names, state, temporary=arg(req, "temporary", bool, False),
                                 immediate=arg(req, "immediate", bool, False))
         return {"fmris": done, "skipped": [f for f in names if f not in done]}
 
     async def op_milestone(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"target": "all"|"none"|FMRI}``."""
-        self._root_only(caller, "change the milestone")
+        authz.require_operator(caller, "change the milestone")
         target = arg(req, "target", str)
         if target not in ("all", "none"):
             target = self._one({"fmri": target})
@@ -523,7 +537,7 @@ class Control:
         transaction: either every service is imported or none is."""
         dry = arg(req, "dry_run", bool, False)
         if not dry:
-            self._root_only(caller, "import manifests")
+            authz.require_operator(caller, "import manifests")
         files = req.get("files")
         if not isinstance(files, list) or not files:
             raise ApiError("bad request: import: 'files' must be a non-empty list", 2)
@@ -559,7 +573,7 @@ class Control:
 
     async def op_delete(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmri": service}``: stop its instances and remove it from the repository."""
-        self._root_only(caller, "delete services")
+        authz.require_operator(caller, "delete services")
         f = self._one(req, allow_service=True)
         service = str(fmri_mod.parse(f).service_fmri)
         try:
@@ -568,27 +582,56 @@ class Control:
             raise ApiError(str(e), e.code) from None
         return {"deleted": service}
 
-    def _edit_target(self, caller: Caller, req: dict[str, Any]) -> tuple[str, str | None, dict[str, Any], str]:
+    def _edit_target(self, caller: Caller, req: dict[str, Any], right: Right
+                     ) -> tuple[str, str | None, dict[str, Any], str, list[str]]:
         f = self._one(req, allow_service=True)
         p = fmri_mod.parse(f)
         service = str(p.service_fmri)
         targets = [f] if p.instance else [str(p.with_instance(n)) for n in self.engine.specs[service].instances]
-        self._authorize(caller, targets, "change properties of", "value")
         prop = arg(req, "prop", str)
         if prop.count("/") != 1:
             raise ApiError(f"bad request: property {prop!r}: expected pg/name", 2)
-        return service, p.instance, copy.deepcopy(self.engine.editing[service]), prop
+        self._authorize(caller, targets, f"change {prop} of", right)
+        return service, p.instance, copy.deepcopy(self.engine.editing[service]), prop, targets
+
+    def _editing_spec(self, service: str, data: dict[str, Any]) -> ServiceSpec:
+        try:
+            return parse_service(data, self.engine.sources.get(service, ("", ""))[0])
+        except ManifestErrors:
+            return self.engine.specs[service]
+
+    def _check_value_edit(self, caller: Caller, targets: list[str], spec: ServiceSpec, instance: str | None,
+                          pg: str, name: str, ptype: str | None, existing: Property | None) -> None:
+        """A value grant changes the values of existing properties of application groups, nothing more."""
+        kind = authz.group_type(spec, pg, instance)
+        if kind != "application":
+            why = f"{pg} is a {kind} property group (a value grant covers application groups only)"
+        elif existing is None:
+            why = f"{pg}/{name} does not exist (a value grant changes existing properties only)"
+        elif ptype is not None and ptype != existing.type:
+            why = f"{pg}/{name} is of type {existing.type} (a value grant keeps a property's type)"
+        else:
+            return
+        authz.require(caller, [(f, self._spec(f)) for f in targets], Right.OPERATOR, f"change {pg}/{name} of", why)
 
     async def op_setprop(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmri": pattern, "prop": "pg/name", "type": str?, "values": [..]}``.
 
-        Changes the editing configuration only; ``svcadm refresh`` makes it run."""
-        service, instance, data, prop = self._edit_target(caller, req)
+        Changes the editing configuration only; ``svcadm refresh`` makes it run. Without a type, an
+        existing property keeps its own (a new one is an astring)."""
+        service, instance, data, prop, targets = self._edit_target(caller, req, Right.VALUE)
         ptype = arg(req, "type", str, None)
         values = arg(req, "values", list)
         if ptype is not None and ptype not in PROP_TYPES:
             raise ApiError(f"setprop: unknown property type {ptype!r} (known: {', '.join(PROP_TYPES)})", 2)
         pg, name = prop.split("/")
+        spec = self._editing_spec(service, data)
+        props = resolve_instance(spec, instance).properties if instance else spec.properties
+        existing = props.get(pg, {}).get(name)
+        if not caller.privileged:
+            self._check_value_edit(caller, targets, spec, instance, pg, name, ptype, existing)
+        if ptype is None and existing is not None:
+            ptype = existing.type
         table = data
         if instance is not None:
             table = data.setdefault("instances", {}).setdefault(instance, {})
@@ -633,7 +676,7 @@ class Control:
 
     async def op_delprop(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmri": pattern, "prop": "pg/name"}``: remove a property of the manifest's own groups."""
-        service, instance, data, prop = self._edit_target(caller, req)
+        service, instance, data, prop, _ = self._edit_target(caller, req, Right.OPERATOR)
         pg, name = prop.split("/")
         table = data if instance is None else data.get("instances", {}).get(instance, {})
         props = table.get("properties", {})

@@ -157,8 +157,11 @@ class Grant:
 
 @dataclass(frozen=True)
 class Authorizations:
+    """Who besides root may act on a service (see ``svcmgr.authz``, which decides)."""
+
     action: Grant = Grant()
     value: Grant = Grant()
+    read: Grant = Grant()  # protected values: method environments, groups with a read_authorization
 
 
 @dataclass(frozen=True)
@@ -540,8 +543,9 @@ def _authorizations(r: _Reader | None) -> Authorizations:
         return Authorizations()
     a = _grant(r.table("action"))
     v = _grant(r.table("value"))
+    rd = _grant(r.table("read"))
     r.done()
-    return Authorizations(a, v)
+    return Authorizations(a, v, rd)
 
 
 def property_type(v: Any) -> str | None:

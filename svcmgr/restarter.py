@@ -11,13 +11,13 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import shlex
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from svcmgr import tokens
 from svcmgr.bus import Bus
 from svcmgr.contract import Backend, Contract, UserSpec
 from svcmgr.instance import Instance
@@ -36,7 +36,6 @@ DEFAULT_STOP_TIMEOUT = 30.0
 CHILD_THROTTLE = 1.0
 #: Spawns closer than this to the previous one count as a burst (see ``_spawn``).
 BURST_GAP = 0.05
-_TOKEN_RE = re.compile(r"%(\{[^}]*\}|.)")
 
 
 @dataclass(frozen=True)
@@ -75,34 +74,6 @@ def simple_command(text: str) -> bool:
             return False
     return True
 
-
-
-def expand_tokens(text: str, cfg: InstanceConfig, method: str) -> str:
-    """SMF's method tokens: %r %m %s %i %f %{pg/prop} and %%."""
-
-    def sub(m: re.Match[str]) -> str:
-        t = m.group(1)
-        if t == "%":
-            return "%"
-        if t == "r":
-            return "svc.startd"
-        if t == "m":
-            return method
-        if t == "s":
-            return cfg.fmri.service
-        if t == "i":
-            return cfg.fmri.instance or ""
-        if t == "f":
-            return str(cfg.fmri)
-        if t.startswith("{") and "/" in t:
-            pg, _, prop = t[1:-1].partition("/")
-            p = cfg.properties.get(pg, {}).get(prop)
-            if p is None:
-                return ""
-            return " ".join(("true" if v is True else "false" if v is False else str(v)) for v in p.values)
-        return m.group(0)
-
-    return _TOKEN_RE.sub(sub, text)
 
 
 class Restarter:
@@ -152,15 +123,16 @@ class Restarter:
         if cfg.readiness.kind == "notify" and method == "start":
             env["NOTIFY_SOCKET"] = self.paths.notify_socket
         for k, v in ctx.environment.items():
-            env[k] = expand_tokens(v, cfg, method)
+            env[k] = tokens.expand(v, cfg, method)
         return env
 
     def method_argv(self, inst: Instance, method: str, ex: Exec) -> list[str]:
         cfg = inst.config
         if ex.kind == "argv":
-            return [expand_tokens(a, cfg, method) for a in ex.argv]
-        text = expand_tokens(ex.shell, cfg, method)
-        return ["/bin/sh", "-c", f"exec {text}" if simple_command(text) else text]
+            return tokens.expand_argv(ex.argv, cfg, method)
+        text, params = tokens.shell_script(ex.shell, cfg, method)  # values as parameters, never as code
+        script = f"exec {text}" if simple_command(text) else text
+        return ["/bin/sh", "-c", script, "/bin/sh", *params] if params else ["/bin/sh", "-c", script]
 
     def _cwd(self, inst: Instance, method: str, user: UserSpec) -> str:
         wd = inst.config.method_context(method).working_directory

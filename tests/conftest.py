@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from hostile import Attacker, why_not
 from svctest import Daemon, _alive_marked, _short_root
 
 
@@ -57,6 +58,17 @@ def svcmgrd(request: pytest.FixtureRequest) -> Iterator[Callable[..., Daemon]]:
 def daemon(svcmgrd: Callable[[], Daemon]) -> Daemon:
     """A daemon not yet started: write manifests with ``daemon.manifest(...)``, then ``daemon.start()``."""
     return svcmgrd()
+
+
+@pytest.fixture(scope="session")
+def attacker() -> Iterator[Attacker]:
+    """An unprivileged local user (uid 65534) with the commands on the system interpreter (tests/hostile.py)."""
+    why = why_not()
+    if why is not None:
+        pytest.skip(why)
+    a = Attacker()
+    yield a
+    a.close()
 
 
 def _remove_cgroups(root: Path) -> None:

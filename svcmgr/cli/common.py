@@ -57,6 +57,15 @@ def client(args: argparse.Namespace) -> Client:
     return Client(args.root)
 
 
+def note_protected(prog: str, reply: dict[str, Any]) -> None:
+    """Say on stderr that some values were hidden (``svcmgr.authz``: protected values need a read grant)."""
+    hidden = reply.get("protected") or []
+    if hidden:
+        print(f"{prog}: {len(hidden)} protected value(s) shown as (protected): reading them needs root or "
+              f"the service's [authorizations.read] ({', '.join(hidden[:4])}{', ...' if len(hidden) > 4 else ''})",
+              file=sys.stderr)
+
+
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")

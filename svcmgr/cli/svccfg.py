@@ -20,7 +20,7 @@ import os
 import sys
 from typing import Any
 
-from svcmgr.cli.common import Parser, add_root, print_json, run
+from svcmgr.cli.common import Parser, add_root, note_protected, print_json, run
 from svcmgr.client import Client, ClientError, collect_manifest_files
 
 TYPES = ("astring", "ustring", "integer", "count", "boolean", "float", "time", "fmri", "host", "hostname",
@@ -131,6 +131,7 @@ def execute(args: Any) -> int:
         return 0
     if cmd == "export":
         res = c.call("export", fmri=args.fmri)
+        note_protected("svccfg", res)
         if args.json:
             print_json(res["manifest"])
         elif args.xml:
@@ -154,6 +155,7 @@ def execute(args: Any) -> int:
         return 2
     if cmd == "listprop":
         res = c.call("listprop", fmri=args.select)
+        note_protected("svccfg", res)
         rows = []
         for pg, props in res["pgs"].items():
             if fnmatch.fnmatchcase(pg, args.pattern):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from svcmgr.cli.common import Parser, add_root, print_json, run
+from svcmgr.cli.common import Parser, add_root, note_protected, print_json, run
 from svcmgr.client import Client
 
 
@@ -44,6 +44,7 @@ def _value(v: Any) -> str:
 
 def execute(args: Any) -> int:
     res = Client(args.root).call("props", fmri=args.fmri)
+    note_protected("svcprop", res)
     pgs: dict[str, dict[str, Any]] = res["pgs"]
     selected: list[tuple[str, str, dict[str, Any]]] = []
     missing = []

@@ -1,0 +1,103 @@
+"""Hostile: a user delegated one service (docs/security.md, "a delegated user") tries to become root.
+
+Findings 1 and 2 of issue 10. The attacker holds the service's value and action grants,
+as SMF's ``value_authorization`` and ``action_authorization`` give them, and uses only
+the commands every user has: ``svccfg setprop``, ``svcadm refresh``, ``svcadm restart``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from svctest import wait_until
+
+WEB = "svc:/site/web:default"
+
+_DELEGATED = """
+    [authorizations.action]
+    users = ["nobody"]
+    [authorizations.value]
+    users = ["nobody"]
+    [properties.config]
+    greeting = "hello"
+    """
+
+
+def _restart_and_wait(daemon, attacker, before: list[int], proof: Path) -> list[int]:
+    """The attacker refreshes and restarts; returns the new pids, or [] once the proof of an attack appeared."""
+    attacker.cli(daemon.root, "svcadm", "refresh", "site/web")
+    attacker.cli(daemon.root, "svcadm", "restart", "site/web")
+
+    def running_again() -> list[int] | None:
+        p = daemon.pids(WEB)
+        return p if p and p != before and daemon.state(WEB) == "online" else None
+
+    wait_until(lambda: proof.exists() or running_again(), 20, what="the service to run again")
+    return [] if proof.exists() else daemon.pids(WEB)
+
+
+def _uid_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no Uid line for pid {pid}")
+
+
+def test_finding_1_a_value_grant_cannot_change_the_method_or_whom_it_runs_as(daemon, attacker, tmp_path: Path):
+    proof = tmp_path / "uid-of-the-method"
+    daemon.manifest("web.toml", f"""
+        name = "site/web"
+        duration = "child"
+        [methods.start]
+        exec = ["/bin/sleep", "1000"]
+        user = "nobody"
+        {_DELEGATED}
+        """)
+    daemon.start()
+    daemon.wait_state(WEB, "online")
+    before = daemon.pids(WEB)
+    evil = f"/bin/sh -c 'id -u > {proof}; exec sleep 1000'"
+    attempts = {
+        "start/user": "root", "start/group": "root", "start/exec": evil, "start/working_directory": "/root",
+        "start/environment": "LD_PRELOAD=/tmp/evil.so", "startd/duration": "transient", "restart/limit": "1000",
+    }
+    refused = {}
+    for prop, value in attempts.items():
+        r = attacker.cli(daemon.root, "svccfg", "-s", "site/web", "setprop", prop, "=", "astring:", value)
+        refused[prop] = (r.returncode, r.stderr.strip())
+    after = _restart_and_wait(daemon, attacker, before, proof)
+    assert not proof.exists(), f"the delegated user ran a command as uid {proof.read_text().strip()}"
+    assert _uid_of(after[0]) == 65534, "the service no longer runs as the user its manifest names"
+    for prop, (code, err) in refused.items():
+        assert code == 1 and "permission denied" in err and "needs root" in err, (prop, code, err)
+    assert "start is a method property group" in refused["start/exec"][1]
+    # What the grant is for still works: a new value for an application property.
+    r = attacker.cli(daemon.root, "svccfg", "-s", "site/web", "setprop", "config/greeting", "=", "astring:", "hi")
+    assert r.returncode == 0, r.stderr
+    assert daemon.call("listprop", fmri=WEB)["pgs"]["config"]["greeting"]["values"] == ["hi"]
+
+
+def test_finding_2_a_property_value_is_data_in_a_shell_method(daemon, attacker, tmp_path: Path):
+    proof = tmp_path / "injected"
+    said = tmp_path / "said"
+    os.chmod(tmp_path, 0o755)
+    daemon.manifest("web.toml", f"""
+        name = "site/web"
+        duration = "child"
+        [methods.start]
+        exec = "echo %{{config/greeting}} > {said}; echo '%{{config/greeting}}' >> {said}; exec sleep 1000"
+        {_DELEGATED}
+        """)
+    daemon.start()
+    daemon.wait_state(WEB, "online")
+    before = daemon.pids(WEB)
+    payload = f"$(id -u > {proof})`id -u > {proof}`;id -u > {proof}' \"x"
+    r = attacker.cli(daemon.root, "svccfg", "-s", "site/web", "setprop", "config/greeting", "=", "astring:", payload)
+    assert r.returncode == 0, r.stderr
+    _restart_and_wait(daemon, attacker, before, proof)
+    wait_until(lambda: proof.exists() or (said.exists() and said.read_text().count("\n") == 2), 10,
+               what="the method to run")
+    assert not proof.exists(), f"the value ran as a command, as uid {proof.read_text().strip()}"
+    assert said.read_text().splitlines() == [payload, payload]

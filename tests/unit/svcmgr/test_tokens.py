@@ -1,0 +1,55 @@
+"""Method tokens: a property's value reaches a method as data, whatever characters it holds."""
+
+import subprocess
+
+import pytest
+
+from svcmgr.manifest import parse_service, resolve_instance
+from svcmgr.tokens import expand, expand_argv, shell_script
+
+NASTY = ["$(id)", "`id`", "; id", "a'b", 'a"b', "a\\b", "x y", "*", "${HOME}", "", "%{config/one}"]
+
+
+def _cfg(values):
+    spec = parse_service({"name": "site/web", "methods": {"start": {"exec": ":true"}},
+                          "properties": {"config": {"many": {"type": "astring", "values": values},
+                                                    "one": "plain", "flag": True}}})
+    return resolve_instance(spec, "default")
+
+
+def _run(text, cfg):
+    script, params = shell_script(text, cfg, "start")
+    r = subprocess.run(["/bin/sh", "-c", script, "/bin/sh", *params], capture_output=True, text=True, check=True)
+    return r.stdout
+
+
+@pytest.mark.parametrize("value", NASTY)
+def test_a_value_is_one_word_and_never_code_in_every_quoting(value):
+    cfg = _cfg([value])
+    show = "printf '[%%s]' "
+    assert _run(show + "%{config/many}", cfg) == f"[{value}]"
+    assert _run(show + "'%{config/many}'", cfg) == f"[{value}]"
+    assert _run(show + '"%{config/many}"', cfg) == f"[{value}]"
+    assert "uid=" not in _run('echo "$(printf %%s %{config/many})"', cfg)  # an expansion is never parsed again
+    assert _run(show + "pre-%{config/many}-post", cfg) == f"[pre-{value}-post]"
+
+
+def test_several_values_are_several_words_unquoted_and_one_word_quoted():
+    cfg = _cfg(["a b", "c"])
+    assert _run("printf '[%%s]' %{config/many}", cfg) == "[a b][c]"
+    assert _run("printf '[%%s]' \"%{config/many}\"", cfg) == "[a b c]"
+    assert _run("printf '[%%s]' %{config/none}", cfg) == "[]"  # undefined: no word at all
+    assert _run("printf '[%%s]' %f %i %m %r %% %{config/flag}", cfg) == \
+        "[svc:/site/web:default][default][start][svc.startd][%][true]"
+
+
+def test_quotes_in_a_comment_do_not_change_the_quoting_after_it():
+    cfg = _cfg(["x y"])
+    assert _run("true # don't\nprintf '[%%s]' %{config/many}", cfg) == "[x y]"
+
+
+def test_argv_methods_take_values_as_arguments():
+    cfg = _cfg(["a b", "$(id)"])
+    assert expand_argv(["prog", "%{config/many}", "--one=%{config/one}", "%{config/none}"], cfg, "start") == \
+        ["prog", "a b", "$(id)", "--one=plain", ""]
+    assert expand("%{config/many} %m", cfg, "stop") == "a b $(id) stop"
