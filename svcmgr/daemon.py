@@ -34,6 +34,7 @@ from svcmgr.contract import detect_backend
 from svcmgr.control import Control
 from svcmgr.engine import Engine
 from svcmgr.manifest import ManifestErrors, ServiceSpec, load_file
+from svcmgr.observe import Observe
 from svcmgr.paths import Paths, registration_file
 from svcmgr.probes import NotifySocket
 from svcmgr.reaper import Reaper
@@ -42,6 +43,7 @@ from svcmgr.restarter import Restarter
 from svcmgr.schema import FieldErrors
 from svcmgr.sdnotify import Notifier
 from svcmgr.states import RUNNING
+from svcmgr.timings import Recorder, TimingStore
 
 __all__ = ["EXIT_RESTART", "Daemon", "main"]
 
@@ -144,17 +146,20 @@ class Daemon:
 
         restarter = Restarter(reaper=reaper, backend=backend, paths=self.paths, bus=bus, ctid=next_ctid,
                               on_contract=on_contract, on_health=on_health)
-        engine = Engine(repo=repo, bus=bus, restarter=restarter, paths=self.paths)
+        timings = Recorder(TimingStore(repo.connection))
+        engine = Engine(repo=repo, bus=bus, restarter=restarter, paths=self.paths, timings=timings)
         self.engine = engine
         notify = NotifySocket(self.paths.notify_socket, restarter.on_notify)
         api = Api(self.paths.socket)
         Control(engine, api, node=self.config.node, root=self.paths.root, backend=backend.describe())
+        Observe(engine, api)
         api.register("reload", self._op_reload)
         ctx = Context(self.config.node, self.paths, bus, repo, engine, api, reaper, self.config, time.monotonic)
         self.ctx = ctx
         try:
             notify.open(loop)
             engine.load()
+            timings.forget(keep_only=engine.instances)
             for err in engine.load_errors:
                 log.error("%s", err)
             self.components = load_components(ctx)
@@ -195,6 +200,7 @@ class Daemon:
             notify.close()
             reaper.uninstall()
             backend.close()
+            timings.flush()
             repo.close()
             self._unregister()
             self.notifier.close()

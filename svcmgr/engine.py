@@ -40,6 +40,7 @@ from svcmgr.repository import InstanceRecord, Repository
 from svcmgr.restarter import Restarter
 from svcmgr.states import RUNNING, State
 from svcmgr.tasks import Nursery
+from svcmgr.timings import Recorder
 
 __all__ = ["Engine", "EngineError"]
 
@@ -73,12 +74,14 @@ class _Waiter:
 
 class Engine:
     def __init__(self, *, repo: Repository, bus: Bus, restarter: Restarter, paths: Paths,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, timings: Recorder | None = None) -> None:
         self.repo = repo
         self.bus = bus
         self.restarter = restarter
         self.paths = paths
         self.clock = clock
+        #: Start and stop timings: told of every phase an instance enters (svcmgr.timings).
+        self.timings = timings if timings is not None else Recorder()
         self.specs: dict[str, ServiceSpec] = {}
         self.editing: dict[str, dict[str, Any]] = {}
         self.sources: dict[str, tuple[str, str]] = {}
@@ -304,6 +307,7 @@ class Engine:
         inst.next_state = nstate
         if reason is not None:
             inst.reason = reason
+        self.timings.entered(inst, phase)
         changed = state != prev_state
         if changed:
             inst.state = state

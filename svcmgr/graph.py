@@ -324,6 +324,36 @@ class Graph:
             return NOTYET
         return MET if self.satisfiability(inst, view, memo) == NEVER else NOTYET
 
+    def edges(self) -> list[tuple[str, str, Dependency]]:
+        """Every (dependent, instance it depends on, through which dependency), sorted."""
+        return sorted(((u, v, d) for u, v, ds in self.g.edges(data="deps") for d in ds),
+                      key=lambda e: (e[0], e[1], e[2].name))
+
+    def member_values(self, fmri: str, view: StateView) -> list[tuple[Dependency, str, int]]:
+        """Each member of each dependency group of ``fmri`` with what it gives the group now: MET,
+        NOTYET, or NEVER (absent, in maintenance, disabled for good, or running where excluded).
+        A member is an instance FMRI, or the declared FMRI (or ``file://`` path) when absent."""
+        out: list[tuple[Dependency, str, int]] = []
+        memo: dict[str, int] = {fmri: NOTYET}
+        for d in self.deps.get(fmri, ()):
+            if d.type == "path":
+                out.extend((d, t, self._group(Dependency(d.name, d.grouping, d.restart_on, (t,), "path"),
+                                              view, memo)) for t in d.fmris)
+                continue
+            for declared, insts in self._members(d):
+                if insts is None:
+                    out.append((d, declared, NEVER if d.grouping in ("require_all", "require_any") else MET))
+                    continue
+                for i in insts:
+                    if d.grouping in ("require_all", "require_any"):
+                        v = self._member_value(i, view, memo)
+                    elif d.grouping == "optional_all":
+                        v = NOTYET if self._optional_value(i, view, memo) == NOTYET else MET
+                    else:
+                        v = self._group(Dependency(d.name, d.grouping, d.restart_on, (i,)), view, memo)
+                    out.append((d, i, v))
+        return out
+
     def blockers(self, fmri: str, view: StateView) -> list[Blocker]:
         """The unmet members of ``fmri``'s unmet dependency groups."""
         out: list[Blocker] = []

@@ -49,6 +49,10 @@ class Instance:
     starts: int = 0
     restarts: int = 0
     start_duration: float | None = None
+    #: CLOCK_MONOTONIC ns when the restarter spawned the start method and when readiness passed
+    #: (read by the timing recorder, svcmgr.timings).
+    spawned_ns: int = 0
+    ready_ns: int = 0
 
     @property
     def enabled(self) -> bool:

@@ -178,6 +178,7 @@ class Restarter:
         inst.ready = None
         if m is None or m.exec.kind == "true":
             inst.log.note('Executing start method (":true").')
+            inst.ready_ns = time.monotonic_ns()
             return StartResult(Outcome.OK, "")
         if m.exec.kind == "kill":
             return StartResult(Outcome.FATAL, "start method cannot be :kill")
@@ -204,6 +205,7 @@ class Restarter:
             contract.remove()
             inst.log.note(f"Start method could not be executed: {e.strerror or e}.")
             return StartResult(Outcome.FATAL, f"start method could not be executed: {e.strerror or e}")
+        inst.spawned_ns = time.monotonic_ns()
         inst.contract = contract
         inst.reaped.clear()
         self.pid_owner[child.pid] = inst
@@ -224,6 +226,7 @@ class Restarter:
         inst.start_duration = time.monotonic() - t0
         if result.outcome != Outcome.OK:
             return result
+        inst.ready_ns = time.monotonic_ns()
         transient = cfg.duration == "transient" or result.code == SMF_EXIT_NODAEMON
         if transient:
             self._forget(inst)
