@@ -5,12 +5,16 @@
     svcs -x [-v] [FMRI ...]   why instances are not running, and what that affects
     svcs -d | -D FMRI ...     what instances depend on, or what depends on them
     svcs -L FMRI ...          the log file of each instance
+    svcs -t [FMRI ...]        start timings, longest first (svcmgr.cli.observe)
+    svcs -c [FMRI]            the critical chain (default: the milestone)
+    svcs -G [FMRI ...]        the dependency graph as Graphviz DOT
+    svcs --plot               an SVG boot chart (--boot N, --since T, --until T)
 
 Default columns ``STATE STIME FMRI``, sorted by state then time; without ``-a``
 or operands, disabled instances are left out. ``--json`` prints the same fields
 in lower case (``stime`` in ISO 8601, ``pids`` with ``-p``).
 
-Socket requests: ``list``, ``show``, ``explain``, ``deps``, ``log``.
+Socket requests: ``list``, ``show``, ``explain``, ``deps``, ``log``; ``timings``, ``chain``, ``graph``.
 """
 
 from __future__ import annotations
@@ -48,6 +52,15 @@ def parser() -> Parser:
     p.add_argument("-d", action="store_true", help="list the instances the named ones depend on")
     p.add_argument("-D", action="store_true", help="list the instances that depend on the named ones")
     p.add_argument("-L", action="store_true", help="print the log file of each named instance")
+    p.add_argument("-t", action="store_true", help="start timings: each instance's last start, longest first, "
+                   "with the wait for dependencies apart")
+    p.add_argument("-c", action="store_true", help="the critical chain of an instance (default: the milestone)")
+    p.add_argument("-G", action="store_true", help="the dependency graph in Graphviz DOT "
+                   "(svcs -G | dot -Tsvg > graph.svg)")
+    p.add_argument("--plot", action="store_true", help="an SVG boot chart (svcs --plot > boot.svg)")
+    p.add_argument("--boot", type=int, metavar="N", help="with --plot: the boot (daemon run) N")
+    p.add_argument("--since", metavar="TIME", help="with --plot: from TIME (ISO 8601, @epoch, or a duration ago: 10m)")
+    p.add_argument("--until", metavar="TIME", help="with --plot: until TIME")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--fleet", action="store_true", help="every node's instances, from the MQTT broker")
     p.add_argument("--mqtt", metavar="URL", help="with --fleet: the broker (default: the one in --config, "
@@ -279,9 +292,13 @@ def fleet(args: Any) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    modes = sum(bool(x) for x in (args.l, args.x, args.d or args.D, args.L, args.fleet))
+    modes = sum(bool(x) for x in (args.l, args.x, args.d or args.D, args.L, args.fleet, args.t, args.c, args.G,
+                                  args.plot))
     if modes > 1 or (args.d and args.D):
-        print("svcs: -l, -x, -d, -D, -L and --fleet exclude one another", file=sys.stderr)
+        print("svcs: -l, -x, -d, -D, -L, -t, -c, -G, --plot and --fleet exclude one another", file=sys.stderr)
+        return 2
+    if (args.boot is not None or args.since or args.until) and not args.plot:
+        print("svcs: --boot, --since and --until go with --plot", file=sys.stderr)
         return 2
     if (args.d or args.D) and not args.fmris:
         print("svcs: -d and -D need at least one FMRI", file=sys.stderr)
@@ -297,6 +314,11 @@ def main(argv: list[str] | None = None) -> int:
         return run("svcs", lambda: explain(args))
     if args.L:
         return run("svcs", lambda: logs(args))
+    if args.t or args.c or args.G or args.plot:
+        from svcmgr.cli import observe
+
+        command = observe.timings if args.t else observe.chain if args.c else observe.graph if args.G else observe.plot
+        return run("svcs", lambda: command(args))
     return run("svcs", lambda: listing(args))
 
 
