@@ -48,7 +48,6 @@ class Instance:
     status_text: str = ""
     starts: int = 0
     restarts: int = 0
-    start_duration: float | None = None
     #: CLOCK_MONOTONIC ns when the restarter spawned the start method and when readiness passed
     #: (read by the timing recorder, svcmgr.timings).
     spawned_ns: int = 0

@@ -1,8 +1,9 @@
 """Prometheus metrics: every series the daemon exposes, declared in this one module.
 
-Instance facts (state, restarts, starts, time in state) are read from the
-engine at scrape time; counters (ereports, start durations, fault cases, MQTT
-link, VRRP state) are kept from bus events by a synchronous listener. One prefix
+Instance facts (state, restarts, starts, time in state, last start time) are read
+from the engine at scrape time; counters (ereports, fault cases, MQTT link, VRRP
+state) are kept from bus events by a synchronous listener, and start durations
+from the engine's start timings (``svcmgr.timings``) as each start comes online. One prefix
 (``svcmgr_``), base units, ``_total`` on counters, and labels drawn only from
 bounded sets: FMRIs, states, event classes (capped), case classes and
 severities, VRRP instance names. Never pids, UUIDs or error text.
@@ -15,7 +16,9 @@ severities, VRRP instance names. Never pids, UUIDs or error text.
     svcmgr_instance_state_seconds{fmri}                    seconds in the current state
     svcmgr_instance_restarts_total{fmri}                   automatic restarts (since the daemon started)
     svcmgr_instance_starts_total{fmri}                     successful starts (since the daemon started)
-    svcmgr_instance_start_duration_seconds{fmri}           histogram: start method to ready
+    svcmgr_instance_start_time_seconds{fmri}               when the instance last came online (Unix time)
+    svcmgr_instance_start_duration_seconds{fmri}           histogram: start method spawned to ready
+    svcmgr_instance_dependency_wait_seconds{fmri}          histogram: queued to dependencies met
     svcmgr_bus_events_total                                events published on the bus
     svcmgr_ereports_total{class}                           ereports by class
     svcmgr_fault_cases_open{class,severity}                open fault cases
@@ -131,18 +134,23 @@ class Metrics(Collector):
         self.start_duration = Histogram(
             "svcmgr_instance_start_duration_seconds", "Time from the start method to readiness, per instance.",
             ["fmri"], buckets=START_BUCKETS, registry=r)
+        self.dependency_wait = Histogram(
+            "svcmgr_instance_dependency_wait_seconds",
+            "Time an instance waited for its dependencies before its start began, per instance.",
+            ["fmri"], buckets=START_BUCKETS, registry=r)
         self.telemetry = Counter("svcmgr_mqtt_telemetry_messages", "MQTT telemetry messages, by result.",
                                  ["result"], registry=r)
         ProcessCollector(namespace="svcmgr", registry=r)
         r.register(self)
         self.classes: set[str] = set()
-        self.seen_starts: dict[str, int] = {}
+        self.seen_online: dict[str, int | None] = {}
         self.cases: dict[str, tuple[str, str]] = {}
         self.vrrp: dict[str, tuple[str, float | None]] = {}
         self.mqtt_connected = False
         self.vrrp_ignored = 0
-        for f, inst in ctx.engine.instances.items():
-            self.seen_starts[f] = inst.starts
+        for f in ctx.engine.instances:
+            last = ctx.engine.timings.last(f, online=True)
+            self.seen_online[f] = last.online if last is not None else None
         from svcmgr.mqtt import section as mqtt_section
 
         if mqtt_section(ctx.config) is not None:
@@ -186,16 +194,20 @@ class Metrics(Collector):
     def _on_state(self, ev: Event) -> None:
         f = ev.resource
         if ev.cls == "svc.state.deleted":
-            self.seen_starts.pop(f, None)
-            with contextlib.suppress(KeyError):
-                self.start_duration.remove(f)
+            self.seen_online.pop(f, None)
+            for h in (self.start_duration, self.dependency_wait):
+                with contextlib.suppress(KeyError):
+                    h.remove(f)
             return
-        inst = self.ctx.engine.instances.get(f)
-        if inst is None:
+        last = self.ctx.engine.timings.last(f, online=True)
+        if last is None or last.online is None or last.online == self.seen_online.get(f):
             return
-        if inst.starts > self.seen_starts.get(f, 0) and inst.start_duration is not None:
-            self.start_duration.labels(f).observe(inst.start_duration)
-        self.seen_starts[f] = inst.starts
+        self.seen_online[f] = last.online
+        took = last.durations(last.online)
+        if took["method"] is not None:
+            self.start_duration.labels(f).observe(took["method"])
+        if took["wait"] is not None:
+            self.dependency_wait.labels(f).observe(took["wait"])
 
     def _on_case(self, ev: Event) -> None:
         d = ev.data
@@ -244,6 +256,10 @@ class Metrics(Collector):
                                        labels=["fmri"])
         starts = CounterMetricFamily("svcmgr_instance_starts", "Successful starts since the daemon started.",
                                      labels=["fmri"])
+        started = GaugeMetricFamily("svcmgr_instance_start_time_seconds",
+                                    "When the instance last came online, in seconds since the epoch.",
+                                    labels=["fmri"])
+        timings = ctx.engine.timings
         for f, inst in sorted(ctx.engine.instances.items()):
             cur = inst.state.value
             for s in STATES:
@@ -251,10 +267,15 @@ class Metrics(Collector):
             since.add_metric([f], max(0.0, now - inst.stime))
             restarts.add_metric([f], inst.restarts)
             starts.add_metric([f], inst.starts)
+            last = timings.last(f, online=True)
+            at = timings.wall(last, "online") if last is not None else None
+            if at is not None:
+                started.add_metric([f], at)
         yield state
         yield since
         yield restarts
         yield starts
+        yield started
         yield CounterMetricFamily("svcmgr_bus_events", "Events published on the bus.", value=ctx.bus.published)
         cases = GaugeMetricFamily("svcmgr_fault_cases_open", "Open fault cases, by fault class and severity.",
                                   labels=["class", "severity"])

@@ -212,7 +212,6 @@ class Restarter:
         main = child.exited
         timeout = cfg.readiness.timeout if cfg.readiness.timeout is not None else m.timeout
         self.awaiting_ready.add(inst)
-        t0 = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
                 result = await self._wait_ready(inst, main)
@@ -223,7 +222,6 @@ class Restarter:
             return StartResult("timeout", f"Start method timed out after {timeout:g}s")
         finally:
             self.awaiting_ready.discard(inst)
-        inst.start_duration = time.monotonic() - t0
         if result.outcome != Outcome.OK:
             return result
         inst.ready_ns = time.monotonic_ns()

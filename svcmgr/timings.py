@@ -367,5 +367,11 @@ class Recorder:
                 return r
         return None
 
+    def wall(self, rec: StartRecord, point: str) -> float | None:
+        """A point of a record on the wall clock (seconds since the epoch), or None."""
+        v = getattr(rec, point)
+        b = self.boots.get(rec.boot)
+        return None if v is None or b is None else (b.wall_ns + v - b.mono_ns) / 1e9
+
     def to_dict(self, rec: StartRecord, now: int | None = None) -> dict[str, Any]:
         return rec.to_dict(self.boots.get(rec.boot), self.clock() if now is None else now)
