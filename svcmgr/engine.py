@@ -40,7 +40,7 @@ from svcmgr.repository import InstanceRecord, Repository
 from svcmgr.restarter import Restarter
 from svcmgr.states import RUNNING, State
 from svcmgr.tasks import Nursery
-from svcmgr.timings import Recorder
+from svcmgr.timings import Recorder, machine_boot
 
 __all__ = ["Engine", "EngineError"]
 
@@ -105,7 +105,7 @@ class Engine:
         Adoption happens only within one boot of the machine: after a reboot
         nothing of the previous daemon runs, and every instance starts afresh."""
         records = self.repo.instances()
-        boot = _boot_id()
+        boot = machine_boot()
         same_boot = self.repo.get_meta("boot_id") == boot
         self.repo.set_meta("boot_id", boot)
         for rec in self.repo.services():
@@ -924,14 +924,6 @@ class Engine:
 
 
 RUNNING_PHASES = (Phase.ONLINE, Phase.DEGRADED)
-
-
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return "unknown"
 
 
 def _last(detail: str) -> str:

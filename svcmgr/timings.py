@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from svcmgr.machine import Phase
 from svcmgr.repository import transaction
 
-__all__ = ["KEEP", "POINTS", "Boot", "Recorder", "StartRecord", "Timed", "TimingStore"]
+__all__ = ["KEEP", "POINTS", "Boot", "Recorder", "StartRecord", "Timed", "TimingStore", "machine_boot"]
 
 log = logging.getLogger("svcmgr.timings")
 
@@ -167,7 +167,8 @@ _MARKS: dict[Phase, str] = {
 _STOP_TARGET = {Phase.STOPPING: "offline", Phase.STOPPING_DISABLE: "disabled", Phase.STOPPING_MAINT: "maintenance"}
 
 
-def _machine_boot() -> str:
+def machine_boot() -> str:
+    """This boot of the machine (the kernel's boot id)."""
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             return f.read().strip()
@@ -243,7 +244,7 @@ class Recorder:
         self._dirty: dict[int, StartRecord] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         mono, now = clock(), wall()
-        machine = _machine_boot()
+        machine = machine_boot()
         if store is None:
             self.boot = Boot(0, machine, mono, now)
         else:

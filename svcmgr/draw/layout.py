@@ -87,10 +87,11 @@ def layered(nodes: list[str], edges: list[tuple[str, str]]) -> list[list[str]]:
         for c in order:
             ref = cols[c - 1] if sweep % 2 == 0 else cols[c + 1]
             pos = {n: i for i, n in enumerate(ref)}
+            here = {n: float(i) for i, n in enumerate(cols[c])}
 
-            def centre(n: str, pos: dict[str, int] = pos, c: int = c) -> float:
+            def centre(n: str, pos: dict[str, int] = pos, here: dict[str, float] = here) -> float:
                 ps = [pos[m] for m in nbrs[n] if m in pos]
-                return sum(ps) / len(ps) if ps else float(cols[c].index(n))
+                return sum(ps) / len(ps) if ps else here[n]
 
             cols[c].sort(key=centre)
     return cols

@@ -7,6 +7,7 @@ import re
 import shutil
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -109,6 +110,9 @@ def test_live_scrape_passes_promtool_and_says_what_happened(node):
     assert value(text, "svcmgr_instance_state_seconds", fmri="svc:/site/a:default") >= 0
     assert value(text, "svcmgr_instance_starts_total", fmri="svc:/site/a:default") == 1
     assert value(text, "svcmgr_instance_start_duration_seconds_count", fmri="svc:/site/a:default") == 1
+    assert value(text, "svcmgr_instance_dependency_wait_seconds_count", fmri="svc:/site/a:default") == 1
+    started = value(text, "svcmgr_instance_start_time_seconds", fmri="svc:/site/a:default")
+    assert started is not None and 0 <= time.time() - started < 120
     assert value(text, "svcmgr_ereports_total", **{"class": "ereport.io.disk.error"}) == 3
     assert value(text, "svcmgr_ereports_total", **{"class": "ereport.svc.maintenance"}) == 1
     assert value(text, "svcmgr_fault_cases_open", **{"class": "defect.svc.maintenance", "severity": "major"}) == 1
