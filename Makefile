@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test deps venv lint bench clean
+.PHONY: demo test deps venv lint bench pictures clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: venv
 
 bench: venv deps
 	$(BIN)/python -m bench
+
+# The pictures of docs/observability.md, made from a run of the demo (its ports must be free).
+pictures: venv
+	$(BIN)/python scripts/demo-pictures
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .ruff_cache *.egg-info

@@ -55,7 +55,7 @@ def timings(args: Any) -> int:
     rows = []
     for s in starts:
         online = s["at"].get("online")
-        when = f"@{seconds(online / 1e9)}" if online is not None and s["status"] in ("online", "stopping",
+        when = f"@{online / 1e9:.3f}s" if online is not None and s["status"] in ("online", "stopping",
                                                                                        "stopped") else s["status"]
         rows.append([seconds(s.get("start")), seconds(s.get("wait")), when, s["fmri"]])
     text = table(rows, None if args.H else ["START", "WAIT", "ONLINE", "FMRI"])
@@ -74,7 +74,7 @@ def chain(args: Any) -> int:
     print('The time an instance came online follows "@" (since svcmgrd started), its own start time "+".')
     for depth, s in enumerate(reply["steps"]):
         lead = "  " * (depth - 1) + "\u2514\u2500" if depth else ""
-        at = f" @{seconds(s['online_at'])}" if s.get("online_at") is not None else ""
+        at = f" @{s['online_at']:.3f}s" if s.get("online_at") is not None else ""
         via = f' (dependency "{s["via"]}")' if s.get("via") else ""
         print(f"{lead}{s['fmri']}{at} +{seconds(s.get('start'))}{via}")
     return 0

@@ -24,7 +24,7 @@ __all__ = ["bars", "boot_chart", "nice_step"]
 PLOT_WIDTH = 1000.0
 ROW = 22.0
 BAR_HEIGHT = 14.0
-CHAR = 7.0  # px per character of a 12px monospace label
+CHAR = 7.4  # px per character of a 12px monospace label (DejaVu Sans Mono: 7.2)
 TOP = 58.0
 MONO = "DejaVu Sans Mono, Menlo, Consolas, monospace"
 
