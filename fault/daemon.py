@@ -56,7 +56,7 @@ __all__ = ["FaultManager", "create"]
 log = logging.getLogger("fault")
 
 MAX_HOLD = 50_000
-_UUID_RE = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{1,12}){0,4}$")
+_UUID_RE = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{1,12}){0,4}\Z")
 _VERDICTS = {"repair": CaseEv.REPAIR, "acquit": CaseEv.ACQUIT, "replace": CaseEv.REPLACE}
 _MAX_SOURCES = 32
 
@@ -114,7 +114,8 @@ class FaultManager:
         addr = self.cfg.webhook_address
         if addr is not None:
             self.webhook = WebhookReceiver(addr[0], addr[1],
-                                           lambda c, r, p, t: self.post(c, r, p, "alertmanager", t), node=self.node)
+                                           lambda c, r, p, t: self.post(c, r, p, "alertmanager", t),
+                                           secret=self.cfg.webhook_secret, node=self.node)
         active = sum(1 for c in self.store.cases.values() if c.active)
         log.info("fault manager: %d rules, %d knowledge articles, %d cases open; kernel log: %s; webhook: %s",
                  len(self.rules), len(self.kb), active, kmsg or "off", self.cfg.webhook or "off")
@@ -141,6 +142,8 @@ class FaultManager:
         self.store.keep_closed = cfg.cases_keep
         if (cfg.webhook, cfg.kmsg) != (self.cfg.webhook, self.cfg.kmsg):
             log.warning("fault: webhook and kmsg changes take effect when svcmgrd restarts")
+        if self.webhook is not None and cfg.webhook_secret:
+            self.webhook.secret = cfg.webhook_secret  # a rotated credential applies at once
         self.cfg = cfg
         log.info("fault manager: %d rules loaded", len(rules))
 
@@ -272,7 +275,8 @@ class FaultManager:
             c = inst.contract
             if c is None:
                 continue
-            if memcg and c.cgroup and c.cgroup.rstrip("/").endswith(memcg.rstrip("/")):
+            group = (memcg or "").strip("/")  # "" is the root group: every process's, nobody's in particular
+            if group and c.cgroup and (c.cgroup.rstrip("/") + "/").endswith("/" + group + "/"):
                 return f
             if pid in c.members:
                 return f

@@ -3,7 +3,9 @@
 For each ereport, in this order:
 
 1. *Resolution*: a rule whose ``resolve_when`` matches the payload (an alert that
-   ended) closes the case it opened on that resource.
+   ended) closes the case it opened on that resource, and only that: a case opened by
+   another rule, or by another source's ereports, or one into which another diagnosis
+   was folded, stays open (the source may only take back what it said).
 2. *Graph-aware attribution* (a ``cascade`` rule): when a service fails within the
    rule's window after a service it depends on (directly or not) failed, or while
    that dependency is in maintenance or degraded, the failure is a symptom. The
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fault.cases import VERDICT, Case, CaseEv, CaseState, CaseStore, Suspect
-from fault.events import Ereport
+from fault.events import Ereport, class_matches, owner
 from fault.rules import Rule, RuleSet, human_duration, scheme_of
 from fault.serd import SerdEngine, ThresholdEngine
 from svcmgr.repository import transaction
@@ -607,10 +609,25 @@ class Diagnosis:
         if c is None:
             return []
         c.add_ereport(e.brief(), detail)
+        if not self._opened_by(c, rule, e):
+            del self.engine_case[key]
+            c.note("updated", f"{e.cls} on {e.resource} reports its condition over; the case stays open: that "
+                              f"source did not open it alone (only an operator closes it)", self.wall())
+            self.store.save(c)
+            return []
         if c.state == CaseState.OPEN:
             self._discard(c)
             return []
         return self.close(c, CaseEv.REPAIR, [e.resource], f"its source reports the condition over ({detail})")
+
+    @staticmethod
+    def _opened_by(case: Case, rule: Rule, e: Ereport) -> bool:
+        """Whether ``case`` is ``rule``'s alone, opened by ereports of ``e``'s source."""
+        if case.rule != rule.name or any(d.get("rule") != rule.name for d in case.diagnoses):
+            return False
+        first = next((b["class"] for b in case.ereports
+                      if any(class_matches(p, b.get("class", "")) for p in rule.match)), None)
+        return first is not None and owner(first) == owner(e.cls)
 
     def on_cleared(self, fmri: str, case_uuid: str | None) -> list[Change]:
         """An operator cleared ``fmri`` (``svcadm clear``): the cases that name it as a suspect are repaired."""

@@ -19,25 +19,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from svcmgr import fmri as fmri_mod
+from svcmgr.events import EREPORT_NAMESPACES, ereport_owner
 
 __all__ = [
     "CLASS_RE",
     "MAX_PAYLOAD",
+    "NAMESPACES",
     "Ereport",
     "EreportError",
     "check_class",
+    "check_namespace",
     "check_resource",
     "class_matches",
+    "owner",
     "validate",
 ]
 
 #: ereport.<word>(.<word>)*: words of letters, digits, '_' and '-'.
-CLASS_RE = re.compile(r"^ereport(\.[A-Za-z0-9_-]{1,64}){1,8}$")
-_NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+CLASS_RE = re.compile(r"^ereport(\.[A-Za-z0-9_-]{1,64}){1,8}\Z")
+_NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z")
 #: FMRI schemes other than svc: accepted as resources (fmd's, plus alert: for Prometheus alerts).
-_OTHER_FMRI_RE = re.compile(r"^(dev|hc|mod|cpu|mem|zfs|pkg|sw|alert|node|net|file):/{1,3}[^\s\x00-\x1f\x7f]{1,500}$")
+_OTHER_FMRI_RE = re.compile(r"^(dev|hc|mod|cpu|mem|zfs|pkg|sw|alert|node|net|file):/{1,3}[^\s\x00-\x1f\x7f]{1,500}\Z")
 MAX_PAYLOAD = 16 * 1024
+#: The classes each confined source owns (one table, in svcmgr.events, for both packages).
+NAMESPACES = EREPORT_NAMESPACES
 _MAX_DEPTH = 4
 #: Times before this (2001-09-09) are not from a working clock.
 _MIN_TIME = 1_000_000_000.0
@@ -89,6 +95,21 @@ def check_class(cls: object, source: str = "") -> str:
         raise EreportError(source, "class", f"{cls[:80]!r} is not an ereport class: expected dotted words "
                                             "under ereport., such as ereport.io.disk.error")
     return cls
+
+
+owner = ereport_owner
+
+
+def check_namespace(cls: str, source: str) -> None:
+    """Refuse a class outside what ``source`` may report (see ``NAMESPACES``)."""
+    own = NAMESPACES.get(source)
+    if own is not None:
+        if not cls.startswith(own):
+            raise EreportError(source, "class", f"{cls!r}: the {source} source reports only "
+                                                f"{', '.join(p + '*' for p in own)}")
+    elif source == "log" and owner(cls) is not None:
+        raise EreportError(source, "class", f"{cls!r} belongs to the {owner(cls)} source; log patterns use "
+                                            "their own classes (such as ereport.app.*)")
 
 
 _checked: dict[str, str] = {}
@@ -148,8 +169,11 @@ def _check_value(v: Any, path: str, source: str, depth: int) -> None:
 
 def validate(cls: object, *, time_: object = None, node: object = "", resource: object = "",
              payload: object = None, source: str = "", default_node: str = "") -> Ereport:
-    """Check every field of an ereport from an untrusted source; raise EreportError naming the first problem."""
+    """Check every field of an ereport from an untrusted source; raise EreportError naming the first problem.
+    A ``source`` may report only its own classes (``check_namespace``)."""
     c = check_class(cls, source)
+    if source:
+        check_namespace(c, source)
     now = time.time()
     if time_ is None:
         t = now

@@ -23,7 +23,7 @@ from svcmgr.schema import FieldError, Reader, read_toml
 __all__ = ["FIELDS", "MSGID_RE", "PLACEHOLDERS", "SHIPPED", "Article", "KnowledgeBase", "load_knowledge"]
 
 SHIPPED = Path(__file__).resolve().parent / "knowledge"
-MSGID_RE = re.compile(r"^[A-Z][A-Z0-9]{1,7}-[0-9A-F]{4}-[0-9A-Z]{2}$")
+MSGID_RE = re.compile(r"^[A-Z][A-Z0-9]{1,7}-[0-9A-F]{4}-[0-9A-Z]{2}\Z")
 FIELDS = ("description", "response", "impact", "action")
 #: Facts of a case that article text may use.
 PLACEHOLDERS = {

@@ -44,8 +44,8 @@ SEVERITIES = ("minor", "major", "critical")
 RESPONSES = ("none", "degrade", "maintenance")
 SCHEMES = ("svc", "dev", "hc", "mod", "cpu", "mem", "zfs", "pkg", "sw", "alert", "node", "net", "file")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}\Z")
-_MATCH_RE = re.compile(r"^ereport(\.[A-Za-z0-9_-]{1,64}){0,8}(\.\*)?$")
-_FAULT_RE = re.compile(r"^(fault|defect|upset|alert)(\.[A-Za-z0-9_-]{1,64}){1,8}$")
+_MATCH_RE = re.compile(r"^ereport(\.[A-Za-z0-9_-]{1,64}){0,8}(\.\*)?\Z")
+_FAULT_RE = re.compile(r"^(fault|defect|upset|alert)(\.[A-Za-z0-9_-]{1,64}){1,8}\Z")
 _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z")
 _CACHE_MAX = 4096
 

@@ -12,9 +12,27 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CLASS_RE", "Event", "EventError", "check_class"]
+__all__ = ["CLASS_RE", "EREPORT_NAMESPACES", "Event", "EventError", "check_class", "ereport_owner"]
 
 CLASS_RE = re.compile(r"^[a-z][a-z0-9_-]*(\.[A-Za-z0-9_-]+)+\Z")
+
+#: The ereport classes each confined source owns: it may report only these, and no other
+#: source may (the restarter is the daemon's own code). Log patterns may use any class no
+#: confined source owns; ``fminject`` (root) any class. See docs/security.md.
+EREPORT_NAMESPACES: dict[str, tuple[str, ...]] = {
+    "restarter": ("ereport.svc.",),
+    "kmsg": ("ereport.kernel.", "ereport.io."),
+    "alertmanager": ("ereport.prometheus.",),
+    "mqtt": ("ereport.telemetry.",),
+}
+
+
+def ereport_owner(cls: str) -> str | None:
+    """The confined source that owns an ereport class, or None."""
+    for source, prefixes in EREPORT_NAMESPACES.items():
+        if cls.startswith(prefixes):
+            return source
+    return None
 
 
 class EventError(ValueError):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from svcmgr import fmri as fmri_mod
+from svcmgr.events import ereport_owner
 from svcmgr.schema import MISSING as _Sentinel
 from svcmgr.schema import FieldError, FieldErrors
 from svcmgr.schema import Reader as _Reader
@@ -521,6 +522,9 @@ def _log(r: _Reader | None, base: LogPolicy) -> LogPolicy | None:
                 p.error("match", f"bad regular expression: {e}")
         if cls is not None and not re.match(r"^ereport(\.[A-Za-z0-9_-]+)+\Z", cls):
             p.error("class", f"{cls!r}: expected an ereport class such as ereport.app.error")
+        elif cls is not None and ereport_owner(cls) is not None:
+            p.error("class", f"{cls!r} belongs to the {ereport_owner(cls)} source: a service's log may not speak "
+                    "for it (use a class of your own, such as ereport.app.error)")
         p.done()
         if p.ok:
             patterns.append(LogPattern(regex, cls))

@@ -67,8 +67,8 @@ START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 3
 #: At most this many distinct ereport classes get their own series; the rest count as "other".
 MAX_CLASSES = 200
 MAX_VRRP_INSTANCES = 64
-_VRRP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_LABEL_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
+_VRRP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_LABEL_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}\Z")
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ log = logging.getLogger("svcmgr.mqtt")
 
 #: Under a stream of events, pending ones are written to the outbox at most this often (seconds).
 FLUSH_INTERVAL = 0.001
-_CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from svcmgr.events import Event, EventError, check_class
+from svcmgr.events import EREPORT_NAMESPACES, Event, EventError, check_class
 from svcmgr.schema import FieldError
 
 __all__ = [
@@ -60,8 +60,8 @@ CLOSED_CASE_CLASSES = frozenset({"list.repaired", "list.resolved"})
 CLOSED_CASE_STATES = frozenset({"repaired", "acquitted", "resolved", "replaced"})
 #: First topic levels the scheme keeps for itself; an event class starting with one is moved under ``_``.
 RESERVED = frozenset({"state", "cases", "status"})
-_CASE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_CLASS_LEVEL_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_CASE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_CLASS_LEVEL_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 _TELEMETRY_FIELDS = ("class", "resource", "time", "data")
 _RESERVED_DATA = ("source", "topic")
 
@@ -233,6 +233,10 @@ def under_prefix(topic: str, prefix: str = PREFIX) -> bool:
 
 
 # ---------------------------------------------------------------- telemetry in
+#: The class namespace of telemetry (``EREPORT_NAMESPACES`` gives every source's).
+TELEMETRY_CLASS = EREPORT_NAMESPACES["mqtt"][0]
+
+
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in JSON")
 
@@ -240,8 +244,10 @@ def _no_constants(name: str) -> Any:
 def telemetry_event(topic: str, payload: bytes, *, max_bytes: int, now: float) -> Event:
     """Turn one telemetry message into an ereport event, or raise FieldError naming what is wrong.
 
-    The payload is a JSON object with only ``class`` (``ereport.*``; if absent it is
-    ``ereport.`` + the topic's levels), ``resource`` (a string, usually an FMRI),
+    The payload is a JSON object with only ``class`` (``ereport.telemetry.*``: a broker
+    publisher may not speak for the restarter or any other source; if absent it is
+    ``ereport.telemetry.`` + the topic's levels, the first one dropped when it is
+    ``telemetry``), ``resource`` (a string, usually an FMRI),
     ``time`` (seconds since the epoch) and ``data`` (an object). The event's data
     gains ``source = "mqtt"`` and the ``topic``.
     """
@@ -269,18 +275,21 @@ def telemetry_event(topic: str, payload: bytes, *, max_bytes: int, now: float) -
     if cls is None:
         levels = topic.split("/")
         for lv in levels:
-            if not _CLASS_LEVEL_RE.match(lv):
+            if not _CLASS_LEVEL_RE.fullmatch(lv):
                 raise FieldError(src, "class", f"absent, and topic level {lv[:64]!r} cannot form a class "
                                  "(letters, digits, _ and - only): give a class in the payload")
-        cls = "ereport." + ".".join(levels)
+        if levels[0] == "telemetry":
+            levels = levels[1:]
+        cls = TELEMETRY_CLASS + ".".join(levels)
     elif not isinstance(cls, str):
         raise FieldError(src, "class", f"expected a string, got {_jsontype(cls)}")
     try:
         check_class(cls)
     except EventError as e:
         raise FieldError(src, "class", str(e)) from None
-    if not cls.startswith("ereport."):
-        raise FieldError(src, "class", f"{cls!r} is not an ereport class (telemetry classes start with ereport.)")
+    if not cls.startswith(TELEMETRY_CLASS):
+        raise FieldError(src, "class", f"{cls!r}: telemetry reports only {TELEMETRY_CLASS}* classes (the restarter, "
+                         "the kernel log and Alertmanager speak for themselves)")
     resource = obj.get("resource", "")
     if not isinstance(resource, str):
         raise FieldError(src, "resource", f"expected a string, got {_jsontype(resource)}")

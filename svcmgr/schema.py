@@ -88,7 +88,7 @@ class Reader:
         if choices is not None and v not in choices:
             self.error(key, f"must be one of {', '.join(choices)}, not {v!r}")
             return default
-        if pattern is not None and not pattern.match(v):
+        if pattern is not None and not pattern.fullmatch(v):
             self.error(key, f"{v!r} is not a valid name")
             return default
         return v
@@ -155,7 +155,7 @@ class Reader:
             return default
         if pattern is not None:
             for x in v:
-                if not pattern.match(x):
+                if not pattern.fullmatch(x):
                     self.error(key, f"{x!r} is not a valid name")
                     return default
         return tuple(v)

@@ -7,9 +7,9 @@ import re
 
 __all__ = ["format_duration", "parse_duration", "parse_size"]
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d|us)?\s*$")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d|us)?\s*\Z")
 _DUR_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kKmMgG]i?[bB]?|[bB])?\s*$")
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kKmMgG]i?[bB]?|[bB])?\s*\Z")
 _SIZE_UNITS = {
     "": 1, "b": 1,
     "k": 1000, "kb": 1000, "ki": 1024, "kib": 1024,

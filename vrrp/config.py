@@ -32,8 +32,8 @@ from vrrp import model
 
 __all__ = ["Source", "VrrpConfig", "merge", "read_config"]
 
-_PATH_RE = re.compile(r"^/[A-Za-z0-9_./+-]*$")
-_CMD_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+_PATH_RE = re.compile(r"^/[A-Za-z0-9_./+-]*\Z")
+_CMD_RE = re.compile(r"^[A-Za-z0-9_.+-]+\Z")
 
 
 @dataclass(frozen=True)

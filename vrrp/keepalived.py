@@ -36,7 +36,7 @@ SERVICE = "svc:/network/vrrp:default"
 #: The track file every instance follows with weight 0: the agent's crash hold.
 HOLD = "svcmgr_hold"
 
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9_.:/+-]+$")
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_.:/+-]+\Z")
 _SEARCH = "/usr/sbin:/sbin:/usr/local/sbin"
 
 

@@ -48,9 +48,9 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 #: Instance names: a letter, then letters, digits, ``_``, ``.``, ``-``; at most 32 characters.
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}\Z")
 #: Linux interface names: at most 15 characters (IFNAMSIZ - 1), no ``/`` or ``:``.
-IFACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+IFACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}\Z")
 #: Characters keepalived's parser reads as syntax; named in the error when a name holds one.
 SPECIALS = {"\n": "a newline", "\r": "a carriage return", "{": "'{'", "}": "'}'", '"': "a double quote",
             "'": "a quote", "#": "'#'", "!": "'!'", "$": "'$'", "@": "'@'", "\\": "a backslash",

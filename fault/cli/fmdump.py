@@ -26,7 +26,7 @@ from typing import Any
 from svcmgr.cli.common import EXIT_USAGE, Parser, add_root, die, print_json, run
 from svcmgr.client import Client
 
-_REL = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
+_REL = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)\Z")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 

@@ -24,7 +24,7 @@ from svcmgr.cli.common import EXIT_USAGE, Parser, add_root, die, run
 from svcmgr.client import Client
 
 BATCH = 5000
-_NUM = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
+_NUM = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?\Z")
 
 
 def parser() -> Parser:

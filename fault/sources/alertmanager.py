@@ -9,13 +9,24 @@ by its ``fmri`` label, else ``alert:///<alertname>[/<instance>]``; its payload k
 the labels, annotations, status and times. A body that is not such a document is
 refused whole with ``400`` and a JSON ``{"error": ...}`` naming the field, and
 counted; nothing of it is posted.
+
+Only Alertmanager may post: each request must carry the node's secret (the file named by
+``[fault] webhook_credential``), as ``Authorization: Bearer SECRET`` (Alertmanager's
+``http_config.authorization``) or as the password of Basic authentication
+(``http_config.basic_auth``; the user name is not checked), compared in constant time;
+else ``401``. A request with an ``Origin`` header (a browser, made to post by a web page)
+is refused with ``403``, and a body that is not ``application/json`` with ``415``, before
+any of it is read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import datetime as dt
+import hmac
 import json
 import logging
 import re
@@ -33,9 +44,9 @@ MAX_ALERTS = 1000
 _WORD_BAD = re.compile(r"[^A-Za-z0-9_-]")
 _RES_BAD = re.compile(r"[^A-Za-z0-9_.:+@%=-]")
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
-            411: "Length Required", 413: "Content Too Large", 431: "Request Header Fields Too Large",
-            503: "Service Unavailable"}
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            405: "Method Not Allowed", 408: "Request Timeout", 411: "Length Required", 413: "Content Too Large",
+            415: "Unsupported Media Type", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
 Emit = Callable[[str, str, dict[str, Any], float], None]
 
@@ -80,6 +91,8 @@ def alerts_from_body(body: bytes, *, node: str = "") -> list[tuple[str, str, dic
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise WebhookError("", f"body is not JSON: {e}") from None
+    except RecursionError:
+        raise WebhookError("", "body nests too deeply") from None
     if not isinstance(doc, dict):
         raise WebhookError("", "expected a JSON object (Alertmanager's webhook document)")
     version = doc.get("version")
@@ -155,8 +168,12 @@ def alerts_from_body(body: bytes, *, node: str = "") -> list[tuple[str, str, dic
 class WebhookReceiver:
     """HTTP/1.1, one request per connection, bounded in size, time and connections."""
 
-    def __init__(self, host: str, port: int, emit: Emit, *, node: str = "", max_conns: int = 32,
+    def __init__(self, host: str, port: int, emit: Emit, *, secret: bytes, node: str = "", max_conns: int = 32,
                  timeout: float = 10.0) -> None:
+        if not secret:
+            raise ValueError("the webhook receiver needs a secret")
+        #: what a request must carry (``authorized``); may be replaced while running (SIGHUP)
+        self.secret = secret
         self.host = host
         self.port = port
         self.emit = emit
@@ -164,7 +181,7 @@ class WebhookReceiver:
         self.max_conns = max_conns
         self.timeout = timeout
         self.active = 0
-        self.counters = {"requests": 0, "alerts": 0, "rejected": 0, "refused": 0}
+        self.counters = {"requests": 0, "alerts": 0, "rejected": 0, "refused": 0, "unauthorized": 0}
         self.last_error = ""
         self.ready = asyncio.Event()
 
@@ -207,8 +224,25 @@ class WebhookReceiver:
                 f"Content-Length: {len(data)}\r\nConnection: close\r\n")
         if code == 405:
             head += "Allow: POST\r\n"
+        if code == 401:
+            head += 'WWW-Authenticate: Bearer realm="svcmgr"\r\n'
         writer.write(head.encode() + b"\r\n" + data)
         await writer.drain()
+
+    def authorized(self, header: str) -> bool:
+        """Whether an Authorization header carries the secret (Bearer, or Basic's password)."""
+        scheme, _, value = header.strip().partition(" ")
+        value = value.strip()
+        if scheme.lower() == "bearer":
+            given = value.encode("latin-1", "replace")
+        elif scheme.lower() == "basic":
+            try:
+                given = base64.b64decode(value, validate=True).partition(b":")[2]
+            except (binascii.Error, ValueError):
+                return False
+        else:
+            return False
+        return hmac.compare_digest(given, self.secret)
 
     async def _handle(self, reader: asyncio.StreamReader) -> tuple[int, dict[str, Any]]:
         try:
@@ -236,6 +270,14 @@ class WebhookReceiver:
         self.counters["requests"] += 1
         if method != "POST":
             return 405, {"error": f"{method} is not supported: Alertmanager POSTs alerts here"}
+        if "origin" in headers:
+            return 403, {"error": "a browser (Origin header) may not post alerts"}
+        if not self.authorized(headers.get("authorization", "")):
+            self.counters["unauthorized"] += 1
+            return 401, {"error": "missing or wrong credential (Authorization: Bearer, or Basic auth, with the "
+                                  "secret of [fault] webhook_credential)"}
+        if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return 415, {"error": "the body must be application/json (Alertmanager's webhook)"}
         if "chunked" in headers.get("transfer-encoding", "").lower():
             return 411, {"error": "chunked bodies are not supported; send Content-Length"}
         length = headers.get("content-length", "")

@@ -40,8 +40,8 @@ _IO_RE = re.compile(
     r"^(?:[\w.-]+: )?(?P<kind>[A-Za-z][A-Za-z /]{0,40}?) error, dev (?P<dev>[A-Za-z0-9_!.-]+), sector (?P<sector>\d+)"
     r"(?: op 0x[0-9a-fA-F]+:\((?P<op>[A-Z_]+)\))?")
 _COMM_SAFE_RE = re.compile(r"[^A-Za-z0-9_.+-]")
-_PART_RES = (re.compile(r"^(nvme\d+n\d+|mmcblk\d+|loop\d+|md\d+|nbd\d+)(?:p\d+)?$"),
-             re.compile(r"^((?:s|h|v|xv)d[a-z]+)\d*$"))
+_PART_RES = (re.compile(r"^(nvme\d+n\d+|mmcblk\d+|loop\d+|md\d+|nbd\d+)(?:p\d+)?\Z"),
+             re.compile(r"^((?:s|h|v|xv)d[a-z]+)\d*\Z"))
 
 Emit = Callable[[str, str, dict[str, Any]], None]
 #: (pid, memory cgroup or None) -> the FMRI of the service that owned the process, or None

@@ -17,8 +17,8 @@ from svcmgr.schema import FieldError, FieldErrors, Reader
 
 __all__ = ["validate"]
 
-_PG_TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.,+-]*$")
-_INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,+-]*$")
+_PG_TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.,+-]*\Z")
+_INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,+-]*\Z")
 
 
 def _fragment(r: Reader, key: str, text: Any, tags: tuple[str, ...] | None) -> None:

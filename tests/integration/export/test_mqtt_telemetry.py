@@ -16,7 +16,9 @@ MALFORMED = [
     ("empty", "telemetry/disk/errors", b"", "empty payload"),
     ("unknown field", "telemetry/disk/errors", b'{"klass": "ereport.x.y"}', "klass: unknown field"),
     ("not an ereport", "telemetry/disk/errors", b'{"class": "list.suspect", "data": {"uuid": "x"}}',
-     "not an ereport class"),
+     "reports only ereport.telemetry"),
+    ("the restarter's class", "telemetry/disk/errors", b'{"class": "ereport.svc.exit.signal"}',
+     "reports only ereport.telemetry"),
     ("bad class", "telemetry/disk/errors", b'{"class": "ereport..x"}', "bad event class"),
     ("class not a string", "telemetry/disk/errors", b'{"class": 7}', "class: expected a string"),
     ("time not a number", "telemetry/disk/errors", b'{"time": "yesterday"}', "time: expected seconds"),
@@ -48,14 +50,14 @@ def test_telemetry_becomes_ereports(svcmgrd, mosquitto, subscriber):
     sub = subscriber(broker.port, ["svcmgr/n1/ereport/#"])
     _pub(broker.port, "telemetry/disk/errors", json.dumps(
         {"resource": "svc:/site/db:default", "time": 1_700_000_000.5, "data": {"device": "sda", "count": 3}}).encode())
-    _pub(broker.port, "sensors/rack1/alarm", json.dumps({"class": "ereport.hw.temperature.high",
+    _pub(broker.port, "sensors/rack1/alarm", json.dumps({"class": "ereport.telemetry.hw.temperature.high",
                                                           "data": {"celsius": 81}}).encode())
     sub.wait(lambda s: len(s.events("n1")) >= 2, what="two ereports")
     by_class = {e["class"]: e for e in sub.events("n1")}
     disk = by_class["ereport.telemetry.disk.errors"]
     assert disk["resource"] == "svc:/site/db:default" and disk["time"] == 1_700_000_000.5
     assert disk["data"] == {"device": "sda", "count": 3, "source": "mqtt", "topic": "telemetry/disk/errors"}
-    temp = by_class["ereport.hw.temperature.high"]
+    temp = by_class["ereport.telemetry.hw.temperature.high"]
     assert temp["data"]["celsius"] == 81 and temp["data"]["topic"] == "sensors/rack1/alarm"
     assert mqtt_status(d)["telemetry_received"] == 2
 

@@ -15,16 +15,17 @@ from fault_helpers import Alertmanager
 
 @pytest.fixture
 def alertmanager(tmp_path: Path) -> Iterator[Any]:
-    """A factory: ``alertmanager(webhook_url)`` starts Alertmanager posting to that URL; stopped afterwards."""
+    """A factory: ``alertmanager(webhook_url, credentials_file)`` starts Alertmanager posting to that URL
+    (with that file's secret as a Bearer token); stopped afterwards."""
     for exe in ("prometheus-alertmanager", "amtool"):
         if shutil.which(exe) is None:
             pytest.skip(f"{exe} is not installed (Debian package prometheus-alertmanager)")
     started: list[Alertmanager] = []
 
-    def start(webhook: str) -> Alertmanager:
+    def start(webhook: str, credentials_file: Path | None = None) -> Alertmanager:
         d = tmp_path / f"am{len(started)}"
         d.mkdir()
-        am = Alertmanager(d, webhook)
+        am = Alertmanager(d, webhook, credentials_file)
         started.append(am)
         return am
 

@@ -34,6 +34,22 @@ def fault_config(daemon: Any, text: str) -> str:
     return str(path)
 
 
+def webhook_secret(daemon: Any) -> Path:
+    """The credential Alertmanager sends and the daemon requires: a random secret in a 0600 file."""
+    path = daemon.root / "webhook.secret"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, os.urandom(24).hex().encode() + b"\n")
+        os.close(fd)
+    return path
+
+
+def webhook_config(daemon: Any, port: int, extra: str = "") -> str:
+    """A node configuration with the webhook receiver on ``port`` and its credential; its path."""
+    return fault_config(daemon, f'[fault]\nwebhook = "127.0.0.1:{port}"\n'
+                                f'webhook_credential = "{webhook_secret(daemon)}"\n{extra}')
+
+
 def rules_dir(daemon: Any, files: dict[str, str]) -> Path:
     d = daemon.root / "fault-rules"
     d.mkdir(exist_ok=True)
@@ -70,7 +86,7 @@ def child_service(name: str, script: str, *, deps: list[str] | None = None, extr
 class Alertmanager:
     """A real prometheus-alertmanager on loopback whose one receiver is a webhook."""
 
-    def __init__(self, root: Path, webhook: str) -> None:
+    def __init__(self, root: Path, webhook: str, credentials_file: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.root = root
@@ -88,6 +104,13 @@ class Alertmanager:
                   - url: {webhook}
                     send_resolved: true
             """))
+        if credentials_file is not None:  # as docs/faults.md shows it
+            cfg.write_text(cfg.read_text() + textwrap.indent(textwrap.dedent(f"""\
+                http_config:
+                  authorization:
+                    type: Bearer
+                    credentials_file: {credentials_file}
+                """), " " * 8))
         self.log = root / "alertmanager.log"
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(

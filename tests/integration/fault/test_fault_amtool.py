@@ -2,13 +2,13 @@
 
 import datetime as dt
 
-from fault_helpers import cases, errlog, fault_config, fm, free_port, wait_until
+from fault_helpers import cases, errlog, fm, free_port, wait_until, webhook_config, webhook_secret
 
 
 def _start(daemon, alertmanager):
     port = free_port()
-    daemon.start("--config", fault_config(daemon, f'[fault]\nwebhook = "127.0.0.1:{port}"\n'))
-    return alertmanager(f"http://127.0.0.1:{port}/alertmanager")
+    daemon.start("--config", webhook_config(daemon, port))
+    return alertmanager(f"http://127.0.0.1:{port}/alertmanager", webhook_secret(daemon))
 
 
 def test_amtool_alert_becomes_an_ereport_and_a_case(daemon, alertmanager):

@@ -1,12 +1,24 @@
 """Bad input of every kind is refused with the source, the field and the reason; the daemon keeps going."""
 
 import json
+import os
 import urllib.error
 import urllib.request
 
 import pytest
 
-from fault_helpers import cases, errlog, fault_config, fm, free_port, rss_kb, rules_dir, wait_until
+from fault_helpers import (
+    cases,
+    errlog,
+    fault_config,
+    fm,
+    free_port,
+    rss_kb,
+    rules_dir,
+    wait_until,
+    webhook_config,
+    webhook_secret,
+)
 
 GOOD = """
 [[rule]]
@@ -46,9 +58,9 @@ def test_malformed_rule_files_are_refused_naming_file_rule_and_reason(daemon):
     wait_until(lambda: cases(daemon), 10)
 
 
-def _post(port, body: bytes):
+def _post(port, body: bytes, secret: str):
     req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {secret}"})
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, json.loads(r.read())
@@ -67,21 +79,22 @@ def _post(port, body: bytes):
 ])
 def test_malformed_webhook_bodies_get_400_with_the_reason_and_are_counted(daemon, body, reason):
     port = free_port()
-    daemon.start("--config", fault_config(daemon, f'[fault]\nwebhook = "127.0.0.1:{port}"\n'))
+    daemon.start("--config", webhook_config(daemon, port))
     wait_until(lambda: daemon.call("fm.stat")["webhook"], 10)
-    code, reply = wait_until(lambda: _try(port, body), 10)
+    secret = webhook_secret(daemon).read_text().strip()
+    code, reply = wait_until(lambda: _try(port, body, secret), 10)
     assert code == 400 and reason in reply["error"]
     st = daemon.call("fm.stat")["sources"]["alertmanager"]
     assert st["webhook_rejected"] == 1 and st["webhook_alerts"] == 0
     assert errlog(daemon, "ereport.prometheus.*") == []
     ok = b'{"version": "4", "status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": "Up"}}]}'
-    assert _post(port, ok) == (200, {"status": "ok", "accepted": 1})
+    assert _post(port, ok, secret) == (200, {"status": "ok", "accepted": 1})
     assert "webhook request refused (400)" in daemon.log_text()
 
 
-def _try(port, body):
+def _try(port, body, secret):
     try:
-        return _post(port, body)
+        return _post(port, body, secret)
     except (ConnectionError, urllib.error.URLError):
         return None
 
@@ -91,9 +104,34 @@ def test_non_loopback_webhook_address_is_refused(daemon):
     daemon.start("--config", path, wait=False)
     assert daemon.proc.wait(20) == 2
     out = daemon.log_text()
-    assert f"{path}: fault.webhook: '0.0.0.0:9999': the receiver has no authentication" in out
+    assert f"{path}: fault.webhook: '0.0.0.0:9999': the receiver listens on loopback addresses only" in out
     assert f"{path}: fault.errlog_max: 5 is out of range" in out
     assert f"{path}: fault.kmsg: expected a string" in out
+    daemon.proc = None
+
+
+def _secret_file(text: str, mode: int):
+    def make(daemon):
+        (daemon.root / "s").write_text(text)
+        os.chmod(daemon.root / "s", mode)
+    return make
+
+
+@pytest.mark.parametrize(("setup", "words"), [
+    (None, "fault.webhook: needs webhook_credential: a file of mode 0600"),
+    (_secret_file("x" * 32, 0o644), "has mode 0644"),
+    (_secret_file("short", 0o600), "a secret needs at least 16"),
+    (lambda d: os.symlink(webhook_secret(d), d.root / "s"), "is a symbolic link"),
+])
+def test_a_webhook_without_a_good_credential_stops_the_start(daemon, setup, words):
+    text = '[fault]\nwebhook = "127.0.0.1:9999"\n'
+    if setup is not None:
+        setup(daemon)
+        text += f'webhook_credential = "{daemon.root / "s"}"\n'
+    path = fault_config(daemon, text)
+    daemon.start("--config", path, wait=False)
+    assert daemon.proc.wait(20) == 2
+    assert words in daemon.log_text()
     daemon.proc = None
 
 

@@ -1,6 +1,7 @@
 """Alertmanager's webhook body becomes ereports; every kind of malformed body is refused with the field."""
 
 import asyncio
+import base64
 import json
 
 import pytest
@@ -94,20 +95,67 @@ async def _post(port, body: bytes, method="POST", headers=None):
     return status, json.loads(data.split(b"\r\n\r\n", 1)[1])
 
 
+SECRET = b"0123456789abcdef-the-secret"
+AUTH = {"Authorization": "Bearer " + SECRET.decode(), "Content-Type": "application/json"}
+
+
+def _headers(body: bytes, **extra: str) -> dict[str, str]:
+    return {**AUTH, "Content-Length": str(len(body)), **extra}
+
+
 async def test_the_receiver_answers_with_the_reason_and_counts(unused_tcp_port):
     got = []
-    rx = WebhookReceiver("127.0.0.1", unused_tcp_port, lambda c, r, p, t: got.append(c))
+    rx = WebhookReceiver("127.0.0.1", unused_tcp_port, lambda c, r, p, t: got.append(c), secret=SECRET)
     task = asyncio.create_task(rx.run())
+    good = json.dumps(BODY).encode()
     try:
         await asyncio.wait_for(rx.ready.wait(), 5)
-        assert await _post(unused_tcp_port, json.dumps(BODY).encode()) == (200, {"status": "ok", "accepted": 2})
-        code, body = await _post(unused_tcp_port, _with(version="3"))
+        assert await _post(unused_tcp_port, good, headers=_headers(good)) == (200, {"status": "ok", "accepted": 2})
+        bad = _with(version="3")
+        code, body = await _post(unused_tcp_port, bad, headers=_headers(bad))
         assert code == 400 and "version" in body["error"]
-        assert (await _post(unused_tcp_port, b"", method="GET"))[0] == 405
-        assert (await _post(unused_tcp_port, b"{}", headers={}))[0] == 411
-        assert (await _post(unused_tcp_port, b"", headers={"Content-Length": str(2 << 20)}))[0] == 413
+        assert (await _post(unused_tcp_port, b"", method="GET", headers=_headers(b"")))[0] == 405
+        assert (await _post(unused_tcp_port, b"{}", headers=AUTH))[0] == 411
+        assert (await _post(unused_tcp_port, b"", headers=_headers(b"", **{"Content-Length": str(2 << 20)})))[0] == 413
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert got == ["ereport.prometheus.HighLatency", "ereport.prometheus.DiskFull"]
     assert rx.counters["alerts"] == 2 and rx.counters["rejected"] == 4
+
+
+async def test_only_the_secret_opens_the_door(unused_tcp_port):
+    got = []
+    rx = WebhookReceiver("127.0.0.1", unused_tcp_port, lambda c, r, p, t: got.append(c), secret=SECRET)
+    task = asyncio.create_task(rx.run())
+    good = json.dumps(BODY).encode()
+    basic = base64.b64encode(b"alertmanager:" + SECRET).decode()
+    wrong_basic = base64.b64encode(SECRET + b":x").decode()
+    try:
+        await asyncio.wait_for(rx.ready.wait(), 5)
+        refusals = [
+            ({"Content-Length": str(len(good)), "Content-Type": "application/json"}, 401),
+            (_headers(good, Authorization="Bearer " + SECRET.decode()[:-1]), 401),
+            (_headers(good, Authorization="Bearer " + SECRET.decode() + "x"), 401),
+            (_headers(good, Authorization="Basic " + wrong_basic), 401),
+            (_headers(good, Authorization="Basic !!!"), 401),
+            (_headers(good, Authorization=SECRET.decode()), 401),
+            (_headers(good, Origin="http://evil.example"), 403),
+            (_headers(good, **{"Content-Type": "text/plain"}), 415),
+        ]
+        for headers, code in refusals:
+            assert (await _post(unused_tcp_port, good, headers=headers))[0] == code, headers
+        assert got == []
+        assert (await _post(unused_tcp_port, good, headers=_headers(good, Authorization="Basic " + basic)))[0] == 200
+        deep = b'{"version": "4", "alerts": ' + b"[" * 100000 + b"]" * 100000 + b"}"
+        code, body = await _post(unused_tcp_port, deep, headers=_headers(deep))
+        assert code == 400 and "nests too deeply" in body["error"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(got) == 2 and rx.counters["unauthorized"] == 6
+
+
+def test_a_receiver_without_a_secret_cannot_be_made():
+    with pytest.raises(ValueError, match="needs a secret"):
+        WebhookReceiver("127.0.0.1", 1, lambda c, r, p, t: None, secret=b"")

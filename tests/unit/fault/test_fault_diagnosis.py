@@ -187,6 +187,23 @@ def test_an_alert_resolves_its_own_case():
     assert out[0].case.state == CaseState.RESOLVED
 
 
+def test_an_alert_that_ends_does_not_close_a_case_it_did_not_open():
+    d = make()
+    for i in range(3):
+        d.feed(kill(DB, pid=100 + i), now=float(i))
+    (flapping,) = cases(d, CaseState.SOLVED)
+    out = d.feed(ev("ereport.prometheus.DbDown", DB, status="firing"), 10.0)  # folded into the flapping case
+    assert [c.kind for c in out] == ["updated"] and out[0].case is flapping
+    assert d.feed(ev("ereport.prometheus.DbDown", DB, status="resolved"), 20.0) == []
+    assert flapping.state == CaseState.SOLVED and flapping.suspects[0].status == "faulty"
+    assert "the case stays open" in flapping.history[-1]["text"]
+    # the alert's own case, opened by it alone, still closes when it ends
+    res = "alert:///Other"
+    d.feed(ev("ereport.prometheus.Other", res, status="firing"), 30.0)
+    out = d.feed(ev("ereport.prometheus.Other", res, status="resolved"), 40.0)
+    assert [c.kind for c in out] == ["repaired", "resolved"]
+
+
 def test_threshold_rule_and_bad_values():
     d = make()
     disk = "dev:///dev/sdb"

@@ -122,6 +122,10 @@ def test_normal_form_round_trips():
      "true or false"),
     ('name = "a/b"\n[methods.start]\nexec=":true"\n[authorizations.action]\nusers = "alice"',
      "authorizations.action.users", "list of strings"),
+    ('name = "a/b"\n[methods.start]\nexec=":true"\n[[log.patterns]]\nmatch = "x"\nclass = "ereport.svc.exit.signal"',
+     "log.patterns[0].class", "belongs to the restarter source"),
+    ('name = "a/b"\n[methods.start]\nexec=":true"\n[[log.patterns]]\nmatch = "x"\nclass = "ereport.telemetry.x"',
+     "log.patterns[0].class", "belongs to the mqtt source"),
 ])
 def test_bad_manifests_name_file_field_and_problem(text, field, words):
     errs = errors_of(text)

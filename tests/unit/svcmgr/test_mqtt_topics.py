@@ -95,15 +95,17 @@ def test_check_filter(f, ok):
 
 
 def test_telemetry_with_a_class():
-    ev = wire.telemetry_event("sensors/r1/alarm", b'{"class": "ereport.hw.temp.high", "resource": "hw:/r1", '
+    ev = wire.telemetry_event("sensors/r1/alarm", b'{"class": "ereport.telemetry.hw.temp.high", "resource": "hw:/r1", '
                               b'"time": 1700000000, "data": {"c": 81}}', max_bytes=1024, now=NOW)
-    assert (ev.cls, ev.resource, ev.time) == ("ereport.hw.temp.high", "hw:/r1", 1_700_000_000.0)
+    assert (ev.cls, ev.resource, ev.time) == ("ereport.telemetry.hw.temp.high", "hw:/r1", 1_700_000_000.0)
     assert ev.data == {"c": 81, "source": "mqtt", "topic": "sensors/r1/alarm"}
 
 
 def test_telemetry_class_from_the_topic():
     ev = wire.telemetry_event("telemetry/disk-1/io_errors", b"{}", max_bytes=1024, now=NOW)
     assert ev.cls == "ereport.telemetry.disk-1.io_errors" and ev.time == NOW and ev.resource == ""
+    ev = wire.telemetry_event("sensors/r1/alarm", b"{}", max_bytes=1024, now=NOW)
+    assert ev.cls == "ereport.telemetry.sensors.r1.alarm"
 
 
 @pytest.mark.parametrize(("topic", "payload", "field", "words"), [
@@ -117,7 +119,10 @@ def test_telemetry_class_from_the_topic():
     ("t/x", b"[" * 3000 + b"]" * 3000, "", "nests too deeply"),
     ("t/x", b'{"a": 1}', "a", "unknown field"),
     ("t/x", b'{"class": ["ereport.a"]}', "class", "expected a string, got an array"),
-    ("t/x", b'{"class": "svc.state.online"}', "class", "not an ereport class"),
+    ("t/x", b'{"class": "svc.state.online"}', "class", "reports only ereport.telemetry.*"),
+    ("t/x", b'{"class": "ereport.svc.exit.signal"}', "class", "reports only ereport.telemetry.*"),
+    ("t/x", b'{"class": "ereport.hw.temp.high"}', "class", "reports only ereport.telemetry.*"),
+    ("t/x\n", b"{}", "class", "cannot form a class"),
     ("t/x", b'{"class": "ereport"}', "class", "bad event class"),
     ("t/x", b'{"class": "ereport.a b"}', "class", "bad event class"),
     ("t/x y", b"{}", "class", "cannot form a class"),

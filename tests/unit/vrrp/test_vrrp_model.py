@@ -100,8 +100,8 @@ def test_injection_in_instance_name_is_refused(bad, what):
     assert what in text and "keepalived" in text
 
 
-@pytest.mark.parametrize("bad", ["eth0\n}\nvrrp_script x {", "eth0 }", "eth0#", "eth0!", "$IF", "@n1 eth0", 'eth"0',
-                                 "eth0{"])
+@pytest.mark.parametrize("bad", ["eth0\n}\nvrrp_script x {", "eth0\n", "eth0 }", "eth0#", "eth0!", "$IF",
+                                 "@n1 eth0", 'eth"0', "eth0{"])
 def test_injection_in_interface_is_refused(bad):
     import json
 

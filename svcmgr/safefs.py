@@ -1,0 +1,67 @@
+"""Files the daemon opens where someone else might have put something first. A leaf module.
+
+Every file under the daemon's state folders is opened without following a symbolic link
+(``O_NOFOLLOW``), and created exclusively (``O_EXCL``) where the daemon makes it; a
+folder it relies on must be a real folder of its own user, not writable by others
+(checked with ``lstat``, so a link planted in its place is refused); a secret (a
+credential file) must be a regular file of its user, of mode 0600 or tighter. Each
+refusal says which path and why, for the operator to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+__all__ = ["MAX_SECRET", "MIN_SECRET", "UnsafePath", "read_secret"]
+
+MIN_SECRET = 16
+MAX_SECRET = 4096
+
+
+class UnsafePath(OSError):
+    """A path the daemon will not use, and why."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(f"{path}: {why}")
+        self.path = path
+        self.why = why
+
+
+def _owner_ok(st: os.stat_result) -> bool:
+    return st.st_uid in (os.geteuid(), 0)
+
+
+def read_secret(path: str) -> bytes:
+    """The secret held in ``path`` (surrounding white space dropped); raises UnsafePath when the file
+    is a link, not a regular file, not owned by this user (or root), readable or writable by group or
+    others, empty, shorter than MIN_SECRET or longer than MAX_SECRET bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise UnsafePath(path, "no such file") from None
+    except OSError as e:
+        if os.path.islink(path):
+            raise UnsafePath(path, "is a symbolic link; name the file itself") from None
+        raise UnsafePath(path, e.strerror or str(e)) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafePath(path, "is not a regular file")
+        if not _owner_ok(st):
+            raise UnsafePath(path, f"belongs to uid {st.st_uid}, not to uid {os.geteuid()} (or root)")
+        if st.st_mode & 0o077:
+            raise UnsafePath(path, f"has mode {stat.S_IMODE(st.st_mode):04o}; a secret must be 0600 "
+                                   f"(chmod 600 {path})")
+        data = os.read(fd, MAX_SECRET + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SECRET:
+        raise UnsafePath(path, f"holds more than {MAX_SECRET} bytes; expected one secret")
+    secret = data.strip()
+    if len(secret) < MIN_SECRET:
+        raise UnsafePath(path, f"holds {len(secret)} bytes; a secret needs at least {MIN_SECRET} "
+                               "(for example: openssl rand -hex 32)")
+    if any(c < 0x21 or c > 0x7e for c in secret):
+        raise UnsafePath(path, "holds white space or unprintable bytes inside the secret")
+    return secret
