@@ -4,7 +4,9 @@ It feeds events through the state table (``machine``), decides with SMF's rules
 (``graph``, ``policy``) and hands the actions to the restarter. It keeps the
 repository up to date and publishes every state change on the bus. Starting is
 event-driven: an instance starts the moment its dependencies are met, so
-independent instances start together and a chain starts in order.
+independent instances start together and a chain starts in order. A planned stop
+(disable, restart, a lost dependency) first waits for the stop gates components
+registered (``add_stop_gate``), each bounded, then runs the stop method.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,12 +44,18 @@ from svcmgr.states import RUNNING, State
 from svcmgr.tasks import Nursery
 from svcmgr.timings import Recorder, machine_boot
 
-__all__ = ["Engine", "EngineError"]
+__all__ = ["Engine", "EngineError", "StopGate"]
 
 log = logging.getLogger("svcmgr.engine")
 
 _STOPPING = (Phase.STOPPING, Phase.STOPPING_DISABLE, Phase.STOPPING_MAINT)
 _ACTIVE = (Phase.STARTING, Phase.ONLINE, Phase.DEGRADED)
+#: Stops someone asked for (an operator, a dependency, a milestone): stop gates run before their stop method.
+#: A death, a failed probe or a failed start is not planned: nothing waits.
+_PLANNED = frozenset({Ev.DISABLE, Ev.RESTART, Ev.DEPS_LOST, Ev.MARK_MAINT})
+#: A stop gate, called with an instance's FMRI just before a planned stop runs its stop method:
+#: None (nothing to wait for), or an awaitable and the most seconds the stop waits for it.
+StopGate = Callable[[str], "tuple[Awaitable[Any], float] | None"]
 #: restart_on value -> stop causes of a dependency that restart the dependent
 _RESTART_ON = {
     "none": frozenset(),
@@ -97,6 +105,7 @@ class Engine:
         self.shutting_down = False
         self.load_errors: list[str] = []
         self._path_task: asyncio.Task[None] | None = None
+        self._stop_gates: list[StopGate] = []
 
     # ================================================================ boot
     def load(self) -> None:
@@ -296,6 +305,7 @@ class Engine:
         nxt, action = t
         if nxt in _STOPPING and inst.phase not in _STOPPING:
             inst.stop_cause = cause
+            inst.stop_planned = ev in _PLANNED and not immediate
         self._enter(inst, nxt, reason)
         self._act(inst, action, immediate=immediate)
         return True
@@ -317,7 +327,7 @@ class Engine:
             if prev_phase != Phase.STARTING:
                 self.bus.emit("svc.stopping", inst.fmri, state=inst.state.value,
                               next_state=nstate.value if nstate else None, cause=inst.stop_cause,
-                              reason=inst.reason)
+                              planned=inst.stop_planned, reason=inst.reason)
                 self._propagate_stop(inst, inst.stop_cause)
         self._save(inst)
         if changed:
@@ -410,11 +420,47 @@ class Engine:
             self.bus.emit("ereport.svc.maintenance", inst.fmri, reason=reason, last_exit=inst.last_exit)
 
     async def _stop_job(self, inst: Instance, immediate: bool, why: str = "") -> None:
+        if inst.stop_planned:
+            await self._pass_stop_gates(inst)
         try:
             await self.restarter.stop(inst, immediate=immediate, why=why)
         except Exception:
             log.exception("stop of %s failed", inst.fmri)
         self.dispatch(inst, Ev.STOPPED)
+
+    def add_stop_gate(self, gate: StopGate) -> None:
+        """Have every planned stop wait for ``gate`` before its stop method (a load balancer drains the
+        instance, a VIP moves away from it). A gate must not raise; its wait is cut off at its bound."""
+        self._stop_gates.append(gate)
+
+    async def _pass_stop_gates(self, inst: Instance) -> None:
+        waits = []
+        for gate in self._stop_gates:
+            try:
+                w = gate(inst.fmri)
+            except Exception:
+                log.exception("stop gate %r failed for %s", gate, inst.fmri)
+                continue
+            if w is not None:
+                waits.append(w)
+        if not waits:
+            return
+        bound = max(b for _, b in waits)
+        assert inst.log is not None
+        inst.log.note(f"Waiting for {len(waits)} stop gate(s) before stopping (at most {bound:g}s).")
+        t0 = self.clock()
+
+        async def bounded(aw: Awaitable[Any], seconds: float) -> None:
+            try:
+                async with asyncio.timeout(seconds):
+                    await aw
+            except TimeoutError:
+                log.warning("%s: a stop gate did not open within %gs; stopping anyway", inst.fmri, seconds)
+            except Exception:
+                log.exception("stop gate failed for %s", inst.fmri)
+
+        await asyncio.gather(*(bounded(aw, b) for aw, b in waits))
+        inst.log.note(f"Stop gates passed after {self.clock() - t0:.3f}s.")
 
     async def _refresh_job(self, inst: Instance) -> None:
         await self.restarter.refresh(inst)
@@ -881,6 +927,7 @@ class Engine:
             self._apply_spec(spec)
         self._rebuild_graph()
         self._mark_dirty(self.instances)
+        self.bus.emit("svc.config.refreshed", "", services=services)
         return fmris
 
     # ================================================================ shutdown

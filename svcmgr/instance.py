@@ -41,6 +41,7 @@ class Instance:
     last_exit: str = ""
     last_start: float = 0.0  # monotonic
     stop_cause: str = "other"  # error | other | refresh
+    stop_planned: bool = False  # asked for (disable, restart, a dependency): stop gates run first
     stopping: bool = False
     monitoring: bool = False
     ready: asyncio.Event | None = None
