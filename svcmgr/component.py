@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+from svcmgr.manifest import ManifestErrors, parse_service
+from svcmgr.schema import FieldError, read_toml
 
 if TYPE_CHECKING:
     from svcmgr.api import Api
@@ -23,7 +27,7 @@ if TYPE_CHECKING:
     from svcmgr.reaper import Reaper
     from svcmgr.repository import Repository
 
-__all__ = ["COMPONENTS", "Component", "Context", "load_components"]
+__all__ = ["COMPONENTS", "Component", "Context", "import_manifest", "load_components"]
 
 log = logging.getLogger("svcmgr.component")
 
@@ -33,6 +37,7 @@ COMPONENTS: list[str] = [
     "svcmgr.metrics:create",
     "svcmgr.mqtt:create",
     "vrrp.agent:create",
+    "lb.agent:create",
 ]
 
 
@@ -77,3 +82,26 @@ def load_components(ctx: Context) -> list[Component]:
         if comp is not None:
             out.append(comp)
     return out
+
+
+def import_manifest(engine: Engine, path: str, environment: dict[str, str]) -> str | None:
+    """Import the manifest of a daemon a component runs as a service (keepalived, HAProxy), with these
+    environment values set, unless the same one is imported already. The error, or None."""
+    try:
+        data = read_toml(path)
+    except FieldError as e:
+        return str(e)
+    env = data.setdefault("environment", {})
+    if isinstance(env, dict):
+        env.update(environment)
+    try:
+        spec = parse_service(data, path, base_dir=os.path.dirname(path))
+        current = engine.specs.get(str(spec.fmri))
+        if current is not None and current.to_dict() == spec.to_dict():
+            return None
+        for w in engine.import_specs([spec], ["toml"]):
+            log.warning("%s", w)
+    except ManifestErrors as e:
+        return str(e)
+    log.info("imported %s from %s", spec.fmri, path)
+    return None

@@ -25,6 +25,7 @@ SECTIONS: dict[str, str] = {
     "metrics": "svcmgr.metrics:read_config",
     "vrrp": "vrrp.config:read_config",
     "fault": "fault.config:read_config",
+    "lb": "lb.config:read_config",
 }
 
 _NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")

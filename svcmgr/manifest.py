@@ -676,7 +676,7 @@ def _instance(r: _Reader, name: str, base_dir: str | None, spec_restart: Restart
 
 #: Sections a manifest may carry for other packages: name -> validator(reader) -> value.
 EXTENSIONS: dict[str, Callable[[Any, str, str], Any]] = {}
-_EXTENSION_MODULES = {"vrrp": "vrrp.model", "smf": "svcmgr.smfxml"}
+_EXTENSION_MODULES = {"vrrp": "vrrp.model", "lb": "lb.model", "smf": "svcmgr.smfxml"}
 
 
 def _extension(name: str) -> Callable[[Any, str, str], Any] | None:

@@ -34,18 +34,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import datetime as dt
 import logging
 import os
 import subprocess
 import time
-import tomllib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from svcmgr.api import ApiError, Caller, arg
+from svcmgr.component import import_manifest
 from svcmgr.events import Event
 from svcmgr.paths import shipped
+from svcmgr.rendered import ConfigStatus, iso
 from svcmgr.schema import FieldError
 from vrrp import keepalived as ka
 from vrrp.config import Source, VrrpConfig, merge
@@ -74,10 +74,6 @@ def default_manifest() -> str | None:
     return shipped("system", "vrrp.toml")
 
 
-def _iso(t: float | None) -> str | None:
-    return dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="milliseconds") if t else None
-
-
 @dataclass
 class Router:
     """What keepalived last said about one instance."""
@@ -87,18 +83,6 @@ class Router:
     reported_priority: int | None = None
     since: float | None = None
     transitions: collections.deque[dict[str, Any]] = field(default_factory=lambda: collections.deque(maxlen=20))
-
-
-@dataclass
-class ConfigStatus:
-    status: str = "none"  # none | applied | rejected
-    applied_at: float | None = None
-    error: str | None = None
-    stage: str | None = None  # validate | render | config-test
-    rejected_at: float | None = None
-    reloads: int = 0
-    checks: int = 0
-    rejections: int = 0
 
 
 class Agent:
@@ -118,7 +102,6 @@ class Agent:
         self.service_error: str | None = None
         self._wake = asyncio.Event()
         self._sub: Any = None
-        self._last_rejection: tuple[str, str] | None = None
         self._ka_online = False
         self.hold = CrashHold(self.layout.hold, self.hold_time)
 
@@ -420,14 +403,7 @@ class Agent:
     def _applied(self, instances: list[VrrpInstance], *, changed: bool) -> None:
         before = {i.name for i in self.applied}
         self.applied = instances
-        if not instances and not os.path.exists(self.layout.conf):
-            self.config.status = "none"
-        elif changed or self.config.status != "applied":
-            self.config.status = "applied"
-            self.config.applied_at = time.time() if changed or self.config.applied_at is None \
-                else self.config.applied_at
-            self.config.error = self.config.stage = None
-            self._last_rejection = None
+        self.config.applied(changed=changed, present=bool(instances) or os.path.exists(self.layout.conf))
         for name in before - {i.name for i in instances}:
             self.routers.pop(name, None)
         for i in instances:
@@ -442,14 +418,8 @@ class Agent:
             self._reload()
 
     def _reject(self, stage: str, error: str, text: str | None) -> None:
-        self.config.status = "rejected"
-        self.config.error = error
-        self.config.stage = stage
-        self.config.rejected_at = time.time()
-        if self._last_rejection == (stage, error):
+        if not self.config.reject(stage, error):
             return
-        self._last_rejection = (stage, error)
-        self.config.rejections += 1
         log.error("VRRP configuration rejected (%s), keeping the running one:\n%s", stage, error)
         self.ctx.bus.emit("ereport.vrrp.config.rejected", SERVICE, stage=stage, error=error[:4000],
                           file=self.layout.rejected if text is not None else None)
@@ -457,43 +427,13 @@ class Agent:
     # ------------------------------------------------------------------ keepalived the service
     def _ensure_service(self) -> None:
         """Import the keepalived manifest once the node has an instance (re-import if the binary changed)."""
-        from svcmgr.manifest import ManifestErrors, parse_service
-
         path = self.settings.manifest if self.settings and self.settings.manifest else default_manifest()
         if path is None:
             self.service_error = "cannot find the keepalived service manifest (manifests/system/vrrp.toml)"
-            log.error("%s", self.service_error)
-            return
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            self.service_error = f"{path}: {e}"
-            log.error("cannot read the keepalived service manifest %s", self.service_error)
-            return
-        env = data.setdefault("environment", {})
-        if isinstance(env, dict):
-            env["KEEPALIVED"] = self.binary
-        engine = self.ctx.engine
-        current = engine.specs.get(SERVICE.rsplit(":", 1)[0])
-        try:
-            spec = parse_service(data, path, base_dir=os.path.dirname(path))
-        except ManifestErrors as e:
-            self.service_error = str(e)
-            log.error("keepalived service manifest refused: %s", e)
-            return
-        if current is not None and current.to_dict() == spec.to_dict():
-            self.service_error = None
-            return
-        try:
-            for w in engine.import_specs([spec], ["toml"]):
-                log.warning("%s", w)
-        except ManifestErrors as e:
-            self.service_error = str(e)
-            log.error("keepalived service manifest refused: %s", e)
-            return
-        self.service_error = None
-        log.info("imported %s from %s", SERVICE, path)
+        else:
+            self.service_error = import_manifest(self.ctx.engine, path, {"KEEPALIVED": self.binary or "keepalived"})
+        if self.service_error:
+            log.error("keepalived service manifest: %s", self.service_error)
 
     def _reload(self) -> None:
         """SIGHUP keepalived if it runs and is ready; otherwise remember to once it is."""
@@ -525,11 +465,11 @@ class Agent:
         view.update({
             "state": r.state, "previous": r.previous, "configured_priority": inst.priority,
             "effective_priority": self._effective(inst, r), "reported_priority": r.reported_priority,
-            "last_transition": _iso(r.since), "last_transition_epoch": r.since,
+            "last_transition": iso(r.since), "last_transition_epoch": r.since,
             "peers": [str(p) for p in inst.unicast_peers] if inst.unicast_peers else ["multicast"],
             "follows": [{"fmri": f.fmri, "weight": f.weight, "healthy": self.health.healthy(f.fmri),
                          "state": self.health.why(f.fmri)} for f in inst.follows],
-            "transitions": [{**t, "time": _iso(t["time"])} for t in r.transitions],
+            "transitions": [{**t, "time": iso(t["time"])} for t in r.transitions],
         })
         return view
 
@@ -551,11 +491,7 @@ class Agent:
         return out
 
     def _config_view(self) -> dict[str, Any]:
-        c = self.config
-        return {"status": c.status, "path": self.layout.conf, "applied_at": _iso(c.applied_at),
-                "error": c.error, "stage": c.stage, "rejected_at": _iso(c.rejected_at),
-                "rejected_file": self.layout.rejected if c.status == "rejected" and c.stage == "config-test"
-                else None, "reloads": c.reloads, "checks": c.checks, "rejections": c.rejections}
+        return self.config.view(self.layout.conf, self.layout.rejected)
 
     async def op_config(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"rejected": bool?}`` -> the running keepalived.conf (or the last rejected one)."""

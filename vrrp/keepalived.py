@@ -13,7 +13,6 @@ configuration makes keepalived exit and leave its addresses behind.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -24,10 +23,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from svcmgr.files import find_binary, read_pid, read_text, write_atomic
 from vrrp.model import VrrpInstance, track_name
 
 __all__ = ["HOLD", "SERVICE", "Layout", "RenderError", "check_argv", "drop_addresses", "find_keepalived",
-           "read_pid", "reload", "render", "track_value", "write_atomic"]
+           "read_pid", "read_text", "reload", "render", "track_value", "write_atomic"]
 
 log = logging.getLogger("vrrp.keepalived")
 
@@ -99,11 +99,7 @@ class Layout:
 
 def find_keepalived(configured: str | None = None) -> str | None:
     """The keepalived binary: the configured one, else from PATH and the sbin folders; None if absent."""
-    if configured:
-        if os.path.isabs(configured):
-            return configured if os.path.isfile(configured) and os.access(configured, os.X_OK) else None
-        return shutil.which(configured, path=os.environ.get("PATH", "") + os.pathsep + _SEARCH)
-    return shutil.which("keepalived", path=os.environ.get("PATH", "") + os.pathsep + _SEARCH)
+    return find_binary("keepalived", configured)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -179,35 +175,6 @@ def track_value(healthy: bool) -> str:
 # --------------------------------------------------------------------------- files and the process
 
 
-def write_atomic(path: str, text: str, mode: int = 0o644, *, durable: bool = True) -> None:
-    """Replace ``path`` with ``text`` in one rename (readers see the old or the new file, never half).
-
-    ``durable=False`` skips the fsync, for files that matter only while the machine runs
-    (track files, on the failover path)."""
-    d = os.path.dirname(path) or "."
-    tmp = os.path.join(d, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def read_text(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
-
-
 def check_argv(binary: str, path: str) -> list[str]:
     """``keepalived --config-test``: exit 0 when the file is good; ``-e`` makes a missing file an error."""
     return [binary, "--config-test", "--all-config", "--use-file", path]
@@ -236,15 +203,6 @@ def drop_addresses(instances: Iterable[VrrpInstance]) -> None:
                        timeout=5, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
         log.warning("could not remove the addresses keepalived left behind: %s", e)
-
-
-def read_pid(path: str) -> int | None:
-    try:
-        with open(path) as f:
-            pid = int(f.read().strip() or 0)
-    except (OSError, ValueError):
-        return None
-    return pid if pid > 1 else None
 
 
 def reload(layout: Layout, contract_pids: Iterable[int]) -> int | None:

@@ -1,0 +1,185 @@
+"""HAProxy's side: where its files live, rendering its configuration, checking it, reloading it.
+
+``render`` fills the jinja2 template shipped in ``lb/templates`` (StrictUndefined) with
+values that ``lb.model`` validated; on output every value is checked once more against a
+plain-token pattern, so even a value that slipped past validation cannot carry HAProxy
+syntax. ``check_argv`` is ``haproxy -c``. HAProxy runs in master-worker mode (``-Ws``);
+``reload`` sends SIGUSR2 to the master whose pid file names a process of the service's
+contract, and callers write the server-state file first (``Layout.state_file``) so that
+admin states (maint, drain) survive the reload (haproxy issues #2085, #199).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import signal
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lb.model import Frontend
+from svcmgr.files import find_binary, read_pid
+
+__all__ = ["SERVICE", "Layout", "RenderError", "check_argv", "check_output", "find_haproxy", "ms", "reload",
+           "render"]
+
+#: The service that runs HAProxy (manifests/system/haproxy.toml).
+SERVICE = "svc:/network/haproxy:default"
+#: An unprivileged account for HAProxy's workers, used when it exists and the daemon is root.
+USER = "haproxy"
+HARD_STOP_AFTER = 60.0
+
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_.:/+\[\]-]+\Z")
+
+
+class RenderError(ValueError):
+    """A value that cannot be written into haproxy.cfg safely."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """HAProxy's files, under the daemon's state folders (the manifest uses the same names)."""
+
+    lib: str
+    run: str
+
+    @classmethod
+    def for_paths(cls, lib: str, run: str) -> Layout:
+        return cls(os.path.join(lib, "lb"), os.path.join(run, "lb"))
+
+    @property
+    def conf(self) -> str:
+        """The configuration HAProxy reads (``-f``): only ever a checked one."""
+        return os.path.join(self.lib, "haproxy.cfg")
+
+    @property
+    def candidate(self) -> str:
+        return os.path.join(self.lib, "haproxy.cfg.new")
+
+    @property
+    def rejected(self) -> str:
+        return os.path.join(self.lib, "haproxy.cfg.rejected")
+
+    @property
+    def state_file(self) -> str:
+        """``show servers state``, written before every reload and after every change of admin state."""
+        return os.path.join(self.lib, "server-state")
+
+    @property
+    def lvs(self) -> str:
+        """keepalived ``virtual_server`` blocks for the same frontends (hosts with ip_vs; see lb.lvs)."""
+        return os.path.join(self.lib, "keepalived-lvs.conf")
+
+    @property
+    def socket(self) -> str:
+        """The Runtime API (stats socket, mode 0600, level admin)."""
+        return os.path.join(self.run, "admin.sock")
+
+    @property
+    def pidfile(self) -> str:
+        return os.path.join(self.run, "haproxy.pid")
+
+    def make(self) -> None:
+        for d in (self.lib, self.run):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+            os.chmod(d, 0o700)
+
+
+def find_haproxy(configured: str | None = None) -> str | None:
+    """The haproxy binary: the configured one, else from PATH and the sbin folders; None if absent."""
+    return find_binary("haproxy", configured)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _token(value: Any) -> str:
+    """jinja2 ``finalize``: every value printed into haproxy.cfg must be one plain token."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise RenderError(f"refusing to render {value!r} into haproxy.cfg: not a plain value")
+    text = str(value)
+    if not _TOKEN_RE.match(text):
+        raise RenderError(f"refusing to render {text!r} into haproxy.cfg: only letters, digits and "
+                          "'_', '.', ':', '/', '+', '-', '[', ']' may reach HAProxy")
+    return text
+
+
+def ms(seconds: float) -> str:
+    """A duration as HAProxy reads it: whole milliseconds."""
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+def _environment() -> Any:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("lb", "templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        finalize=_token,
+    )
+
+
+_ENV: Any = None
+
+
+def _user() -> str:
+    if os.geteuid() != 0:
+        return ""
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        return ""
+    return USER
+
+
+def render(frontends: Sequence[Frontend], *, node: str, layout: Layout) -> str:
+    """The haproxy.cfg text for these frontends. Raises RenderError for an unsafe value."""
+    global _ENV
+    if _ENV is None:
+        _ENV = _environment()
+    items = []
+    for f in frontends:
+        items.append({
+            "name": f.name, "mode": f.mode, "bind": f.listen, "balance": f.balance, "idempotent": f.idempotent,
+            "timeout_client": ms(f.timeout_client), "timeout_connect": ms(f.timeout_connect),
+            "timeout_server": ms(f.timeout_server), "check": f.check, "check_path": f.check_path,
+            "check_interval": ms(f.check_interval), "rise": str(f.rise), "fall": str(f.fall),
+            "slowstart": ms(f.slowstart) if f.slowstart else "",
+            "servers": [{"name": s.name, "address": s.address, "weight": str(s.weight)} for s in f.servers],
+        })
+    user = _user()
+    return _ENV.get_template("haproxy.cfg.j2").render(
+        node=node, socket=layout.socket, state_file=layout.state_file, hard_stop=ms(HARD_STOP_AFTER),
+        user=user, group=user, frontends=items)
+
+
+# --------------------------------------------------------------------------- the process
+
+
+def check_argv(binary: str, path: str) -> list[str]:
+    """``haproxy -c``: exit 0 when the file is good."""
+    return [binary, "-c", "-f", path]
+
+
+def check_output(text: bytes | str) -> str:
+    """HAProxy's complaints, trimmed to the lines worth showing."""
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "[NOTICE]" not in ln]
+    return "\n".join(lines[-20:]) or "haproxy -c failed without a message"
+
+
+def reload(layout: Layout, contract_pids: Iterable[int]) -> int | None:
+    """SIGUSR2 to HAProxy's master, if its pid file names a process of the service; the pid, or None."""
+    pid = read_pid(layout.pidfile)
+    if pid is None or pid not in set(contract_pids):
+        return None
+    try:
+        os.kill(pid, signal.SIGUSR2)
+    except ProcessLookupError:
+        return None
+    return pid

@@ -1,0 +1,53 @@
+"""Where a configuration a component renders for another daemon (keepalived, HAProxy) stands: applied,
+or rejected with the stage that refused it and why, and how many checks, rejections and reloads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ConfigStatus", "iso"]
+
+
+def iso(t: float | None) -> str | None:
+    return dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="milliseconds") if t else None
+
+
+@dataclass
+class ConfigStatus:
+    status: str = "none"  # none | applied | rejected
+    applied_at: float | None = None
+    error: str | None = None
+    stage: str | None = None  # validate | render | config-test
+    rejected_at: float | None = None
+    reloads: int = 0
+    checks: int = 0
+    rejections: int = 0
+    _last: tuple[str, str] | None = None
+
+    def applied(self, *, changed: bool, present: bool) -> None:
+        """The running configuration is the wanted one (``changed``: just installed); ``present``: a file runs."""
+        if not present:
+            self.status = "none"
+        elif changed or self.status != "applied":
+            self.status = "applied"
+            self.applied_at = time.time() if changed or self.applied_at is None else self.applied_at
+            self.error = self.stage = None
+            self._last = None
+
+    def reject(self, stage: str, error: str) -> bool:
+        """A configuration was refused; True when this refusal is new (not the same one again)."""
+        self.status, self.error, self.stage, self.rejected_at = "rejected", error, stage, time.time()
+        if self._last == (stage, error):
+            return False
+        self._last = (stage, error)
+        self.rejections += 1
+        return True
+
+    def view(self, path: str, rejected_file: str) -> dict[str, Any]:
+        return {"status": self.status, "path": path, "applied_at": iso(self.applied_at), "error": self.error,
+                "stage": self.stage, "rejected_at": iso(self.rejected_at),
+                "rejected_file": rejected_file if self.status == "rejected" and self.stage == "config-test" else None,
+                "reloads": self.reloads, "checks": self.checks, "rejections": self.rejections}
