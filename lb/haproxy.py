@@ -145,6 +145,8 @@ def render(frontends: Sequence[Frontend], *, node: str, layout: Layout) -> str:
     for f in frontends:
         items.append({
             "name": f.name, "mode": f.mode, "bind": f.listen, "balance": f.balance, "idempotent": f.idempotent,
+            # A virtual address is on this node only while it is master: bind it anyway (IP_TRANSPARENT).
+            "transparent": not f.bind.is_unspecified and os.geteuid() == 0,
             "timeout_client": ms(f.timeout_client), "timeout_connect": ms(f.timeout_connect),
             "timeout_server": ms(f.timeout_server), "check": f.check, "check_path": f.check_path,
             "check_interval": ms(f.check_interval), "rise": str(f.rise), "fall": str(f.fall),

@@ -117,6 +117,10 @@ class Result:
     def in_flight(self, t: float) -> int:
         return sum(1 for r in self.records if r[0] <= t and (r[1] or 0) > t)
 
+    def most_in_flight(self) -> int:
+        """The most requests in flight at once during the run."""
+        return max((self.in_flight(r[0]) for r in self.records), default=0)
+
     def servers(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for r in self.records:

@@ -52,6 +52,7 @@ from vrrp.config import Source, VrrpConfig, merge
 from vrrp.health import CLOSED_STATES, CLOSING, Health, case_resources, effective_priority
 from vrrp.hold import CrashHold
 from vrrp.model import VrrpInstance
+from vrrp.move import PlannedMove
 from vrrp.notify import FifoReader, Notice
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class Agent:
         self._sub: Any = None
         self._ka_online = False
         self.hold = CrashHold(self.layout.hold, self.hold_time)
+        self.move = PlannedMove(self.layout.move_file, lambda name: (self.routers.get(name) or Router()).state)
 
     @property
     def available(self) -> bool:
@@ -128,6 +130,7 @@ class Agent:
             return
         self._sub = self.ctx.bus.subscribe("svc.state", "svc.config.imported", "list")
         self.ctx.bus.listen(self._listen)
+        self.ctx.engine.add_stop_gate(lambda fmri: self.move.gate(fmri, self.applied) if self._ka_online else None)
         self.layout.make()
         self.hold.clear()
         self.fifo.open(asyncio.get_running_loop())
@@ -174,6 +177,8 @@ class Agent:
                 return
             self.health.set_state(ev.resource, state)
             self._write_tracks()
+            if state in ("online", "degraded"):
+                self.move.back(ev.resource, self.applied)
             if state == "deleted":
                 self._wake.set()
         elif ev.cls == "svc.config.imported":
@@ -255,6 +260,7 @@ class Agent:
     def _transition(self, name: str, r: Router, state: str, priority: int | None, **extra: Any) -> None:
         now = time.time()
         r.previous, r.state, r.since = r.state, state, now
+        self.move.transitioned()
         if priority is not None:
             r.reported_priority = priority
         inst = self._instance(name)
@@ -410,6 +416,8 @@ class Agent:
             self.routers.setdefault(i.name, Router())
         self._write_tracks()
         self._prune_tracks()
+        self.move.prune(instances, self.layout.track_dir)
+        self.move.write(instances)
         if instances:
             self._ensure_service()
         if changed:
@@ -467,6 +475,7 @@ class Agent:
             "effective_priority": self._effective(inst, r), "reported_priority": r.reported_priority,
             "last_transition": iso(r.since), "last_transition_epoch": r.since,
             "peers": [str(p) for p in inst.unicast_peers] if inst.unicast_peers else ["multicast"],
+            "moving_for": sorted(self.move.moving.get(inst.name, ())),
             "follows": [{"fmri": f.fmri, "weight": f.weight, "healthy": self.health.healthy(f.fmri),
                          "state": self.health.why(f.fmri)} for f in inst.follows],
             "transitions": [{**t, "time": iso(t["time"])} for t in r.transitions],

@@ -26,7 +26,7 @@ from typing import Any
 from svcmgr.files import find_binary, read_pid, read_text, write_atomic
 from vrrp.model import VrrpInstance, track_name
 
-__all__ = ["HOLD", "SERVICE", "Layout", "RenderError", "check_argv", "drop_addresses", "find_keepalived",
+__all__ = ["HOLD", "MOVE_WEIGHT", "SERVICE", "Layout", "RenderError", "check_argv", "drop_addresses", "find_keepalived",
            "read_pid", "read_text", "reload", "render", "track_value", "write_atomic"]
 
 log = logging.getLogger("vrrp.keepalived")
@@ -35,6 +35,8 @@ log = logging.getLogger("vrrp.keepalived")
 SERVICE = "svc:/network/vrrp:default"
 #: The track file every instance follows with weight 0: the agent's crash hold.
 HOLD = "svcmgr_hold"
+#: The weight of an instance's move file: 1 there drops its priority below any backup's (a planned move).
+MOVE_WEIGHT = -253
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_.:/+-]+\Z")
 _SEARCH = "/usr/sbin:/sbin:/usr/local/sbin"
@@ -91,6 +93,10 @@ class Layout:
 
     def track_file(self, fmri: str) -> str:
         return os.path.join(self.track_dir, track_name(fmri))
+
+    def move_file(self, instance: str) -> str:
+        """1 while a followed service is about to stop on purpose: the address moves first (see the agent)."""
+        return os.path.join(self.track_dir, f"move_{instance}")
 
     def make(self) -> None:
         for d in (self.lib, self.run, self.track_dir):
@@ -161,6 +167,7 @@ def render(instances: Sequence[VrrpInstance], *, node: str, layout: Layout) -> s
             "unicast_src": str(i.unicast_src) if i.unicast_src else "",
             "unicast_peers": [str(p) for p in i.unicast_peers],
             "addresses": [str(a) for a in i.addresses], "tracks": refs,
+            "move": {"name": f"move_{i.name}", "path": layout.move_file(i.name), "weight": str(MOVE_WEIGHT)},
         })
     return _ENV.get_template("keepalived.conf.j2").render(
         node=node, fifo=layout.fifo, hold={"name": HOLD, "path": layout.hold},

@@ -240,7 +240,7 @@ def test_render_is_accepted_by_haproxy_and_every_server_starts_in_maintenance(tm
     (fe,), _ = plan(spec)
     layout = hp.Layout(str(tmp_path / "lib"), str(tmp_path / "run"))
     text = hp.render([fe], node="n1", layout=layout)
-    assert "    bind 192.0.2.10:80\n" in text and "    retry-on all-retryable-errors\n" in text
+    assert "    bind 192.0.2.10:80 transparent\n" in text and "    retry-on all-retryable-errors\n" in text
     assert "    option httpchk GET /health\n" in text and "slowstart 2000ms" in text
     assert "    server site.app:b [2001:db8::2]:8082 weight 100 check disabled\n" in text
     assert f"stats socket {layout.socket} mode 600 level admin" in text
