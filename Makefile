@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian packages the integration tests use (mosquitto, keepalived, promtool, alertmanager,
+# Debian packages the integration tests use (mosquitto, keepalived, haproxy, promtool, alertmanager,
 # graphviz, chromium and its driver);
 # installed when run as root, otherwise listed, and the tests that need them are skipped.
 deps:
