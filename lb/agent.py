@@ -19,7 +19,8 @@
   ``maint``. Every server is rendered ``disabled``; after HAProxy starts or reloads
   the agent pushes every server's state again, and after every change it writes
   the server-state file, so a reload (its own, or ``svcadm refresh``) keeps them.
-- **State out.** ``lb.server.ready|drain|maint`` events (resource ``lb:/FRONTEND/SERVER``).
+- **State out.** ``lb.server.ready|drain|maint`` events (resource ``lb:/FRONTEND/SERVER``) each time
+  HAProxy was told, and ``lb.server.drained`` (seconds, connections at the start and left) after a drain.
 - **Operations.** ``lb.show`` and ``lb.config`` for ``lbadm``.
 
 Where HAProxy is not installed the agent stays idle and the operations say why.
@@ -269,6 +270,8 @@ class Agent:
             s.drains += 1
             s.last_drain = {"seconds": round(took, 3), "connections_at_start": first or 0,
                             "connections_left": last, "time": time.time()}
+            self.ctx.bus.emit("lb.server.drained", f"lb:/{s.key[0]}/{s.key[1]}", frontend=s.key[0],
+                              server=s.key[1], fmri=fmri, **s.last_drain)
         if last:
             log.warning("%s: drain timed out with %d connection(s) left; stopping anyway", fmri, last)
         else:

@@ -29,6 +29,8 @@ severities, VRRP instance names. Never pids, UUIDs or error text.
     svcmgr_mqtt_telemetry_messages_total{result}           telemetry accepted / rejected
     svcmgr_vrrp_state{instance,state}                      1 for the current VRRP state, 0 for the others
     svcmgr_vrrp_priority{instance}                         advertised priority
+    svcmgr_lb_server_state{frontend,server,state}          1 for the admin state HAProxy was told (ready, drain, maint)
+    svcmgr_lb_drains_total{frontend,server,result}         planned stops drained ("drained"; "timeout": some left)
     svcmgr_process_*                                       the daemon's CPU, memory, file descriptors
 """
 
@@ -63,6 +65,9 @@ log = logging.getLogger("svcmgr.metrics")
 DEFAULT_LISTEN = "127.0.0.1:9464"
 STATES = tuple(s.value for s in State)
 VRRP_STATES = ("init", "backup", "master", "fault", "stop")
+LB_STATES = ("ready", "drain", "maint")
+#: At most this many load-balanced servers get series (each frontend's backends).
+MAX_LB_SERVERS = 512
 START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 #: At most this many distinct ereport classes get their own series; the rest count as "other".
 MAX_CLASSES = 200
@@ -148,6 +153,9 @@ class Metrics(Collector):
         self.vrrp: dict[str, tuple[str, float | None]] = {}
         self.mqtt_connected = False
         self.vrrp_ignored = 0
+        self.lb: dict[tuple[str, str], str] = {}
+        self.lb_drains = Counter("svcmgr_lb_drains", "Planned stops drained before their stop method, by result.",
+                                 ["frontend", "server", "result"], registry=r)
         for f in ctx.engine.instances:
             last = ctx.engine.timings.last(f, online=True)
             self.seen_online[f] = last.online if last is not None else None
@@ -174,6 +182,8 @@ class Metrics(Collector):
                 self._on_case(ev)
             elif cls.startswith("vrrp.state."):
                 self._on_vrrp(ev)
+            elif cls.startswith("lb.server."):
+                self._on_lb(ev)
             elif cls == "mqtt.connection.up":
                 self.mqtt_connected = True
             elif cls == "mqtt.connection.down":
@@ -237,6 +247,18 @@ class Metrics(Collector):
         ok = isinstance(prio, int | float) and not isinstance(prio, bool)
         self.vrrp[name] = (state, float(prio) if ok else None)
 
+    def _on_lb(self, ev: Event) -> None:
+        d = ev.data
+        fe, srv = d.get("frontend"), d.get("server")
+        if not isinstance(fe, str) or not isinstance(srv, str) or not _LABEL_RE.match(fe) or not _LABEL_RE.match(srv):
+            return
+        if (fe, srv) not in self.lb and len(self.lb) >= MAX_LB_SERVERS:
+            return
+        if ev.cls == "lb.server.drained":
+            self.lb_drains.labels(fe, srv, "timeout" if d.get("connections_left") else "drained").inc()
+        elif d.get("state") in LB_STATES:
+            self.lb[(fe, srv)] = d["state"]
+
     # ------------------------------------------------------------ at scrape time
     def describe(self) -> Iterator[Metric]:
         return iter(())
@@ -297,6 +319,14 @@ class Metrics(Collector):
                     vp.add_metric([name], prio)
             yield vs
             yield vp
+        if self.lb:
+            ls = GaugeMetricFamily("svcmgr_lb_server_state", "1 for the admin state HAProxy was told for the server "
+                                   "(its svcmgr instance's state), 0 for the others.",
+                                   labels=["frontend", "server", "state"])
+            for (fe, srv), cur in sorted(self.lb.items()):
+                for s in LB_STATES:
+                    ls.add_metric([fe, srv, s], 1.0 if s == cur else 0.0)
+            yield ls
 
     def _collect_mqtt(self) -> Iterator[Metric]:
         from svcmgr.mqtt import section as mqtt_section

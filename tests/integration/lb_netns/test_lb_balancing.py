@@ -9,7 +9,9 @@ assertion looks at what the client saw, at HAProxy's own view (``show stat`` thr
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import time
 
 from vrrp.lab import wait_for
@@ -37,6 +39,15 @@ def test_disable_under_load_drains_first_and_fails_nothing(cluster):
     assert out.returncode == 0, out.stderr
     row = next(ln.split() for ln in out.stdout.splitlines() if ln.split()[-1] == B)
     assert row[4:8] == ["disabled", "maint", "MAINT", "0"], out.stdout
+    metrics = cluster.metrics(1)
+    assert 'svcmgr_lb_server_state{frontend="web",server="site.app:b",state="maint"} 1.0' in metrics
+    assert 'svcmgr_lb_server_state{frontend="web",server="site.app:a",state="ready"} 1.0' in metrics
+    assert 'svcmgr_lb_drains_total{frontend="web",result="drained",server="site.app:b"} 1.0' in metrics
+    promtool = shutil.which("promtool")
+    if promtool:
+        check = subprocess.run([promtool, "check", "metrics"], input=metrics, capture_output=True, text=True,
+                               check=False)
+        assert check.returncode == 0, check.stdout + check.stderr
     n1.call("enable", fmris=[B])
     cluster.wait_ready(1)
 
