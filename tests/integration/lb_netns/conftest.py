@@ -7,11 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from lb.cluster import APP, DEP, HAPROXY, VIP, Cluster, cluster, node_config
+from lb.cluster import Cluster, cluster
 from lb.haproxy import find_haproxy
 from vrrp.lab import missing
-
-__all__ = ["APP", "DEP", "HAPROXY", "VIP", "node_config"]
 
 
 @pytest.fixture(scope="module", name="cluster")

@@ -14,9 +14,8 @@ import signal
 import subprocess
 import time
 
+from lb.cluster import APP, DEP, HAPROXY, VIP, node_config
 from vrrp.lab import wait_for
-
-from conftest import APP, DEP, HAPROXY, VIP, node_config
 
 A, B, C = APP
 
