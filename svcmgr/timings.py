@@ -204,12 +204,12 @@ class TimingStore:
         rows = self.conn.execute(f"SELECT id, {cols} FROM timing_starts ORDER BY id")
         return [StartRecord(**dict(zip(_COLUMNS, r[1:], strict=True)), id=r[0]) for r in rows]
 
-    def save(self, records: Iterable[StartRecord]) -> None:
-        """Insert new records, update those written before, and keep the last ``keep`` of each instance."""
+    def save(self, records: Iterable[StartRecord], prune: Iterable[str] = ()) -> None:
+        """Insert new records and update those written before; for the instances in ``prune``, keep
+        only their last ``keep`` records."""
         cols = ", ".join(f'"{c}"' for c in _COLUMNS)
         marks = ", ".join("?" * len(_COLUMNS))
         sets = ", ".join(f'"{c}"=?' for c in _COLUMNS)
-        touched = set()
         with transaction(self.conn) as c:
             for r in records:
                 values = [getattr(r, name) for name in _COLUMNS]
@@ -217,8 +217,7 @@ class TimingStore:
                     r.id = c.execute(f"INSERT INTO timing_starts({cols}) VALUES({marks})", values).lastrowid
                 else:
                     c.execute(f"UPDATE timing_starts SET {sets} WHERE id=?", [*values, r.id])
-                touched.add(r.fmri)
-            for f in touched:
+            for f in prune:
                 c.execute("DELETE FROM timing_starts WHERE fmri=? AND id NOT IN "
                           "(SELECT id FROM timing_starts WHERE fmri=? ORDER BY id DESC LIMIT ?)",
                           (f, f, self.keep))
@@ -340,8 +339,9 @@ class Recorder:
         if self.store is None or not self._dirty:
             return
         dirty, self._dirty = list(self._dirty.values()), {}
+        full = {r.fmri for r in dirty if len(self.recent.get(r.fmri, ())) >= self.keep}
         try:
-            self.store.save(dirty)
+            self.store.save(dirty, prune=full)
         except sqlite3.Error:
             log.exception("cannot write start timings to the repository")
 
