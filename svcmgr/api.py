@@ -8,6 +8,12 @@ for every operation that asks). Every request is
 validated and a bad one gets a reply that names what is wrong; nothing a client
 sends can stop the daemon.
 
+What one client may hold of the daemon is bounded (``Limits``, sized from the
+descriptor limit so that the daemon keeps a reserve for its own work): connections
+per user and in total, with room kept for root; the time to send a whole request
+and to take the reply; a request's size (1 MiB, more for root), read in chunks so
+that a refused one costs nothing afterwards.
+
 Request: ``{"op": NAME, ...arguments}``. Reply: ``{"ok": true, "result": ...}`` or
 ``{"ok": false, "error": TEXT, "code": N}`` (1: refused or failed, 2: bad usage).
 Operations and their arguments are listed in ``Api.OPS`` and documented at each
@@ -24,16 +30,41 @@ import os
 import pwd
 import socket
 import struct
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Api", "ApiError", "Caller", "arg"]
+__all__ = ["Api", "ApiError", "Caller", "Limits", "arg"]
 
 log = logging.getLogger("svcmgr.api")
 
-MAX_REQUEST = 16 * 1024 * 1024
 Handler = Callable[["Caller", dict[str, Any]], Awaitable[Any]]
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What clients may hold of the daemon (docs/security.md, "any local user")."""
+
+    request: int = 1 << 20             # bytes of one request from an ordinary user
+    privileged_request: int = 16 << 20  # ... from root (imports of large manifest folders)
+    idle: float = 10.0                 # seconds to send a whole request, and to take the reply
+    per_user: int = 32                 # connections one ordinary user may hold at once
+    total: int = 256                   # connections all ordinary users may hold together
+    privileged: int = 64               # connections kept for root beyond ``total``
+
+    @classmethod
+    def for_descriptors(cls, nofile: int) -> Limits:
+        """Caps that leave at least half of ``nofile`` descriptors to the daemon's own work
+        (services' logs, pipes, pidfds, cgroups): clients get at most the other half."""
+        room = max(8, nofile // 2)
+        total = min(cls.total, room * 3 // 4)
+        return cls(total=total, privileged=min(cls.privileged, room - total), per_user=min(cls.per_user, total))
+
+
+class _TooLarge(Exception):
+    pass
 
 
 class ApiError(Exception):
@@ -102,12 +133,17 @@ def arg(req: dict[str, Any], key: str, kind: type | tuple[type, ...], default: A
 class Api:
     """The socket server and the table of operations."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, limits: Limits | None = None) -> None:
         self.path = path
+        self.limits = limits or Limits()
         self.ops: dict[str, Handler] = {}
         self._server: asyncio.AbstractServer | None = None
         self.requests = 0
         self.errors = 0
+        #: open connections per uid; refusals of connections over a cap
+        self.connections: Counter[int] = Counter()
+        self._privileged: set[int] = set()
+        self.refused = 0
 
     def register(self, op: str, handler: Handler) -> None:
         if op in self.ops:
@@ -119,7 +155,7 @@ class Api:
             raise OSError(f"socket path too long for a Unix socket ({len(self.path)} bytes): {self.path}")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        self._server = await asyncio.start_unix_server(self._serve, self.path, limit=MAX_REQUEST)
+        self._server = await asyncio.start_unix_server(self._serve, self.path, limit=_CHUNK, backlog=64)
         os.chmod(self.path, 0o666)
 
     async def close(self) -> None:
@@ -131,32 +167,64 @@ class Api:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            sock = writer.get_extra_info("socket")
-            caller = _peer(sock)
-            try:
-                line = await reader.readuntil(b"\n")
-            except asyncio.IncompleteReadError as e:
-                line = e.partial
-            except (asyncio.LimitOverrunError, ValueError):
-                reply = {"ok": False, "error": f"bad request: larger than {MAX_REQUEST} bytes", "code": 2}
-                writer.write(json.dumps(reply).encode() + b"\n")
-                await writer.drain()
-                await _discard(reader)  # so the client reads the reply instead of a reset
-                return
+    def _admit(self, caller: Caller) -> str | None:
+        """None when the caller may open one more connection, else why not."""
+        lim = self.limits
+        ordinary = sum(n for uid, n in self.connections.items() if uid not in self._privileged)
+        if caller.privileged:
+            if sum(self.connections.values()) >= lim.total + lim.privileged:
+                return "too many connections"
+            return None
+        if self.connections[caller.uid] >= lim.per_user:
+            return f"too many connections from {caller.describe()} (at most {lim.per_user} at once)"
+        if ordinary >= lim.total:
+            return f"too many connections from ordinary users (at most {lim.total} at once)"
+        return None
 
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        caller: Caller | None = None
+        try:
+            caller = _peer(writer.get_extra_info("socket"))
+            why = self._admit(caller)
+            if why is not None:
+                self.refused += 1
+                caller = None
+                writer.write(json.dumps({"ok": False, "error": f"{why}; try again later", "code": 1}).encode()
+                             + b"\n")
+                return
+            self.connections[caller.uid] += 1
+            if caller.privileged:
+                self._privileged.add(caller.uid)
+            cap = self.limits.privileged_request if caller.privileged else self.limits.request
+            try:
+                async with asyncio.timeout(self.limits.idle):
+                    line = await _read_request(reader, cap)
+            except _TooLarge:
+                await self._reply(writer, {"ok": False, "error": f"bad request: larger than {cap} bytes", "code": 2})
+                await _discard(reader, 4 * cap)  # so the client reads the reply instead of a reset
+                return
+            except TimeoutError:
+                return  # an idle or slow client: dropped
             if not line.strip():
                 return
             reply = await self.handle(caller, line)
-            writer.write(json.dumps(reply, default=str).encode() + b"\n")
-            await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
+            await self._reply(writer, reply)
+        except (ConnectionError, TimeoutError, asyncio.CancelledError):
             pass
         finally:
+            if caller is not None:
+                self.connections[caller.uid] -= 1
+                if self.connections[caller.uid] <= 0:
+                    del self.connections[caller.uid]
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _reply(self, writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
+        """Send a reply; a client that does not take it within the idle time is dropped."""
+        writer.write(json.dumps(reply, default=str).encode() + b"\n")
+        async with asyncio.timeout(self.limits.idle):
+            await writer.drain()
 
     async def handle(self, caller: Caller, line: bytes) -> dict[str, Any]:
         self.requests += 1
@@ -181,13 +249,32 @@ class Api:
             return {"ok": False, "error": f"internal error: {type(e).__name__}: {e}", "code": 1}
 
 
-async def _discard(reader: asyncio.StreamReader, limit: int = 4 * MAX_REQUEST, seconds: float = 2.0) -> None:
+async def _read_request(reader: asyncio.StreamReader, cap: int) -> bytes:
+    """One request line (or what came before the client stopped sending); _TooLarge past ``cap`` bytes.
+    Read in chunks: the buffer never holds more than ``cap`` and a chunk."""
+    buf = bytearray()
+    while True:
+        chunk = await reader.read(_CHUNK)
+        if not chunk:
+            return bytes(buf)
+        end = chunk.find(b"\n")
+        if end >= 0:
+            buf += chunk[:end + 1]
+            if len(buf) > cap:
+                raise _TooLarge
+            return bytes(buf)
+        buf += chunk
+        if len(buf) > cap:
+            raise _TooLarge
+
+
+async def _discard(reader: asyncio.StreamReader, limit: int, seconds: float = 2.0) -> None:
     """Read and drop what a client still sends, within bounds."""
     with contextlib.suppress(TimeoutError, ConnectionError):
         async with asyncio.timeout(seconds):
             n = 0
             while n < limit:
-                chunk = await reader.read(1 << 16)
+                chunk = await reader.read(_CHUNK)
                 if not chunk:
                     return
                 n += len(chunk)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from typing import Any
 
 from svcmgr.paths import Paths, resolve_root
@@ -31,6 +32,20 @@ class Client:
     def socket_path(self) -> str:
         return self.paths.socket
 
+    def _connect(self, s: socket.socket) -> None:
+        """Connect, waiting while the daemon's backlog is full (a burst of connections from others)."""
+        deadline = time.monotonic() + (self.timeout or 60.0)
+        delay = 0.005
+        while True:
+            try:
+                s.connect(self.socket_path)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+
     def call(self, op: str, **args: Any) -> Any:
         req = {"op": op, **args}
         data = json.dumps(req).encode() + b"\n"
@@ -38,7 +53,7 @@ class Client:
         s.settimeout(self.timeout)
         try:
             try:
-                s.connect(self.socket_path)
+                self._connect(s)
             except (FileNotFoundError, ConnectionRefusedError):
                 where = self.paths.root or self.paths.run
                 raise ClientError(f"svcmgrd is not running (no daemon answers at {self.socket_path}; "
@@ -46,7 +61,10 @@ class Client:
                                   1) from None
             except PermissionError:
                 raise ClientError(f"permission denied connecting to {self.socket_path}", 1) from None
-            s.sendall(data)
+            try:
+                s.sendall(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the daemon refused the request before reading it all: its reply says why
             chunks = []
             while True:
                 b = s.recv(1 << 16)

@@ -44,6 +44,7 @@ from svcmgr.manifest import (
     resolve_instance,
 )
 from svcmgr.states import RUNNING, State
+from svcmgr.tasks import in_thread
 from svcmgr.units import format_duration
 
 __all__ = ["Control", "instance_summary", "property_view"]
@@ -173,6 +174,24 @@ _METHOD_KEYS = {"exec": "exec", "timeout_seconds": "timeout", "user": "user", "g
                 "working_directory": "working_directory"}
 
 
+def _load_all(files: list[dict[str, str]]) -> tuple[list[ServiceSpec], list[str], list[str]]:
+    """Parse and validate manifest files sent with ``import``: (specs, their formats, errors)."""
+    specs: list[ServiceSpec] = []
+    formats: list[str] = []
+    errors: list[str] = []
+    for item in files:
+        blob = item["content"].encode()
+        try:
+            got = load_bytes(blob, item["path"])
+        except ManifestErrors as e:
+            errors.append(str(e))
+            continue
+        fmt = "xml" if blob.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"<") else "toml"
+        specs.extend(got)
+        formats.extend([fmt] * len(got))
+    return specs, formats, errors
+
+
 class Control:
     """Registers the svc* operations on an Api."""
 
@@ -182,6 +201,8 @@ class Control:
         self.root = root
         self.backend = backend
         self.started = time.time()
+        #: one manifest check at a time off the loop for ordinary users, one for root
+        self._checking = {False: asyncio.Semaphore(1), True: asyncio.Semaphore(1)}
         for op in ("ping", "list", "show", "explain", "deps", "props", "listprop", "export", "log", "wait",
                    "enable", "disable", "restart", "refresh", "clear", "mark", "milestone", "import",
                    "delete", "setprop", "delprop"):
@@ -534,38 +555,30 @@ class Control:
         """``{"files": [{"path": str, "content": str}], "dry_run": bool}`` -> imported services and warnings.
 
         All files are checked together (duplicates, cycles) and stored in one
-        transaction: either every service is imported or none is."""
+        transaction: either every service is imported or none is. Parsing and checking
+        run in a thread (``in_thread``), one at a time for ordinary users and one for
+        root, so that a huge manifest never holds the event loop."""
         dry = arg(req, "dry_run", bool, False)
         if not dry:
             authz.require_operator(caller, "import manifests")
         files = req.get("files")
         if not isinstance(files, list) or not files:
             raise ApiError("bad request: import: 'files' must be a non-empty list", 2)
-        specs = []
-        formats = []
-        errors: list[str] = []
         for i, item in enumerate(files):
             if not isinstance(item, dict) or not isinstance(item.get("path"), str) or \
                     not isinstance(item.get("content"), str):
                 raise ApiError(f"bad request: import: files[{i}] needs string 'path' and 'content'", 2)
-            blob = item["content"].encode()
+        async with self._checking[caller.privileged]:
+            specs, formats, errors = await in_thread(_load_all, files)
+            if errors:
+                raise ApiError("import refused, nothing was imported:\n" + "\n".join(errors), 1)
             try:
-                got = load_bytes(blob, item["path"])
+                if dry:
+                    warnings = await in_thread(self.engine.check_import, specs, dict(self.engine.specs))
+                else:
+                    warnings = self.engine.import_specs(specs, formats)
             except ManifestErrors as e:
-                errors.append(str(e))
-                continue
-            fmt = "xml" if blob.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"<") else "toml"
-            specs.extend(got)
-            formats.extend([fmt] * len(got))
-        if errors:
-            raise ApiError("import refused, nothing was imported:\n" + "\n".join(errors), 1)
-        try:
-            if dry:
-                warnings = self.engine.check_import(specs)
-            else:
-                warnings = self.engine.import_specs(specs, formats)
-        except ManifestErrors as e:
-            raise ApiError("import refused, nothing was imported:\n" + str(e), 1) from None
+                raise ApiError("import refused, nothing was imported:\n" + str(e), 1) from None
         warnings = [w for s in specs for w in s.warnings] + warnings
         return {"services": [str(s.fmri) for s in specs],
                 "instances": [str(s.fmri.with_instance(n)) for s in specs for n in s.instances],

@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from svcmgr import __version__
-from svcmgr.api import Api
+from svcmgr.api import Api, Limits
 from svcmgr.bus import Bus
 from svcmgr.client import collect_manifest_files
 from svcmgr.component import Component, Context, load_components
@@ -115,7 +115,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self.paths.make()
         lock = self._lock()
-        _raise_fd_limit()
+        nofile = _raise_fd_limit()
         reaper = Reaper()
         reaper.install(loop)
         repo = Repository(self.paths.repository)
@@ -150,7 +150,7 @@ class Daemon:
         engine = Engine(repo=repo, bus=bus, restarter=restarter, paths=self.paths, timings=timings)
         self.engine = engine
         notify = NotifySocket(self.paths.notify_socket, restarter.on_notify)
-        api = Api(self.paths.socket)
+        api = Api(self.paths.socket, Limits.for_descriptors(nofile))
         Control(engine, api, node=self.config.node, root=self.paths.root, backend=backend.describe())
         Observe(engine, api)
         api.register("reload", self._op_reload)
@@ -364,12 +364,15 @@ def _on_path(d: str) -> bool:
     return any(os.path.realpath(p) == d for p in os.environ.get("PATH", "").split(os.pathsep) if p)
 
 
-def _raise_fd_limit() -> None:
+def _raise_fd_limit() -> int:
+    """Raise the descriptor limit to the hard limit (services' logs, pipes and pidfds, and clients,
+    need many); the limit in force, from which the control socket sizes its caps."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = hard if hard != resource.RLIM_INFINITY else 1 << 20
     if soft < want:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def main(argv: list[str] | None = None) -> int:

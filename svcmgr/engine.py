@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -779,8 +779,9 @@ class Engine:
             self._allowed = self.graph.closure(self.milestone, ("require_all", "require_any", "optional_all"))
 
     # ================================================================ configuration
-    def check_import(self, specs: list[ServiceSpec]) -> list[str]:
-        """Refuse duplicates and cycles among these specs and what is already imported; return warnings."""
+    def check_import(self, specs: list[ServiceSpec], existing: Mapping[str, ServiceSpec] | None = None) -> list[str]:
+        """Refuse duplicates and cycles among these specs and what is already imported (``existing``: a
+        copy of the imported specs, so that the check may run in another thread); return warnings."""
         errors: list[ManifestError] = []
         seen: dict[str, str] = {}
         for s in specs:
@@ -790,7 +791,7 @@ class Engine:
             seen[f] = s.source
         if errors:
             raise ManifestErrors(errors)
-        merged = {f: sp for f, sp in self.specs.items() if f not in seen}
+        merged = {f: sp for f, sp in (self.specs if existing is None else existing).items() if f not in seen}
         merged.update({str(s.fmri): s for s in specs})
         configs = {str(c.fmri): c for sp in merged.values() for c in
                    (resolve_instance(sp, n) for n in sp.instances)}

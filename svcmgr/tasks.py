@@ -1,17 +1,22 @@
-"""A nursery for the many short tasks of a long-lived component.
+"""A nursery for the many short tasks of a long-lived component, and blocking work off the loop.
 
 Every task has an owner that cancels and awaits it on shutdown; an exception in
-one task is logged and never takes the daemon down with it.
+one task is logged and never takes the daemon down with it. ``in_thread`` runs a
+blocking function (parsing a large manifest) in a thread of its own that ends with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Coroutine
-from typing import Any
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
-__all__ = ["Nursery"]
+__all__ = ["Nursery", "in_thread"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("svcmgr.tasks")
 
@@ -52,3 +57,31 @@ class Nursery:
             t.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a thread of its own, so the event loop goes on meanwhile.
+
+    No pool is kept: the thread ends with the call, and the daemon is single-threaded again
+    between such calls (``svcmgr.spawn`` clones children only then). A cancelled caller stops
+    waiting; the thread finishes its call and its result is dropped."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[T] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not fut.done():
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+    def work() -> None:
+        try:
+            outcome = (True, fn(*args))
+        except BaseException as e:  # noqa: BLE001 - handed to the awaiting task
+            outcome = (False, e)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=work, name="svcmgr-work", daemon=True).start()
+    return await fut

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,14 +109,15 @@ class Attacker:
         return self.run(SYSTEM_PYTHON, self.script(code), *args, timeout=timeout)
 
     def spawn(self, code: str, *args: str) -> subprocess.Popen[str]:
-        """Start a Python program as the attacker (the test stops it, by its pid)."""
-        return subprocess.Popen(self.argv(SYSTEM_PYTHON, self.script(code), *args), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=self.env(), cwd=str(self.work),
-                                start_new_session=True)
+        """Start a Python program as the attacker, its stdin a pipe (the test stops it, by its pid)."""
+        return subprocess.Popen(self.argv(SYSTEM_PYTHON, self.script(code), *args), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env(),
+                                cwd=str(self.work), start_new_session=True)
 
     def call(self, root: Path, op: str, **args: Any) -> dict[str, Any]:
         """One raw socket request as the attacker; the daemon's reply as it came."""
-        r = self.python(_RAW_CALL, str(root / "run" / "svcmgr.sock"), json.dumps({"op": op, **args}))
+        r = self.run(SYSTEM_PYTHON, self.script(_RAW_CALL), str(root / "run" / "svcmgr.sock"),
+                     input=json.dumps({"op": op, **args}))
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
 
@@ -125,7 +127,10 @@ _RAW_CALL = """
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(30)
     s.connect(sys.argv[1])
-    s.sendall(sys.argv[2].encode() + b"\\n")
+    try:
+        s.sendall(sys.stdin.read().encode() + b"\\n")
+    except BrokenPipeError:
+        pass  # refused before the end: the reply says why
     data = b""
     while chunk := s.recv(65536):
         data += chunk
@@ -137,8 +142,16 @@ def raw_call(path: str, req: dict[str, Any], timeout: float = 30) -> dict[str, A
     """One request on a control socket from this (root) process."""
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(timeout)
+    deadline = time.monotonic() + timeout
     try:
-        s.connect(path)
+        while True:
+            try:
+                s.connect(path)
+                break
+            except BlockingIOError:  # the backlog is full for now (a flood of connections)
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
         s.sendall(json.dumps(req).encode() + b"\n")
         data = b""
         while chunk := s.recv(65536):

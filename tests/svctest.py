@@ -63,8 +63,9 @@ class Daemon:
         self.args: list[str] = []
 
     # ---------------------------------------------------------------- lifecycle
-    def start(self, *args: str, manifests: bool = True, wait: bool = True) -> Daemon:
-        cmd = [sys.executable, "-m", "svcmgr.daemon", "--root", str(self.root), "--no-register",
+    def start(self, *args: str, manifests: bool = True, wait: bool = True, wrap: tuple[str, ...] = ()) -> Daemon:
+        """Start svcmgrd; ``wrap`` is a command it runs under (``("prlimit", "--nofile=2048")``)."""
+        cmd = [*wrap, sys.executable, "-m", "svcmgr.daemon", "--root", str(self.root), "--no-register",
                "--log-level", "debug"]
         if manifests and any(self.mdir.iterdir()):
             cmd += ["--manifests", str(self.mdir)]
