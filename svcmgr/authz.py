@@ -64,7 +64,7 @@ GRANTS: Mapping[Right, tuple[str, ...]] = {
 
 #: Property groups that belong to the daemon itself.
 FRAMEWORK_GROUPS = frozenset({"general", "restarter", "restarter_actions", "startd", "restart", "readiness",
-                              "health", "log", "method_context", "smf"})
+                              "health", "log", "method_context", "resources", "smf"})
 
 
 def holds(caller: Caller, grant: Grant) -> bool:

@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import grp
 import os
-import pwd
 import signal
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Backend", "Contract", "ProcInfo", "UserSpec", "detect_backend", "proc_table"]
+from svcmgr.credentials import Credentials
+from svcmgr.rctl import Controls, Group
+from svcmgr.security import Resources
+
+__all__ = ["Backend", "Contract", "ProcInfo", "detect_backend", "proc_table"]
 
 MARKER = "SVCMGR_CONTRACT"
 
@@ -111,56 +113,6 @@ def own_cgroup() -> str:
     return "/"
 
 
-@dataclass(frozen=True)
-class UserSpec:
-    """Resolved credentials for a method (None: the daemon's own)."""
-
-    uid: int | None = None
-    gid: int | None = None
-    groups: tuple[int, ...] | None = None
-    home: str | None = None
-    name: str | None = None
-
-    @classmethod
-    def resolve(cls, user: str | None, group: str | None) -> UserSpec:
-        """Look the names up; raises LookupError naming the missing one."""
-        if user is None and group is None:
-            return cls()
-        uid = gid = None
-        home = name = None
-        groups: tuple[int, ...] | None = None
-        if user is not None:
-            try:
-                pw = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
-            except (KeyError, OverflowError):
-                raise LookupError(f"user {user!r} does not exist") from None
-            uid, gid, home, name = pw.pw_uid, pw.pw_gid, pw.pw_dir, pw.pw_name
-            groups = tuple(os.getgrouplist(pw.pw_name, pw.pw_gid))
-        if group is not None:
-            try:
-                gr = grp.getgrgid(int(group)) if group.isdigit() else grp.getgrnam(group)
-            except (KeyError, OverflowError):
-                raise LookupError(f"group {group!r} does not exist") from None
-            gid = gr.gr_gid
-            if groups is None:
-                groups = (gid,)
-        return cls(uid, gid, groups, home, name)
-
-    @property
-    def changes(self) -> bool:
-        return (self.uid is not None and self.uid != os.geteuid()) or \
-               (self.gid is not None and self.gid != os.getegid())
-
-    def apply(self) -> None:
-        """Switch credentials (in a child, before exec)."""
-        if self.gid is not None:
-            if os.geteuid() == 0:
-                os.setgroups(list(self.groups or (self.gid,)))
-            os.setgid(self.gid)
-        if self.uid is not None:
-            os.setuid(self.uid)
-
-
 @dataclass
 class Contract:
     """The processes of one service start."""
@@ -176,6 +128,8 @@ class Contract:
     main_exited: bool = False  # the main process's end was processed (by the restarter)
     #: The daemon's own cgroup, when it may move itself into this one to spawn (see ``placing``).
     home: str | None = None
+    #: the resource-control groups (memory, cpu, pids limits) of this contract
+    rctl: Group = field(default_factory=Group)
     _placed: bool = False
 
     # ------------------------------------------------------------- spawning
@@ -201,19 +155,19 @@ class Contract:
             with open(os.path.join(self.home, "cgroup.procs"), "w") as f:
                 f.write("0")
 
-    def popen_kwargs(self, user: UserSpec, *, leader: bool) -> dict[str, Any]:
-        """Popen arguments that place the child in this contract as the given user."""
+    def popen_kwargs(self, creds: Credentials, *, leader: bool) -> dict[str, Any]:
+        """Popen arguments that place the child in this contract with these credentials."""
         kw: dict[str, Any] = {}
         cg = self.cgroup
         if self.kind == "pgid":
             kw["process_group"] = 0 if leader or self.pgid is None else self.pgid
-            if user.changes or user.uid is not None:
-                kw["preexec_fn"] = user.apply
+            if creds.needs_child:
+                kw["preexec_fn"] = creds.apply
             return kw
         kw["process_group"] = 0
         if self._placed:
-            if user.changes or user.uid is not None:
-                kw["preexec_fn"] = user.apply
+            if creds.needs_child:
+                kw["preexec_fn"] = creds.apply
             return kw
         procs = os.path.join(cg, "cgroup.procs") if cg else None
 
@@ -221,7 +175,7 @@ class Contract:
             if procs:
                 with open(procs, "w") as f:
                     f.write("0")
-            user.apply()
+            creds.apply()
 
         kw["preexec_fn"] = preexec
         return kw
@@ -353,6 +307,7 @@ class Contract:
         if self.kind == "cgroup" and self.cgroup:
             with contextlib.suppress(OSError):
                 os.rmdir(self.cgroup)
+        self.rctl.remove()
 
     # ------------------------------------------------------------- persistence
     def to_record(self) -> dict[str, Any]:
@@ -361,8 +316,11 @@ class Contract:
             info = read_stat(p)
             if info is not None:
                 starts[str(p)] = info.starttime
-        return {"ctid": self.ctid, "kind": self.kind, "marker": self.marker, "cgroup": self.cgroup,
-                "pgid": self.pgid, "main_pid": self.main_pid, "members": starts}
+        rec = {"ctid": self.ctid, "kind": self.kind, "marker": self.marker, "cgroup": self.cgroup,
+               "pgid": self.pgid, "main_pid": self.main_pid, "members": starts}
+        if self.rctl.dirs:
+            rec["rctl"] = self.rctl.to_record()
+        return rec
 
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> Contract:
@@ -373,7 +331,7 @@ class Contract:
             if info is not None and info.starttime == start and info.state not in ("Z", "X"):
                 members.add(int(p))
         c = cls(int(rec["ctid"]), rec["kind"], rec["marker"], rec.get("cgroup"), rec.get("pgid"),
-                rec.get("main_pid"), members, adopted=True)
+                rec.get("main_pid"), members, adopted=True, rctl=Group.from_record(rec.get("rctl")))
         if c.kind == "pgid" and c.pgid is not None and c.pgid not in members:
             info = read_stat(c.pgid)
             if info is None or info.pgid != c.pgid:
@@ -420,7 +378,7 @@ class Backend:
     """Creates contracts of one kind for one daemon."""
 
     def __init__(self, kind: str, tag: str, base: str | None = None, home: str | None = None,
-                 spawner: Any = None) -> None:
+                 spawner: Any = None, controls: Controls | None = None) -> None:
         self.kind = kind
         self.tag = tag
         self.base = base
@@ -428,6 +386,8 @@ class Backend:
         self.home = home
         #: a ``svcmgr.spawn.CloneSpawner`` when children can be born in their group (clone3)
         self.spawner = spawner
+        #: where resource controls go (``svcmgr.rctl``)
+        self.controls = controls if controls is not None else Controls(tag)
 
     def describe(self) -> str:
         if self.kind != "cgroup":
@@ -435,20 +395,31 @@ class Backend:
         how = "clone3 into the group" if self.spawner else "moved into the group"
         return f"cgroup v2 at {self.base} ({how})"
 
-    def create(self, ctid: int, name: str) -> Contract:
+    def create(self, ctid: int, name: str, resources: Resources | None = None) -> Contract:
+        """A new contract; with ``resources``, its limits written (raises OSError when they cannot be)."""
         marker = f"{self.tag}.{ctid}"
+        group = f"{_escape(name)}.{ctid}"
         if self.kind == "cgroup":
             assert self.base is not None
-            path = os.path.join(self.base, f"{_escape(name)}.{ctid}")
+            path = os.path.join(self.base, group)
             os.makedirs(path, exist_ok=True)
-            return Contract(ctid, "cgroup", marker, cgroup=path, home=self.home)
-        return Contract(ctid, "pgid", marker)
+            c = Contract(ctid, "cgroup", marker, cgroup=path, home=self.home)
+        else:
+            c = Contract(ctid, "pgid", marker)
+        if resources:
+            try:
+                c.rctl = self.controls.create(group, resources, c.cgroup)
+            except OSError:
+                c.remove()
+                raise
+        return c
 
     def close(self) -> None:
         """Remove this daemon's (empty) group of groups on a clean exit."""
         if self.kind == "cgroup" and self.base:
             with contextlib.suppress(OSError):
                 os.rmdir(self.base)
+        self.controls.close()
 
     def leftovers(self, keep: Iterable[str]) -> list[str]:
         """Groups under our base that no known contract owns (from a daemon that died)."""
@@ -519,7 +490,9 @@ def detect_backend(tag: str, *, allow_cgroup: bool = True,
                 if log:
                     log(f"cgroup v2 at {mount} not writable ({e.strerror}); tracking by process group")
             else:
-                return Backend("cgroup", tag, base, home if movable else None, spawner)
+                return Backend("cgroup", tag, base, home if movable else None, spawner,
+                               Controls.detect(tag, base, log=log))
         elif log:
             log("no cgroup v2 mount; tracking by process group")
-    return Backend("pgid", tag)
+        return Backend("pgid", tag, controls=Controls.detect(tag, None, log=log))
+    return Backend("pgid", tag, controls=Controls.off(tag, "svcmgrd runs without cgroups (--no-cgroup)"))

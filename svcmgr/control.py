@@ -21,12 +21,14 @@ import copy
 import datetime as dt
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from svcmgr import __version__, authz
 from svcmgr import fmri as fmri_mod
 from svcmgr.api import Api, ApiError, Caller, arg
 from svcmgr.authz import Right
+from svcmgr.credentials import view as credentials_view
 from svcmgr.engine import Engine, EngineError
 from svcmgr.graph import Blocker
 from svcmgr.instance import Instance
@@ -43,6 +45,8 @@ from svcmgr.manifest import (
     parse_service,
     resolve_instance,
 )
+from svcmgr.rctl import CONTROLLERS, Controls, format_limits
+from svcmgr.security import Resources, Security
 from svcmgr.states import RUNNING, State
 from svcmgr.tasks import in_thread
 from svcmgr.units import format_duration
@@ -140,12 +144,16 @@ def property_view(cfg: InstanceConfig, inst: Instance | None = None) -> dict[str
             put(name, "working_directory", "astring", ctx.working_directory)
         if ctx.environment:
             put(name, "environment", "astring", [f"{k}={v}" for k, v in sorted(ctx.environment.items())])
+        _security_props(put, name, ctx.security)
+    _security_props(put, "method_context", cfg.context.security)
     for d in cfg.dependencies:
         put(d.name, "type", "astring", "dependency")
         put(d.name, "grouping", "astring", d.grouping)
         put(d.name, "restart_on", "astring", d.restart_on)
         put(d.name, "entities", "fmri", list(d.fmris))
         put(d.name, "dep_type", "astring", d.type)
+    for key, v in cfg.resources.declared().items():
+        put("resources", key, "float" if key == "cpu" else "count", v)
     put("restart", "limit", "count", cfg.restart.limit)
     put("restart", "period", "astring", format_duration(cfg.restart.period))
     r = cfg.readiness
@@ -170,8 +178,23 @@ def property_view(cfg: InstanceConfig, inst: Instance | None = None) -> dict[str
     return pgs
 
 
+def _security_props(put: Callable[[str, str, str, Any], None], pg: str, sec: Security) -> None:
+    """A context's privileges and limits as properties of ``pg``, with SMF's names where it has them
+    (privileges, limit_privileges, supp_groups)."""
+    for key, v in sec.declared().items():
+        if key == "rlimits":
+            put(pg, key, "astring", [f"{k}={s}:{h}" for k, (s, h) in sorted(v.items())])
+        elif key == "no_new_privileges":
+            put(pg, key, "boolean", v)
+        else:
+            put(pg, "supp_groups" if key == "supplemental_groups" else key, "astring",
+                ",".join(v) if isinstance(v, list) else v)
+
+
 _METHOD_KEYS = {"exec": "exec", "timeout_seconds": "timeout", "user": "user", "group": "group",
-                "working_directory": "working_directory"}
+                "working_directory": "working_directory", "privileges": "privileges",
+                "limit_privileges": "limit_privileges", "supp_groups": "supplemental_groups",
+                "no_new_privileges": "no_new_privileges", "umask": "umask"}
 
 
 def _load_all(files: list[dict[str, str]]) -> tuple[list[ServiceSpec], list[str], list[str]]:
@@ -195,8 +218,10 @@ def _load_all(files: list[dict[str, str]]) -> tuple[list[ServiceSpec], list[str]
 class Control:
     """Registers the svc* operations on an Api."""
 
-    def __init__(self, engine: Engine, api: Api, *, node: str, root: str | None, backend: str) -> None:
+    def __init__(self, engine: Engine, api: Api, *, node: str, root: str | None, backend: str,
+                 controls: Controls | None = None) -> None:
         self.engine = engine
+        self.controls = controls
         self.node = node
         self.root = root
         self.backend = backend
@@ -279,7 +304,23 @@ class Control:
             "dependents": [{"fmri": d, "name": dep.name, "grouping": dep.grouping} for d, dep in g.dependents_of(f)],
             "readiness": cfg.readiness.kind,
             "health": cfg.health.kind if cfg.health else None,
+            "context": self._context(inst),
         })
+        return out
+
+    def _context(self, inst: Instance) -> dict[str, Any]:
+        """The start method's credentials (declared, applied, and the live main process's) and the
+        instance's resource limits with where they go."""
+        cfg = inst.config
+        ctx = cfg.method_context("start")
+        c = inst.contract
+        pid = c.main_pid if c is not None and c.main_pid in c.members else None
+        out = credentials_view(ctx.user, ctx.group, ctx.security, pid)
+        if cfg.resources:
+            where = self.controls.describe() if self.controls is not None else {}
+            out["resources"] = {k: {"limit": v, "text": format_limits(Resources(**{k: v})),
+                                    "where": where.get(CONTROLLERS[k], "")}
+                                for k, v in cfg.resources.declared().items()}
         return out
 
     def _state_of(self, target: str) -> str:
@@ -659,6 +700,13 @@ class Control:
                     v = int(v)
                 except (TypeError, ValueError):
                     raise ApiError(f"setprop: {prop}: expected a count of seconds, got {v!r}", 2) from None
+            elif key == "supplemental_groups":
+                v = str(v).replace(",", " ").split()
+            elif key == "no_new_privileges":
+                try:
+                    v = check_property_value("boolean", v)
+                except ValueError as e:
+                    raise ApiError(f"setprop: {prop}: {e}", 2) from None
             m[key] = v
             if "exec" not in m:
                 raise ApiError(f"setprop: {pg} has no exec; set {pg}/exec first", 1)

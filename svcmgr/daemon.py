@@ -151,7 +151,8 @@ class Daemon:
         self.engine = engine
         notify = NotifySocket(self.paths.notify_socket, restarter.on_notify)
         api = Api(self.paths.socket, Limits.for_descriptors(nofile))
-        Control(engine, api, node=self.config.node, root=self.paths.root, backend=backend.describe())
+        Control(engine, api, node=self.config.node, root=self.paths.root, backend=backend.describe(),
+                controls=backend.controls)
         Observe(engine, api)
         api.register("reload", self._op_reload)
         ctx = Context(self.config.node, self.paths, bus, repo, engine, api, reaper, self.config, time.monotonic)

@@ -145,6 +145,8 @@ class Engine:
         known = {i.contract.cgroup for i in self.instances.values() if i.contract and i.contract.cgroup}
         for path in self.restarter.backend.leftovers(known):
             self._discard_contract({"ctid": 0, "kind": "cgroup", "marker": "", "cgroup": path})
+        self.restarter.backend.controls.sweep(d for i in self.instances.values() if i.contract
+                                              for d in i.contract.rctl.own)
 
     @staticmethod
     def _untracked(cfg: InstanceConfig) -> bool:
@@ -789,6 +791,12 @@ class Engine:
             if f in seen:
                 errors.append(ManifestError(s.source, "name", f"{f} is also declared in {seen[f]}"))
             seen[f] = s.source
+        controls = self.restarter.backend.controls
+        for s in specs:
+            for n in s.instances:
+                cfg = resolve_instance(s, n)
+                errors.extend(ManifestError(s.source, f"resources.{key}", f"{cfg.fmri}: {why}")
+                              for key, why in controls.refusals(cfg.resources))
         if errors:
             raise ManifestErrors(errors)
         merged = {f: sp for f, sp in (self.specs if existing is None else existing).items() if f not in seen}

@@ -23,6 +23,9 @@ from svcmgr.schema import MISSING as _Sentinel
 from svcmgr.schema import FieldError, FieldErrors
 from svcmgr.schema import Reader as _Reader
 from svcmgr.schema import typename as _typename
+from svcmgr.security import KEYS as SECURITY_KEYS
+from svcmgr.security import NO_RESOURCES, NO_SECURITY, Resources, Security, merge, read_resources, read_security
+from svcmgr.security import check as check_security
 
 __all__ = [
     "DURATIONS", "GROUPINGS", "RESTART_ON", "Dependency", "Exec", "Health", "InstanceConfig",
@@ -97,6 +100,7 @@ class Method:
     group: str | None = None
     working_directory: str | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
+    security: Security = NO_SECURITY
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,7 @@ class Context:
     group: str | None = None
     working_directory: str | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
+    security: Security = NO_SECURITY
 
 
 @dataclass(frozen=True)
@@ -199,6 +204,7 @@ class InstanceOverride:
     log: LogPolicy | None = None
     properties: Properties = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict)
+    resources: Resources | None = None
 
 
 @dataclass(frozen=True)
@@ -220,6 +226,7 @@ class ServiceSpec:
     log: LogPolicy = LogPolicy()
     authorizations: Authorizations = Authorizations()
     properties: Properties = field(default_factory=dict)
+    resources: Resources = NO_RESOURCES
     instances: Mapping[str, InstanceOverride] = field(default_factory=dict)
     template: Mapping[str, str] = field(default_factory=dict)
     stability: str = ""
@@ -256,6 +263,7 @@ class InstanceConfig:
     log: LogPolicy
     authorizations: Authorizations
     properties: Properties
+    resources: Resources = NO_RESOURCES
 
     def method(self, name: str) -> Method | None:
         return self.methods.get(name)
@@ -273,6 +281,7 @@ class InstanceConfig:
             group=m.group or c.group,
             working_directory=m.working_directory or c.working_directory,
             environment=env,
+            security=merge(m.security, c.security),
         )
 
 
@@ -341,7 +350,7 @@ def _method(r: _Reader, base_dir: str | None) -> Method | None:
     r.done()
     if ex is None:
         return None
-    return Method(ex, timeout, ctx.user, ctx.group, ctx.working_directory, ctx.environment)
+    return Method(ex, timeout, ctx.user, ctx.group, ctx.working_directory, ctx.environment, ctx.security)
 
 
 def _context(r: _Reader, base_dir: str | None) -> Context:
@@ -369,7 +378,7 @@ def _context(r: _Reader, base_dir: str | None) -> Context:
                     r.error(f"environment.{k}", "contains a NUL character")
                 else:
                     env[k] = str(v)
-    return Context(user, group, wd, env)
+    return Context(user, group, wd, env, read_security(r))
 
 
 def _methods(r: _Reader | None, base_dir: str | None) -> dict[str, Method]:
@@ -658,7 +667,7 @@ def _instance(r: _Reader, name: str, base_dir: str | None, spec_restart: Restart
     description = r.str("description")
     duration = r.str("duration", None, choices=DURATIONS)
     ctx = None
-    if any(r.has(k) for k in ("user", "group", "working_directory", "environment")):
+    if any(r.has(k) for k in ("user", "group", "working_directory", "environment", *SECURITY_KEYS)):
         ctx = _context(r, base_dir)
     methods = _methods(r.table("methods"), base_dir)
     deps = tuple(d for d in (_dependency(t, "dependency") for t in r.tables("dependencies")) if d)
@@ -667,11 +676,12 @@ def _instance(r: _Reader, name: str, base_dir: str | None, spec_restart: Restart
     restart = _restart(r.table("restart"), spec_restart)
     log = _log(r.table("log"), spec_log)
     props = _properties(r.table("properties"))
+    resources = read_resources(r.table("resources"))
     r.done()
     if not r.ok:
         return None
     return InstanceOverride(name, enabled, description, duration, ctx, methods, deps, readiness,
-                            health, restart, log, props, dict(r.data))
+                            health, restart, log, props, dict(r.data), resources)
 
 
 #: Sections a manifest may carry for other packages: name -> validator(reader) -> value.
@@ -720,6 +730,7 @@ def parse_service(data: Any, source: str = "", *, base_dir: str | None = None) -
     log = _log(r.table("log"), LogPolicy()) or LogPolicy()
     auth = _authorizations(r.table("authorizations"))
     props = _properties(r.table("properties"))
+    resources = read_resources(r.table("resources")) or NO_RESOURCES
     template: dict[str, str] = {}
     t = r.table("template")
     if t is not None:
@@ -783,13 +794,33 @@ def parse_service(data: Any, source: str = "", *, base_dir: str | None = None) -
     if errors:
         raise ManifestErrors(errors)
     assert svc is not None
-    return ServiceSpec(
+    spec = ServiceSpec(
         fmri=svc, description=description, type=stype, duration=duration or "contract",
         enabled=enabled, context=ctx, methods=methods, dependencies=deps, dependents=dependents,
         readiness=readiness, health=health, restart=restart, log=log, authorizations=auth,
-        properties=props, instances=instances, template=template, stability=stability,
+        properties=props, resources=resources, instances=instances, template=template, stability=stability,
         extensions=extensions, source=source, raw=_normal_form(data, base_dir),
     )
+    warnings = _check_contexts(spec, errors)
+    if errors:
+        raise ManifestErrors(errors)
+    return replace(spec, warnings=tuple(warnings)) if warnings else spec
+
+
+def _check_contexts(spec: ServiceSpec, errors: list[ManifestError]) -> list[str]:
+    """Each method's merged context, checked as it will run (privileges within limit_privileges)."""
+    warnings: list[str] = []
+    for name in spec.instances:
+        cfg = resolve_instance(spec, name)
+        for mname in sorted(cfg.methods):
+            errs, warns = check_security(cfg.method_context(mname).security)
+            where = f"{cfg.fmri} {mname} method"
+            errors.extend(ManifestError(spec.source, field, f"{where}: {msg}") for field, msg in errs)
+            for w in warns:
+                text = f"{spec.source}: {spec.fmri}: {mname} method: {w}"
+                if text not in warnings:
+                    warnings.append(text)
+    return warnings
 
 
 def _normal_form(data: dict[str, Any], base_dir: str | None) -> dict[str, Any]:
@@ -862,7 +893,8 @@ def resolve_instance(spec: ServiceSpec, name: str) -> InstanceConfig:
         env = dict(ctx.environment)
         env.update(o.context.environment)
         ctx = Context(o.context.user or ctx.user, o.context.group or ctx.group,
-                      o.context.working_directory or ctx.working_directory, env)
+                      o.context.working_directory or ctx.working_directory, env,
+                      merge(o.context.security, ctx.security))
     methods = dict(spec.methods)
     methods.update(o.methods)
     duration = o.duration or spec.duration
@@ -888,7 +920,15 @@ def resolve_instance(spec: ServiceSpec, name: str) -> InstanceConfig:
         log=o.log or spec.log,
         authorizations=spec.authorizations,
         properties=props,
+        resources=_resources(o.resources, spec.resources),
     )
+
+
+def _resources(over: Resources | None, under: Resources) -> Resources:
+    if over is None:
+        return under
+    return Resources(*(a if a is not None else b for a, b in ((over.memory, under.memory), (over.cpu, under.cpu),
+                                                            (over.tasks, under.tasks))))
 
 
 def with_source(spec: ServiceSpec, source: str) -> ServiceSpec:

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 
 from svcmgr import tokens
 from svcmgr.bus import Bus
-from svcmgr.contract import Backend, Contract, UserSpec
+from svcmgr.contract import Backend, Contract
+from svcmgr.credentials import Credentials
 from svcmgr.instance import Instance
 from svcmgr.manifest import Exec, InstanceConfig, Method
 from svcmgr.paths import Paths
 from svcmgr.policy import EXIT_NAMES, SMF_EXIT_NODAEMON, Outcome, classify_method_exit
 from svcmgr.probes import check_command, check_http, check_tcp, poll_intervals
+from svcmgr.rctl import format_limits, format_size
 from svcmgr.reaper import Child, ExitStatus, Reaper
 
 __all__ = ["Restarter", "StartResult"]
@@ -105,7 +107,7 @@ class Restarter:
         return env
 
     # ------------------------------------------------------------------ environment
-    def method_env(self, inst: Instance, method: str, user: UserSpec, contract: Contract | None) -> dict[str, str]:
+    def method_env(self, inst: Instance, method: str, user: Credentials, contract: Contract | None) -> dict[str, str]:
         cfg = inst.config
         ctx = cfg.method_context(method)
         env = dict(self.base_env)
@@ -134,14 +136,14 @@ class Restarter:
         script = f"exec {text}" if simple_command(text) else text
         return ["/bin/sh", "-c", script, "/bin/sh", *params] if params else ["/bin/sh", "-c", script]
 
-    def _cwd(self, inst: Instance, method: str, user: UserSpec) -> str:
+    def _cwd(self, inst: Instance, method: str, user: Credentials) -> str:
         wd = inst.config.method_context(method).working_directory
         if wd == ":default":
             return user.home or os.path.expanduser("~") or "/"
         return wd or "/"
 
     def _spawn(self, inst: Instance, method: str, m: Method, contract: Contract,
-               user: UserSpec) -> Child:
+               user: Credentials) -> Child:
         argv = self.method_argv(inst, method, m.exec)
         env = self.method_env(inst, method, user, contract)
         assert inst.log is not None
@@ -155,9 +157,8 @@ class Restarter:
                 # An isolated start (a restart): born in its group with clone3, no move into it and
                 # so no RCU grace period to wait for. Within a burst, moves are cheap (the kernel's
                 # RCU sync is still hot) and a fork-like clone of the daemon is not: move.
-                creds = user.apply if (user.changes or user.uid is not None) else None
                 pid = spawner.spawn(argv, cgroup=contract.cgroup, env=env, cwd=cwd, stdout=fd,
-                                    credentials=creds)
+                                    credentials=user.apply if user.needs_child else None)
                 child = self.reaper.register(pid)
             else:
                 with contract.placing():
@@ -183,11 +184,11 @@ class Restarter:
         if m.exec.kind == "kill":
             return StartResult(Outcome.FATAL, "start method cannot be :kill")
         try:
-            user = UserSpec.resolve(*self._user_group(cfg, "start"))
+            user = self.credentials(cfg, "start")
         except LookupError as e:
             inst.log.note(f"Start method not run: {e}.")
             return StartResult(Outcome.FATAL, f"{e} (SMF_EXIT_ERR_CONFIG)")
-        if user.changes and os.geteuid() != 0:
+        if user.changes_user and os.geteuid() != 0:
             inst.log.note("Start method not run: the daemon is not root and cannot change user.")
             return StartResult(Outcome.FATAL, "method_credential needs a root daemon (SMF_EXIT_ERR_PERM)")
         if cfg.duration == "child" and inst.last_start:
@@ -195,7 +196,15 @@ class Restarter:
             if wait > 0:
                 await asyncio.sleep(wait)
         inst.last_start = time.monotonic()
-        contract = self.backend.create(self._ctid(), cfg.fmri.log_name)
+        try:
+            contract = self.backend.create(self._ctid(), cfg.fmri.log_name, cfg.resources)
+        except OSError as e:
+            why = f"resource controls ({format_limits(cfg.resources)}) could not be applied: {e.strerror or e}"
+            inst.log.note(f"Start method not run: {why}.")
+            return StartResult(Outcome.FATAL, why)
+        user = user.joining(contract.rctl.join)
+        for note in user.notes:
+            inst.log.note(note[:1].upper() + note[1:] + ".")
         inst.log.note(f'Executing start method ("{m.exec.display()}").')
         if cfg.readiness.kind == "notify":
             inst.ready = asyncio.Event()
@@ -232,9 +241,11 @@ class Restarter:
             self._monitor(inst, main)
         return result
 
-    def _user_group(self, cfg: InstanceConfig, method: str) -> tuple[str | None, str | None]:
+    @staticmethod
+    def credentials(cfg: InstanceConfig, method: str) -> Credentials:
+        """Who a method runs as and with which privileges; raises LookupError for a missing name."""
         ctx = cfg.method_context(method)
-        return ctx.user, ctx.group
+        return Credentials.resolve(ctx.user, ctx.group, ctx.security)
 
     async def _wait_ready(self, inst: Instance, main: asyncio.Future[ExitStatus]) -> StartResult:
         cfg = inst.config
@@ -289,7 +300,8 @@ class Restarter:
         assert inst.log is not None
         inst.log.note(f'Method "{method}" {status.describe()}.')
         if status.signalled:
-            return StartResult(Outcome.RETRY, f"{method} method {status.describe()}", status)
+            oom = self._oom(inst, inst.contract, status)
+            return StartResult(Outcome.RETRY, f"{method} method {status.describe()}{oom}", status)
         outcome = classify_method_exit(status.code, method=method)
         name = EXIT_NAMES.get(status.code or 0)
         detail = f"{method} method {status.describe()}" + (f" ({name})" if name else "")
@@ -303,13 +315,13 @@ class Restarter:
         cfg = inst.config
         ex = Exec("argv", argv=tuple(target)) if isinstance(target, tuple) else Exec("shell", shell=str(target))
         try:
-            user = UserSpec.resolve(*self._user_group(cfg, "start"))
+            user = self.credentials(cfg, "start")
         except LookupError as e:
             return False, str(e)
         env = self.method_env(inst, "probe", user, None)
         return await check_command(self.reaper, self.method_argv(inst, "probe", ex), timeout, env=env,
                                    cwd=self._cwd(inst, "start", user),
-                                   preexec=user.apply if user.changes else None)
+                                   preexec=user.apply if user.needs_child else None)
 
     # ------------------------------------------------------------------ monitoring
     def _monitor(self, inst: Instance, main: asyncio.Future[ExitStatus] | None) -> None:
@@ -378,6 +390,7 @@ class Restarter:
         cfg = inst.config
         desc = status.describe()
         if status.signalled:
+            desc += self._oom(inst, c, status)
             kind = "core" if status.core else "signal"
             self.bus.emit(f"ereport.svc.exit.{kind}", str(cfg.fmri), pid=status.pid, signal=status.signal,
                           core=status.core, ctid=c.ctid)
@@ -399,6 +412,19 @@ class Restarter:
         else:
             for p in c.members:
                 self.pid_owner[p] = inst
+
+    def _oom(self, inst: Instance, c: Contract | None, status: ExitStatus) -> str:
+        """When the kernel's OOM killer ended this process at the instance's memory limit: an
+        ereport, and the words that say so (else "")."""
+        if c is None or status.signal != signal.SIGKILL or not c.rctl.new_oom_kill():
+            return ""
+        limit = inst.config.resources.memory
+        text = f", killed by the kernel at the memory limit of {format_size(limit) if limit else '?'} " \
+               "(resources.memory)"
+        self.bus.emit("ereport.svc.oom", str(inst.config.fmri), pid=status.pid, limit=limit, ctid=c.ctid,
+                      summary=f"process {status.pid} was killed by the kernel's OOM killer at the instance's "
+                              f"memory limit of {format_size(limit) if limit else '?'} (resources.memory)")
+        return text
 
     def _report(self, inst: Instance, kind: str, detail: str, status: ExitStatus | None) -> None:
         if not inst.monitoring:
@@ -526,7 +552,7 @@ class Restarter:
         assert inst.log is not None
         inst.log.note(f'Executing {method} method ("{m.exec.display()}").')
         try:
-            user = UserSpec.resolve(*self._user_group(inst.config, method))
+            user = self.credentials(inst.config, method)
         except LookupError as e:
             inst.log.note(f"{method} method not run: {e}.")
             return None

@@ -149,9 +149,15 @@ def _child(candidates: list[bytes], args: list[bytes], env: dict[bytes, bytes], 
             try:
                 os.execve(path, args, env)
             except OSError as e:
-                code = e.errno or errno.ENOEXEC
-                if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+                # As execvp: a folder of PATH this user may not search is passed over
+                # (remembered, in case nothing else is found).
+                if e.errno == errno.EACCES:
+                    code = e.errno
+                elif e.errno not in (errno.ENOENT, errno.ENOTDIR):
+                    code = e.errno or errno.ENOEXEC
                     break
+                elif not code:
+                    code = e.errno
     except OSError as e:
         code = e.errno or errno.EINVAL
     except BaseException:  # noqa: BLE001 - the child must reach _exit whatever happened

@@ -76,11 +76,15 @@ def _remove_cgroups(root: Path) -> None:
     import hashlib
 
     from svcmgr.contract import find_cgroup2_mount, own_cgroup
+    from svcmgr.rctl import Controls
 
+    tag = hashlib.sha1(str(root).encode()).hexdigest()[:10]
+    limits = Controls.detect(tag, None)  # the v1 resource-control groups (made only when a limit needs one)
+    limits.sweep()
+    limits.close()
     mount = find_cgroup2_mount()
     if mount is None:
         return
-    tag = hashlib.sha1(str(root).encode()).hexdigest()[:10]
     base = os.path.join(mount, own_cgroup().lstrip("/"), f"svcmgr-{tag}")
     if not os.path.isdir(base):
         return

@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 from svcmgr.cli.common import Parser, add_root, client, print_json, run, stime, table
+from svcmgr.cli.credview import context_rows
 
 COLUMNS = {
     "state": "STATE", "sta": "STA", "nstate": "NSTATE", "nsta": "NSTA", "stime": "STIME", "fmri": "FMRI",
@@ -212,6 +213,7 @@ def long_listing(args: Any) -> int:
             rows.append(("dependency", f"{d['grouping']}/{d['restart_on']} {members}"))
         for d in s.get("dependents", []):
             rows.append(("dependent", f"{d['grouping']} {d['fmri']}"))
+        rows += context_rows(s.get("context"))
         for pid in s.get("pids", []):
             _, comm = _proc(pid)
             rows.append(("process", f"{pid} {comm}"))

@@ -49,7 +49,7 @@ def load_bytes(blob: bytes, source: str) -> list[ServiceSpec]:
             errors.extend(FieldError(x.source, f"svc:/{name}: {x.field}" if x.field else f"svc:/{name}",
                                      x.message) for x in e.errors)
             continue
-        specs.append(replace(spec, warnings=tuple(warnings)))
+        specs.append(replace(spec, warnings=(*spec.warnings, *warnings)))
     if errors:
         raise FieldErrors(errors)
     return specs

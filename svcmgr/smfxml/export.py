@@ -17,14 +17,16 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from svcmgr.manifest import property_type
-from svcmgr.smfxml.translate import IGNORED_CONTEXT, SVCMGR_SECTIONS, XML_LANG
+from svcmgr.security import KEYS as SECURITY_KEYS
+from svcmgr.smfxml.translate import CREDENTIAL_KEYS, IGNORED_CONTEXT, SVCMGR_SECTIONS, XML_LANG
 
 __all__ = ["export"]
 
 DOCTYPE = '<!DOCTYPE service_bundle SYSTEM "/usr/share/lib/xml/dtd/service_bundle.dtd.1">'
 _NOT_EXTENSIONS = {"name", "description", "type", "duration", "enabled", "user", "group", "working_directory",
                    "environment", "methods", "dependencies", "dependents", "readiness", "health", "restart",
-                   "log", "authorizations", "properties", "template", "stability", "instances", "smf"}
+                   "log", "authorizations", "properties", "template", "stability", "instances", "smf",
+                   "resources", *SECURITY_KEYS}
 
 
 def _text(v: Any) -> str:
@@ -110,15 +112,16 @@ def _context(parent: ET.Element, table: dict[str, Any], kept: dict[str, Any], *,
         cred["user"] = str(table["user"])
     if table.get("group"):
         cred["group"] = str(table["group"])
-    for a in ("supp_groups", "privileges", "limit_privileges"):
-        if a in kept:
-            cred[a] = _text(_norm_prop(kept[a])[1][0])
+    if table.get("capabilities"):  # SMF has no element for them: named in privileges, as svcmgr reads them
+        table = {**table, "privileges": ",".join([table.get("privileges") or "basic", *table["capabilities"]])}
+    for a, key in CREDENTIAL_KEYS.items():
+        v = table.get(key)
+        if v:
+            cred[a] = ",".join(v) if isinstance(v, list) else str(v)
     env = table.get("environment") or {}
-    if not (attrs or cred or env or "profile" in kept or force):
+    if not (attrs or cred or env or force):
         return
     mc = ET.SubElement(parent, "method_context", attrs)
-    if "profile" in kept:
-        ET.SubElement(mc, "method_profile", name=_text(_norm_prop(kept["profile"])[1][0]))
     if cred:
         cred.setdefault("user", ":default")
         ET.SubElement(mc, "method_credential", cred)
@@ -206,7 +209,7 @@ class _Writer:
             em = ET.SubElement(self.el, "exec_method", type="method", name=pg, exec=exec_text,
                                timeout_seconds=_text(_norm_prop(ts)[1][0]) if ts is not None else "0")
             table: dict[str, Any] = {}
-            for k in ("user", "group", "working_directory"):
+            for k in ("user", "group", "working_directory", *CREDENTIAL_KEYS.values()):
                 if k in props:
                     table[k] = _text(_norm_prop(props.pop(k))[1][0])
             if "environment" in props:

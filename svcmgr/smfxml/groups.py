@@ -19,7 +19,7 @@ from svcmgr.manifest import PROP_TYPES, check_property_value
 __all__ = ["SVCMGR_SECTIONS", "GroupsMixin"]
 
 #: svcmgr sections without an SMF element; they travel as property groups of type "svcmgr".
-SVCMGR_SECTIONS = ("readiness", "health", "log")
+SVCMGR_SECTIONS = ("readiness", "health", "log", "resources")
 _DURATIONS = {"contract": "contract", "transient": "transient", "child": "child", "wait": "child"}
 
 

@@ -24,14 +24,16 @@ from svcmgr.schema import FieldError
 from svcmgr.smfxml.groups import SVCMGR_SECTIONS, GroupsMixin
 from svcmgr.smfxml.safe import Parsed
 
-__all__ = ["CONTEXT_PROPS", "IGNORED_CONTEXT", "SVCMGR_SECTIONS", "Translation", "translate"]
+__all__ = ["CONTEXT_PROPS", "CREDENTIAL_KEYS", "IGNORED_CONTEXT", "SVCMGR_SECTIONS", "Translation", "translate"]
 
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
-#: method_context attributes and credential fields that have no meaning on Linux.
-IGNORED_CONTEXT = ("project", "resource_pool", "security_flags", "supp_groups", "privileges",
-                   "limit_privileges", "profile")
+#: method_context attributes that have no meaning on Linux (svcmgr's [resources] take their place).
+IGNORED_CONTEXT = ("project", "resource_pool", "security_flags")
+#: method_credential attributes -> the manifest keys that apply them (svcmgr.security)
+CREDENTIAL_KEYS = {"privileges": "privileges", "limit_privileges": "limit_privileges",
+                   "supp_groups": "supplemental_groups"}
 #: What a method's (or the service's) context may hold once it is kept as properties.
-CONTEXT_PROPS = ("user", "group", "working_directory", "environment", *IGNORED_CONTEXT)
+CONTEXT_PROPS = ("user", "group", "working_directory", "environment", *IGNORED_CONTEXT, *CREDENTIAL_KEYS.values())
 _DEFAULT = ":default"
 
 
@@ -368,9 +370,10 @@ class _Entity(GroupsMixin):
             if mc is not None:
                 kept: dict[str, Any] = {}
                 self._context(mc, kept, pg=name)
-                for k in ("user", "group", "working_directory"):
+                for k in ("user", "group", "working_directory", *CREDENTIAL_KEYS.values()):
                     if k in kept:
-                        self.prop(name, k, "astring", [kept[k]])
+                        v = kept[k]
+                        self.prop(name, k, "astring", [",".join(v) if isinstance(v, list) else v])
                 if kept.get("environment"):
                     self.prop(name, "environment", "astring", [f"{k}={v}" for k, v in kept["environment"].items()])
             if not unrunnable:
@@ -400,14 +403,13 @@ class _Entity(GroupsMixin):
                     target["user"] = user
                 if group is not None and group != _DEFAULT:
                     target["group"] = group
-                for a in ("supp_groups", "privileges", "limit_privileges"):
-                    v = ch.get(a)
-                    if v is not None:
-                        self._ignored(pg, a, v)
+                for a, key in CREDENTIAL_KEYS.items():
+                    v = (ch.get(a) or "").strip()
+                    if v and v != _DEFAULT:
+                        target[key] = [g for g in re.split(r"[\s,]+", v) if g] if a == "supp_groups" else v
             elif ch.tag == "method_profile":
-                v = ctx.attr(ch, "name")
-                if v is not None:
-                    self._ignored(pg, "profile", v)
+                ctx.error(ch, f"method_profile {ch.get('name', '')!r}: RBAC execution profiles are not "
+                              "supported; name the user and privileges in <method_credential> instead")
             elif ch.tag == "method_environment":
                 env = target.setdefault("environment", {})
                 for ev in ch:

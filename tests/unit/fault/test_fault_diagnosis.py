@@ -287,3 +287,14 @@ def test_no_cascade_rule_means_no_attribution(n):
     out = d.feed(exit_code(APPS[n]), 0.5)
     assert out == []
     assert {c.suspects[0].resource for c in cases(d)} == {DB, APPS[n]}
+
+
+def test_a_kill_at_the_memory_limit_and_what_follows_is_one_case():
+    d = make()
+    d.feed(ev("ereport.svc.oom", WEB, pid=7, limit=32 << 20,
+              summary="process 7 was killed by the kernel's OOM killer at the memory limit of 32 MiB"), 0.0)
+    d.feed(kill(WEB, pid=7), 0.1)
+    d.feed(ev("ereport.svc.maintenance", WEB, reason="Restarting too quickly"), 1.0)
+    (c,) = cases(d)
+    assert c.suspects[0].fault == "fault.svc.memory.limit" and c.msgid == "SVC-8000-8K"
+    assert c.suspects[0].resource == WEB and c.ereport_count == 3

@@ -136,10 +136,17 @@ def test_properties_keep_value_lists_and_types() -> None:
     assert p["general"]["single_instance"].values == (True,)
     # Nested propvals of a method, and what Linux cannot do, are properties of the method's group.
     assert p["start"]["verbose"].values == (True,)
-    assert p["start"]["limit_privileges"].values == (":default",)
     assert p["method_context"]["project"].values == ("default",)
-    assert p["method_context"]["privileges"].values == ("basic,net_privaddr",)
     assert p["inetd_offline"]["exec"].values == (":kill_process",)
+
+
+def test_method_credential_privileges_are_applied_not_kept() -> None:
+    (spec,) = _load(FULL)
+    cfg = resolve_instance(spec, "default")
+    assert cfg.context.security.privileges == "basic,net_privaddr"
+    start = cfg.method_context("start").security
+    assert start.privileges == "basic,net_privaddr" and start.limit_privileges is None  # ':default'
+    assert "privileges" not in cfg.properties.get("method_context", {})
 
 
 def test_authorizations_template_and_stability() -> None:
@@ -160,9 +167,9 @@ def test_what_linux_cannot_do_is_reported_once_per_service() -> None:
     w = spec.warnings[0]
     assert w.startswith("/m/full.xml: svc:/site/full: kept as properties, not acted on:")
     for item in ("method_context/project = 'default'", "method_context/resource_pool = 'pool_default'",
-                 "method_context/privileges = 'basic,net_privaddr'", "method 'inetd_offline'"):
+                 "method 'inetd_offline'"):
         assert item in w
-    assert "limit_privileges" not in w  # ':default' means nothing to ignore
+    assert "privileges" not in w  # applied, as capabilities
 
 
 def test_instances_override_the_service() -> None:
@@ -326,3 +333,18 @@ def test_smf_section_in_toml_is_validated() -> None:
     text = str(e.value)
     assert "/m/x.toml: smf.template_xml:" in text and "internal subset" in text
     assert "/m/x.toml: smf.colour: unknown field" in text
+
+
+def test_privileges_and_limits_survive_export_both_ways(tmp_path: Path) -> None:
+    data = {"name": "site/p", "user": "nobody", "privileges": "basic,net_privaddr", "capabilities": ["CAP_NET_RAW"],
+            "supplemental_groups": ["adm", "nogroup"], "resources": {"memory": 1 << 26, "tasks": 8},
+            "methods": {"start": {"exec": "sleep 1", "limit_privileges": "basic,net_privaddr,net_rawaccess"}}}
+    spec = parse_service(data, "/m/p.toml")
+    xml = export_xml(spec.to_dict())
+    assert "privileges=\"basic,net_privaddr,CAP_NET_RAW\"" in xml and "supp_groups=\"adm,nogroup\"" in xml
+    (back,) = load_bytes(xml.encode(), str(tmp_path / "p.xml"))
+    a, b = resolve_instance(spec, "default"), resolve_instance(back, "default")
+    assert a.resources == b.resources
+    sa, sb = a.method_context("start").security, b.method_context("start").security
+    assert sa.granted() == sb.granted() and sa.limit() == sb.limit()
+    assert sb.supplemental_groups == ("adm", "nogroup")
