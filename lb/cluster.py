@@ -59,6 +59,7 @@ def app_manifest(delay: float = 0.02) -> str:
         [lb.frontends.webi]
         bind = "{VIP}:81"
         idempotent = true
+        drain_timeout = "10s"
         check_interval = "1s"
     """)
     for i, n in enumerate("abc"):
@@ -105,10 +106,12 @@ class Cluster:
         return h["status"] if h else None
 
     def wait_ready(self, i: int = 1, timeout: float = 30) -> None:
-        """Every backend online and UP in HAProxy on node i, in both frontends."""
+        """Every backend running (online, or degraded by a fault case) and UP in HAProxy on node i, in both
+        frontends."""
         def ok() -> bool:
-            return all(s["svc_state"] == "online" and s["sent"] == "ready" and (s["haproxy"] or {}).get("status")
-                       == "UP" for fe in ("web", "webi") for s in self.servers(i, fe).values())
+            return all(s["svc_state"] in ("online", "degraded") and s["sent"] == "ready"
+                       and (s["haproxy"] or {}).get("status") == "UP"
+                       for fe in ("web", "webi") for s in self.servers(i, fe).values())
         wait_for(ok, timeout, f"every backend ready on n{i}", interval=0.05)
 
     def metrics(self, i: int) -> str:

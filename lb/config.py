@@ -17,18 +17,16 @@ that keep the new set from being applied.
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lb import model
+from svcmgr.declared import Source, read_daemon
 from svcmgr.schema import FieldError, Reader
 
 __all__ = ["LbConfig", "Source", "merge", "read_config"]
 
-_BINARY_RE = re.compile(r"^(/[A-Za-z0-9_./+-]*|[A-Za-z0-9_.+-]+)\Z")
 
 #: (instance FMRI, (group, name)) -> the property's first value; None when the instance or the property is absent.
 PropertyReader = Callable[[str, tuple[str, str]], Any]
@@ -44,63 +42,23 @@ class LbConfig:
 
 def read_config(r: Reader) -> LbConfig:
     """The ``[lb]`` section of the daemon's configuration (``svcmgr.config.SECTIONS``)."""
-    haproxy = r.str("haproxy", None, maxlen=256)
-    if haproxy is not None and not _BINARY_RE.match(haproxy):
-        r.error("haproxy", f"{haproxy!r}: give a command name or an absolute path "
-                           "(letters, digits, '_', '.', '/', '+', '-')")
-        haproxy = None
-    manifest = r.str("manifest", None, maxlen=1024)
-    if manifest is not None and not os.path.isabs(manifest):
-        r.error("manifest", f"{manifest!r} must be an absolute path")
-        manifest = None
-    frontends = model.read_frontends(r, required=())
+    haproxy, manifest = read_daemon(r, "haproxy")
+    frontends = model.TABLES.read(r, required=())
     return LbConfig(haproxy, manifest, frontends, r.source)
-
-
-@dataclass(frozen=True)
-class Source:
-    """A manifest's declaration, with the service that made it."""
-
-    service: str  # svc:/site/app
-    instances: tuple[str, ...]  # its instance FMRIs: the backends when the manifest names none
-    declaration: model.Declaration
 
 
 def merge(config: LbConfig | None, sources: Iterable[Source],
           prop: PropertyReader) -> tuple[list[model.Frontend], list[FieldError]]:
-    """The frontends this node runs: each manifest's values with the node's on top, checked whole,
-    and each backend's address read from its instance's property."""
-    errors: list[FieldError] = []
-    declared: dict[str, tuple[Source, Mapping[str, Any]]] = {}
-    for s in sorted(sources, key=lambda s: s.service):
-        for name, vals in s.declaration.frontends.items():
-            if name in declared:
-                other = declared[name][0]
-                errors.append(FieldError(s.declaration.source, f"lb.frontends.{name}",
-                                         f"is also declared by {other.service} ({other.declaration.source}); "
-                                         "a frontend name must be unique on a node"))
-                continue
-            declared[name] = (s, vals)
-    node = dict(config.frontends) if config else {}
+    """The frontends this node runs: each manifest's values with the node's on top, checked whole (a
+    frontend a manifest declares balances that manifest's instances unless it names its backends), and
+    each backend's address read from its instance's property."""
+    layers, errors = model.TABLES.overlay(config.frontends if config else {}, config.source if config else "",
+                                          sources, lambda s: {"backends": tuple(model.Backend(f) for f in s.instances)})
     out: list[model.Frontend] = []
-    for name in sorted(set(declared) | set(node)):
-        values: dict[str, Any] = {}
-        origin: list[str] = []
-        source = ""
-        if name in declared:
-            s, vals = declared[name]
-            values.update(vals)
-            if "backends" not in values:
-                values["backends"] = tuple(model.Backend(f) for f in s.instances)
-            origin.append(s.service)
-            source = s.declaration.source
-        if name in node:
-            values.update(node[name])
-            origin.append("node configuration")
-            source = config.source if config else source
-        fe = model.complete(name, values, errors, source, f"lb.frontends.{name}", origin=tuple(origin))
+    for layer in layers:
+        fe = model.complete(layer.name, layer.values, errors, layer.source, layer.path, origin=layer.origin)
         if fe is not None:
-            fe = _with_servers(fe, prop, errors, source)
+            fe = _with_servers(fe, prop, errors, layer.source)
         if fe is not None:
             out.append(fe)
     _check_set(out, errors)

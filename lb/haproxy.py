@@ -21,6 +21,7 @@ from typing import Any
 
 from lb.model import Frontend
 from svcmgr.files import find_binary, read_pid
+from svcmgr.rendered import Files
 
 __all__ = ["SERVICE", "Layout", "RenderError", "check_argv", "check_output", "find_haproxy", "ms", "reload",
            "render"]
@@ -29,7 +30,9 @@ __all__ = ["SERVICE", "Layout", "RenderError", "check_argv", "check_output", "fi
 SERVICE = "svc:/network/haproxy:default"
 #: An unprivileged account for HAProxy's workers, used when it exists and the daemon is root.
 USER = "haproxy"
-HARD_STOP_AFTER = 60.0
+#: An old worker's connections (after a reload, or a soft stop) may last this long at most when no
+#: frontend says otherwise; with frontends, the longest drain_timeout.
+HARD_STOP_AFTER = 30.0
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_.:/+\[\]-]+\Z")
 
@@ -39,28 +42,10 @@ class RenderError(ValueError):
 
 
 @dataclass(frozen=True)
-class Layout:
+class Layout(Files):
     """HAProxy's files, under the daemon's state folders (the manifest uses the same names)."""
 
-    lib: str
-    run: str
-
-    @classmethod
-    def for_paths(cls, lib: str, run: str) -> Layout:
-        return cls(os.path.join(lib, "lb"), os.path.join(run, "lb"))
-
-    @property
-    def conf(self) -> str:
-        """The configuration HAProxy reads (``-f``): only ever a checked one."""
-        return os.path.join(self.lib, "haproxy.cfg")
-
-    @property
-    def candidate(self) -> str:
-        return os.path.join(self.lib, "haproxy.cfg.new")
-
-    @property
-    def rejected(self) -> str:
-        return os.path.join(self.lib, "haproxy.cfg.rejected")
+    FOLDER, CONF, PID = "lb", "haproxy.cfg", "haproxy.pid"
 
     @property
     def state_file(self) -> str:
@@ -76,10 +61,6 @@ class Layout:
     def socket(self) -> str:
         """The Runtime API (stats socket, mode 0600, level admin)."""
         return os.path.join(self.run, "admin.sock")
-
-    @property
-    def pidfile(self) -> str:
-        return os.path.join(self.run, "haproxy.pid")
 
     def make(self) -> None:
         for d in (self.lib, self.run):
@@ -155,7 +136,8 @@ def render(frontends: Sequence[Frontend], *, node: str, layout: Layout) -> str:
         })
     user = _user()
     return _ENV.get_template("haproxy.cfg.j2").render(
-        node=node, socket=layout.socket, state_file=layout.state_file, hard_stop=ms(HARD_STOP_AFTER),
+        node=node, socket=layout.socket, state_file=layout.state_file,
+        hard_stop=ms(max((f.drain_timeout for f in frontends), default=HARD_STOP_AFTER) or 1.0),
         user=user, group=user, frontends=items)
 
 

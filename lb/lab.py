@@ -10,7 +10,8 @@
 
 A request fails when it gets no complete 200 answer (a reset, a 502/503 from HAProxy, a
 timeout). ``Result.in_flight(t)`` counts the requests started before ``t`` and not yet
-finished at ``t``; ``Result.gap()`` is the longest time without a successful answer.
+finished at ``t``; ``Result.gap()`` is the longest time without a successful answer, and
+``Result.slowest()`` the longest a successful request took.
 """
 
 from __future__ import annotations
@@ -133,13 +134,18 @@ class Result:
         ends = sorted(r[1] for r in self.records if r[2] == "ok")
         return max((b - a for a, b in itertools.pairwise(ends)), default=0.0)
 
+    def slowest(self) -> float:
+        """The longest a successful request took (a connection attempt retransmitted shows here)."""
+        return max((r[1] - r[0] for r in self.records if r[2] == "ok"), default=0.0)
+
     def summary(self) -> dict[str, Any]:
         kinds: dict[str, int] = {}
         for r in self.failures:
             kinds[r[2]] = kinds.get(r[2], 0) + 1
         span = (max(r[1] for r in self.records) - self.records[0][0]) if self.records else 0.0
         return {"requests": self.total, "failed": len(self.failures), "failures": kinds,
-                "servers": self.servers(), "gap_seconds": round(self.gap(), 4), "seconds": round(span, 3),
+                "servers": self.servers(), "gap_seconds": round(self.gap(), 4),
+                "slowest_seconds": round(self.slowest(), 4), "seconds": round(span, 3),
                 "rate": round(self.total / span, 1) if span else 0.0}
 
 

@@ -36,15 +36,16 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from svcmgr import fmri as fmri_mod
-from svcmgr.schema import FieldError, FieldErrors, Reader, typename
+from svcmgr.declared import Declaration, Tables, weighted_fmris
+from svcmgr.schema import FieldError, Reader, typename
 
 __all__ = [
-    "DEFAULTS", "Backend", "Declaration", "Frontend", "Server", "complete", "fields", "parse_address",
-    "parse_declaration", "read_frontends", "server_name",
+    "DEFAULTS", "TABLES", "Backend", "Declaration", "Frontend", "Server", "complete", "fields", "parse_address",
+    "parse_declaration", "server_name",
 ]
 
 #: Frontend names: a letter, then letters, digits, ``_``, ``.``, ``-``; at most 32 characters.
@@ -185,14 +186,21 @@ def _split_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def parse_bind(text: Any) -> tuple[Address, int]:
-    """A frontend's listen address: an IP literal (0.0.0.0 or :: for every address) and a port."""
+def _host_port(text: Any) -> tuple[str, int]:
+    """A plain ``host:port`` text split; ValueError with a clear message."""
     if not isinstance(text, str):
-        raise ValueError(f"expected a string such as 192.0.2.10:80, got {typename(text)}")
+        raise ValueError(f"expected a string host:port, got {typename(text)}")
+    if len(text) > 300:
+        raise ValueError("is longer than 300 characters")
     bad = _plain(text)
     if bad is not None:
         raise ValueError(bad)
-    host, port = _split_port(text)
+    return _split_port(text)
+
+
+def parse_bind(text: Any) -> tuple[Address, int]:
+    """A frontend's listen address: an IP literal (0.0.0.0 or :: for every address) and a port."""
+    host, port = _host_port(text)
     try:
         a = ipaddress.ip_address(host)
     except ValueError:
@@ -205,14 +213,7 @@ def parse_bind(text: Any) -> tuple[Address, int]:
 
 def parse_address(text: Any) -> tuple[str, int]:
     """A backend's address as its instance's property gives it: (IP in normal form or DNS name, port)."""
-    if not isinstance(text, str):
-        raise ValueError(f"expected a string host:port, got {typename(text)}")
-    if len(text) > 300:
-        raise ValueError("is longer than 300 characters")
-    bad = _plain(text)
-    if bad is not None:
-        raise ValueError(bad)
-    host, port = _split_port(text)
+    host, port = _host_port(text)
     try:
         a = ipaddress.ip_address(host)
     except ValueError:
@@ -246,45 +247,15 @@ def _name(r: Reader, key: str, value: str, pattern: re.Pattern[str], what: str) 
     return value
 
 
+def _refused(text: str) -> str | None:
+    bad = _plain(text)
+    return None if bad is None else bad + "; refused"
+
+
 def _backends(r: Reader) -> tuple[Backend, ...] | None:
-    v = r.get("backends")
-    if not isinstance(v, list) or not v:
-        r.error("backends", f"expected a non-empty list of instance FMRIs or {{ fmri = ..., weight = ... }} "
-                            f"tables, got {typename(v)}")
-        return None
-    if len(v) > MAX_BACKENDS:
-        r.error("backends", f"at most {MAX_BACKENDS} backends per frontend")
-        return None
-    out: list[Backend] = []
-    for i, x in enumerate(v):
-        key = f"backends[{i}]"
-        weight = 100
-        if isinstance(x, dict):
-            sub = Reader(r.source, r.errors, x, r.f(key))
-            text = sub.str("fmri", required=True, maxlen=512)
-            weight = sub.int("weight", 100, lo=0, hi=MAX_WEIGHT)
-            sub.done()
-            if text is None or not sub.ok:
-                return None
-        elif isinstance(x, str):
-            text = x
-        else:
-            r.error(key, f"expected an FMRI or a table, got {typename(x)}")
-            return None
-        bad = _plain(text)
-        if bad is not None:
-            r.error(key, bad + "; refused")
-            return None
-        try:
-            f = fmri_mod.parse(text, instance_required=True)
-        except fmri_mod.FmriError as e:
-            r.error(key, str(e))
-            return None
-        if any(b.fmri == str(f) for b in out):
-            r.error(key, f"{f} is listed twice")
-            return None
-        out.append(Backend(str(f), weight))
-    return tuple(out)
+    got = weighted_fmris(r, "backends", what="backends per frontend", most=MAX_BACKENDS, weight=(100, 0, MAX_WEIGHT),
+                         refuse=_refused)
+    return None if got is None else tuple(Backend(f, w) for f, w in got)
 
 
 def fields(r: Reader) -> dict[str, Any]:
@@ -362,46 +333,14 @@ def complete(name: str, values: Mapping[str, Any], errors: list[FieldError], sou
 # --------------------------------------------------------------------------- the manifest section
 
 
-@dataclass(frozen=True)
-class Declaration:
-    """A manifest's ``[lb]`` section: frontend name -> its validated fields (before the node's own)."""
-
-    frontends: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    source: str = ""
+def _frontend_name(r: Reader, name: str) -> str | None:
+    return _name(r, name, name, NAME_RE, "frontend name (a letter, then letters, digits, '_', '.', '-'; "
+                                         "at most 32 characters)")
 
 
-def read_frontends(r: Reader, *, required: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """``frontends.NAME`` tables of an ``[lb]`` table, each validated field by field and as far as
-    ``required`` asks; the caller calls ``r.done()``."""
-    out: dict[str, dict[str, Any]] = {}
-    ft = r.table("frontends")
-    if ft is None:
-        return out
-    for name in list(ft.data):
-        sub = ft.table(name)
-        if sub is None:
-            continue
-        if _name(ft, name, name, NAME_RE, "frontend name (a letter, then letters, digits, '_', '.', '-'; "
-                                          "at most 32 characters)") is None:
-            continue
-        vals = fields(sub)
-        if sub.ok:
-            complete(name, vals, r.errors, r.source, sub.path, required=required, final=False)
-            out[name] = vals
-    return out
-
-
-def parse_declaration(data: Any, source: str, key: str) -> Declaration:
-    """The manifest-section validator (``svcmgr.manifest.EXTENSIONS``). Raises FieldErrors."""
-    errors: list[FieldError] = []
-    r = Reader(source, errors, data, key)
-    frontends = read_frontends(r, required=("bind",))
-    r.done()
-    if not r.has("frontends") and r.ok:
-        r.error("", "declares no frontend (add [lb.frontends.NAME])")
-    if errors:
-        raise FieldErrors(errors)
-    return Declaration(frontends, source)
+#: ``[lb.frontends.NAME]``, in a manifest and in the node's configuration.
+TABLES = Tables("lb", "frontends", "frontend", _frontend_name, fields, complete, required=("bind",))
+parse_declaration = TABLES.parse_declaration
 
 
 def _register() -> None:

@@ -4,11 +4,12 @@ or rejected with the stage that refused it and why, and how many checks, rejecti
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["ConfigStatus", "iso"]
+__all__ = ["ConfigStatus", "Files", "iso"]
 
 
 def iso(t: float | None) -> str | None:
@@ -51,3 +52,36 @@ class ConfigStatus:
                 "stage": self.stage, "rejected_at": iso(self.rejected_at),
                 "rejected_file": rejected_file if self.status == "rejected" and self.stage == "config-test" else None,
                 "reloads": self.reloads, "checks": self.checks, "rejections": self.rejections}
+
+
+@dataclass(frozen=True)
+class Files:
+    """Where a component keeps the configuration it renders for a daemon, under the daemon's state folders.
+    A subclass names its folder (``FOLDER``), the file (``CONF``) and the daemon's pid file (``PID``)."""
+
+    FOLDER: ClassVar[str] = ""
+    CONF: ClassVar[str] = ""
+    PID: ClassVar[str] = ""
+    lib: str
+    run: str
+
+    @classmethod
+    def for_paths(cls, lib: str, run: str) -> Any:
+        return cls(os.path.join(lib, cls.FOLDER), os.path.join(run, cls.FOLDER))
+
+    @property
+    def conf(self) -> str:
+        """The configuration the daemon reads: only ever a checked one."""
+        return os.path.join(self.lib, self.CONF)
+
+    @property
+    def candidate(self) -> str:
+        return os.path.join(self.lib, f"{self.CONF}.new")
+
+    @property
+    def rejected(self) -> str:
+        return os.path.join(self.lib, f"{self.CONF}.rejected")
+
+    @property
+    def pidfile(self) -> str:
+        return os.path.join(self.run, self.PID)

@@ -32,10 +32,10 @@ __all__ = ["ATTACKER_UID", "Attacker", "raw_call", "why_not"]
 
 ATTACKER_UID = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"
-PACKAGES = ("svcmgr", "fault", "vrrp")
+PACKAGES = ("svcmgr", "fault", "vrrp", "lb")
 CLI = {"svcs": "svcmgr.cli.svcs", "svcadm": "svcmgr.cli.svcadm", "svccfg": "svcmgr.cli.svccfg",
        "svcprop": "svcmgr.cli.svcprop", "fmadm": "fault.cli.fmadm", "fmdump": "fault.cli.fmdump",
-       "fminject": "fault.cli.fminject"}
+       "fminject": "fault.cli.fminject", "lbadm": "lb.cli.lbadm"}
 
 
 def why_not() -> str | None:

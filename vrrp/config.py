@@ -21,19 +21,16 @@ runs, or the errors that keep the new set from being applied.
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from svcmgr.declared import Source, read_daemon
 from svcmgr.schema import FieldError, Reader
 from vrrp import model
 
 __all__ = ["Source", "VrrpConfig", "merge", "read_config"]
 
-_PATH_RE = re.compile(r"^/[A-Za-z0-9_./+-]*\Z")
-_CMD_RE = re.compile(r"^[A-Za-z0-9_.+-]+\Z")
 
 
 @dataclass(frozen=True)
@@ -47,63 +44,23 @@ class VrrpConfig:
 
 def read_config(r: Reader) -> VrrpConfig:
     """The ``[vrrp]`` section of the daemon's configuration (``svcmgr.config.SECTIONS``)."""
-    keepalived = r.str("keepalived", None, maxlen=256)
-    if keepalived is not None and not (_PATH_RE.match(keepalived) or _CMD_RE.match(keepalived)):
-        r.error("keepalived", f"{keepalived!r}: give a command name or an absolute path "
-                              "(letters, digits, '_', '.', '/', '+', '-')")
-        keepalived = None
-    manifest = r.str("manifest", None, maxlen=1024)
-    if manifest is not None and not os.path.isabs(manifest):
-        r.error("manifest", f"{manifest!r} must be an absolute path")
-        manifest = None
+    keepalived, manifest = read_daemon(r, "keepalived")
     hold = r.duration("crash_hold", None)
     if hold is not None and hold > 600:
         r.error("crash_hold", f"{hold:g}s is out of range 0..600s")
         hold = None
-    instances = model.read_instances(r, required=())
+    instances = model.TABLES.read(r, required=())
     return VrrpConfig(keepalived, manifest, hold, instances, r.source)
 
 
-@dataclass(frozen=True)
-class Source:
-    """A manifest's declaration, with the service that made it."""
-
-    service: str  # svc:/site/web
-    instances: tuple[str, ...]  # its instance FMRIs: what the VIP follows when the manifest names nothing
-    declaration: model.Declaration
-
-
 def merge(config: VrrpConfig | None, sources: Iterable[Source]) -> tuple[list[model.VrrpInstance], list[FieldError]]:
-    """The instances this node runs: each manifest's values with the node's on top, checked whole."""
-    errors: list[FieldError] = []
-    declared: dict[str, tuple[Source, Mapping[str, Any]]] = {}
-    for s in sorted(sources, key=lambda s: s.service):
-        for name, vals in s.declaration.instances.items():
-            if name in declared:
-                other = declared[name][0]
-                errors.append(FieldError(s.declaration.source, f"vrrp.instances.{name}",
-                                         f"is also declared by {other.service} ({other.declaration.source}); "
-                                         "an instance name must be unique on a node"))
-                continue
-            declared[name] = (s, vals)
-    node = dict(config.instances) if config else {}
+    """The instances this node runs: each manifest's values with the node's on top, checked whole
+    (an instance a manifest declares follows that manifest's instances unless it names its own)."""
+    layers, errors = model.TABLES.overlay(config.instances if config else {}, config.source if config else "",
+                                          sources, lambda s: {"follows": tuple(model.Follow(f) for f in s.instances)})
     out: list[model.VrrpInstance] = []
-    for name in sorted(set(declared) | set(node)):
-        values: dict[str, Any] = {}
-        origin: list[str] = []
-        source = ""
-        if name in declared:
-            s, vals = declared[name]
-            values.update(vals)
-            if "follows" not in values:
-                values["follows"] = tuple(model.Follow(f) for f in s.instances)
-            origin.append(s.service)
-            source = s.declaration.source
-        if name in node:
-            values.update(node[name])
-            origin.append("node configuration")
-            source = config.source if config else source
-        inst = model.complete(name, values, errors, source, f"vrrp.instances.{name}", origin=tuple(origin))
+    for layer in layers:
+        inst = model.complete(layer.name, layer.values, errors, layer.source, layer.path, origin=layer.origin)
         if inst is not None:
             out.append(inst)
     _check_set(out, errors)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from svcmgr.files import find_binary, read_pid, read_text, write_atomic
+from svcmgr.rendered import Files
 from vrrp.model import VrrpInstance, track_name
 
 __all__ = ["HOLD", "MOVE_WEIGHT", "SERVICE", "Layout", "RenderError", "check_argv", "drop_addresses", "find_keepalived",
@@ -47,28 +48,10 @@ class RenderError(ValueError):
 
 
 @dataclass(frozen=True)
-class Layout:
+class Layout(Files):
     """keepalived's files, all under the daemon's state folders (the manifest uses the same names)."""
 
-    lib: str
-    run: str
-
-    @classmethod
-    def for_paths(cls, lib: str, run: str) -> Layout:
-        return cls(os.path.join(lib, "vrrp"), os.path.join(run, "vrrp"))
-
-    @property
-    def conf(self) -> str:
-        """The configuration keepalived reads (``-f``): only ever a checked one."""
-        return os.path.join(self.lib, "keepalived.conf")
-
-    @property
-    def candidate(self) -> str:
-        return os.path.join(self.lib, "keepalived.conf.new")
-
-    @property
-    def rejected(self) -> str:
-        return os.path.join(self.lib, "keepalived.conf.rejected")
+    FOLDER, CONF, PID = "vrrp", "keepalived.conf", "keepalived.pid"
 
     @property
     def track_dir(self) -> str:
@@ -77,10 +60,6 @@ class Layout:
     @property
     def fifo(self) -> str:
         return os.path.join(self.run, "notify.fifo")
-
-    @property
-    def pidfile(self) -> str:
-        return os.path.join(self.run, "keepalived.pid")
 
     @property
     def vrrp_pidfile(self) -> str:

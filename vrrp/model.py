@@ -32,15 +32,16 @@ import ipaddress
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from svcmgr import fmri as fmri_mod
-from svcmgr.schema import FieldError, FieldErrors, Reader, typename
+from svcmgr.declared import Declaration, Tables, weighted_fmris
+from svcmgr.schema import FieldError, Reader, typename
 from svcmgr.units import format_duration, parse_duration
 
 __all__ = [
-    "DEFAULTS", "Declaration", "Follow", "VrrpInstance", "complete", "fields", "parse_declaration",
+    "DEFAULTS", "TABLES", "Declaration", "Follow", "VrrpInstance", "complete", "fields", "parse_declaration",
     "refuse_specials", "track_name",
 ]
 
@@ -248,45 +249,9 @@ def _peers(r: Reader) -> tuple[Address, ...] | None:
 
 
 def _follows(r: Reader) -> tuple[Follow, ...] | None:
-    v = r.get("follows")
-    if v is None:
-        return None
-    if not isinstance(v, list):
-        r.error("follows", f"expected a list of FMRIs or {{ fmri = ..., weight = ... }} tables, got {typename(v)}")
-        return None
-    if len(v) > MAX_FOLLOWS:
-        r.error("follows", f"at most {MAX_FOLLOWS} followed services")
-        return None
-    out: list[Follow] = []
-    for i, x in enumerate(v):
-        key = f"follows[{i}]"
-        weight = 0
-        if isinstance(x, dict):
-            sub = Reader(r.source, r.errors, x, r.f(key))
-            text = sub.str("fmri", required=True)
-            weight = sub.int("weight", 0, lo=-254, hi=0)
-            sub.done()
-            if text is None or not sub.ok:
-                return None
-        elif isinstance(x, str):
-            text = x
-        else:
-            r.error(key, f"expected an FMRI or a table, got {typename(x)}")
-            return None
-        bad = refuse_specials(text)
-        if bad is not None:
-            r.error(key, bad)
-            return None
-        try:
-            f = fmri_mod.parse(text, instance_required=True)
-        except fmri_mod.FmriError as e:
-            r.error(key, str(e))
-            return None
-        if any(o.fmri == str(f) for o in out):
-            r.error(key, f"{f} is followed twice")
-            return None
-        out.append(Follow(str(f), weight))
-    return tuple(out)
+    got = weighted_fmris(r, "follows", what="followed services", most=MAX_FOLLOWS, weight=(0, -254, 0),
+                         refuse=refuse_specials, empty=True)
+    return None if got is None else tuple(Follow(f, w) for f, w in got)
 
 
 def _advert(r: Reader) -> float | None:
@@ -406,46 +371,14 @@ def complete(name: str, values: Mapping[str, Any], errors: list[FieldError], sou
 # --------------------------------------------------------------------------- the manifest section
 
 
-@dataclass(frozen=True)
-class Declaration:
-    """A manifest's ``[vrrp]`` section: instance name -> its validated fields (before the node's own)."""
-
-    instances: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    source: str = ""
+def _instance_name(r: Reader, name: str) -> str | None:
+    return check_name(r, name, name, NAME_RE, "instance name (a letter, then letters, digits, '_', '.', '-'; "
+                                              "at most 32 characters)")
 
 
-def read_instances(r: Reader, *, required: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """``instances.NAME`` tables of a ``[vrrp]`` table, each validated field by field and as far as
-    ``required`` asks; the caller calls ``r.done()``."""
-    out: dict[str, dict[str, Any]] = {}
-    it = r.table("instances")
-    if it is None:
-        return out
-    for name in list(it.data):
-        sub = it.table(name)
-        if sub is None:
-            continue
-        if check_name(it, name, name, NAME_RE, "instance name (a letter, then letters, digits, '_', '.', "
-                                              "'-'; at most 32 characters)") is None:
-            continue
-        vals = fields(sub)
-        if sub.ok:
-            complete(name, vals, r.errors, r.source, sub.path, required=required, final=False)
-            out[name] = vals
-    return out
-
-
-def parse_declaration(data: Any, source: str, key: str) -> Declaration:
-    """The manifest-section validator (``svcmgr.manifest.EXTENSIONS``). Raises FieldErrors."""
-    errors: list[FieldError] = []
-    r = Reader(source, errors, data, key)
-    instances = read_instances(r, required=("router_id", "addresses"))
-    r.done()
-    if not r.has("instances") and r.ok:
-        r.error("", "declares no instance (add [vrrp.instances.NAME])")
-    if errors:
-        raise FieldErrors(errors)
-    return Declaration(instances, source)
+#: ``[vrrp.instances.NAME]``, in a manifest and in the node's configuration.
+TABLES = Tables("vrrp", "instances", "instance", _instance_name, fields, complete, required=("router_id", "addresses"))
+parse_declaration = TABLES.parse_declaration
 
 
 def _register() -> None:

@@ -21,8 +21,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from svcmgr.cli.common import Parser, add_root, client, die, print_json, run, table
-from svcmgr.client import ClientError
+from svcmgr.cli.common import Parser, add_root, call_component, die, print_json, run, table
 
 PROG = "lbadm"
 HEADERS = ["FRONTEND", "BIND", "SERVER", "ADDRESS", "SVC", "LB", "STATUS", "CUR", "FMRI"]
@@ -45,15 +44,7 @@ def parser() -> Parser:
 
 
 def _call(args: Any, op: str, **kw: Any) -> dict[str, Any]:
-    try:
-        out = client(args).call(op, **kw)
-    except ClientError as e:
-        if "unknown operation" in str(e):
-            die(PROG, "this svcmgrd has no load-balancing agent")
-        raise
-    if not out.get("available"):
-        die(PROG, f"load balancing is not available on node {out.get('node')}: {out.get('reason')}")
-    return out
+    return call_component(PROG, args, op, "load balancing", **kw)
 
 
 def _svc(s: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from svcmgr.client import Client, ClientError
 
-__all__ = ["EXIT_ERROR", "EXIT_USAGE", "add_root", "die", "print_json", "run", "stime", "table"]
+__all__ = ["EXIT_ERROR", "EXIT_USAGE", "add_root", "call_component", "die", "print_json", "run", "stime", "table"]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -55,6 +55,20 @@ def run(prog: str, fn: Callable[[], int | None]) -> int:
 
 def client(args: argparse.Namespace) -> Client:
     return Client(args.root)
+
+
+def call_component(prog: str, args: argparse.Namespace, op: str, what: str, **kw: Any) -> dict[str, Any]:
+    """A component's operation (``vrrp.show``, ``lb.show``, ...); exits 1 saying why when this daemon has no such
+    component or it is not available on the node (``available`` false, ``reason``)."""
+    try:
+        out = client(args).call(op, **kw)
+    except ClientError as e:
+        if "unknown operation" in str(e):
+            die(prog, f"this svcmgrd has no {what} agent")
+        raise
+    if not out.get("available"):
+        die(prog, f"{what} is not available on node {out.get('node')}: {out.get('reason')}")
+    return out
 
 
 def note_protected(prog: str, reply: dict[str, Any]) -> None:

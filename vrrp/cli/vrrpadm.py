@@ -19,8 +19,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from svcmgr.cli.common import Parser, add_root, client, die, print_json, run, stime, table
-from svcmgr.client import ClientError
+from svcmgr.cli.common import Parser, add_root, call_component, die, print_json, run, stime, table
 
 PROG = "vrrpadm"
 
@@ -40,15 +39,7 @@ def parser() -> Parser:
 
 
 def _call(args: Any, op: str, **kw: Any) -> dict[str, Any]:
-    try:
-        out = client(args).call(op, **kw)
-    except ClientError as e:
-        if "unknown operation" in str(e):
-            die(PROG, "this svcmgrd has no VRRP agent")
-        raise
-    if not out.get("available"):
-        die(PROG, f"VRRP is not available on node {out.get('node')}: {out.get('reason')}")
-    return out
+    return call_component(PROG, args, op, "VRRP", **kw)
 
 
 def _adv(seconds: float) -> str:

@@ -14,8 +14,12 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from lb.cluster import APP, DEP, HAPROXY, VIP, node_config
 from vrrp.lab import wait_for
+
+from hostile import Attacker, why_not
 
 A, B, C = APP
 
@@ -151,7 +155,8 @@ def test_link_loss_measured_and_a_planned_balancer_move_without_a_gap(cluster):
     # switches are reset by n2 (nothing carries TCP state between the nodes): at most one lot of them.
     assert res.gap() < 0.1, res.summary()
     assert len(res.failures) <= res.most_in_flight(), res.summary()
-    assert n1.state(HAPROXY) == "disabled"
+    # Its soft stop lasts until the connections the move cut off time out (at most drain_timeout).
+    wait_for(lambda: n1.state(HAPROXY) == "disabled", 40, "HAProxy disabled on n1")
     r = n1.call("vrrp.show")["routers"][0]
     assert r["state"] in ("backup", "fault") and HAPROXY in r["moving_for"]
     n1.call("enable", fmris=[HAPROXY])
@@ -159,3 +164,31 @@ def test_link_loss_measured_and_a_planned_balancer_move_without_a_gap(cluster):
     cluster.wait_vip([1])
     cluster.wait_ready(1)
     assert VIP in lab.addresses(1)
+
+
+def test_the_runtime_api_is_root_only(cluster):
+    why = why_not()
+    if why:
+        pytest.skip(why)
+    root = cluster.d[1].root
+    attacker = Attacker()
+    try:
+        r = attacker.python("""
+            import socket, sys
+            s = socket.socket(socket.AF_UNIX)
+            try:
+                s.connect(sys.argv[1])
+                s.sendall(b"set server web/site.app:a state maint\\n")
+                print("connected")
+            except OSError as e:
+                print(type(e).__name__)
+            """, str(root / "run" / "lb" / "admin.sock"))
+        assert r.stdout.strip() == "PermissionError", r.stdout + r.stderr
+        for f in ("haproxy.cfg", "server-state"):
+            r = attacker.run("/bin/cat", str(root / "lib" / "lb" / f))
+            assert r.returncode != 0 and "Permission denied" in r.stderr, r
+        out = attacker.cli(root, "lbadm", "show")
+        assert out.returncode == 0 and "site.app:a" in out.stdout, out.stdout + out.stderr
+        assert cluster.status(1, A) == "UP"
+    finally:
+        attacker.close()

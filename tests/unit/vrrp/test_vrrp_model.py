@@ -54,7 +54,7 @@ def test_valid_declaration_is_normalised():
     """)
     decl = spec.extensions["vrrp"]
     assert isinstance(decl, Declaration)
-    web = decl.instances["web"]
+    web = decl.tables["web"]
     assert [str(a) for a in web["addresses"]] == ["192.0.2.10/24", "192.0.2.11/24"]
     assert web["advert_interval"] == 0.25 and web["priority"] == 120 and web["preempt_delay"] == 2.5
     assert web["follows"] == (Follow("svc:/site/web:default", 0), Follow("svc:/site/db:main", -40))
@@ -67,7 +67,7 @@ def test_ipv6_addresses_are_compressed():
         router_id = 7
         addresses = ["2001:DB8:0:0:0:0:0:10/64"]
     """)
-    assert [str(a) for a in spec.extensions["vrrp"].instances["v6"]["addresses"]] == ["2001:db8::10/64"]
+    assert [str(a) for a in spec.extensions["vrrp"].tables["v6"]["addresses"]] == ["2001:db8::10/64"]
 
 
 def test_mixed_families_are_refused():
@@ -245,7 +245,7 @@ def test_manifest_needs_router_id_and_addresses_but_not_interface():
         router_id = 51
         addresses = ["192.0.2.10/24"]
     """)
-    assert "interface" not in spec.extensions["vrrp"].instances["web"]
+    assert "interface" not in spec.extensions["vrrp"].tables["web"]
     assert "router_id: is required" in refused("""
         [vrrp.instances.web]
         addresses = ["192.0.2.10/24"]
