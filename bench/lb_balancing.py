@@ -73,9 +73,10 @@ def scenarios(c: Cluster) -> list[tuple[str, int, Callable[[], Any], Callable[[]
         c.lab.heal(1)
         c.wait_vip([1])
         c.wait_ready(1)
-        # n1's gratuitous ARP on the way back just updated the client's neighbour entry; Linux ignores
-        # another update within locktime (1 s), which would hide the next cut's takeover from the client.
-        time.sleep(1.5)
+        # n1's gratuitous ARPs on the way back (now, and keepalived's second round 5 s later) update the
+        # client's neighbour entry; Linux ignores another update within locktime (1 s), which would hide
+        # the next cut's takeover from the client until n2's own second round.
+        time.sleep(6.5)
 
     def haproxy_back() -> None:
         wait_for(lambda: n1.state(HAPROXY) == "disabled", 60, "HAProxy stopped")

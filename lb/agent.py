@@ -10,7 +10,7 @@
 - **HAProxy as a service.** HAProxy runs as ``svc:/network/haproxy:default``
   (``manifests/system/haproxy.toml``), master-worker in the foreground, imported the
   first time the node has a checked configuration.
-- **Backends follow service state** over the Runtime API, the moment it changes:
+- **Backends follow service state** (``lb.servers``) over the Runtime API, the moment it changes:
   online (or degraded) and staying so: ``ready`` (and ``health up`` where checks
   run); a planned stop waits in the engine's stop gate while the agent sets
   ``drain``, waits until the server's connections (``scur``) reach 0, bounded by the
@@ -33,21 +33,20 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lb import haproxy as hp
 from lb import lvs
 from lb.config import LbConfig, Source, merge
-from lb.model import Frontend, Server
+from lb.model import Frontend
 from lb.runtime import RuntimeApi, RuntimeApiError
+from lb.servers import Servers
 from svcmgr.api import ApiError, Caller, arg
 from svcmgr.component import import_manifest
 from svcmgr.events import Event
 from svcmgr.files import read_text, write_atomic
 from svcmgr.paths import shipped
-from svcmgr.rendered import ConfigStatus, iso
+from svcmgr.rendered import ConfigStatus, apply_loop, iso, not_installed, run_check
 from svcmgr.schema import FieldError
 
 if TYPE_CHECKING:
@@ -60,30 +59,6 @@ log = logging.getLogger("lb.agent")
 
 SERVICE = hp.SERVICE
 CHECK_TIMEOUT = 20.0
-#: How often a drain looks at the server's connections.
-DRAIN_POLL = 0.05
-#: How long a push of admin states may take before a gate goes on without it.
-PUSH_WAIT = 3.0
-RETRY = 0.2
-RUNNING = ("online", "degraded")
-
-
-@dataclass(eq=False)
-class Slot:
-    """One server of one frontend: what svcmgr wants it to be, and what HAProxy was last told."""
-
-    frontend: Frontend
-    server: Server
-    want: str = "maint"  # ready | drain | maint
-    sent: str | None = None  # None: unknown (HAProxy started or reloaded since)
-    since: float | None = None
-    draining: bool = False
-    drains: int = 0
-    last_drain: dict[str, Any] | None = None
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.frontend.name, self.server.name
 
 
 class Agent:
@@ -96,17 +71,13 @@ class Agent:
         self.layout = hp.Layout.for_paths(ctx.paths.lib, ctx.paths.run)
         self.api = RuntimeApi(self.layout.socket)
         self.applied: list[Frontend] = []
-        self.slots: dict[tuple[str, str], Slot] = {}
+        self.servers = Servers(self.api, ctx.bus, self._state_of, self.layout.state_file)
         self.config = ConfigStatus()
         self.service_error: str | None = None
         self.lvs_error: str | None = None
         self.reload_pending = False
         self._wake = asyncio.Event()  # the configuration may have changed
-        self._push_wake = asyncio.Event()  # a server's wanted state changed
-        self._lock = asyncio.Lock()  # pushes and reloads, one at a time
-        self._pushed = asyncio.Condition()  # notified after each state HAProxy was told
         self._sub: Any = None
-        self._ha_online = False
 
     @property
     def available(self) -> bool:
@@ -117,7 +88,7 @@ class Agent:
         if self.binary is not None:
             return None
         want = self.settings.haproxy if self.settings and self.settings.haproxy else "haproxy"
-        return f"HAProxy is not installed ({want} not found); the daemon runs without load balancing"
+        return not_installed("HAProxy", want, "load balancing")
 
     # ------------------------------------------------------------------ lifecycle
     def setup(self) -> None:
@@ -131,10 +102,10 @@ class Agent:
             return
         self._sub = self.ctx.bus.subscribe("svc.state", "svc.config")
         self.ctx.bus.listen(self._listen)
-        self.ctx.engine.add_stop_gate(self.stop_gate)
+        self.ctx.engine.add_stop_gate(self.servers.gate)
         self.layout.make()
         inst = self.ctx.engine.instances.get(SERVICE)
-        self._ha_online = inst is not None and inst.state.value == "online"
+        self.servers.online = inst is not None and inst.state.value == "online"
         self._wake.set()
 
     async def run(self) -> None:
@@ -143,8 +114,8 @@ class Agent:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._events(), name="lb-events")
-                tg.create_task(self._applier(), name="lb-apply")
-                tg.create_task(self._pusher(), name="lb-push")
+                tg.create_task(apply_loop(self._wake, self.apply, "load-balancing"), name="lb-apply")
+                tg.create_task(self.servers.run(), name="lb-push")
         finally:
             if self._sub is not None:
                 self._sub.close()
@@ -154,7 +125,7 @@ class Agent:
         self._wake.set()
 
     def statistics(self) -> dict[str, Any]:
-        return {"available": self.available, "frontends": len(self.applied), "servers": len(self.slots),
+        return {"available": self.available, "frontends": len(self.applied), "servers": len(self.servers.slots),
                 "config": self.config.status, "checks": self.config.checks, "rejections": self.config.rejections,
                 "reloads": self.config.reloads, "commands": self.api.commands, "failures": self.api.failures}
 
@@ -177,7 +148,7 @@ class Agent:
             elif state == "deleted":
                 self._wake.set()
             else:
-                self._follow(ev.resource)
+                self.servers.follow(ev.resource)
 
     def _listen(self, ev: Event) -> None:
         """Synchronous bus listener: an unplanned stop (a death, a failed probe) takes its servers out of
@@ -185,154 +156,16 @@ class Agent:
         if ev.cls != "svc.stopping":
             return
         if ev.resource == SERVICE:
-            self._ha_online = False  # its stats socket goes with it: nothing waits for it any more
-            return
-        if ev.data.get("planned"):
-            return
-        slots = self._slots_of(ev.resource)
-        for s in slots:
-            s.want = "maint"
-        if slots:
-            self._push_wake.set()
-
-    def _slots_of(self, fmri: str) -> list[Slot]:
-        return [s for s in self.slots.values() if s.server.fmri == fmri]
-
-    def _wanted(self, fmri: str) -> str:
-        inst = self.ctx.engine.instances.get(fmri)
-        if inst is None or inst.state.value not in RUNNING or inst.next_state is not None:
-            return "maint"
-        return "ready"
-
-    def _follow(self, fmri: str) -> None:
-        changed = False
-        for s in self._slots_of(fmri):
-            if s.draining:
-                continue  # the stop gate decides until the stop method runs
-            want = self._wanted(fmri)
-            if s.want != want:
-                s.want, changed = want, True
-        if changed:
-            self._push_wake.set()
+            self.servers.online = False  # its stats socket goes with it: nothing waits for it any more
+        elif not ev.data.get("planned"):
+            self.servers.unplanned(ev.resource)
 
     def _on_haproxy(self, state: str) -> None:
-        was, self._ha_online = self._ha_online, state == "online"
-        if self._ha_online and not was:
-            for s in self.slots.values():
-                s.sent = None  # a new master: push everything again
+        was, self.servers.online = self.servers.online, state == "online"
+        if self.servers.online and not was:
+            self.servers.resync()  # a new master
             if self.reload_pending:
                 self._wake.set()
-            self._push_wake.set()
-
-    # ------------------------------------------------------------------ the stop gate
-    def stop_gate(self, fmri: str) -> tuple[Awaitable[None], float] | None:
-        """The engine's stop gate: a backend in rotation is drained before its stop method runs."""
-        slots = self._slots_of(fmri)
-        live = [s for s in slots if s.sent in ("ready", "drain") or s.want in ("ready", "drain")]
-        if not live or not self._ha_online:
-            for s in slots:
-                s.want = "maint"
-            if slots:
-                self._push_wake.set()
-            return None
-        bound = max(s.frontend.drain_timeout for s in live) + 2 * PUSH_WAIT
-        return self._drain(fmri, live), bound
-
-    async def _drain(self, fmri: str, slots: list[Slot]) -> None:
-        t0 = time.monotonic()
-        for s in slots:
-            s.want, s.draining = "drain", True
-        self._push_wake.set()
-        first: int | None = None
-        last = 0
-        try:
-            await self._until_sent(slots)
-            while True:
-                try:
-                    stats = await self.api.stats()
-                except RuntimeApiError as e:
-                    log.warning("draining %s: %s; going on", fmri, e)
-                    break
-                left = time.monotonic() - t0
-                busy = [s for s in slots if (st := stats.get(s.key)) is not None and st.scur > 0]
-                last = sum(stats[s.key].scur for s in busy)
-                first = last if first is None else first
-                if not busy or all(left >= s.frontend.drain_timeout for s in busy):
-                    break
-                await asyncio.sleep(DRAIN_POLL)
-        finally:
-            for s in slots:
-                s.want, s.draining = "maint", False
-            self._push_wake.set()
-        await self._until_sent(slots)
-        took = time.monotonic() - t0
-        for s in slots:
-            s.drains += 1
-            s.last_drain = {"seconds": round(took, 3), "connections_at_start": first or 0,
-                            "connections_left": last, "time": time.time()}
-            self.ctx.bus.emit("lb.server.drained", f"lb:/{s.key[0]}/{s.key[1]}", frontend=s.key[0],
-                              server=s.key[1], fmri=fmri, **s.last_drain)
-        if last:
-            log.warning("%s: drain timed out with %d connection(s) left; stopping anyway", fmri, last)
-        else:
-            log.info("%s drained in %.3fs (%d connection(s) at the start)", fmri, took, first or 0)
-
-    async def _until_sent(self, slots: list[Slot]) -> None:
-        """Until HAProxy was told what these servers should be (at most PUSH_WAIT)."""
-        deadline = time.monotonic() + PUSH_WAIT
-        async with self._pushed:
-            while self._ha_online and any(s.sent != s.want for s in slots) and time.monotonic() < deadline:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._pushed.wait(), 0.1)
-
-    # ------------------------------------------------------------------ pushing admin states
-    async def _pusher(self) -> None:
-        while True:
-            await self._push_wake.wait()
-            self._push_wake.clear()
-            try:
-                done = await self.push()
-            except Exception:
-                log.exception("pushing server states to HAProxy failed")
-                done = False
-            if not done and self._ha_online:
-                await asyncio.sleep(RETRY)
-                self._push_wake.set()
-
-    async def push(self) -> bool:
-        """Tell HAProxy every server state that changed; False when HAProxy could not be told (retry)."""
-        if not self._ha_online:
-            return True  # (pushed again once it is online)
-        async with self._lock:
-            changed = False
-            for s in list(self.slots.values()):
-                if s.want == s.sent or self.slots.get(s.key) is not s:
-                    continue
-                want = s.want
-                try:
-                    await self.api.set_state(*s.key, want)
-                    if want == "ready" and s.frontend.check != "none":
-                        await self.api.set_health(*s.key, "up")
-                except RuntimeApiError as e:
-                    log.debug("cannot set %s/%s %s: %s", *s.key, want, e)
-                    return False
-                s.sent, s.since, changed = want, time.time(), True
-                async with self._pushed:
-                    self._pushed.notify_all()
-                self.ctx.bus.emit(f"lb.server.{want}", f"lb:/{s.key[0]}/{s.key[1]}", frontend=s.key[0],
-                                  server=s.key[1], fmri=s.server.fmri, state=want)
-            if changed:
-                await self._save_state()
-        return True
-
-    async def _save_state(self) -> None:
-        """``show servers state`` into the server-state file, which HAProxy reads back on a reload."""
-        try:
-            text = await self.api.servers_state()
-        except RuntimeApiError as e:
-            log.warning("cannot save HAProxy's server states: %s", e)
-            return
-        write_atomic(self.layout.state_file, text, 0o600, durable=False)
 
     # ------------------------------------------------------------------ configuration
     def _plan(self) -> tuple[list[Frontend], list[FieldError]]:
@@ -349,16 +182,6 @@ class Agent:
             return None
         p = inst.config.properties.get(ref[0], {}).get(ref[1])
         return p.values[0] if p is not None and p.values else None
-
-    async def _applier(self) -> None:
-        while True:
-            await self._wake.wait()
-            await asyncio.sleep(0.05)  # let a burst of imports settle into one render
-            self._wake.clear()
-            try:
-                await self.apply()
-            except Exception:
-                log.exception("applying the load-balancing configuration failed")
 
     async def apply(self) -> str:
         """Render, check and install the configuration; 'unchanged', 'applied' or 'rejected'."""
@@ -378,14 +201,8 @@ class Agent:
             return "unchanged"
         write_atomic(self.layout.candidate, text, 0o600)
         self.config.checks += 1
-        try:
-            status, out = await self.ctx.reaper.run(hp.check_argv(self.binary or "haproxy", self.layout.candidate),
-                                                    timeout=CHECK_TIMEOUT)
-            ok = status is not None and status.code == 0
-            if status is None:
-                out += b"\nhaproxy -c timed out"
-        except OSError as e:
-            ok, out = False, str(e).encode()
+        ok, out = await run_check(self.ctx.reaper, hp.check_argv(self.binary or "haproxy", self.layout.candidate),
+                                  CHECK_TIMEOUT)
         if not ok:
             with contextlib.suppress(OSError):
                 os.replace(self.layout.candidate, self.layout.rejected)
@@ -400,25 +217,13 @@ class Agent:
     def _applied(self, frontends: list[Frontend], *, changed: bool) -> None:
         self.applied = frontends
         self.config.applied(changed=changed, present=bool(frontends) or os.path.exists(self.layout.conf))
-        old = self.slots
-        self.slots = {}
-        for fe in frontends:
-            for srv in fe.servers:
-                prev = old.get((fe.name, srv.name))
-                slot = Slot(fe, srv)
-                if prev is not None and prev.server == srv:
-                    slot.want, slot.sent, slot.since, slot.draining = prev.want, prev.sent, prev.since, prev.draining
-                    slot.drains, slot.last_drain = prev.drains, prev.last_drain
-                else:
-                    slot.want = self._wanted(srv.fmri)
-                self.slots[slot.key] = slot
+        self.servers.rebuild(frontends)
         if frontends:
             self._ensure_service()
         if changed:
             log.info("HAProxy configuration applied: %d frontend(s) (%s)", len(frontends),
                      ", ".join(f.name for f in frontends) or "none")
             self.reload_pending = True
-        self._push_wake.set()
 
     def _reject(self, stage: str, error: str, text: str | None) -> None:
         if not self.config.reject(stage, error):
@@ -444,8 +249,8 @@ class Agent:
         if inst is None or inst.state.value != "online" or inst.next_state is not None:
             self.reload_pending = inst is not None and inst.contract is not None
             return
-        async with self._lock:
-            await self._save_state()
+        async with self.servers.lock:
+            await self.servers.save_state()
             try:
                 before = await self.api.worker_pid()
             except RuntimeApiError:
@@ -465,9 +270,7 @@ class Agent:
                     if now is not None and now != before:
                         break
             log.info("HAProxy (master pid %d) reloaded", pid)
-            for s in self.slots.values():
-                s.sent = None
-        self._push_wake.set()
+        self.servers.resync()
 
     async def _write_lvs(self, frontends: list[Frontend]) -> None:
         """keepalived ``virtual_server`` blocks for the same frontends, checked with ``keepalived -t`` (untested
@@ -477,6 +280,12 @@ class Agent:
         self.lvs_error = await lvs.check(self.ctx.reaper, self.layout.lvs)
 
     # ------------------------------------------------------------------ operations
+    def _state_of(self, fmri: str) -> tuple[str, str | None] | None:
+        inst = self.ctx.engine.instances.get(fmri)
+        if inst is None:
+            return None
+        return inst.state.value, inst.next_state.value if inst.next_state else None
+
     def _service_state(self) -> str:
         inst = self.ctx.engine.instances.get(SERVICE)
         return inst.state.value if inst is not None else "absent"
@@ -492,7 +301,7 @@ class Agent:
             raise ApiError(f"no frontend named {unknown[0]!r} on node {self.ctx.node}", 1)
         stats: dict[tuple[str, str], Any] = {}
         stats_error = None
-        if self._ha_online:
+        if self.servers.online:
             try:
                 stats = await self.api.stats()
             except RuntimeApiError as e:
@@ -504,7 +313,7 @@ class Agent:
             view = fe.to_dict()
             servers = []
             for srv in fe.servers:
-                s = self.slots.get((fe.name, srv.name))
+                s = self.servers.slots.get((fe.name, srv.name))
                 inst = self.ctx.engine.instances.get(srv.fmri)
                 st = stats.get((fe.name, srv.name))
                 servers.append({

@@ -3,13 +3,18 @@ or rejected with the stage that refused it and why, and how many checks, rejecti
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-__all__ = ["ConfigStatus", "Files", "iso"]
+__all__ = ["ConfigStatus", "Files", "apply_loop", "iso", "not_installed", "run_check"]
+
+log = logging.getLogger("svcmgr.rendered")
 
 
 def iso(t: float | None) -> str | None:
@@ -85,3 +90,31 @@ class Files:
     @property
     def pidfile(self) -> str:
         return os.path.join(self.run, self.PID)
+
+
+def not_installed(what: str, wanted: str, without: str) -> str:
+    """Why a component stays idle: its daemon is not installed."""
+    return f"{what} is not installed ({wanted} not found); the daemon runs without {without}"
+
+
+async def run_check(reaper: Any, argv: list[str], timeout: float) -> tuple[bool, bytes]:
+    """The daemon's own check of a candidate file (``keepalived --config-test``, ``haproxy -c``): (passed, output)."""
+    try:
+        status, out = await reaper.run(argv, timeout=timeout)
+    except OSError as e:
+        return False, str(e).encode()
+    if status is None:
+        return False, out + f"\n{os.path.basename(argv[0])} check timed out after {timeout:g}s".encode()
+    return status.code == 0, out
+
+
+async def apply_loop(wake: asyncio.Event, apply: Callable[[], Awaitable[Any]], what: str) -> None:
+    """Apply the configuration each time ``wake`` is set (a burst of imports settles into one render)."""
+    while True:
+        await wake.wait()
+        await asyncio.sleep(0.05)
+        wake.clear()
+        try:
+            await apply()
+        except Exception:
+            log.exception("applying the %s configuration failed", what)

@@ -45,7 +45,7 @@ from svcmgr.api import ApiError, Caller, arg
 from svcmgr.component import import_manifest
 from svcmgr.events import Event
 from svcmgr.paths import shipped
-from svcmgr.rendered import ConfigStatus, iso
+from svcmgr.rendered import ConfigStatus, apply_loop, iso, not_installed, run_check
 from svcmgr.schema import FieldError
 from vrrp import keepalived as ka
 from vrrp.config import Source, VrrpConfig, merge
@@ -116,7 +116,7 @@ class Agent:
         if self.binary is not None:
             return None
         want = self.settings.keepalived if self.settings and self.settings.keepalived else "keepalived"
-        return f"keepalived is not installed ({want} not found); the daemon runs without VRRP"
+        return not_installed("keepalived", want, "VRRP")
 
     # ------------------------------------------------------------------ lifecycle
     def setup(self) -> None:
@@ -144,7 +144,7 @@ class Agent:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._events(), name="vrrp-events")
-                tg.create_task(self._applier(), name="vrrp-apply")
+                tg.create_task(apply_loop(self._wake, self.apply, "VRRP"), name="vrrp-apply")
         finally:
             self.hold.cancel()
             self.fifo.close()
@@ -357,16 +357,6 @@ class Agent:
             ok, out = False, str(e).encode()
         self._checked(text, instances, ok, out)
 
-    async def _applier(self) -> None:
-        while True:
-            await self._wake.wait()
-            await asyncio.sleep(0.05)  # let a burst of imports settle into one render
-            self._wake.clear()
-            try:
-                await self.apply()
-            except Exception:
-                log.exception("applying the VRRP configuration failed")
-
     async def apply(self) -> str:
         """Render, check and install the configuration; 'unchanged', 'applied' or 'rejected'."""
         text, instances, error, stage = self._prepare()
@@ -375,14 +365,8 @@ class Agent:
             return "rejected"
         if self._unchanged(text, instances):
             return "unchanged"
-        try:
-            status, out = await self.ctx.reaper.run(ka.check_argv(self.binary or "keepalived", self.layout.candidate),
-                                                    timeout=CHECK_TIMEOUT)
-            ok = status is not None and status.code == 0
-            if status is None:
-                out += b"\nkeepalived --config-test timed out"
-        except OSError as e:
-            ok, out = False, str(e).encode()
+        ok, out = await run_check(self.ctx.reaper, ka.check_argv(self.binary or "keepalived", self.layout.candidate),
+                                  CHECK_TIMEOUT)
         return self._checked(text, instances, ok, out)
 
     def _unchanged(self, text: str, instances: list[VrrpInstance]) -> bool:
