@@ -1,20 +1,19 @@
-"""Serving ``/metrics`` over HTTP on the daemon's event loop: a minimal, strict HTTP/1.1 responder.
+"""Serving ``/metrics`` over HTTP on the daemon's event loop (``svcmgr.httpd``: strict HTTP/1.1).
 
-One request per connection (``Connection: close``), ``GET`` and ``HEAD`` only,
-request head limited in size and time. The exposition is produced in the loop
-by prometheus-client from the registry in ``svcmgr.metrics``; no thread shares
-state with the daemon. A port that cannot be bound is logged and the daemon
-goes on without the endpoint.
+``GET`` and ``HEAD`` only. The exposition is produced in the loop by prometheus-client
+from the registry in ``svcmgr.metrics``; no thread shares state with the daemon. A port
+that cannot be bound is logged and the daemon goes on without the endpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.exposition import choose_encoder
+
+from svcmgr.httpd import TEXT, HttpServer, Request, Response
 
 if TYPE_CHECKING:
     from svcmgr.component import Context
@@ -25,10 +24,6 @@ __all__ = ["MetricsServer"]
 
 log = logging.getLogger("svcmgr.metrics")
 
-MAX_HEAD = 16 * 1024
-HEAD_TIMEOUT = 10.0
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            431: "Request Header Fields Too Large", 500: "Internal Server Error"}
 _INDEX = b"svcmgr: metrics at /metrics\n"
 
 
@@ -41,86 +36,39 @@ class MetricsServer:
         self.ctx = ctx
         self.cfg = cfg
         self.metrics = metrics
-        self.address: tuple[str, int] | None = None
+        self.http = HttpServer("metrics", self._handle, max_connections=32)
         self.scrapes = 0
-        self.bad_requests = 0
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return self.http.address
 
     def setup(self) -> None:
         self.metrics.setup()
         self.ctx.api.register("metrics", self._op_status)
 
     async def run(self) -> None:
-        try:
-            server = await asyncio.start_server(self._serve, self.cfg.host, self.cfg.port, limit=MAX_HEAD,
-                                                reuse_address=True)
-        except OSError as e:
-            log.error("metrics: cannot listen on %s: %s; /metrics is off", self.cfg.listen, e.strerror or e)
-            return
-        sock = server.sockets[0].getsockname()
-        self.address = (sock[0], sock[1])
         log.info("metrics: serving /metrics on %s", self.cfg.listen)
         try:
-            async with server:
-                await server.serve_forever()
-        finally:
-            server.close()
+            await self.http.serve(self.cfg.host, self.cfg.port)
+        except OSError as e:
+            log.error("metrics: cannot listen on %s: %s; /metrics is off", self.cfg.listen, e.strerror or e)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handle(self, req: Request, writer: asyncio.StreamWriter) -> Response:
+        if req.method not in ("GET", "HEAD"):
+            return Response.text(405, "only GET and HEAD\n", Allow="GET, HEAD")
+        if req.path == "/":
+            return Response(200, _INDEX, {"Content-Type": TEXT})
+        if req.path != "/metrics":
+            return Response.text(404, "not found: try /metrics\n")
         try:
-            status, headers, body, head_only = await self._handle(reader)
-            reason = _REASONS.get(status, "")
-            lines = [f"HTTP/1.1 {status} {reason}", f"Content-Length: {len(body)}", "Connection: close",
-                     *(f"{k}: {v}" for k, v in headers.items())]
-            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-            if not head_only:
-                writer.write(body)
-            await writer.drain()
-        except (ConnectionError, TimeoutError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes, bool]:
-        text = {"Content-Type": "text/plain; charset=utf-8"}
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as e:
-            self.bad_requests += 1
-            if isinstance(e, asyncio.LimitOverrunError):
-                return 431, text, b"request head too large\n", False
-            return 400, text, b"incomplete request\n", False
-        try:
-            lines = head.decode("latin-1").split("\r\n")
-            method, target, version = lines[0].split(" ")
-            if not version.startswith("HTTP/1."):
-                raise ValueError(version)
-            headers = {}
-            for line in lines[1:]:
-                if line:
-                    k, sep, v = line.partition(":")
-                    if not sep or not k or k != k.strip():
-                        raise ValueError(line)
-                    headers[k.lower()] = v.strip()
-        except ValueError:
-            self.bad_requests += 1
-            return 400, text, b"malformed request\n", False
-        if method not in ("GET", "HEAD"):
-            return 405, {**text, "Allow": "GET, HEAD"}, b"only GET and HEAD\n", False
-        path = target.split("?", 1)[0]
-        if path == "/":
-            return 200, text, _INDEX, method == "HEAD"
-        if path != "/metrics":
-            return 404, text, b"not found: try /metrics\n", method == "HEAD"
-        try:
-            encoder, ctype = choose_encoder(headers.get("accept", ""))
+            encoder, ctype = choose_encoder(req.header("accept"))
             body = encoder(self.metrics.registry)
         except Exception:
             log.exception("metrics: scrape failed")
-            return 500, text, b"scrape failed; see the daemon's log\n", False
+            return Response.text(500, "scrape failed; see the daemon's log\n")
         self.scrapes += 1
-        return 200, {"Content-Type": ctype}, body, method == "HEAD"
+        return Response(200, body, {"Content-Type": ctype})
 
     def reconfigure(self, config: DaemonConfig) -> None:
         from svcmgr.metrics import section
@@ -131,7 +79,7 @@ class MetricsServer:
     def statistics(self) -> dict[str, Any]:
         return {"listen": self.cfg.listen,
                 "address": f"{self.address[0]}:{self.address[1]}" if self.address else None,
-                "scrapes": self.scrapes, "bad_requests": self.bad_requests,
+                "scrapes": self.scrapes, "bad_requests": self.http.counters["bad_requests"],
                 "ereport_classes": len(self.metrics.classes), "open_cases": len(self.metrics.cases),
                 "vrrp_ignored": self.metrics.vrrp_ignored}
 
