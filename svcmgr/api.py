@@ -226,6 +226,19 @@ class Api:
         async with asyncio.timeout(self.limits.idle):
             await writer.drain()
 
+    async def call(self, caller: Caller, op: str, **args: Any) -> Any:
+        """Run one operation for a caller inside the daemon (the web dashboard): the same handler and the
+        same authorization as a request on the socket. Raises ApiError."""
+        handler = self.ops.get(op)
+        if handler is None:
+            raise ApiError(f"bad request: unknown operation {op!r}", 2)
+        self.requests += 1
+        try:
+            return await handler(caller, {"op": op, **args})
+        except ApiError:
+            self.errors += 1
+            raise
+
     async def handle(self, caller: Caller, line: bytes) -> dict[str, Any]:
         self.requests += 1
         try:

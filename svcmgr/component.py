@@ -38,6 +38,7 @@ COMPONENTS: list[str] = [
     "svcmgr.mqtt:create",
     "vrrp.agent:create",
     "lb.agent:create",
+    "svcmgr.web:create",
 ]
 
 

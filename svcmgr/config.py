@@ -1,7 +1,7 @@
 """The node's configuration file (``--config``): TOML, one section per component, flags win.
 
 ``[node]`` belongs to the daemon. The other sections (``[mqtt]``, ``[metrics]``,
-``[vrrp]``, ``[fault]``) are read by the component that owns them, through the
+``[vrrp]``, ``[fault]``, ``[lb]``, ``[web]``) are read by the component that owns them, through the
 reader function named in ``SECTIONS``; a section whose component this build
 lacks is an error, as is any unknown key.
 """
@@ -26,6 +26,7 @@ SECTIONS: dict[str, str] = {
     "vrrp": "vrrp.config:read_config",
     "fault": "fault.config:read_config",
     "lb": "lb.config:read_config",
+    "web": "svcmgr.web.config:read_config",
 }
 
 _NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")

@@ -93,6 +93,7 @@ def instance_summary(inst: Instance, pids: list[int] | None = None) -> dict[str,
         "temporary": inst.enabled_temp is not None,
         "pids": inst.pids if pids is None else pids,
         "reason": inst.reason,
+        "restarts": inst.restarts,
     }
 
 
@@ -508,9 +509,11 @@ class Control:
         root and the service's delegated users only)."""
         f = self._one(req)
         inst = self.engine.instances[f]
-        n = arg(req, "lines", int, 0) if authz.allowed(caller, inst.config.spec, Right.LOG) else 0
+        allowed = authz.allowed(caller, inst.config.spec, Right.LOG)
+        n = arg(req, "lines", int, 0) if allowed else 0
         path = inst.log.path if inst.log else None
-        return {"fmri": f, "path": path, "tail": tail(path, max(0, min(n, 10000))) if path and n else []}
+        return {"fmri": f, "path": path, "tail": tail(path, max(0, min(n, 10000))) if path and n else [],
+                "allowed": allowed}
 
     async def op_wait(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmris": [...], "want": "online"|"disabled", "timeout": seconds?}`` -> ``{"code": 0|3|4}``.

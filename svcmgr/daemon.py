@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node", metavar="NAME", help="this node's name (default: the host name)")
     p.add_argument("--mqtt", metavar="URL", help="MQTT broker, e.g. mqtt://127.0.0.1:1883 (default: none)")
     p.add_argument("--metrics", metavar="ADDR", help="Prometheus endpoint host:port; '' turns it off")
+    p.add_argument("--web", metavar="ADDR", help="serve the dashboard on host:port (read-only; see [web] for "
+                   "credentials and actions); '' turns it off")
     p.add_argument("--no-cgroup", action="store_true",
                    help="track processes by process group even where cgroup v2 is writable")
     p.add_argument("--no-register", action="store_true",
@@ -82,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    return {"node": {"name": args.node}, "mqtt": {"url": args.mqtt}, "metrics": {"listen": args.metrics}}
+    return {"node": {"name": args.node}, "mqtt": {"url": args.mqtt}, "metrics": {"listen": args.metrics},
+            "web": {"listen": args.web}}
 
 
 class Daemon:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import stat
 
-__all__ = ["MAX_SECRET", "MIN_SECRET", "UnsafePath", "read_secret"]
+__all__ = ["MAX_SECRET", "MIN_SECRET", "UnsafePath", "read_private", "read_secret"]
 
 MIN_SECRET = 16
 MAX_SECRET = 4096
@@ -32,10 +32,10 @@ def _owner_ok(st: os.stat_result) -> bool:
     return st.st_uid in (os.geteuid(), 0)
 
 
-def read_secret(path: str) -> bytes:
-    """The secret held in ``path`` (surrounding white space dropped); raises UnsafePath when the file
-    is a link, not a regular file, not owned by this user (or root), readable or writable by group or
-    others, empty, shorter than MIN_SECRET or longer than MAX_SECRET bytes."""
+def read_private(path: str, limit: int) -> bytes:
+    """The content of a private file (at most ``limit`` bytes); raises UnsafePath when the file is a
+    link, not a regular file, not owned by this user (or root), readable or writable by group or
+    others, or larger than ``limit``."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
     except FileNotFoundError:
@@ -53,11 +53,18 @@ def read_secret(path: str) -> bytes:
         if st.st_mode & 0o077:
             raise UnsafePath(path, f"has mode {stat.S_IMODE(st.st_mode):04o}; a secret must be 0600 "
                                    f"(chmod 600 {path})")
-        data = os.read(fd, MAX_SECRET + 1)
+        data = os.read(fd, limit + 1)
     finally:
         os.close(fd)
-    if len(data) > MAX_SECRET:
-        raise UnsafePath(path, f"holds more than {MAX_SECRET} bytes; expected one secret")
+    if len(data) > limit:
+        raise UnsafePath(path, f"holds more than {limit} bytes")
+    return data
+
+
+def read_secret(path: str) -> bytes:
+    """The secret held in ``path`` (surrounding white space dropped); raises UnsafePath when the file
+    is not private (``read_private``), empty, shorter than MIN_SECRET or longer than MAX_SECRET bytes."""
+    data = read_private(path, MAX_SECRET)
     secret = data.strip()
     if len(secret) < MIN_SECRET:
         raise UnsafePath(path, f"holds {len(secret)} bytes; a secret needs at least {MIN_SECRET} "
