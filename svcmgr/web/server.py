@@ -48,7 +48,7 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # "no-referrer" would make a form post's Origin "null"
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
@@ -240,7 +240,7 @@ class Dashboard:
             csrf=session.csrf if session else "", actions=self.cfg.actions and session is not None,
             can_login=bool(self.cfg.users), flash=flash, back=req.target[:500], path=req.path,
             last_id=hub.next_id - 1 if hub else 0,
-            feed=[m for m in list(hub.ring)[-15:] if m.event in ("state", "case", "vrrp", "lb")] if hub else [],
+            feed=list(hub.ring)[-15:] if hub else [],
             act=act, to_json=lambda v: json.dumps(v, indent=1, default=str))
         return Response(status, body.encode(), {"Content-Type": "text/html; charset=utf-8"})
 

@@ -17,6 +17,7 @@ import collections
 import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,10 +49,23 @@ class Message:
 
 
 def message_for(ev: Event) -> tuple[str, dict[str, Any]] | None:
-    """The page-facing projection of a bus event (event name, data), or None for events pages ignore."""
+    """The page-facing projection of a bus event (event name, data with a ``text`` line for the
+    pages' event list), or None for events pages ignore."""
+    got = _project(ev)
+    if got is None:
+        return None
+    name, d = got
+    what = d.get("state") or d.get("what") or ""
+    who = d.get("fmri") or d.get("resource") or (f"case {d['uuid']}" if d.get("uuid") else "")
+    reason = f": {d['reason']}" if d.get("reason") and d.get("state") not in ("online", None) else ""
+    d["text"] = f"{time.strftime('%H:%M:%S', time.localtime(ev.time))} {who} {what}{reason}".strip()
+    return name, d
+
+
+def _project(ev: Event) -> tuple[str, dict[str, Any]] | None:
     cls = ev.cls
     if cls == "svc.state.deleted" or cls.startswith("svc.config."):
-        return "topology", {"fmri": ev.resource, "time": ev.time}
+        return "topology", {"fmri": ev.resource, "what": cls.rsplit(".", 1)[1], "time": ev.time}
     if cls.startswith("svc.state."):
         d = ev.data
         reason = d.get("reason")

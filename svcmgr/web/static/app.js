@@ -56,9 +56,6 @@
     feed.insertBefore(li, feed.firstChild);
     while (feed.children.length > FEED_MAX) feed.removeChild(feed.lastChild);
   }
-  function clock(t) {
-    return new Date(t * 1000).toTimeString().slice(0, 8);
-  }
 
   const last = body.dataset.lastId || "0";
   const es = new EventSource("/events?last=" + encodeURIComponent(last));
@@ -71,15 +68,11 @@
       fn(d, e.lastEventId);
     });
   }
-  on("state", function (d, id) {
-    patchState(d);
-    addFeed(id, clock(d.time) + " " + d.fmri + " " + d.state + (d.reason ? ": " + d.reason : ""));
-    refresh();
-  });
-  on("topology", function () { refresh(); });
-  on("case", function (d, id) { addFeed(id, clock(d.time) + " case " + d.uuid + " " + d.what); refresh(); });
-  on("vrrp", function (d, id) { addFeed(id, clock(d.time) + " " + d.resource + " " + d.state); refresh(); });
-  on("lb", function (d, id) { addFeed(id, clock(d.time) + " " + d.resource + " " + d.state); refresh(); });
+  on("state", function (d, id) { patchState(d); addFeed(id, d.text); refresh(); });
+  on("topology", function (d, id) { addFeed(id, d.text); refresh(); });
+  on("case", function (d, id) { addFeed(id, d.text); refresh(); });
+  on("vrrp", function (d, id) { addFeed(id, d.text); refresh(); });
+  on("lb", function (d, id) { addFeed(id, d.text); refresh(); });
   on("reset", function () { refresh(); });
 
   // a confirmation before the actions that take a service down
