@@ -14,10 +14,13 @@ import logging
 import time
 from typing import Any
 
+import aiomqtt
+
 from svcmgr import fmri as fmri_mod
 from svcmgr import mqtt_topics as wire
 from svcmgr.api import Api, ApiError, Caller
 from svcmgr.draw.layout import graph_svg
+from svcmgr.fleet import read_retained
 from svcmgr.web.svgcheck import SvgRefused, check_svg
 
 __all__ = ["Views"]
@@ -114,8 +117,6 @@ class Views:
 
     # ------------------------------------------------------------ fleet
     async def _retained(self) -> tuple[dict[str, bytes], bool]:
-        from svcmgr.fleet import read_retained  # aiomqtt: only when a fleet page is asked for
-
         async with self._fleet_lock:
             now = time.monotonic()
             if self._fleet is None or now - self._fleet[0] > FLEET_TTL:
@@ -132,7 +133,7 @@ class Views:
                                    "nodes retain on the broker", "nodes": []}
         try:
             retained, complete = await self._retained()
-        except Exception as e:  # aiomqtt.MqttError and OSError: the broker is away
+        except (aiomqtt.MqttError, OSError, TimeoutError) as e:
             return {"unavailable": f"cannot read the broker {self.mqtt.broker}: {e}", "nodes": []}
         nodes: dict[str, dict[str, Any]] = {}
 

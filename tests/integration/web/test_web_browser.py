@@ -8,11 +8,11 @@ module, so the tests run in file order. Screenshots go to .pytest_cache/web-shot
 
 from __future__ import annotations
 
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import os
 import signal
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote
 
 import pytest
@@ -197,7 +197,6 @@ def test_faults_page_shows_the_case_its_article_and_impacted_services(node, brow
 
 
 def test_an_action_button_works_as_the_logged_in_user_with_that_users_rights(node, browser):
-    from selenium.webdriver.common.by import By
 
     _login(browser, node, "nobody", NOBODY_SECRET, f"/instance?fmri={quote(DELEGATED)}")
     before = node.info(DELEGATED)["stime_epoch"]
@@ -262,7 +261,6 @@ def test_cross_origin_posts_and_actions_by_get_are_refused(node, browser):
 
 
 def test_with_actions_off_the_buttons_are_absent_and_a_post_is_refused(node, browser):
-    from selenium.webdriver.common.by import By
 
     node.web_config(False)
     node.call("reload")

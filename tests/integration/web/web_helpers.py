@@ -6,13 +6,13 @@ never a downloaded build (``SE_OFFLINE`` keeps Selenium Manager from fetching an
 
 from __future__ import annotations
 
-from http.client import HTTPConnection
 import os
 import shutil
 import socket
 import tempfile
 import textwrap
 import time
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
