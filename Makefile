@@ -19,9 +19,10 @@ venv: $(STAMP)
 deps:
 	@scripts/install-debian-deps
 
-# The daemon on the demo stack, all state under .demo/, no root needed.
+# The daemon on the demo stack, all state under .demo/, no root needed; its dashboard (read-only) on
+# http://127.0.0.1:9465/.
 demo: venv
-	$(BIN)/svcmgrd --root .demo --manifests manifests/examples
+	$(BIN)/svcmgrd --root .demo --manifests manifests/examples --web 127.0.0.1:9465
 
 test: venv deps
 	$(BIN)/ruff check .
