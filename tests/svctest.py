@@ -7,6 +7,7 @@ Tests import these with ``from svctest import ...`` (a module name of its own: e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -224,3 +225,29 @@ def _alive_marked(root: Path) -> list[int]:
 
 def read_json(text: str) -> Any:
     return json.loads(text)
+
+
+@contextlib.contextmanager
+def private_daemon() -> Iterator[Daemon]:
+    """A daemon (not started) on a fresh short root, for a module's tests to share; stopped afterwards,
+    checked for processes left behind, its root removed."""
+    root = _short_root()
+    os.chmod(root, 0o755)
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(root / "xdg"), PYTHONUNBUFFERED="1")
+    env.pop("SVCMGR_ROOT", None)
+    env.pop("NOTIFY_SOCKET", None)
+    d = Daemon(root, env)
+    try:
+        yield d
+    finally:
+        with contextlib.suppress(Exception):
+            d.stop()
+        if os.environ.get("SVCMGR_DAEMON_LOG"):  # print the end of its log (so many characters)
+            print(d.log_text()[-int(os.environ["SVCMGR_DAEMON_LOG"]):])
+        left = _alive_marked(root)
+        for pid in left:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        if not left:
+            shutil.rmtree(root, ignore_errors=True)
+        assert not left, f"processes left behind: {left}"

@@ -8,18 +8,15 @@ is up at once; ``either`` needs slow or fast; ``stuck`` needs a service that is 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from svctest import REPO, Daemon, _alive_marked, _short_root, wait_until
+from svctest import REPO, Daemon, private_daemon, wait_until
 
 SVG = "{http://www.w3.org/2000/svg}"
 SLOW = ("import os, socket, time; time.sleep(1); s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); "
@@ -54,27 +51,12 @@ INSTANCES = {f"svc:/{n}:default" for n in ("t/slow", "t/dep", "t/fast", "t/eithe
 @pytest.fixture(scope="module")
 def known():
     """One daemon on the known graph for the whole module (its boot is what the tests look at)."""
-    root = _short_root()
-    os.chmod(root, 0o755)
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(root / "xdg"), "PYTHONUNBUFFERED": "1"}
-    env.pop("SVCMGR_ROOT", None)
-    env.pop("NOTIFY_SOCKET", None)
-    d = Daemon(root, env)
-    for name, text in MANIFESTS.items():
-        d.manifest(name, text)
-    d.start()
-    d.wait_state("svc:/milestone/t:default", "online")
-    try:
+    with private_daemon() as d:
+        for name, text in MANIFESTS.items():
+            d.manifest(name, text)
+        d.start()
+        d.wait_state("svc:/milestone/t:default", "online")
         yield d
-    finally:
-        d.stop()
-        left = _alive_marked(root)
-        for pid in left:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        if not left:
-            shutil.rmtree(root, ignore_errors=True)
-        assert not left, f"processes left behind: {left}"
 
 
 def svcs_json(d: Daemon, *args: str):

@@ -16,7 +16,7 @@ from svctest import wait_until
 from web_helpers import HOSTILE, free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "export"))
-from export_helpers import Broker  # noqa: E402  (the broker of the MQTT tests, reused)
+from export_helpers import Broker  # the broker of the MQTT tests, reused
 
 pytestmark = pytest.mark.timeout(120)
 
