@@ -18,7 +18,7 @@ from typing import Any
 
 from svcmgr.manifest import property_type
 from svcmgr.security import KEYS as SECURITY_KEYS
-from svcmgr.smfxml.translate import CREDENTIAL_KEYS, IGNORED_CONTEXT, SVCMGR_SECTIONS, XML_LANG
+from svcmgr.smfxml.translate import CREDENTIAL_KEYS, EXTRA_CONTEXT, IGNORED_CONTEXT, SVCMGR_SECTIONS, XML_LANG
 
 __all__ = ["export"]
 
@@ -112,8 +112,6 @@ def _context(parent: ET.Element, table: dict[str, Any], kept: dict[str, Any], *,
         cred["user"] = str(table["user"])
     if table.get("group"):
         cred["group"] = str(table["group"])
-    if table.get("capabilities"):  # SMF has no element for them: named in privileges, as svcmgr reads them
-        table = {**table, "privileges": ",".join([table.get("privileges") or "basic", *table["capabilities"]])}
     for a, key in CREDENTIAL_KEYS.items():
         v = table.get(key)
         if v:
@@ -129,6 +127,28 @@ def _context(parent: ET.Element, table: dict[str, Any], kept: dict[str, Any], *,
         me = ET.SubElement(mc, "method_environment")
         for k, v in env.items():
             ET.SubElement(me, "envvar", name=str(k), value=_text(v))
+
+
+def _extra_context(table: dict[str, Any]) -> list[tuple[str, str, list[Any]]]:
+    """(name, type, values) of the context keys SMF has no attribute for (translate.EXTRA_CONTEXT)."""
+    out: list[tuple[str, str, list[Any]]] = []
+    for key in EXTRA_CONTEXT:
+        v = table.get(key)
+        if v is None:
+            continue
+        if key == "rlimits":
+            vals = []
+            for name, lim in v.items():
+                soft, hard = (lim, lim) if not isinstance(lim, list) else lim
+                vals.append(f"{name}={_text(soft)}" + ("" if hard == soft else f":{_text(hard)}"))
+            out.append((key, "astring", vals))
+        elif key == "no_new_privileges":
+            out.append((key, "boolean", [bool(v)]))
+        elif key == "capabilities":
+            out.append((key, "astring", list(v)))
+        else:
+            out.append((key, "astring", [_text(v)]))
+    return out
 
 
 def _split_kept(props: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -197,6 +217,8 @@ class _Writer:
             props = self.props.pop(name, {}) if name not in self.pg_types else {}
             kept, rest = _split_kept(props)
             _context(em, m, kept)
+            for pname, ptype, vals in _extra_context(m):
+                _prop(em, pname, ptype, vals, as_list=ptype == "astring" and pname != "umask")
             _props_into(em, rest)
         for pg, ptype in list(self.pg_types.items()):
             if ptype != "method" or pg not in self.props:
@@ -231,6 +253,11 @@ class _Writer:
         for sec in SVCMGR_SECTIONS:
             if self.t.get(sec):
                 self._svcmgr_pg(sec, self.t[sec])
+        extra = _extra_context(self.t)
+        if extra:
+            g = ET.SubElement(self.el, "property_group", name="context", type="svcmgr")
+            for pname, ptype, vals in extra:
+                _prop(g, pname, ptype, vals, as_list=ptype == "astring" and pname != "umask")
         if self.service:
             for key, value in self.t.items():
                 if key not in _NOT_EXTENSIONS:

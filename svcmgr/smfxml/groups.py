@@ -16,11 +16,37 @@ from typing import Any
 
 from svcmgr.manifest import PROP_TYPES, check_property_value
 
-__all__ = ["SVCMGR_SECTIONS", "GroupsMixin"]
+__all__ = ["EXTRA_CONTEXT", "SVCMGR_SECTIONS", "GroupsMixin", "context_keys"]
 
 #: svcmgr sections without an SMF element; they travel as property groups of type "svcmgr".
 SVCMGR_SECTIONS = ("readiness", "health", "log", "resources")
+#: Context keys SMF has no attribute for: properties of the method's group (an exec_method's
+#: propvals), or of a ``context`` group of type svcmgr for a service or instance.
+EXTRA_CONTEXT = ("capabilities", "no_new_privileges", "umask", "rlimits")
 _DURATIONS = {"contract": "contract", "transient": "transient", "child": "child", "wait": "child"}
+
+
+def context_keys(props: dict[str, list[Any]]) -> dict[str, Any]:
+    """The manifest keys of EXTRA_CONTEXT properties (``rlimits`` values are ``name=soft[:hard]``);
+    what cannot be read is passed on as written, for the validator to name."""
+    out: dict[str, Any] = {}
+    for key, values in props.items():
+        if key == "rlimits":
+            limits: dict[str, Any] = {}
+            for v in values:
+                name, _, pair = str(v).partition("=")
+                soft, _, hard = pair.partition(":")
+                limits[name] = [_number(soft), _number(hard or soft)]
+            out[key] = limits
+        elif key == "capabilities":
+            out[key] = [str(v) for v in values]
+        else:
+            out[key] = values[0] if len(values) == 1 else values
+    return out
+
+
+def _number(v: str) -> Any:
+    return int(v) if v.isdigit() else v
 
 
 def _tag(el: ET.Element) -> str:
@@ -80,6 +106,12 @@ class GroupsMixin:
                 else:
                     table[name] = values[0]
             self.data[pg] = table
+            return
+        if pg == "context":  # the context keys SMF has no attribute for (translate.EXTRA_CONTEXT)
+            for ch, name, _ptype, _values in items:
+                if name not in EXTRA_CONTEXT:
+                    ctx.error(ch, f"context/{name}: not a context key (known: {', '.join(EXTRA_CONTEXT)})")
+            self.data.update(context_keys({name: values for _, name, _, values in items if name in EXTRA_CONTEXT}))
             return
         if self.is_instance:
             ctx.error(el, f"a property group of type svcmgr named {pg!r} belongs to the service, not an instance")

@@ -21,10 +21,11 @@ from typing import Any
 
 from svcmgr.manifest import METHODS
 from svcmgr.schema import FieldError
-from svcmgr.smfxml.groups import SVCMGR_SECTIONS, GroupsMixin
+from svcmgr.smfxml.groups import EXTRA_CONTEXT, SVCMGR_SECTIONS, GroupsMixin, context_keys
 from svcmgr.smfxml.safe import Parsed
 
-__all__ = ["CONTEXT_PROPS", "CREDENTIAL_KEYS", "IGNORED_CONTEXT", "SVCMGR_SECTIONS", "Translation", "translate"]
+__all__ = ["CONTEXT_PROPS", "CREDENTIAL_KEYS", "EXTRA_CONTEXT", "IGNORED_CONTEXT", "SVCMGR_SECTIONS", "Translation",
+           "context_keys", "translate"]
 
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 #: method_context attributes that have no meaning on Linux (svcmgr's [resources] take their place).
@@ -379,6 +380,11 @@ class _Entity(GroupsMixin):
             if not unrunnable:
                 self.note(f"method {name!r} (svcmgr runs only start, stop and refresh)")
         self._nested_props(el, name, allowed=("method_context",))
+        if name in METHODS and not unrunnable:
+            props = self.data.get("properties", {}).get(name, {})
+            m.update(context_keys({k: props.pop(k)["values"] for k in EXTRA_CONTEXT if k in props}))
+            if name in self.data.get("properties", {}) and not props:
+                del self.data["properties"][name]
 
     def method_context(self, el: ET.Element) -> None:
         self._context(el, self.data, pg="method_context")

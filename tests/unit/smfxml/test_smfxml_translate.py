@@ -337,14 +337,18 @@ def test_smf_section_in_toml_is_validated() -> None:
 
 def test_privileges_and_limits_survive_export_both_ways(tmp_path: Path) -> None:
     data = {"name": "site/p", "user": "nobody", "privileges": "basic,net_privaddr", "capabilities": ["CAP_NET_RAW"],
-            "supplemental_groups": ["adm", "nogroup"], "resources": {"memory": 1 << 26, "tasks": 8},
-            "methods": {"start": {"exec": "sleep 1", "limit_privileges": "basic,net_privaddr,net_rawaccess"}}}
+            "supplemental_groups": ["adm", "nogroup"], "umask": "027", "no_new_privileges": False,
+            "rlimits": {"nofile": [256, 512], "core": 0}, "resources": {"memory": 1 << 26, "tasks": 8},
+            "methods": {"start": {"exec": "sleep 1", "limit_privileges": "basic,net_privaddr,net_rawaccess",
+                                  "rlimits": {"stack": "unlimited"}, "umask": "077"}},
+            "instances": {"default": {"no_new_privileges": True}}}
     spec = parse_service(data, "/m/p.toml")
     xml = export_xml(spec.to_dict())
-    assert "privileges=\"basic,net_privaddr,CAP_NET_RAW\"" in xml and "supp_groups=\"adm,nogroup\"" in xml
+    assert "privileges=\"basic,net_privaddr\"" in xml and "supp_groups=\"adm,nogroup\"" in xml
+    assert "<property_group name=\"context\" type=\"svcmgr\">" in xml
     (back,) = load_bytes(xml.encode(), str(tmp_path / "p.xml"))
     a, b = resolve_instance(spec, "default"), resolve_instance(back, "default")
-    assert a.resources == b.resources
-    sa, sb = a.method_context("start").security, b.method_context("start").security
-    assert sa.granted() == sb.granted() and sa.limit() == sb.limit()
-    assert sb.supplemental_groups == ("adm", "nogroup")
+    assert a.resources == b.resources and a.context.security == b.context.security
+    assert a.method_context("start").security == b.method_context("start").security
+    assert b.method_context("start").security.rlimits["core"] == (0, 0)
+    assert back.warnings == ()
