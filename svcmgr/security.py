@@ -187,8 +187,8 @@ def _limit_value(name: str, v: Any, size: bool) -> int:
     if isinstance(v, str) and v.strip().lower() in ("unlimited", "infinity"):
         return INFINITY
     if size and isinstance(v, str):
-        return parse_size(v)
-    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        v = parse_size(v)
+    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 63:
         return v
     raise ValueError(f"expected a number{', a size' if size else ''} or \"unlimited\", got {v!r}")
 

@@ -99,6 +99,7 @@ def test_context_fields_merge_method_over_instance_over_service() -> None:
     ({"umask": "0800"}, "umask: expected an octal mode"),
     ({"rlimits": {"nofile": "many"}}, "rlimits.nofile: expected a number or \"unlimited\""),
     ({"rlimits": {"stack": ["1M", "2M", "3M"]}}, "rlimits.stack: expected one value or [soft, hard]"),
+    ({"rlimits": {"nofile": 2**70}}, "rlimits.nofile: expected a number or \"unlimited\""),
     ({"resources": {"memory": "1k"}}, "resources.memory: 1000 bytes is below"),
     ({"resources": {"cpu": "lots"}}, "resources.cpu: expected a number of CPUs"),
     ({"resources": {"tasks": 0}}, "resources.tasks: 0 is out of range"),
