@@ -77,12 +77,21 @@ def proc_table() -> dict[int, ProcInfo]:
     return out
 
 
-def read_marker(pid: int) -> str | None:
+def _environ(pid: int) -> bytes:
+    """A process's environment block; empty when it cannot be read, or the process is exiting
+    (its memory is released before its children are handed to the subreaper)."""
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
-            env = f.read()
+            return f.read()
     except OSError:
-        return None
+        return b""
+
+
+def read_marker(pid: int) -> str | None:
+    return _marker_in(_environ(pid))
+
+
+def _marker_in(env: bytes) -> str | None:
     key = MARKER.encode() + b"="
     for item in env.split(b"\0"):
         if item.startswith(key):
@@ -230,8 +239,9 @@ class Contract:
                     continue
             except ProcessLookupError:
                 continue
-            if read_marker(p) == self.marker:
-                return False
+            env = _environ(p)
+            if not env or _marker_in(env) == self.marker:
+                return False  # ours, or exiting while its children are handed over: the scan decides
         return True
 
     def _claim(self, tbl: dict[int, ProcInfo], daemon_pid: int) -> set[int]:
@@ -256,6 +266,14 @@ class Contract:
                 mine.add(p)
                 for c in children.get(p, ()):
                     mine.add(c)
+            elif not _environ(p):
+                # Exiting (its memory is gone, so no marker to read): its children are on their way
+                # to the subreaper. Those carrying our marker are ours already, or a sweep taken
+                # in this window would find the contract empty while its daemon lives.
+                for c in children.get(p, ()):
+                    if read_marker(c) == self.marker:
+                        mine.add(c)
+                        mine.update(children.get(c, ()))
         return mine
 
     def _cgroup_procs(self) -> set[int]:

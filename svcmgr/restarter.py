@@ -239,6 +239,11 @@ class Restarter:
             self._forget(inst)
         else:
             self._monitor(inst, main)
+            if not inst.monitoring:
+                # Every process ended as soon as the start method returned: the contract reported
+                # empty before the instance was online, so the start failed (and is retried).
+                return StartResult(Outcome.RETRY, "all processes of the service exited as soon as it started",
+                                   result.status, result.code)
         return result
 
     @staticmethod
@@ -368,8 +373,15 @@ class Restarter:
         for inst in list(self.monitored):
             inst.reaped.set()
             c = inst.contract
-            if c is not None and not inst.stopping and not self._main_pending(c) and c.empty():
+            if c is None or inst.stopping or self._main_pending(c):
+                continue
+            if c.empty():
                 self._report(inst, "empty", "all processes exited", None)
+                continue
+            # Members a scan found (a daemon's orphans found by their marker) are known from now on,
+            # so that a signal that ends one is reported as that process's death, not missed.
+            for p in c.members:
+                self.pid_owner.setdefault(p, inst)
 
     @staticmethod
     def _main_pending(c: Contract) -> bool:

@@ -35,6 +35,22 @@ def test_transient_service_runs_once_and_stays_online(daemon, tmp_path):
     assert count.read_text().split() == ["run", "stop"]
 
 
+def test_contract_service_whose_processes_all_exit_at_start_is_not_left_online(daemon, tmp_path):
+    # A contract service whose start method returns 0 and leaves nothing running has failed to
+    # start: it is retried and ends in maintenance, never shown online with no process to watch.
+    runs = tmp_path / "runs"
+    daemon.manifest("gone.toml", f"""
+        name = "t/gone"
+        [methods.start]
+        exec = "echo run >> {runs}"
+        """)
+    daemon.start()
+    daemon.wait_state("svc:/t/gone:default", "maintenance")
+    assert len(runs.read_text().split()) == 3
+    out = daemon.cli("svcs", "-x", "gone", check=True).stdout
+    assert "exited as soon as it started" in out
+
+
 def test_child_is_restarted_on_every_exit_at_most_once_a_second(daemon, tmp_path):
     runs = tmp_path / "runs"
     daemon.manifest("child.toml", f"""
