@@ -62,6 +62,8 @@ def test_finding_1_a_value_grant_cannot_change_the_method_or_whom_it_runs_as(dae
     attempts = {
         "start/user": "root", "start/group": "root", "start/exec": evil, "start/working_directory": "/root",
         "start/environment": "LD_PRELOAD=/tmp/evil.so", "startd/duration": "transient", "restart/limit": "1000",
+        "start/privileges": "all", "start/limit_privileges": "all", "start/no_new_privileges": "false",
+        "start/supp_groups": "root", "method_context/privileges": "all", "resources/memory": "1",
     }
     refused = {}
     for prop, value in attempts.items():
@@ -70,6 +72,9 @@ def test_finding_1_a_value_grant_cannot_change_the_method_or_whom_it_runs_as(dae
     after = _restart_and_wait(daemon, attacker, before, proof)
     assert not proof.exists(), f"the delegated user ran a command as uid {proof.read_text().strip()}"
     assert _uid_of(after[0]) == 65534, "the service no longer runs as the user its manifest names"
+    with open(f"/proc/{after[0]}/status") as f:
+        status = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+    assert int(status["CapEff"], 16) == 0 and status["NoNewPrivs"] == "1", "the service gained privileges"
     for prop, (code, err) in refused.items():
         assert code == 1 and "permission denied" in err and "needs root" in err, (prop, code, err)
     assert "start is a method property group" in refused["start/exec"][1]
