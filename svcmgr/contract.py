@@ -11,7 +11,10 @@ Two kinds, chosen once at daemon start:
   group; since the daemon is a child subreaper, a process that leaves the group
   (``setsid`` of a double-forking daemon) still becomes the daemon's child when its
   parent exits, and is claimed by descent or by the ``SVCMGR_CONTRACT`` marker in its
-  environment.
+  environment. The marker only tells which contract such a child belongs to: the
+  kernel must tie the process to the daemon first (a child of the subreaper is a
+  descendant of one of its contracts). Anyone can put the marker in an environment; a
+  process elsewhere (a child of init) is never claimed by it.
 
 A contract knows nothing about services or states: the restarter asks it to spawn,
 to list, to signal, and whether it is empty.
@@ -226,10 +229,10 @@ class Contract:
         return self.members
 
     def _no_escapee(self, daemon_pid: int) -> bool:
-        """True when no child of the daemon or of init may be ours (the rule ``_claim`` applies to
-        them, asked with getpgid/getsid instead of reading /proc for every process); False when one
-        carries our marker or the children cannot be listed, and the full scan must decide."""
-        kids = _children_of(daemon_pid, 1)
+        """True when no child of the daemon may be ours (the rule ``_claim`` applies to them, asked with
+        getpgid/getsid instead of reading /proc for every process); False when one carries our marker
+        or the children cannot be listed, and the full scan must decide."""
+        kids = _children_of(daemon_pid)
         if kids is None:
             return False
         for p in kids:
@@ -258,8 +261,8 @@ class Contract:
                     mine.add(c)
                     stack.append(c)
         for p, i in tbl.items():
-            if p in mine or i.ppid not in (daemon_pid, 1):
-                continue
+            if p in mine or i.ppid != daemon_pid:
+                continue  # the marker confirms only what the kernel ties to us: a child of the subreaper
             if i.pgid != self.pgid and i.pgid in _LIVE_GROUPS and i.sid != p:
                 continue  # in another contract's group, no session of its own: that contract's
             if read_marker(p) == self.marker:
