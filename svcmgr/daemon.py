@@ -35,11 +35,12 @@ from svcmgr.control import Control
 from svcmgr.engine import Engine
 from svcmgr.manifest import ManifestErrors, ServiceSpec, load_file
 from svcmgr.observe import Observe
-from svcmgr.paths import Paths, registration_file
+from svcmgr.paths import Paths, register, unregister
 from svcmgr.probes import NotifySocket
 from svcmgr.reaper import Reaper
 from svcmgr.repository import Repository
 from svcmgr.restarter import Restarter
+from svcmgr.safefs import open_own
 from svcmgr.schema import FieldErrors
 from svcmgr.sdnotify import Notifier
 from svcmgr.states import RUNNING
@@ -102,7 +103,7 @@ class Daemon:
         self.is_ready = False
 
     def _lock(self) -> int:
-        fd = os.open(self.paths.pidfile, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = open_own(self.paths.pidfile, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -327,21 +328,16 @@ class Daemon:
     def _register(self) -> None:
         if self.paths.root is None or self.args.no_register:
             return
-        path = registration_file()
-        with contextlib.suppress(OSError):
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            tmp = f"{path}.{os.getpid()}"
-            with open(tmp, "w") as f:
-                f.write(self.paths.root + "\n")
-            os.replace(tmp, path)
+        try:
+            register(self.paths.root)
+        except OSError as e:
+            log.warning("--root %s is not recorded for the commands (use --root or SVCMGR_ROOT with them): %s",
+                        self.paths.root, e)
 
     def _unregister(self) -> None:
         if self.paths.root is None or self.args.no_register:
             return
-        path = registration_file()
-        with contextlib.suppress(OSError), open(path) as f:
-            if f.read().strip() == self.paths.root:
-                os.unlink(path)
+        unregister(self.paths.root)
 
 
 async def _guarded(c: Component) -> None:

@@ -17,9 +17,13 @@ import re
 import time
 from collections.abc import Callable
 
+from svcmgr.safefs import open_own
+
 __all__ = ["InstanceLog", "framework_line", "tail"]
 
 _MAX_PARTIAL = 64 * 1024
+#: Logs are the daemon's and its group's to read (a service may print what others must not see).
+LOG_MODE = 0o640
 _PIPE_SIZE = 256 * 1024
 
 
@@ -60,20 +64,20 @@ class InstanceLog:
             os.mkfifo(self.fifo, 0o600)
         except FileExistsError:
             pass
-        self._fd = os.open(self.fifo, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        self._fd = open_own(self.fifo, os.O_RDWR | os.O_NONBLOCK, 0o600)
         with contextlib.suppress(OSError):
             fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
         loop.add_reader(self._fd, self._readable)
         self._readable()  # drain what waited while no daemon ran
 
     def _open_file(self) -> None:
-        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held for the instance's life
-        self._size = self._file.tell()
+        fd = open_own(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_MODE)
+        self._file = os.fdopen(fd, "ab", buffering=0)  # held for the instance's life
+        self._size = self._file.seek(0, os.SEEK_END)
 
     def writer_fd(self) -> int:
         """A new blocking descriptor for a child's stdout and stderr (the caller closes it after spawning)."""
-        fd = os.open(self.fifo, os.O_RDWR | os.O_CLOEXEC)
-        return fd
+        return os.open(self.fifo, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
 
     def note(self, message: str) -> None:
         """A framework line: what the restarter did."""
@@ -141,7 +145,7 @@ class InstanceLog:
         self._file.close()
         if self.keep <= 0:
             with contextlib.suppress(OSError):
-                os.truncate(self.path, 0)
+                os.close(open_own(self.path, os.O_WRONLY | os.O_TRUNC, LOG_MODE))
         else:
             for i in range(self.keep - 1, 0, -1):
                 src = f"{self.path}.{i}"

@@ -3,14 +3,25 @@
 The commands find the daemon through ``--root DIR``, then ``SVCMGR_ROOT``, then the
 system socket, then the folder that the last daemon started with ``--root`` by this
 user registered (so a second shell needs no flags).
+
+The state folders must be the daemon's own (``svcmgr.safefs``): a ``--root`` that
+another user made, or can write to, is refused with the reason, and an existing one
+keeps its mode. The registration lives in ``$XDG_RUNTIME_DIR/svcmgr``, else in
+``/tmp/svcmgr-UID/svcmgr``, and is written and believed only when each of those folders
+is the user's own with no access for anyone else (checked with ``lstat``): a folder
+another user created first in ``/tmp`` is ignored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from dataclasses import dataclass
 
-__all__ = ["Paths", "registration_file", "resolve_root", "shipped"]
+from svcmgr.safefs import UnsafePath, check_dir, check_parents, make_dir
+
+__all__ = ["Paths", "read_registration", "register", "registration_dir", "resolve_root", "shipped", "unregister"]
 
 SYSTEM_RUN = "/run/svcmgr"
 SYSTEM_LIB = "/var/lib/svcmgr"
@@ -56,17 +67,69 @@ class Paths:
         return os.path.join(self.log, f"{log_name}.log")
 
     def make(self) -> None:
-        for d in (self.run, self.lib, self.log, self.fifos):
-            os.makedirs(d, exist_ok=True)
+        """Create the state folders, or check that the existing ones are the daemon's own and no one
+        else may write to them; raises UnsafePath saying which and why. An existing folder keeps
+        its mode."""
+        top = self.root if self.root is not None else self.run
+        check_parents(top)
         if self.root is not None:
-            os.chmod(self.root, 0o755)
-        os.chmod(self.run, 0o755)
+            make_dir(self.root, 0o755)
+        else:
+            for d in (self.lib, self.log):
+                check_parents(d)
+        for d, mode in ((self.run, 0o755), (self.lib, 0o700), (self.log, 0o755), (self.fifos, 0o700)):
+            make_dir(d, mode)
 
 
-def registration_file() -> str:
-    """Per-user file naming the root of the daemon this user started last."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/svcmgr-{os.getuid()}"
-    return os.path.join(base, "svcmgr", "root")
+def registration_dir(*, create: bool = False) -> str:
+    """This user's private folder for the registration; raises UnsafePath when it (or the folder above
+    it) is not a folder of this user's that no one else may enter."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    base = xdg or f"/tmp/svcmgr-{os.getuid()}"
+    folder = os.path.join(base, "svcmgr")
+    for d in (base, folder):
+        if create:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(d, 0o700)
+        check_dir(d, private=True, uid=os.getuid())
+    return folder
+
+
+def register(root: str) -> None:
+    """Record ``root`` as the daemon this user started last (raises OSError, UnsafePath saying why not)."""
+    path = os.path.join(registration_dir(create=True), "root")
+    tmp = f"{path}.{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # left by an earlier process of this pid
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, (root + "\n").encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def read_registration() -> str | None:
+    """The root this user registered last, if its folders and file are the user's own; else None."""
+    try:
+        path = os.path.join(registration_dir(), "root")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+            return None
+        return os.read(fd, 4096).decode(errors="replace").strip() or None
+    finally:
+        os.close(fd)
+
+
+def unregister(root: str) -> None:
+    """Forget ``root`` if it is still this user's registration."""
+    if read_registration() == root:
+        with contextlib.suppress(OSError, UnsafePath):
+            os.unlink(os.path.join(registration_dir(), "root"))
 
 
 def resolve_root(flag: str | None) -> Paths:
@@ -79,11 +142,7 @@ def resolve_root(flag: str | None) -> Paths:
     system = Paths.for_root(None)
     if os.path.exists(system.socket):
         return system
-    try:
-        with open(registration_file()) as f:
-            root = f.read().strip()
-    except OSError:
-        return system
+    root = read_registration()
     if root and os.path.exists(Paths.for_root(root).socket):
         return Paths.for_root(root)
     return system

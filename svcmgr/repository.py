@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from svcmgr.safefs import open_own
 
 __all__ = ["InstanceRecord", "Repository", "ServiceRecord", "transaction"]
 
@@ -87,6 +90,9 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 class Repository:
     def __init__(self, path: str) -> None:
         self.path = path
+        for p in (path, f"{path}-wal", f"{path}-shm"):  # the daemon's alone: they hold method environments
+            if p == path or os.path.lexists(p):
+                os.close(open_own(p, os.O_RDWR | os.O_CREAT, 0o600))
         self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute("PRAGMA synchronous=NORMAL")

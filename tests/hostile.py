@@ -6,7 +6,9 @@ Each ``tests/integration/test_hostile_*.py`` plays one trust boundary of
 --clear-groups``) on the system interpreter ``/usr/bin/python3``, never on the test's
 virtualenv: an interpreter under ``/root`` cannot be run by other users, and the
 checkout itself may live in a folder they cannot read. So the session copies the
-packages (the commands need only the standard library) into a 0755 folder of its own.
+packages (the commands need only the standard library; the daemon's few libraries, all
+pure Python, come along so that another user can run a daemon too) into a 0755 folder
+of its own. ``uid=`` runs a program as another unprivileged user (a victim).
 
 Tests that need this skip with the reason when the machine cannot play it: not root,
 no ``setpriv``, no ``/usr/bin/python3`` of at least 3.11.
@@ -15,6 +17,7 @@ no ``setpriv``, no ``/usr/bin/python3`` of at least 3.11.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -32,7 +35,10 @@ __all__ = ["ATTACKER_UID", "Attacker", "raw_call", "why_not"]
 
 ATTACKER_UID = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"
-PACKAGES = ("svcmgr", "fault", "vrrp", "lb")
+PACKAGES = ("svcmgr", "fault", "vrrp", "lb", "manifests")  # manifests: the shipped rules, beside the packages
+#: The daemon's libraries (pure Python, or with a pure fallback), copied from the test's interpreter.
+LIBRARIES = ("networkx", "jinja2", "markupsafe", "aiomqtt", "paho", "prometheus_client", "defusedxml", "tomli_w",
+             "typing_extensions")
 CLI = {"svcs": "svcmgr.cli.svcs", "svcadm": "svcmgr.cli.svcadm", "svccfg": "svcmgr.cli.svccfg",
        "svcprop": "svcmgr.cli.svcprop", "fmadm": "fault.cli.fmadm", "fmdump": "fault.cli.fmdump",
        "fminject": "fault.cli.fminject", "lbadm": "lb.cli.lbadm"}
@@ -62,8 +68,19 @@ class Attacker:
         self.home = Path(tempfile.mkdtemp(prefix="svcmgr-hostile-", dir="/tmp"))
         os.chmod(self.home, 0o755)
         self.lib = self.home / "lib"
+        skip = shutil.ignore_patterns("__pycache__", "*.pyc", "tests")
         for pkg in PACKAGES:
-            shutil.copytree(REPO / pkg, self.lib / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            if (REPO / pkg).is_dir():
+                shutil.copytree(REPO / pkg, self.lib / pkg, ignore=skip)
+        for name in LIBRARIES:
+            spec = importlib.util.find_spec(name)
+            if spec is None or spec.origin is None:
+                continue
+            src = Path(spec.origin)
+            if src.name == "__init__.py":
+                shutil.copytree(src.parent, self.lib / name, ignore=skip)
+            else:
+                shutil.copy(src, self.lib / src.name)
         for dirpath, dirnames, filenames in os.walk(self.home):
             for d in dirnames:
                 os.chmod(os.path.join(dirpath, d), 0o755)
@@ -83,14 +100,16 @@ class Attacker:
         env.update(extra)
         return env
 
-    def argv(self, *args: str) -> list[str]:
-        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", *args]
+    def argv(self, *args: str, uid: int | None = None) -> list[str]:
+        uid = self.uid if uid is None else uid
+        return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *args]
 
     def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
-        """Run a program as the attacker and wait for it."""
-        return subprocess.run(self.argv(*args), capture_output=True, text=True, env=env or self.env(),
-                              cwd=str(self.work), timeout=timeout, input=input, check=False)
+            input: str | None = None, uid: int | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a program as the attacker (or as ``uid``) and wait for it."""
+        return subprocess.run(self.argv(*args, uid=uid), capture_output=True, text=True, env=env or self.env(),
+                              cwd="/" if uid is not None else str(self.work), timeout=timeout, input=input,
+                              check=False)
 
     def cli(self, root: Path, prog: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """One of the commands (``svcadm``, ``svccfg``, ...) as the attacker types it."""
