@@ -37,7 +37,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from fault.cases import CaseStore
-from fault.diagnosis import Diagnosis, EngineTopology
+from fault.diagnosis import Diagnosis, ViewTopology
 from fault.errlog import ErrorLog
 from fault.events import Ereport, validate
 from fault.knowledge import load_knowledge
@@ -56,7 +56,8 @@ class _Inst:
 
 
 class _Engine:
-    """What EngineTopology reads of the daemon's engine: the graph and each instance's state."""
+    """What ViewTopology reads of the daemon's services: closures (cached per graph, as the daemon's
+    ``svcmgr.facade`` does) and each instance's state."""
 
     def __init__(self, services: int) -> None:
         configs = {}
@@ -78,13 +79,25 @@ class _Engine:
         self.graph = Graph(configs)
         self.instances = {f: _Inst() for f in configs}
         self.fmris = sorted(configs)
+        self._closures: dict[tuple[str, tuple[str, ...]], frozenset[str]] = {}
+
+    def instance(self, fmri: str) -> _Inst | None:
+        return self.instances.get(fmri)
+
+    def closure(self, fmri: str, groupings: tuple[str, ...]) -> frozenset[str]:
+        key = (fmri, tuple(groupings))
+        hit = self._closures.get(key)
+        if hit is None:
+            hit = self._closures[key] = frozenset(self.graph.closure(fmri, key[1]))
+        return hit
 
 
 def _diagnosis(engine: _Engine, conn: sqlite3.Connection | None = None) -> Diagnosis:
     kb, _ = load_knowledge()
     rules, errors = load_rules([SHIPPED_RULES], kb)
     assert not errors, errors
-    return Diagnosis(rules, CaseStore(conn), EngineTopology(engine), node="bench", skew=1.0, conn=conn)
+    return Diagnosis(rules, CaseStore(conn), ViewTopology(engine), node="bench", skew=1.0,  # type: ignore[arg-type]
+                     conn=conn)
 
 
 def _ereports(kind: str, n: int, engine: _Engine, rng: random.Random) -> list[Ereport]:

@@ -23,19 +23,20 @@ from typing import Any
 
 from fault.cases import Case, CaseState
 from fault.diagnosis import Change
+from svcmgr.eventclasses import LIST_REPAIRED, LIST_RESOLVED, LIST_SUSPECT, LIST_UPDATED
+from svcmgr.services import InstanceInfo, Services
 
 __all__ = ["NotifyAgent", "RetireAgent"]
 
 log = logging.getLogger("fault.agents")
 
 _MARK = {"degrade": "degraded", "maintenance": "maintenance"}
-_EVENT = {"suspect": "list.suspect", "updated": "list.updated", "repaired": "list.repaired",
-          "resolved": "list.resolved"}
+_EVENT = {"suspect": LIST_SUSPECT, "updated": LIST_UPDATED, "repaired": LIST_REPAIRED, "resolved": LIST_RESOLVED}
 
 
 class RetireAgent:
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
+    def __init__(self, services: Services) -> None:
+        self.services = services
         #: fmri -> uuid of a solved case whose retire action waits for the service to be online
         self.waiting: dict[str, str] = {}
         self.marked = 0
@@ -50,8 +51,8 @@ class RetireAgent:
             return self._unretire(ch.case, ch.unretire)
         return False
 
-    def _instance(self, fmri: str) -> Any:
-        return self.engine.instances.get(fmri) if fmri.startswith("svc:") else None
+    def _instance(self, fmri: str) -> InstanceInfo | None:
+        return self.services.instance(fmri) if fmri.startswith("svc:") else None
 
     def retire(self, case: Case) -> bool:
         if case.state != CaseState.SOLVED:
@@ -65,8 +66,7 @@ class RetireAgent:
                 continue
             state = inst.state.value
             if state == "maintenance" or (inst.next_state is not None and inst.next_state.value == "maintenance"):
-                if self.engine.mark([s.resource], "maintenance", temporary=False, immediate=False,
-                                    by="fault", case=case.uuid):
+                if self.services.mark([s.resource], "maintenance", by="fault", case=case.uuid):
                     case.retired[s.resource] = "annotated"
                     case.note("isolated", f"{s.resource} is in maintenance; its mark now names this case")
                     changed = True
@@ -75,8 +75,7 @@ class RetireAgent:
                 continue
             if what == "degraded" and state == "degraded" and inst.marks.get("degraded", {}).get("case") == case.uuid:
                 continue
-            done = self.engine.mark([s.resource], what, temporary=False, immediate=False, reason=reason,
-                                    by="fault", case=case.uuid)
+            done = self.services.mark([s.resource], what, reason=reason, by="fault", case=case.uuid)
             if done:
                 self.marked += 1
                 if case.retired.get(s.resource) != what:
@@ -90,7 +89,7 @@ class RetireAgent:
         for f in case.impacted:
             inst = self._instance(f)
             if inst is not None and inst.state.value == "maintenance" and \
-                    self.engine.mark([f], "maintenance", temporary=False, immediate=False, by="fault", case=case.uuid):
+                    self.services.mark([f], "maintenance", by="fault", case=case.uuid):
                 case.retired.setdefault(f, "annotated")
                 case.note("isolated", f"impacted {f} is in maintenance; its mark now names this case")
                 changed = True
@@ -124,7 +123,7 @@ class RetireAgent:
             ours = m.get("case") == case.uuid or (f in suspects and not m.get("case") and m.get("by") == "restarter")
             if not ours:
                 continue
-            if self.engine.clear([f]):
+            if self.services.clear([f]):
                 self.cleared += 1
                 case.retired.pop(f, None)
                 changed = True

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from svcmgr.repository import transaction
+from svcmgr.db import transaction
 
 __all__ = [
     "ACTIVE",

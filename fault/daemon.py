@@ -36,7 +36,7 @@ from typing import Any
 from fault.agents import NotifyAgent, RetireAgent
 from fault.cases import ACTIVE, Case, CaseEv, CaseState, CaseStore
 from fault.config import FaultConfig
-from fault.diagnosis import Change, Diagnosis, EngineTopology
+from fault.diagnosis import Change, Diagnosis, ViewTopology
 from fault.errlog import ErrorLog
 from fault.events import EreportError, check_resource, validate
 from fault.knowledge import SHIPPED, KnowledgeBase, load_knowledge
@@ -48,8 +48,9 @@ from fault.views import case_view, log_records
 from svcmgr import authz
 from svcmgr.api import ApiError, Caller, arg
 from svcmgr.authz import Right
-from svcmgr.engine import EngineError
+from svcmgr.eventclasses import EREPORT, LIST_UPDATED, SVC_CLEARED, state_class
 from svcmgr.events import Event
+from svcmgr.services import EngineError, Services
 
 __all__ = ["FaultManager", "create"]
 
@@ -76,13 +77,13 @@ class FaultManager:
         self.cfg = cfg
         self.node = ctx.node
         self.clock = ctx.clock
-        self.engine = ctx.engine
+        self.services: Services = ctx.services
         self.kb, self.rules, self.load_errors = _load(cfg)
-        conn = ctx.repo.connection
+        conn = ctx.db
         self.store = CaseStore(conn, keep_closed=cfg.cases_keep)
         self.errlog = ErrorLog(conn, max_entries=cfg.errlog_max, retention=cfg.errlog_retention)
         self.diag: Diagnosis | None = None
-        self.retire = RetireAgent(ctx.engine)
+        self.retire = RetireAgent(ctx.services)
         self.notify = NotifyAgent(ctx.bus)
         self.sources: dict[str, dict[str, int]] = {}
         self.hold: collections.deque[tuple[float, Any, float]] = collections.deque()
@@ -100,11 +101,11 @@ class FaultManager:
         for e in self.load_errors:
             log.error("fault rules refused: %s", e)
         self.store.load()
-        self.diag = Diagnosis(self.rules, self.store, EngineTopology(self.engine), node=self.node,
-                              skew=self.cfg.correlation_skew, conn=ctx.repo.connection)
+        self.diag = Diagnosis(self.rules, self.store, ViewTopology(self.services), node=self.node,
+                              skew=self.cfg.correlation_skew, conn=ctx.db)
         self.diag.load_engines(self.clock())
-        self.sub = ctx.bus.subscribe("ereport", maxlen=50_000)
-        self.svc_sub = ctx.bus.subscribe("svc.cleared", "svc.state.online")
+        self.sub = ctx.bus.subscribe(EREPORT, maxlen=50_000)
+        self.svc_sub = ctx.bus.subscribe(SVC_CLEARED, state_class("online"))
         ctx.bus.listen(self._listen)
         for op in ("faulty", "dump", "stat", "rules", "verdict", "inject"):
             ctx.api.register(f"fm.{op}", getattr(self, f"op_{op}"))
@@ -154,7 +155,7 @@ class FaultManager:
         n = 0
         for case in sorted(self.store.cases.values(), key=lambda c: c.opened):
             if case.state == CaseState.SOLVED:
-                self.ctx.bus.emit("list.updated", "", **case.event_data(), announced=True)
+                self.ctx.bus.emit(LIST_UPDATED, "", **case.event_data(), announced=True)
                 n += 1
         return n
 
@@ -219,10 +220,10 @@ class FaultManager:
 
     def _on_svc(self, ev: Event) -> None:
         assert self.diag is not None
-        if ev.cls == "svc.cleared":
+        if ev.cls == SVC_CLEARED:
             case = ev.data.get("case")
             self._act(self.diag.on_cleared(ev.resource, case if isinstance(case, str) else None))
-        elif ev.cls == "svc.state.online":
+        elif ev.cls == state_class("online"):
             c = self.diag.solved_case_for(ev.resource)
             if c is not None and c.response == "degrade" and self.retire.on_online(ev.resource, c):
                 self.store.save(c)
@@ -271,16 +272,7 @@ class FaultManager:
 
     def resolve_pid(self, pid: int, memcg: str | None) -> str | None:
         """The service whose contract held ``pid`` (or the memory cgroup ``memcg``)."""
-        for f, inst in self.engine.instances.items():
-            c = inst.contract
-            if c is None:
-                continue
-            group = (memcg or "").strip("/")  # "" is the root group: every process's, nobody's in particular
-            if group and c.cgroup and (c.cgroup.rstrip("/") + "/").endswith("/" + group + "/"):
-                return f
-            if pid in c.members:
-                return f
-        return self.exited.get(pid)
+        return self.services.owner(pid, memcg) or self.exited.get(pid)
 
     def _source_stats(self, source: str) -> dict[str, int]:
         st = self.sources.get(source)
@@ -355,7 +347,7 @@ class FaultManager:
     def _status(self, fmri: str, suspect_status: str | None) -> str:
         if suspect_status in ("repaired", "acquitted", "replaced"):
             return suspect_status
-        inst = self.engine.instances.get(fmri) if fmri.startswith("svc:") else None
+        inst = self.services.instance(fmri) if fmri.startswith("svc:") else None
         if inst is None:
             return "faulty" if suspect_status == "faulty" else "-"
         state = inst.state.value
@@ -442,7 +434,7 @@ class FaultManager:
             except EreportError as e:
                 raise ApiError(f"{target}: {e.message}", 2) from None
         try:
-            return self.engine.resolve_one(target)
+            return self.services.resolve(target)
         except EngineError as e:
             raise ApiError(str(e), e.code) from None
 
@@ -450,7 +442,7 @@ class FaultManager:
         """A verdict is an action on each service concerned (``svcmgr.authz``); other resources: root."""
         targets = []
         for f in fmris:
-            inst = self.engine.instances.get(f) if f.startswith("svc:") else None
+            inst = self.services.instance(f) if f.startswith("svc:") else None
             targets.append((f, inst.config.spec if inst is not None else None))
         authz.require(caller, targets, Right.ACTION, what)
 
@@ -494,7 +486,7 @@ class FaultManager:
 
         def resolve(name: str) -> str:
             try:
-                return self.engine.resolve_one(name)
+                return self.services.resolve(name)
             except EngineError as e:
                 raise ValueError(str(e)) from None
 

@@ -41,9 +41,10 @@ from fault.cases import VERDICT, Case, CaseEv, CaseState, CaseStore, Suspect
 from fault.events import Ereport, class_matches, owner
 from fault.rules import Rule, RuleSet, human_duration, scheme_of
 from fault.serd import SerdEngine, ThresholdEngine
-from svcmgr.repository import transaction
+from svcmgr.db import transaction
+from svcmgr.services import ServiceView
 
-__all__ = ["Change", "Diagnosis", "EngineTopology", "StaticTopology", "Topology", "detail_of"]
+__all__ = ["Change", "Diagnosis", "StaticTopology", "Topology", "ViewTopology", "detail_of"]
 
 #: Dependency groupings along which a failure propagates (exclude_all never does).
 GROUPINGS = ("require_all", "require_any", "optional_all")
@@ -64,27 +65,17 @@ class Topology(Protocol):
     def state(self, fmri: str) -> str | None: ...
 
 
-class EngineTopology:
-    """The daemon's graph engine seen read-only; closures are cached per graph (rebuilt on import)."""
+class ViewTopology:
+    """The daemon's services seen read-only (``svcmgr.services.ServiceView``)."""
 
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self._graph: Any = None
-        self._cache: dict[str, frozenset[str]] = {}
+    def __init__(self, view: ServiceView) -> None:
+        self.view = view
 
     def dependencies(self, fmri: str) -> frozenset[str]:
-        g = self.engine.graph
-        if g is not self._graph:
-            self._graph = g
-            self._cache = {}
-        hit = self._cache.get(fmri)
-        if hit is None:
-            hit = frozenset(g.closure(fmri, GROUPINGS) - {fmri}) if fmri in g else frozenset()
-            self._cache[fmri] = hit
-        return hit
+        return self.view.closure(fmri, GROUPINGS) - {fmri}
 
     def state(self, fmri: str) -> str | None:
-        inst = self.engine.instances.get(fmri)
+        inst = self.view.instance(fmri)
         return inst.state.value if inst is not None else None
 
 

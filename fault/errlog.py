@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from fault.events import Ereport
-from svcmgr.repository import transaction
+from svcmgr.db import transaction
 
 __all__ = ["ErrorLog"]
 

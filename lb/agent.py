@@ -42,7 +42,14 @@ from lb.model import Frontend
 from lb.runtime import RuntimeApi, RuntimeApiError
 from lb.servers import Servers
 from svcmgr.api import ApiError, Caller, arg
-from svcmgr.component import import_manifest
+from svcmgr.eventclasses import (
+    SVC_CONFIG,
+    SVC_IMPORTED,
+    SVC_REFRESHED,
+    SVC_STATE,
+    SVC_STOPPING,
+    state_of,
+)
 from svcmgr.events import Event
 from svcmgr.files import read_text, write_atomic
 from svcmgr.paths import shipped
@@ -71,7 +78,7 @@ class Agent:
         self.layout = hp.Layout.for_paths(ctx.paths.lib, ctx.paths.run)
         self.api = RuntimeApi(self.layout.socket)
         self.applied: list[Frontend] = []
-        self.servers = Servers(self.api, ctx.bus, self._state_of, self.layout.state_file)
+        self.servers = Servers(self.api, ctx.bus, ctx.services, self.layout.state_file)
         self.config = ConfigStatus()
         self.service_error: str | None = None
         self.lvs_error: str | None = None
@@ -100,11 +107,11 @@ class Agent:
             if frontends:
                 log.warning("%d frontend(s) declared, but %s", len(frontends), self.reason)
             return
-        self._sub = self.ctx.bus.subscribe("svc.state", "svc.config")
+        self._sub = self.ctx.bus.subscribe(SVC_STATE, SVC_CONFIG)
         self.ctx.bus.listen(self._listen)
-        self.ctx.engine.add_stop_gate(self.servers.gate)
+        self.ctx.services.add_stop_gate(self.servers.gate)
         self.layout.make()
-        inst = self.ctx.engine.instances.get(SERVICE)
+        inst = self.ctx.services.instance(SERVICE)
         self.servers.online = inst is not None and inst.state.value == "online"
         self._wake.set()
 
@@ -139,10 +146,10 @@ class Agent:
                 log.exception("handling %s failed", ev.cls)
 
     def on_event(self, ev: Event) -> None:
-        if ev.cls in ("svc.config.imported", "svc.config.refreshed"):
+        state = state_of(ev.cls)
+        if ev.cls in (SVC_IMPORTED, SVC_REFRESHED):
             self._wake.set()
-        elif ev.cls.startswith("svc.state."):
-            state = ev.cls.rsplit(".", 1)[1]
+        elif state is not None:
             if ev.resource == SERVICE:
                 self._on_haproxy(state)
             elif state == "deleted":
@@ -153,7 +160,7 @@ class Agent:
     def _listen(self, ev: Event) -> None:
         """Synchronous bus listener: an unplanned stop (a death, a failed probe) takes its servers out of
         rotation at once, before the engine has even started stopping it. Must not raise."""
-        if ev.cls != "svc.stopping":
+        if ev.cls != SVC_STOPPING:
             return
         if ev.resource == SERVICE:
             self.servers.online = False  # its stats socket goes with it: nothing waits for it any more
@@ -170,14 +177,14 @@ class Agent:
     # ------------------------------------------------------------------ configuration
     def _plan(self) -> tuple[list[Frontend], list[FieldError]]:
         sources = []
-        for service, spec in self.ctx.engine.specs.items():
+        for service, spec in self.ctx.services.specs().items():
             decl = spec.extensions.get("lb")
             if decl is not None:
                 sources.append(Source(service, tuple(str(f) for f in spec.instance_fmris()), decl))
         return merge(self.settings, sources, self._property)
 
     def _property(self, fmri: str, ref: tuple[str, str]) -> Any:
-        inst = self.ctx.engine.instances.get(fmri)
+        inst = self.ctx.services.instance(fmri)
         if inst is None:
             return None
         p = inst.config.properties.get(ref[0], {}).get(ref[1])
@@ -201,7 +208,7 @@ class Agent:
             return "unchanged"
         write_atomic(self.layout.candidate, text, 0o600)
         self.config.checks += 1
-        ok, out = await run_check(self.ctx.reaper, hp.check_argv(self.binary or "haproxy", self.layout.candidate),
+        ok, out = await run_check(self.ctx.run, hp.check_argv(self.binary or "haproxy", self.layout.candidate),
                                   CHECK_TIMEOUT)
         if not ok:
             with contextlib.suppress(OSError):
@@ -238,16 +245,16 @@ class Agent:
         if path is None:
             self.service_error = "cannot find the HAProxy service manifest (manifests/system/haproxy.toml)"
         else:
-            self.service_error = import_manifest(self.ctx.engine, path, {"HAPROXY": self.binary or "haproxy"})
+            self.service_error = self.ctx.services.import_manifest(path, {"HAPROXY": self.binary or "haproxy"})
         if self.service_error:
             log.error("HAProxy service manifest: %s", self.service_error)
 
     async def _reload(self) -> None:
         """Server states into the state file, then SIGUSR2 to the master; once the new worker answers, every
         server's state is pushed again. Not running or starting: it reads the new file when it starts."""
-        inst = self.ctx.engine.instances.get(SERVICE)
+        inst = self.ctx.services.instance(SERVICE)
         if inst is None or inst.state.value != "online" or inst.next_state is not None:
-            self.reload_pending = inst is not None and inst.contract is not None
+            self.reload_pending = inst is not None and inst.has_processes
             return
         async with self.servers.lock:
             await self.servers.save_state()
@@ -277,17 +284,11 @@ class Agent:
         as a data path here: these hosts have no ip_vs)."""
         text = lvs.render(frontends, node=self.ctx.node)
         write_atomic(self.layout.lvs, text, 0o600)
-        self.lvs_error = await lvs.check(self.ctx.reaper, self.layout.lvs)
+        self.lvs_error = await lvs.check(self.ctx.run, self.layout.lvs)
 
     # ------------------------------------------------------------------ operations
-    def _state_of(self, fmri: str) -> tuple[str, str | None] | None:
-        inst = self.ctx.engine.instances.get(fmri)
-        if inst is None:
-            return None
-        return inst.state.value, inst.next_state.value if inst.next_state else None
-
     def _service_state(self) -> str:
-        inst = self.ctx.engine.instances.get(SERVICE)
+        inst = self.ctx.services.instance(SERVICE)
         return inst.state.value if inst is not None else "absent"
 
     async def op_show(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
@@ -314,7 +315,7 @@ class Agent:
             servers = []
             for srv in fe.servers:
                 s = self.servers.slots.get((fe.name, srv.name))
-                inst = self.ctx.engine.instances.get(srv.fmri)
+                inst = self.ctx.services.instance(srv.fmri)
                 st = stats.get((fe.name, srv.name))
                 servers.append({
                     "name": srv.name, "fmri": srv.fmri, "address": srv.address, "weight": srv.weight,

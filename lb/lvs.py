@@ -15,6 +15,7 @@ from typing import Any
 
 from lb.model import Frontend
 from svcmgr.files import find_binary
+from svcmgr.process import CommandRunner
 
 __all__ = ["SCHEDULERS", "check", "render"]
 
@@ -55,12 +56,12 @@ def render(frontends: Sequence[Frontend], *, node: str) -> str:
     return env.get_template("lvs.conf.j2").render(node=node, frontends=items)
 
 
-async def check(reaper: Any, path: str) -> str | None:
+async def check(run: CommandRunner, path: str) -> str | None:
     """``keepalived -t`` on the rendering: None when it passes, else why (or that keepalived is absent)."""
     binary = find_binary("keepalived")
     if binary is None:
         return "keepalived is not installed: the LVS rendering is not checked"
-    status, out = await reaper.run([binary, "--config-test", "--use-file", path], timeout=20.0)
+    status, out = await run([binary, "--config-test", "--use-file", path], timeout=20.0)
     if status is not None and status.code == 0:
         return None
     lines = [ln.strip() for ln in out.decode(errors="replace").splitlines() if ln.strip()]

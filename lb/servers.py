@@ -18,14 +18,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from lb.model import Frontend, Server
 from lb.runtime import RuntimeApi, RuntimeApiError
 from svcmgr.bus import Bus
+from svcmgr.eventclasses import LB_SERVER_DRAINED, lb_server_class
 from svcmgr.files import write_atomic
+from svcmgr.services import ServiceView
+from svcmgr.states import RUNNING
 
 __all__ = ["Servers", "Slot"]
 
@@ -36,9 +39,6 @@ DRAIN_POLL = 0.05
 #: How long a push of admin states may take before a gate goes on without it.
 PUSH_WAIT = 3.0
 RETRY = 0.2
-RUNNING = ("online", "degraded")
-#: An instance's (state, next state), or None when it is not there.
-StateOf = Callable[[str], "tuple[str, str | None] | None"]
 
 
 @dataclass(eq=False)
@@ -60,10 +60,10 @@ class Slot:
 
 
 class Servers:
-    def __init__(self, api: RuntimeApi, bus: Bus, state_of: StateOf, state_file: str) -> None:
+    def __init__(self, api: RuntimeApi, bus: Bus, view: ServiceView, state_file: str) -> None:
         self.api = api
         self.bus = bus
-        self.state_of = state_of
+        self.view = view
         self.state_file = state_file
         self.slots: dict[tuple[str, str], Slot] = {}
         self.online = False  # HAProxy runs: its Runtime API answers (or soon will)
@@ -104,8 +104,8 @@ class Servers:
         return [s for s in self.slots.values() if s.server.fmri == fmri]
 
     def wanted(self, fmri: str) -> str:
-        st = self.state_of(fmri)
-        return "ready" if st is not None and st[0] in RUNNING and st[1] is None else "maint"
+        inst = self.view.instance(fmri)
+        return "ready" if inst is not None and inst.state in RUNNING and inst.next_state is None else "maint"
 
     def follow(self, fmri: str) -> None:
         changed = False
@@ -164,8 +164,8 @@ class Servers:
             s.drains += 1
             s.last_drain = {"seconds": round(took, 3), "connections_at_start": first or 0,
                             "connections_left": last, "time": time.time()}
-            self.bus.emit("lb.server.drained", f"lb:/{s.key[0]}/{s.key[1]}", frontend=s.key[0],
-                              server=s.key[1], fmri=fmri, **s.last_drain)
+            self.bus.emit(LB_SERVER_DRAINED, f"lb:/{s.key[0]}/{s.key[1]}", frontend=s.key[0],
+                          server=s.key[1], fmri=fmri, **s.last_drain)
         if last:
             log.warning("%s: drain timed out with %d connection(s) left; stopping anyway", fmri, last)
         else:
@@ -213,8 +213,8 @@ class Servers:
                 s.sent, s.since, changed = want, time.time(), True
                 async with self._pushed:
                     self._pushed.notify_all()
-                self.bus.emit(f"lb.server.{want}", f"lb:/{s.key[0]}/{s.key[1]}", frontend=s.key[0],
-                                  server=s.key[1], fmri=s.server.fmri, state=want)
+                self.bus.emit(lb_server_class(want), f"lb:/{s.key[0]}/{s.key[1]}", frontend=s.key[0],
+                              server=s.key[1], fmri=s.server.fmri, state=want)
             if changed:
                 await self.save_state()
         return True

@@ -3,33 +3,31 @@
 A component is built from the daemon's context, subscribes to the bus and
 registers its socket operations in ``setup`` (before any service starts, so it
 misses no event), then ``run``s until cancelled. Components talk to the rest only
-through the bus, the API table and the engine's public methods.
+through the bus (classes in ``svcmgr.eventclasses``), the API table, the services'
+view and commands (``svcmgr.services``), their own tables in the daemon's database,
+and a runner for short commands (``svcmgr.process``): never the engine, the
+restarter, the reaper or the repository themselves.
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from svcmgr.manifest import ManifestErrors, parse_service
-from svcmgr.schema import FieldError, read_toml
-
 if TYPE_CHECKING:
+    import sqlite3
+
     from svcmgr.api import Api
     from svcmgr.bus import Bus
     from svcmgr.config import DaemonConfig
-    from svcmgr.engine import Engine
     from svcmgr.paths import Paths
-    from svcmgr.reaper import Reaper
-    from svcmgr.repository import Repository
+    from svcmgr.process import CommandRunner
+    from svcmgr.services import Services
+    from svcmgr.timings import Recorder
 
-__all__ = ["COMPONENTS", "Component", "Context", "import_manifest", "load_components"]
-
-log = logging.getLogger("svcmgr.component")
+__all__ = ["COMPONENTS", "Component", "Context", "load_components"]
 
 #: "module:factory"; a factory takes the Context and returns a Component, or None when not configured.
 COMPONENTS: list[str] = [
@@ -47,10 +45,15 @@ class Context:
     node: str
     paths: Paths
     bus: Bus
-    repo: Repository
-    engine: Engine
     api: Api
-    reaper: Reaper
+    #: the instances, read-only, and the few commands a component may give
+    services: Services
+    #: the daemon's database (components keep their own tables; ``svcmgr.db.transaction``)
+    db: sqlite3.Connection
+    #: run a short command (a configuration check) through the daemon's reaper
+    run: CommandRunner
+    #: start and stop timings (read by metrics)
+    timings: Recorder
     config: DaemonConfig
     clock: Callable[[], float]
 
@@ -83,26 +86,3 @@ def load_components(ctx: Context) -> list[Component]:
         if comp is not None:
             out.append(comp)
     return out
-
-
-def import_manifest(engine: Engine, path: str, environment: dict[str, str]) -> str | None:
-    """Import the manifest of a daemon a component runs as a service (keepalived, HAProxy), with these
-    environment values set, unless the same one is imported already. The error, or None."""
-    try:
-        data = read_toml(path)
-    except FieldError as e:
-        return str(e)
-    env = data.setdefault("environment", {})
-    if isinstance(env, dict):
-        env.update(environment)
-    try:
-        spec = parse_service(data, path, base_dir=os.path.dirname(path))
-        current = engine.specs.get(str(spec.fmri))
-        if current is not None and current.to_dict() == spec.to_dict():
-            return None
-        for w in engine.import_specs([spec], ["toml"]):
-            log.warning("%s", w)
-    except ManifestErrors as e:
-        return str(e)
-    log.info("imported %s from %s", spec.fmri, path)
-    return None

@@ -33,6 +33,8 @@ from svcmgr.config import DaemonConfig, load_config
 from svcmgr.contract import detect_backend
 from svcmgr.control import Control
 from svcmgr.engine import Engine
+from svcmgr.eventclasses import DAEMON_READY
+from svcmgr.facade import EngineServices
 from svcmgr.manifest import ManifestErrors, ServiceSpec, load_file
 from svcmgr.observe import Observe
 from svcmgr.paths import Paths, register, unregister
@@ -159,7 +161,8 @@ class Daemon:
                 controls=backend.controls)
         Observe(engine, api)
         api.register("reload", self._op_reload)
-        ctx = Context(self.config.node, self.paths, bus, repo, engine, api, reaper, self.config, time.monotonic)
+        ctx = Context(self.config.node, self.paths, bus, api, EngineServices(engine), repo.connection, reaper.run,
+                      timings, self.config, time.monotonic)
         self.ctx = ctx
         try:
             notify.open(loop)
@@ -267,7 +270,7 @@ class Daemon:
         self.notifier.ready(text)
         self.is_ready = True
         online = sum(1 for i in engine.instances.values() if i.state in RUNNING)
-        engine.bus.emit("svc.daemon.ready", "", online=online, instances=len(engine.instances))
+        engine.bus.emit(DAEMON_READY, "", online=online, instances=len(engine.instances))
         hint = "svcs -a"
         script = sys.argv[0]
         bindir = os.path.dirname(script) if os.path.sep in script and script.endswith("svcmgrd") else ""

@@ -23,6 +23,7 @@ from typing import Any
 from svcmgr import fmri as fmri_mod
 from svcmgr.bus import Bus
 from svcmgr.contract import Contract
+from svcmgr.eventclasses import SVC_CLEARED, SVC_IMPORTED, SVC_REFRESHED, SVC_STOPPING, state_class
 from svcmgr.graph import NEVER, Graph, find_cycles
 from svcmgr.instance import Instance
 from svcmgr.logs import InstanceLog, PatternMatcher
@@ -40,6 +41,7 @@ from svcmgr.policy import START_RETRIES, Outcome, RestartHistory
 from svcmgr.reaper import ExitStatus
 from svcmgr.repository import InstanceRecord, Repository
 from svcmgr.restarter import Restarter
+from svcmgr.services import EngineError, StopGate
 from svcmgr.states import RUNNING, State
 from svcmgr.tasks import Nursery
 from svcmgr.timings import Recorder, machine_boot
@@ -53,9 +55,6 @@ _ACTIVE = (Phase.STARTING, Phase.ONLINE, Phase.DEGRADED)
 #: Stops someone asked for (an operator, a dependency, a milestone): stop gates run before their stop method.
 #: A death, a failed probe or a failed start is not planned: nothing waits.
 _PLANNED = frozenset({Ev.DISABLE, Ev.RESTART, Ev.DEPS_LOST, Ev.MARK_MAINT})
-#: A stop gate, called with an instance's FMRI just before a planned stop runs its stop method:
-#: None (nothing to wait for), or an awaitable and the most seconds the stop waits for it.
-StopGate = Callable[[str], "tuple[Awaitable[Any], float] | None"]
 #: restart_on value -> stop causes of a dependency that restart the dependent
 _RESTART_ON = {
     "none": frozenset(),
@@ -63,14 +62,6 @@ _RESTART_ON = {
     "restart": frozenset({"error", "other"}),
     "refresh": frozenset({"error", "other", "refresh"}),
 }
-
-
-class EngineError(Exception):
-    """A request the engine refuses; the message says why."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass
@@ -327,7 +318,7 @@ class Engine:
         if phase in _STOPPING and prev_phase in (Phase.ONLINE, Phase.DEGRADED, Phase.STARTING):
             self._stop_health(inst)
             if prev_phase != Phase.STARTING:
-                self.bus.emit("svc.stopping", inst.fmri, state=inst.state.value,
+                self.bus.emit(SVC_STOPPING, inst.fmri, state=inst.state.value,
                               next_state=nstate.value if nstate else None, cause=inst.stop_cause,
                               planned=inst.stop_planned, reason=inst.reason)
                 self._propagate_stop(inst, inst.stop_cause)
@@ -346,7 +337,7 @@ class Engine:
             self._mark_dirty(self.graph.all_dependents(inst.fmri))
 
     def _publish_state(self, inst: Instance, prev: State | None) -> None:
-        self.bus.emit(f"svc.state.{inst.state.value}", inst.fmri, state=inst.state.value,
+        self.bus.emit(state_class(inst.state.value), inst.fmri, state=inst.state.value,
                       previous=prev.value if prev else None,
                       next_state=inst.next_state.value if inst.next_state else None,
                       reason=inst.reason, stime=inst.stime)
@@ -707,13 +698,13 @@ class Engine:
                 self.dispatch(inst, Ev.CLEAR, "")
                 done.append(f)
 
-                self.bus.emit("svc.cleared", f, state="maintenance", by=(mark or {}).get("by"),
+                self.bus.emit(SVC_CLEARED, f, state="maintenance", by=(mark or {}).get("by"),
                               case=(mark or {}).get("case"))
             elif inst.phase == Phase.DEGRADED:
                 mark = inst.marks.pop("degraded", None)
                 self.dispatch(inst, Ev.CLEAR, "")
                 done.append(f)
-                self.bus.emit("svc.cleared", f, state="degraded", by=(mark or {}).get("by"),
+                self.bus.emit(SVC_CLEARED, f, state="degraded", by=(mark or {}).get("by"),
                               case=(mark or {}).get("case"))
             self._save(inst)
         self.repo.flush()
@@ -838,7 +829,7 @@ class Engine:
             self._apply_spec(s)
         self._rebuild_graph()
         self._mark_dirty(self.instances)
-        self.bus.emit("svc.config.imported", "", services=[str(s.fmri) for s in specs])
+        self.bus.emit(SVC_IMPORTED, "", services=[str(s.fmri) for s in specs])
         return warnings
 
     def _apply_spec(self, spec: ServiceSpec) -> None:
@@ -886,7 +877,7 @@ class Engine:
 
         self.nursery.start(stop_and_close(), name=f"drop {f}")
         self.repo.delete_instances([f])
-        self.bus.emit("svc.state.deleted", f, state="deleted")
+        self.bus.emit(state_class("deleted"), f, state="deleted")
 
     async def delete_service(self, service: str) -> None:
         spec = self.specs.get(service)
@@ -908,7 +899,7 @@ class Engine:
             self._stop_health(inst)
             if inst.log is not None:
                 inst.log.close(remove_fifo=True)
-            self.bus.emit("svc.state.deleted", f, state="deleted")
+            self.bus.emit(state_class("deleted"), f, state="deleted")
         del self.specs[service]
         self.editing.pop(service, None)
         self.sources.pop(service, None)
@@ -936,7 +927,7 @@ class Engine:
             self._apply_spec(spec)
         self._rebuild_graph()
         self._mark_dirty(self.instances)
-        self.bus.emit("svc.config.refreshed", "", services=services)
+        self.bus.emit(SVC_REFRESHED, "", services=services)
         return fmris
 
     # ================================================================ shutdown

@@ -70,3 +70,11 @@ class Instance:
     @property
     def pids(self) -> list[int]:
         return sorted(self.contract.members) if self.contract is not None else []
+
+    @property
+    def cgroup(self) -> str | None:
+        return self.contract.cgroup if self.contract is not None else None
+
+    @property
+    def has_processes(self) -> bool:
+        return self.contract is not None

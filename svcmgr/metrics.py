@@ -50,6 +50,21 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from svcmgr import __version__
+from svcmgr.eventclasses import (
+    CASE_CLOSED,
+    CASE_CLOSED_STATES,
+    CASE_OPEN,
+    EREPORT,
+    LB_SERVER,
+    LB_SERVER_DRAINED,
+    LIST,
+    MQTT_DOWN,
+    MQTT_REJECTED,
+    MQTT_UP,
+    SVC_STATE,
+    VRRP_STATE,
+    state_class,
+)
 from svcmgr.events import Event
 from svcmgr.schema import Reader
 from svcmgr.states import State
@@ -156,9 +171,9 @@ class Metrics(Collector):
         self.lb: dict[tuple[str, str], str] = {}
         self.lb_drains = Counter("svcmgr_lb_drains", "Planned stops drained before their stop method, by result.",
                                  ["frontend", "server", "result"], registry=r)
-        for f in ctx.engine.instances:
-            last = ctx.engine.timings.last(f, online=True)
-            self.seen_online[f] = last.online if last is not None else None
+        for inst in ctx.services.instances():
+            last = ctx.timings.last(inst.fmri, online=True)
+            self.seen_online[inst.fmri] = last.online if last is not None else None
         from svcmgr.mqtt import section as mqtt_section
 
         if mqtt_section(ctx.config) is not None:
@@ -172,23 +187,23 @@ class Metrics(Collector):
     def on_event(self, ev: Event) -> None:
         cls = ev.cls
         try:
-            if cls.startswith("svc.state."):
+            if cls.startswith(SVC_STATE + "."):
                 self._on_state(ev)
-            elif cls.startswith("ereport."):
+            elif cls.startswith(EREPORT + "."):
                 self._count_ereport(cls)
                 if ev.data.get("source") == "mqtt":
                     self.telemetry.labels("accepted").inc()
-            elif cls.startswith("list."):
+            elif cls.startswith(LIST + "."):
                 self._on_case(ev)
-            elif cls.startswith("vrrp.state."):
+            elif cls.startswith(VRRP_STATE + "."):
                 self._on_vrrp(ev)
-            elif cls.startswith("lb.server."):
+            elif cls.startswith(LB_SERVER + "."):
                 self._on_lb(ev)
-            elif cls == "mqtt.connection.up":
+            elif cls == MQTT_UP:
                 self.mqtt_connected = True
-            elif cls == "mqtt.connection.down":
+            elif cls == MQTT_DOWN:
                 self.mqtt_connected = False
-            elif cls == "mqtt.telemetry.rejected":
+            elif cls == MQTT_REJECTED:
                 self.telemetry.labels("rejected").inc()
         except Exception:
             log.exception("metrics: cannot account for event %s", cls)
@@ -203,13 +218,13 @@ class Metrics(Collector):
 
     def _on_state(self, ev: Event) -> None:
         f = ev.resource
-        if ev.cls == "svc.state.deleted":
+        if ev.cls == state_class("deleted"):
             self.seen_online.pop(f, None)
             for h in (self.start_duration, self.dependency_wait):
                 with contextlib.suppress(KeyError):
                     h.remove(f)
             return
-        last = self.ctx.engine.timings.last(f, online=True)
+        last = self.ctx.timings.last(f, online=True)
         if last is None or last.online is None or last.online == self.seen_online.get(f):
             return
         self.seen_online[f] = last.online
@@ -224,12 +239,11 @@ class Metrics(Collector):
         uuid = d.get("uuid")
         if not isinstance(uuid, str) or not uuid:
             return
-        closed = ev.cls in ("list.repaired", "list.resolved") or \
-            d.get("state") in ("repaired", "acquitted", "resolved", "replaced")
+        closed = ev.cls in CASE_CLOSED or d.get("state") in CASE_CLOSED_STATES
         if closed:
             self.cases.pop(uuid, None)
             return
-        if ev.cls not in ("list.suspect", "list.updated"):
+        if ev.cls not in CASE_OPEN:
             return
         self.cases[uuid] = (_label(d.get("class"), "unknown"), _label(d.get("severity"), "unknown").lower())
 
@@ -254,7 +268,7 @@ class Metrics(Collector):
             return
         if (fe, srv) not in self.lb and len(self.lb) >= MAX_LB_SERVERS:
             return
-        if ev.cls == "lb.server.drained":
+        if ev.cls == LB_SERVER_DRAINED:
             self.lb_drains.labels(fe, srv, "timeout" if d.get("connections_left") else "drained").inc()
         elif d.get("state") in LB_STATES:
             self.lb[(fe, srv)] = d["state"]
@@ -281,8 +295,9 @@ class Metrics(Collector):
         started = GaugeMetricFamily("svcmgr_instance_start_time_seconds",
                                     "When the instance last came online, in seconds since the epoch.",
                                     labels=["fmri"])
-        timings = ctx.engine.timings
-        for f, inst in sorted(ctx.engine.instances.items()):
+        timings = ctx.timings
+        for inst in sorted(ctx.services.instances(), key=lambda i: i.fmri):
+            f = inst.fmri
             cur = inst.state.value
             for s in STATES:
                 state.add_metric([f, s], 1.0 if s == cur else 0.0)
@@ -334,7 +349,7 @@ class Metrics(Collector):
 
         if mqtt_section(self.ctx.config) is None:
             return
-        stats = statistics(self.ctx.repo.connection)
+        stats = statistics(self.ctx.db)
         yield GaugeMetricFamily("svcmgr_mqtt_connected", "1 while the MQTT bridge holds a broker connection.",
                                 value=1.0 if self.mqtt_connected else 0.0)
         yield GaugeMetricFamily("svcmgr_mqtt_outbox_messages", "Messages waiting in the outbox for the broker.",

@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 from svcmgr import __version__
 from svcmgr import mqtt_topics as wire
+from svcmgr.eventclasses import CASE_CLASSES, MQTT_DOWN, MQTT_REJECTED, MQTT_UP, SVC_STATE
 from svcmgr.events import Event
 from svcmgr.outbox import Outbox
 from svcmgr.schema import FieldError, Reader
@@ -261,7 +262,7 @@ class Bridge:
 
     # ------------------------------------------------------------ setup
     def setup(self) -> None:
-        self.outbox = Outbox(self.ctx.repo.connection, self.cfg.outbox_limit)
+        self.outbox = Outbox(self.ctx.db, self.cfg.outbox_limit)
         self.event_seq = self.outbox.counter("events", 0) + 1
         self._reconcile()
         self.ctx.bus.listen(self._on_event)
@@ -273,8 +274,8 @@ class Bridge:
         assert self.outbox is not None
         now = time.time()
         current: dict[str, bytes] = {}
-        for f, inst in self.ctx.engine.instances.items():
-            m = wire.snapshot_state(self.node, f, inst.state.value,
+        for inst in self.ctx.services.instances():
+            m = wire.snapshot_state(self.node, inst.fmri, inst.state.value,
                                     inst.next_state.value if inst.next_state else None, inst.reason,
                                     inst.stime, inst.effective_enabled, now)
             if m is not None:
@@ -310,8 +311,8 @@ class Bridge:
 
     def _take(self, ev: Event) -> None:
         enabled: bool | None = None
-        if ev.cls.startswith("svc.state."):
-            inst = self.ctx.engine.instances.get(ev.resource)
+        if ev.cls.startswith(SVC_STATE + "."):
+            inst = self.ctx.services.instance(ev.resource)
             enabled = inst.effective_enabled if inst is not None else None
         self._pending.append((ev, enabled))
         if self._closed:
@@ -338,9 +339,9 @@ class Bridge:
             seq += 1
             msgs.append((m.topic, m.payload, m.qos, m.retain))
             extra = None
-            if ev.cls.startswith("svc.state."):
+            if ev.cls.startswith(SVC_STATE + "."):
                 extra = wire.state_message(self.node, ev, enabled=enabled)
-            elif ev.cls in wire.CASE_CLASSES:
+            elif ev.cls in CASE_CLASSES:
                 extra = wire.case_message(self.node, ev)
                 if extra is None:
                     self._log_rejects(logging.WARNING, "mqtt: %s event without a valid case uuid (%r): "
@@ -406,7 +407,7 @@ class Bridge:
         if self.connected:
             self.connected = False
             log.warning("mqtt: lost %s: %s; events wait in the outbox", self.cfg.broker, why)
-            self.ctx.bus.emit("mqtt.connection.down", "", broker=self.cfg.broker, error=why[:500])
+            self.ctx.bus.emit(MQTT_DOWN, "", broker=self.cfg.broker, error=why[:500])
         else:
             self._log_conn(logging.INFO, "mqtt: cannot reach %s: %s", self.cfg.broker, why)
 
@@ -422,7 +423,7 @@ class Bridge:
         self.connects += 1
         self.last_error = ""
         log.info("mqtt: connected to %s as %s (%d queued)", self.cfg.broker, client.identifier, self.outbox.depth)
-        self.ctx.bus.emit("mqtt.connection.up", "", broker=self.cfg.broker, queued=self.outbox.depth)
+        self.ctx.bus.emit(MQTT_UP, "", broker=self.cfg.broker, queued=self.outbox.depth)
         self._flush()
         if self._acked >= self._snapshot_upto:
             # the broker may have lost what it retained: queue the current picture after the backlog
@@ -551,7 +552,7 @@ class Bridge:
         except FieldError as e:
             self.stats["telemetry_rejected"] += 1
             self._log_rejects(logging.WARNING, "mqtt: telemetry refused: %s", e)
-            self.ctx.bus.emit("mqtt.telemetry.rejected", "", topic=topic[:512], error=str(e)[:500],
+            self.ctx.bus.emit(MQTT_REJECTED, "", topic=topic[:512], error=str(e)[:500],
                               size=len(payload))
             return None
         self.stats["telemetry_received"] += 1

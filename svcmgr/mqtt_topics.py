@@ -27,12 +27,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from svcmgr.eventclasses import CASE_CLOSED, CASE_CLOSED_STATES, state_class
 from svcmgr.events import EREPORT_NAMESPACES, Event, EventError, check_class
 from svcmgr.schema import FieldError
 
 __all__ = [
-    "CASE_CLASSES",
-    "CLOSED_CASE_CLASSES",
     "PREFIX",
     "Outgoing",
     "case_message",
@@ -53,11 +52,6 @@ __all__ = [
 ]
 
 PREFIX = "svcmgr"
-#: Event classes that carry a fault case (from the fault manager).
-CASE_CLASSES = ("list.suspect", "list.updated", "list.repaired", "list.resolved")
-#: A case leaves the retained picture with these classes, or when its state says so.
-CLOSED_CASE_CLASSES = frozenset({"list.repaired", "list.resolved"})
-CLOSED_CASE_STATES = frozenset({"repaired", "acquitted", "resolved", "replaced"})
 #: First topic levels the scheme keeps for itself; an event class starting with one is moved under ``_``.
 RESERVED = frozenset({"state", "cases", "status"})
 _CASE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
@@ -129,7 +123,7 @@ def state_message(node: str, ev: Event, *, enabled: bool | None, prefix: str = P
     if topic is None:
         return None
     d = ev.data
-    if ev.cls == "svc.state.deleted" or d.get("state") == "deleted":
+    if ev.cls == state_class("deleted") or d.get("state") == "deleted":
         return Outgoing(topic, b"", 1, True)
     payload = {"fmri": ev.resource, "node": node, "state": d.get("state"), "next_state": d.get("next_state"),
                "previous": d.get("previous"), "reason": d.get("reason", ""), "stime": d.get("stime"),
@@ -160,7 +154,7 @@ def case_message(node: str, ev: Event, prefix: str = PREFIX) -> Outgoing | None:
     topic = case_topic(node, d.get("uuid"), prefix)
     if topic is None:
         return None
-    if ev.cls in CLOSED_CASE_CLASSES or d.get("state") in CLOSED_CASE_STATES:
+    if ev.cls in CASE_CLOSED or d.get("state") in CASE_CLOSED_STATES:  # it leaves the retained picture
         return Outgoing(topic, b"", 1, True)
     payload = {k: d.get(k) for k in ("uuid", "class", "severity", "msgid", "suspects", "affected", "state")}
     payload.update({k: v for k, v in d.items() if k not in payload})

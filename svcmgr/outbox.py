@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from svcmgr.repository import transaction
+from svcmgr.db import transaction
 
 __all__ = ["Outbox", "OutboxStats", "statistics"]
 

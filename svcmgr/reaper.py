@@ -18,8 +18,9 @@ import os
 import signal
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from svcmgr.process import Child, ExitStatus
 
 __all__ = ["Child", "ExitStatus", "Reaper", "set_subreaper"]
 
@@ -34,52 +35,6 @@ def set_subreaper() -> bool:
         return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except OSError:
         return False
-
-
-@dataclass(frozen=True, slots=True)
-class ExitStatus:
-    """How a process ended, from its raw wait status."""
-
-    pid: int
-    status: int
-
-    @property
-    def signalled(self) -> bool:
-        return os.WIFSIGNALED(self.status)
-
-    @property
-    def signal(self) -> int | None:
-        return os.WTERMSIG(self.status) if os.WIFSIGNALED(self.status) else None
-
-    @property
-    def core(self) -> bool:
-        return os.WIFSIGNALED(self.status) and os.WCOREDUMP(self.status)
-
-    @property
-    def code(self) -> int | None:
-        return os.WEXITSTATUS(self.status) if os.WIFEXITED(self.status) else None
-
-    def describe(self) -> str:
-        if self.signalled:
-            sig = self.signal or 0
-            try:
-                name = signal.Signals(sig).name
-                text = signal.strsignal(sig) or name
-            except ValueError:
-                text = f"signal {sig}"
-            return f"died on {text} ({sig}){', core dumped' if self.core else ''}"
-        return f"exited with status {self.code}"
-
-
-@dataclass(frozen=True, slots=True)
-class Child:
-    """A spawned child and the future of its end."""
-
-    pid: int
-    exited: asyncio.Future[ExitStatus]
-
-    async def wait(self) -> ExitStatus:
-        return await asyncio.shield(self.exited)
 
 
 class Reaper:

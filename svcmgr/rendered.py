@@ -10,7 +10,10 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from svcmgr.process import CommandRunner
 
 __all__ = ["ConfigStatus", "Files", "apply_loop", "iso", "not_installed", "run_check"]
 
@@ -97,10 +100,10 @@ def not_installed(what: str, wanted: str, without: str) -> str:
     return f"{what} is not installed ({wanted} not found); the daemon runs without {without}"
 
 
-async def run_check(reaper: Any, argv: list[str], timeout: float) -> tuple[bool, bytes]:
+async def run_check(run: CommandRunner, argv: list[str], timeout: float) -> tuple[bool, bytes]:
     """The daemon's own check of a candidate file (``keepalived --config-test``, ``haproxy -c``): (passed, output)."""
     try:
-        status, out = await reaper.run(argv, timeout=timeout)
+        status, out = await run(argv, timeout=timeout)
     except OSError as e:
         return False, str(e).encode()
     if status is None:

@@ -19,13 +19,13 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from svcmgr.db import transaction
 from svcmgr.safefs import open_own
 
-__all__ = ["InstanceRecord", "Repository", "ServiceRecord", "transaction"]
+__all__ = ["InstanceRecord", "Repository", "ServiceRecord"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -72,19 +72,6 @@ class InstanceRecord:
     reason: str | None = None
     marks: dict[str, Any] | None = None
     contract: dict[str, Any] | None = None
-
-
-@contextlib.contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction on a connection in autocommit mode: all of the block, or nothing."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    else:
-        conn.execute("COMMIT")
 
 
 class Repository:

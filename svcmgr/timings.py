@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
+from svcmgr.db import transaction
 from svcmgr.machine import Phase
-from svcmgr.repository import transaction
 
 __all__ = ["KEEP", "POINTS", "Boot", "Recorder", "StartRecord", "Timed", "TimingStore", "machine_boot"]
 

@@ -9,7 +9,7 @@
   bus gets ``ereport.vrrp.config.rejected``.
 - **keepalived as a service.** keepalived runs as ``svc:/network/vrrp:default``
   (``manifests/system/vrrp.toml``), in the foreground, so a crash is restarted
-  like any service's. The agent imports that manifest through the engine the
+  like any service's. The agent imports that manifest (``ServiceCommands.import_manifest``) the
   first time the node has an instance and a checked configuration; after that
   the operator's ``svcadm enable/disable`` rule it.
 - **Health in.** Each followed service's state (``svc.state.*``) and the fault
@@ -42,14 +42,23 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from svcmgr.api import ApiError, Caller, arg
-from svcmgr.component import import_manifest
+from svcmgr.eventclasses import (
+    CASE_CLOSED,
+    CASE_CLOSED_STATES,
+    CASE_OPEN,
+    LIST,
+    SVC_IMPORTED,
+    SVC_STATE,
+    state_of,
+    vrrp_state_class,
+)
 from svcmgr.events import Event
 from svcmgr.paths import shipped
 from svcmgr.rendered import ConfigStatus, apply_loop, iso, not_installed, run_check
 from svcmgr.schema import FieldError
 from vrrp import keepalived as ka
 from vrrp.config import Source, VrrpConfig, merge
-from vrrp.health import CLOSED_STATES, CLOSING, Health, case_resources, effective_priority
+from vrrp.health import Health, case_resources, effective_priority
 from vrrp.hold import CrashHold
 from vrrp.model import VrrpInstance
 from vrrp.move import PlannedMove
@@ -128,14 +137,14 @@ class Agent:
             if instances:
                 log.warning("%d VRRP instance(s) declared, but %s", len(instances), self.reason)
             return
-        self._sub = self.ctx.bus.subscribe("svc.state", "svc.config.imported", "list")
+        self._sub = self.ctx.bus.subscribe(SVC_STATE, SVC_IMPORTED, LIST)
         self.ctx.bus.listen(self._listen)
-        self.ctx.engine.add_stop_gate(lambda fmri: self.move.gate(fmri, self.applied) if self._ka_online else None)
+        self.ctx.services.add_stop_gate(lambda fmri: self.move.gate(fmri, self.applied) if self._ka_online else None)
         self.layout.make()
         self.hold.clear()
         self.fifo.open(asyncio.get_running_loop())
-        for f, inst in self.ctx.engine.instances.items():
-            self.health.set_state(f, inst.state.value)
+        for inst in self.ctx.services.instances():
+            self.health.set_state(inst.fmri, inst.state.value)
         self._apply_sync()
 
     async def run(self) -> None:
@@ -170,8 +179,8 @@ class Agent:
                 log.exception("handling %s failed", ev.cls)
 
     def on_event(self, ev: Event) -> None:
-        if ev.cls.startswith("svc.state."):
-            state = ev.cls.rsplit(".", 1)[1]
+        state = state_of(ev.cls)
+        if state is not None:
             if ev.resource == SERVICE:
                 self._on_keepalived(state)
                 return
@@ -181,15 +190,15 @@ class Agent:
                 self.move.back(ev.resource, self.applied)
             if state == "deleted":
                 self._wake.set()
-        elif ev.cls == "svc.config.imported":
+        elif ev.cls == SVC_IMPORTED:
             self._wake.set()
-        elif ev.cls.startswith("list."):
+        elif ev.cls.startswith(LIST + "."):
             uuid = ev.data.get("uuid") or ev.data.get("case") or ev.resource
             if not isinstance(uuid, str) or not uuid:
                 return
-            if ev.cls in CLOSING or ev.data.get("state") in CLOSED_STATES:
+            if ev.cls in CASE_CLOSED or ev.data.get("state") in CASE_CLOSED_STATES:
                 self.health.close_case(uuid)
-            elif ev.cls in ("list.suspect", "list.updated"):
+            elif ev.cls in CASE_OPEN:
                 # An update may name new suspects; a case announced again after a daemon
                 # restart (list.updated) is learnt here too.
                 self.health.open_case(uuid, case_resources(ev.resource, ev.data))
@@ -213,9 +222,9 @@ class Agent:
         if ev.cls.startswith("ereport.svc.") and ev.resource in self._followed():
             asyncio.get_running_loop().call_soon(self._recheck, ev.resource)
             return
-        if ev.resource != SERVICE or not ev.cls.startswith("svc.state."):
+        state = state_of(ev.cls)
+        if ev.resource != SERVICE or state is None:
             return
-        state = ev.cls.rsplit(".", 1)[1]
         if ev.data.get("previous") in ("online", "degraded") and state not in ("online", "degraded"):
             # Its processes are gone now (the state changes once the stop is complete).
             ka.drop_addresses(self.applied)
@@ -273,7 +282,7 @@ class Agent:
                         addresses=[str(a) for a in inst.addresses], router_id=inst.router_id,
                         interface=inst.interface)
         log.info("VRRP instance %s: %s -> %s (priority %s)", name, r.previous, state, priority)
-        self.ctx.bus.emit(f"vrrp.state.{state}", f"vrrp:/{name}", **data)
+        self.ctx.bus.emit(vrrp_state_class(state), f"vrrp:/{name}", **data)
 
     def _instance(self, name: str) -> VrrpInstance | None:
         return next((i for i in self.applied if i.name == name), None)
@@ -286,7 +295,7 @@ class Agent:
     # ------------------------------------------------------------------ health in
     def _recheck(self, fmri: str) -> None:
         """The live state of a followed instance: online and staying online, or not."""
-        inst = self.ctx.engine.instances.get(fmri)
+        inst = self.ctx.services.instance(fmri)
         if inst is None:
             return
         staying = inst.next_state is None or inst.next_state.value == "online"
@@ -326,7 +335,7 @@ class Agent:
     # ------------------------------------------------------------------ configuration
     def _plan(self) -> tuple[list[VrrpInstance], list[FieldError]]:
         sources = []
-        for service, spec in self.ctx.engine.specs.items():
+        for service, spec in self.ctx.services.specs().items():
             decl = spec.extensions.get("vrrp")
             if decl is not None:
                 sources.append(Source(service, tuple(str(f) for f in spec.instance_fmris()), decl))
@@ -365,7 +374,7 @@ class Agent:
             return "rejected"
         if self._unchanged(text, instances):
             return "unchanged"
-        ok, out = await run_check(self.ctx.reaper, ka.check_argv(self.binary or "keepalived", self.layout.candidate),
+        ok, out = await run_check(self.ctx.run, ka.check_argv(self.binary or "keepalived", self.layout.candidate),
                                   CHECK_TIMEOUT)
         return self._checked(text, instances, ok, out)
 
@@ -423,19 +432,19 @@ class Agent:
         if path is None:
             self.service_error = "cannot find the keepalived service manifest (manifests/system/vrrp.toml)"
         else:
-            self.service_error = import_manifest(self.ctx.engine, path, {"KEEPALIVED": self.binary or "keepalived"})
+            self.service_error = self.ctx.services.import_manifest(path, {"KEEPALIVED": self.binary or "keepalived"})
         if self.service_error:
             log.error("keepalived service manifest: %s", self.service_error)
 
     def _reload(self) -> None:
         """SIGHUP keepalived if it runs and is ready; otherwise remember to once it is."""
-        inst = self.ctx.engine.instances.get(SERVICE)
+        inst = self.ctx.services.instance(SERVICE)
         if inst is None:
             self.hup_pending = False
             return
         if inst.state.value != "online" or inst.next_state is not None:
             # Starting: it may have read the old file; stopped: it reads the new one when it starts.
-            self.hup_pending = inst.contract is not None
+            self.hup_pending = inst.has_processes
             return
         pid = ka.reload(self.layout, inst.pids)
         self.hup_pending = False
@@ -448,7 +457,7 @@ class Agent:
 
     # ------------------------------------------------------------------ operations
     def _service_state(self) -> str:
-        inst = self.ctx.engine.instances.get(SERVICE)
+        inst = self.ctx.services.instance(SERVICE)
         return inst.state.value if inst is not None else "absent"
 
     def router_view(self, inst: VrrpInstance) -> dict[str, Any]:

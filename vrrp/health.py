@@ -3,9 +3,9 @@
 A followed service is healthy while its instance is ``online`` and no open fault
 case names it among its suspects or affected resources. Anything else (offline,
 degraded, maintenance, disabled, absent, or retired by a case) is unhealthy and
-costs the instance the follow's weight. Cases arrive as ``list.suspect`` (open or
-updated) and leave with ``list.repaired``, ``list.resolved``, ``list.acquitted`` or
-``list.replaced``.
+costs the instance the follow's weight. Cases arrive as ``list.suspect`` or
+``list.updated`` and leave with ``list.repaired`` (repaired, acquitted or replaced:
+its ``state`` says which) or ``list.resolved`` (``svcmgr.eventclasses``).
 """
 
 from __future__ import annotations
@@ -16,12 +16,8 @@ from typing import Any
 from svcmgr import fmri as fmri_mod
 from vrrp.model import VrrpInstance
 
-__all__ = ["CLOSING", "Health", "case_resources", "effective_priority"]
+__all__ = ["Health", "case_resources", "effective_priority"]
 
-#: Case events after which a case no longer retires anything.
-CLOSING = ("list.repaired", "list.resolved", "list.acquitted", "list.replaced")
-#: Case states (the fault manager's ``state`` in a list.* event) in which it retires nothing.
-CLOSED_STATES = ("repaired", "acquitted", "replaced", "resolved")
 _RESOURCE_KEYS = ("resource", "fmri", "asru", "fru")
 _LIST_KEYS = ("suspects", "affected", "impacted", "resources")
 

@@ -1,36 +1,31 @@
-"""The agent in process, on the daemon's real parts (bus, engine, repository, reaper, real keepalived check).
+"""The agent in process on the component interface alone: a real bus, services faked (``fakes``), real
+keepalived checks.
 
-The engine runs at milestone ``none`` so that nothing starts: keepalived is only
-ever *checked* here (``--config-test`` touches no network), never run, since this
-test lives in the host's namespace. The namespace tests run it for real.
+No engine, restarter, reaper or repository: nothing starts. keepalived is only ever
+*checked* here (``--config-test`` touches no network), never run, since this test
+lives in the host's namespace. The namespace tests run it for real.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
-import signal
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from svcmgr.api import Api, ApiError, Caller
+from svcmgr.api import ApiError, Caller
 from svcmgr.bus import Bus
-from svcmgr.component import Context
 from svcmgr.config import load_config
-from svcmgr.contract import detect_backend
-from svcmgr.engine import Engine
 from svcmgr.events import Event
 from svcmgr.manifest import load_bytes
 from svcmgr.paths import Paths
-from svcmgr.reaper import Reaper
-from svcmgr.repository import Repository
-from svcmgr.restarter import Restarter
 from vrrp import keepalived as ka
 from vrrp.agent import SERVICE, create
+
+from fakes import FakeServices, context
 
 WEB = "svc:/site/web:default"
 ROOT = Caller(os.getpid(), 0, 0, frozenset({0}), True)
@@ -49,32 +44,16 @@ class Stack:
         self.tmp = tmp
         self.paths = Paths.for_root(str(tmp / "root"))
         self.paths.make()
-        self.loop = asyncio.get_running_loop()
-        self.reaper = Reaper()  # reaps our children; not a subreaper (this is the test process)
-        self.reaper._loop = self.loop
-        self.loop.add_signal_handler(signal.SIGCHLD, self.reaper.reap)
-        self.repo = Repository(self.paths.repository)
         self.bus = Bus("t1")
-        self.backend = detect_backend("vrrp-unit", allow_cgroup=False)
-        ctid = itertools.count(1)
-        self.restarter = Restarter(reaper=self.reaper, backend=self.backend, paths=self.paths, bus=self.bus,
-                                   ctid=lambda: next(ctid), on_contract=lambda *a: None,
-                                   on_health=lambda *a: None)
-        self.engine = Engine(repo=self.repo, bus=self.bus, restarter=self.restarter, paths=self.paths)
-        self.engine.set_milestone("none")  # nothing starts in this test
-        self.api = Api(str(tmp / "unused.sock"))
+        self.services = FakeServices()
         self.config_file = tmp / "node.toml"
 
     def configure(self, text: str):
         self.config_file.write_text(textwrap.dedent(text))
         return load_config(str(self.config_file))
 
-    def context(self, cfg) -> Context:
-        return Context("t1", self.paths, self.bus, self.repo, self.engine, self.api, self.reaper, cfg, time.monotonic)
-
-    def close(self) -> None:
-        self.loop.remove_signal_handler(signal.SIGCHLD)
-        self.repo.close()
+    def context(self, cfg):
+        return context(cfg, self.paths, services=self.services, bus=self.bus)
 
 
 @pytest.fixture
@@ -82,11 +61,9 @@ async def stack(tmp_path):
     if ka.find_keepalived() is None:
         pytest.skip("keepalived not installed")
     s = Stack(tmp_path)
-    s.engine.import_specs(load_bytes(b'name = "site/web"\n[methods.start]\nexec = ["sleep", "1000"]\n',
-                                     str(tmp_path / "web.toml")), ["toml"])
-    yield s
-    await s.engine.nursery.aclose()
-    s.close()
+    (spec,) = load_bytes(b'name = "site/web"\n[methods.start]\nexec = ["sleep", "1000"]\n', str(tmp_path / "web.toml"))
+    s.services.add(spec)
+    return s
 
 
 def node_toml(iface: str, *, extra: str = "") -> str:
@@ -128,9 +105,9 @@ async def test_rejected_configuration_keeps_the_running_one_and_raises_an_erepor
         assert show["config"]["status"] == "applied" and [r["name"] for r in show["routers"]] == ["web"]
         assert show["routers"][0]["configured_priority"] == 120
         # keepalived itself is imported as a service, with the binary the agent found.
-        spec = stack.engine.specs["svc:/network/vrrp"]
+        spec = stack.services.specs()["svc:/network/vrrp"]
         assert spec.context.environment["KEEPALIVED"] == agent.binary
-        assert stack.engine.instances[SERVICE].state.value in ("uninitialized", "disabled")  # milestone none
+        assert stack.services.instance(SERVICE).state.value == "uninitialized"  # nothing starts here
 
         sub = stack.bus.subscribe("ereport.vrrp")
         agent.settings = stack.configure(node_toml("nosuch0")).section("vrrp")
@@ -225,7 +202,7 @@ async def test_without_keepalived_the_agent_is_idle_and_says_why(stack):
     await agent.run()  # returns at once: nothing to do
     show = await agent.op_show(ROOT, {})
     assert show["available"] is False and "/nonexistent/keepalived not found" in show["reason"]
-    assert not os.path.exists(agent.layout.conf) and "svc:/network/vrrp" not in stack.engine.specs
+    assert not os.path.exists(agent.layout.conf) and "svc:/network/vrrp" not in stack.services.specs()
 
 
 async def test_crash_hold_is_five_adverts_of_the_slowest_instance_unless_configured(stack):

@@ -1,0 +1,181 @@
+"""Stand-ins for the daemon's core in component unit tests: services in a few dictionaries, a command runner.
+
+``FakeServices`` implements ``svcmgr.services.Services`` (the view and commands a
+component is given) without an engine, a restarter, a reaper or a repository: a
+test sets instance states by hand and reads back what the component asked.
+``run_command`` runs a short command with asyncio (the daemon's runner goes through
+its reaper). ``context`` builds a component ``Context`` from them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from svcmgr.api import Api
+from svcmgr.bus import Bus
+from svcmgr.component import Context
+from svcmgr.config import DaemonConfig
+from svcmgr.manifest import InstanceConfig, ManifestErrors, ServiceSpec, parse_service, resolve_instance
+from svcmgr.paths import Paths
+from svcmgr.process import ExitStatus
+from svcmgr.schema import FieldError, read_toml
+from svcmgr.services import EngineError, StopGate
+from svcmgr.states import State
+from svcmgr.timings import Recorder
+
+
+@dataclass(eq=False)
+class FakeInstance:
+    """An instance as a component sees it (``svcmgr.services.InstanceInfo``), set by hand."""
+
+    fmri: str
+    config: InstanceConfig
+    state: State = State.UNINITIALIZED
+    next_state: State | None = None
+    reason: str = ""
+    stime: float = field(default_factory=time.time)
+    effective_enabled: bool = True
+    marks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pids: list[int] = field(default_factory=list)
+    cgroup: str | None = None
+    starts: int = 0
+    restarts: int = 0
+
+    @property
+    def service(self) -> str:
+        return str(self.config.fmri.service_fmri)
+
+    @property
+    def has_processes(self) -> bool:
+        return bool(self.pids)
+
+
+class FakeServices:
+    """``Services`` over dictionaries: specs, instances, direct dependencies; records every command."""
+
+    def __init__(self) -> None:
+        self.spec_map: dict[str, ServiceSpec] = {}
+        self.instance_map: dict[str, FakeInstance] = {}
+        self.deps: dict[str, set[str]] = {}
+        self.gates: list[StopGate] = []
+        self.commands: list[tuple[str, Any]] = []
+
+    def add(self, spec: ServiceSpec, state: State = State.UNINITIALIZED) -> list[FakeInstance]:
+        self.spec_map[str(spec.fmri)] = spec
+        out = []
+        for name in spec.instances:
+            cfg = resolve_instance(spec, name)
+            inst = FakeInstance(str(cfg.fmri), cfg, state)
+            self.instance_map[inst.fmri] = inst
+            self.deps[inst.fmri] = {t for d in cfg.dependencies for t in d.fmris if t.startswith("svc:/")}
+            out.append(inst)
+        return out
+
+    def set_state(self, fmri: str, state: str, next_state: str | None = None) -> None:
+        inst = self.instance_map[fmri]
+        inst.state = State(state)
+        inst.next_state = State(next_state) if next_state else None
+
+    # ------------------------------------------------------------ view
+    def instance(self, fmri: str) -> FakeInstance | None:
+        return self.instance_map.get(fmri)
+
+    def instances(self) -> Iterator[FakeInstance]:
+        return iter(list(self.instance_map.values()))
+
+    def specs(self) -> Mapping[str, ServiceSpec]:
+        return self.spec_map
+
+    def closure(self, fmri: str, groupings: Iterable[str]) -> frozenset[str]:
+        seen, stack = {fmri}, [fmri]
+        while stack:
+            for d in self.deps.get(stack.pop(), ()):
+                if d not in seen:
+                    seen.add(d)
+                    stack.append(d)
+        return frozenset(seen)
+
+    def owner(self, pid: int, memcg: str | None = None) -> str | None:
+        return next((f for f, i in self.instance_map.items() if pid in i.pids), None)
+
+    # ------------------------------------------------------------ commands
+    def mark(self, fmris: list[str], what: str, *, temporary: bool = False, immediate: bool = False,
+             reason: str | None = None, by: str = "operator", case: str | None = None) -> list[str]:
+        self.commands.append(("mark", (list(fmris), what, by, case)))
+        done = []
+        for f in fmris:
+            inst = self.instance_map[f]
+            if inst.marks.get(what, {}).get("case") == case and inst.state.value == what:
+                continue
+            inst.marks[what] = {"reason": reason or what, "by": by, "case": case}
+            inst.state = State(what)
+            done.append(f)
+        return done
+
+    def clear(self, fmris: list[str]) -> list[str]:
+        self.commands.append(("clear", list(fmris)))
+        done = []
+        for f in fmris:
+            inst = self.instance_map[f]
+            if inst.state in (State.MAINTENANCE, State.DEGRADED):
+                inst.marks.pop(inst.state.value, None)
+                inst.state = State.ONLINE
+                done.append(f)
+        return done
+
+    def resolve(self, pattern: str) -> str:
+        hits = [f for f in self.instance_map if f == pattern or f.startswith(f"svc:/{pattern}:")
+                or f.split(":")[1].endswith("/" + pattern)]
+        if len(hits) != 1:
+            raise EngineError(f"{pattern}: {'ambiguous' if hits else 'no service or instance matches'}", 1)
+        return hits[0]
+
+    def add_stop_gate(self, gate: StopGate) -> None:
+        self.gates.append(gate)
+
+    def import_manifest(self, path: str, environment: Mapping[str, str]) -> str | None:
+        try:
+            data = read_toml(path)
+            data.setdefault("environment", {}).update(environment)
+            spec = parse_service(data, path, base_dir=os.path.dirname(path))
+        except (FieldError, ManifestErrors) as e:
+            return str(e)
+        self.commands.append(("import", str(spec.fmri)))
+        current = self.spec_map.get(str(spec.fmri))
+        if current is None or current.to_dict() != spec.to_dict():
+            self.add(spec)
+        return None
+
+
+async def run_command(argv: Sequence[str], *, timeout: float | None = None) -> tuple[ExitStatus | None, bytes]:
+    """The daemon's ``CommandRunner`` without its reaper: asyncio's subprocess support."""
+    p = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+                                             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                                             start_new_session=True)
+    try:
+        out, _ = await asyncio.wait_for(p.communicate(), timeout)
+    except TimeoutError:
+        p.kill()
+        await p.wait()
+        return None, b""
+    code = p.returncode or 0
+    raw = (-code & 0x7F) if code < 0 else (code << 8)
+    return ExitStatus(p.pid, raw), out
+
+
+def context(config: DaemonConfig, paths: Paths, *, services: FakeServices | None = None, node: str = "t1",
+            bus: Bus | None = None, api: Api | None = None, db: sqlite3.Connection | None = None) -> Context:
+    """A component's context on fakes: an in-memory database, an API table that listens nowhere."""
+    return Context(node, paths, bus or Bus(node), api or Api(os.path.join(paths.run, "unused.sock")),
+                   services if services is not None else FakeServices(),
+                   db if db is not None else sqlite3.connect(":memory:", isolation_level=None),
+                   run_command, Recorder(), config, time.monotonic)
+
+
+__all__ = ["FakeInstance", "FakeServices", "context", "run_command"]

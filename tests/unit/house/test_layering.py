@@ -1,0 +1,48 @@
+"""The import rule of docs/architecture.md, checked on the source: components see the core only
+through its narrow interfaces.
+
+``fault/``, ``vrrp/`` and ``lb/`` never import the engine, the restarter, the reaper or
+the repository (not even for type hints, not even inside a function): they get the
+services' view and commands (``svcmgr.services``), the event classes
+(``svcmgr.eventclasses``), a command runner (``svcmgr.process``) and a database
+connection (``svcmgr.db``).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+COMPONENT_PACKAGES = ("fault", "vrrp", "lb")
+CORE = ("svcmgr.engine", "svcmgr.restarter", "svcmgr.reaper", "svcmgr.repository")
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """Every module a file imports, wherever the import statement stands."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append((node.lineno, node.module))
+            out += [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+    return out
+
+
+def sources(*packages: str) -> list[Path]:
+    return sorted(p for pkg in packages for p in (ROOT / pkg).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", sources(*COMPONENT_PACKAGES), ids=lambda p: str(p.relative_to(ROOT)))
+def test_components_never_import_the_core(path: Path) -> None:
+    bad = [f"line {n}: {m}" for n, m in imports(path) if m in CORE or m.startswith(tuple(c + "." for c in CORE))]
+    assert not bad, f"{path.relative_to(ROOT)} imports the core: {bad}"
+
+
+def test_the_rule_sees_an_import_inside_a_function(tmp_path: Path) -> None:
+    f = tmp_path / "x.py"
+    f.write_text("def f():\n    from svcmgr.engine import Engine\n    return Engine\n")
+    assert (2, "svcmgr.engine") in imports(f)
