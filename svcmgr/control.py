@@ -422,7 +422,7 @@ class Control:
                 text += f" (fault case {m['case']})"
             return text, []
         if st == State.DISABLED or not inst.effective_enabled:
-            return e._disabled_reason(inst), []
+            return e.disabled_reason(inst), []
         if st in RUNNING:
             return inst.reason or "Running.", []
         if inst.phase == Phase.STARTING:

@@ -140,18 +140,7 @@ class Daemon:
                 ctids = iter(range(f, last))
                 return next(ctids)
 
-        engine: Engine | None = None
-
-        def on_contract(inst: Any, kind: str, detail: str, status: Any) -> None:
-            assert engine is not None
-            engine.on_contract(inst, kind, detail, status)
-
-        def on_health(inst: Any, ok: bool, detail: str) -> None:
-            assert engine is not None
-            engine.on_health(inst, ok, detail)
-
-        restarter = Restarter(reaper=reaper, backend=backend, paths=self.paths, bus=bus, ctid=next_ctid,
-                              on_contract=on_contract, on_health=on_health)
+        restarter = Restarter(reaper=reaper, backend=backend, paths=self.paths, bus=bus, ctid=next_ctid)
         timings = Recorder(TimingStore(repo.connection))
         engine = Engine(repo=repo, bus=bus, restarter=restarter, paths=self.paths, timings=timings)
         self.engine = engine

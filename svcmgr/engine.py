@@ -22,7 +22,6 @@ from typing import Any
 
 from svcmgr import fmri as fmri_mod
 from svcmgr.bus import Bus
-from svcmgr.contract import Contract
 from svcmgr.eventclasses import SVC_CLEARED, SVC_IMPORTED, SVC_REFRESHED, SVC_STOPPING, state_class
 from svcmgr.graph import NEVER, Graph, find_cycles
 from svcmgr.instance import Instance
@@ -38,9 +37,9 @@ from svcmgr.manifest import (
 )
 from svcmgr.paths import Paths
 from svcmgr.policy import START_RETRIES, Outcome, RestartHistory
+from svcmgr.process import ProcessLayer
 from svcmgr.reaper import ExitStatus
 from svcmgr.repository import InstanceRecord, Repository
-from svcmgr.restarter import Restarter
 from svcmgr.services import EngineError, StopGate
 from svcmgr.states import RUNNING, State
 from svcmgr.tasks import Nursery
@@ -72,11 +71,12 @@ class _Waiter:
 
 
 class Engine:
-    def __init__(self, *, repo: Repository, bus: Bus, restarter: Restarter, paths: Paths,
+    def __init__(self, *, repo: Repository, bus: Bus, restarter: ProcessLayer, paths: Paths,
                  clock: Callable[[], float] = time.monotonic, timings: Recorder | None = None) -> None:
         self.repo = repo
         self.bus = bus
         self.restarter = restarter
+        restarter.bind(self.on_contract, self.on_health)
         self.paths = paths
         self.clock = clock
         #: Start and stop timings: told of every phase an instance enters (svcmgr.timings).
@@ -127,33 +127,21 @@ class Engine:
                     inst.marks = {k: v for k, v in (r.marks or {}).items() if not v.get("temporary")}
                     running = r.state in ("online", "degraded") and same_boot and inst.effective_enabled
                     if running and r.contract:
-                        self._adopt(inst, r)
+                        if self.restarter.adopt(inst, r.contract):
+                            self._resume(inst, r, f"Adopted running contract {r.contract.get('ctid')} "
+                                                  f"({len(inst.pids)} processes) after a daemon restart.")
                     elif running and self._untracked(cfg):
                         self._resume(inst, r, "Still online after a daemon restart (nothing to track).")
                     elif r.contract:
-                        self._discard_contract(r.contract)
+                        self.restarter.discard(r.contract)
         self._rebuild_graph()
-        known = {i.contract.cgroup for i in self.instances.values() if i.contract and i.contract.cgroup}
-        for path in self.restarter.backend.leftovers(known):
-            self._discard_contract({"ctid": 0, "kind": "cgroup", "marker": "", "cgroup": path})
-        self.restarter.backend.controls.sweep(d for i in self.instances.values() if i.contract
-                                              for d in i.contract.rctl.own)
+        self.restarter.sweep(self.instances.values())
 
     @staticmethod
     def _untracked(cfg: InstanceConfig) -> bool:
         """Online without processes to track: transient services and ``:true`` starts (milestones)."""
         start = cfg.methods.get("start")
         return cfg.duration == "transient" or start is None or start.exec.kind == "true"
-
-    def _adopt(self, inst: Instance, rec: InstanceRecord) -> None:
-        try:
-            c = Contract.from_record(rec.contract or {})
-        except (KeyError, TypeError, ValueError):
-            return
-        if not self.restarter.adopt(inst, c):
-            return
-        self._resume(inst, rec, f"Adopted running contract {c.ctid} ({len(c.members)} processes) "
-                                "after a daemon restart.")
 
     def _resume(self, inst: Instance, rec: InstanceRecord, note: str) -> None:
         inst.phase = Phase.DEGRADED if rec.state == "degraded" else Phase.ONLINE
@@ -162,17 +150,6 @@ class Engine:
         inst.reason = rec.reason or ""
         assert inst.log is not None
         inst.log.note(note)
-
-    def _discard_contract(self, rec: dict[str, Any]) -> None:
-        with contextlib.suppress(Exception):
-            c = Contract.from_record(rec)
-            if c.kind == "cgroup" and c.cgroup:
-                c.members = c._cgroup_procs()
-            if c.members:
-                import signal as _signal
-
-                c.signal(_signal.SIGKILL)
-            c.remove()
 
     def boot(self) -> None:
         """Bring every instance to where its enable state and marks say."""
@@ -519,21 +496,21 @@ class Engine:
         p = inst.phase
         if p == Phase.UNINITIALIZED:
             self.dispatch(inst, Ev.ENABLE if wants else Ev.DISABLE,
-                          "" if wants else self._disabled_reason(inst))
+                          "" if wants else self.disabled_reason(inst))
         elif p == Phase.DISABLED:
             if wants:
                 self.dispatch(inst, Ev.ENABLE, "")
         elif p == Phase.OFFLINE:
             if not wants:
-                self.dispatch(inst, Ev.DISABLE, self._disabled_reason(inst))
+                self.dispatch(inst, Ev.DISABLE, self.disabled_reason(inst))
             elif self.graph.met(inst.fmri, self.view):
                 self.dispatch(inst, Ev.DEPS_MET, "")
             else:
                 inst.reason = "Waiting for dependencies."
         elif p in _ACTIVE and not wants:
-            self.dispatch(inst, Ev.DISABLE, self._disabled_reason(inst))
+            self.dispatch(inst, Ev.DISABLE, self.disabled_reason(inst))
 
-    def _disabled_reason(self, inst: Instance) -> str:
+    def disabled_reason(self, inst: Instance) -> str:
         if self._allowed is not None and inst.fmri not in self._allowed:
             return f"Held back by milestone {self.milestone}."
         if inst.enabled_temp is False:
@@ -554,7 +531,7 @@ class Engine:
 
     def _group_still_met(self, d: Any, leaving: str) -> bool:
         """Whether a require_any group keeps a running member besides ``leaving``."""
-        for _declared, insts in self.graph._members(d):
+        for _declared, insts in self.graph.members(d):
             for i in insts or ():
                 v = self.view(i)
                 if i != leaving and v is not None and v[0] in RUNNING:
@@ -665,7 +642,7 @@ class Engine:
             else:
                 inst.enabled_set = False
                 inst.enabled_temp = None
-            reason = self._disabled_reason(inst)
+            reason = self.disabled_reason(inst)
             inst.history.reset()  # as SMF: an operator's disable forgets the restart history
             if inst.phase == Phase.MAINTENANCE:
 
@@ -782,12 +759,11 @@ class Engine:
             if f in seen:
                 errors.append(ManifestError(s.source, "name", f"{f} is also declared in {seen[f]}"))
             seen[f] = s.source
-        controls = self.restarter.backend.controls
         for s in specs:
             for n in s.instances:
                 cfg = resolve_instance(s, n)
                 errors.extend(ManifestError(s.source, f"resources.{key}", f"{cfg.fmri}: {why}")
-                              for key, why in controls.refusals(cfg.resources))
+                              for key, why in self.restarter.refusals(cfg))
         if errors:
             raise ManifestErrors(errors)
         merged = {f: sp for f, sp in (self.specs if existing is None else existing).items() if f not in seen}

@@ -12,12 +12,17 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["FMRI", "FmriError", "PathFMRI", "match", "parse", "parse_any"]
+__all__ = ["FMRI", "FmriError", "PathFMRI", "match", "parse", "parse_any", "valid_instance_name"]
 
 _SEGMENT = r"[A-Za-z][A-Za-z0-9_.,+-]*"
 _SERVICE_RE = re.compile(rf"^{_SEGMENT}(?:/{_SEGMENT})*\Z")
 _INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,+-]*\Z")
 _PATH_RE = re.compile(r"^/[^\x00-\x1f\x7f]*\Z")
+
+
+def valid_instance_name(name: str) -> bool:
+    """Whether ``name`` may name an instance (letters, digits, '_', '.', ',', '+', '-')."""
+    return bool(_INSTANCE_RE.match(name))
 
 
 class FmriError(ValueError):

@@ -228,7 +228,7 @@ class Graph:
         for d in self.deps.get(fmri, ()):
             if d.type != "path" and d.grouping in ("require_all", "require_any"):
                 vals = []
-                for _, insts in self._members(d):
+                for _, insts in self.members(d):
                     if insts is None:
                         vals.append(NEVER)
                         continue
@@ -245,7 +245,7 @@ class Graph:
                 return False
         return True
 
-    def _members(self, d: Dependency) -> list[tuple[str, list[str] | None]]:
+    def members(self, d: Dependency) -> list[tuple[str, list[str] | None]]:
         """(declared FMRI, its instances or None when absent) for each member of a group."""
         out: list[tuple[str, list[str] | None]] = []
         for t in d.fmris:
@@ -279,7 +279,7 @@ class Graph:
             return _combine(d.grouping, vals)
         if d.grouping in ("require_all", "require_any"):
             vals = []
-            for _, insts in self._members(d):
+            for _, insts in self.members(d):
                 if insts is None:
                     vals.append(NEVER)
                 else:
@@ -287,14 +287,14 @@ class Graph:
             return _combine(d.grouping, vals)
         if d.grouping == "optional_all":
             result = MET
-            for _, insts in self._members(d):
+            for _, insts in self.members(d):
                 for i in insts or ():
                     v = self._optional_value(i, view, memo)
                     if v == NOTYET:
                         result = NOTYET
             return result
         # exclude_all
-        for _, insts in self._members(d):
+        for _, insts in self.members(d):
             for i in insts or ():
                 s = view(i)
                 if s is None:
@@ -340,7 +340,7 @@ class Graph:
                 out.extend((d, t, self._group(Dependency(d.name, d.grouping, d.restart_on, (t,), "path"),
                                               view, memo)) for t in d.fmris)
                 continue
-            for declared, insts in self._members(d):
+            for declared, insts in self.members(d):
                 if insts is None:
                     out.append((d, declared, NEVER if d.grouping in ("require_all", "require_any") else MET))
                     continue
@@ -361,7 +361,7 @@ class Graph:
         for d in self.deps.get(fmri, ()):
             if self._group(d, view, memo) == MET:
                 continue
-            for declared, insts in self._members(d):
+            for declared, insts in self.members(d):
                 if d.type == "path":
                     if not os.path.exists(parse_any(declared).path):  # type: ignore[union-attr]
                         out.append(Blocker(d.name, d.grouping, declared, "missing"))

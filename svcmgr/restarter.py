@@ -11,21 +11,21 @@ import asyncio
 import contextlib
 import logging
 import os
-import shlex
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from svcmgr import tokens
 from svcmgr.bus import Bus
 from svcmgr.contract import Backend, Contract
 from svcmgr.credentials import Credentials
 from svcmgr.instance import Instance
 from svcmgr.manifest import Exec, InstanceConfig, Method
+from svcmgr.methods import MethodContext, credentials
 from svcmgr.paths import Paths
 from svcmgr.policy import EXIT_NAMES, SMF_EXIT_NODAEMON, Outcome, classify_method_exit
 from svcmgr.probes import check_command, check_http, check_tcp, poll_intervals
+from svcmgr.process import ContractReport, HealthReport, StartResult
 from svcmgr.rctl import format_limits, format_size
 from svcmgr.reaper import Child, ExitStatus, Reaper
 
@@ -33,122 +33,41 @@ __all__ = ["Restarter", "StartResult"]
 
 log = logging.getLogger("svcmgr.restarter")
 
-RESTARTER_FMRI = "svc:/system/svc/restarter:default"
 DEFAULT_STOP_TIMEOUT = 30.0
 CHILD_THROTTLE = 1.0
 #: Spawns closer than this to the previous one count as a burst (see ``_spawn``).
 BURST_GAP = 0.05
 
 
-@dataclass(frozen=True)
-class StartResult:
-    outcome: Outcome | str  # Outcome, or "timeout"
-    detail: str
-    status: ExitStatus | None = None
-    code: int | None = None
-
-
-_SHELL_WORDS = frozenset({"if", "then", "else", "elif", "fi", "while", "until", "for", "do", "done", "case",
-                          "esac", "{", "}", "!", "exec", "cd", "export", "set", "unset", "trap", ".", "source",
-                          "eval", "ulimit", "umask", "wait", "read", "shift", "return", "exit", "alias", "local"})
-_CONTROL = frozenset({";", "&", "|", "&&", "||", "(", ")", ";;", "|&"})
-
-
-def simple_command(text: str) -> bool:
-    """Whether a method string is one simple command, which SMF runs as ``exec <command>``
-    (no shell left waiting above the service). Lists, pipes, compound commands, builtins and
-    leading assignments run as written."""
-    if "\n" in text or "$(" in text or "`" in text:
-        return False  # to be safe, substitutions run as written
-
-    try:
-        lex = shlex.shlex(text, posix=True, punctuation_chars=";&|()")
-        lex.whitespace_split = True
-        words = list(lex)
-    except ValueError:
-        return False
-    if not words or words[0] in _SHELL_WORDS or "=" in words[0]:
-        return False
-    for i, w in enumerate(words):
-        if w == "&" and i and words[i - 1].endswith((">", "<")):
-            continue  # 2>&1, <&3: a redirection, not a background job
-        if w in _CONTROL or set(w) <= set(";&|()"):
-            return False
-    return True
-
-
-
 class Restarter:
     def __init__(self, *, reaper: Reaper, backend: Backend, paths: Paths, bus: Bus,
                  ctid: Callable[[], int],
-                 on_contract: Callable[[Instance, str, str, ExitStatus | None], None],
-                 on_health: Callable[[Instance, bool, str], None]) -> None:
+                 on_contract: ContractReport | None = None, on_health: HealthReport | None = None) -> None:
         self.reaper = reaper
         self.backend = backend
         self.paths = paths
         self.bus = bus
         self._ctid = ctid
-        self._on_contract = on_contract
-        self._on_health = on_health
+        self._on_contract: ContractReport = on_contract or (lambda *a: None)
+        self._on_health: HealthReport = on_health or (lambda *a: None)
         self.pid_owner: dict[int, Instance] = {}
         self.monitored: set[Instance] = set()
         self.awaiting_ready: set[Instance] = set()
         self._sweep_scheduled = False
         self._last_spawn = 0.0
-        self.base_env = self._base_env()
+        self.methods = MethodContext(paths)
         reaper.on_orphan = self._orphan_reaped
 
-    @staticmethod
-    def _base_env() -> dict[str, str]:
-        env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")}
-        for k in ("LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV"):
-            if k in os.environ:
-                env[k] = os.environ[k]
-        return env
-
-    # ------------------------------------------------------------------ environment
-    def method_env(self, inst: Instance, method: str, user: Credentials, contract: Contract | None) -> dict[str, str]:
-        cfg = inst.config
-        ctx = cfg.method_context(method)
-        env = dict(self.base_env)
-        if user.name:
-            env.update({"USER": user.name, "LOGNAME": user.name, "HOME": user.home or "/"})
-        else:
-            for k in ("HOME", "USER", "LOGNAME"):
-                if k in os.environ:
-                    env[k] = os.environ[k]
-        env.update({"SMF_FMRI": str(cfg.fmri), "SMF_METHOD": method, "SMF_RESTARTER": RESTARTER_FMRI,
-                    "SVCMGR_RUN_DIR": self.paths.run, "SVCMGR_LIB_DIR": self.paths.lib,
-                    "SVCMGR_LOG_DIR": self.paths.log})
-        if contract is not None:
-            env["SVCMGR_CONTRACT"] = contract.marker
-        if cfg.readiness.kind == "notify" and method == "start":
-            env["NOTIFY_SOCKET"] = self.paths.notify_socket
-        for k, v in ctx.environment.items():
-            env[k] = tokens.expand(v, cfg, method)
-        return env
-
-    def method_argv(self, inst: Instance, method: str, ex: Exec) -> list[str]:
-        cfg = inst.config
-        if ex.kind == "argv":
-            return tokens.expand_argv(ex.argv, cfg, method)
-        text, params = tokens.shell_script(ex.shell, cfg, method)  # values as parameters, never as code
-        script = f"exec {text}" if simple_command(text) else text
-        return ["/bin/sh", "-c", script, "/bin/sh", *params] if params else ["/bin/sh", "-c", script]
-
-    def _cwd(self, inst: Instance, method: str, user: Credentials) -> str:
-        wd = inst.config.method_context(method).working_directory
-        if wd == ":default":
-            return user.home or os.path.expanduser("~") or "/"
-        return wd or "/"
+    def bind(self, on_contract: ContractReport, on_health: HealthReport) -> None:
+        self._on_contract, self._on_health = on_contract, on_health
 
     def _spawn(self, inst: Instance, method: str, m: Method, contract: Contract,
                user: Credentials) -> Child:
-        argv = self.method_argv(inst, method, m.exec)
-        env = self.method_env(inst, method, user, contract)
+        argv = self.methods.argv(inst.config, method, m.exec)
+        env = self.methods.env(inst.config, method, user, contract.marker)
         assert inst.log is not None
         fd = inst.log.writer_fd()
-        cwd = self._cwd(inst, method, user)
+        cwd = self.methods.cwd(inst.config, method, user)
         spawner = self.backend.spawner
         now = time.monotonic()
         try:
@@ -184,7 +103,7 @@ class Restarter:
         if m.exec.kind == "kill":
             return StartResult(Outcome.FATAL, "start method cannot be :kill")
         try:
-            user = self.credentials(cfg, "start")
+            user = credentials(cfg, "start")
         except LookupError as e:
             inst.log.note(f"Start method not run: {e}.")
             return StartResult(Outcome.FATAL, f"{e} (SMF_EXIT_ERR_CONFIG)")
@@ -245,12 +164,6 @@ class Restarter:
                 return StartResult(Outcome.RETRY, "all processes of the service exited as soon as it started",
                                    result.status, result.code)
         return result
-
-    @staticmethod
-    def credentials(cfg: InstanceConfig, method: str) -> Credentials:
-        """Who a method runs as and with which privileges; raises LookupError for a missing name."""
-        ctx = cfg.method_context(method)
-        return Credentials.resolve(ctx.user, ctx.group, ctx.security)
 
     async def _wait_ready(self, inst: Instance, main: asyncio.Future[ExitStatus]) -> StartResult:
         cfg = inst.config
@@ -320,12 +233,12 @@ class Restarter:
         cfg = inst.config
         ex = Exec("argv", argv=tuple(target)) if isinstance(target, tuple) else Exec("shell", shell=str(target))
         try:
-            user = self.credentials(cfg, "start")
+            user = credentials(cfg, "start")
         except LookupError as e:
             return False, str(e)
-        env = self.method_env(inst, "probe", user, None)
-        return await check_command(self.reaper, self.method_argv(inst, "probe", ex), timeout, env=env,
-                                   cwd=self._cwd(inst, "start", user),
+        env = self.methods.env(inst.config, "probe", user, None)
+        return await check_command(self.reaper, self.methods.argv(inst.config, "probe", ex), timeout, env=env,
+                                   cwd=self.methods.cwd(inst.config, "start", user),
                                    preexec=user.apply if user.needs_child else None)
 
     # ------------------------------------------------------------------ monitoring
@@ -448,8 +361,12 @@ class Restarter:
                           else "Stopping because all processes in service exited.")
         self._on_contract(inst, kind, detail, status)
 
-    def adopt(self, inst: Instance, contract: Contract) -> bool:
+    def adopt(self, inst: Instance, record: dict[str, Any]) -> bool:
         """Take over a contract an earlier daemon left running; False if nothing of it lives."""
+        try:
+            contract = Contract.from_record(record)
+        except (KeyError, TypeError, ValueError):
+            return False
         if contract.kind != self.backend.kind:
             return False
         members = contract.scan(None)
@@ -463,6 +380,27 @@ class Restarter:
             self.pid_owner[p] = inst
             self._watch_foreign(inst, p)
         return True
+
+    def discard(self, record: dict[str, Any]) -> None:
+        """Kill and remove what is left of a recorded contract that no instance adopts."""
+        with contextlib.suppress(Exception):
+            c = Contract.from_record(record)
+            if c.kind == "cgroup" and c.cgroup:
+                c.scan()
+            if c.members:
+                c.signal(signal.SIGKILL)
+            c.remove()
+
+    def sweep(self, instances: Iterable[Instance]) -> None:
+        """Groups an earlier daemon left that none of these instances' contracts owns: killed and removed."""
+        contracts = [i.contract for i in instances if i.contract is not None]
+        known = {c.cgroup for c in contracts if c.cgroup}
+        for path in self.backend.leftovers(known):
+            self.discard({"ctid": 0, "kind": "cgroup", "marker": "", "cgroup": path})
+        self.backend.controls.sweep(d for c in contracts for d in c.rctl.own)
+
+    def refusals(self, config: InstanceConfig) -> list[tuple[str, str]]:
+        return list(self.backend.controls.refusals(config.resources))
 
     def _watch_foreign(self, inst: Instance, pid: int) -> None:
         """Watch a process that is not our child (adopted) through a pidfd."""
@@ -564,7 +502,7 @@ class Restarter:
         assert inst.log is not None
         inst.log.note(f'Executing {method} method ("{m.exec.display()}").')
         try:
-            user = self.credentials(inst.config, method)
+            user = credentials(inst.config, method)
         except LookupError as e:
             inst.log.note(f"{method} method not run: {e}.")
             return None

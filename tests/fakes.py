@@ -1,10 +1,17 @@
-"""Stand-ins for the daemon's core in component unit tests: services in a few dictionaries, a command runner.
+"""Stand-ins for the daemon's parts in fast unit tests.
 
-``FakeServices`` implements ``svcmgr.services.Services`` (the view and commands a
-component is given) without an engine, a restarter, a reaper or a repository: a
-test sets instance states by hand and reads back what the component asked.
-``run_command`` runs a short command with asyncio (the daemon's runner goes through
-its reaper). ``context`` builds a component ``Context`` from them.
+* ``FakeServices`` implements ``svcmgr.services.Services`` (the view and commands a
+  component is given) without an engine, a restarter, a reaper or a repository: a
+  test sets instance states by hand and reads back what the component asked.
+  ``run_command`` runs a short command with asyncio (the daemon's runner goes through
+  its reaper); ``context`` builds a component ``Context`` from them.
+* ``FakeProcesses`` implements ``svcmgr.process.ProcessLayer`` for the engine: a
+  start completes at once (or as scripted: a failure, a fatal exit, a timeout, a
+  temporary disable, or held until ``ready``), and a test injects what processes do
+  (``exit``, ``kill``, ``health``). ``FakeClock`` is the one clock the engine and its
+  restart histories read. ``engine_on_fakes`` builds a real ``Engine`` on them, and
+  ``settle`` runs the loop until it has nothing left to do: the engine's decisions
+  tested in milliseconds, no process started.
 """
 
 from __future__ import annotations
@@ -21,9 +28,13 @@ from svcmgr.api import Api
 from svcmgr.bus import Bus
 from svcmgr.component import Context
 from svcmgr.config import DaemonConfig
-from svcmgr.manifest import InstanceConfig, ManifestErrors, ServiceSpec, parse_service, resolve_instance
+from svcmgr.engine import Engine
+from svcmgr.instance import Instance
+from svcmgr.manifest import InstanceConfig, ManifestErrors, ServiceSpec, load_bytes, parse_service, resolve_instance
 from svcmgr.paths import Paths
-from svcmgr.process import ExitStatus
+from svcmgr.policy import Outcome
+from svcmgr.process import ContractReport, ExitStatus, HealthReport, StartResult
+from svcmgr.repository import Repository
 from svcmgr.schema import FieldError, read_toml
 from svcmgr.services import EngineError, StopGate
 from svcmgr.states import State
@@ -178,4 +189,133 @@ def context(config: DaemonConfig, paths: Paths, *, services: FakeServices | None
                    run_command, Recorder(), config, time.monotonic)
 
 
-__all__ = ["FakeInstance", "FakeServices", "context", "run_command"]
+class FakeClock:
+    """Monotonic seconds that move only when a test says so."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeProcesses:
+    """The process layer in memory: what the engine asked (``calls``), what runs (``running``)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.running: set[str] = set()
+        #: FMRI -> results the next starts return, in order (then OK)
+        self.script: dict[str, list[StartResult]] = {}
+        #: FMRI -> held starts wait for this event (readiness not reached yet)
+        self.held: dict[str, asyncio.Event] = {}
+        self._on_contract: ContractReport = lambda *a: None
+        self._on_health: HealthReport = lambda *a: None
+        self._instances: dict[str, Instance] = {}
+
+    # ------------------------------------------------------------ what a test scripts or injects
+    def fail_next(self, fmri: str, outcome: Outcome | str = Outcome.RETRY, detail: str = "exited with status 1",
+                  code: int | None = 1) -> None:
+        """The next start of ``fmri`` fails: RETRY, FATAL (a fatal exit code), TEMP_DISABLE or "timeout"."""
+        self.script.setdefault(fmri, []).append(StartResult(outcome, f"start method {detail}", None, code))
+
+    def hold(self, fmri: str) -> None:
+        """Starts of ``fmri`` wait (readiness not reached) until ``ready``."""
+        self.held[fmri] = asyncio.Event()
+
+    def ready(self, fmri: str) -> None:
+        self.held.pop(fmri).set()
+
+    def exit(self, fmri: str, code: int = 0) -> None:
+        """Every process of a running instance exited with ``code``."""
+        inst = self._instances[fmri]
+        self.running.discard(fmri)
+        status = ExitStatus(4242, code << 8)
+        child = inst.config.duration == "child"
+        self._on_contract(inst, "error" if child and code else "empty", status.describe(), status)
+
+    def kill(self, fmri: str, sig: int) -> None:
+        """A process of a running instance died on ``sig`` (an error, unless the manifest ignores it)."""
+        inst = self._instances[fmri]
+        self.running.discard(fmri)
+        status = ExitStatus(4242, sig)
+        self._on_contract(inst, "error", status.describe(), status)
+
+    def health(self, fmri: str, ok: bool, detail: str = "probe failed") -> None:
+        self._on_health(self._instances[fmri], ok, detail)
+
+    # ------------------------------------------------------------ ProcessLayer
+    def bind(self, on_contract: ContractReport, on_health: HealthReport) -> None:
+        self._on_contract, self._on_health = on_contract, on_health
+
+    async def start(self, inst: Instance) -> StartResult:
+        self._instances[inst.fmri] = inst
+        self.calls.append(("start", inst.fmri))
+        gate = self.held.get(inst.fmri)
+        if gate is not None:
+            await gate.wait()
+        queued = self.script.get(inst.fmri)
+        if queued:
+            return queued.pop(0)
+        start = inst.config.methods.get("start")
+        if inst.config.duration != "transient" and start is not None and start.exec.kind != "true":
+            self.running.add(inst.fmri)
+        return StartResult(Outcome.OK, "")
+
+    async def stop(self, inst: Instance, *, immediate: bool = False, why: str = "") -> None:
+        self.calls.append(("stop", inst.fmri))
+        self.running.discard(inst.fmri)
+
+    async def refresh(self, inst: Instance) -> None:
+        self.calls.append(("refresh", inst.fmri))
+
+    async def health_loop(self, inst: Instance) -> None:
+        self._instances[inst.fmri] = inst
+        await asyncio.Event().wait()
+
+    def adopt(self, inst: Instance, record: dict[str, Any]) -> bool:
+        return False
+
+    def discard(self, record: dict[str, Any]) -> None:
+        pass
+
+    def sweep(self, instances: Iterable[Instance]) -> None:
+        pass
+
+    def refusals(self, config: InstanceConfig) -> list[tuple[str, str]]:
+        return []
+
+
+def engine_on_fakes(tmp: str) -> tuple[Engine, FakeProcesses, FakeClock]:
+    """A real engine on fake processes, an in-memory repository and a fake clock (call inside a loop)."""
+    paths = Paths.for_root(tmp)
+    paths.make()
+    clock = FakeClock()
+    procs = FakeProcesses()
+    engine = Engine(repo=Repository(":memory:"), bus=Bus("t1"), restarter=procs, paths=paths, clock=clock)
+    return engine, procs, clock
+
+
+def manifests(engine: Engine, *texts: str) -> None:
+    """Import TOML manifests (one service each) and bring the engine up."""
+    specs = [s for i, t in enumerate(texts) for s in load_bytes(t.encode(), f"m{i}.toml")]
+    engine.import_specs(specs, ["toml"] * len(specs))
+
+
+async def settle(engine: Engine, procs: FakeProcesses, rounds: int = 10_000) -> None:
+    """Run the loop until the engine has nothing left to do but the starts ``procs`` holds."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+        busy = [i for i in engine.in_transition() if not (i.phase.value == "starting" and i.fmri in procs.held)]
+        jobs = [i for i in engine.instances.values() if i.job is not None and not i.job.done()
+                and i.fmri not in procs.held]
+        if not busy and not jobs and (engine.settled() or engine.in_transition()):
+            return
+    raise AssertionError("the engine did not settle: " + ", ".join(f"{i.fmri} {i.phase}" for i in busy))
+
+
+__all__ = ["FakeClock", "FakeInstance", "FakeProcesses", "FakeServices", "context", "engine_on_fakes",
+           "manifests", "run_command", "settle"]

@@ -13,12 +13,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from svcmgr.fmri import valid_instance_name
 from svcmgr.schema import FieldError, FieldErrors, Reader
 
 __all__ = ["validate"]
 
 _PG_TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.,+-]*\Z")
-_INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,+-]*\Z")
 
 
 def _fragment(r: Reader, key: str, text: Any, tags: tuple[str, ...] | None) -> None:
@@ -72,7 +72,7 @@ def _entity(r: Reader, *, service: bool) -> dict[str, Any]:
             out["instances"] = {}
             for name in list(it.data):
                 sub = it.table(name)
-                if not _INSTANCE_RE.match(name):
+                if not valid_instance_name(name):
                     it.error(name, "is not a valid instance name")
                     continue
                 if sub is not None:

@@ -61,7 +61,7 @@ def test_reconfigure_keeps_recent_history():
 
 
 def test_simple_shell_commands_are_execd_as_smf_does():
-    from svcmgr.restarter import simple_command
+    from svcmgr.methods import simple_command
 
     assert simple_command("python3 app.py --port 80 > /tmp/log 2>&1")
     assert simple_command("echo 'a; b'")
