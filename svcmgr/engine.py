@@ -16,61 +16,40 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from svcmgr import fmri as fmri_mod
+from svcmgr.adoption import Adoption
 from svcmgr.bus import Bus
-from svcmgr.eventclasses import SVC_CLEARED, SVC_IMPORTED, SVC_REFRESHED, SVC_STOPPING, state_class
-from svcmgr.graph import NEVER, Graph, find_cycles
+from svcmgr.catalog import Catalog
+from svcmgr.dependencies import Dependencies, Waiter
+from svcmgr.eventclasses import SVC_STOPPING, state_class
+from svcmgr.graph import Graph
 from svcmgr.instance import Instance
 from svcmgr.logs import InstanceLog, PatternMatcher
-from svcmgr.machine import Action, Ev, Phase, display, transition
-from svcmgr.manifest import (
-    InstanceConfig,
-    ManifestError,
-    ManifestErrors,
-    ServiceSpec,
-    parse_service,
-    resolve_instance,
-)
+from svcmgr.machine import RUNNING_PHASES, Action, Effect, Ev, Phase, display, step
+from svcmgr.manifest import InstanceConfig, ServiceSpec
 from svcmgr.paths import Paths
 from svcmgr.policy import START_RETRIES, Outcome, RestartHistory
 from svcmgr.process import ProcessLayer
 from svcmgr.reaper import ExitStatus
 from svcmgr.repository import InstanceRecord, Repository
 from svcmgr.services import EngineError, StopGate
-from svcmgr.states import RUNNING, State
+from svcmgr.states import State
 from svcmgr.tasks import Nursery
-from svcmgr.timings import Recorder, machine_boot
+from svcmgr.timings import Recorder
+from svcmgr.verbs import OperatorVerbs
 
 __all__ = ["Engine", "EngineError", "StopGate"]
 
 log = logging.getLogger("svcmgr.engine")
 
-_STOPPING = (Phase.STOPPING, Phase.STOPPING_DISABLE, Phase.STOPPING_MAINT)
-_ACTIVE = (Phase.STARTING, Phase.ONLINE, Phase.DEGRADED)
 #: Stops someone asked for (an operator, a dependency, a milestone): stop gates run before their stop method.
 #: A death, a failed probe or a failed start is not planned: nothing waits.
 _PLANNED = frozenset({Ev.DISABLE, Ev.RESTART, Ev.DEPS_LOST, Ev.MARK_MAINT})
-#: restart_on value -> stop causes of a dependency that restart the dependent
-_RESTART_ON = {
-    "none": frozenset(),
-    "error": frozenset({"error"}),
-    "restart": frozenset({"error", "other"}),
-    "refresh": frozenset({"error", "other", "refresh"}),
-}
-
-
-@dataclass
-class _Waiter:
-    fmri: str
-    want: str  # "online" | "disabled"
-    future: asyncio.Future[int]
-
-
-class Engine:
+#: Effects of leaving a running or starting phase for a stop.
+_LEAVING = frozenset({Effect.DOWN, Effect.ABORT})
+class Engine(Adoption, Catalog, Dependencies, OperatorVerbs):
     def __init__(self, *, repo: Repository, bus: Bus, restarter: ProcessLayer, paths: Paths,
                  clock: Callable[[], float] = time.monotonic, timings: Recorder | None = None) -> None:
         self.repo = repo
@@ -92,64 +71,15 @@ class Engine:
         self._dirty: set[str] = set()
         self._eval_scheduled = False
         self._flush_scheduled = False
-        self._waiters: list[_Waiter] = []
+        self._waiters: list[Waiter] = []
         self.shutting_down = False
         self.load_errors: list[str] = []
         self._path_task: asyncio.Task[None] | None = None
         self._stop_gates: list[StopGate] = []
 
     # ================================================================ boot
-    def load(self) -> None:
-        """Build instances from the repository, adopting contracts an earlier daemon left running.
 
-        Adoption happens only within one boot of the machine: after a reboot
-        nothing of the previous daemon runs, and every instance starts afresh."""
-        records = self.repo.instances()
-        boot = machine_boot()
-        same_boot = self.repo.get_meta("boot_id") == boot
-        self.repo.set_meta("boot_id", boot)
-        for rec in self.repo.services():
-            try:
-                spec = parse_service(rec.running, rec.source)
-            except ManifestErrors as e:
-                self.load_errors.append(f"{rec.fmri}: stored configuration is invalid: {e}")
-                log.error("skipping %s: %s", rec.fmri, e)
-                continue
-            self.specs[rec.fmri] = spec
-            self.editing[rec.fmri] = rec.editing
-            self.sources[rec.fmri] = (rec.source, rec.format)
-            for name in spec.instances:
-                cfg = resolve_instance(spec, name)
-                inst = self._new_instance(cfg)
-                r = records.get(str(cfg.fmri))
-                if r is not None:
-                    inst.enabled_set = r.enabled
-                    inst.marks = {k: v for k, v in (r.marks or {}).items() if not v.get("temporary")}
-                    running = r.state in ("online", "degraded") and same_boot and inst.effective_enabled
-                    if running and r.contract:
-                        if self.restarter.adopt(inst, r.contract):
-                            self._resume(inst, r, f"Adopted running contract {r.contract.get('ctid')} "
-                                                  f"({len(inst.pids)} processes) after a daemon restart.")
-                    elif running and self._untracked(cfg):
-                        self._resume(inst, r, "Still online after a daemon restart (nothing to track).")
-                    elif r.contract:
-                        self.restarter.discard(r.contract)
-        self._rebuild_graph()
-        self.restarter.sweep(self.instances.values())
 
-    @staticmethod
-    def _untracked(cfg: InstanceConfig) -> bool:
-        """Online without processes to track: transient services and ``:true`` starts (milestones)."""
-        start = cfg.methods.get("start")
-        return cfg.duration == "transient" or start is None or start.exec.kind == "true"
-
-    def _resume(self, inst: Instance, rec: InstanceRecord, note: str) -> None:
-        inst.phase = Phase.DEGRADED if rec.state == "degraded" else Phase.ONLINE
-        inst.state = State(rec.state)
-        inst.stime = rec.stime or time.time()
-        inst.reason = rec.reason or ""
-        assert inst.log is not None
-        inst.log.note(note)
 
     def boot(self) -> None:
         """Bring every instance to where its enable state and marks say."""
@@ -192,96 +122,30 @@ class Engine:
         self._recompute_allowed()
 
     # ================================================================ views
-    def view(self, f: str) -> tuple[State, bool] | None:
-        """(state for dependency evaluation, enabled) of an instance; stopping counts as its target."""
-        inst = self.instances.get(f)
-        if inst is None:
-            return None
-        enabled = self._wants_enabled(inst)
-        p = inst.phase
-        if p == Phase.STOPPING:
-            return State.OFFLINE, enabled
-        if p == Phase.STOPPING_DISABLE:
-            return State.DISABLED, enabled
-        if p == Phase.STOPPING_MAINT:
-            return State.MAINTENANCE, enabled
-        return inst.state, enabled
 
-    def in_transition(self) -> list[Instance]:
-        """Instances starting or stopping now."""
-        return [i for i in self.instances.values() if i.next_state is not None or i.phase == Phase.STARTING]
 
-    def settled(self) -> bool:
-        """Nothing in transition and no evaluation pending: every instance is where it will stay for now."""
-        return not self._dirty and not self.in_transition()
 
-    def _wants_enabled(self, inst: Instance) -> bool:
-        return inst.effective_enabled and (self._allowed is None or inst.fmri in self._allowed)
 
-    def lookup(self, pattern: str, *, services: bool = False) -> list[str]:
-        """Instance FMRIs (or service FMRIs) named by an abbreviation; raises EngineError."""
-        if pattern in self.instances and pattern.startswith("svc:/"):
-            return [pattern]  # a full instance FMRI names itself alone: no need to parse every candidate
-        cands = [fmri_mod.parse(f) for f in self.instances]
-        if services:
-            cands += [fmri_mod.parse(s) for s in self.specs]
-        try:
-            hits = fmri_mod.match(pattern, cands)
-        except fmri_mod.FmriError as e:
-            raise EngineError(str(e), 2) from None
-        if not hits:
-            raise EngineError(f"{pattern}: no service or instance matches", 1)
-        return [str(h) for h in hits]
 
-    def resolve_one(self, pattern: str, *, allow_service: bool = False) -> str:
-        """Exactly one instance (or service) named by ``pattern``; an ambiguous one lists the candidates."""
-        try:
-            want = fmri_mod.parse(pattern)
-        except fmri_mod.FmriError as e:
-            raise EngineError(str(e), 2) from None
-        hits = self.lookup(pattern, services=allow_service)
-        if allow_service and want.instance is None:
-            svcs = sorted({str(fmri_mod.parse(h).service_fmri) for h in hits})
-            if len(svcs) == 1:
-                return svcs[0]
-            raise EngineError(f"{pattern}: ambiguous, it matches: {', '.join(svcs)}", 1)
-        insts = [h for h in hits if fmri_mod.parse(h).instance]
-        if len(insts) != 1:
-            if not insts:
-                raise EngineError(f"{pattern}: names a service with no instance", 1)
-            raise EngineError(f"{pattern}: ambiguous, it matches: {', '.join(insts)}", 1)
-        return insts[0]
 
-    def resolve_many(self, pattern: str) -> list[str]:
-        """Instances named by a pattern; a service pattern names all of its instances."""
-        try:
-            want = fmri_mod.parse(pattern) if not any(c in pattern for c in "*?[") else None
-        except fmri_mod.FmriError as e:
-            raise EngineError(str(e), 2) from None
-        hits = self.lookup(pattern)
-        insts = [h for h in hits if fmri_mod.parse(h).instance]
-        services = {str(fmri_mod.parse(h).service_fmri) for h in insts}
-        if want is not None and len(services) > 1:
-            raise EngineError(f"{pattern}: ambiguous, it matches: {', '.join(sorted(services))}", 1)
-        return insts
 
     # ================================================================ dispatch
     def dispatch(self, inst: Instance, ev: Ev, reason: str | None = None, *, cause: str = "other",
                  immediate: bool = False) -> bool:
-        """Feed one event to an instance's state machine and start the action it names."""
-        t = transition(inst.phase, ev)
-        if t is None:
+        """Feed one event to an instance's state machine; carry out the effects and start the action it names."""
+        st = step(inst.phase, ev)
+        if st is None:
             return False
-        nxt, action = t
-        if nxt in _STOPPING and inst.phase not in _STOPPING:
+        if st.effects & _LEAVING:
             inst.stop_cause = cause
             inst.stop_planned = ev in _PLANNED and not immediate
-        self._enter(inst, nxt, reason)
-        self._act(inst, action, immediate=immediate)
+        self._enter(inst, st.next or inst.phase, reason, st.effects)
+        self._act(inst, st.action, immediate=immediate)
         return True
 
-    def _enter(self, inst: Instance, phase: Phase, reason: str | None) -> None:
-        prev_phase, prev_state = inst.phase, inst.state
+    def _enter(self, inst: Instance, phase: Phase, reason: str | None,
+               effects: frozenset[Effect] = frozenset()) -> None:
+        prev_state = inst.state
         state, nstate = display(phase, prev_state)
         inst.phase = phase
         inst.next_state = nstate
@@ -292,26 +156,24 @@ class Engine:
         if changed:
             inst.state = state
             inst.stime = time.time()
-        if phase in _STOPPING and prev_phase in (Phase.ONLINE, Phase.DEGRADED, Phase.STARTING):
+        if effects & _LEAVING:
             self._stop_health(inst)
-            if prev_phase != Phase.STARTING:
-                self.bus.emit(SVC_STOPPING, inst.fmri, state=inst.state.value,
-                              next_state=nstate.value if nstate else None, cause=inst.stop_cause,
-                              planned=inst.stop_planned, reason=inst.reason)
-                self._propagate_stop(inst, inst.stop_cause)
+        if Effect.DOWN in effects:
+            self.bus.emit(SVC_STOPPING, inst.fmri, state=inst.state.value, next_state=nstate.value if nstate else None,
+                          cause=inst.stop_cause, planned=inst.stop_planned, reason=inst.reason)
+            self._propagate_stop(inst, inst.stop_cause)
         self._save(inst)
         if changed:
             self._publish_state(inst, prev_state)
-            if state in RUNNING and prev_state not in RUNNING:
-                self._start_health(inst)
-                self._exclude_dependents(inst)
-                self._mark_dirty(d for d, _ in self.graph.dependents_of(inst.fmri))
-            else:
-                self._mark_dirty(self.graph.all_dependents(inst.fmri))
-            self._check_waiters()
-        elif phase != prev_phase and phase in _STOPPING:
-            # Dependents see a stopping dependency as gone already.
+        if Effect.UP in effects:
+            self._start_health(inst)
+            self._exclude_dependents(inst)
+            self._mark_dirty(d for d, _ in self.graph.dependents_of(inst.fmri))
+        elif changed or Effect.RELEASE in effects:
+            # a stopping dependency counts as gone already
             self._mark_dirty(self.graph.all_dependents(inst.fmri))
+        if changed:
+            self._check_waiters()
 
     def _publish_state(self, inst: Instance, prev: State | None) -> None:
         self.bus.emit(state_class(inst.state.value), inst.fmri, state=inst.state.value,
@@ -471,78 +333,12 @@ class Engine:
             self.dispatch(inst, Ev.FAILED, f"Restarting: health probe failed: {detail}.", cause="error")
 
     # ================================================================ graph
-    def _mark_dirty(self, fmris: Iterable[str]) -> None:
-        self._dirty.update(fmris)
-        if self._dirty and not self._eval_scheduled:
-            self._eval_scheduled = True
-            asyncio.get_running_loop().call_soon(self._run_evaluations)
 
-    def _run_evaluations(self) -> None:
-        self._eval_scheduled = False
-        rounds = 0
-        while self._dirty and rounds < 10_000:
-            rounds += 1
-            batch, self._dirty = self._dirty, set()
-            for f in sorted(batch):
-                inst = self.instances.get(f)
-                if inst is not None:
-                    self._evaluate(inst)
-        self._check_waiters()
 
-    def _evaluate(self, inst: Instance) -> None:
-        if self.shutting_down:
-            return
-        wants = self._wants_enabled(inst)
-        p = inst.phase
-        if p == Phase.UNINITIALIZED:
-            self.dispatch(inst, Ev.ENABLE if wants else Ev.DISABLE,
-                          "" if wants else self.disabled_reason(inst))
-        elif p == Phase.DISABLED:
-            if wants:
-                self.dispatch(inst, Ev.ENABLE, "")
-        elif p == Phase.OFFLINE:
-            if not wants:
-                self.dispatch(inst, Ev.DISABLE, self.disabled_reason(inst))
-            elif self.graph.met(inst.fmri, self.view):
-                self.dispatch(inst, Ev.DEPS_MET, "")
-            else:
-                inst.reason = "Waiting for dependencies."
-        elif p in _ACTIVE and not wants:
-            self.dispatch(inst, Ev.DISABLE, self.disabled_reason(inst))
 
-    def disabled_reason(self, inst: Instance) -> str:
-        if self._allowed is not None and inst.fmri not in self._allowed:
-            return f"Held back by milestone {self.milestone}."
-        if inst.enabled_temp is False:
-            return "Temporarily disabled by an administrator."
-        return "Disabled by an administrator."
 
-    def _propagate_stop(self, inst: Instance, cause: str) -> None:
-        """A running instance is stopping: stop the dependents its restart_on values name."""
-        for dep_fmri, d in self.graph.dependents_of(inst.fmri):
-            dep = self.instances.get(dep_fmri)
-            if dep is None or dep.phase not in _ACTIVE or d.grouping == "exclude_all":
-                continue
-            if cause not in _RESTART_ON[d.restart_on]:
-                continue
-            if d.grouping == "require_any" and self._group_still_met(d, inst.fmri):
-                continue
-            self.dispatch(dep, Ev.DEPS_LOST, f"Dependency {inst.fmri} stopped (restart_on={d.restart_on}).")
 
-    def _group_still_met(self, d: Any, leaving: str) -> bool:
-        """Whether a require_any group keeps a running member besides ``leaving``."""
-        for _declared, insts in self.graph.members(d):
-            for i in insts or ():
-                v = self.view(i)
-                if i != leaving and v is not None and v[0] in RUNNING:
-                    return True
-        return False
 
-    def _exclude_dependents(self, inst: Instance) -> None:
-        for dep_fmri, d in self.graph.dependents_of(inst.fmri):
-            dep = self.instances.get(dep_fmri)
-            if dep is not None and d.grouping == "exclude_all" and dep.phase in _ACTIVE:
-                self.dispatch(dep, Ev.DEPS_LOST, f"Excluded by {inst.fmri}, which is running.")
 
     # ================================================================ health tasks
     def _start_health(self, inst: Instance) -> None:
@@ -574,352 +370,24 @@ class Engine:
             log.exception("cannot write the repository")
 
     # ================================================================ waiting (svcadm -s)
-    def wait_for(self, fmri: str, want: str) -> asyncio.Future[int]:
-        """A future giving 0 when ``fmri`` reaches ``want``, 3 when it cannot, 4 when its dependencies cannot."""
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiters.append(_Waiter(fmri, want, fut))
-        self._check_waiters()
-        return fut
 
-    def _check_waiters(self) -> None:
-        if not self._waiters:
-            return
-        keep = []
-        for w in self._waiters:
-            if w.future.done():
-                continue
-            code = self._wait_result(w)
-            if code is None:
-                keep.append(w)
-            else:
-                w.future.set_result(code)
-        self._waiters = keep
 
-    def _wait_result(self, w: _Waiter) -> int | None:
-        inst = self.instances.get(w.fmri)
-        if inst is None:
-            return 3
-        if w.want == "online":
-            if inst.phase in (Phase.ONLINE, Phase.DEGRADED):
-                return 0
-            if inst.phase == Phase.MAINTENANCE or (inst.phase == Phase.DISABLED and not self._wants_enabled(inst)):
-                return 3
-            if inst.phase == Phase.OFFLINE and self.graph.satisfiability(inst.fmri, self.view) == NEVER:
-                return 4
-            return None
-        if inst.phase == Phase.DISABLED:
-            return 0
-        if inst.phase == Phase.MAINTENANCE:
-            return 3
-        return None
 
-    # ================================================================ operator requests
-    def enable(self, fmris: list[str], *, temporary: bool, recursive: bool) -> list[str]:
-        targets = list(fmris)
-        if recursive:
-            seen: set[str] = set()
-            for f in fmris:
-                seen |= self.graph.closure(f, ("require_all", "require_any"))
-            targets = sorted(seen)
-        for f in targets:
-            inst = self.instances[f]
-            if temporary:
-                inst.enabled_temp = True
-            else:
-                inst.enabled_set = True
-                inst.enabled_temp = None
-            self.dispatch(inst, Ev.ENABLE, "")
-            self._save(inst)
-            self._mark_dirty([f, *self.graph.all_dependents(f)])
-        self.repo.flush()
-        return targets
 
-    def disable(self, fmris: list[str], *, temporary: bool) -> None:
-        for f in fmris:
-            inst = self.instances[f]
-            if temporary:
-                inst.enabled_temp = False
-            else:
-                inst.enabled_set = False
-                inst.enabled_temp = None
-            reason = self.disabled_reason(inst)
-            inst.history.reset()  # as SMF: an operator's disable forgets the restart history
-            if inst.phase == Phase.MAINTENANCE:
 
-                inst.marks.pop("maintenance", None)
-            self.dispatch(inst, Ev.DISABLE, reason)
-            if inst.phase in _STOPPING or inst.phase == Phase.DISABLED:
-                inst.reason = reason
-            self._save(inst)
-        self.repo.flush()
 
-    def restart(self, fmris: list[str]) -> list[str]:
-        done = []
-        for f in fmris:
-            inst = self.instances[f]
-            if inst.phase not in (Phase.ONLINE, Phase.DEGRADED):
-                continue
-            inst.history.reset()
-            if self.dispatch(inst, Ev.RESTART, "Restarting on request of an administrator."):
-                done.append(f)
-        return done
 
-    def clear(self, fmris: list[str]) -> list[str]:
-        done = []
-        for f in fmris:
-            inst = self.instances[f]
-            if inst.phase == Phase.MAINTENANCE or inst.phase == Phase.STOPPING_MAINT:
-                mark = inst.marks.pop("maintenance", None)
-                inst.history.reset()
-                inst.start_failures = 0
-                self.dispatch(inst, Ev.CLEAR, "")
-                done.append(f)
 
-                self.bus.emit(SVC_CLEARED, f, state="maintenance", by=(mark or {}).get("by"),
-                              case=(mark or {}).get("case"))
-            elif inst.phase == Phase.DEGRADED:
-                mark = inst.marks.pop("degraded", None)
-                self.dispatch(inst, Ev.CLEAR, "")
-                done.append(f)
-                self.bus.emit(SVC_CLEARED, f, state="degraded", by=(mark or {}).get("by"),
-                              case=(mark or {}).get("case"))
-            self._save(inst)
-        self.repo.flush()
-        return done
-
-    def mark(self, fmris: list[str], what: str, *, temporary: bool, immediate: bool,
-             reason: str | None = None, by: str = "operator", case: str | None = None) -> list[str]:
-        done = []
-        for f in fmris:
-            inst = self.instances[f]
-            extra = {"case": case} if case else {}
-            if what == "maintenance":
-                if inst.phase in (Phase.MAINTENANCE, Phase.STOPPING_MAINT):
-                    if self._annotate(inst, "maintenance", case):
-                        done.append(f)
-                    continue
-                text = reason or ("Maintenance requested by an administrator." if by == "operator"
-                                  else "Put in maintenance.")
-                inst.marks["maintenance"] = {"reason": text, "by": by, "temporary": temporary,
-                                             "time": time.time(), **extra}
-                self.dispatch(inst, Ev.MARK_MAINT, text, cause="error" if by != "operator" else "other",
-                              immediate=immediate)
-                done.append(f)
-            else:
-                if inst.phase != Phase.ONLINE:
-                    if inst.phase == Phase.DEGRADED and self._annotate(inst, "degraded", case):
-                        done.append(f)
-                    continue
-                text = reason or ("Degraded by an administrator." if by == "operator" else "Degraded.")
-                inst.marks["degraded"] = {"reason": text, "by": by, "temporary": temporary,
-                                          "time": time.time(), **extra}
-                self.dispatch(inst, Ev.MARK_DEGRADED, text)
-                done.append(f)
-            self._save(inst)
-        self.repo.flush()
-        return done
-
-    def _annotate(self, inst: Instance, kind: str, case: str | None) -> bool:
-        """A fault case explains a mark it did not set (the restarter's maintenance): record its UUID."""
-        m = inst.marks.get(kind)
-        if not case or m is None or m.get("case"):
-            return False
-        m["case"] = case
-        self._save(inst)
-        return True
-
-    def set_milestone(self, target: str) -> str:
-        if target in ("all", "none"):
-            self.milestone = None if target == "all" else "none"
-        else:
-            self.milestone = target
-        if target == "all":
-            for inst in self.instances.values():
-                inst.enabled_temp = None
-        self._recompute_allowed()
-        self._mark_dirty(self.instances)
-        return self.milestone or "all"
-
-    def _recompute_allowed(self) -> None:
-        if self.milestone is None:
-            self._allowed = None
-        elif self.milestone == "none":
-            self._allowed = set()
-        else:
-            self._allowed = self.graph.closure(self.milestone, ("require_all", "require_any", "optional_all"))
 
     # ================================================================ configuration
-    def check_import(self, specs: list[ServiceSpec], existing: Mapping[str, ServiceSpec] | None = None) -> list[str]:
-        """Refuse duplicates and cycles among these specs and what is already imported (``existing``: a
-        copy of the imported specs, so that the check may run in another thread); return warnings."""
-        errors: list[ManifestError] = []
-        seen: dict[str, str] = {}
-        for s in specs:
-            f = str(s.fmri)
-            if f in seen:
-                errors.append(ManifestError(s.source, "name", f"{f} is also declared in {seen[f]}"))
-            seen[f] = s.source
-        for s in specs:
-            for n in s.instances:
-                cfg = resolve_instance(s, n)
-                errors.extend(ManifestError(s.source, f"resources.{key}", f"{cfg.fmri}: {why}")
-                              for key, why in self.restarter.refusals(cfg))
-        if errors:
-            raise ManifestErrors(errors)
-        merged = {f: sp for f, sp in (self.specs if existing is None else existing).items() if f not in seen}
-        merged.update({str(s.fmri): s for s in specs})
-        configs = {str(c.fmri): c for sp in merged.values() for c in
-                   (resolve_instance(sp, n) for n in sp.instances)}
-        cycles = find_cycles(configs)
-        if cycles:
-            by_fmri = {str(s.fmri): s.source for s in specs}
-            for cyc in cycles:
-                src = next((by_fmri[str(fmri_mod.parse(c).service_fmri)] for c in cyc
-                            if str(fmri_mod.parse(c).service_fmri) in by_fmri), "")
-                errors.append(ManifestError(src, "dependencies", "dependency cycle: " + " -> ".join(cyc)))
-            raise ManifestErrors(errors)
-        g = Graph(configs)
-        warnings = []
-        for s in specs:
-            for n in s.instances:
-                f = str(s.fmri.with_instance(n))
-                for d, t in g.missing_targets(f):
-                    warnings.append(f"{s.source}: {f}: dependency {d.name!r} names {t}, "
-                                    "which is not imported (the instance will wait for it)"
-                                    if d.grouping in ("require_all", "require_any") else
-                                    f"{s.source}: {f}: {d.grouping} dependency {d.name!r} names {t}, "
-                                    "which is not imported (ignored until it is)")
-        return warnings
 
-    def import_specs(self, specs: list[ServiceSpec], formats: list[str]) -> list[str]:
-        """Store and apply specs, all or nothing; return warnings."""
-        warnings = self.check_import(specs)
-        changed = [(s, fmt) for s, fmt in zip(specs, formats, strict=True)
-                   if str(s.fmri) not in self.specs or self.editing.get(str(s.fmri)) != s.to_dict()
-                   or self.specs[str(s.fmri)].to_dict() != s.to_dict()]
-        self.repo.import_services([(str(s.fmri), s.source, fmt, s.to_dict()) for s, fmt in changed])
-        for s, fmt in changed:
-            f = str(s.fmri)
-            self.editing[f] = s.to_dict()
-            self.sources[f] = (s.source, fmt)
-            self._apply_spec(s)
-        self._rebuild_graph()
-        self._mark_dirty(self.instances)
-        self.bus.emit(SVC_IMPORTED, "", services=[str(s.fmri) for s in specs])
-        return warnings
 
-    def _apply_spec(self, spec: ServiceSpec) -> None:
-        f = str(spec.fmri)
-        old = self.specs.get(f)
-        self.specs[f] = spec
-        for name in spec.instances:
-            cfg = resolve_instance(spec, name)
-            inst = self.instances.get(str(cfg.fmri))
-            if inst is None:
-                self._new_instance(cfg)
-            else:
-                inst.config = cfg
-                inst.history.configure(cfg.restart.limit, cfg.restart.period)
-                if inst.log is not None:
-                    inst.log.max_size = cfg.log.max_size
-                    inst.log.keep = cfg.log.keep
-                if inst.phase in (Phase.ONLINE, Phase.DEGRADED):
-                    self.dispatch(inst, Ev.REFRESH)
-                    self._propagate_stop(inst, "refresh")
-        if old is not None:
-            for name in old.instances:
-                if name not in spec.instances:
-                    self._drop_instance(str(old.fmri.with_instance(name)))
 
-    def _drop_instance(self, f: str) -> None:
-        inst = self.instances.pop(f, None)
-        if inst is None:
-            return
 
-        old_job = inst.job
 
-        async def stop_and_close() -> None:
-            """The instance left the manifest: end its processes (it is no longer in the table,
-            so no state machine is fed any more), then its log."""
-            if old_job is not None and not old_job.done():
-                old_job.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await old_job
-            self._stop_health(inst)
-            if inst.contract is not None:
-                await self.restarter.stop(inst)
-            if inst.log is not None:
-                inst.log.close(remove_fifo=True)
 
-        self.nursery.start(stop_and_close(), name=f"drop {f}")
-        self.repo.delete_instances([f])
-        self.bus.emit(state_class("deleted"), f, state="deleted")
-
-    async def delete_service(self, service: str) -> None:
-        spec = self.specs.get(service)
-        if spec is None:
-            raise EngineError(f"{service}: not imported")
-        fmris = [str(spec.fmri.with_instance(n)) for n in spec.instances]
-        for f in fmris:
-            inst = self.instances[f]
-            if inst.phase not in (Phase.DISABLED, Phase.MAINTENANCE, Phase.OFFLINE, Phase.UNINITIALIZED):
-                inst.enabled_temp = False
-                self.dispatch(inst, Ev.DISABLE, "Being deleted.")
-        for f in fmris:
-            inst = self.instances[f]
-            if inst.job is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await inst.job
-        for f in fmris:
-            inst = self.instances.pop(f)
-            self._stop_health(inst)
-            if inst.log is not None:
-                inst.log.close(remove_fifo=True)
-            self.bus.emit(state_class("deleted"), f, state="deleted")
-        del self.specs[service]
-        self.editing.pop(service, None)
-        self.sources.pop(service, None)
-        self.repo.delete_service(service)
-        self._rebuild_graph()
-        self._mark_dirty(self.instances)
-
-    def set_editing(self, service: str, data: dict[str, Any]) -> None:
-        source, _fmt = self.sources.get(service, ("", "toml"))
-        parse_service(data, source)  # raises ManifestErrors
-        self.repo.set_editing(service, data)
-        self.editing[service] = data
-
-    def refresh(self, fmris: list[str]) -> list[str]:
-        """Copy editing configuration into the running snapshot and refresh the instances."""
-        services = sorted({str(fmri_mod.parse(f).service_fmri) for f in fmris})
-        for s in services:
-            data = self.editing.get(s)
-            if data is None:
-                continue
-            source, _ = self.sources.get(s, ("", "toml"))
-            spec = parse_service(data, source)
-            self.check_import([spec])
-            self.repo.refresh(s)
-            self._apply_spec(spec)
-        self._rebuild_graph()
-        self._mark_dirty(self.instances)
-        self.bus.emit(SVC_REFRESHED, "", services=services)
-        return fmris
 
     # ================================================================ shutdown
-    async def detach(self) -> None:
-        """Leave every service running for the next daemon: record contracts, close without stopping."""
-        self.shutting_down = True
-        for inst in self.instances.values():
-            self._save(inst)
-        for w in self._waiters:
-            if not w.future.done():
-                w.future.set_result(1)
-        await self.nursery.aclose()
-        for inst in self.instances.values():
-            if inst.log is not None:
-                inst.log.close()
-        self.repo.flush()
 
 
     async def shutdown(self) -> None:
@@ -945,8 +413,6 @@ class Engine:
                 inst.log.close()
         self.repo.flush()
 
-
-RUNNING_PHASES = (Phase.ONLINE, Phase.DEGRADED)
 
 
 def _last(detail: str) -> str:

@@ -1,18 +1,23 @@
-"""The instance lifecycle as one table: (phase, event) -> (next phase, action). No I/O.
+"""The instance lifecycle as one table: (phase, event) -> (next phase, action, effects). No I/O.
 
 Phases refine SMF's states with the transitions in progress: ``starting`` shows as
 ``offline`` going ``online``; the ``stopping_*`` phases show as the current state
-going to their target. The engine feeds events; the restarter carries out actions.
-An event absent from a phase's row is ignored in that phase.
+going to their target. The engine feeds events; the restarter carries out the
+action (the job: start, stop, refresh, or evaluate again); the effects are what the
+transition means to the rest (health probes, dependents, the announcement of a
+stop), so that the engine never decides them by comparing phases. An event absent
+from a phase's row is ignored in that phase.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import NamedTuple
 
 from svcmgr.states import State
 
-__all__ = ["TABLE", "Action", "Ev", "Phase", "display", "transition"]
+__all__ = ["ACTIVE", "RUNNING_PHASES", "STOPPING", "TABLE", "Action", "Effect", "Ev", "Phase", "Step", "display",
+           "step", "stop_target", "transition"]
 
 
 class Phase(StrEnum):
@@ -58,89 +63,117 @@ class Action(StrEnum):
     REFRESH = "refresh"
 
 
+class Effect(StrEnum):
+    UP = "up"  # came up: health probes start, exclude_all dependents stop, dependents may start
+    DOWN = "down"  # a running instance starts to stop: probes end, svc.stopping, restart_on dependents stop
+    ABORT = "abort"  # a start is abandoned: probes end
+    RELEASE = "release"  # dependents count it gone already (it is on its way to a stop target)
+
+
+class Step(NamedTuple):
+    """One cell of the table: the next phase (None: stay), the action, the effects."""
+
+    next: Phase | None
+    action: Action
+    effects: frozenset[Effect] = frozenset()
+
+
+#: Phases on the way to a stop target.
+STOPPING = frozenset({Phase.STOPPING, Phase.STOPPING_DISABLE, Phase.STOPPING_MAINT})
+#: Phases whose processes run or are starting.
+ACTIVE = frozenset({Phase.STARTING, Phase.ONLINE, Phase.DEGRADED})
+#: Phases in which the instance runs and dependents count it met.
+RUNNING_PHASES = frozenset({Phase.ONLINE, Phase.DEGRADED})
+
 P, E, A = Phase, Ev, Action
+_DOWN = frozenset({Effect.DOWN, Effect.RELEASE})
+_ABORT = frozenset({Effect.ABORT, Effect.RELEASE})
+_RELEASE = frozenset({Effect.RELEASE})
 
 _RUNNING_ROW = {
-    E.EXITED: (P.STOPPING, A.STOP),
-    E.FAILED: (P.STOPPING, A.STOP),
-    E.TOO_QUICK: (P.STOPPING_MAINT, A.STOP),
-    E.DISABLE: (P.STOPPING_DISABLE, A.STOP),
-    E.RESTART: (P.STOPPING, A.STOP),
-    E.REFRESH: (None, A.REFRESH),
-    E.DEPS_LOST: (P.STOPPING, A.STOP),
-    E.MARK_MAINT: (P.STOPPING_MAINT, A.STOP),
+    E.EXITED: Step(P.STOPPING, A.STOP, _DOWN),
+    E.FAILED: Step(P.STOPPING, A.STOP, _DOWN),
+    E.TOO_QUICK: Step(P.STOPPING_MAINT, A.STOP, _DOWN),
+    E.DISABLE: Step(P.STOPPING_DISABLE, A.STOP, _DOWN),
+    E.RESTART: Step(P.STOPPING, A.STOP, _DOWN),
+    E.REFRESH: Step(None, A.REFRESH),
+    E.DEPS_LOST: Step(P.STOPPING, A.STOP, _DOWN),
+    E.MARK_MAINT: Step(P.STOPPING_MAINT, A.STOP, _DOWN),
 }
 
 _STOPPING_ROW = {
-    E.DISABLE: (P.STOPPING_DISABLE, A.NONE),
-    E.ENABLE: (P.STOPPING, A.NONE),
-    E.MARK_MAINT: (P.STOPPING_MAINT, A.NONE),
-    E.TOO_QUICK: (P.STOPPING_MAINT, A.NONE),
+    E.DISABLE: Step(P.STOPPING_DISABLE, A.NONE, _RELEASE),
+    E.ENABLE: Step(P.STOPPING, A.NONE, _RELEASE),
+    E.MARK_MAINT: Step(P.STOPPING_MAINT, A.NONE, _RELEASE),
+    E.TOO_QUICK: Step(P.STOPPING_MAINT, A.NONE, _RELEASE),
 }
 
-#: phase -> event -> (next phase or None to stay, action)
-TABLE: dict[Phase, dict[Ev, tuple[Phase | None, Action]]] = {
+#: phase -> event -> (next phase or None to stay, action, effects)
+TABLE: dict[Phase, dict[Ev, Step]] = {
     P.UNINITIALIZED: {
-        E.ENABLE: (P.OFFLINE, A.EVAL),
-        E.DISABLE: (P.DISABLED, A.NONE),
-        E.MARK_MAINT: (P.MAINTENANCE, A.NONE),
+        E.ENABLE: Step(P.OFFLINE, A.EVAL),
+        E.DISABLE: Step(P.DISABLED, A.NONE),
+        E.MARK_MAINT: Step(P.MAINTENANCE, A.NONE),
     },
     P.DISABLED: {
-        E.ENABLE: (P.OFFLINE, A.EVAL),
-        E.MARK_MAINT: (P.MAINTENANCE, A.NONE),
+        E.ENABLE: Step(P.OFFLINE, A.EVAL),
+        E.MARK_MAINT: Step(P.MAINTENANCE, A.NONE),
     },
     P.OFFLINE: {
-        E.DEPS_MET: (P.STARTING, A.START),
-        E.DISABLE: (P.DISABLED, A.NONE),
-        E.ENABLE: (None, A.EVAL),
-        E.MARK_MAINT: (P.MAINTENANCE, A.NONE),
-        E.TOO_QUICK: (P.MAINTENANCE, A.NONE),
+        E.DEPS_MET: Step(P.STARTING, A.START),
+        E.DISABLE: Step(P.DISABLED, A.NONE),
+        E.ENABLE: Step(None, A.EVAL),
+        E.MARK_MAINT: Step(P.MAINTENANCE, A.NONE),
+        E.TOO_QUICK: Step(P.MAINTENANCE, A.NONE),
     },
     P.STARTING: {
-        E.START_OK: (P.ONLINE, A.NONE),
-        E.START_FAILED: (P.STOPPING, A.STOP),
-        E.START_FATAL: (P.STOPPING_MAINT, A.STOP),
-        E.TEMP_DISABLE: (P.STOPPING_DISABLE, A.STOP),
-        E.TOO_QUICK: (P.STOPPING_MAINT, A.STOP),
-        E.DISABLE: (P.STOPPING_DISABLE, A.STOP),
-        E.DEPS_LOST: (P.STOPPING, A.STOP),
-        E.MARK_MAINT: (P.STOPPING_MAINT, A.STOP),
-        E.RESTART: (P.STOPPING, A.STOP),
+        E.START_OK: Step(P.ONLINE, A.NONE, frozenset({Effect.UP})),
+        E.START_FAILED: Step(P.STOPPING, A.STOP, _ABORT),
+        E.START_FATAL: Step(P.STOPPING_MAINT, A.STOP, _ABORT),
+        E.TEMP_DISABLE: Step(P.STOPPING_DISABLE, A.STOP, _ABORT),
+        E.TOO_QUICK: Step(P.STOPPING_MAINT, A.STOP, _ABORT),
+        E.DISABLE: Step(P.STOPPING_DISABLE, A.STOP, _ABORT),
+        E.DEPS_LOST: Step(P.STOPPING, A.STOP, _ABORT),
+        E.MARK_MAINT: Step(P.STOPPING_MAINT, A.STOP, _ABORT),
+        E.RESTART: Step(P.STOPPING, A.STOP, _ABORT),
     },
     P.ONLINE: {
         **_RUNNING_ROW,
-        E.MARK_DEGRADED: (P.DEGRADED, A.NONE),
-        E.HEALTH_BAD: (P.DEGRADED, A.NONE),
+        E.MARK_DEGRADED: Step(P.DEGRADED, A.NONE),
+        E.HEALTH_BAD: Step(P.DEGRADED, A.NONE),
     },
     P.DEGRADED: {
         **_RUNNING_ROW,
-        E.CLEAR: (P.ONLINE, A.NONE),
-        E.HEALTH_OK: (P.ONLINE, A.NONE),
+        E.CLEAR: Step(P.ONLINE, A.NONE),
+        E.HEALTH_OK: Step(P.ONLINE, A.NONE),
     },
-    P.STOPPING: {**_STOPPING_ROW, E.STOPPED: (P.OFFLINE, A.EVAL)},
-    P.STOPPING_DISABLE: {**_STOPPING_ROW, E.STOPPED: (P.DISABLED, A.NONE)},
+    P.STOPPING: {**_STOPPING_ROW, E.STOPPED: Step(P.OFFLINE, A.EVAL)},
+    P.STOPPING_DISABLE: {**_STOPPING_ROW, E.STOPPED: Step(P.DISABLED, A.NONE)},
     P.STOPPING_MAINT: {
         **_STOPPING_ROW,
-        E.ENABLE: (None, A.NONE),  # enabling does not clear maintenance
-        E.CLEAR: (P.STOPPING, A.NONE),  # cleared while stopping: come back once stopped
-
-        E.STOPPED: (P.MAINTENANCE, A.NONE),
+        E.ENABLE: Step(None, A.NONE),  # enabling does not clear maintenance
+        E.CLEAR: Step(P.STOPPING, A.NONE, _RELEASE),  # cleared while stopping: come back once stopped
+        E.STOPPED: Step(P.MAINTENANCE, A.NONE),
     },
     P.MAINTENANCE: {
-        E.CLEAR: (P.OFFLINE, A.EVAL),
-        E.DISABLE: (P.DISABLED, A.NONE),
+        E.CLEAR: Step(P.OFFLINE, A.EVAL),
+        E.DISABLE: Step(P.DISABLED, A.NONE),
     },
 }
+
+
+def step(phase: Phase, event: Ev) -> Step | None:
+    """The table's cell, with the next phase filled in, or None when the event means nothing here."""
+    hit = TABLE.get(phase, {}).get(event)
+    if hit is None:
+        return None
+    return hit if hit.next is not None else hit._replace(next=phase)
 
 
 def transition(phase: Phase, event: Ev) -> tuple[Phase, Action] | None:
     """The next phase and the action, or None when the event means nothing in this phase."""
-    row = TABLE.get(phase, {})
-    hit = row.get(event)
-    if hit is None:
-        return None
-    nxt, action = hit
-    return (nxt if nxt is not None else phase), action
+    s = step(phase, event)
+    return None if s is None else (s.next or phase, s.action)
 
 
 _DISPLAY: dict[Phase, tuple[State, State | None]] = {
@@ -158,6 +191,11 @@ _STOP_TARGET = {
     P.STOPPING_DISABLE: State.DISABLED,
     P.STOPPING_MAINT: State.MAINTENANCE,
 }
+
+
+def stop_target(phase: Phase) -> State | None:
+    """The state a stopping phase goes to, or None for any other phase."""
+    return _STOP_TARGET.get(phase)
 
 
 def display(phase: Phase, before: State) -> tuple[State, State | None]:

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from svcmgr.machine import TABLE, Action, Ev, Phase, display, transition
+from svcmgr.machine import TABLE, Action, Effect, Ev, Phase, display, step, stop_target, transition
 from svcmgr.states import State
 
 STOPPING = {Phase.STOPPING, Phase.STOPPING_DISABLE, Phase.STOPPING_MAINT}
@@ -94,3 +94,24 @@ def test_display_names_smf_states(phase):
         assert state == State.ONLINE and nstate is not None
     else:
         assert nstate is None and state.value == phase.value
+
+
+@pytest.mark.parametrize("phase,event", list(itertools.product(Phase, Ev)))
+def test_effects_are_in_the_table_and_follow_from_its_cells(phase, event):
+    s = step(phase, event)
+    if s is None:
+        return
+    running = phase in (Phase.ONLINE, Phase.DEGRADED)
+    assert (Effect.DOWN in s.effects) == (running and s.next in STOPPING), "a running instance announces its stop"
+    assert (Effect.ABORT in s.effects) == (phase == Phase.STARTING and s.next in STOPPING)
+    assert (Effect.UP in s.effects) == ((phase, event) == (Phase.STARTING, Ev.START_OK))
+    if s.next in STOPPING and s.next != phase:
+        assert Effect.RELEASE in s.effects, "dependents let go of an instance on its way to a stop"
+    if Effect.RELEASE in s.effects:
+        assert s.next in STOPPING
+
+
+@pytest.mark.parametrize("phase", list(Phase))
+def test_stop_targets_are_the_display_of_stopping_phases(phase):
+    target = stop_target(phase)
+    assert target == (display(phase, State.ONLINE)[1] if phase in STOPPING else None)

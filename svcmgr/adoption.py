@@ -1,0 +1,110 @@
+"""Across a daemon restart: what the repository says at start, and what a restarting daemon leaves running.
+
+Part of the engine (``svcmgr.engine.Engine`` mixes it in). At start, instances are
+built from the stored configuration with their enable state and marks; within one
+boot of the machine, one that was running is adopted (its contract taken over by the
+process layer) or resumed (nothing to track), and contracts no one adopts are ended.
+``detach`` records every contract and leaves the services running for the next
+daemon (SIGUSR2).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from svcmgr.machine import Phase
+from svcmgr.manifest import InstanceConfig, ManifestErrors, ServiceSpec, parse_service, resolve_instance
+from svcmgr.states import State
+from svcmgr.timings import machine_boot
+
+if TYPE_CHECKING:
+    from svcmgr.instance import Instance
+    from svcmgr.process import ProcessLayer
+    from svcmgr.repository import InstanceRecord, Repository
+    from svcmgr.tasks import Nursery
+
+__all__ = ["Adoption"]
+
+log = logging.getLogger("svcmgr.engine")
+
+
+class Adoption:
+    """Load and detach (a part of ``Engine``)."""
+
+    instances: dict[str, Instance]
+    specs: dict[str, ServiceSpec]
+    editing: dict[str, dict[str, Any]]
+    sources: dict[str, tuple[str, str]]
+    repo: Repository
+    restarter: ProcessLayer
+    nursery: Nursery
+    load_errors: list[str]
+    shutting_down: bool
+
+    def load(self) -> None:
+        """Build instances from the repository, adopting contracts an earlier daemon left running.
+
+        Adoption happens only within one boot of the machine: after a reboot
+        nothing of the previous daemon runs, and every instance starts afresh."""
+        records = self.repo.instances()
+        boot = machine_boot()
+        same_boot = self.repo.get_meta("boot_id") == boot
+        self.repo.set_meta("boot_id", boot)
+        for rec in self.repo.services():
+            try:
+                spec = parse_service(rec.running, rec.source)
+            except ManifestErrors as e:
+                self.load_errors.append(f"{rec.fmri}: stored configuration is invalid: {e}")
+                log.error("skipping %s: %s", rec.fmri, e)
+                continue
+            self.specs[rec.fmri] = spec
+            self.editing[rec.fmri] = rec.editing
+            self.sources[rec.fmri] = (rec.source, rec.format)
+            for name in spec.instances:
+                cfg = resolve_instance(spec, name)
+                inst = self._new_instance(cfg)
+                r = records.get(str(cfg.fmri))
+                if r is not None:
+                    inst.enabled_set = r.enabled
+                    inst.marks = {k: v for k, v in (r.marks or {}).items() if not v.get("temporary")}
+                    running = r.state in ("online", "degraded") and same_boot and inst.effective_enabled
+                    if running and r.contract:
+                        if self.restarter.adopt(inst, r.contract):
+                            self._resume(inst, r, f"Adopted running contract {r.contract.get('ctid')} "
+                                                  f"({len(inst.pids)} processes) after a daemon restart.")
+                    elif running and self._untracked(cfg):
+                        self._resume(inst, r, "Still online after a daemon restart (nothing to track).")
+                    elif r.contract:
+                        self.restarter.discard(r.contract)
+        self._rebuild_graph()
+        self.restarter.sweep(self.instances.values())
+
+    @staticmethod
+    def _untracked(cfg: InstanceConfig) -> bool:
+        """Online without processes to track: transient services and ``:true`` starts (milestones)."""
+        start = cfg.methods.get("start")
+        return cfg.duration == "transient" or start is None or start.exec.kind == "true"
+
+    def _resume(self, inst: Instance, rec: InstanceRecord, note: str) -> None:
+        inst.phase = Phase.DEGRADED if rec.state == "degraded" else Phase.ONLINE
+        inst.state = State(rec.state)
+        inst.stime = rec.stime or time.time()
+        inst.reason = rec.reason or ""
+        assert inst.log is not None
+        inst.log.note(note)
+
+    async def detach(self) -> None:
+        """Leave every service running for the next daemon: record contracts, close without stopping."""
+        self.shutting_down = True
+        for inst in self.instances.values():
+            self._save(inst)
+        for w in self._waiters:
+            if not w.future.done():
+                w.future.set_result(1)
+        await self.nursery.aclose()
+        for inst in self.instances.values():
+            if inst.log is not None:
+                inst.log.close()
+        self.repo.flush()

@@ -1,0 +1,251 @@
+"""The catalog of services: names, and importing, refreshing and deleting configuration.
+
+Part of the engine (``svcmgr.engine.Engine`` mixes it in). ``lookup`` and the
+``resolve_*`` functions turn an FMRI or an abbreviation into instances, as SMF
+does. An import is checked whole first (duplicates, dependency cycles, resource
+controls this host cannot apply) and applied all or nothing; a running instance
+whose configuration changed is refreshed, one that left its manifest is stopped and
+dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from svcmgr import fmri as fmri_mod
+from svcmgr.eventclasses import SVC_IMPORTED, SVC_REFRESHED, state_class
+from svcmgr.graph import Graph, find_cycles
+from svcmgr.machine import Ev, Phase
+from svcmgr.manifest import ManifestError, ManifestErrors, ServiceSpec, parse_service, resolve_instance
+from svcmgr.services import EngineError
+
+if TYPE_CHECKING:
+    from svcmgr.bus import Bus
+    from svcmgr.instance import Instance
+    from svcmgr.process import ProcessLayer
+    from svcmgr.repository import Repository
+    from svcmgr.tasks import Nursery
+
+__all__ = ["Catalog"]
+
+
+class Catalog:
+    """Names and configuration (a part of ``Engine``)."""
+
+    instances: dict[str, Instance]
+    specs: dict[str, ServiceSpec]
+    editing: dict[str, dict[str, Any]]
+    sources: dict[str, tuple[str, str]]
+    repo: Repository
+    bus: Bus
+    restarter: ProcessLayer
+    nursery: Nursery
+
+    dispatch: Callable[..., bool]
+
+    def lookup(self, pattern: str, *, services: bool = False) -> list[str]:
+        """Instance FMRIs (or service FMRIs) named by an abbreviation; raises EngineError."""
+        if pattern in self.instances and pattern.startswith("svc:/"):
+            return [pattern]  # a full instance FMRI names itself alone: no need to parse every candidate
+        cands = [fmri_mod.parse(f) for f in self.instances]
+        if services:
+            cands += [fmri_mod.parse(s) for s in self.specs]
+        try:
+            hits = fmri_mod.match(pattern, cands)
+        except fmri_mod.FmriError as e:
+            raise EngineError(str(e), 2) from None
+        if not hits:
+            raise EngineError(f"{pattern}: no service or instance matches", 1)
+        return [str(h) for h in hits]
+
+    def resolve_one(self, pattern: str, *, allow_service: bool = False) -> str:
+        """Exactly one instance (or service) named by ``pattern``; an ambiguous one lists the candidates."""
+        try:
+            want = fmri_mod.parse(pattern)
+        except fmri_mod.FmriError as e:
+            raise EngineError(str(e), 2) from None
+        hits = self.lookup(pattern, services=allow_service)
+        if allow_service and want.instance is None:
+            svcs = sorted({str(fmri_mod.parse(h).service_fmri) for h in hits})
+            if len(svcs) == 1:
+                return svcs[0]
+            raise EngineError(f"{pattern}: ambiguous, it matches: {', '.join(svcs)}", 1)
+        insts = [h for h in hits if fmri_mod.parse(h).instance]
+        if len(insts) != 1:
+            if not insts:
+                raise EngineError(f"{pattern}: names a service with no instance", 1)
+            raise EngineError(f"{pattern}: ambiguous, it matches: {', '.join(insts)}", 1)
+        return insts[0]
+
+    def resolve_many(self, pattern: str) -> list[str]:
+        """Instances named by a pattern; a service pattern names all of its instances."""
+        try:
+            want = fmri_mod.parse(pattern) if not any(c in pattern for c in "*?[") else None
+        except fmri_mod.FmriError as e:
+            raise EngineError(str(e), 2) from None
+        hits = self.lookup(pattern)
+        insts = [h for h in hits if fmri_mod.parse(h).instance]
+        services = {str(fmri_mod.parse(h).service_fmri) for h in insts}
+        if want is not None and len(services) > 1:
+            raise EngineError(f"{pattern}: ambiguous, it matches: {', '.join(sorted(services))}", 1)
+        return insts
+
+    def check_import(self, specs: list[ServiceSpec], existing: Mapping[str, ServiceSpec] | None = None) -> list[str]:
+        """Refuse duplicates and cycles among these specs and what is already imported (``existing``: a
+        copy of the imported specs, so that the check may run in another thread); return warnings."""
+        errors: list[ManifestError] = []
+        seen: dict[str, str] = {}
+        for s in specs:
+            f = str(s.fmri)
+            if f in seen:
+                errors.append(ManifestError(s.source, "name", f"{f} is also declared in {seen[f]}"))
+            seen[f] = s.source
+        for s in specs:
+            for n in s.instances:
+                cfg = resolve_instance(s, n)
+                errors.extend(ManifestError(s.source, f"resources.{key}", f"{cfg.fmri}: {why}")
+                              for key, why in self.restarter.refusals(cfg))
+        if errors:
+            raise ManifestErrors(errors)
+        merged = {f: sp for f, sp in (self.specs if existing is None else existing).items() if f not in seen}
+        merged.update({str(s.fmri): s for s in specs})
+        configs = {str(c.fmri): c for sp in merged.values() for c in
+                   (resolve_instance(sp, n) for n in sp.instances)}
+        cycles = find_cycles(configs)
+        if cycles:
+            by_fmri = {str(s.fmri): s.source for s in specs}
+            for cyc in cycles:
+                src = next((by_fmri[str(fmri_mod.parse(c).service_fmri)] for c in cyc
+                            if str(fmri_mod.parse(c).service_fmri) in by_fmri), "")
+                errors.append(ManifestError(src, "dependencies", "dependency cycle: " + " -> ".join(cyc)))
+            raise ManifestErrors(errors)
+        g = Graph(configs)
+        warnings = []
+        for s in specs:
+            for n in s.instances:
+                f = str(s.fmri.with_instance(n))
+                for d, t in g.missing_targets(f):
+                    warnings.append(f"{s.source}: {f}: dependency {d.name!r} names {t}, "
+                                    "which is not imported (the instance will wait for it)"
+                                    if d.grouping in ("require_all", "require_any") else
+                                    f"{s.source}: {f}: {d.grouping} dependency {d.name!r} names {t}, "
+                                    "which is not imported (ignored until it is)")
+        return warnings
+
+    def import_specs(self, specs: list[ServiceSpec], formats: list[str]) -> list[str]:
+        """Store and apply specs, all or nothing; return warnings."""
+        warnings = self.check_import(specs)
+        changed = [(s, fmt) for s, fmt in zip(specs, formats, strict=True)
+                   if str(s.fmri) not in self.specs or self.editing.get(str(s.fmri)) != s.to_dict()
+                   or self.specs[str(s.fmri)].to_dict() != s.to_dict()]
+        self.repo.import_services([(str(s.fmri), s.source, fmt, s.to_dict()) for s, fmt in changed])
+        for s, fmt in changed:
+            f = str(s.fmri)
+            self.editing[f] = s.to_dict()
+            self.sources[f] = (s.source, fmt)
+            self._apply_spec(s)
+        self._rebuild_graph()
+        self._mark_dirty(self.instances)
+        self.bus.emit(SVC_IMPORTED, "", services=[str(s.fmri) for s in specs])
+        return warnings
+
+    def _apply_spec(self, spec: ServiceSpec) -> None:
+        f = str(spec.fmri)
+        old = self.specs.get(f)
+        self.specs[f] = spec
+        for name in spec.instances:
+            cfg = resolve_instance(spec, name)
+            inst = self.instances.get(str(cfg.fmri))
+            if inst is None:
+                self._new_instance(cfg)
+            else:
+                inst.config = cfg
+                inst.history.configure(cfg.restart.limit, cfg.restart.period)
+                if inst.log is not None:
+                    inst.log.max_size = cfg.log.max_size
+                    inst.log.keep = cfg.log.keep
+                if inst.phase in (Phase.ONLINE, Phase.DEGRADED):
+                    self.dispatch(inst, Ev.REFRESH)
+                    self._propagate_stop(inst, "refresh")
+        if old is not None:
+            for name in old.instances:
+                if name not in spec.instances:
+                    self._drop_instance(str(old.fmri.with_instance(name)))
+
+    def _drop_instance(self, f: str) -> None:
+        inst = self.instances.pop(f, None)
+        if inst is None:
+            return
+
+        old_job = inst.job
+
+        async def stop_and_close() -> None:
+            """The instance left the manifest: end its processes (it is no longer in the table,
+            so no state machine is fed any more), then its log."""
+            if old_job is not None and not old_job.done():
+                old_job.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await old_job
+            self._stop_health(inst)
+            if inst.contract is not None:
+                await self.restarter.stop(inst)
+            if inst.log is not None:
+                inst.log.close(remove_fifo=True)
+
+        self.nursery.start(stop_and_close(), name=f"drop {f}")
+        self.repo.delete_instances([f])
+        self.bus.emit(state_class("deleted"), f, state="deleted")
+
+    async def delete_service(self, service: str) -> None:
+        spec = self.specs.get(service)
+        if spec is None:
+            raise EngineError(f"{service}: not imported")
+        fmris = [str(spec.fmri.with_instance(n)) for n in spec.instances]
+        for f in fmris:
+            inst = self.instances[f]
+            if inst.phase not in (Phase.DISABLED, Phase.MAINTENANCE, Phase.OFFLINE, Phase.UNINITIALIZED):
+                inst.enabled_temp = False
+                self.dispatch(inst, Ev.DISABLE, "Being deleted.")
+        for f in fmris:
+            inst = self.instances[f]
+            if inst.job is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await inst.job
+        for f in fmris:
+            inst = self.instances.pop(f)
+            self._stop_health(inst)
+            if inst.log is not None:
+                inst.log.close(remove_fifo=True)
+            self.bus.emit(state_class("deleted"), f, state="deleted")
+        del self.specs[service]
+        self.editing.pop(service, None)
+        self.sources.pop(service, None)
+        self.repo.delete_service(service)
+        self._rebuild_graph()
+        self._mark_dirty(self.instances)
+
+    def set_editing(self, service: str, data: dict[str, Any]) -> None:
+        source, _fmt = self.sources.get(service, ("", "toml"))
+        parse_service(data, source)  # raises ManifestErrors
+        self.repo.set_editing(service, data)
+        self.editing[service] = data
+
+    def refresh(self, fmris: list[str]) -> list[str]:
+        """Copy editing configuration into the running snapshot and refresh the instances."""
+        services = sorted({str(fmri_mod.parse(f).service_fmri) for f in fmris})
+        for s in services:
+            data = self.editing.get(s)
+            if data is None:
+                continue
+            source, _ = self.sources.get(s, ("", "toml"))
+            spec = parse_service(data, source)
+            self.check_import([spec])
+            self.repo.refresh(s)
+            self._apply_spec(spec)
+        self._rebuild_graph()
+        self._mark_dirty(self.instances)
+        self.bus.emit(SVC_REFRESHED, "", services=services)
+        return fmris

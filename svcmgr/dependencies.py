@@ -1,0 +1,207 @@
+"""When each instance may start or must stop: dependency evaluation, milestones, and the waits of ``svcadm -s``.
+
+Part of the engine (``svcmgr.engine.Engine`` mixes it in). An evaluation is
+scheduled whenever something an instance depends on changed (``_mark_dirty``) and
+runs once per turn of the loop over every instance marked; it feeds ``DEPS_MET``
+or ``DISABLE`` to the state table. A stop of a running instance stops the dependents
+its ``restart_on`` values name (``_propagate_stop``); an instance coming up stops its
+``exclude_all`` dependents. Waiters (``svcadm enable -s``) are answered here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from svcmgr.graph import NEVER
+from svcmgr.machine import ACTIVE, Ev, Phase, stop_target
+from svcmgr.manifest import Dependency
+from svcmgr.states import RUNNING, State
+
+if TYPE_CHECKING:
+    from svcmgr.graph import Graph
+    from svcmgr.instance import Instance
+
+__all__ = ["RESTART_ON", "Dependencies", "Waiter"]
+
+#: restart_on value -> stop causes of a dependency that restart the dependent
+RESTART_ON = {
+    "none": frozenset(),
+    "error": frozenset({"error"}),
+    "restart": frozenset({"error", "other"}),
+    "refresh": frozenset({"error", "other", "refresh"}),
+}
+
+
+@dataclass
+class Waiter:
+    fmri: str
+    want: str  # "online" | "disabled"
+    future: asyncio.Future[int]
+
+
+class Dependencies:
+    """Dependency evaluation and waiters (a part of ``Engine``)."""
+
+    instances: dict[str, Instance]
+    graph: Graph
+    milestone: str | None
+    shutting_down: bool
+    _allowed: set[str] | None
+    _dirty: set[str]
+    _eval_scheduled: bool
+    _waiters: list[Waiter]
+
+    dispatch: Callable[..., bool]
+
+    def view(self, f: str) -> tuple[State, bool] | None:
+        """(state for dependency evaluation, enabled) of an instance; stopping counts as its target."""
+        inst = self.instances.get(f)
+        if inst is None:
+            return None
+        return stop_target(inst.phase) or inst.state, self._wants_enabled(inst)
+
+    def in_transition(self) -> list[Instance]:
+        """Instances starting or stopping now."""
+        return [i for i in self.instances.values() if i.next_state is not None or i.phase == Phase.STARTING]
+
+    def settled(self) -> bool:
+        """Nothing in transition and no evaluation pending: every instance is where it will stay for now."""
+        return not self._dirty and not self.in_transition()
+
+    def _wants_enabled(self, inst: Instance) -> bool:
+        return inst.effective_enabled and (self._allowed is None or inst.fmri in self._allowed)
+
+    def _mark_dirty(self, fmris: Iterable[str]) -> None:
+        self._dirty.update(fmris)
+        if self._dirty and not self._eval_scheduled:
+            self._eval_scheduled = True
+            asyncio.get_running_loop().call_soon(self._run_evaluations)
+
+    def _run_evaluations(self) -> None:
+        self._eval_scheduled = False
+        rounds = 0
+        while self._dirty and rounds < 10_000:
+            rounds += 1
+            batch, self._dirty = self._dirty, set()
+            for f in sorted(batch):
+                inst = self.instances.get(f)
+                if inst is not None:
+                    self._evaluate(inst)
+        self._check_waiters()
+
+    def _evaluate(self, inst: Instance) -> None:
+        if self.shutting_down:
+            return
+        wants = self._wants_enabled(inst)
+        p = inst.phase
+        if p == Phase.UNINITIALIZED:
+            self.dispatch(inst, Ev.ENABLE if wants else Ev.DISABLE,
+                          "" if wants else self.disabled_reason(inst))
+        elif p == Phase.DISABLED:
+            if wants:
+                self.dispatch(inst, Ev.ENABLE, "")
+        elif p == Phase.OFFLINE:
+            if not wants:
+                self.dispatch(inst, Ev.DISABLE, self.disabled_reason(inst))
+            elif self.graph.met(inst.fmri, self.view):
+                self.dispatch(inst, Ev.DEPS_MET, "")
+            else:
+                inst.reason = "Waiting for dependencies."
+        elif p in ACTIVE and not wants:
+            self.dispatch(inst, Ev.DISABLE, self.disabled_reason(inst))
+
+    def disabled_reason(self, inst: Instance) -> str:
+        if self._allowed is not None and inst.fmri not in self._allowed:
+            return f"Held back by milestone {self.milestone}."
+        if inst.enabled_temp is False:
+            return "Temporarily disabled by an administrator."
+        return "Disabled by an administrator."
+
+    def _propagate_stop(self, inst: Instance, cause: str) -> None:
+        """A running instance is stopping: stop the dependents its restart_on values name."""
+        for dep_fmri, d in self.graph.dependents_of(inst.fmri):
+            dep = self.instances.get(dep_fmri)
+            if dep is None or dep.phase not in ACTIVE or d.grouping == "exclude_all":
+                continue
+            if cause not in RESTART_ON[d.restart_on]:
+                continue
+            if d.grouping == "require_any" and self._group_still_met(d, inst.fmri):
+                continue
+            self.dispatch(dep, Ev.DEPS_LOST, f"Dependency {inst.fmri} stopped (restart_on={d.restart_on}).")
+
+    def _group_still_met(self, d: Dependency, leaving: str) -> bool:
+        """Whether a require_any group keeps a running member besides ``leaving``."""
+        for _declared, insts in self.graph.members(d):
+            for i in insts or ():
+                v = self.view(i)
+                if i != leaving and v is not None and v[0] in RUNNING:
+                    return True
+        return False
+
+    def _exclude_dependents(self, inst: Instance) -> None:
+        for dep_fmri, d in self.graph.dependents_of(inst.fmri):
+            dep = self.instances.get(dep_fmri)
+            if dep is not None and d.grouping == "exclude_all" and dep.phase in ACTIVE:
+                self.dispatch(dep, Ev.DEPS_LOST, f"Excluded by {inst.fmri}, which is running.")
+
+    def set_milestone(self, target: str) -> str:
+        if target in ("all", "none"):
+            self.milestone = None if target == "all" else "none"
+        else:
+            self.milestone = target
+        if target == "all":
+            for inst in self.instances.values():
+                inst.enabled_temp = None
+        self._recompute_allowed()
+        self._mark_dirty(self.instances)
+        return self.milestone or "all"
+
+    def _recompute_allowed(self) -> None:
+        if self.milestone is None:
+            self._allowed = None
+        elif self.milestone == "none":
+            self._allowed = set()
+        else:
+            self._allowed = self.graph.closure(self.milestone, ("require_all", "require_any", "optional_all"))
+
+    def wait_for(self, fmri: str, want: str) -> asyncio.Future[int]:
+        """A future giving 0 when ``fmri`` reaches ``want``, 3 when it cannot, 4 when its dependencies cannot."""
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiters.append(Waiter(fmri, want, fut))
+        self._check_waiters()
+        return fut
+
+    def _check_waiters(self) -> None:
+        if not self._waiters:
+            return
+        keep = []
+        for w in self._waiters:
+            if w.future.done():
+                continue
+            code = self._wait_result(w)
+            if code is None:
+                keep.append(w)
+            else:
+                w.future.set_result(code)
+        self._waiters = keep
+
+    def _wait_result(self, w: Waiter) -> int | None:
+        inst = self.instances.get(w.fmri)
+        if inst is None:
+            return 3
+        if w.want == "online":
+            if inst.phase in (Phase.ONLINE, Phase.DEGRADED):
+                return 0
+            if inst.phase == Phase.MAINTENANCE or (inst.phase == Phase.DISABLED and not self._wants_enabled(inst)):
+                return 3
+            if inst.phase == Phase.OFFLINE and self.graph.satisfiability(inst.fmri, self.view) == NEVER:
+                return 4
+            return None
+        if inst.phase == Phase.DISABLED:
+            return 0
+        if inst.phase == Phase.MAINTENANCE:
+            return 3
+        return None
