@@ -16,8 +16,8 @@ that a refused one costs nothing afterwards.
 
 Request: ``{"op": NAME, ...arguments}``. Reply: ``{"ok": true, "result": ...}`` or
 ``{"ok": false, "error": TEXT, "code": N}`` (1: refused or failed, 2: bad usage).
-Operations and their arguments are listed in ``Api.OPS`` and documented at each
-handler; other packages add theirs with ``register``.
+Operations are the table ``Api.ops`` (name -> handler), each documented at its handler;
+components add theirs with ``register``.
 """
 
 from __future__ import annotations

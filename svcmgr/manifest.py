@@ -1,7 +1,7 @@
 """Service manifests: validation of the TOML vocabulary into typed, immutable specs.
 
 A manifest describes one service and its instances with keys that mirror SMF's
-XML vocabulary (see DESIGN.md). Every field is checked; an error names the file,
+XML vocabulary (docs/manifests.md). Every field is checked; an error names the file,
 the field and what is wrong, and all errors of a file are reported together.
 The same validator serves TOML files, SMF XML (translated to the same shape)
 and specs stored in the repository (``ServiceSpec.to_dict`` round-trips).

@@ -66,6 +66,7 @@ from svcmgr.eventclasses import (
     state_class,
 )
 from svcmgr.events import Event
+from svcmgr.mqtt_config import section as mqtt_section
 from svcmgr.schema import Reader
 from svcmgr.states import State
 
@@ -174,8 +175,6 @@ class Metrics(Collector):
         for inst in ctx.services.instances():
             last = ctx.timings.last(inst.fmri, online=True)
             self.seen_online[inst.fmri] = last.online if last is not None else None
-        from svcmgr.mqtt import section as mqtt_section
-
         if mqtt_section(ctx.config) is not None:
             for result in ("accepted", "rejected"):
                 self.telemetry.labels(result)
@@ -344,7 +343,6 @@ class Metrics(Collector):
             yield ls
 
     def _collect_mqtt(self) -> Iterator[Metric]:
-        from svcmgr.mqtt import section as mqtt_section
         from svcmgr.outbox import statistics
 
         if mqtt_section(self.ctx.config) is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["RUNNING", "STA", "State", "state_order"]
+__all__ = ["ORDER", "RUNNING", "STA", "State"]
 
 
 class State(StrEnum):
@@ -27,22 +27,12 @@ STA: dict[str | None, str] = {
     "degraded": "DGD",
     "maintenance": "MNT",
     "disabled": "DIS",
+    "absent": "ABS",
     None: "-",
 }
 
 #: States in which an instance's processes run and dependents count it met.
 RUNNING = frozenset({State.ONLINE, State.DEGRADED})
 
-_ORDER = {
-    "disabled": 0,
-    "online": 1,
-    "degraded": 2,
-    "offline": 3,
-    "maintenance": 4,
-    "uninitialized": 5,
-}
-
-
-def state_order(state: str) -> int:
-    """Sort rank of a state in ``svcs`` listings."""
-    return _ORDER.get(state, 9)
+#: Sort rank of a state in ``svcs`` listings.
+ORDER = {"disabled": 0, "online": 1, "degraded": 2, "offline": 3, "maintenance": 4, "uninitialized": 5, "absent": 6}

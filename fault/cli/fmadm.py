@@ -108,10 +108,10 @@ def render(case: dict[str, Any]) -> str:
 def faulty(c: Client, args: Any) -> int:
     if args.fleet:
         try:
-            fleet = importlib.import_module("svcmgr.fleet")
+            fleet = importlib.import_module("svcmgr.cli.fleet")  # asyncio and aiomqtt: only for --fleet
             fn = fleet.fmadm_fleet
         except (ImportError, AttributeError):
-            print("fmadm: --fleet needs the fleet view (svcmgr.fleet), which this build does not have",
+            print("fmadm: --fleet needs the fleet view (svcmgr.cli.fleet), which this build does not have",
                   file=sys.stderr)
             return 1
         return int(fn(args))

@@ -26,15 +26,12 @@ from typing import Any
 
 from svcmgr.cli.common import Parser, add_root, client, print_json, run, stime, table
 from svcmgr.cli.credview import context_rows
+from svcmgr.states import ORDER, STA
 
 COLUMNS = {
     "state": "STATE", "sta": "STA", "nstate": "NSTATE", "nsta": "NSTA", "stime": "STIME", "fmri": "FMRI",
     "svc": "SVC", "inst": "INST", "desc": "DESC", "ctid": "CTID",
 }
-STA = {"uninitialized": "UN", "offline": "OFF", "online": "ON", "degraded": "DGD", "maintenance": "MNT",
-       "disabled": "DIS", "absent": "ABS", None: "-"}
-ORDER = {"disabled": 0, "online": 1, "degraded": 2, "offline": 3, "maintenance": 4, "uninitialized": 5,
-         "absent": 6}
 
 
 def parser() -> Parser:
@@ -285,7 +282,7 @@ def logs(args: Any) -> int:
 
 def fleet(args: Any) -> int:
     try:
-        from svcmgr.fleet import svcs_fleet
+        from svcmgr.cli.fleet import svcs_fleet  # asyncio and aiomqtt only for --fleet: svcs stays fast
     except ImportError:
         print("svcs: --fleet needs the MQTT bridge, which this build lacks", file=sys.stderr)
         return 1

@@ -62,7 +62,7 @@ def test_second_node_shows_up_in_svcs_fleet(svcmgrd, mosquitto):
 
 
 def test_fmadm_fleet_lists_every_nodes_open_cases(svcmgrd, mosquitto, capsys):
-    from svcmgr.fleet import fmadm_fleet
+    from svcmgr.cli.fleet import fmadm_fleet
 
     broker = mosquitto()
     _, n2 = _two_nodes(svcmgrd, broker)

@@ -9,7 +9,7 @@ import pytest
 
 from svcmgr.config import load_config
 from svcmgr.metrics import DEFAULT_LISTEN, MetricsConfig
-from svcmgr.mqtt import MqttConfig
+from svcmgr.mqtt_config import MqttConfig
 from svcmgr.schema import FieldErrors
 
 

@@ -27,7 +27,10 @@ from typing import Any
 
 from svcmgr import fmri as fmri_mod
 from svcmgr import mqtt_topics as wire
+from svcmgr.cli.common import print_json, stime, table
+from svcmgr.mqtt_config import MqttConfig, parse_url, read_config, tls_context
 from svcmgr.schema import FieldError, FieldErrors, Reader
+from svcmgr.states import ORDER, STA
 
 __all__ = ["FleetError", "broker_config", "fmadm_fleet", "read_retained", "svcs_fleet"]
 
@@ -42,8 +45,6 @@ class FleetError(Exception):
 
 
 def _read_mqtt_section(path: str) -> Any:
-    from svcmgr.mqtt import MqttConfig, read_config
-
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -65,8 +66,6 @@ def _read_mqtt_section(path: str) -> Any:
 def broker_config(args: argparse.Namespace) -> Any:
     """The MqttConfig of the broker to read, from ``--mqtt``, ``--config`` or the local daemon."""
     import dataclasses
-
-    from svcmgr.mqtt import MqttConfig, parse_url
 
     url = getattr(args, "mqtt", None)
     path = getattr(args, "config", None)
@@ -94,7 +93,7 @@ def broker_config(args: argparse.Namespace) -> Any:
 
 
 def _daemon_status(root: str | None) -> dict[str, Any] | None:
-    from svcmgr.client import Client, ClientError
+    from svcmgr.client import Client, ClientError  # a socket client only where no broker was named
 
     try:
         st = Client(root, timeout=5).call("mqtt")
@@ -108,11 +107,9 @@ async def read_retained(cfg: Any, filters: list[str], *, timeout: float = TIMEOU
     probe did not come back in time (a broker that refuses our publish): then what arrived is returned."""
     import aiomqtt
 
-    from svcmgr.mqtt import _tls_context
-
     tag = uuid.uuid4().hex[:12]
     probe = f"{PROBE_PREFIX}/{tag}"
-    tls = _tls_context(cfg.ca_file, cfg.cert_file, cfg.key_file, cfg.tls_insecure) if cfg.tls else None
+    tls = tls_context(cfg.ca_file, cfg.cert_file, cfg.key_file, cfg.tls_insecure) if cfg.tls else None
     out: dict[str, bytes] = {}
     complete = False
     client = aiomqtt.Client(cfg.host, cfg.port, identifier=f"svcmgr-fleet-{tag}", username=cfg.username,
@@ -168,8 +165,6 @@ def _note_offline(prog: str, nodes: set[str], status: dict[str, dict]) -> None:
 
 
 def _stime(epoch: Any) -> str:
-    from svcmgr.cli.common import stime
-
     return stime(epoch if isinstance(epoch, int | float) else None)
 
 
@@ -206,8 +201,6 @@ def _instances(retained: dict[str, bytes]) -> list[dict[str, Any]]:
 
 def svcs_fleet(args: argparse.Namespace) -> int:
     """``svcs --fleet [-aH] [-o COLS] [-s COL] [-S COL] [--json] [--mqtt URL] [--config FILE] [FMRI ...]``."""
-    from svcmgr.cli.common import print_json, table
-    from svcmgr.cli.svcs import ORDER, STA
 
     if getattr(args, "p", False):
         print("svcs: -p cannot be used with --fleet (processes are local to each node)", file=sys.stderr)
@@ -273,9 +266,7 @@ def svcs_fleet(args: argparse.Namespace) -> int:
         if c == "nstate":
             return r["nstate"] or "-"
         if c == "stime":
-            from svcmgr.cli.common import stime
-
-            return stime(r["stime_epoch"], now)
+                    return stime(r["stime_epoch"], now)
         v = r.get(c)
         return "-" if v in (None, "") else str(v)
 
@@ -332,8 +323,6 @@ def _resources(items: Any) -> list[str]:
 
 def fmadm_fleet(args: argparse.Namespace) -> int:
     """``fmadm faulty --fleet [--json] [--mqtt URL] [--config FILE]``: every node's open cases."""
-    from svcmgr.cli.common import print_json, table
-
     try:
         retained, status = _fetch(args, "fmadm", [f"{wire.PREFIX}/+/cases/+", f"{wire.PREFIX}/+/status"])
     except FleetError as e:
