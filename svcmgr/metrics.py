@@ -138,9 +138,9 @@ def create(ctx: Context) -> Any:
     cfg = section(ctx.config)
     if not cfg.listen:
         return None
-    from svcmgr.metrics_http import MetricsServer
+    from svcmgr.metrics_http import MetricsServer  # the HTTP side only where an endpoint is configured
 
-    return MetricsServer(ctx, cfg, Metrics(ctx))
+    return MetricsServer(ctx, cfg, Metrics(ctx), section)
 
 
 class Metrics(Collector):

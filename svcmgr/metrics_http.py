@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.exposition import choose_encoder
@@ -32,11 +33,13 @@ class MetricsServer:
 
     name = "metrics"
 
-    def __init__(self, ctx: Context, cfg: MetricsConfig, metrics: Metrics) -> None:
+    def __init__(self, ctx: Context, cfg: MetricsConfig, metrics: Metrics,
+                 section: Callable[[DaemonConfig], MetricsConfig]) -> None:
         self.ctx = ctx
         self.cfg = cfg
         self.metrics = metrics
         self.http = HttpServer("metrics", self._handle, max_connections=32)
+        self._section = section  # reads [metrics] (svcmgr.metrics.section), without importing it back
         self.scrapes = 0
 
     @property
@@ -71,9 +74,7 @@ class MetricsServer:
         return Response(200, body, {"Content-Type": ctype})
 
     def reconfigure(self, config: DaemonConfig) -> None:
-        from svcmgr.metrics import section
-
-        if section(config) != self.cfg:
+        if self._section(config) != self.cfg:
             log.warning("metrics: the new listen address applies after a daemon restart")
 
     def statistics(self) -> dict[str, Any]:

@@ -1,0 +1,81 @@
+"""The shape of the code (docs/architecture.md): no import cycle, modules of a readable size."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import networkx as nx
+
+ROOT = Path(__file__).resolve().parents[3]
+PACKAGES = ("svcmgr", "fault", "vrrp", "lb")
+LIMIT = 500
+#: Modules still over the limit, with the most lines each may have: none may grow, and each leaves
+#: this list once split. The reason for each is in docs/architecture.md ("What is left").
+OVER = {
+    "svcmgr/manifest.py": 935,  # the TOML vocabulary: one reader per table, to split per section
+    "svcmgr/control.py": 753,  # socket operations, the property mapping and svcs -x: to split
+    "fault/diagnosis.py": 701,  # attribution, own rules and verdicts: to split
+    "svcmgr/restarter.py": 560,  # start/readiness, monitoring and stop: to split
+    "lb/agent.py": 552,  # shares its configuration cycle with vrrp/agent.py: one module for both
+    "vrrp/agent.py": 528,
+    "fault/daemon.py": 509,
+    "svcmgr/smfxml/translate.py": 501,
+}
+
+
+#: Import cycles left, each to go: manifest.load_bytes hands XML to svcmgr.smfxml, which builds specs with
+#: svcmgr.manifest (the format dispatch belongs in a loader above both).
+KNOWN_CYCLE_MODULES = frozenset({"svcmgr.manifest", "svcmgr.smfxml", "svcmgr.smfxml.export", "svcmgr.smfxml.translate",
+                                 "svcmgr.smfxml.groups"})
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def imported(path: Path, known: set[str]) -> set[str]:
+    """The project modules a file imports, at run time (imports under ``if TYPE_CHECKING:`` do not count)."""
+    tree = ast.parse(path.read_text(), str(path))
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip |= {id(n) for child in node.body for n in ast.walk(child)}
+    out = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for n in names:
+            while n and n not in known:
+                n = n.rpartition(".")[0]
+            if n:
+                out.add(n)
+    return out
+
+
+def test_no_import_cycle() -> None:
+    files = {module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+    g = nx.DiGraph()
+    for mod, path in files.items():
+        for dep in imported(path, set(files)):
+            parent = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+            if dep != mod and dep != parent:  # a module may use its own package's __init__
+                g.add_edge(mod, dep)
+    cycles = [c for c in nx.simple_cycles(g) if not set(c) <= KNOWN_CYCLE_MODULES]
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join([*c, c[0]]) for c in cycles[:10])
+
+
+def test_modules_stay_under_about_500_lines() -> None:
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines())
+             for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+    over = {f: n for f, n in sizes.items() if n > OVER.get(f, LIMIT)}
+    assert not over, f"modules over {LIMIT} lines (or grown past their listed size): {over}"
+    stale = [f for f, cap in OVER.items() if sizes.get(f, 0) <= LIMIT]
+    assert not stale, f"back under the limit: remove from OVER {stale}"
