@@ -17,7 +17,6 @@ OVER = {
     "svcmgr/control.py": 753,  # socket operations, the property mapping and svcs -x: to split
     "fault/diagnosis.py": 701,  # attribution, own rules and verdicts: to split
     "svcmgr/restarter.py": 560,  # start/readiness, monitoring and stop: to split
-    "lb/agent.py": 552,  # shares its configuration cycle with vrrp/agent.py: one module for both
     "vrrp/agent.py": 528,
     "fault/daemon.py": 509,
     "svcmgr/smfxml/translate.py": 501,
