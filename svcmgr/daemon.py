@@ -30,6 +30,7 @@ from svcmgr.bus import Bus
 from svcmgr.client import collect_manifest_files
 from svcmgr.component import Component, Context, load_components
 from svcmgr.config import DaemonConfig, load_config
+from svcmgr.configure import Configure
 from svcmgr.contract import detect_backend
 from svcmgr.control import Control
 from svcmgr.engine import Engine
@@ -148,6 +149,7 @@ class Daemon:
         api = Api(self.paths.socket, Limits.for_descriptors(nofile))
         Control(engine, api, node=self.config.node, root=self.paths.root, backend=backend.describe(),
                 controls=backend.controls)
+        Configure(engine, api)
         Observe(engine, api)
         api.register("reload", self._op_reload)
         ctx = Context(self.config.node, self.paths, bus, api, EngineServices(engine), repo.connection, reaper.run,

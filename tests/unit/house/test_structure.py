@@ -14,7 +14,6 @@ LIMIT = 500
 #: this list once split. The reason for each is in docs/architecture.md ("What is left").
 OVER = {
     "svcmgr/manifest.py": 935,  # the TOML vocabulary: one reader per table, to split per section
-    "svcmgr/control.py": 753,  # socket operations, the property mapping and svcs -x: to split
     "fault/diagnosis.py": 701,  # attribution, own rules and verdicts: to split
     "svcmgr/restarter.py": 560,  # start/readiness, monitoring and stop: to split
     "vrrp/agent.py": 528,
