@@ -44,7 +44,8 @@ from fault.knowledge import load_knowledge
 from fault.rules import SHIPPED_RULES, load_rules
 from svcmgr.bus import Bus
 from svcmgr.graph import Graph
-from svcmgr.manifest import parse_service, resolve_instance
+from svcmgr.manifest import parse_service
+from svcmgr.spec import resolve_instance
 from svcmgr.states import State
 
 DB = "svc:/bench/db:default"

@@ -15,7 +15,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from svcmgr.machine import Phase
-from svcmgr.manifest import InstanceConfig, ManifestErrors, ServiceSpec, parse_service, resolve_instance
+from svcmgr.manifest import ManifestErrors, parse_service
+from svcmgr.spec import InstanceConfig, ServiceSpec, resolve_instance
 from svcmgr.states import State
 from svcmgr.timings import machine_boot
 

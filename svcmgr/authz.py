@@ -40,7 +40,7 @@ from enum import StrEnum
 from typing import Any
 
 from svcmgr.api import ApiError, Caller
-from svcmgr.manifest import METHODS, Grant, ServiceSpec
+from svcmgr.spec import METHODS, Grant, ServiceSpec
 
 __all__ = ["Right", "allowed", "group_type", "holds", "protected_groups", "require", "require_operator"]
 

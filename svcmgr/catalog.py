@@ -19,8 +19,9 @@ from svcmgr import fmri as fmri_mod
 from svcmgr.eventclasses import SVC_IMPORTED, SVC_REFRESHED, state_class
 from svcmgr.graph import Graph, find_cycles
 from svcmgr.machine import Ev, Phase
-from svcmgr.manifest import ManifestError, ManifestErrors, ServiceSpec, parse_service, resolve_instance
+from svcmgr.manifest import ManifestError, ManifestErrors, parse_service
 from svcmgr.services import EngineError
+from svcmgr.spec import ServiceSpec, resolve_instance
 
 if TYPE_CHECKING:
     from svcmgr.bus import Bus

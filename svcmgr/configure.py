@@ -19,16 +19,10 @@ from svcmgr.api import Api, ApiError, Caller, arg
 from svcmgr.authz import Right
 from svcmgr.control import Operations
 from svcmgr.engine import Engine, EngineError
-from svcmgr.manifest import (
-    PROP_TYPES,
-    ManifestErrors,
-    Property,
-    ServiceSpec,
-    load_bytes,
-    parse_service,
-    resolve_instance,
-)
+from svcmgr.loader import is_xml, load_bytes
+from svcmgr.manifest import ManifestErrors, parse_service
 from svcmgr.properties import EditError, property_view, set_property
+from svcmgr.spec import PROP_TYPES, Property, ServiceSpec, resolve_instance
 from svcmgr.tasks import in_thread
 
 __all__ = ["Configure"]
@@ -46,7 +40,7 @@ def _load_all(files: list[dict[str, str]]) -> tuple[list[ServiceSpec], list[str]
         except ManifestErrors as e:
             errors.append(str(e))
             continue
-        fmt = "xml" if blob.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"<") else "toml"
+        fmt = "xml" if is_xml(blob) else "toml"
         specs.extend(got)
         formats.extend([fmt] * len(got))
     return specs, formats, errors

@@ -32,9 +32,10 @@ from svcmgr.engine import Engine, EngineError
 from svcmgr.explain import explain, iso, troubled
 from svcmgr.instance import Instance
 from svcmgr.logs import tail
-from svcmgr.manifest import ManifestErrors, ServiceSpec
+from svcmgr.manifest import ManifestErrors
 from svcmgr.rctl import CONTROLLERS, Controls, format_limits
 from svcmgr.security import Resources
+from svcmgr.spec import ServiceSpec
 
 __all__ = ["Control", "Operations", "instance_summary"]
 

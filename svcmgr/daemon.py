@@ -36,7 +36,8 @@ from svcmgr.control import Control
 from svcmgr.engine import Engine
 from svcmgr.eventclasses import DAEMON_READY
 from svcmgr.facade import EngineServices
-from svcmgr.manifest import ManifestErrors, ServiceSpec, load_file
+from svcmgr.loader import load_file
+from svcmgr.manifest import ManifestErrors
 from svcmgr.observe import Observe
 from svcmgr.paths import Paths, register, unregister
 from svcmgr.probes import NotifySocket
@@ -46,6 +47,7 @@ from svcmgr.restarter import Restarter
 from svcmgr.safefs import open_own
 from svcmgr.schema import FieldErrors
 from svcmgr.sdnotify import Notifier
+from svcmgr.spec import ServiceSpec
 from svcmgr.states import RUNNING
 from svcmgr.timings import Recorder, TimingStore
 

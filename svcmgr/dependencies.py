@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from svcmgr.graph import NEVER
 from svcmgr.machine import ACTIVE, Ev, Phase, stop_target
-from svcmgr.manifest import Dependency
+from svcmgr.spec import Dependency
 from svcmgr.states import RUNNING, State
 
 if TYPE_CHECKING:

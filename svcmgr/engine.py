@@ -28,13 +28,13 @@ from svcmgr.graph import Graph
 from svcmgr.instance import Instance
 from svcmgr.logs import InstanceLog, PatternMatcher
 from svcmgr.machine import RUNNING_PHASES, Action, Effect, Ev, Phase, display, step
-from svcmgr.manifest import InstanceConfig, ServiceSpec
 from svcmgr.paths import Paths
 from svcmgr.policy import START_RETRIES, Outcome, RestartHistory
 from svcmgr.process import ProcessLayer
 from svcmgr.reaper import ExitStatus
 from svcmgr.repository import InstanceRecord, Repository
 from svcmgr.services import EngineError, StopGate
+from svcmgr.spec import InstanceConfig, ServiceSpec
 from svcmgr.states import State
 from svcmgr.tasks import Nursery
 from svcmgr.timings import Recorder

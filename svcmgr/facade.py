@@ -12,9 +12,10 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from svcmgr.manifest import ManifestErrors, ServiceSpec, parse_service
+from svcmgr.manifest import ManifestErrors, parse_service
 from svcmgr.schema import FieldError, read_toml
 from svcmgr.services import InstanceInfo, StopGate
+from svcmgr.spec import ServiceSpec
 
 if TYPE_CHECKING:
     from svcmgr.engine import Engine

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from svcmgr.fmri import FMRI, PathFMRI, parse_any
-from svcmgr.manifest import Dependency, InstanceConfig
+from svcmgr.spec import Dependency, InstanceConfig
 from svcmgr.states import RUNNING, State
 
 __all__ = ["MET", "NEVER", "NOTYET", "Blocker", "Graph", "StateView", "find_cycles"]

@@ -10,8 +10,8 @@ from typing import Any
 from svcmgr.contract import Contract
 from svcmgr.logs import InstanceLog
 from svcmgr.machine import Phase
-from svcmgr.manifest import InstanceConfig
 from svcmgr.policy import RestartHistory
+from svcmgr.spec import InstanceConfig
 from svcmgr.states import State
 
 __all__ = ["Instance"]

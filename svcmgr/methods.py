@@ -14,8 +14,8 @@ import shlex
 
 from svcmgr import tokens
 from svcmgr.credentials import Credentials
-from svcmgr.manifest import Exec, InstanceConfig
 from svcmgr.paths import Paths
+from svcmgr.spec import Exec, InstanceConfig
 
 __all__ = ["RESTARTER_FMRI", "MethodContext", "credentials", "simple_command"]
 

@@ -31,7 +31,7 @@ from svcmgr.chain import Group, critical_chain
 from svcmgr.engine import Engine, EngineError
 from svcmgr.fmri import PathFMRI, parse_any
 from svcmgr.graph import MET, NEVER, find_cycles
-from svcmgr.manifest import Dependency
+from svcmgr.spec import Dependency
 from svcmgr.timings import Boot, Recorder, StartRecord
 
 __all__ = ["Observe"]

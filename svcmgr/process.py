@@ -25,7 +25,7 @@ from svcmgr.policy import Outcome
 
 if TYPE_CHECKING:
     from svcmgr.instance import Instance
-    from svcmgr.manifest import InstanceConfig
+    from svcmgr.spec import InstanceConfig
 
 __all__ = ["Child", "CommandRunner", "ContractReport", "ExitStatus", "HealthReport", "ProcessLayer", "StartResult"]
 

@@ -16,13 +16,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from svcmgr.manifest import METHODS, InstanceConfig, Property, check_property_value
 from svcmgr.security import Security
+from svcmgr.spec import METHODS, InstanceConfig, Property, check_property_value
 from svcmgr.units import format_duration
 
 if TYPE_CHECKING:
     from svcmgr.instance import Instance
-    from svcmgr.manifest import Dependency
+    from svcmgr.spec import Dependency
 
 __all__ = ["GROUPS", "EditError", "Where", "find", "property_view", "set_property"]
 

@@ -20,7 +20,6 @@ from svcmgr.bus import Bus
 from svcmgr.contract import Backend, Contract
 from svcmgr.credentials import Credentials
 from svcmgr.instance import Instance
-from svcmgr.manifest import Exec, InstanceConfig, Method
 from svcmgr.methods import MethodContext, credentials
 from svcmgr.paths import Paths
 from svcmgr.policy import EXIT_NAMES, SMF_EXIT_NODAEMON, Outcome, classify_method_exit
@@ -28,6 +27,7 @@ from svcmgr.probes import check_command, check_http, check_tcp, poll_intervals
 from svcmgr.process import ContractReport, HealthReport, StartResult
 from svcmgr.rctl import format_limits, format_size
 from svcmgr.reaper import Child, ExitStatus, Reaper
+from svcmgr.spec import Exec, InstanceConfig, Method
 
 __all__ = ["Restarter", "StartResult"]
 

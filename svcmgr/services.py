@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
-from svcmgr.manifest import InstanceConfig, ServiceSpec
+from svcmgr.spec import InstanceConfig, ServiceSpec
 from svcmgr.states import State
 
 __all__ = ["EngineError", "InstanceInfo", "ServiceCommands", "ServiceView", "Services", "StopGate"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-from svcmgr.manifest import InstanceConfig
+from svcmgr.spec import InstanceConfig
 
 __all__ = ["expand", "expand_argv", "shell_script"]
 

@@ -30,13 +30,15 @@ from svcmgr.component import Context
 from svcmgr.config import DaemonConfig
 from svcmgr.engine import Engine
 from svcmgr.instance import Instance
-from svcmgr.manifest import InstanceConfig, ManifestErrors, ServiceSpec, load_bytes, parse_service, resolve_instance
+from svcmgr.loader import load_bytes
+from svcmgr.manifest import ManifestErrors, parse_service
 from svcmgr.paths import Paths
 from svcmgr.policy import Outcome
 from svcmgr.process import ContractReport, ExitStatus, HealthReport, StartResult
 from svcmgr.repository import Repository
 from svcmgr.schema import FieldError, read_toml
 from svcmgr.services import EngineError, StopGate
+from svcmgr.spec import InstanceConfig, ServiceSpec, resolve_instance
 from svcmgr.states import State
 from svcmgr.timings import Recorder
 

@@ -73,8 +73,11 @@ def _files(paths: list[str]) -> list[dict[str, str]]:
 
 def validate_local(paths: list[str]) -> int:
     """Validate without a daemon: each file, then duplicates and cycles among them."""
+    # Here, not at the top: the validators and networkx (graph) cost the other svccfg commands' start-up.
     from svcmgr.graph import Graph, find_cycles
-    from svcmgr.manifest import ManifestErrors, load_file, resolve_instance
+    from svcmgr.loader import load_file
+    from svcmgr.manifest import ManifestErrors
+    from svcmgr.spec import resolve_instance
 
     specs = []
     bad = 0
@@ -136,7 +139,7 @@ def execute(args: Any) -> int:
             print_json(res["manifest"])
         elif args.xml:
             try:
-                from svcmgr.smfxml import export_xml
+                from svcmgr.smfxml.export import export_xml
             except ImportError:
                 raise ClientError("XML export is not supported by this build") from None
             sys.stdout.write(export_xml(res["manifest"]))

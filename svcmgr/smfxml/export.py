@@ -16,11 +16,14 @@ import shlex
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from svcmgr.manifest import property_type
+from svcmgr.schema import FieldErrors
 from svcmgr.security import KEYS as SECURITY_KEYS
+from svcmgr.smfxml.safe import parse
 from svcmgr.smfxml.translate import CREDENTIAL_KEYS, EXTRA_CONTEXT, IGNORED_CONTEXT, SVCMGR_SECTIONS, XML_LANG
+from svcmgr.spec import property_type
+from svcmgr.units import parse_duration
 
-__all__ = ["export"]
+__all__ = ["export_xml"]
 
 DOCTYPE = '<!DOCTYPE service_bundle SYSTEM "/usr/share/lib/xml/dtd/service_bundle.dtd.1">'
 _NOT_EXTENSIONS = {"name", "description", "type", "duration", "enabled", "user", "group", "working_directory",
@@ -74,9 +77,6 @@ def _props_into(parent: ET.Element, props: dict[str, Any], skip: tuple[str, ...]
 
 
 def _fragment(text: str) -> ET.Element | None:
-    from svcmgr.schema import FieldErrors
-    from svcmgr.smfxml.safe import parse
-
     try:
         return parse(text.encode(), "export").root
     except FieldErrors:
@@ -84,8 +84,6 @@ def _fragment(text: str) -> ET.Element | None:
 
 
 def _timeout(v: Any) -> str:
-    from svcmgr.units import parse_duration
-
     if isinstance(v, int) and not isinstance(v, bool):
         return str(v)
     try:
@@ -327,7 +325,7 @@ def _loctext(parent: ET.Element, tag: str, text: str) -> None:
     lt.text = text
 
 
-def export(manifest: dict[str, Any]) -> str:
+def export_xml(manifest: dict[str, Any]) -> str:
     """The bundle as text, with the XML declaration and SMF's DOCTYPE."""
     m = manifest
     name = m["name"]

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
-from svcmgr.manifest import PROP_TYPES, check_property_value
+from svcmgr.spec import PROP_TYPES, check_property_value
 
 __all__ = ["EXTRA_CONTEXT", "SVCMGR_SECTIONS", "GroupsMixin", "context_keys"]
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from svcmgr.fmri import valid_instance_name
 from svcmgr.schema import FieldError, FieldErrors, Reader
+from svcmgr.smfxml.safe import parse
 
 __all__ = ["validate"]
 
@@ -22,8 +23,6 @@ _PG_TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.,+-]*\Z")
 
 
 def _fragment(r: Reader, key: str, text: Any, tags: tuple[str, ...] | None) -> None:
-    from svcmgr.smfxml.safe import parse
-
     if not isinstance(text, str):
         r.error(key, "expected a string of XML")
         return

@@ -19,10 +19,10 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from svcmgr.manifest import METHODS
 from svcmgr.schema import FieldError
 from svcmgr.smfxml.groups import EXTRA_CONTEXT, SVCMGR_SECTIONS, GroupsMixin, context_keys
 from svcmgr.smfxml.safe import Parsed
+from svcmgr.spec import METHODS, parse_exec
 
 __all__ = ["CONTEXT_PROPS", "CREDENTIAL_KEYS", "EXTRA_CONTEXT", "IGNORED_CONTEXT", "SVCMGR_SECTIONS", "Translation",
            "context_keys", "translate"]
@@ -482,8 +482,6 @@ class _Entity(GroupsMixin):
 
 def _unrunnable(exec_: str) -> str:
     """Why a method cannot run on Linux (a signal only Solaris has, as cron's ``:kill -THAW``), or ''."""
-    from svcmgr.manifest import parse_exec
-
     text = exec_.strip()
     if not text.startswith(":kill"):
         return ""

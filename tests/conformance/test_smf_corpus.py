@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from svcmgr.manifest import load_file, parse_exec, resolve_instance
+from svcmgr.loader import load_file
+from svcmgr.spec import parse_exec, resolve_instance
 
 from svctest import CONFORMANCE
 

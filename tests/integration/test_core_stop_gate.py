@@ -16,7 +16,7 @@ import pytest
 from svcmgr.bus import Bus
 from svcmgr.contract import detect_backend
 from svcmgr.engine import Engine
-from svcmgr.manifest import load_bytes
+from svcmgr.loader import load_bytes
 from svcmgr.paths import Paths
 from svcmgr.reaper import Reaper
 from svcmgr.repository import Repository

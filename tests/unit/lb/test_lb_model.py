@@ -14,7 +14,8 @@ from lb import lvs
 from lb.config import LbConfig, Source, merge
 from lb.model import Backend, parse_address, server_name
 from svcmgr.config import load_config
-from svcmgr.manifest import ManifestErrors, load_bytes
+from svcmgr.loader import load_bytes
+from svcmgr.manifest import ManifestErrors
 from svcmgr.schema import FieldErrors
 
 BASE = """
@@ -57,7 +58,7 @@ def refused(lb: str) -> str:
 
 
 def props(spec):
-    from svcmgr.manifest import resolve_instance
+    from svcmgr.spec import resolve_instance
 
     table = {str(spec.fmri.with_instance(n)): resolve_instance(spec, n) for n in spec.instances}
 

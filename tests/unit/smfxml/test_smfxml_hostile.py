@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from svcmgr.manifest import ManifestErrors, load_bytes
+from svcmgr.loader import load_bytes
+from svcmgr.manifest import ManifestErrors
 from svcmgr.smfxml import safe
 
 SERVICE = """<service_bundle type='manifest' name='t'>

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from svcmgr.manifest import ManifestErrors, load_bytes, parse_service, resolve_instance
-from svcmgr.smfxml import export_xml
+from svcmgr.loader import load_bytes
+from svcmgr.manifest import ManifestErrors, parse_service
+from svcmgr.smfxml.export import export_xml
+from svcmgr.spec import resolve_instance
 
 HEAD = '<?xml version="1.0"?>\n<!DOCTYPE service_bundle SYSTEM "/usr/share/lib/xml/dtd/service_bundle.dtd.1">\n'
 

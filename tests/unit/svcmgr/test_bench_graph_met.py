@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 
 from svcmgr.graph import MET, Graph
-from svcmgr.manifest import parse_service, resolve_instance
+from svcmgr.manifest import parse_service
+from svcmgr.spec import resolve_instance
 from svcmgr.states import State
 
 GROUPINGS = ("require_all", "require_any", "optional_all", "exclude_all")

@@ -3,7 +3,8 @@
 import pytest
 
 from svcmgr.graph import MET, NEVER, NOTYET, Graph, find_cycles
-from svcmgr.manifest import parse_service, resolve_instance
+from svcmgr.manifest import parse_service
+from svcmgr.spec import resolve_instance
 from svcmgr.states import State
 
 

@@ -2,7 +2,9 @@
 
 import pytest
 
-from svcmgr.manifest import ManifestErrors, load_bytes, parse_service, resolve_instance
+from svcmgr.loader import load_bytes
+from svcmgr.manifest import ManifestErrors, parse_service
+from svcmgr.spec import resolve_instance
 
 GOOD = """
 name = "site/app"
@@ -178,7 +180,7 @@ exec = ["sleep", "5"]
 def test_relative_working_directory_is_the_manifests_folder(tmp_path):
     p = tmp_path / "x.toml"
     p.write_text('name = "a/b"\nworking_directory = "."\n[methods.start]\nexec = ":true"\n')
-    from svcmgr.manifest import load_file
+    from svcmgr.loader import load_file
 
     (s,) = load_file(str(p))
     assert s.context.working_directory == str(tmp_path)

@@ -9,9 +9,10 @@ import pytest
 
 from svcmgr import privileges as P
 from svcmgr.credentials import Credentials
-from svcmgr.manifest import ManifestErrors, parse_service, resolve_instance
+from svcmgr.manifest import ManifestErrors, parse_service
 from svcmgr.rctl import Controls, _v2_available
 from svcmgr.security import Resources, Security
+from svcmgr.spec import resolve_instance
 
 REPO = Path(__file__).resolve().parents[3]
 ROUTED = ("basic,proc_owner,proc_fork,proc_exec,proc_info,proc_session,file_read,file_write,sys_ip_config,"

@@ -8,8 +8,9 @@ import tomllib
 
 import pytest
 
-from svcmgr.manifest import parse_service, resolve_instance
+from svcmgr.manifest import parse_service
 from svcmgr.properties import GROUPS, EditError, find, property_view, set_property
+from svcmgr.spec import resolve_instance
 
 MANIFEST = """
 name = "site/app"

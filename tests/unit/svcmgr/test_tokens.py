@@ -4,7 +4,8 @@ import subprocess
 
 import pytest
 
-from svcmgr.manifest import parse_service, resolve_instance
+from svcmgr.manifest import parse_service
+from svcmgr.spec import resolve_instance
 from svcmgr.tokens import expand, expand_argv, shell_script
 
 NASTY = ["$(id)", "`id`", "; id", "a'b", 'a"b', "a\\b", "x y", "*", "${HOME}", "", "%{config/one}"]

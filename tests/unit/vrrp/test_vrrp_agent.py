@@ -20,7 +20,7 @@ from svcmgr.api import ApiError, Caller
 from svcmgr.bus import Bus
 from svcmgr.config import load_config
 from svcmgr.events import Event
-from svcmgr.manifest import load_bytes
+from svcmgr.loader import load_bytes
 from svcmgr.paths import Paths
 from vrrp import keepalived as ka
 from vrrp.agent import SERVICE, create

@@ -11,7 +11,8 @@ import textwrap
 import pytest
 
 from svcmgr.config import load_config
-from svcmgr.manifest import ManifestErrors, load_bytes
+from svcmgr.loader import load_bytes
+from svcmgr.manifest import ManifestErrors
 from svcmgr.schema import FieldErrors
 from vrrp.config import Source, VrrpConfig, merge
 from vrrp.model import Declaration, Follow, track_name

@@ -1,0 +1,79 @@
+"""A manifest file, TOML or SMF XML by its content, read into validated specs.
+
+Above both readers: ``svcmgr.manifest`` validates the TOML vocabulary, and an SMF
+XML bundle is parsed safely (``svcmgr.smfxml.safe``), translated to the same
+vocabulary (``svcmgr.smfxml.translate``) and then validated by the same
+``parse_service``, so an XML service and a TOML one are the same thing once read.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import replace
+
+from svcmgr.manifest import ManifestError, ManifestErrors, parse_service
+from svcmgr.smfxml.safe import parse as parse_xml
+from svcmgr.smfxml.translate import translate
+from svcmgr.spec import ServiceSpec
+
+__all__ = ["MAX_SIZE", "is_xml", "load_bytes", "load_file", "load_xml"]
+
+#: The largest manifest file read.
+MAX_SIZE = 4 * 1024 * 1024
+
+
+def load_file(path: str) -> list[ServiceSpec]:
+    """Read and validate a manifest file (TOML, or SMF XML by content). Raises ManifestErrors."""
+    path = os.path.abspath(path)
+    try:
+        with open(path, "rb") as f:
+            blob = f.read(MAX_SIZE + 1)
+    except OSError as e:
+        raise ManifestErrors([ManifestError(path, "", f"cannot read: {e.strerror}")]) from None
+    return load_bytes(blob, path)
+
+
+def is_xml(blob: bytes) -> bool:
+    """TOML cannot start with "<": XML, even when a comment comes first."""
+    return blob.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] == b"<"
+
+
+def load_bytes(blob: bytes, source: str) -> list[ServiceSpec]:
+    """Every service a manifest's content declares (one for TOML), validated. Raises ManifestErrors."""
+    if len(blob) > MAX_SIZE:
+        raise ManifestErrors([ManifestError(source, "", "file is larger than 4 MiB")])
+    if is_xml(blob):
+        return load_xml(blob, source)
+    base_dir = os.path.dirname(os.path.abspath(source)) if source else None
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ManifestErrors([ManifestError(source, "", f"not UTF-8 text: {e}")]) from None
+    try:
+        data = tomllib.loads(text)
+        return [parse_service(data, source, base_dir=base_dir)]
+    except tomllib.TOMLDecodeError as e:
+        raise ManifestErrors([ManifestError(source, "", f"TOML syntax error: {e}")]) from None
+    except RecursionError:
+        raise ManifestErrors([ManifestError(source, "", "arrays or tables nest too deeply")]) from None
+
+
+def load_xml(blob: bytes, source: str) -> list[ServiceSpec]:
+    """Every service of an SMF XML manifest, validated. Raises ManifestErrors naming the file."""
+    result = translate(parse_xml(blob, source), source)
+    errors: list[ManifestError] = list(result.errors)
+    base_dir = os.path.dirname(os.path.abspath(source)) if source else None
+    specs = []
+    for data, warnings in result.services:
+        try:
+            spec = parse_service(data, source, base_dir=base_dir)
+        except ManifestErrors as e:
+            name = data.get("name", "?")
+            errors.extend(ManifestError(x.source, f"svc:/{name}: {x.field}" if x.field else f"svc:/{name}",
+                                        x.message) for x in e.errors)
+            continue
+        specs.append(replace(spec, warnings=(*spec.warnings, *warnings)))
+    if errors:
+        raise ManifestErrors(errors)
+    return specs
