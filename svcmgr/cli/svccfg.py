@@ -138,10 +138,8 @@ def execute(args: Any) -> int:
         if args.json:
             print_json(res["manifest"])
         elif args.xml:
-            try:
-                from svcmgr.smfxml.export import export_xml
-            except ImportError:
-                raise ClientError("XML export is not supported by this build") from None
+            from svcmgr.smfxml.export import export_xml  # here: the XML writer costs every other command's start
+
             sys.stdout.write(export_xml(res["manifest"]))
         else:
             import tomli_w
