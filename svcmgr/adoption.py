@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from svcmgr.machine import Phase
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from svcmgr.instance import Instance
     from svcmgr.process import ProcessLayer
     from svcmgr.repository import InstanceRecord, Repository
-    from svcmgr.tasks import Nursery
 
 __all__ = ["Adoption"]
 
@@ -34,15 +34,21 @@ log = logging.getLogger("svcmgr.engine")
 class Adoption:
     """Load and detach (a part of ``Engine``)."""
 
+    # What this part uses of the engine's state...
     instances: dict[str, Instance]
     specs: dict[str, ServiceSpec]
     editing: dict[str, dict[str, Any]]
     sources: dict[str, tuple[str, str]]
     repo: Repository
     restarter: ProcessLayer
-    nursery: Nursery
     load_errors: list[str]
     shutting_down: bool
+    # ... and of the other parts:
+    new_instance: Callable[[InstanceConfig], Instance]
+    rebuild_graph: Callable[[], None]
+    save: Callable[[Instance], None]
+    release_waiters: Callable[[int], None]
+    close: Callable[[], Awaitable[None]]
 
     def load(self) -> None:
         """Build instances from the repository, adopting contracts an earlier daemon left running.
@@ -65,7 +71,7 @@ class Adoption:
             self.sources[rec.fmri] = (rec.source, rec.format)
             for name in spec.instances:
                 cfg = resolve_instance(spec, name)
-                inst = self._new_instance(cfg)
+                inst = self.new_instance(cfg)
                 r = records.get(str(cfg.fmri))
                 if r is not None:
                     inst.enabled_set = r.enabled
@@ -79,7 +85,7 @@ class Adoption:
                         self._resume(inst, r, "Still online after a daemon restart (nothing to track).")
                     elif r.contract:
                         self.restarter.discard(r.contract)
-        self._rebuild_graph()
+        self.rebuild_graph()
         self.restarter.sweep(self.instances.values())
 
     @staticmethod
@@ -100,12 +106,6 @@ class Adoption:
         """Leave every service running for the next daemon: record contracts, close without stopping."""
         self.shutting_down = True
         for inst in self.instances.values():
-            self._save(inst)
-        for w in self._waiters:
-            if not w.future.done():
-                w.future.set_result(1)
-        await self.nursery.aclose()
-        for inst in self.instances.values():
-            if inst.log is not None:
-                inst.log.close()
-        self.repo.flush()
+            self.save(inst)
+        self.release_waiters(1)
+        await self.close()

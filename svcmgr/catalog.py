@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from svcmgr import fmri as fmri_mod
@@ -21,7 +21,7 @@ from svcmgr.graph import Graph, find_cycles
 from svcmgr.machine import Ev, Phase
 from svcmgr.manifest import ManifestError, ManifestErrors, parse_service
 from svcmgr.services import EngineError
-from svcmgr.spec import ServiceSpec, resolve_instance
+from svcmgr.spec import InstanceConfig, ServiceSpec, resolve_instance
 
 if TYPE_CHECKING:
     from svcmgr.bus import Bus
@@ -36,6 +36,8 @@ __all__ = ["Catalog"]
 class Catalog:
     """Names and configuration (a part of ``Engine``)."""
 
+    # What this part uses of the engine's state...
+
     instances: dict[str, Instance]
     specs: dict[str, ServiceSpec]
     editing: dict[str, dict[str, Any]]
@@ -44,8 +46,13 @@ class Catalog:
     bus: Bus
     restarter: ProcessLayer
     nursery: Nursery
-
+    # ... and of the other parts:
     dispatch: Callable[..., bool]
+    new_instance: Callable[[InstanceConfig], Instance]
+    rebuild_graph: Callable[[], None]
+    stop_health: Callable[[Instance], None]
+    mark_dirty: Callable[[Iterable[str]], None]
+    propagate_stop: Callable[[Instance, str], None]
 
     def lookup(self, pattern: str, *, services: bool = False) -> list[str]:
         """Instance FMRIs (or service FMRIs) named by an abbreviation; raises EngineError."""
@@ -148,8 +155,8 @@ class Catalog:
             self.editing[f] = s.to_dict()
             self.sources[f] = (s.source, fmt)
             self._apply_spec(s)
-        self._rebuild_graph()
-        self._mark_dirty(self.instances)
+        self.rebuild_graph()
+        self.mark_dirty(self.instances)
         self.bus.emit(SVC_IMPORTED, "", services=[str(s.fmri) for s in specs])
         return warnings
 
@@ -161,7 +168,7 @@ class Catalog:
             cfg = resolve_instance(spec, name)
             inst = self.instances.get(str(cfg.fmri))
             if inst is None:
-                self._new_instance(cfg)
+                self.new_instance(cfg)
             else:
                 inst.config = cfg
                 inst.history.configure(cfg.restart.limit, cfg.restart.period)
@@ -170,7 +177,7 @@ class Catalog:
                     inst.log.keep = cfg.log.keep
                 if inst.phase in (Phase.ONLINE, Phase.DEGRADED):
                     self.dispatch(inst, Ev.REFRESH)
-                    self._propagate_stop(inst, "refresh")
+                    self.propagate_stop(inst, "refresh")
         if old is not None:
             for name in old.instances:
                 if name not in spec.instances:
@@ -190,7 +197,7 @@ class Catalog:
                 old_job.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await old_job
-            self._stop_health(inst)
+            self.stop_health(inst)
             if inst.contract is not None:
                 await self.restarter.stop(inst)
             if inst.log is not None:
@@ -217,7 +224,7 @@ class Catalog:
                     await inst.job
         for f in fmris:
             inst = self.instances.pop(f)
-            self._stop_health(inst)
+            self.stop_health(inst)
             if inst.log is not None:
                 inst.log.close(remove_fifo=True)
             self.bus.emit(state_class("deleted"), f, state="deleted")
@@ -225,8 +232,8 @@ class Catalog:
         self.editing.pop(service, None)
         self.sources.pop(service, None)
         self.repo.delete_service(service)
-        self._rebuild_graph()
-        self._mark_dirty(self.instances)
+        self.rebuild_graph()
+        self.mark_dirty(self.instances)
 
     def set_editing(self, service: str, data: dict[str, Any]) -> None:
         source, _fmt = self.sources.get(service, ("", "toml"))
@@ -246,7 +253,7 @@ class Catalog:
             self.check_import([spec])
             self.repo.refresh(s)
             self._apply_spec(spec)
-        self._rebuild_graph()
-        self._mark_dirty(self.instances)
+        self.rebuild_graph()
+        self.mark_dirty(self.instances)
         self.bus.emit(SVC_REFRESHED, "", services=services)
         return fmris

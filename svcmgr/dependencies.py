@@ -1,10 +1,10 @@
 """When each instance may start or must stop: dependency evaluation, milestones, and the waits of ``svcadm -s``.
 
 Part of the engine (``svcmgr.engine.Engine`` mixes it in). An evaluation is
-scheduled whenever something an instance depends on changed (``_mark_dirty``) and
+scheduled whenever something an instance depends on changed (``mark_dirty``) and
 runs once per turn of the loop over every instance marked; it feeds ``DEPS_MET``
 or ``DISABLE`` to the state table. A stop of a running instance stops the dependents
-its ``restart_on`` values name (``_propagate_stop``); an instance coming up stops its
+its ``restart_on`` values name (``propagate_stop``); an instance coming up stops its
 ``exclude_all`` dependents. Waiters (``svcadm enable -s``) are answered here.
 """
 
@@ -45,16 +45,19 @@ class Waiter:
 class Dependencies:
     """Dependency evaluation and waiters (a part of ``Engine``)."""
 
+    # What this part reads of the engine: its instances and graph, whether it is stopping, and
+    # ``dispatch`` to feed the state table.
     instances: dict[str, Instance]
     graph: Graph
-    milestone: str | None
     shutting_down: bool
-    _allowed: set[str] | None
-    _dirty: set[str]
-    _eval_scheduled: bool
-    _waiters: list[Waiter]
-
     dispatch: Callable[..., bool]
+
+    def __init__(self) -> None:
+        self.milestone: str | None = None  # None: all
+        self._allowed: set[str] | None = None  # None: every instance (no milestone)
+        self._dirty: set[str] = set()  # to evaluate at the next turn of the loop
+        self._eval_scheduled = False
+        self._waiters: list[Waiter] = []
 
     def view(self, f: str) -> tuple[State, bool] | None:
         """(state for dependency evaluation, enabled) of an instance; stopping counts as its target."""
@@ -74,7 +77,7 @@ class Dependencies:
     def _wants_enabled(self, inst: Instance) -> bool:
         return inst.effective_enabled and (self._allowed is None or inst.fmri in self._allowed)
 
-    def _mark_dirty(self, fmris: Iterable[str]) -> None:
+    def mark_dirty(self, fmris: Iterable[str]) -> None:
         self._dirty.update(fmris)
         if self._dirty and not self._eval_scheduled:
             self._eval_scheduled = True
@@ -89,10 +92,10 @@ class Dependencies:
             for f in sorted(batch):
                 inst = self.instances.get(f)
                 if inst is not None:
-                    self._evaluate(inst)
-        self._check_waiters()
+                    self.evaluate(inst)
+        self.check_waiters()
 
-    def _evaluate(self, inst: Instance) -> None:
+    def evaluate(self, inst: Instance) -> None:
         if self.shutting_down:
             return
         wants = self._wants_enabled(inst)
@@ -120,7 +123,7 @@ class Dependencies:
             return "Temporarily disabled by an administrator."
         return "Disabled by an administrator."
 
-    def _propagate_stop(self, inst: Instance, cause: str) -> None:
+    def propagate_stop(self, inst: Instance, cause: str) -> None:
         """A running instance is stopping: stop the dependents its restart_on values name."""
         for dep_fmri, d in self.graph.dependents_of(inst.fmri):
             dep = self.instances.get(dep_fmri)
@@ -141,7 +144,7 @@ class Dependencies:
                     return True
         return False
 
-    def _exclude_dependents(self, inst: Instance) -> None:
+    def exclude_dependents(self, inst: Instance) -> None:
         for dep_fmri, d in self.graph.dependents_of(inst.fmri):
             dep = self.instances.get(dep_fmri)
             if dep is not None and d.grouping == "exclude_all" and dep.phase in ACTIVE:
@@ -155,11 +158,11 @@ class Dependencies:
         if target == "all":
             for inst in self.instances.values():
                 inst.enabled_temp = None
-        self._recompute_allowed()
-        self._mark_dirty(self.instances)
+        self.recompute_allowed()
+        self.mark_dirty(self.instances)
         return self.milestone or "all"
 
-    def _recompute_allowed(self) -> None:
+    def recompute_allowed(self) -> None:
         if self.milestone is None:
             self._allowed = None
         elif self.milestone == "none":
@@ -171,10 +174,17 @@ class Dependencies:
         """A future giving 0 when ``fmri`` reaches ``want``, 3 when it cannot, 4 when its dependencies cannot."""
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiters.append(Waiter(fmri, want, fut))
-        self._check_waiters()
+        self.check_waiters()
         return fut
 
-    def _check_waiters(self) -> None:
+    def release_waiters(self, code: int) -> None:
+        """The engine is going away: answer every waiter with ``code``."""
+        for w in self._waiters:
+            if not w.future.done():
+                w.future.set_result(code)
+        self._waiters = []
+
+    def check_waiters(self) -> None:
         if not self._waiters:
             return
         keep = []

@@ -22,7 +22,7 @@ from typing import Any
 from svcmgr.adoption import Adoption
 from svcmgr.bus import Bus
 from svcmgr.catalog import Catalog
-from svcmgr.dependencies import Dependencies, Waiter
+from svcmgr.dependencies import Dependencies
 from svcmgr.eventclasses import SVC_STOPPING, state_class
 from svcmgr.graph import Graph
 from svcmgr.instance import Instance
@@ -49,7 +49,12 @@ log = logging.getLogger("svcmgr.engine")
 _PLANNED = frozenset({Ev.DISABLE, Ev.RESTART, Ev.DEPS_LOST, Ev.MARK_MAINT})
 #: Effects of leaving a running or starting phase for a stop.
 _LEAVING = frozenset({Effect.DOWN, Effect.ABORT})
+
+
 class Engine(Adoption, Catalog, Dependencies, OperatorVerbs):
+    """The instances and their state machines. The parts mixed in each name, at the top of their class,
+    what they use of the rest; none touches another part's private members."""
+
     def __init__(self, *, repo: Repository, bus: Bus, restarter: ProcessLayer, paths: Paths,
                  clock: Callable[[], float] = time.monotonic, timings: Recorder | None = None) -> None:
         self.repo = repo
@@ -65,33 +70,26 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs):
         self.sources: dict[str, tuple[str, str]] = {}
         self.instances: dict[str, Instance] = {}
         self.graph = Graph({})
+        Dependencies.__init__(self)
         self.nursery = Nursery("engine")
-        self.milestone: str | None = None  # None: all
-        self._allowed: set[str] | None = None
-        self._dirty: set[str] = set()
-        self._eval_scheduled = False
         self._flush_scheduled = False
-        self._waiters: list[Waiter] = []
         self.shutting_down = False
         self.load_errors: list[str] = []
         self._path_task: asyncio.Task[None] | None = None
         self._stop_gates: list[StopGate] = []
 
     # ================================================================ boot
-
-
-
     def boot(self) -> None:
         """Bring every instance to where its enable state and marks say."""
         for inst in self.instances.values():
             if inst.phase in RUNNING_PHASES:
                 self._publish_state(inst, None)
-                self._start_health(inst)
+                self.start_health(inst)
                 continue
             if "maintenance" in inst.marks:
                 self._enter(inst, Phase.MAINTENANCE, inst.marks["maintenance"].get("reason", ""))
                 continue
-            self._evaluate(inst)
+            self.evaluate(inst)
         self._path_task = self.nursery.start(self._watch_paths(), name="path-dependencies")
 
     async def _watch_paths(self) -> None:
@@ -101,9 +99,9 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs):
             for f in self.graph.path_dependents():
                 inst = self.instances.get(f)
                 if inst is not None and inst.phase == Phase.OFFLINE:
-                    self._mark_dirty([f])
+                    self.mark_dirty([f])
 
-    def _new_instance(self, cfg: InstanceConfig) -> Instance:
+    def new_instance(self, cfg: InstanceConfig) -> Instance:
         f = str(cfg.fmri)
         inst = Instance(f, cfg, RestartHistory(cfg.restart.limit, cfg.restart.period, self.clock))
         on_line = None
@@ -117,17 +115,9 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs):
         self.instances[f] = inst
         return inst
 
-    def _rebuild_graph(self) -> None:
+    def rebuild_graph(self) -> None:
         self.graph = Graph({f: i.config for f, i in self.instances.items()})
-        self._recompute_allowed()
-
-    # ================================================================ views
-
-
-
-
-
-
+        self.recompute_allowed()
 
     # ================================================================ dispatch
     def dispatch(self, inst: Instance, ev: Ev, reason: str | None = None, *, cause: str = "other",
@@ -157,23 +147,23 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs):
             inst.state = state
             inst.stime = time.time()
         if effects & _LEAVING:
-            self._stop_health(inst)
+            self.stop_health(inst)
         if Effect.DOWN in effects:
             self.bus.emit(SVC_STOPPING, inst.fmri, state=inst.state.value, next_state=nstate.value if nstate else None,
                           cause=inst.stop_cause, planned=inst.stop_planned, reason=inst.reason)
-            self._propagate_stop(inst, inst.stop_cause)
-        self._save(inst)
+            self.propagate_stop(inst, inst.stop_cause)
+        self.save(inst)
         if changed:
             self._publish_state(inst, prev_state)
         if Effect.UP in effects:
-            self._start_health(inst)
-            self._exclude_dependents(inst)
-            self._mark_dirty(d for d, _ in self.graph.dependents_of(inst.fmri))
+            self.start_health(inst)
+            self.exclude_dependents(inst)
+            self.mark_dirty(d for d, _ in self.graph.dependents_of(inst.fmri))
         elif changed or Effect.RELEASE in effects:
             # a stopping dependency counts as gone already
-            self._mark_dirty(self.graph.all_dependents(inst.fmri))
+            self.mark_dirty(self.graph.all_dependents(inst.fmri))
         if changed:
-            self._check_waiters()
+            self.check_waiters()
 
     def _publish_state(self, inst: Instance, prev: State | None) -> None:
         self.bus.emit(state_class(inst.state.value), inst.fmri, state=inst.state.value,
@@ -185,7 +175,7 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs):
         if action == Action.NONE:
             return
         if action == Action.EVAL:
-            self._mark_dirty([inst.fmri])
+            self.mark_dirty([inst.fmri])
         elif action == Action.START:
             self._run_job(inst, self._start_job(inst))
         elif action == Action.STOP:
@@ -332,26 +322,18 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs):
         else:
             self.dispatch(inst, Ev.FAILED, f"Restarting: health probe failed: {detail}.", cause="error")
 
-    # ================================================================ graph
-
-
-
-
-
-
-
     # ================================================================ health tasks
-    def _start_health(self, inst: Instance) -> None:
+    def start_health(self, inst: Instance) -> None:
         if inst.config.health is not None and (inst.health is None or inst.health.done()):
             inst.health = self.nursery.start(self.restarter.health_loop(inst), name=f"health {inst.fmri}")
 
-    def _stop_health(self, inst: Instance) -> None:
+    def stop_health(self, inst: Instance) -> None:
         if inst.health is not None:
             inst.health.cancel()
             inst.health = None
 
     # ================================================================ persistence
-    def _save(self, inst: Instance) -> None:
+    def save(self, inst: Instance) -> None:
         contract = None
         if inst.contract is not None and inst.phase in (Phase.ONLINE, Phase.DEGRADED):
             contract = inst.contract.to_record()
@@ -368,24 +350,6 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs):
             self.repo.flush()
         except Exception:
             log.exception("cannot write the repository")
-
-    # ================================================================ waiting (svcadm -s)
-
-
-
-
-
-
-
-
-
-    # ================================================================ configuration
-
-
-
-
-
-
 
     # ================================================================ shutdown
 
@@ -404,15 +368,16 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs):
                     jobs.append(inst.job)
             if jobs:
                 await asyncio.gather(*jobs, return_exceptions=True)
-        for w in self._waiters:
-            if not w.future.done():
-                w.future.set_result(3)
+        self.release_waiters(3)
+        await self.close()
+
+    async def close(self) -> None:
+        """End the engine's tasks, close the logs and write the repository (the instances stay as they are)."""
         await self.nursery.aclose()
         for inst in self.instances.values():
             if inst.log is not None:
                 inst.log.close()
         self.repo.flush()
-
 
 
 def _last(detail: str) -> str:

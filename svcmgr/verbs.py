@@ -9,7 +9,7 @@ instances it acted on.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from svcmgr.eventclasses import SVC_CLEARED
@@ -27,12 +27,16 @@ __all__ = ["OperatorVerbs"]
 class OperatorVerbs:
     """svcadm's verbs (a part of ``Engine``)."""
 
+    # What this part uses of the engine's state...
     instances: dict[str, Instance]
     graph: Graph
     repo: Repository
     bus: Bus
-
+    # ... and of the other parts:
     dispatch: Callable[..., bool]
+    save: Callable[[Instance], None]
+    mark_dirty: Callable[[Iterable[str]], None]
+    disabled_reason: Callable[[Instance], str]
 
     def enable(self, fmris: list[str], *, temporary: bool, recursive: bool) -> list[str]:
         targets = list(fmris)
@@ -49,8 +53,8 @@ class OperatorVerbs:
                 inst.enabled_set = True
                 inst.enabled_temp = None
             self.dispatch(inst, Ev.ENABLE, "")
-            self._save(inst)
-            self._mark_dirty([f, *self.graph.all_dependents(f)])
+            self.save(inst)
+            self.mark_dirty([f, *self.graph.all_dependents(f)])
         self.repo.flush()
         return targets
 
@@ -70,7 +74,7 @@ class OperatorVerbs:
             self.dispatch(inst, Ev.DISABLE, reason)
             if inst.phase in STOPPING or inst.phase == Phase.DISABLED:
                 inst.reason = reason
-            self._save(inst)
+            self.save(inst)
         self.repo.flush()
 
     def restart(self, fmris: list[str]) -> list[str]:
@@ -103,7 +107,7 @@ class OperatorVerbs:
                 done.append(f)
                 self.bus.emit(SVC_CLEARED, f, state="degraded", by=(mark or {}).get("by"),
                               case=(mark or {}).get("case"))
-            self._save(inst)
+            self.save(inst)
         self.repo.flush()
         return done
 
@@ -135,7 +139,7 @@ class OperatorVerbs:
                                           "time": time.time(), **extra}
                 self.dispatch(inst, Ev.MARK_DEGRADED, text)
                 done.append(f)
-            self._save(inst)
+            self.save(inst)
         self.repo.flush()
         return done
 
@@ -145,5 +149,5 @@ class OperatorVerbs:
         if not case or m is None or m.get("case"):
             return False
         m["case"] = case
-        self._save(inst)
+        self.save(inst)
         return True

@@ -69,3 +69,24 @@ def test_modules_stay_under_about_500_lines() -> None:
     assert not over, f"modules over {LIMIT} lines (or grown past their listed size): {over}"
     stale = [f for f, cap in OVER.items() if sizes.get(f, 0) <= LIMIT]
     assert not stale, f"back under the limit: remove from OVER {stale}"
+
+
+#: The engine's parts, mixed into one object: each may use only its own private members.
+ENGINE_PARTS = ("engine", "dependencies", "catalog", "adoption", "verbs")
+
+
+def test_the_engine_parts_keep_to_their_own_private_members() -> None:
+    """A part uses what the others give through the public names it declares at the top of its class,
+    never another part's ``self._x``."""
+    trespass = {}
+    for part in ENGINE_PARTS:
+        tree = ast.parse((ROOT / "svcmgr" / f"{part}.py").read_text())
+        own = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+        own |= {t.attr for n in ast.walk(tree) if isinstance(n, ast.Assign | ast.AnnAssign)
+                for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+                if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"}
+        used = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                and n.value.id == "self" and n.attr.startswith("_") and not n.attr.startswith("__")}
+        if used - own:
+            trespass[part] = sorted(used - own)
+    assert not trespass, f"engine parts using another part's private members: {trespass}"
