@@ -10,32 +10,34 @@ the probe behind the retained messages, so its return marks the end.
 The broker is the one named by ``--mqtt URL``, else the ``[mqtt]`` section of
 ``--config FILE``, else the one the local daemon uses (its ``mqtt`` socket
 operation, and its configuration file for credentials when readable).
-aiomqtt is imported only here, inside the functions, so ``svcs`` starts fast.
+``svcs`` and ``fmadm`` import this module only for ``--fleet``, so they start fast
+(asyncio and aiomqtt come with it). Reading the broker is ``svcmgr.retained``'s.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import os
 import sys
 import time
 import tomllib
-import uuid
 from typing import Any
+
+import aiomqtt
 
 from svcmgr import fmri as fmri_mod
 from svcmgr import mqtt_topics as wire
 from svcmgr.cli.common import print_json, stime, table
-from svcmgr.mqtt_config import MqttConfig, parse_url, read_config, tls_context
+from svcmgr.client import Client, ClientError
+from svcmgr.mqtt_config import MqttConfig, parse_url, read_config
+from svcmgr.retained import TIMEOUT, read_retained
 from svcmgr.schema import FieldError, FieldErrors, Reader
 from svcmgr.states import ORDER, STA
 
-__all__ = ["FleetError", "broker_config", "fmadm_fleet", "read_retained", "svcs_fleet"]
-
-PROBE_PREFIX = "svcmgr-fleet"
-TIMEOUT = 5.0
+__all__ = ["FleetError", "broker_config", "fmadm_fleet", "svcs_fleet"]
 
 
 class FleetError(Exception):
@@ -65,8 +67,6 @@ def _read_mqtt_section(path: str) -> Any:
 
 def broker_config(args: argparse.Namespace) -> Any:
     """The MqttConfig of the broker to read, from ``--mqtt``, ``--config`` or the local daemon."""
-    import dataclasses
-
     url = getattr(args, "mqtt", None)
     path = getattr(args, "config", None)
     cfg = MqttConfig()
@@ -93,8 +93,6 @@ def broker_config(args: argparse.Namespace) -> Any:
 
 
 def _daemon_status(root: str | None) -> dict[str, Any] | None:
-    from svcmgr.client import Client, ClientError  # a socket client only where no broker was named
-
     try:
         st = Client(root, timeout=5).call("mqtt")
     except ClientError:
@@ -102,41 +100,7 @@ def _daemon_status(root: str | None) -> dict[str, Any] | None:
     return st if isinstance(st, dict) else None
 
 
-async def read_retained(cfg: Any, filters: list[str], *, timeout: float = TIMEOUT) -> tuple[dict[str, bytes], bool]:
-    """Every retained message under ``filters``: ({topic: payload}, complete). Incomplete when the
-    probe did not come back in time (a broker that refuses our publish): then what arrived is returned."""
-    import aiomqtt
-
-    tag = uuid.uuid4().hex[:12]
-    probe = f"{PROBE_PREFIX}/{tag}"
-    tls = tls_context(cfg.ca_file, cfg.cert_file, cfg.key_file, cfg.tls_insecure) if cfg.tls else None
-    out: dict[str, bytes] = {}
-    complete = False
-    client = aiomqtt.Client(cfg.host, cfg.port, identifier=f"svcmgr-fleet-{tag}", username=cfg.username,
-                            password=cfg.password, tls_context=tls, timeout=timeout, clean_session=True)
-    async with client:
-        await client.subscribe([(f, 1) for f in [*filters, probe]])
-        await client.publish(probe, b"end", qos=1)
-        try:
-            async with asyncio.timeout(timeout):
-                async for m in client.messages:
-                    topic = m.topic.value
-                    if topic == probe:
-                        complete = True
-                        break
-                    payload = bytes(m.payload or b"")
-                    if payload:
-                        out[topic] = payload
-                    else:
-                        out.pop(topic, None)
-        except TimeoutError:
-            pass
-    return out, complete
-
-
 def _fetch(args: argparse.Namespace, prog: str, filters: list[str]) -> tuple[dict[str, bytes], dict[str, dict]]:
-    import aiomqtt
-
     cfg = broker_config(args)
     try:
         retained, complete = asyncio.run(read_retained(cfg, filters))

@@ -20,7 +20,7 @@ from svcmgr import fmri as fmri_mod
 from svcmgr import mqtt_topics as wire
 from svcmgr.api import Api, ApiError, Caller
 from svcmgr.draw.layout import graph_svg
-from svcmgr.fleet import read_retained
+from svcmgr.retained import read_retained
 from svcmgr.web.svgcheck import SvgRefused, check_svg
 
 __all__ = ["Views"]

@@ -1,8 +1,9 @@
 """The import rule of docs/architecture.md, checked on the source: components see the core only
 through its narrow interfaces.
 
-``fault/``, ``vrrp/`` and ``lb/`` never import the engine, the restarter, the reaper or
-the repository (not even for type hints, not even inside a function): they get the
+The components (``fault/``, ``vrrp/``, ``lb/``, the web dashboard, metrics and the MQTT
+bridge) never import the engine or its parts, the restarter, the reaper or the repository
+(not even for type hints, not even inside a function): they get the
 services' view and commands (``svcmgr.services``), the event classes
 (``svcmgr.eventclasses``), a command runner (``svcmgr.process``) and a database
 connection (``svcmgr.db``).
@@ -16,8 +17,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-COMPONENT_PACKAGES = ("fault", "vrrp", "lb")
-CORE = ("svcmgr.engine", "svcmgr.restarter", "svcmgr.reaper", "svcmgr.repository")
+COMPONENT_PACKAGES = ("fault", "vrrp", "lb", "svcmgr/web")
+COMPONENT_MODULES = ("svcmgr/metrics.py", "svcmgr/metrics_http.py", "svcmgr/mqtt.py", "svcmgr/mqtt_topics.py",
+                     "svcmgr/outbox.py")
+CORE = ("svcmgr.engine", "svcmgr.adoption", "svcmgr.catalog", "svcmgr.dependencies", "svcmgr.verbs",
+        "svcmgr.facade", "svcmgr.control", "svcmgr.configure", "svcmgr.restarter", "svcmgr.reaper",
+        "svcmgr.repository")
 
 
 def imports(path: Path) -> list[tuple[int, str]]:
@@ -36,7 +41,8 @@ def sources(*packages: str) -> list[Path]:
     return sorted(p for pkg in packages for p in (ROOT / pkg).rglob("*.py"))
 
 
-@pytest.mark.parametrize("path", sources(*COMPONENT_PACKAGES), ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", sources(*COMPONENT_PACKAGES) + [ROOT / m for m in COMPONENT_MODULES],
+                         ids=lambda p: str(p.relative_to(ROOT)))
 def test_components_never_import_the_core(path: Path) -> None:
     bad = [f"line {n}: {m}" for n, m in imports(path) if m in CORE or m.startswith(tuple(c + "." for c in CORE))]
     assert not bad, f"{path.relative_to(ROOT)} imports the core: {bad}"
