@@ -31,133 +31,84 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from lb import haproxy as hp
 from lb import lvs
-from lb.config import LbConfig, Source, merge
+from lb.config import LbConfig, merge
 from lb.model import Frontend
 from lb.runtime import RuntimeApi, RuntimeApiError
 from lb.servers import Servers
 from svcmgr.api import ApiError, Caller, arg
-from svcmgr.eventclasses import (
-    SVC_CONFIG,
-    SVC_IMPORTED,
-    SVC_REFRESHED,
-    SVC_STATE,
-    SVC_STOPPING,
-    state_of,
-)
+from svcmgr.daemonagent import DaemonAgent
+from svcmgr.eventclasses import SVC_CONFIG, SVC_IMPORTED, SVC_REFRESHED, SVC_STATE, SVC_STOPPING, state_of
 from svcmgr.events import Event
-from svcmgr.files import read_text, write_atomic
-from svcmgr.paths import shipped
-from svcmgr.rendered import ConfigStatus, apply_loop, iso, not_installed, run_check
+from svcmgr.files import write_atomic
+from svcmgr.rendered import iso
 from svcmgr.schema import FieldError
 
 if TYPE_CHECKING:
     from svcmgr.component import Context
-    from svcmgr.config import DaemonConfig
 
 __all__ = ["Agent", "create"]
 
 log = logging.getLogger("lb.agent")
 
 SERVICE = hp.SERVICE
-CHECK_TIMEOUT = 20.0
 
 
-class Agent:
+class Agent(DaemonAgent):
     name = "lb"
+    DAEMON = "HAProxy"
+    BINARY = "haproxy"
+    PROVIDES = "load balancing"
+    WHAT = "load-balancing"
+    NOUN = "frontend"
+    SERVICE = SERVICE
+    MANIFEST = "haproxy.toml"
+    SUBSCRIBE = (SVC_STATE, SVC_CONFIG)
+    CONFIG_FILES = ("rejected", "lvs")
 
     def __init__(self, ctx: Context, settings: LbConfig | None, binary: str | None) -> None:
-        self.ctx = ctx
-        self.settings = settings
-        self.binary = binary
-        self.layout = hp.Layout.for_paths(ctx.paths.lib, ctx.paths.run)
+        layout = hp.Layout.for_paths(ctx.paths.lib, ctx.paths.run)
+        super().__init__(ctx, settings, binary, layout)
+        self.layout: hp.Layout = layout
         self.api = RuntimeApi(self.layout.socket)
         self.applied: list[Frontend] = []
         self.servers = Servers(self.api, ctx.bus, ctx.services, self.layout.state_file)
-        self.config = ConfigStatus()
-        self.service_error: str | None = None
         self.lvs_error: str | None = None
         self.reload_pending = False
-        self._wake = asyncio.Event()  # the configuration may have changed
-        self._sub: Any = None
-
-    @property
-    def available(self) -> bool:
-        return self.binary is not None
-
-    @property
-    def reason(self) -> str | None:
-        if self.binary is not None:
-            return None
-        want = self.settings.haproxy if self.settings and self.settings.haproxy else "haproxy"
-        return not_installed("HAProxy", want, "load balancing")
 
     # ------------------------------------------------------------------ lifecycle
-    def setup(self) -> None:
-        api = self.ctx.api
-        api.register("lb.show", self.op_show)
-        api.register("lb.config", self.op_config)
-        if not self.available:
-            frontends, _ = self._plan()
-            if frontends:
-                log.warning("%d frontend(s) declared, but %s", len(frontends), self.reason)
-            return
-        self._sub = self.ctx.bus.subscribe(SVC_STATE, SVC_CONFIG)
-        self.ctx.bus.listen(self._listen)
+    def started(self) -> None:
         self.ctx.services.add_stop_gate(self.servers.gate)
-        self.layout.make()
         inst = self.ctx.services.instance(SERVICE)
         self.servers.online = inst is not None and inst.state.value == "online"
-        self._wake.set()
+        self.wake.set()
 
-    async def run(self) -> None:
-        if not self.available:
-            return
-        try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._events(), name="lb-events")
-                tg.create_task(apply_loop(self._wake, self.apply, "load-balancing"), name="lb-apply")
-                tg.create_task(self.servers.run(), name="lb-push")
-        finally:
-            if self._sub is not None:
-                self._sub.close()
-
-    def reconfigure(self, config: DaemonConfig) -> None:
-        self.settings = config.section("lb")
-        self._wake.set()
+    def tasks(self) -> list[Coroutine[Any, Any, None]]:
+        return [self.servers.run()]
 
     def statistics(self) -> dict[str, Any]:
-        return {"available": self.available, "frontends": len(self.applied), "servers": len(self.servers.slots),
-                "config": self.config.status, "checks": self.config.checks, "rejections": self.config.rejections,
-                "reloads": self.config.reloads, "commands": self.api.commands, "failures": self.api.failures}
+        return {**super().statistics(), "frontends": len(self.applied), "servers": len(self.servers.slots),
+                "commands": self.api.commands, "failures": self.api.failures}
 
     # ------------------------------------------------------------------ following service state
-    async def _events(self) -> None:
-        assert self._sub is not None
-        async for ev in self._sub:
-            try:
-                self.on_event(ev)
-            except Exception:
-                log.exception("handling %s failed", ev.cls)
-
     def on_event(self, ev: Event) -> None:
         state = state_of(ev.cls)
         if ev.cls in (SVC_IMPORTED, SVC_REFRESHED):
-            self._wake.set()
+            self.wake.set()
         elif state is not None:
             if ev.resource == SERVICE:
                 self._on_haproxy(state)
             elif state == "deleted":
-                self._wake.set()
+                self.wake.set()
             else:
                 self.servers.follow(ev.resource)
 
-    def _listen(self, ev: Event) -> None:
+    def listen(self, ev: Event) -> None:
         """Synchronous bus listener: an unplanned stop (a death, a failed probe) takes its servers out of
         rotation at once, before the engine has even started stopping it. Must not raise."""
         if ev.cls != SVC_STOPPING:
@@ -172,16 +123,11 @@ class Agent:
         if self.servers.online and not was:
             self.servers.resync()  # a new master
             if self.reload_pending:
-                self._wake.set()
+                self.wake.set()
 
     # ------------------------------------------------------------------ configuration
-    def _plan(self) -> tuple[list[Frontend], list[FieldError]]:
-        sources = []
-        for service, spec in self.ctx.services.specs().items():
-            decl = spec.extensions.get("lb")
-            if decl is not None:
-                sources.append(Source(service, tuple(str(f) for f in spec.instance_fmris()), decl))
-        return merge(self.settings, sources, self._property)
+    def plan(self) -> tuple[list[Frontend], list[FieldError]]:
+        return merge(self.settings, self.sources(), self._property)
 
     def _property(self, fmri: str, ref: tuple[str, str]) -> Any:
         inst = self.ctx.services.instance(fmri)
@@ -190,64 +136,25 @@ class Agent:
         p = inst.config.properties.get(ref[0], {}).get(ref[1])
         return p.values[0] if p is not None and p.values else None
 
-    async def apply(self) -> str:
-        """Render, check and install the configuration; 'unchanged', 'applied' or 'rejected'."""
-        frontends, errors = self._plan()
-        if errors:
-            self._reject("validate", "\n".join(str(e) for e in errors), None)
-            return "rejected"
-        try:
-            text = hp.render(frontends, node=self.ctx.node, layout=self.layout)
-        except hp.RenderError as e:
-            self._reject("render", str(e), None)
-            return "rejected"
-        if text == read_text(self.layout.conf) or (not frontends and not os.path.exists(self.layout.conf)):
-            self._applied(frontends, changed=False)
-            if self.reload_pending:
-                await self._reload()
-            return "unchanged"
-        write_atomic(self.layout.candidate, text, 0o600)
-        self.config.checks += 1
-        ok, out = await run_check(self.ctx.run, hp.check_argv(self.binary or "haproxy", self.layout.candidate),
-                                  CHECK_TIMEOUT)
-        if not ok:
-            with contextlib.suppress(OSError):
-                os.replace(self.layout.candidate, self.layout.rejected)
-            self._reject("config-test", hp.check_output(out), text)
-            return "rejected"
-        os.replace(self.layout.candidate, self.layout.conf)
-        self._applied(frontends, changed=True)
+    def render(self, items: list[Frontend]) -> str:
+        return hp.render(items, node=self.ctx.node, layout=self.layout)
+
+    def check_argv(self) -> list[str]:
+        return hp.check_argv(self.binary or "haproxy", self.layout.candidate)
+
+    def check_error(self, output: bytes) -> str:
+        return hp.check_output(output)
+
+    def follow(self, items: list[Frontend]) -> None:
+        self.servers.rebuild(items)
+
+    async def unchanged(self) -> None:
+        if self.reload_pending:
+            await self._reload()
+
+    async def installed(self, items: list[Frontend]) -> None:
         await self._reload()
-        await self._write_lvs(frontends)
-        return "applied"
-
-    def _applied(self, frontends: list[Frontend], *, changed: bool) -> None:
-        self.applied = frontends
-        self.config.applied(changed=changed, present=bool(frontends) or os.path.exists(self.layout.conf))
-        self.servers.rebuild(frontends)
-        if frontends:
-            self._ensure_service()
-        if changed:
-            log.info("HAProxy configuration applied: %d frontend(s) (%s)", len(frontends),
-                     ", ".join(f.name for f in frontends) or "none")
-            self.reload_pending = True
-
-    def _reject(self, stage: str, error: str, text: str | None) -> None:
-        if not self.config.reject(stage, error):
-            return
-        log.error("load-balancing configuration rejected (%s), keeping the running one:\n%s", stage, error)
-        self.ctx.bus.emit("ereport.lb.config.rejected", SERVICE, stage=stage, error=error[:4000],
-                          file=self.layout.rejected if text is not None else None)
-
-    def _ensure_service(self) -> None:
-        path = self.settings.manifest if self.settings and self.settings.manifest else shipped("system",
-                                                                                              "haproxy.toml")
-        if path is None:
-            self.service_error = "cannot find the HAProxy service manifest (manifests/system/haproxy.toml)"
-        else:
-            self.service_error = self.ctx.services.import_manifest(path, {"HAPROXY": self.binary or "haproxy"})
-        if self.service_error:
-            log.error("HAProxy service manifest: %s", self.service_error)
+        await self._write_lvs(items)
 
     async def _reload(self) -> None:
         """Server states into the state file, then SIGUSR2 to the master; once the new worker answers, every
@@ -287,14 +194,10 @@ class Agent:
         self.lvs_error = await lvs.check(self.ctx.run, self.layout.lvs)
 
     # ------------------------------------------------------------------ operations
-    def _service_state(self) -> str:
-        inst = self.ctx.services.instance(SERVICE)
-        return inst.state.value if inst is not None else "absent"
-
     async def op_show(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"names": [frontend...]?}`` -> the frontends, their servers, HAProxy's view and svcmgr's (``lbadm``)."""
         names = arg(req, "names", list, [])
-        out: dict[str, Any] = {"available": self.available, "reason": self.reason, "node": self.ctx.node}
+        out = self.head()
         if not self.available:
             return out
         unknown = [n for n in names if not any(f.name == n for f in self.applied)]
@@ -328,23 +231,12 @@ class Agent:
                 })
             view["servers"] = servers
             fronts.append(view)
-        out.update({"haproxy": self.binary, "service": SERVICE, "service_state": self._service_state(),
-                    "service_error": self.service_error, "stats_error": stats_error, "lvs_error": self.lvs_error,
-                    "config": self.config.view(self.layout.conf, self.layout.rejected), "frontends": fronts})
+        out.update({**self.service_view(), "stats_error": stats_error, "lvs_error": self.lvs_error,
+                    "frontends": fronts})
         return out
 
-    async def op_config(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"rejected": bool?, "lvs": bool?}`` -> the running haproxy.cfg (or the last rejected one, or the
-        keepalived virtual_server rendering of the same frontends)."""
-        rejected = arg(req, "rejected", bool, False)
-        want_lvs = arg(req, "lvs", bool, False)
-        out: dict[str, Any] = {"available": self.available, "reason": self.reason, "node": self.ctx.node}
-        if not self.available:
-            return out
-        path = self.layout.lvs if want_lvs else self.layout.rejected if rejected else self.layout.conf
-        out.update({"path": path, "text": read_text(path), "lvs_error": self.lvs_error,
-                    "config": self.config.view(self.layout.conf, self.layout.rejected)})
-        return out
+    def config_extra(self) -> dict[str, Any]:
+        return {"lvs_error": self.lvs_error}
 
 
 def create(ctx: Context) -> Agent:

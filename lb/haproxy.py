@@ -17,11 +17,11 @@ import re
 import signal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from lb.model import Frontend
-from svcmgr.files import find_binary, read_pid
-from svcmgr.rendered import Files
+from svcmgr.files import find_binary
+from svcmgr.rendered import Files, RenderError, Templates, signal_daemon
+from svcmgr.rendered import check_output as rendered_output
 
 __all__ = ["SERVICE", "Layout", "RenderError", "check_argv", "check_output", "find_haproxy", "ms", "reload",
            "render"]
@@ -34,11 +34,6 @@ USER = "haproxy"
 #: frontend says otherwise; with frontends, the longest drain_timeout.
 HARD_STOP_AFTER = 30.0
 
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9_.:/+\[\]-]+\Z")
-
-
-class RenderError(ValueError):
-    """A value that cannot be written into haproxy.cfg safely."""
 
 
 @dataclass(frozen=True)
@@ -76,35 +71,14 @@ def find_haproxy(configured: str | None = None) -> str | None:
 # --------------------------------------------------------------------------- rendering
 
 
-def _token(value: Any) -> str:
-    """jinja2 ``finalize``: every value printed into haproxy.cfg must be one plain token."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise RenderError(f"refusing to render {value!r} into haproxy.cfg: not a plain value")
-    text = str(value)
-    if not _TOKEN_RE.match(text):
-        raise RenderError(f"refusing to render {text!r} into haproxy.cfg: only letters, digits and "
-                          "'_', '.', ':', '/', '+', '-', '[', ']' may reach HAProxy")
-    return text
-
-
 def ms(seconds: float) -> str:
     """A duration as HAProxy reads it: whole milliseconds."""
     return f"{max(1, round(seconds * 1000))}ms"
 
 
-def _environment() -> Any:
-    import jinja2
-
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("lb", "templates"),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-        finalize=_token,
-    )
-
-
-_ENV: Any = None
+#: haproxy.cfg's template (lb/templates), every value printed one plain token.
+TEMPLATES = Templates("lb", "haproxy.cfg", "HAProxy", re.compile(r"^[A-Za-z0-9_.:/+\[\]-]+\Z"),
+                      "'_', '.', ':', '/', '+', '-', '[', ']'")
 
 
 def _user() -> str:
@@ -119,9 +93,6 @@ def _user() -> str:
 
 def render(frontends: Sequence[Frontend], *, node: str, layout: Layout) -> str:
     """The haproxy.cfg text for these frontends. Raises RenderError for an unsafe value."""
-    global _ENV
-    if _ENV is None:
-        _ENV = _environment()
     items = []
     for f in frontends:
         items.append({
@@ -135,7 +106,7 @@ def render(frontends: Sequence[Frontend], *, node: str, layout: Layout) -> str:
             "servers": [{"name": s.name, "address": s.address, "weight": str(s.weight)} for s in f.servers],
         })
     user = _user()
-    return _ENV.get_template("haproxy.cfg.j2").render(
+    return TEMPLATES.render("haproxy.cfg.j2",
         node=node, socket=layout.socket, state_file=layout.state_file,
         hard_stop=ms(max((f.drain_timeout for f in frontends), default=HARD_STOP_AFTER) or 1.0),
         user=user, group=user, frontends=items)
@@ -151,19 +122,9 @@ def check_argv(binary: str, path: str) -> list[str]:
 
 def check_output(text: bytes | str) -> str:
     """HAProxy's complaints, trimmed to the lines worth showing."""
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "[NOTICE]" not in ln]
-    return "\n".join(lines[-20:]) or "haproxy -c failed without a message"
+    return rendered_output(text, "haproxy -c failed without a message", lambda line: "[NOTICE]" in line)
 
 
 def reload(layout: Layout, contract_pids: Iterable[int]) -> int | None:
     """SIGUSR2 to HAProxy's master, if its pid file names a process of the service; the pid, or None."""
-    pid = read_pid(layout.pidfile)
-    if pid is None or pid not in set(contract_pids):
-        return None
-    try:
-        os.kill(pid, signal.SIGUSR2)
-    except ProcessLookupError:
-        return None
-    return pid
+    return signal_daemon(layout.pidfile, contract_pids, signal.SIGUSR2)

@@ -1,5 +1,13 @@
-"""Where a configuration a component renders for another daemon (keepalived, HAProxy) stands: applied,
-or rejected with the stage that refused it and why, and how many checks, rejections and reloads."""
+"""The pieces of a configuration a component renders for another daemon (keepalived, HAProxy).
+
+``Templates`` renders a package's jinja2 templates so that every value printed is one
+plain token; ``Files`` names where the daemon's files live; ``run_check`` runs the
+daemon's own check of a candidate and ``check_output`` trims what it said;
+``signal_daemon`` asks the daemon to reload; ``ConfigStatus`` is where the
+configuration stands: applied, or rejected with the stage that refused it and why,
+and how many checks, rejections and reloads. ``svcmgr.daemonagent`` puts them
+together into the render, check, apply and reload cycle.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +15,22 @@ import asyncio
 import datetime as dt
 import logging
 import os
+import re
+import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import jinja2
+
+from svcmgr.files import read_pid
 
 if TYPE_CHECKING:
     from svcmgr.process import CommandRunner
 
-__all__ = ["ConfigStatus", "Files", "apply_loop", "iso", "not_installed", "run_check"]
+__all__ = ["ConfigStatus", "Files", "RenderError", "Templates", "apply_loop", "check_output", "iso", "not_installed",
+           "run_check", "signal_daemon"]
 
 log = logging.getLogger("svcmgr.rendered")
 
@@ -121,3 +136,55 @@ async def apply_loop(wake: asyncio.Event, apply: Callable[[], Awaitable[Any]], w
             await apply()
         except Exception:
             log.exception("applying the %s configuration failed", what)
+
+
+class RenderError(ValueError):
+    """A value that cannot be written into a daemon's configuration safely."""
+
+
+class Templates:
+    """A package's jinja2 templates (``<package>/templates``), StrictUndefined, where every value printed
+    must be one plain token (``token``): even a value that slipped past validation cannot carry the
+    daemon's syntax. ``conf`` and ``allowed`` name the file and the characters in a refusal."""
+
+    def __init__(self, package: str, conf: str, daemon: str, token: re.Pattern[str], allowed: str) -> None:
+        self.package, self.conf, self.daemon, self.token, self.allowed = package, conf, daemon, token, allowed
+        self._env: jinja2.Environment | None = None
+
+    def _finalize(self, value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise RenderError(f"refusing to render {value!r} into {self.conf}: not a plain value")
+        text = str(value)
+        if not self.token.match(text):
+            raise RenderError(f"refusing to render {text!r} into {self.conf}: only letters, digits and "
+                              f"{self.allowed} may reach {self.daemon}")
+        return text
+
+    def render(self, name: str, **values: Any) -> str:
+        """The template ``name`` filled with ``values``. Raises RenderError for an unsafe value."""
+        if self._env is None:
+            self._env = jinja2.Environment(loader=jinja2.PackageLoader(self.package, "templates"),
+                                           undefined=jinja2.StrictUndefined, autoescape=False,
+                                           keep_trailing_newline=True, finalize=self._finalize)
+        return self._env.get_template(name).render(**values)
+
+
+def check_output(text: bytes | str, failed: str, skip: Callable[[str], bool] = lambda line: False) -> str:
+    """What a daemon's check said, trimmed to its last 20 lines worth showing (``failed`` when it said nothing)."""
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not skip(ln)]
+    return "\n".join(lines[-20:]) or failed
+
+
+def signal_daemon(pidfile: str, contract_pids: Iterable[int], sig: signal.Signals) -> int | None:
+    """Send ``sig`` (a reload) to the daemon whose pid file names a process of its service's contract; the
+    pid, or None when the pid file names no such process (a stale file is never trusted)."""
+    pid = read_pid(pidfile)
+    if pid is None or pid not in set(contract_pids):
+        return None
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return None
+    return pid

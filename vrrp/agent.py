@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from svcmgr.api import ApiError, Caller, arg
+from svcmgr.daemonagent import CHECK_TIMEOUT, DaemonAgent
 from svcmgr.eventclasses import (
     CASE_CLOSED,
     CASE_CLOSED_STATES,
@@ -53,11 +54,10 @@ from svcmgr.eventclasses import (
     vrrp_state_class,
 )
 from svcmgr.events import Event
-from svcmgr.paths import shipped
-from svcmgr.rendered import ConfigStatus, apply_loop, iso, not_installed, run_check
+from svcmgr.rendered import iso
 from svcmgr.schema import FieldError
 from vrrp import keepalived as ka
-from vrrp.config import Source, VrrpConfig, merge
+from vrrp.config import VrrpConfig, merge
 from vrrp.health import Health, case_resources, effective_priority
 from vrrp.hold import CrashHold
 from vrrp.model import VrrpInstance
@@ -66,22 +66,15 @@ from vrrp.notify import FifoReader, Notice
 
 if TYPE_CHECKING:
     from svcmgr.component import Context
-    from svcmgr.config import DaemonConfig
 
 __all__ = ["Agent", "create"]
 
 log = logging.getLogger("vrrp.agent")
 
 SERVICE = ka.SERVICE
-CHECK_TIMEOUT = 20.0
 #: keepalived's words in the notify FIFO -> the state in our events.
 STATES = {"MASTER": "master", "BACKUP": "backup", "FAULT": "fault", "STOP": "stop", "DELETED": "stop"}
 PRIORITY_NOTICES = ("MASTER_PRIORITY", "BACKUP_PRIORITY")
-
-
-def default_manifest() -> str | None:
-    """The shipped keepalived service manifest (source tree, or where pip installed the data files)."""
-    return shipped("system", "vrrp.toml")
 
 
 @dataclass
@@ -95,89 +88,47 @@ class Router:
     transitions: collections.deque[dict[str, Any]] = field(default_factory=lambda: collections.deque(maxlen=20))
 
 
-class Agent:
+class Agent(DaemonAgent):
     name = "vrrp"
+    DAEMON = BINARY = "keepalived"
+    PROVIDES = WHAT = "VRRP"
+    NOUN = "VRRP instance"
+    SERVICE = SERVICE
+    MANIFEST = "vrrp.toml"
+    SUBSCRIBE = (SVC_STATE, SVC_IMPORTED, LIST)
 
     def __init__(self, ctx: Context, settings: VrrpConfig | None, binary: str | None) -> None:
-        self.ctx = ctx
-        self.settings = settings
-        self.binary = binary
-        self.layout = ka.Layout.for_paths(ctx.paths.lib, ctx.paths.run)
+        layout = ka.Layout.for_paths(ctx.paths.lib, ctx.paths.run)
+        super().__init__(ctx, settings, binary, layout)
+        self.layout: ka.Layout = layout
         self.health = Health()
         self.applied: list[VrrpInstance] = []
         self.routers: dict[str, Router] = {}
-        self.config = ConfigStatus()
+        self._configured: set[str] = set()  # the instances of the running configuration
         self.fifo = FifoReader(self.layout.fifo, self._on_notice)
         self.hup_pending = False
-        self.service_error: str | None = None
-        self._wake = asyncio.Event()
-        self._sub: Any = None
         self._ka_online = False
         self.hold = CrashHold(self.layout.hold, self.hold_time)
         self.move = PlannedMove(self.layout.move_file, lambda name: (self.routers.get(name) or Router()).state)
 
-    @property
-    def available(self) -> bool:
-        return self.binary is not None
-
-    @property
-    def reason(self) -> str | None:
-        if self.binary is not None:
-            return None
-        want = self.settings.keepalived if self.settings and self.settings.keepalived else "keepalived"
-        return not_installed("keepalived", want, "VRRP")
-
     # ------------------------------------------------------------------ lifecycle
-    def setup(self) -> None:
-        api = self.ctx.api
-        api.register("vrrp.show", self.op_show)
-        api.register("vrrp.config", self.op_config)
-        if not self.available:
-            instances, _ = self._plan()
-            if instances:
-                log.warning("%d VRRP instance(s) declared, but %s", len(instances), self.reason)
-            return
-        self._sub = self.ctx.bus.subscribe(SVC_STATE, SVC_IMPORTED, LIST)
-        self.ctx.bus.listen(self._listen)
+    def started(self) -> None:
         self.ctx.services.add_stop_gate(lambda fmri: self.move.gate(fmri, self.applied) if self._ka_online else None)
-        self.layout.make()
         self.hold.clear()
         self.fifo.open(asyncio.get_running_loop())
         for inst in self.ctx.services.instances():
             self.health.set_state(inst.fmri, inst.state.value)
         self._apply_sync()
 
-    async def run(self) -> None:
-        if not self.available:
-            return
-        try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._events(), name="vrrp-events")
-                tg.create_task(apply_loop(self._wake, self.apply, "VRRP"), name="vrrp-apply")
-        finally:
-            self.hold.cancel()
-            self.fifo.close()
-            if self._sub is not None:
-                self._sub.close()
-
-    def reconfigure(self, config: DaemonConfig) -> None:
-        self.settings = config.section("vrrp")
-        self._wake.set()
+    def stopped(self) -> None:
+        self.hold.cancel()
+        self.fifo.close()
 
     def statistics(self) -> dict[str, Any]:
-        return {"available": self.available, "instances": len(self.applied), "config": self.config.status,
-                "checks": self.config.checks, "rejections": self.config.rejections,
-                "reloads": self.config.reloads, "fifo_lines": self.fifo.lines, "fifo_malformed": self.fifo.malformed}
+        return {**super().statistics(), "instances": len(self.applied), "fifo_lines": self.fifo.lines,
+                "fifo_malformed": self.fifo.malformed}
 
     # ------------------------------------------------------------------ events
-    async def _events(self) -> None:
-        assert self._sub is not None
-        async for ev in self._sub:
-            try:
-                self.on_event(ev)
-            except Exception:
-                log.exception("handling %s failed", ev.cls)
-
     def on_event(self, ev: Event) -> None:
         state = state_of(ev.cls)
         if state is not None:
@@ -189,9 +140,9 @@ class Agent:
             if state in ("online", "degraded"):
                 self.move.back(ev.resource, self.applied)
             if state == "deleted":
-                self._wake.set()
+                self.wake.set()
         elif ev.cls == SVC_IMPORTED:
-            self._wake.set()
+            self.wake.set()
         elif ev.cls.startswith(LIST + "."):
             uuid = ev.data.get("uuid") or ev.data.get("case") or ev.resource
             if not isinstance(uuid, str) or not uuid:
@@ -205,7 +156,7 @@ class Agent:
             self._write_tracks()
 
     # ------------------------------------------------------------------ at once
-    def _listen(self, ev: Event) -> None:
+    def listen(self, ev: Event) -> None:
         """Synchronous bus listener, for what cannot wait for the agent's turn on the loop.
 
         An ereport on a followed service (a process died) is looked at right after the
@@ -247,7 +198,7 @@ class Agent:
                 log.warning("notify FIFO %s was replaced; reopening it", self.fifo.path)
                 self.fifo.open(asyncio.get_running_loop())
             if self.hup_pending:
-                self._reload()
+                self._hup()
         elif was:
             for name, r in self.routers.items():
                 if r.state not in ("stop", "init"):
@@ -333,110 +284,53 @@ class Agent:
                     os.unlink(os.path.join(self.layout.track_dir, name))
 
     # ------------------------------------------------------------------ configuration
-    def _plan(self) -> tuple[list[VrrpInstance], list[FieldError]]:
-        sources = []
-        for service, spec in self.ctx.services.specs().items():
-            decl = spec.extensions.get("vrrp")
-            if decl is not None:
-                sources.append(Source(service, tuple(str(f) for f in spec.instance_fmris()), decl))
-        return merge(self.settings, sources)
+    def plan(self) -> tuple[list[VrrpInstance], list[FieldError]]:
+        return merge(self.settings, self.sources())
 
-    def _prepare(self) -> tuple[str | None, list[VrrpInstance], str | None, str]:
-        """(text, instances, error, stage) of the configuration this node should run."""
-        instances, errors = self._plan()
-        if errors:
-            return None, instances, "\n".join(str(e) for e in errors), "validate"
-        try:
-            text = ka.render(instances, node=self.ctx.node, layout=self.layout)
-        except ka.RenderError as e:
-            return None, instances, str(e), "render"
-        return text, instances, None, ""
+    def render(self, items: list[VrrpInstance]) -> str:
+        return ka.render(items, node=self.ctx.node, layout=self.layout)
+
+    def check_argv(self) -> list[str]:
+        return ka.check_argv(self.binary or "keepalived", self.layout.candidate)
+
+    def check_error(self, output: bytes) -> str:
+        return ka.check_output(output)
+
+    def stage(self, text: str, items: list[VrrpInstance]) -> None:
+        """Track files first, so keepalived reads each service's health, not the pessimistic init value."""
+        self._write_tracks(items)
+        ka.write_atomic(self.layout.candidate, text)
 
     def _apply_sync(self) -> None:
         """First application, before services start: keepalived then starts with the current configuration."""
-        self._wake.set()  # and once more when running, after the --manifests import
-        text, instances, _error, _stage = self._prepare()
-        if text is None or self._unchanged(text, instances):
+        self.wake.set()  # and once more when running, after the --manifests import
+        text, instances, _error, _stage = self.prepare()
+        if text is None or self.is_current(text, instances):
             return  # (an error may be fixed by a manifest imported next: the run loop reports what is left)
         try:
-            p = subprocess.run(ka.check_argv(self.binary or "keepalived", self.layout.candidate),
-                               capture_output=True, timeout=CHECK_TIMEOUT, check=False)
+            p = subprocess.run(self.check_argv(), capture_output=True, timeout=CHECK_TIMEOUT, check=False)
             ok, out = p.returncode == 0, p.stdout + p.stderr
         except (OSError, subprocess.TimeoutExpired) as e:
             ok, out = False, str(e).encode()
-        self._checked(text, instances, ok, out)
+        if self.checked(text, instances, ok, out) == "applied":
+            self._hup()
 
-    async def apply(self) -> str:
-        """Render, check and install the configuration; 'unchanged', 'applied' or 'rejected'."""
-        text, instances, error, stage = self._prepare()
-        if text is None:
-            self._reject(stage, error or "", None)
-            return "rejected"
-        if self._unchanged(text, instances):
-            return "unchanged"
-        ok, out = await run_check(self.ctx.run, ka.check_argv(self.binary or "keepalived", self.layout.candidate),
-                                  CHECK_TIMEOUT)
-        return self._checked(text, instances, ok, out)
-
-    def _unchanged(self, text: str, instances: list[VrrpInstance]) -> bool:
-        """True when keepalived already runs this text (or has nothing to run); else stage the candidate
-        (track files first, so keepalived reads each service's health, not the pessimistic init value)."""
-        if text == ka.read_text(self.layout.conf) or (not instances and not os.path.exists(self.layout.conf)):
-            self._applied(instances, changed=False)
-            return True
-        self._write_tracks(instances)
-        ka.write_atomic(self.layout.candidate, text)
-        return False
-
-    def _checked(self, text: str, instances: list[VrrpInstance], ok: bool, out: bytes) -> str:
-        self.config.checks += 1
-        if not ok:
-            with contextlib.suppress(OSError):
-                os.replace(self.layout.candidate, self.layout.rejected)
-            self._reject("config-test", ka.check_output(out, self.layout.candidate), text)
-            return "rejected"
-        os.replace(self.layout.candidate, self.layout.conf)
-        self._applied(instances, changed=True)
-        return "applied"
-
-    def _applied(self, instances: list[VrrpInstance], *, changed: bool) -> None:
-        before = {i.name for i in self.applied}
-        self.applied = instances
-        self.config.applied(changed=changed, present=bool(instances) or os.path.exists(self.layout.conf))
-        for name in before - {i.name for i in instances}:
+    def follow(self, items: list[VrrpInstance]) -> None:
+        names = {i.name for i in items}
+        for name in self._configured - names:
             self.routers.pop(name, None)
-        for i in instances:
+        self._configured = names
+        for i in items:
             self.routers.setdefault(i.name, Router())
         self._write_tracks()
         self._prune_tracks()
-        self.move.prune(instances, self.layout.track_dir)
-        self.move.write(instances)
-        if instances:
-            self._ensure_service()
-        if changed:
-            log.info("keepalived configuration applied: %d instance(s) (%s)", len(instances),
-                     ", ".join(i.name for i in instances) or "none")
-            self._reload()
+        self.move.prune(items, self.layout.track_dir)
+        self.move.write(items)
 
-    def _reject(self, stage: str, error: str, text: str | None) -> None:
-        if not self.config.reject(stage, error):
-            return
-        log.error("VRRP configuration rejected (%s), keeping the running one:\n%s", stage, error)
-        self.ctx.bus.emit("ereport.vrrp.config.rejected", SERVICE, stage=stage, error=error[:4000],
-                          file=self.layout.rejected if text is not None else None)
+    async def installed(self, items: list[VrrpInstance]) -> None:
+        self._hup()
 
-    # ------------------------------------------------------------------ keepalived the service
-    def _ensure_service(self) -> None:
-        """Import the keepalived manifest once the node has an instance (re-import if the binary changed)."""
-        path = self.settings.manifest if self.settings and self.settings.manifest else default_manifest()
-        if path is None:
-            self.service_error = "cannot find the keepalived service manifest (manifests/system/vrrp.toml)"
-        else:
-            self.service_error = self.ctx.services.import_manifest(path, {"KEEPALIVED": self.binary or "keepalived"})
-        if self.service_error:
-            log.error("keepalived service manifest: %s", self.service_error)
-
-    def _reload(self) -> None:
+    def _hup(self) -> None:
         """SIGHUP keepalived if it runs and is ready; otherwise remember to once it is."""
         inst = self.ctx.services.instance(SERVICE)
         if inst is None:
@@ -456,10 +350,6 @@ class Agent:
                         SERVICE)
 
     # ------------------------------------------------------------------ operations
-    def _service_state(self) -> str:
-        inst = self.ctx.services.instance(SERVICE)
-        return inst.state.value if inst is not None else "absent"
-
     def router_view(self, inst: VrrpInstance) -> dict[str, Any]:
         r = self.routers.get(inst.name) or Router()
         view = inst.to_dict()
@@ -478,31 +368,14 @@ class Agent:
     async def op_show(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"names": [instance...]?}`` -> the VRRP routers of this node (``vrrpadm show-router``)."""
         names = arg(req, "names", list, [])
-        out: dict[str, Any] = {"available": self.available, "reason": self.reason, "node": self.ctx.node}
+        out = self.head()
         if not self.available:
             return out
         unknown = [n for n in names if self._instance(n) is None]
         if unknown:
             raise ApiError(f"no VRRP instance named {unknown[0]!r} on node {self.ctx.node}", 1)
-        out.update({
-            "keepalived": self.binary, "service": SERVICE, "service_state": self._service_state(),
-            "service_error": self.service_error, "config": self._config_view(),
-            "hold": self.hold.view(),
-            "routers": [self.router_view(i) for i in self.applied if not names or i.name in names],
-        })
-        return out
-
-    def _config_view(self) -> dict[str, Any]:
-        return self.config.view(self.layout.conf, self.layout.rejected)
-
-    async def op_config(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"rejected": bool?}`` -> the running keepalived.conf (or the last rejected one)."""
-        rejected = arg(req, "rejected", bool, False)
-        out: dict[str, Any] = {"available": self.available, "reason": self.reason, "node": self.ctx.node}
-        if not self.available:
-            return out
-        path = self.layout.rejected if rejected else self.layout.conf
-        out.update({"path": path, "text": ka.read_text(path), "config": self._config_view()})
+        out.update({**self.service_view(), "hold": self.hold.view(),
+                    "routers": [self.router_view(i) for i in self.applied if not names or i.name in names]})
         return out
 
 

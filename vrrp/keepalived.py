@@ -21,10 +21,10 @@ import signal
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from svcmgr.files import find_binary, read_pid, read_text, write_atomic
-from svcmgr.rendered import Files
+from svcmgr.rendered import Files, RenderError, Templates, signal_daemon
+from svcmgr.rendered import check_output as rendered_output
 from vrrp.model import VrrpInstance, track_name
 
 __all__ = ["HOLD", "MOVE_WEIGHT", "SERVICE", "Layout", "RenderError", "check_argv", "drop_addresses", "find_keepalived",
@@ -39,12 +39,7 @@ HOLD = "svcmgr_hold"
 #: The weight of an instance's move file: 1 there drops its priority below any backup's (a planned move).
 MOVE_WEIGHT = -253
 
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9_.:/+-]+\Z")
 _SEARCH = "/usr/sbin:/sbin:/usr/local/sbin"
-
-
-class RenderError(ValueError):
-    """A value that cannot be written into keepalived.conf safely."""
 
 
 @dataclass(frozen=True)
@@ -90,17 +85,6 @@ def find_keepalived(configured: str | None = None) -> str | None:
 # --------------------------------------------------------------------------- rendering
 
 
-def _token(value: Any) -> str:
-    """jinja2 ``finalize``: every value printed into keepalived.conf must be one plain token."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise RenderError(f"refusing to render {value!r} into keepalived.conf: not a plain value")
-    text = str(value)
-    if not _TOKEN_RE.match(text):
-        raise RenderError(f"refusing to render {text!r} into keepalived.conf: only letters, digits and "
-                          "'_', '.', ':', '/', '+', '-' may reach keepalived")
-    return text
-
-
 def _interval(seconds: float) -> str:
     """An advert interval as keepalived reads it: ``1``, ``0.1``, ``0.25``."""
     cs = round(seconds * 100)
@@ -111,26 +95,13 @@ def _seconds(seconds: float) -> str:
     return str(int(seconds)) if seconds == int(seconds) else f"{seconds:.2f}".rstrip("0")
 
 
-def _environment() -> Any:
-    import jinja2
-
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("vrrp", "templates"),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-        finalize=_token,
-    )
-
-
-_ENV: Any = None
+#: keepalived.conf's template (vrrp/templates), every value printed one plain token.
+TEMPLATES = Templates("vrrp", "keepalived.conf", "keepalived", re.compile(r"^[A-Za-z0-9_.:/+-]+\Z"),
+                      "'_', '.', ':', '/', '+', '-'")
 
 
 def render(instances: Sequence[VrrpInstance], *, node: str, layout: Layout) -> str:
     """The keepalived.conf text for these instances. Raises RenderError for an unsafe value."""
-    global _ENV
-    if _ENV is None:
-        _ENV = _environment()
     tracks: dict[str, dict[str, str]] = {}
     items = []
     for i in instances:
@@ -148,7 +119,7 @@ def render(instances: Sequence[VrrpInstance], *, node: str, layout: Layout) -> s
             "addresses": [str(a) for a in i.addresses], "tracks": refs,
             "move": {"name": f"move_{i.name}", "path": layout.move_file(i.name), "weight": str(MOVE_WEIGHT)},
         })
-    return _ENV.get_template("keepalived.conf.j2").render(
+    return TEMPLATES.render("keepalived.conf.j2",
         node=node, fifo=layout.fifo, hold={"name": HOLD, "path": layout.hold},
         tracks=sorted(tracks.values(), key=lambda t: t["name"]), instances=items)
 
@@ -166,12 +137,9 @@ def check_argv(binary: str, path: str) -> list[str]:
     return [binary, "--config-test", "--all-config", "--use-file", path]
 
 
-def check_output(text: bytes | str, path: str) -> str:
+def check_output(text: bytes | str) -> str:
     """keepalived's complaints, trimmed to the lines worth showing."""
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return "\n".join(lines[-20:]) or "keepalived --config-test failed without a message"
+    return rendered_output(text, "keepalived --config-test failed without a message")
 
 
 def drop_addresses(instances: Iterable[VrrpInstance]) -> None:
@@ -193,11 +161,4 @@ def drop_addresses(instances: Iterable[VrrpInstance]) -> None:
 
 def reload(layout: Layout, contract_pids: Iterable[int]) -> int | None:
     """SIGHUP to keepalived's parent, if its pid file names a process of the service; the pid, or None."""
-    pid = read_pid(layout.pidfile)
-    if pid is None or pid not in set(contract_pids):
-        return None
-    try:
-        os.kill(pid, signal.SIGHUP)
-    except ProcessLookupError:
-        return None
-    return pid
+    return signal_daemon(layout.pidfile, contract_pids, signal.SIGHUP)
