@@ -55,12 +55,10 @@ def merge(config: LbConfig | None, sources: Iterable[Source],
     layers, errors = model.TABLES.overlay(config.frontends if config else {}, config.source if config else "",
                                           sources, lambda s: {"backends": tuple(model.Backend(f) for f in s.instances)})
     out: list[model.Frontend] = []
-    for layer in layers:
-        fe = model.complete(layer.name, layer.values, errors, layer.source, layer.path, origin=layer.origin)
-        if fe is not None:
-            fe = _with_servers(fe, prop, errors, layer.source)
-        if fe is not None:
-            out.append(fe)
+    for layer, fe in model.TABLES.completed(layers, errors):
+        with_servers = _with_servers(fe, prop, errors, layer.source)
+        if with_servers is not None:
+            out.append(with_servers)
     _check_set(out, errors)
     return out, errors
 

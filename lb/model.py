@@ -342,11 +342,4 @@ def _frontend_name(r: Reader, name: str) -> str | None:
 TABLES = Tables("lb", "frontends", "frontend", _frontend_name, fields, complete, required=("bind",))
 parse_declaration = TABLES.parse_declaration
 
-
-def _register() -> None:
-    from svcmgr.manifest import EXTENSIONS
-
-    EXTENSIONS["lb"] = parse_declaration
-
-
-_register()
+TABLES.register()

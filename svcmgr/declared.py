@@ -4,8 +4,9 @@ values laid over the manifests'.
 
 A package describes its tables once (``Tables``: where they live, what one is called, how a
 name and the fields of one are read, how one is checked as a whole) and gets from it the
-manifest-section validator (``parse_declaration``), the node's tables (``read``) and the
-overlay of both (``overlay``), every error with its file and dotted path.
+manifest-section validator (``parse_declaration``, put in place by ``register``), the
+node's tables (``read``), the overlay of both (``overlay``) and each table of it checked
+whole (``completed``), every error with its file and dotted path.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from svcmgr import fmri as fmri_mod
+from svcmgr.manifest import EXTENSIONS
 from svcmgr.schema import FieldError, FieldErrors, Reader, typename
 
 __all__ = ["Declaration", "Layer", "Source", "Tables", "read_daemon", "weighted_fmris"]
@@ -80,6 +82,10 @@ class Tables:
                 out[name] = vals
         return out
 
+    def register(self) -> None:
+        """Have manifests validate their ``[<section>]`` with ``parse_declaration``."""
+        EXTENSIONS[self.section] = self.parse_declaration
+
     def parse_declaration(self, data: Any, source: str, key: str) -> Declaration:
         """The manifest-section validator (``svcmgr.manifest.EXTENSIONS``). Raises FieldErrors."""
         errors: list[FieldError] = []
@@ -123,6 +129,15 @@ class Tables:
                 source = node_source or source
             out.append(Layer(name, values, tuple(origin), source, f"{self.section}.{self.key}.{name}"))
         return out, errors
+
+    def completed(self, layers: Iterable[Layer], errors: list[FieldError]) -> list[tuple[Layer, Any]]:
+        """Each layer checked as a whole (``check``), with what it gives; one with errors is left out."""
+        out = []
+        for layer in layers:
+            item = self.check(layer.name, layer.values, errors, layer.source, layer.path, origin=layer.origin)
+            if item is not None:
+                out.append((layer, item))
+        return out
 
 
 def weighted_fmris(r: Reader, key: str, *, what: str, most: int, weight: tuple[int, int, int],

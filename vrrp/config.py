@@ -58,11 +58,7 @@ def merge(config: VrrpConfig | None, sources: Iterable[Source]) -> tuple[list[mo
     (an instance a manifest declares follows that manifest's instances unless it names its own)."""
     layers, errors = model.TABLES.overlay(config.instances if config else {}, config.source if config else "",
                                           sources, lambda s: {"follows": tuple(model.Follow(f) for f in s.instances)})
-    out: list[model.VrrpInstance] = []
-    for layer in layers:
-        inst = model.complete(layer.name, layer.values, errors, layer.source, layer.path, origin=layer.origin)
-        if inst is not None:
-            out.append(inst)
+    out: list[model.VrrpInstance] = [inst for _, inst in model.TABLES.completed(layers, errors)]
     _check_set(out, errors)
     return out, errors
 

@@ -380,11 +380,4 @@ def _instance_name(r: Reader, name: str) -> str | None:
 TABLES = Tables("vrrp", "instances", "instance", _instance_name, fields, complete, required=("router_id", "addresses"))
 parse_declaration = TABLES.parse_declaration
 
-
-def _register() -> None:
-    from svcmgr.manifest import EXTENSIONS
-
-    EXTENSIONS["vrrp"] = parse_declaration
-
-
-_register()
+TABLES.register()

@@ -21,7 +21,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from svcmgr.cli.common import Parser, add_root, call_component, die, print_json, run, table
+from svcmgr.cli import daemonadm
+from svcmgr.cli.common import Parser, add_root, call_component, print_json, table
+from svcmgr.cli.daemonadm import config_notes
 
 PROG = "lbadm"
 HEADERS = ["FRONTEND", "BIND", "SERVER", "ADDRESS", "SVC", "LB", "STATUS", "CUR", "FMRI"]
@@ -65,46 +67,22 @@ def show(args: Any) -> int:
     text = table(rows, None if args.H else HEADERS)
     if text:
         print(text)
-    cfg = out["config"]
-    if cfg["status"] == "rejected":
-        print(f"{PROG}: the last configuration was rejected ({cfg['stage']}, {cfg['rejected_at']}); "
-              "HAProxy keeps running the previous one:", file=sys.stderr)
-        for line in (cfg["error"] or "").splitlines():
-            print(f"    {line}", file=sys.stderr)
-    for key, what in (("service_error", "HAProxy service"), ("stats_error", "HAProxy's Runtime API")):
-        if out.get(key):
-            print(f"{PROG}: {what}: {out[key]}", file=sys.stderr)
-    if out["frontends"] and out["service_state"] != "online":
-        print(f"{PROG}: HAProxy ({out['service']}) is {out['service_state']}", file=sys.stderr)
+    config_notes(PROG, out, "HAProxy", running=bool(out["frontends"]),
+                 errors=[("stats_error", "HAProxy's Runtime API")])
     return 0
 
 
 def show_config(args: Any) -> int:
     out = _call(args, "lb.config", rejected=args.rejected, lvs=args.lvs)
-    if args.json:
-        print_json(out)
-        return 0
-    if out["text"] is None:
-        what = "no rejected configuration" if args.rejected else "no configuration yet"
-        die(PROG, f"{what} ({out['path']})")
-    sys.stdout.write(out["text"])
-    cfg = out["config"]
-    if args.lvs and out.get("lvs_error"):
+    code = daemonadm.show_config(PROG, out, rejected=args.rejected, json=args.json, none_yet="no configuration yet",
+                                 other=args.lvs)
+    if args.lvs and not args.json and out.get("lvs_error"):
         print(f"{PROG}: {out['lvs_error']}", file=sys.stderr)
-    elif not args.rejected and not args.lvs and cfg["status"] == "rejected":
-        print(f"{PROG}: a newer configuration was rejected ({cfg['stage']}): {(cfg['error'] or '').splitlines()[0]}"
-              f" (see: {PROG} show-config --rejected)", file=sys.stderr)
-    return 0
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if args.cmd is None:
-        parser().print_usage(sys.stderr)
-        print(f"{PROG}: a subcommand is required (show, show-config)", file=sys.stderr)
-        return 2
-    fn = show if args.cmd == "show" else show_config
-    return run(PROG, lambda: fn(args))
+    return daemonadm.main(PROG, parser, {"show": show, "show-config": show_config}, argv)
 
 
 if __name__ == "__main__":

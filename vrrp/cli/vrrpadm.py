@@ -19,7 +19,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from svcmgr.cli.common import Parser, add_root, call_component, die, print_json, run, stime, table
+from svcmgr.cli import daemonadm
+from svcmgr.cli.common import Parser, add_root, call_component, print_json, stime, table
+from svcmgr.cli.daemonadm import config_notes
 
 PROG = "vrrpadm"
 
@@ -61,43 +63,18 @@ def show_router(args: Any) -> int:
     text = table(rows, headers)
     if text:
         print(text)
-    cfg = out["config"]
-    if cfg["status"] == "rejected":
-        print(f"{PROG}: the last configuration was rejected ({cfg['stage']}, {cfg['rejected_at']}); "
-              "keepalived keeps running the previous one:", file=sys.stderr)
-        for line in (cfg["error"] or "").splitlines():
-            print(f"    {line}", file=sys.stderr)
-    if out.get("service_error"):
-        print(f"{PROG}: keepalived service: {out['service_error']}", file=sys.stderr)
-    if out["routers"] and out["service_state"] != "online":
-        print(f"{PROG}: keepalived ({out['service']}) is {out['service_state']}", file=sys.stderr)
+    config_notes(PROG, out, "keepalived", running=bool(out["routers"]))
     return 0
 
 
 def show_config(args: Any) -> int:
     out = _call(args, "vrrp.config", rejected=args.rejected)
-    if args.json:
-        print_json(out)
-        return 0
-    if out["text"] is None:
-        what = "no rejected configuration" if args.rejected else "no keepalived configuration yet"
-        die(PROG, f"{what} ({out['path']})")
-    sys.stdout.write(out["text"])
-    cfg = out["config"]
-    if not args.rejected and cfg["status"] == "rejected":
-        print(f"{PROG}: a newer configuration was rejected ({cfg['stage']}): {(cfg['error'] or '').splitlines()[0]}"
-              f" (see: {PROG} show-config --rejected)", file=sys.stderr)
-    return 0
+    return daemonadm.show_config(PROG, out, rejected=args.rejected, json=args.json,
+                                 none_yet="no keepalived configuration yet")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if args.cmd is None:
-        parser().print_usage(sys.stderr)
-        print(f"{PROG}: a subcommand is required (show-router, show-config)", file=sys.stderr)
-        return 2
-    fn = show_router if args.cmd == "show-router" else show_config
-    return run(PROG, lambda: fn(args))
+    return daemonadm.main(PROG, parser, {"show-router": show_router, "show-config": show_config}, argv)
 
 
 if __name__ == "__main__":
