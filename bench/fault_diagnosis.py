@@ -37,11 +37,12 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from fault.cases import CaseStore
-from fault.diagnosis import Diagnosis, ViewTopology
+from fault.diagnosis import Diagnosis
 from fault.errlog import ErrorLog
 from fault.events import Ereport, validate
 from fault.knowledge import load_knowledge
 from fault.rules import SHIPPED_RULES, load_rules
+from fault.topology import ViewTopology
 from svcmgr.bus import Bus
 from svcmgr.graph import Graph
 from svcmgr.manifest import parse_service

@@ -21,8 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fault.cases import Case, CaseState
-from fault.diagnosis import Change
+from fault.cases import Case, CaseState, Change
 from svcmgr.eventclasses import LIST_REPAIRED, LIST_RESOLVED, LIST_SUSPECT, LIST_UPDATED
 from svcmgr.services import InstanceInfo, Services
 

@@ -34,6 +34,7 @@ __all__ = [
     "CaseEv",
     "CaseState",
     "CaseStore",
+    "Change",
     "Suspect",
     "transaction",
     "transition",
@@ -348,3 +349,22 @@ class CaseStore:
             (n,) = self.conn.execute("SELECT count(*) FROM fault_cases WHERE state='resolved'").fetchone()
             out["resolved"] = n
         return out
+
+
+@dataclass
+class Change:
+    """One thing that happened to a case, for the response agents."""
+
+    kind: str  # suspect | updated | repaired | resolved
+    case: Case
+    #: resources whose retire actions by this case are to be undone (kind repaired)
+    unretire: list[str] = field(default_factory=list)
+    #: the case as it was when the change happened (a repair is followed at once by its resolution)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data = self.data or self.case.event_data()
+
+    @property
+    def state(self) -> str:
+        return str(self.data["state"])

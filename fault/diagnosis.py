@@ -28,99 +28,23 @@ records that the response agents carry out (retire, notify).
 
 from __future__ import annotations
 
-import collections
-import json
-import signal
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from fault.cases import VERDICT, Case, CaseEv, CaseState, CaseStore, Suspect
-from fault.events import Ereport, class_matches, owner
+from fault.cases import VERDICT, Case, CaseEv, CaseState, CaseStore, Change, Suspect
+from fault.engines import Engines, Key
+from fault.events import Ereport, class_matches, detail_of, owner
 from fault.rules import Rule, RuleSet, human_duration, scheme_of
-from fault.serd import SerdEngine, ThresholdEngine
-from svcmgr.db import transaction
-from svcmgr.services import ServiceView
+from fault.topology import Topology
+from fault.trail import AGE as TRAIL_AGE
+from fault.trail import Trail
 
-__all__ = ["Change", "Diagnosis", "StaticTopology", "Topology", "ViewTopology", "detail_of"]
+__all__ = ["Diagnosis", "RuleStats"]
 
-#: Dependency groupings along which a failure propagates (exclude_all never does).
-GROUPINGS = ("require_all", "require_any", "optional_all")
 UNHEALTHY = ("maintenance", "degraded")
-TRAIL_LEN = 16
-TRAIL_AGE = 3600.0
-
-SERD_SCHEMA = "CREATE TABLE IF NOT EXISTS fault_serd (name TEXT PRIMARY KEY, data TEXT NOT NULL);"
-
-
-class Topology(Protocol):
-    """What diagnosis needs to know about the service graph."""
-
-    def dependencies(self, fmri: str) -> frozenset[str]:
-        """Every instance ``fmri`` depends on, directly or not (``exclude_all`` edges excluded)."""
-        ...
-
-    def state(self, fmri: str) -> str | None: ...
-
-
-class ViewTopology:
-    """The daemon's services seen read-only (``svcmgr.services.ServiceView``)."""
-
-    def __init__(self, view: ServiceView) -> None:
-        self.view = view
-
-    def dependencies(self, fmri: str) -> frozenset[str]:
-        return self.view.closure(fmri, GROUPINGS) - {fmri}
-
-    def state(self, fmri: str) -> str | None:
-        inst = self.view.instance(fmri)
-        return inst.state.value if inst is not None else None
-
-
-class StaticTopology:
-    """A fixed graph (direct dependencies) and states: for tests and the benchmark."""
-
-    def __init__(self, deps: Mapping[str, Iterable[str]], states: dict[str, str] | None = None) -> None:
-        self.deps = {k: tuple(v) for k, v in deps.items()}
-        self.states = states if states is not None else {}
-        self._cache: dict[str, frozenset[str]] = {}
-
-    def dependencies(self, fmri: str) -> frozenset[str]:
-        hit = self._cache.get(fmri)
-        if hit is None:
-            seen: set[str] = set()
-            stack = list(self.deps.get(fmri, ()))
-            while stack:
-                d = stack.pop()
-                if d not in seen and d != fmri:
-                    seen.add(d)
-                    stack.extend(self.deps.get(d, ()))
-            hit = self._cache[fmri] = frozenset(seen)
-        return hit
-
-    def state(self, fmri: str) -> str | None:
-        return self.states.get(fmri)
-
-
-@dataclass
-class Change:
-    """One thing that happened to a case, for the response agents."""
-
-    kind: str  # suspect | updated | repaired | resolved
-    case: Case
-    #: resources whose retire actions by this case are to be undone (kind repaired)
-    unretire: list[str] = field(default_factory=list)
-    #: the case as it was when the change happened (a repair is followed at once by its resolution)
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.data = self.data or self.case.event_data()
-
-    @property
-    def state(self) -> str:
-        return str(self.data["state"])
 
 
 @dataclass
@@ -136,33 +60,6 @@ class RuleStats:
     time_ns: int = 0
 
 
-_SIGNAMES = {int(s): s.name for s in signal.Signals}
-
-
-def detail_of(e: Ereport) -> str:
-    """The most telling text of an ereport, for case descriptions."""
-    p = e.payload
-    for k in ("reason", "summary", "detail", "line", "message"):
-        v = p.get(k)
-        if isinstance(v, str) and v:
-            return v[:300]
-    if e.cls.startswith("ereport.svc.exit."):
-        pid = p.get("pid")
-        who = f"a process (pid {pid})" if isinstance(pid, int) else "a process"
-        sig = p.get("signal")
-        if isinstance(sig, int) and sig:
-            core = " and dumped core" if p.get("core") else ""
-            return f"{who} died on {_SIGNAMES.get(sig, f'signal {sig}')} ({sig}){core}"
-        code = p.get("code")
-        if isinstance(code, int):
-            return f"{who} exited with status {code}"
-    if e.cls == "ereport.kernel.oom":
-        return f"process {p.get('pid', '?')} ({p.get('comm', '?')}) killed, {p.get('anon_rss_kb', '?')} kB resident"
-    if "value" in p:
-        return f"{e.cls} value {p['value']}"
-    return e.cls
-
-
 class Diagnosis:
     def __init__(self, rules: RuleSet, store: CaseStore, topology: Topology, *, node: str = "",
                  skew: float = 1.0, conn: sqlite3.Connection | None = None, max_engines: int = 20_000,
@@ -175,23 +72,17 @@ class Diagnosis:
         self.skew = skew
         self.conn = conn
         self.wall = wall
-        self.max_engines = max_engines
         self.max_resources = max_resources
         self.max_active = max_active
-        self.engines: collections.OrderedDict[tuple[str, str], SerdEngine | ThresholdEngine] = \
-            collections.OrderedDict()
+        self.engines = Engines(conn, limit=max_engines, on_evict=self._evicted, wall=wall)
         #: (rule, resource) -> the case this engine's evidence goes to (open, or solved once fired)
         self.engine_case: dict[tuple[str, str], str] = {}
         #: resource -> the solved case that names it as a faulty suspect
         self.by_suspect: dict[str, str] = {}
         #: resource -> recent ereports: (arrival, brief, detail)
-        self.trail: collections.OrderedDict[str, collections.deque[tuple[float, dict[str, Any], str]]] = \
-            collections.OrderedDict()
+        self.trail = Trail(max_resources)
         self.stats: dict[str, RuleStats] = {r.name: RuleStats() for r in rules}
         self.counters = {"processed": 0, "unmatched": 0, "overflow": 0, "evicted": 0, "errors": 0}
-        self._dirty_engines: set[tuple[str, str]] = set()
-        if conn is not None:
-            conn.executescript(SERD_SCHEMA)
         self._index()
 
     # ============================================================ setup
@@ -210,67 +101,24 @@ class Diagnosis:
 
     def set_rules(self, rules: RuleSet) -> None:
         """New rules (SIGHUP): engines of rules that are gone or changed are dropped."""
-        old = self.rules.by_name
+        old = self.rules
         self.rules = rules
         for r in rules:
             self.stats.setdefault(r.name, RuleStats())
-        for key in list(self.engines):
-            new = rules.by_name.get(key[0])
-            if new is None or old.get(key[0]) != new:
-                del self.engines[key]
+        self.engines.keep_rules(old, rules)
 
     def load_engines(self, now: float) -> int:
         """Engines saved by ``save_engines`` (before a restart), on the clock of ``now``."""
-        if self.conn is None:
-            return 0
-        wall_to_mono = now - self.wall()
-        n = 0
-        for name, blob in self.conn.execute("SELECT name, data FROM fault_serd"):
-            rule_name, _, resource = name.partition("|")
-            rule = self.rules.by_name.get(rule_name)
-            if rule is None or rule.kind not in ("serd", "threshold"):
-                continue
-            try:
-                state = json.loads(blob)
-            except ValueError:
-                continue
-            eng = self._make_engine(rule, resource)
-            eng.load_state(state, wall_to_mono)
-            self.engines[(rule_name, resource)] = eng
-            n += 1
-        return n
+        return self.engines.load(self.rules, now)
 
     def save_engines(self, now: float) -> None:
-        if self.conn is None or not self._dirty_engines:
-            return
-        dirty, self._dirty_engines = self._dirty_engines, set()
-        mono_to_wall = self.wall() - now
-        put, drop = [], []
-        for key in dirty:
-            eng = self.engines.get(key)
-            name = f"{key[0]}|{key[1]}"
-            if eng is None or eng.empty:
-                drop.append((name,))
-            else:
-                put.append((name, json.dumps(eng.to_state(mono_to_wall))))
-        with transaction(self.conn) as db:
-            db.executemany("DELETE FROM fault_serd WHERE name=?", drop)
-            db.executemany("INSERT INTO fault_serd(name, data) VALUES(?, ?) "
-                           "ON CONFLICT(name) DO UPDATE SET data=excluded.data", put)
+        self.engines.save(now)
 
     # ============================================================ arrival
     def arrive(self, e: Ereport, now: float) -> None:
         """Remember an ereport of its resource at its arrival (before any hold)."""
-        if not e.resource:
-            return
-        tr = self.trail.get(e.resource)
-        if tr is None:
-            tr = self.trail[e.resource] = collections.deque(maxlen=TRAIL_LEN)
-            if len(self.trail) > self.max_resources:
-                self.trail.popitem(last=False)
-        else:
-            self.trail.move_to_end(e.resource)
-        tr.append((now, e.brief(), detail_of(e)))
+        if e.resource:
+            self.trail.add(e.resource, now, e.brief(), detail_of(e))
 
     def feed(self, e: Ereport, now: float) -> list[Change]:
         """``arrive`` then ``process`` at once (no hold)."""
@@ -320,25 +168,11 @@ class Diagnosis:
         return changes
 
     # ------------------------------------------------------------ attribution
-    def _troubled(self, fmri: str, now: float, window: float) -> bool:
-        tr = self.trail.get(fmri)
-        if tr:
-            lo, hi = now - window, now + self.skew
-            for t, _, _ in reversed(tr):
-                if lo <= t <= hi:
-                    return True
-                if t < lo:
-                    break
-        return self.topology.state(fmri) in UNHEALTHY
-
     def _roots(self, fmri: str, now: float, window: float) -> list[str]:
-        """The deepest troubled dependencies of ``fmri``: the suspects of its failure."""
-        deps = self.topology.dependencies(fmri)
-        if not deps:
-            return []
-        troubled = {d for d in deps if self._troubled(d, now, window)}
-        if not troubled:
-            return []
+        """The deepest troubled dependencies of ``fmri`` (failed within the window, or in maintenance or
+        degraded): the suspects of its failure."""
+        troubled = {d for d in self.topology.dependencies(fmri) if self.trail.heard(d, now - window, now + self.skew)
+                    or self.topology.state(d) in UNHEALTHY}
         return sorted(d for d in troubled if not (self.topology.dependencies(d) & troubled))
 
     def _attribute(self, rule: Rule, roots: list[str], e: Ereport, brief: dict[str, Any],
@@ -369,9 +203,8 @@ class Diagnosis:
         case.suspects = [Suspect(rule.fault, r, c) for r, c in zip(roots, certainty, strict=True)]
         assert rule.window is not None
         for root in roots:
-            for t, b, d in self.trail.get(root, ()):
-                if now - rule.window <= t <= now + self.skew:
-                    case.add_ereport(b, d)
+            for _, b, d in self.trail.between(root, now - rule.window, now + self.skew):
+                case.add_ereport(b, d)
         case.add_ereport(brief)
         case.add_impacted(e.resource)
         case.window, case.fires_at = human_duration(rule.window), 1
@@ -384,32 +217,6 @@ class Diagnosis:
                                         f"({e.cls})")]
 
     # ------------------------------------------------------------ own rules
-    def _make_engine(self, rule: Rule, resource: str) -> SerdEngine | ThresholdEngine:
-        if rule.kind == "serd":
-            assert rule.n is not None and rule.t is not None
-            return SerdEngine(f"{rule.name}|{resource}", rule.n, rule.t)
-        assert rule.bound is not None
-        return ThresholdEngine(f"{rule.name}|{resource}", rule.bound)
-
-    def _engine(self, rule: Rule, key: tuple[str, str]) -> SerdEngine | ThresholdEngine:
-        eng = self.engines.get(key)
-        if eng is None:
-            eng = self.engines[key] = self._make_engine(rule, key[1])
-            if len(self.engines) > self.max_engines:
-                self._evict()
-        else:
-            self.engines.move_to_end(key)
-        return eng
-
-    def _evict(self) -> None:
-        for key, eng in self.engines.items():
-            if not eng.fired:
-                del self.engines[key]
-                self._dirty_engines.add(key)
-                self.counters["evicted"] += 1
-                self._discard_open(key)
-                return
-
     def _feed(self, rule: Rule, e: Ereport, brief: dict[str, Any], detail: str, now: float) -> list[Change]:
         st = self.stats[rule.name]
         key = (rule.name, e.resource)
@@ -417,7 +224,7 @@ class Diagnosis:
         if rule.kind == "immediate":
             fired = True
         else:
-            eng = self._engine(rule, key)
+            eng = self.engines.get(rule, key)
             if rule.kind == "serd":
                 fired = eng.record(now)
             else:
@@ -427,7 +234,6 @@ class Diagnosis:
                     st.bad_value += 1
                     return []
                 fired = eng.record(float(value))
-            self._dirty_engines.add(key)
         st.accepted += 1
         if eng is not None and eng.fired and not fired:
             c = self._case_of(key)
@@ -445,14 +251,10 @@ class Diagnosis:
                 self.store.touch(target)
                 return []
             if open_case is None:
-                if self._full():
+                open_case = self._open(rule, e.resource)
+                if open_case is None:
                     return []
-                open_case = Case.new(rule.name, rule.fault, rule.msgid, rule.severity, self.node, rule.response)
-                open_case.suspects = [Suspect(rule.fault, e.resource, rule.certainty)]
-                open_case.window, open_case.fires_at = rule.window_text, rule.fires_at
-                self.store.add(open_case)
                 self.engine_case[key] = open_case.uuid
-                st.opened += 1
             open_case.add_ereport(brief, detail)
             open_case.updated = self.wall()
             self.store.touch(open_case)
@@ -472,16 +274,13 @@ class Diagnosis:
             self.store.touch(target)
             return []
         if open_case is None:
-            if self._full():
+            open_case = self._open(rule, e.resource)
+            if open_case is None:
                 return []
-            open_case = Case.new(rule.name, rule.fault, rule.msgid, rule.severity, self.node, rule.response)
-            open_case.suspects = [Suspect(rule.fault, e.resource, rule.certainty)]
             # what the resource reported before (the start failures before a maintenance) is evidence too
-            for t, b, _ in self.trail.get(e.resource, ()):
-                if now - TRAIL_AGE <= t < now:
+            for t, b, _ in self.trail.between(e.resource, now - TRAIL_AGE, now):
+                if t < now:
                     open_case.add_ereport(b)
-            self.store.add(open_case)
-            st.opened += 1
         open_case.window, open_case.fires_at = rule.window_text, rule.fires_at
         open_case.add_ereport(brief, detail)
         open_case.diagnoses.append(self._diagnosis(rule, e.resource))
@@ -489,6 +288,17 @@ class Diagnosis:
         what = rule.describe_engine()
         return [self._solve(open_case, rule, f"{rule.fault} diagnosed on {e.resource or self.node} by rule "
                                              f"{rule.name} ({what}): {detail}")]
+
+    def _open(self, rule: Rule, resource: str) -> Case | None:
+        """A new open case of ``rule`` suspecting ``resource`` (None when too many cases are active)."""
+        if self._full():
+            return None
+        case = Case.new(rule.name, rule.fault, rule.msgid, rule.severity, self.node, rule.response)
+        case.suspects = [Suspect(rule.fault, resource, rule.certainty)]
+        case.window, case.fires_at = rule.window_text, rule.fires_at
+        self.store.add(case)
+        self.stats[rule.name].opened += 1
+        return case
 
     def _fold(self, case: Case, rule: Rule, resource: str, detail: str) -> bool:
         """Fold a diagnosis into an existing case; True when the case changed in a way worth telling."""
@@ -546,7 +356,11 @@ class Diagnosis:
         self.store.discard(case)
         self.stats.setdefault(case.rule, RuleStats()).discarded += 1
 
-    def _discard_open(self, key: tuple[str, str]) -> None:
+    def _evicted(self, key: Key) -> None:
+        self.counters["evicted"] += 1
+        self._discard_open(key)
+
+    def _discard_open(self, key: Key) -> None:
         c = self._case_of(key)
         if c is not None and c.state == CaseState.OPEN:
             self._discard(c)
@@ -555,9 +369,10 @@ class Diagnosis:
     def _reset_resource(self, resource: str) -> None:
         """An operator declared ``resource`` fixed: its engines start afresh, its open cases go."""
         for key in [k for k in self.engines if k[1] == resource]:
-            self.engines[key].reset()
-            del self.engines[key]
-            self._dirty_engines.add(key)
+            eng = self.engines.peek(key)
+            if eng is not None:
+                eng.reset()
+            self.engines.drop(key)
             self._discard_open(key)
         for key in [k for k in self.engine_case if k[1] == resource]:
             c = self._case_of(key)
@@ -645,26 +460,14 @@ class Diagnosis:
     def gc(self, now: float) -> int:
         """Age SERD engines out; discard open cases whose evidence is all gone. Returns how many."""
         gone = 0
-        for key in list(self.engines):
-            eng = self.engines[key]
-            if eng.fired:
-                continue
-            eng.gc(now)
-            if eng.empty:
-                del self.engines[key]
-                self._dirty_engines.add(key)
-                c = self._case_of(key)
-                if c is not None and c.state == CaseState.OPEN:
-                    self._discard(c)
-                    gone += 1
-                elif c is None or not c.active:
-                    self.engine_case.pop(key, None)
-        for res in list(self.trail):
-            tr = self.trail[res]
-            if not tr or tr[-1][0] < now - TRAIL_AGE:
-                del self.trail[res]
-            else:
-                break
+        for key in self.engines.gc(now):
+            c = self._case_of(key)
+            if c is not None and c.state == CaseState.OPEN:
+                self._discard(c)
+                gone += 1
+            elif c is None or not c.active:
+                self.engine_case.pop(key, None)
+        self.trail.gc(now)
         return gone
 
     def statistics(self) -> dict[str, Any]:
@@ -680,20 +483,11 @@ class Diagnosis:
                           "opened": st.opened, "solved": st.solved, "folded": st.folded,
                           "discarded": st.discarded, "bad_value": st.bad_value, "time": st.time_ns / 1e9})
         return {"rules": rules, "engines": len(self.engines), "resources": len(self.trail),
-                "unsaved": len(self._dirty_engines) + self.store.unsaved, **self.counters}
+                "unsaved": self.engines.unsaved + self.store.unsaved, **self.counters}
 
     def engine_list(self, now: float) -> list[dict[str, Any]]:
-        out = []
-        for (rule, resource), eng in self.engines.items():
-            item = {"rule": rule, "resource": resource, "count": eng.count, "fired": eng.fired,
-                    "recorded": eng.recorded, "case": self.engine_case.get((rule, resource))}
-            if isinstance(eng, SerdEngine):
-                times = eng.times()
-                item.update({"n": eng.n, "t": eng.t, "oldest": (now - times[0]) if times else None})
-            else:
-                item.update({"bound": eng.bound.describe(), "last": eng.last})
-            out.append(item)
-        return out
+        return [{**self.engines.view(key, eng, now), "case": self.engine_case.get(key)}
+                for key, eng in self.engines.items()]
 
 
 def _split(total: int, n: int) -> list[int]:

@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import math
 import re
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from svcmgr import fmri as fmri_mod
 from svcmgr.events import EREPORT_NAMESPACES, ereport_owner
+from svcmgr.schema import FieldError
 
 __all__ = [
     "CLASS_RE",
@@ -31,6 +33,7 @@ __all__ = [
     "check_namespace",
     "check_resource",
     "class_matches",
+    "detail_of",
     "owner",
     "validate",
 ]
@@ -51,18 +54,8 @@ _MIN_TIME = 1_000_000_000.0
 _MAX_AHEAD = 86400.0
 
 
-class EreportError(ValueError):
+class EreportError(FieldError):
     """A malformed ereport: the source, the field and what is wrong."""
-
-    def __init__(self, source: str, field: str, message: str) -> None:
-        self.source = source
-        self.field = field
-        self.message = message
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        where = f"{self.source}: " if self.source else ""
-        return f"{where}{self.field}: {self.message}" if self.field else f"{where}{self.message}"
 
 
 @dataclass(slots=True)
@@ -210,3 +203,30 @@ def class_matches(pattern: str, cls: str) -> bool:
     if pattern.endswith(".*"):
         return cls.startswith(pattern[:-1])
     return cls == pattern
+
+
+_SIGNAMES = {int(s): s.name for s in signal.Signals}
+
+
+def detail_of(e: Ereport) -> str:
+    """The most telling text of an ereport, for case descriptions."""
+    p = e.payload
+    for k in ("reason", "summary", "detail", "line", "message"):
+        v = p.get(k)
+        if isinstance(v, str) and v:
+            return v[:300]
+    if e.cls.startswith("ereport.svc.exit."):
+        pid = p.get("pid")
+        who = f"a process (pid {pid})" if isinstance(pid, int) else "a process"
+        sig = p.get("signal")
+        if isinstance(sig, int) and sig:
+            core = " and dumped core" if p.get("core") else ""
+            return f"{who} died on {_SIGNAMES.get(sig, f'signal {sig}')} ({sig}){core}"
+        code = p.get("code")
+        if isinstance(code, int):
+            return f"{who} exited with status {code}"
+    if e.cls == "ereport.kernel.oom":
+        return f"process {p.get('pid', '?')} ({p.get('comm', '?')}) killed, {p.get('anon_rss_kb', '?')} kB resident"
+    if "value" in p:
+        return f"{e.cls} value {p['value']}"
+    return e.cls

@@ -69,7 +69,7 @@ def _method(r: _Reader, base_dir: str | None) -> Method | None:
     r.done()
     if ex is None:
         return None
-    return Method(ex, timeout, ctx.user, ctx.group, ctx.working_directory, ctx.environment, ctx.security)
+    return Method(ex, timeout, ctx)
 
 
 def read_context(r: _Reader, base_dir: str | None) -> Context:

@@ -69,14 +69,27 @@ class Exec:
 
 
 @dataclass(frozen=True)
-class Method:
-    exec: Exec
-    timeout: float | None = DEFAULT_TIMEOUT  # None: no timeout
+class Context:
+    """Who a method runs as, where, with what environment, privileges and limits."""
+
     user: str | None = None
     group: str | None = None
     working_directory: str | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
     security: Security = NO_SECURITY
+
+    def over(self, under: Context) -> Context:
+        """This context's values where set, else ``under``'s; environments and security merged."""
+        return Context(self.user or under.user, self.group or under.group,
+                       self.working_directory or under.working_directory,
+                       {**under.environment, **self.environment}, merge(self.security, under.security))
+
+
+@dataclass(frozen=True)
+class Method:
+    exec: Exec
+    timeout: float | None = DEFAULT_TIMEOUT  # None: no timeout
+    context: Context = Context()  # the method's own, over the instance's
 
 
 @dataclass(frozen=True)
@@ -152,15 +165,6 @@ class Property:
 
 
 Properties = Mapping[str, Mapping[str, Property]]
-
-
-@dataclass(frozen=True)
-class Context:
-    user: str | None = None
-    group: str | None = None
-    working_directory: str | None = None
-    environment: Mapping[str, str] = field(default_factory=dict)
-    security: Security = NO_SECURITY
 
 
 @dataclass(frozen=True)
@@ -247,18 +251,7 @@ class InstanceConfig:
     def method_context(self, name: str) -> Context:
         """Context of a method: the method's own values over the instance's."""
         m = self.methods.get(name)
-        c = self.context
-        if m is None:
-            return c
-        env = dict(c.environment)
-        env.update(m.environment)
-        return Context(
-            user=m.user or c.user,
-            group=m.group or c.group,
-            working_directory=m.working_directory or c.working_directory,
-            environment=env,
-            security=merge(m.security, c.security),
-        )
+        return self.context if m is None else m.context.over(self.context)
 
 
 # ------------------------------------------------------------------ values
@@ -365,11 +358,7 @@ def resolve_instance(spec: ServiceSpec, name: str) -> InstanceConfig:
     o = spec.instances.get(name) or InstanceOverride(name)
     ctx = spec.context
     if o.context is not None:
-        env = dict(ctx.environment)
-        env.update(o.context.environment)
-        ctx = Context(o.context.user or ctx.user, o.context.group or ctx.group,
-                      o.context.working_directory or ctx.working_directory, env,
-                      merge(o.context.security, ctx.security))
+        ctx = o.context.over(ctx)
     methods = dict(spec.methods)
     methods.update(o.methods)
     duration = o.duration or spec.duration

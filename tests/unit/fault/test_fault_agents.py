@@ -2,10 +2,11 @@
 
 from fault.agents import NotifyAgent
 from fault.cases import CaseEv, CaseStore
-from fault.diagnosis import Diagnosis, StaticTopology
+from fault.diagnosis import Diagnosis
 from fault.events import validate
 from fault.knowledge import load_knowledge
 from fault.rules import SHIPPED_RULES, load_rules
+from fault.topology import StaticTopology
 from svcmgr.bus import Bus
 
 KB, _ = load_knowledge()

@@ -1,0 +1,66 @@
+"""What diagnosis knows of the service graph: each instance's dependencies (directly or not) and its state.
+
+``ViewTopology`` reads the daemon's services (``svcmgr.services.ServiceView``);
+``StaticTopology`` is a fixed graph, for tests and the benchmark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Protocol
+
+from svcmgr.services import ServiceView
+
+__all__ = ["GROUPINGS", "StaticTopology", "Topology", "ViewTopology"]
+
+#: Dependency groupings along which a failure propagates (exclude_all never does).
+GROUPINGS = ("require_all", "require_any", "optional_all")
+
+
+class Topology(Protocol):
+    """What diagnosis needs to know about the service graph."""
+
+    def dependencies(self, fmri: str) -> frozenset[str]:
+        """Every instance ``fmri`` depends on, directly or not (``exclude_all`` edges excluded)."""
+        ...
+
+    def state(self, fmri: str) -> str | None: ...
+
+
+class ViewTopology:
+    """The daemon's services seen read-only (``svcmgr.services.ServiceView``)."""
+
+    def __init__(self, view: ServiceView) -> None:
+        self.view = view
+
+    def dependencies(self, fmri: str) -> frozenset[str]:
+        return self.view.closure(fmri, GROUPINGS) - {fmri}
+
+    def state(self, fmri: str) -> str | None:
+        inst = self.view.instance(fmri)
+        return inst.state.value if inst is not None else None
+
+
+class StaticTopology:
+    """A fixed graph (direct dependencies) and states: for tests and the benchmark."""
+
+    def __init__(self, deps: Mapping[str, Iterable[str]], states: dict[str, str] | None = None) -> None:
+        self.deps = {k: tuple(v) for k, v in deps.items()}
+        self.states = states if states is not None else {}
+        self._cache: dict[str, frozenset[str]] = {}
+
+    def dependencies(self, fmri: str) -> frozenset[str]:
+        hit = self._cache.get(fmri)
+        if hit is None:
+            seen: set[str] = set()
+            stack = list(self.deps.get(fmri, ()))
+            while stack:
+                d = stack.pop()
+                if d not in seen and d != fmri:
+                    seen.add(d)
+                    stack.extend(self.deps.get(d, ()))
+            hit = self._cache[fmri] = frozenset(seen)
+        return hit
+
+    def state(self, fmri: str) -> str | None:
+        return self.states.get(fmri)

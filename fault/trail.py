@@ -1,0 +1,61 @@
+"""The recent ereports of each resource, as they arrived: what attribution and a new case look back on.
+
+Each resource keeps its last ``LENGTH`` ereports (arrival time, brief, detail) for
+``AGE`` seconds; at most ``limit`` resources are remembered, the least recently
+heard of forgotten first.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["AGE", "LENGTH", "Trail"]
+
+LENGTH = 16
+AGE = 3600.0
+
+#: (arrival, brief, detail)
+Entry = tuple[float, dict[str, Any], str]
+
+
+class Trail:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._by_resource: collections.OrderedDict[str, collections.deque[Entry]] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._by_resource)
+
+    def add(self, resource: str, now: float, brief: dict[str, Any], detail: str) -> None:
+        tr = self._by_resource.get(resource)
+        if tr is None:
+            tr = self._by_resource[resource] = collections.deque(maxlen=LENGTH)
+            if len(self._by_resource) > self.limit:
+                self._by_resource.popitem(last=False)
+        else:
+            self._by_resource.move_to_end(resource)
+        tr.append((now, brief, detail))
+
+    def between(self, resource: str, lo: float, hi: float) -> Iterator[Entry]:
+        """The resource's ereports that arrived from ``lo`` to ``hi``, oldest first."""
+        return (x for x in self._by_resource.get(resource, ()) if lo <= x[0] <= hi)
+
+    def heard(self, resource: str, lo: float, hi: float) -> bool:
+        """Whether the resource reported anything from ``lo`` to ``hi``."""
+        for t, _, _ in reversed(self._by_resource.get(resource, ())):
+            if lo <= t <= hi:
+                return True
+            if t < lo:
+                break
+        return False
+
+    def gc(self, now: float) -> None:
+        """Forget the resources not heard of for ``AGE`` seconds."""
+        for res in list(self._by_resource):
+            tr = self._by_resource[res]
+            if not tr or tr[-1][0] < now - AGE:
+                del self._by_resource[res]
+            else:
+                break
