@@ -31,7 +31,7 @@ INTRO = ("Reproduce with `make bench` (`.venv/bin/python -m bench`). The analysi
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    from bench.tools import TOOLS
+    from bench.peers import TOOLS
 
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=3, help="runs of every scenario (default 3)")
@@ -91,9 +91,9 @@ def main(argv: list[str]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from bench.harness import Options, run_all
+    from bench.peers import make_tools
     from bench.procs import Tracked, reap_orphans, set_subreaper, track_signals
     from bench.report import render, update_file
-    from bench.tools import make_tools
 
     opts = Options(runs=args.runs, sizes=tuple(int(x) for x in args.sizes.split(",")), kills=args.kills,
                    listing_reps=args.listing_reps, scenarios=tuple(args.scenarios.split(",")))

@@ -14,7 +14,17 @@ from typing import Any
 
 from svcmgr.paths import Paths, resolve_root
 
-__all__ = ["Client", "ClientError", "collect_manifest_files"]
+__all__ = ["Client", "ClientError", "collect_manifest_files", "recv_all"]
+
+
+def recv_all(s: socket.socket) -> bytes:
+    """Everything the peer sends until it closes the connection."""
+    chunks = []
+    while True:
+        b = s.recv(1 << 16)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
 
 
 class ClientError(Exception):
@@ -65,19 +75,13 @@ class Client:
                 s.sendall(data)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the daemon refused the request before reading it all: its reply says why
-            chunks = []
-            while True:
-                b = s.recv(1 << 16)
-                if not b:
-                    break
-                chunks.append(b)
+            raw = recv_all(s)
         except TimeoutError:
             raise ClientError(f"svcmgrd did not answer within {self.timeout:g}s", 1) from None
         except OSError as e:
             raise ClientError(f"cannot talk to svcmgrd: {e.strerror or e}", 1) from None
         finally:
             s.close()
-        raw = b"".join(chunks)
         if not raw:
             raise ClientError("svcmgrd closed the connection without a reply", 1)
         try:
