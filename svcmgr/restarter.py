@@ -1,8 +1,9 @@
-"""The restarter: runs methods in contracts, waits for readiness, watches processes, runs health probes.
+"""The restarter: runs methods in contracts, waits for readiness, stops, runs health probes.
 
-It carries out what the engine decides (start, stop, refresh) and reports what
-happens to the processes (a member died on a signal, the contract emptied, a
-probe failed) through two callbacks. It decides nothing about states.
+It carries out what the engine decides (start, stop, refresh); ``svcmgr.monitor``
+watches the running contracts. It reports what happens to the processes (a member
+died on a signal, the contract emptied, a probe failed) through two callbacks. It
+decides nothing about states.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from svcmgr.contract import Backend, Contract
 from svcmgr.credentials import Credentials
 from svcmgr.instance import Instance
 from svcmgr.methods import MethodContext, credentials
+from svcmgr.monitor import Monitor
 from svcmgr.paths import Paths
 from svcmgr.policy import EXIT_NAMES, SMF_EXIT_NODAEMON, Outcome, classify_method_exit
 from svcmgr.probes import check_command, check_http, check_tcp, poll_intervals
 from svcmgr.process import ContractReport, HealthReport, StartResult
-from svcmgr.rctl import format_limits, format_size
+from svcmgr.rctl import format_limits
 from svcmgr.reaper import Child, ExitStatus, Reaper
 from svcmgr.spec import Exec, InstanceConfig, Method
 
@@ -50,13 +52,10 @@ class Restarter:
         self._ctid = ctid
         self._on_contract: ContractReport = on_contract or (lambda *a: None)
         self._on_health: HealthReport = on_health or (lambda *a: None)
-        self.pid_owner: dict[int, Instance] = {}
-        self.monitored: set[Instance] = set()
+        self.monitor = Monitor(reaper, bus, lambda *a: self._on_contract(*a))
         self.awaiting_ready: set[Instance] = set()
-        self._sweep_scheduled = False
         self._last_spawn = 0.0
         self.methods = MethodContext(paths)
-        reaper.on_orphan = self._orphan_reaped
 
     def bind(self, on_contract: ContractReport, on_health: HealthReport) -> None:
         self._on_contract, self._on_health = on_contract, on_health
@@ -136,7 +135,7 @@ class Restarter:
         inst.spawned_ns = time.monotonic_ns()
         inst.contract = contract
         inst.reaped.clear()
-        self.pid_owner[child.pid] = inst
+        self.monitor.owns(child.pid, inst)
         main = child.exited
         timeout = cfg.readiness.timeout if cfg.readiness.timeout is not None else m.timeout
         self.awaiting_ready.add(inst)
@@ -155,9 +154,9 @@ class Restarter:
         inst.ready_ns = time.monotonic_ns()
         transient = cfg.duration == "transient" or result.code == SMF_EXIT_NODAEMON
         if transient:
-            self._forget(inst)
+            self.monitor.forget(inst)
         else:
-            self._monitor(inst, main)
+            self.monitor.watch(inst, main)
             if not inst.monitoring:
                 # Every process ended as soon as the start method returned: the contract reported
                 # empty before the instance was online, so the start failed (and is retried).
@@ -218,7 +217,7 @@ class Restarter:
         assert inst.log is not None
         inst.log.note(f'Method "{method}" {status.describe()}.')
         if status.signalled:
-            oom = self._oom(inst, inst.contract, status)
+            oom = self.monitor.oom(inst, inst.contract, status)
             return StartResult(Outcome.RETRY, f"{method} method {status.describe()}{oom}", status)
         outcome = classify_method_exit(status.code, method=method)
         name = EXIT_NAMES.get(status.code or 0)
@@ -241,126 +240,6 @@ class Restarter:
                                    cwd=self.methods.cwd(inst.config, "start", user),
                                    preexec=user.apply if user.needs_child else None)
 
-    # ------------------------------------------------------------------ monitoring
-    def _monitor(self, inst: Instance, main: asyncio.Future[ExitStatus] | None) -> None:
-        """Watch a running contract; report deaths on signals and the contract emptying."""
-        inst.monitoring = True
-        self.monitored.add(inst)
-        c = inst.contract
-        if c is None:
-            return
-        # Route later orphan reaps straight to this instance. A process group is not scanned
-        # here (a /proc walk per start); orphans it does not know yet go through a sweep.
-        for p in (c.scan() if c.kind == "cgroup" else c.members):
-            self.pid_owner[p] = inst
-        if main is not None:
-            if main.done():
-                self._member_exited(inst, main.result())
-            else:
-                main.add_done_callback(lambda f, i=inst: self._member_exited(i, f.result()))
-        elif not c.members:
-            self._report(inst, "empty", "all processes exited", None)
-
-    def _forget(self, inst: Instance) -> None:
-        """A transient start: its contract is not tracked any more."""
-        c = inst.contract
-        if c is not None:
-            for p in list(c.members):
-                self.pid_owner.pop(p, None)
-            if c.empty():
-                c.remove()
-        inst.contract = None
-
-    def _orphan_reaped(self, status: ExitStatus) -> None:
-        owner = self.pid_owner.get(status.pid)
-        if owner is not None:
-            self._member_exited(owner, status)
-            return
-        if not self._sweep_scheduled:
-            self._sweep_scheduled = True
-            asyncio.get_running_loop().call_soon(self._sweep)
-
-    def _sweep(self) -> None:
-        """An unknown process of ours ended: see which contracts emptied."""
-        self._sweep_scheduled = False
-        for inst in list(self.monitored):
-            inst.reaped.set()
-            c = inst.contract
-            if c is None or inst.stopping or self._main_pending(c):
-                continue
-            if c.empty():
-                self._report(inst, "empty", "all processes exited", None)
-                continue
-            # Members a scan found (a daemon's orphans found by their marker) are known from now on,
-            # so that a signal that ends one is reported as that process's death, not missed.
-            for p in c.members:
-                self.pid_owner.setdefault(p, inst)
-
-    @staticmethod
-    def _main_pending(c: Contract) -> bool:
-        """Whether the contract's main process is our child whose end we have not processed yet:
-        then only its exit status may end the contract (a sweep that saw the group empty first
-        would lose the signal that killed it)."""
-        return c.main_pid is not None and not c.adopted and not c.main_exited
-
-    def _member_exited(self, inst: Instance, status: ExitStatus) -> None:
-        self.pid_owner.pop(status.pid, None)
-        inst.reaped.set()
-        c = inst.contract
-        if c is not None and status.pid == c.main_pid:
-            c.main_exited = True
-        if c is None or not inst.monitoring or inst.stopping:
-            return
-        c.members.discard(status.pid)
-        cfg = inst.config
-        desc = status.describe()
-        if status.signalled:
-            desc += self._oom(inst, c, status)
-            kind = "core" if status.core else "signal"
-            self.bus.emit(f"ereport.svc.exit.{kind}", str(cfg.fmri), pid=status.pid, signal=status.signal,
-                          core=status.core, ctid=c.ctid)
-            inst.last_exit = desc
-            if kind not in cfg.restart.ignore_error:
-                self._report(inst, "error", desc, status)
-                return
-        elif status.code:
-            self.bus.emit("ereport.svc.exit.code", str(cfg.fmri), pid=status.pid, code=status.code, ctid=c.ctid)
-        if cfg.duration == "child" and status.pid == c.main_pid:
-            inst.last_exit = desc
-            self._report(inst, "error" if status.signalled or status.code else "empty", desc, status)
-            return
-        if status.pid != c.main_pid and self._main_pending(c):
-            return  # the main process's own end will tell (the group may look empty before it is reaped)
-        if c.empty():
-            inst.last_exit = inst.last_exit or desc
-            self._report(inst, "empty", desc, status)
-        else:
-            for p in c.members:
-                self.pid_owner[p] = inst
-
-    def _oom(self, inst: Instance, c: Contract | None, status: ExitStatus) -> str:
-        """When the kernel's OOM killer ended this process at the instance's memory limit: an
-        ereport, and the words that say so (else "")."""
-        if c is None or status.signal != signal.SIGKILL or not c.rctl.new_oom_kill():
-            return ""
-        limit = inst.config.resources.memory
-        text = f", killed by the kernel at the memory limit of {format_size(limit) if limit else '?'} " \
-               "(resources.memory)"
-        self.bus.emit("ereport.svc.oom", str(inst.config.fmri), pid=status.pid, limit=limit, ctid=c.ctid,
-                      summary=f"process {status.pid} was killed by the kernel's OOM killer at the instance's "
-                              f"memory limit of {format_size(limit) if limit else '?'} (resources.memory)")
-        return text
-
-    def _report(self, inst: Instance, kind: str, detail: str, status: ExitStatus | None) -> None:
-        if not inst.monitoring:
-            return
-        inst.monitoring = False
-        self.monitored.discard(inst)
-        if inst.log is not None:
-            inst.log.note(f"Stopping because {'process ' + detail if status else detail}." if kind == "error"
-                          else "Stopping because all processes in service exited.")
-        self._on_contract(inst, kind, detail, status)
-
     def adopt(self, inst: Instance, record: dict[str, Any]) -> bool:
         """Take over a contract an earlier daemon left running; False if nothing of it lives."""
         try:
@@ -374,11 +253,7 @@ class Restarter:
             contract.remove()
             return False
         inst.contract = contract
-        inst.monitoring = True
-        self.monitored.add(inst)
-        for p in members:
-            self.pid_owner[p] = inst
-            self._watch_foreign(inst, p)
+        self.monitor.take(inst, members)
         return True
 
     def discard(self, record: dict[str, Any]) -> None:
@@ -402,37 +277,10 @@ class Restarter:
     def refusals(self, config: InstanceConfig) -> list[tuple[str, str]]:
         return list(self.backend.controls.refusals(config.resources))
 
-    def _watch_foreign(self, inst: Instance, pid: int) -> None:
-        """Watch a process that is not our child (adopted) through a pidfd."""
-        try:
-            fd = os.pidfd_open(pid)
-        except OSError:
-            return
-        loop = asyncio.get_running_loop()
-
-        def gone() -> None:
-            loop.remove_reader(fd)
-            os.close(fd)
-            self.pid_owner.pop(pid, None)
-            inst.reaped.set()
-            c = inst.contract
-            if c is None or not inst.monitoring or inst.stopping:
-                return
-            members = c.scan()
-            if not members:
-                self._report(inst, "empty", "all processes exited", None)
-                return
-            for p in members:
-                if p not in self.pid_owner:
-                    self.pid_owner[p] = inst
-                    if not self.reaper.is_child(p):
-                        self._watch_foreign(inst, p)
-
-        loop.add_reader(fd, gone)
-
     def on_notify(self, pid: int, fields: dict[str, str]) -> None:
         """A notify-socket message; it counts only when the sender belongs to the instance."""
-        candidates = [self.pid_owner[pid]] if pid in self.pid_owner else []
+        owner = self.monitor.owner(pid)
+        candidates = [owner] if owner is not None else []
         candidates += [i for i in self.awaiting_ready if i not in candidates]
         for inst in candidates:
             c = inst.contract
@@ -451,8 +299,7 @@ class Restarter:
         if why and inst.log is not None:
             inst.log.note(f"Stopping: {why.rstrip('.')}.")
         inst.stopping = True
-        inst.monitoring = False
-        self.monitored.discard(inst)
+        self.monitor.unwatch(inst)
         self.awaiting_ready.discard(inst)
         try:
             m = cfg.methods.get("stop")
@@ -480,8 +327,7 @@ class Restarter:
                 c.signal(signal.SIGKILL)
                 while not await self._wait_empty(inst, c, 5.0):
                     c.signal(signal.SIGKILL)
-        for p in [p for p, i in self.pid_owner.items() if i is inst]:
-            del self.pid_owner[p]
+        self.monitor.release(inst)
         c.remove()
 
     async def _wait_empty(self, inst: Instance, c: Contract, timeout: float) -> bool:

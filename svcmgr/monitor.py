@@ -1,0 +1,209 @@
+"""Watching running contracts: which instance each process belongs to, and what each end means.
+
+The restarter hands an instance over once it is ready (``watch``), or after a daemon
+restart with the processes it adopted (``take``). A member dying on a signal
+(unless ``restart.ignore_error`` names it), a ``child`` service's main process
+ending, or the contract emptying is reported once through ``on_contract``, with
+its ereport (``ereport.svc.exit.*``, ``ereport.svc.oom``) on the bus. Our own
+children's ends come from the reaper; orphans re-parented to the daemon (it is a
+subreaper) are routed by pid, or found by a sweep of the contracts; adopted
+processes that are not our children are watched through a pidfd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from svcmgr.bus import Bus
+from svcmgr.contract import Contract
+from svcmgr.instance import Instance
+from svcmgr.process import ContractReport
+from svcmgr.rctl import format_size
+from svcmgr.reaper import ExitStatus, Reaper
+
+__all__ = ["Monitor"]
+
+
+class Monitor:
+    def __init__(self, reaper: Reaper, bus: Bus, on_contract: ContractReport) -> None:
+        self.reaper = reaper
+        self.bus = bus
+        self.on_contract = on_contract
+        self.pid_owner: dict[int, Instance] = {}
+        self.monitored: set[Instance] = set()
+        self._sweep_scheduled = False
+        reaper.on_orphan = self.orphan_reaped
+
+    def owns(self, pid: int, inst: Instance) -> None:
+        """``pid`` is a process of ``inst`` (its start method, before it is watched)."""
+        self.pid_owner[pid] = inst
+
+    def owner(self, pid: int) -> Instance | None:
+        return self.pid_owner.get(pid)
+
+    def unwatch(self, inst: Instance) -> None:
+        """The instance is stopping: its processes' ends are the stop's business."""
+        inst.monitoring = False
+        self.monitored.discard(inst)
+
+    def release(self, inst: Instance) -> None:
+        """The instance's contract is gone: forget its processes."""
+        for p in [p for p, i in self.pid_owner.items() if i is inst]:
+            del self.pid_owner[p]
+
+    def take(self, inst: Instance, members: set[int]) -> None:
+        """Watch an adopted contract's processes (not our children)."""
+        inst.monitoring = True
+        self.monitored.add(inst)
+        for p in members:
+            self.pid_owner[p] = inst
+            self.watch_foreign(inst, p)
+
+    def watch(self, inst: Instance, main: asyncio.Future[ExitStatus] | None) -> None:
+        """Watch a running contract; report deaths on signals and the contract emptying."""
+        inst.monitoring = True
+        self.monitored.add(inst)
+        c = inst.contract
+        if c is None:
+            return
+        # Route later orphan reaps straight to this instance. A process group is not scanned
+        # here (a /proc walk per start); orphans it does not know yet go through a sweep.
+        for p in (c.scan() if c.kind == "cgroup" else c.members):
+            self.pid_owner[p] = inst
+        if main is not None:
+            if main.done():
+                self._member_exited(inst, main.result())
+            else:
+                main.add_done_callback(lambda f, i=inst: self._member_exited(i, f.result()))
+        elif not c.members:
+            self._report(inst, "empty", "all processes exited", None)
+
+    def forget(self, inst: Instance) -> None:
+        """A transient start: its contract is not tracked any more."""
+        c = inst.contract
+        if c is not None:
+            for p in list(c.members):
+                self.pid_owner.pop(p, None)
+            if c.empty():
+                c.remove()
+        inst.contract = None
+
+    def orphan_reaped(self, status: ExitStatus) -> None:
+        owner = self.pid_owner.get(status.pid)
+        if owner is not None:
+            self._member_exited(owner, status)
+            return
+        if not self._sweep_scheduled:
+            self._sweep_scheduled = True
+            asyncio.get_running_loop().call_soon(self._sweep)
+
+    def _sweep(self) -> None:
+        """An unknown process of ours ended: see which contracts emptied."""
+        self._sweep_scheduled = False
+        for inst in list(self.monitored):
+            inst.reaped.set()
+            c = inst.contract
+            if c is None or inst.stopping or self._main_pending(c):
+                continue
+            if c.empty():
+                self._report(inst, "empty", "all processes exited", None)
+                continue
+            # Members a scan found (a daemon's orphans found by their marker) are known from now on,
+            # so that a signal that ends one is reported as that process's death, not missed.
+            for p in c.members:
+                self.pid_owner.setdefault(p, inst)
+
+    @staticmethod
+    def _main_pending(c: Contract) -> bool:
+        """Whether the contract's main process is our child whose end we have not processed yet:
+        then only its exit status may end the contract (a sweep that saw the group empty first
+        would lose the signal that killed it)."""
+        return c.main_pid is not None and not c.adopted and not c.main_exited
+
+    def _member_exited(self, inst: Instance, status: ExitStatus) -> None:
+        self.pid_owner.pop(status.pid, None)
+        inst.reaped.set()
+        c = inst.contract
+        if c is not None and status.pid == c.main_pid:
+            c.main_exited = True
+        if c is None or not inst.monitoring or inst.stopping:
+            return
+        c.members.discard(status.pid)
+        cfg = inst.config
+        desc = status.describe()
+        if status.signalled:
+            desc += self.oom(inst, c, status)
+            kind = "core" if status.core else "signal"
+            self.bus.emit(f"ereport.svc.exit.{kind}", str(cfg.fmri), pid=status.pid, signal=status.signal,
+                          core=status.core, ctid=c.ctid)
+            inst.last_exit = desc
+            if kind not in cfg.restart.ignore_error:
+                self._report(inst, "error", desc, status)
+                return
+        elif status.code:
+            self.bus.emit("ereport.svc.exit.code", str(cfg.fmri), pid=status.pid, code=status.code, ctid=c.ctid)
+        if cfg.duration == "child" and status.pid == c.main_pid:
+            inst.last_exit = desc
+            self._report(inst, "error" if status.signalled or status.code else "empty", desc, status)
+            return
+        if status.pid != c.main_pid and self._main_pending(c):
+            return  # the main process's own end will tell (the group may look empty before it is reaped)
+        if c.empty():
+            inst.last_exit = inst.last_exit or desc
+            self._report(inst, "empty", desc, status)
+        else:
+            for p in c.members:
+                self.pid_owner[p] = inst
+
+    def oom(self, inst: Instance, c: Contract | None, status: ExitStatus) -> str:
+        """When the kernel's OOM killer ended this process at the instance's memory limit: an
+        ereport, and the words that say so (else "")."""
+        if c is None or status.signal != signal.SIGKILL or not c.rctl.new_oom_kill():
+            return ""
+        limit = inst.config.resources.memory
+        text = f", killed by the kernel at the memory limit of {format_size(limit) if limit else '?'} " \
+               "(resources.memory)"
+        self.bus.emit("ereport.svc.oom", str(inst.config.fmri), pid=status.pid, limit=limit, ctid=c.ctid,
+                      summary=f"process {status.pid} was killed by the kernel's OOM killer at the instance's "
+                              f"memory limit of {format_size(limit) if limit else '?'} (resources.memory)")
+        return text
+
+    def _report(self, inst: Instance, kind: str, detail: str, status: ExitStatus | None) -> None:
+        if not inst.monitoring:
+            return
+        inst.monitoring = False
+        self.monitored.discard(inst)
+        if inst.log is not None:
+            inst.log.note(f"Stopping because {'process ' + detail if status else detail}." if kind == "error"
+                          else "Stopping because all processes in service exited.")
+        self.on_contract(inst, kind, detail, status)
+
+    def watch_foreign(self, inst: Instance, pid: int) -> None:
+        """Watch a process that is not our child (adopted) through a pidfd."""
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return
+        loop = asyncio.get_running_loop()
+
+        def gone() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            self.pid_owner.pop(pid, None)
+            inst.reaped.set()
+            c = inst.contract
+            if c is None or not inst.monitoring or inst.stopping:
+                return
+            members = c.scan()
+            if not members:
+                self._report(inst, "empty", "all processes exited", None)
+                return
+            for p in members:
+                if p not in self.pid_owner:
+                    self.pid_owner[p] = inst
+                    if not self.reaper.is_child(p):
+                        self.watch_foreign(inst, p)
+
+        loop.add_reader(fd, gone)
