@@ -31,98 +31,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from svcmgr.credentials import Credentials
+from svcmgr.procfs import (
+    ProcInfo,
+    alive,
+    children_of,
+    environ,
+    find_cgroup2_mount,
+    marker_in,
+    own_cgroup,
+    proc_table,
+    read_marker,
+    read_stat,
+)
 from svcmgr.rctl import Controls, Group
 from svcmgr.security import Resources
 
-__all__ = ["Backend", "Contract", "ProcInfo", "detect_backend", "proc_table"]
-
-MARKER = "SVCMGR_CONTRACT"
+__all__ = ["Backend", "Contract", "detect_backend"]
 
 #: Process groups led by the live ``pgid`` contracts of this daemon. A process in another
 #: contract's group that has not made a session of its own belongs to that contract: the
 #: marker scan of ``_claim`` need not read its environment.
 _LIVE_GROUPS: set[int] = set()
-
-
-@dataclass(frozen=True, slots=True)
-class ProcInfo:
-    pid: int
-    ppid: int
-    pgid: int
-    state: str
-    starttime: int
-    sid: int = 0
-
-
-def read_stat(pid: int) -> ProcInfo | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    rp = data.rfind(b")")
-    fields = data[rp + 2:].split()
-    try:
-        return ProcInfo(pid, int(fields[1]), int(fields[2]), fields[0].decode(), int(fields[19]), int(fields[3]))
-    except (IndexError, ValueError):
-        return None
-
-
-def proc_table() -> dict[int, ProcInfo]:
-    """Every live (non-zombie) process."""
-    out: dict[int, ProcInfo] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        info = read_stat(int(name))
-        if info is not None and info.state not in ("Z", "X"):
-            out[info.pid] = info
-    return out
-
-
-def _environ(pid: int) -> bytes:
-    """A process's environment block; empty when it cannot be read, or the process is exiting
-    (its memory is released before its children are handed to the subreaper)."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
-
-
-def read_marker(pid: int) -> str | None:
-    return _marker_in(_environ(pid))
-
-
-def _marker_in(env: bytes) -> str | None:
-    key = MARKER.encode() + b"="
-    for item in env.split(b"\0"):
-        if item.startswith(key):
-            return item[len(key):].decode(errors="replace")
-    return None
-
-
-def find_cgroup2_mount() -> str | None:
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                left, _, right = line.partition(" - ")
-                if right.split(" ", 1)[0] == "cgroup2":
-                    return left.split()[4]
-    except OSError:
-        pass
-    return None
-
-
-def own_cgroup() -> str:
-    try:
-        with open("/proc/self/cgroup") as f:
-            for line in f:
-                if line.startswith("0::"):
-                    return line[3:].strip()
-    except OSError:
-        pass
-    return "/"
 
 
 @dataclass
@@ -213,17 +142,17 @@ class Contract:
             except ProcessLookupError:
                 # The group is gone: only an escaped process can remain. It is an orphan now, a child
                 # of the daemon (or of init); look at those alone before scanning all of /proc.
-                if not any(_alive(p) for p in self.members) and \
+                if not any(alive(p) for p in self.members) and \
                         self._no_escapee(daemon_pid or os.getpid()):
                     self.members = set()
                     return self.members
             except PermissionError:
                 return self.members
             else:
-                alive = {p for p in self.members if _alive(p)}
-                if alive:
-                    self.members = alive
-                    return alive
+                living = {p for p in self.members if alive(p)}
+                if living:
+                    self.members = living
+                    return living
         tbl = table if table is not None else proc_table()
         self.members = self._claim(tbl, daemon_pid or os.getpid())
         return self.members
@@ -232,7 +161,7 @@ class Contract:
         """True when no child of the daemon may be ours (the rule ``_claim`` applies to them, asked with
         getpgid/getsid instead of reading /proc for every process); False when one carries our marker
         or the children cannot be listed, and the full scan must decide."""
-        kids = _children_of(daemon_pid)
+        kids = children_of(daemon_pid)
         if kids is None:
             return False
         for p in kids:
@@ -242,8 +171,8 @@ class Contract:
                     continue
             except ProcessLookupError:
                 continue
-            env = _environ(p)
-            if not env or _marker_in(env) == self.marker:
+            env = environ(p)
+            if not env or marker_in(env) == self.marker:
                 return False  # ours, or exiting while its children are handed over: the scan decides
         return True
 
@@ -269,7 +198,7 @@ class Contract:
                 mine.add(p)
                 for c in children.get(p, ()):
                     mine.add(c)
-            elif not _environ(p):
+            elif not environ(p):
                 # Exiting (its memory is gone, so no marker to read): its children are on their way
                 # to the subreaper. Those carrying our marker are ours already, or a sweep taken
                 # in this window would find the contract empty while its daemon lives.
@@ -359,32 +288,6 @@ class Contract:
                 # The group leader is gone; only members recognised above count.
                 pass
         return c
-
-
-def _children_of(*parents: int) -> list[int] | None:
-    """Children of these processes, from /proc/PID/task/TID/children; None where that cannot be read."""
-    out: list[int] = []
-    for parent in parents:
-        try:
-            tids = os.listdir(f"/proc/{parent}/task")
-        except OSError:
-            return None
-        for tid in tids:
-            try:
-                with open(f"/proc/{parent}/task/{tid}/children") as f:
-                    out.extend(int(x) for x in f.read().split())
-            except FileNotFoundError:
-                if os.path.isdir(f"/proc/{parent}/task/{tid}"):
-                    return None  # a kernel without /proc/.../children
-                continue  # that thread ended
-            except OSError:
-                return None
-    return out
-
-
-def _alive(pid: int) -> bool:
-    info = read_stat(pid)
-    return info is not None and info.state not in ("Z", "X")
 
 
 def _kill(pid: int, sig: int) -> None:

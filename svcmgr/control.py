@@ -26,13 +26,13 @@ from svcmgr import __version__, authz
 from svcmgr import fmri as fmri_mod
 from svcmgr.api import Api, ApiError, Caller, arg
 from svcmgr.authz import Right
-from svcmgr.contract import proc_table
 from svcmgr.credentials import view as credentials_view
 from svcmgr.engine import Engine, EngineError
 from svcmgr.explain import explain, iso, troubled
 from svcmgr.instance import Instance
 from svcmgr.logs import tail
 from svcmgr.manifest import ManifestErrors
+from svcmgr.procfs import proc_table
 from svcmgr.rctl import CONTROLLERS, Controls, format_limits
 from svcmgr.security import Resources
 from svcmgr.spec import ServiceSpec

@@ -75,7 +75,7 @@ def _remove_cgroups(root: Path) -> None:
     """The daemon's empty contract groups (a daemon killed with -9 leaves its group of groups)."""
     import hashlib
 
-    from svcmgr.contract import find_cgroup2_mount, own_cgroup
+    from svcmgr.procfs import find_cgroup2_mount, own_cgroup
     from svcmgr.rctl import Controls
 
     tag = hashlib.sha1(str(root).encode()).hexdigest()[:10]

@@ -18,8 +18,9 @@ from typing import Any
 
 from svcmgr.schema import FieldErrors
 from svcmgr.security import KEYS as SECURITY_KEYS
+from svcmgr.smfxml.reading import XML_LANG
 from svcmgr.smfxml.safe import parse
-from svcmgr.smfxml.translate import CREDENTIAL_KEYS, EXTRA_CONTEXT, IGNORED_CONTEXT, SVCMGR_SECTIONS, XML_LANG
+from svcmgr.smfxml.translate import CREDENTIAL_KEYS, EXTRA_CONTEXT, IGNORED_CONTEXT, SVCMGR_SECTIONS
 from svcmgr.spec import property_type
 from svcmgr.units import parse_duration
 

@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
+from svcmgr.smfxml.reading import tag
 from svcmgr.spec import PROP_TYPES, check_property_value
 
 __all__ = ["EXTRA_CONTEXT", "SVCMGR_SECTIONS", "GroupsMixin", "context_keys"]
@@ -47,10 +48,6 @@ def context_keys(props: dict[str, list[Any]]) -> dict[str, Any]:
 
 def _number(v: str) -> Any:
     return int(v) if v.isdigit() else v
-
-
-def _tag(el: ET.Element) -> str:
-    return el.tag if isinstance(el.tag, str) else str(el.tag)
 
 
 class GroupsMixin:
@@ -144,7 +141,7 @@ class GroupsMixin:
         else:
             for lst in el:
                 if lst.tag != f"{ptype}_list":
-                    ctx.error(lst, f"a property of type {ptype} holds a <{ptype}_list>, not <{_tag(lst)}>")
+                    ctx.error(lst, f"a property of type {ptype} holds a <{ptype}_list>, not <{tag(lst)}>")
                     return None
                 for node in lst:
                     if node.tag != "value_node":

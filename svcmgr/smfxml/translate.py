@@ -19,15 +19,14 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from svcmgr.schema import FieldError
 from svcmgr.smfxml.groups import EXTRA_CONTEXT, SVCMGR_SECTIONS, GroupsMixin, context_keys
+from svcmgr.smfxml.reading import XML_LANG, Reading, Translation, loctext, tag, verbatim
 from svcmgr.smfxml.safe import Parsed
 from svcmgr.spec import METHODS, parse_exec
 
 __all__ = ["CONTEXT_PROPS", "CREDENTIAL_KEYS", "EXTRA_CONTEXT", "IGNORED_CONTEXT", "SVCMGR_SECTIONS", "Translation",
            "context_keys", "translate"]
 
-XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 #: method_context attributes that have no meaning on Linux (svcmgr's [resources] take their place).
 IGNORED_CONTEXT = ("project", "resource_pool", "security_flags")
 #: method_credential attributes -> the manifest keys that apply them (svcmgr.security)
@@ -38,88 +37,11 @@ CONTEXT_PROPS = ("user", "group", "working_directory", "environment", *IGNORED_C
 _DEFAULT = ":default"
 
 
-class Translation:
-    """The manifests of one bundle, their warnings, and the errors found on the way."""
-
-    def __init__(self) -> None:
-        self.services: list[tuple[dict[str, Any], list[str]]] = []
-        self.errors: list[FieldError] = []
-
-
-class _Ctx:
-    def __init__(self, parsed: Parsed, source: str, out: Translation) -> None:
-        self.parsed = parsed
-        self.source = source
-        self.out = out
-        self.notes: list[str] = []  # what this service keeps but does not act on
-
-    def error(self, el: ET.Element, message: str) -> None:
-        line = self.parsed.line(el)
-        where = f"line {line} <{_tag(el)}>" if line else f"<{_tag(el)}>"
-        self.out.errors.append(FieldError(self.source, where, message))
-
-    def attr(self, el: ET.Element, name: str, required: bool = True) -> str | None:
-        v = el.get(name)
-        if v is None and required:
-            self.error(el, f"attribute {name!r} is required")
-        return v
-
-    def boolean(self, el: ET.Element, name: str) -> bool | None:
-        v = self.attr(el, name)
-        if v is None:
-            return None
-        if v.lower() not in ("true", "false"):
-            self.error(el, f"attribute {name!r} must be 'true' or 'false', not {v!r}")
-            return None
-        return v.lower() == "true"
-
-    def note(self, what: str) -> None:
-        if what not in self.notes:
-            self.notes.append(what)
-
-
-def _tag(el: ET.Element) -> str:
-    t = el.tag if isinstance(el.tag, str) else str(el.tag)
-    if t.startswith("{"):
-        ns, _, local = t[1:].partition("}")
-        return f"{local} xmlns={ns}"
-    return t
-
-
-def verbatim(el: ET.Element) -> str:
-    """An element as XML text, kept so that export can write it back unchanged."""
-    c = _copy(el)
-    ET.indent(c, "  ")
-    return ET.tostring(c, encoding="unicode")
-
-
-def _copy(el: ET.Element) -> ET.Element:
-    c = ET.Element(el.tag, dict(el.attrib))
-    c.text = el.text
-    c.tail = None
-    for ch in el:
-        cc = _copy(ch)
-        cc.tail = ch.tail
-        c.append(cc)
-    return c
-
-
-def loctext(el: ET.Element | None) -> str | None:
-    """The C-locale (else the first) ``<loctext>`` of an element, white space collapsed."""
-    if el is None:
-        return None
-    texts = el.findall("loctext")
-    if not texts:
-        return None
-    pick = next((t for t in texts if t.get(XML_LANG, "C") in ("C", "en", "en_US")), texts[0])
-    return re.sub(r"\s+", " ", "".join(pick.itertext())).strip()
-
-
 def translate(parsed: Parsed, source: str) -> Translation:
     """Every ``<service>`` of the bundle as (manifest mapping, warnings)."""
     out = Translation()
     root = parsed.root
-    ctx = _Ctx(parsed, source, out)
+    ctx = Reading(parsed, source, out)
     if root.tag != "service_bundle":
         ctx.error(root, "the document element must be <service_bundle> (an SMF manifest)")
         return out
@@ -137,7 +59,7 @@ def translate(parsed: Parsed, source: str) -> Translation:
             ctx.error(el, "unexpected element in <service_bundle> (only <service> is allowed)")
             continue
         services += 1
-        sctx = _Ctx(parsed, source, out)
+        sctx = Reading(parsed, source, out)
         data = _service(sctx, el, root.get("name"))
         if data is not None:
             name = data.get("name", "?")
@@ -152,7 +74,7 @@ def translate(parsed: Parsed, source: str) -> Translation:
 # ----------------------------------------------------------------- service, instance
 
 
-def _service(ctx: _Ctx, el: ET.Element, bundle: str | None) -> dict[str, Any] | None:
+def _service(ctx: Reading, el: ET.Element, bundle: str | None) -> dict[str, Any] | None:
     name = ctx.attr(el, "name")
     if name is None:
         return None
@@ -231,7 +153,7 @@ def _restarter_of(data: dict[str, Any]) -> str | None:
 class _Entity(GroupsMixin):
     """What a ``<service>`` and an ``<instance>`` have in common, written into ``data``."""
 
-    def __init__(self, ctx: _Ctx, data: dict[str, Any], smf: dict[str, Any], *, is_instance: bool,
+    def __init__(self, ctx: Reading, data: dict[str, Any], smf: dict[str, Any], *, is_instance: bool,
                  service: dict[str, Any] | None = None, service_ent: _Entity | None = None,
                  instance: str = "") -> None:
         self.ctx = ctx
@@ -262,7 +184,7 @@ class _Entity(GroupsMixin):
             return
         # Anything else (notification_parameters, ...) is kept as written and named once.
         self.smf.setdefault("extra_xml", []).append(verbatim(el))
-        self.note(f"<{_tag(el)}> (not interpreted; kept for export)")
+        self.note(f"<{tag(el)}> (not interpreted; kept for export)")
 
     # ------------------------------------------------------------ elements
     def dependency(self, el: ET.Element) -> None:
@@ -334,7 +256,7 @@ class _Entity(GroupsMixin):
                     elif g.tag == "property":
                         self._property(g, pg)
             else:
-                self.ctx.error(ch, f"unexpected element inside <{_tag(el)}>")
+                self.ctx.error(ch, f"unexpected element inside <{tag(el)}>")
 
     def exec_method(self, el: ET.Element) -> None:
         ctx = self.ctx

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from svcmgr.contract import find_cgroup2_mount
+from svcmgr.procfs import find_cgroup2_mount
 
 from svctest import wait_until
 
