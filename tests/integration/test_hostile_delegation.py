@@ -37,6 +37,20 @@ def _restart_and_wait(daemon, attacker, before: list[int], proof: Path) -> list[
     return [] if proof.exists() else daemon.pids(WEB)
 
 
+def _start_web(daemon, start: str) -> list[int]:
+    """The delegated service with this ``[methods.start]`` body, running: its pids."""
+    daemon.manifest("web.toml", f"""
+        name = "site/web"
+        duration = "child"
+        [methods.start]
+        {start}
+        {_DELEGATED}
+        """)
+    daemon.start()
+    daemon.wait_state(WEB, "online")
+    return daemon.pids(WEB)
+
+
 def _uid_of(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -47,17 +61,7 @@ def _uid_of(pid: int) -> int:
 
 def test_finding_1_a_value_grant_cannot_change_the_method_or_whom_it_runs_as(daemon, attacker, tmp_path: Path):
     proof = tmp_path / "uid-of-the-method"
-    daemon.manifest("web.toml", f"""
-        name = "site/web"
-        duration = "child"
-        [methods.start]
-        exec = ["/bin/sleep", "1000"]
-        user = "nobody"
-        {_DELEGATED}
-        """)
-    daemon.start()
-    daemon.wait_state(WEB, "online")
-    before = daemon.pids(WEB)
+    before = _start_web(daemon, 'exec = ["/bin/sleep", "1000"]\n        user = "nobody"')
     evil = f"/bin/sh -c 'id -u > {proof}; exec sleep 1000'"
     attempts = {
         "start/user": "root", "start/group": "root", "start/exec": evil, "start/working_directory": "/root",
@@ -88,16 +92,8 @@ def test_finding_2_a_property_value_is_data_in_a_shell_method(daemon, attacker, 
     proof = tmp_path / "injected"
     said = tmp_path / "said"
     os.chmod(tmp_path, 0o755)
-    daemon.manifest("web.toml", f"""
-        name = "site/web"
-        duration = "child"
-        [methods.start]
-        exec = "echo %{{config/greeting}} > {said}; echo '%{{config/greeting}}' >> {said}; exec sleep 1000"
-        {_DELEGATED}
-        """)
-    daemon.start()
-    daemon.wait_state(WEB, "online")
-    before = daemon.pids(WEB)
+    before = _start_web(daemon, f'exec = "echo %{{config/greeting}} > {said}; echo \'%{{config/greeting}}\' >> {said}; '
+                                'exec sleep 1000"')
     payload = f"$(id -u > {proof})`id -u > {proof}`;id -u > {proof}' \"x"
     r = attacker.cli(daemon.root, "svccfg", "-s", "site/web", "setprop", "config/greeting", "=", "astring:", payload)
     assert r.returncode == 0, r.stderr
