@@ -281,13 +281,14 @@ async def _read_request(reader: asyncio.StreamReader, cap: int) -> bytes:
             raise _TooLarge
 
 
-async def _discard(reader: asyncio.StreamReader, limit: int, seconds: float = 2.0) -> None:
-    """Read and drop what a client still sends, within bounds."""
+async def _discard(reader: asyncio.StreamReader, limit: int, seconds: float = 2.0, pause: float = 0.2) -> None:
+    """Read and drop what a client still sends, within bounds: at most ``limit`` bytes and ``seconds``,
+    and no longer than ``pause`` once it stops sending (it waits for the reply)."""
     with contextlib.suppress(TimeoutError, ConnectionError):
         async with asyncio.timeout(seconds):
             n = 0
             while n < limit:
-                chunk = await reader.read(_CHUNK)
+                chunk = await asyncio.wait_for(reader.read(_CHUNK), pause)
                 if not chunk:
                     return
                 n += len(chunk)
