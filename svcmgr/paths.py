@@ -7,9 +7,9 @@ user registered (so a second shell needs no flags).
 The state folders must be the daemon's own (``svcmgr.safefs``): a ``--root`` that
 another user made, or can write to, is refused with the reason, and an existing one
 keeps its mode. The registration lives in ``$XDG_RUNTIME_DIR/svcmgr``, else in
-``/tmp/svcmgr-UID/svcmgr``, and is written and believed only when each of those folders
-is the user's own with no access for anyone else (checked with ``lstat``): a folder
-another user created first in ``/tmp`` is ignored.
+``/tmp/svcmgr-UID/svcmgr`` (mode 0700), and is written and believed only when each of those
+folders is the user's own and nobody else may write to it (checked with ``lstat``): a
+folder another user created first in ``/tmp`` is ignored.
 """
 
 from __future__ import annotations
@@ -82,17 +82,31 @@ class Paths:
 
 
 def registration_dir(*, create: bool = False) -> str:
-    """This user's private folder for the registration; raises UnsafePath when it (or the folder above
-    it) is not a folder of this user's that no one else may enter."""
+    """This user's folder for the registration; raises UnsafePath when it (or the folder above it) is
+    not a real folder of this user's that only this user may write to. ``create`` makes the folders
+    (mode 0700), and takes back what an older svcmgr left open to others in a folder of this user's."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     base = xdg or f"/tmp/svcmgr-{os.getuid()}"
     folder = os.path.join(base, "svcmgr")
     for d in (base, folder):
-        if create:
-            with contextlib.suppress(FileExistsError):
+        if create and d != xdg:
+            try:
                 os.mkdir(d, 0o700)
-        check_dir(d, private=True, uid=os.getuid())
+            except FileExistsError:
+                _make_private(d)
+        check_dir(d, uid=os.getuid())
     return folder
+
+
+def _make_private(path: str) -> None:
+    """Mode 0700 for a folder, if it is a real folder of this user's (opened without following a link)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if os.fstat(fd).st_uid == os.getuid():
+                os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
 
 
 def register(root: str) -> None:
