@@ -21,6 +21,11 @@ import subprocess
 import sys
 import tempfile
 
+from bench.harness import Options, run_all
+from bench.peers import TOOLS, make_tools
+from bench.procs import Tracked, reap_orphans, set_subreaper, track_signals
+from bench.report import render, update_file
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 VENV = os.path.join(HERE, ".work", "venv")
@@ -31,8 +36,6 @@ INTRO = ("Reproduce with `make bench` (`.venv/bin/python -m bench`). The analysi
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    from bench.peers import TOOLS
-
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=3, help="runs of every scenario (default 3)")
     p.add_argument("--sizes", default="100,500,1000", help="service counts for the start scenario")
@@ -90,11 +93,6 @@ def main(argv: list[str]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.harness import Options, run_all
-    from bench.peers import make_tools
-    from bench.procs import Tracked, reap_orphans, set_subreaper, track_signals
-    from bench.report import render, update_file
-
     opts = Options(runs=args.runs, sizes=tuple(int(x) for x in args.sizes.split(",")), kills=args.kills,
                    listing_reps=args.listing_reps, scenarios=tuple(args.scenarios.split(",")))
     if args.quick:

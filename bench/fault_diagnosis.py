@@ -24,15 +24,20 @@ in-process bus delivering events to a subscription (the fault manager's input).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
+import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
+
+from svcmgr.client import Client, ClientError
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -196,11 +201,6 @@ def bench_pipeline(n: int, services: int, seed: int, *, diagnose: bool = True) -
 
 def bench_daemon(n: int) -> float:
     """End to end: fm.inject requests of 5000 over the control socket into a real svcmgrd, until diagnosed."""
-    import json
-    import subprocess
-
-    from svcmgr.client import Client, ClientError
-
     root = tempfile.mkdtemp(prefix="svcmgr-bench-", dir="/tmp")
     proc = subprocess.Popen([sys.executable, "-m", "svcmgr.daemon", "--root", root, "--no-register",
                              "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -229,8 +229,6 @@ def bench_daemon(n: int) -> float:
     finally:
         proc.terminate()
         proc.wait(30)
-        import shutil
-
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -33,6 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiomqtt
+
+from svcmgr.client import Client, ClientError
+
 REPO = Path(__file__).resolve().parent.parent
 LAUNCHER = REPO / "tests" / "integration" / "export" / "export_daemon.py"
 
@@ -71,8 +75,6 @@ def start_daemon(root: Path, port: int, window: int, qos: int) -> subprocess.Pop
     proc = subprocess.Popen([sys.executable, str(LAUNCHER), "--root", str(root), "--no-register", "--node", "bench",
                              "--metrics", "", "--config", str(cfg), "--log-level", "warning"],
                             stdout=subprocess.DEVNULL, stderr=open(root / "daemon.err", "ab"), env=env)  # noqa: SIM115
-    from svcmgr.client import Client, ClientError
-
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -87,8 +89,6 @@ def start_daemon(root: Path, port: int, window: int, qos: int) -> subprocess.Pop
 async def collect(port: int, topic: str, n: int, key: str, ready: asyncio.Event,
                   done: asyncio.Future[float]) -> None:
     """Subscribe, then record the time the n-th distinct message arrives; check order."""
-    import aiomqtt
-
     async with aiomqtt.Client("127.0.0.1", port, identifier=f"bench-sub-{os.getpid()}-{time.monotonic_ns()}",
                               max_queued_incoming_messages=0) as c:
         await c.subscribe(topic, qos=1)
@@ -110,8 +110,6 @@ async def collect(port: int, topic: str, n: int, key: str, ready: asyncio.Event,
 
 
 async def publish_many(port: int, topic: str, payloads: list[bytes], window: int) -> None:
-    import aiomqtt
-
     async with aiomqtt.Client("127.0.0.1", port, identifier=f"bench-pub-{os.getpid()}-{time.monotonic_ns()}",
                               max_inflight_messages=window) as c:
         c.pending_calls_threshold = window + 8
@@ -142,8 +140,6 @@ async def run_case(kind: str, port: int, root: Path, n: int, window: int) -> flo
     await ready.wait()
     t0 = time.perf_counter()
     if kind == "out":
-        from svcmgr.client import Client
-
         await asyncio.to_thread(Client(str(root), timeout=120).call, "test.emit",
                                 **{"class": "ereport.bench.out", "count": n})
     elif kind == "round":

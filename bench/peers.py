@@ -168,7 +168,7 @@ class Circus(_VenvTool):
                           log=os.path.join(self.work, "out.log"))
 
     def _call(self, command: str, **props: Any) -> dict[str, Any]:
-        from circus.client import CircusClient
+        from circus.client import CircusClient  # here: circus is in the bench venv only (see available)
         from circus.exc import CallError
 
         if not os.path.exists(os.path.join(self.work, "endpoint")):

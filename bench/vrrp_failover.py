@@ -42,6 +42,7 @@ from pathlib import Path
 
 from svcmgr.client import ClientError
 from svcmgr.units import format_duration, parse_duration
+from vrrp.keepalived import find_keepalived
 from vrrp.lab import Lab, LabDaemon, missing, wait_for
 
 VIP = "10.231.0.100"
@@ -211,8 +212,6 @@ def machine() -> str:
 
 
 def keepalived_version() -> str:
-    from vrrp.keepalived import find_keepalived
-
     binary = find_keepalived()
     if binary is None:
         return "?"

@@ -11,25 +11,20 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-from typing import Any
 
 from lb.model import Frontend
 from svcmgr.files import find_binary
 from svcmgr.process import CommandRunner
+from svcmgr.rendered import Templates
 
 __all__ = ["SCHEDULERS", "check", "render"]
 
 #: HAProxy's balance -> IPVS scheduler (first and random have no IPVS twin: round robin).
 SCHEDULERS = {"roundrobin": "rr", "static-rr": "wrr", "leastconn": "lc", "source": "sh", "first": "rr",
               "random": "rr"}
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9_.:-]+\Z")
-
-
-def _token(value: Any) -> str:
-    text = str(value)
-    if isinstance(value, bool) or not isinstance(value, str | int) or not _TOKEN_RE.match(text):
-        raise ValueError(f"refusing to render {value!r} into keepalived's configuration")
-    return text
+#: lvs.conf's template (lb/templates), every value printed one plain token.
+TEMPLATES = Templates("lb", "keepalived's configuration", "keepalived", re.compile(r"^[A-Za-z0-9_.:-]+\Z"),
+                      "'_', '.', ':', '-'")
 
 
 def _seconds(s: float) -> str:
@@ -37,10 +32,7 @@ def _seconds(s: float) -> str:
 
 
 def render(frontends: Sequence[Frontend], *, node: str) -> str:
-    import jinja2
-
-    env = jinja2.Environment(loader=jinja2.PackageLoader("lb", "templates"), undefined=jinja2.StrictUndefined,
-                             autoescape=False, keep_trailing_newline=True, finalize=_token)
+    """The virtual_server blocks of these frontends. Raises RenderError for an unsafe value."""
     items = []
     for f in frontends:
         servers = []
@@ -53,7 +45,7 @@ def render(frontends: Sequence[Frontend], *, node: str) -> str:
         items.append({"ip": str(f.bind), "port": str(f.port), "algo": SCHEDULERS[f.balance],
                       "delay": _seconds(f.check_interval), "connect": _seconds(f.timeout_connect),
                       "servers": servers})
-    return env.get_template("lvs.conf.j2").render(node=node, frontends=items)
+    return TEMPLATES.render("lvs.conf.j2", node=node, frontends=items)
 
 
 async def check(run: CommandRunner, path: str) -> str | None:

@@ -33,7 +33,7 @@ __all__ = ["COMPONENTS", "Component", "Context", "load_components"]
 COMPONENTS: list[str] = [
     "fault.daemon:create",
     "svcmgr.metrics:create",
-    "svcmgr.mqtt:create",
+    "svcmgr.mqtt_component:create",
     "vrrp.agent:create",
     "lb.agent:create",
     "svcmgr.web:create",

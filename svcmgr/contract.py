@@ -382,7 +382,7 @@ def _clone_spawner(probe: str, log: Callable[[str], None] | None) -> Any:
     if os.environ.get("SVCMGR_NO_CLONE3"):
         return None
     try:
-        from svcmgr.spawn import CloneSpawner
+        from svcmgr.spawn import CloneSpawner  # here: ctypes and clone3 only on a cgroup host that allows it
 
         s = CloneSpawner()
         why = s.probe(probe)

@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from svcmgr import __version__
-from svcmgr.api import Api, Limits
+from svcmgr.api import Api, ApiError, Limits
 from svcmgr.bus import Bus
 from svcmgr.client import collect_manifest_files
 from svcmgr.component import Component, Context, load_components
@@ -314,8 +314,6 @@ class Daemon:
 
     async def _op_reload(self, caller: Any, req: dict[str, Any]) -> dict[str, Any]:
         """``{}``: re-read the configuration, as SIGHUP does (root only)."""
-        from svcmgr.api import ApiError
-
         if not caller.privileged:
             raise ApiError(f"permission denied: {caller.describe()} may not reload the daemon", 1)
         self._reload()

@@ -8,6 +8,7 @@ A path dependency is named by a ``file://localhost/path`` FMRI.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -136,8 +137,6 @@ def match(pattern: str, candidates: Iterable[FMRI]) -> list[FMRI]:
     text = pattern.strip()
     glob = any(c in text for c in "*?[")
     if glob:
-        import fnmatch
-
         pat = text
         if not pat.startswith("svc:"):
             pat = "svc:/" + pat.lstrip("/")

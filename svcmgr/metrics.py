@@ -67,6 +67,7 @@ from svcmgr.eventclasses import (
 )
 from svcmgr.events import Event
 from svcmgr.mqtt_config import section as mqtt_section
+from svcmgr.outbox import statistics
 from svcmgr.schema import Reader
 from svcmgr.states import State
 
@@ -343,8 +344,6 @@ class Metrics(Collector):
             yield ls
 
     def _collect_mqtt(self) -> Iterator[Metric]:
-        from svcmgr.outbox import statistics
-
         if mqtt_section(self.ctx.config) is None:
             return
         stats = statistics(self.ctx.db)

@@ -32,6 +32,8 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
+import aiomqtt
+
 from svcmgr import __version__
 from svcmgr import mqtt_topics as wire
 from svcmgr.eventclasses import CASE_CLASSES, MQTT_DOWN, MQTT_REJECTED, MQTT_UP, SVC_STATE
@@ -41,24 +43,16 @@ from svcmgr.outbox import Outbox
 from svcmgr.schema import FieldError
 
 if TYPE_CHECKING:
-    import aiomqtt
-
     from svcmgr.api import Caller
     from svcmgr.component import Context
     from svcmgr.config import DaemonConfig
 
-__all__ = ["Bridge", "create"]
+__all__ = ["Bridge"]
 
 log = logging.getLogger("svcmgr.mqtt")
 
 #: Under a stream of events, pending ones are written to the outbox at most this often (seconds).
 FLUSH_INTERVAL = 0.001
-
-def create(ctx: Context) -> Bridge | None:
-    """The bridge, or None when no broker is configured."""
-    cfg = section(ctx.config)
-    return Bridge(ctx, cfg) if cfg is not None else None
-
 
 async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
     """Cancel and await tasks; their errors are collected, not raised (our own cancellation is)."""
@@ -223,8 +217,6 @@ class Bridge:
 
     # ------------------------------------------------------------ connection
     async def run(self) -> None:
-        import aiomqtt
-
         delay = self.cfg.reconnect_min
         try:
             while True:
@@ -271,8 +263,6 @@ class Bridge:
             self._log_conn(logging.INFO, "mqtt: cannot reach %s: %s", self.cfg.broker, why)
 
     async def _session(self, client: aiomqtt.Client) -> None:
-        import aiomqtt
-
         assert self.outbox is not None
         await client.publish(wire.status_topic(self.node),
                              wire.status_payload(self.node, "online", time.time(), __version__), qos=1, retain=True)
@@ -309,8 +299,6 @@ class Bridge:
 
     async def _goodbye(self, client: aiomqtt.Client) -> None:
         """The daemon is stopping: send what is queued (briefly), then say offline."""
-        import aiomqtt
-
         self._flush()
         try:
             await asyncio.wait_for(self._send(client, until_empty=True), self.cfg.drain_timeout)

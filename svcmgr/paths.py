@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import sys
 from dataclasses import dataclass
 
 from svcmgr.safefs import UnsafePath, check_dir, check_parents, make_dir
@@ -165,8 +166,6 @@ def resolve_root(flag: str | None) -> Paths:
 def shipped(*parts: str) -> str | None:
     """A file or folder shipped under ``manifests/`` (rules, system services): in the source tree
     beside the packages, else where ``pip install`` put the data files (``<prefix>/share/svcmgr``)."""
-    import sys
-
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for base in (os.path.join(here, "manifests"), os.path.join(sys.prefix, "share", "svcmgr", "manifests"),
                  "/usr/share/svcmgr/manifests"):

@@ -9,6 +9,7 @@ is reported at once; ``done()`` refuses unknown fields.
 from __future__ import annotations
 
 import re
+import tomllib
 from typing import Any
 
 from svcmgr.units import parse_duration, parse_size
@@ -188,8 +189,6 @@ def typename(v: Any) -> str:
 
 def read_toml(path: str) -> dict[str, Any]:
     """A TOML file's table; raises FieldError naming the file when it cannot be read or parsed."""
-    import tomllib
-
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from svcmgr.client import Client, ClientError
+from vrrp.keepalived import find_keepalived, read_pid
 
 __all__ = ["Lab", "LabDaemon", "missing", "wait_for"]
 
@@ -39,8 +40,6 @@ def missing() -> str | None:
         return "network namespaces need root"
     if shutil.which("ip") is None:
         return "iproute2 (ip) is not installed"
-    from vrrp.keepalived import find_keepalived
-
     if find_keepalived() is None:
         return "keepalived is not installed"
     return None
@@ -319,12 +318,8 @@ class LabDaemon:
             return ""
 
     def vrrp_pid(self) -> int | None:
-        from vrrp.keepalived import read_pid
-
         return read_pid(str(self.root / "run" / "vrrp" / "vrrp.pid"))
 
     def keepalived_pid(self) -> int | None:
-        from vrrp.keepalived import read_pid
-
         return read_pid(str(self.root / "run" / "vrrp" / "keepalived.pid"))
 

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import shlex
 import sys
 from typing import Any
+
+import tomli_w
 
 from svcmgr.cli.common import Parser, add_root, note_protected, print_json, run
 from svcmgr.client import Client, ClientError, collect_manifest_files
@@ -142,8 +145,6 @@ def execute(args: Any) -> int:
 
             sys.stdout.write(export_xml(res["manifest"]))
         else:
-            import tomli_w
-
             sys.stdout.write(f"# {res['fmri']}, imported from {res['source'] or '-'}\n")
             sys.stdout.write(tomli_w.dumps(res["manifest"]))
         return 0
@@ -202,8 +203,6 @@ def parse_setprop(words: list[str]) -> tuple[str, str | None, list[str]]:
         joined = " ".join(rest).strip()
         if not joined.endswith(")"):
             raise ClientError("setprop: unbalanced parentheses", 2)
-        import shlex
-
         rest = shlex.split(joined[1:-1])
     if not rest:
         raise ClientError("setprop: no value given", 2)

@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.L:
         return run("svcs", lambda: logs(args))
     if args.t or args.c or args.G or args.plot:
-        from svcmgr.cli import observe
+        from svcmgr.cli import observe  # here: the observation views only for -t, -c, -G and --plot
 
         command = observe.timings if args.t else observe.chain if args.c else observe.graph if args.G else observe.plot
         return run("svcs", lambda: command(args))

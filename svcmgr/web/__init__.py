@@ -23,6 +23,6 @@ def create(ctx: Context) -> Any:
     cfg = section(ctx.config)
     if not cfg.listen:
         return None
-    from svcmgr.web.server import Dashboard
+    from svcmgr.web.server import Dashboard  # here: the server and its templates only with [web] listen
 
     return Dashboard(ctx, cfg)

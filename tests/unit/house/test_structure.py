@@ -85,3 +85,24 @@ def test_the_engine_parts_keep_to_their_own_private_members() -> None:
         if used - own:
             trespass[part] = sorted(used - own)
     assert not trespass, f"engine parts using another part's private members: {trespass}"
+
+
+def test_every_function_level_import_says_why() -> None:
+    """An import inside a function (to keep a command or the daemon's start fast) carries its reason: a
+    comment on its line, or on the line before the block of imports it starts."""
+    silent = []
+    for path in sources():
+        lines = path.read_text().splitlines()
+        for fn in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(fn):
+                if not isinstance(node, ast.Import | ast.ImportFrom):
+                    continue
+                first = node.lineno - 1
+                while first > 0 and lines[first - 1].strip().startswith(("import ", "from ")):
+                    first -= 1
+                if "#" not in lines[node.lineno - 1] and "#" not in lines[first] and \
+                        (first == 0 or "#" not in lines[first - 1]):
+                    silent.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not silent, f"function-level imports without a reason: {sorted(set(silent))}"
