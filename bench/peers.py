@@ -223,6 +223,22 @@ def _sh_quote(a: str) -> str:
 
 
 class _ServiceDirs(Tool):
+    """A supervisor of service directories (runit, s6): a ``run`` script each, status read per directory."""
+
+    def _one(self, name: str) -> int | None:
+        raise NotImplementedError
+
+    def status(self) -> dict[str, int]:
+        out = {}
+        for s in self.services:
+            pid = self._one(s.name)
+            if pid:
+                out[s.name] = pid
+        return out
+
+    def status_one(self, name: str) -> int | None:
+        return self._one(name)
+
     def write_config(self, services: list[Service]) -> None:
         for s in services:
             d = os.path.join(self.work, "sv", s.name)
@@ -271,17 +287,6 @@ class Runit(_ServiceDirs):
             return None
         return int(pid) if pid.isdigit() and pid != "0" else None
 
-    def status(self) -> dict[str, int]:
-        out = {}
-        for s in self.services:
-            pid = self._one(s.name)
-            if pid:
-                out[s.name] = pid
-        return out
-
-    def status_one(self, name: str) -> int | None:
-        return self._one(name)
-
     def stop(self) -> None:
         # HUP: runsvdir sends TERM to every runsv and exits; the harness then ends what is left, by pid.
         if self.proc is not None:
@@ -322,17 +327,6 @@ class S6(_ServiceDirs):
         flags = rec[-1]
         finishing = bool(flags & 2)
         return int(pid) if pid and not finishing else None
-
-    def status(self) -> dict[str, int]:
-        out = {}
-        for s in self.services:
-            pid = self._one(s.name)
-            if pid:
-                out[s.name] = pid
-        return out
-
-    def status_one(self, name: str) -> int | None:
-        return self._one(name)
 
     def check_with_svstat(self, name: str) -> int | None:
         """The pid ``s6-svstat`` reports (cross-check of the record parsing)."""

@@ -245,22 +245,11 @@ class Diagnosis:
         open_case = self._case_of(key)
         if open_case is not None and open_case.state != CaseState.OPEN:
             open_case = None
-        if not fired:
-            if target is not None:
-                target.add_ereport(brief, detail)
-                self.store.touch(target)
-                return []
-            if open_case is None:
-                open_case = self._open(rule, e.resource)
-                if open_case is None:
-                    return []
-                self.engine_case[key] = open_case.uuid
-            open_case.add_ereport(brief, detail)
-            open_case.updated = self.wall()
-            self.store.touch(open_case)
+        if target is not None and not fired:
+            target.add_ereport(brief, detail)
+            self.store.touch(target)
             return []
-        # the rule fired
-        if target is not None:
+        if target is not None:  # the rule fired on a resource a solved case names: one cause, one case
             if open_case is not None:
                 for b in open_case.ereports:
                     target.add_ereport(b)
@@ -277,14 +266,19 @@ class Diagnosis:
             open_case = self._open(rule, e.resource)
             if open_case is None:
                 return []
-            # what the resource reported before (the start failures before a maintenance) is evidence too
-            for t, b, _ in self.trail.between(e.resource, now - TRAIL_AGE, now):
-                if t < now:
-                    open_case.add_ereport(b)
+            if fired:  # what the resource reported before (the start failures before a maintenance) is evidence
+                for t, b, _ in self.trail.between(e.resource, now - TRAIL_AGE, now):
+                    if t < now:
+                        open_case.add_ereport(b)
+        self.engine_case[key] = open_case.uuid
+        if not fired:
+            open_case.add_ereport(brief, detail)
+            open_case.updated = self.wall()
+            self.store.touch(open_case)
+            return []
         open_case.window, open_case.fires_at = rule.window_text, rule.fires_at
         open_case.add_ereport(brief, detail)
         open_case.diagnoses.append(self._diagnosis(rule, e.resource))
-        self.engine_case[key] = open_case.uuid
         what = rule.describe_engine()
         return [self._solve(open_case, rule, f"{rule.fault} diagnosed on {e.resource or self.node} by rule "
                                              f"{rule.name} ({what}): {detail}")]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from svcmgr.schema import FieldError, Reader, read_toml
+from svcmgr.schema import FieldError, Reader, read_toml, toml_files
 
 __all__ = ["FIELDS", "MSGID_RE", "PLACEHOLDERS", "SHIPPED", "Article", "KnowledgeBase", "load_knowledge"]
 
@@ -88,23 +88,11 @@ def _check_text(r: Reader, key: str, text: str) -> None:
             r.error(key, f"unknown placeholder {{{n}}} (known: {', '.join(sorted(PLACEHOLDERS))})")
 
 
-def _files(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
-    out: list[str] = []
-    for p in paths:
-        p = os.fspath(p)
-        if os.path.isdir(p):
-            out.extend(os.path.join(p, n) for n in sorted(os.listdir(p))
-                       if n.endswith(".toml") and not n.startswith("."))
-        else:
-            out.append(p)
-    return out
-
-
 def load_knowledge(paths: Iterable[str | os.PathLike[str]] = (SHIPPED,)) -> tuple[KnowledgeBase, list[FieldError]]:
     """Articles from TOML files (or folders of them); a bad file is skipped and its errors returned."""
     articles: dict[str, Article] = {}
-    all_errors: list[FieldError] = []
-    for path in _files(paths):
+    files, all_errors = toml_files(paths)
+    for path in files:
         errors: list[FieldError] = []
         try:
             data = read_toml(path)

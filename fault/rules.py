@@ -33,7 +33,7 @@ from fault.events import class_matches
 from fault.knowledge import MSGID_RE, KnowledgeBase
 from fault.serd import Bound
 from svcmgr.paths import shipped
-from svcmgr.schema import MISSING, FieldError, Reader, read_toml
+from svcmgr.schema import MISSING, FieldError, Reader, read_toml, toml_files
 
 __all__ = ["RESPONSES", "SEVERITIES", "SHIPPED_RULES", "Rule", "RuleSet", "human_duration", "load_rules",
            "scheme_of"]
@@ -246,21 +246,6 @@ def _number(r: Reader, key: str) -> float | None:
     return float(v)
 
 
-def _files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], list[FieldError]]:
-    out: list[str] = []
-    errors: list[FieldError] = []
-    for p in paths:
-        p = os.fspath(p)
-        if os.path.isdir(p):
-            out.extend(os.path.join(p, n) for n in sorted(os.listdir(p))
-                       if n.endswith(".toml") and not n.startswith("."))
-        elif os.path.exists(p):
-            out.append(p)
-        else:
-            errors.append(FieldError(p, "", "no such file or folder"))
-    return out, errors
-
-
 def parse_rules(data: Any, source: str, kb: KnowledgeBase | None) -> tuple[list[Rule], list[FieldError]]:
     """The rules of one file, or the errors that refuse it."""
     errors: list[FieldError] = []
@@ -292,7 +277,7 @@ def parse_rules(data: Any, source: str, kb: KnowledgeBase | None) -> tuple[list[
 def load_rules(paths: Iterable[str | os.PathLike[str]], kb: KnowledgeBase | None = None
                ) -> tuple[RuleSet, list[FieldError]]:
     """Rules from files and folders of ``*.toml``; each bad file is refused whole, the others load."""
-    files, errors = _files(paths)
+    files, errors = toml_files(paths)
     rules: list[Rule] = []
     names: dict[str, str] = {}
     for path in files:

@@ -145,32 +145,25 @@ class Graph:
             return set()
         if groupings is None:
             return set(nx.ancestors(self.g, fmri))
-        allowed = set(groupings)
-        seen: set[str] = set()
-        stack = [fmri]
-        while stack:
-            n = stack.pop()
-            for p in self.g.predecessors(n):
-                if p in seen:
-                    continue
-                if any(d.grouping in allowed for d in self.g[p][n]["deps"]):
-                    seen.add(p)
-                    stack.append(p)
-        return seen
+        return self._reach(fmri, groupings, up=True) - {fmri}
 
     def closure(self, fmri: str, groupings: Iterable[str]) -> set[str]:
         """``fmri`` and what it depends on through the given groupings, transitively."""
+        return self._reach(fmri, groupings, up=False)
+
+    def _reach(self, fmri: str, groupings: Iterable[str], *, up: bool) -> set[str]:
+        """``fmri`` and what it reaches through edges of these groupings: towards its dependents (``up``)
+        or towards its dependencies."""
         allowed = set(groupings)
         seen = {fmri}
         stack = [fmri]
         while stack:
             n = stack.pop()
-            for s in self.g.successors(n) if n in self.g else ():
-                if s in seen:
-                    continue
-                if any(d.grouping in allowed for d in self.g[n][s]["deps"]):
-                    seen.add(s)
-                    stack.append(s)
+            for m in (self.g.predecessors(n) if up else self.g.successors(n)) if n in self.g else ():
+                edge = self.g[m][n] if up else self.g[n][m]
+                if m not in seen and any(d.grouping in allowed for d in edge["deps"]):
+                    seen.add(m)
+                    stack.append(m)
         return seen
 
     def missing_targets(self, fmri: str) -> list[tuple[Dependency, str]]:

@@ -8,13 +8,15 @@ is reported at once; ``done()`` refuses unknown fields.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
+from collections.abc import Iterable
 from typing import Any
 
 from svcmgr.units import parse_duration, parse_size
 
-__all__ = ["MISSING", "FieldError", "FieldErrors", "Reader", "read_toml", "typename"]
+__all__ = ["MISSING", "FieldError", "FieldErrors", "Reader", "read_toml", "toml_files", "typename"]
 
 MISSING = object()
 
@@ -196,3 +198,20 @@ def read_toml(path: str) -> dict[str, Any]:
         raise FieldError(path, "", f"cannot read: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise FieldError(path, "", f"TOML syntax error: {e}") from None
+
+
+def toml_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], list[FieldError]]:
+    """The files named, and the ``*.toml`` files of the folders named (sorted, hidden ones left out); a
+    path that does not exist is an error."""
+    out: list[str] = []
+    errors: list[FieldError] = []
+    for p in paths:
+        p = os.fspath(p)
+        if os.path.isdir(p):
+            out.extend(os.path.join(p, n) for n in sorted(os.listdir(p))
+                       if n.endswith(".toml") and not n.startswith("."))
+        elif os.path.exists(p):
+            out.append(p)
+        else:
+            errors.append(FieldError(p, "", "no such file or folder"))
+    return out, errors

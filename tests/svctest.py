@@ -16,12 +16,12 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from svcmgr.client import Client, ClientError
+from svcmgr.polling import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 def _conformance() -> Path:
@@ -41,14 +41,7 @@ CONFORMANCE = _conformance()
 
 def wait_until(pred: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> Any:
     """Poll ``pred`` until it returns a true value; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or pred} (last: {last!r})")
+    return wait_for(pred, timeout, what or str(pred), interval)
 
 
 class Daemon:

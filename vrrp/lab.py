@@ -21,11 +21,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from svcmgr.client import Client, ClientError
+from svcmgr.polling import wait_for
 from vrrp.keepalived import find_keepalived, read_pid
 
 __all__ = ["Lab", "LabDaemon", "missing", "wait_for"]
@@ -43,17 +43,6 @@ def missing() -> str | None:
     if find_keepalived() is None:
         return "keepalived is not installed"
     return None
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
 
 
 def _run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
