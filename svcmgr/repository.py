@@ -77,7 +77,8 @@ class InstanceRecord:
 class Repository:
     def __init__(self, path: str) -> None:
         self.path = path
-        for p in (path, f"{path}-wal", f"{path}-shm"):  # the daemon's alone: they hold method environments
+        for p in (path, f"{path}-wal", f"{path}-shm") if path != ":memory:" else ():
+            # the daemon's alone: they hold method environments (an in-memory database has no file)
             if p == path or os.path.lexists(p):
                 os.close(open_own(p, os.O_RDWR | os.O_CREAT, 0o600))
         self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
