@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from svcmgr import fmri as fmri_mod
+from svcmgr.proptypes import PROP_TYPES
 from svcmgr.schema import typename
 from svcmgr.security import NO_RESOURCES, NO_SECURITY, Resources, Security, merge
 
@@ -31,8 +32,6 @@ DURATIONS = ("contract", "transient", "child")
 METHODS = ("start", "stop", "refresh")
 READINESS_KINDS = ("exit", "spawn", "tcp", "http", "command", "notify")
 HEALTH_KINDS = ("tcp", "http", "command")
-PROP_TYPES = ("astring", "ustring", "integer", "count", "boolean", "float", "time", "fmri",
-              "host", "hostname", "net_address", "net_address_v4", "net_address_v6", "uri", "opaque")
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_RESTART_LIMIT = 5

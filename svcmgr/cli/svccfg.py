@@ -21,13 +21,9 @@ import shlex
 import sys
 from typing import Any
 
-import tomli_w
-
 from svcmgr.cli.common import Parser, add_root, note_protected, print_json, run
 from svcmgr.client import Client, ClientError, collect_manifest_files
-
-TYPES = ("astring", "ustring", "integer", "count", "boolean", "float", "time", "fmri", "host", "hostname",
-         "net_address", "net_address_v4", "net_address_v6", "uri", "opaque")
+from svcmgr.proptypes import PROP_TYPES
 
 
 def parser() -> Parser:
@@ -145,6 +141,8 @@ def execute(args: Any) -> int:
 
             sys.stdout.write(export_xml(res["manifest"]))
         else:
+            import tomli_w  # here: the commands run under a plain python3 too, which may not have it
+
             sys.stdout.write(f"# {res['fmri']}, imported from {res['source'] or '-'}\n")
             sys.stdout.write(tomli_w.dumps(res["manifest"]))
         return 0
@@ -193,10 +191,10 @@ def parse_setprop(words: list[str]) -> tuple[str, str | None, list[str]]:
     prop = words[0]
     rest = words[2:]
     ptype = None
-    if rest and rest[0].endswith(":") and rest[0][:-1] in TYPES:
+    if rest and rest[0].endswith(":") and rest[0][:-1] in PROP_TYPES:
         ptype = rest[0][:-1]
         rest = rest[1:]
-    elif rest and ":" in rest[0] and rest[0].split(":", 1)[0] in TYPES:
+    elif rest and ":" in rest[0] and rest[0].split(":", 1)[0] in PROP_TYPES:
         ptype, first = rest[0].split(":", 1)
         rest = [first, *rest[1:]] if first else rest[1:]
     if rest and rest[0].startswith("("):

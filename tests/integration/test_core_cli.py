@@ -204,6 +204,20 @@ def test_svcs_imports_only_what_it_needs():
     assert not (mods & heavy), mods & heavy
 
 
+COMMANDS = ("svcmgr.cli.svcs", "svcmgr.cli.svcadm", "svcmgr.cli.svccfg", "svcmgr.cli.svcprop", "fault.cli.fmadm",
+            "fault.cli.fmdump", "fault.cli.fmstat", "fault.cli.fminject", "vrrp.cli.vrrpadm", "lb.cli.lbadm")
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/python3"), reason="no system python3 to run the commands with")
+def test_the_commands_start_with_the_standard_library_alone():
+    """Ordinary users run the commands with the system's python3, which may have none of the daemon's
+    libraries: a command imports them only for what needs them (svccfg's export, --fleet)."""
+    for mod in COMMANDS:
+        r = subprocess.run(["/usr/bin/python3", "-S", "-c", f"import {mod}"], capture_output=True, text=True,
+                           cwd=REPO)
+        assert r.returncode == 0, f"{mod}: {r.stderr.strip().splitlines()[-1:]}"
+
+
 def test_reimport_without_an_instance_stops_and_removes_it(daemon):
     m = daemon.manifest("multi.toml", """
         name = "c/multi"
