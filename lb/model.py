@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from svcmgr import fmri as fmri_mod
-from svcmgr.declared import Declaration, Tables, weighted_fmris
+from svcmgr.declared import Declaration, Syntax, Tables, weighted_fmris
 from svcmgr.schema import FieldError, Reader, typename
 
 __all__ = [
@@ -158,16 +158,9 @@ def server_name(fmri: str) -> str:
 # --------------------------------------------------------------------------- field checks
 
 
-def _plain(text: str) -> str | None:
-    """Why a text cannot reach HAProxy's configuration (a control character, white space, ...), or None."""
-    for ch in text:
-        if ch.isspace() or ord(ch) < 32 or ord(ch) == 127:
-            return f"{text!r} holds white space or a control character, which HAProxy's parser reads as syntax"
-    for ch, what in (("#", "'#'"), ('"', "a double quote"), ("'", "a quote"), ("\\", "a backslash"),
-                     ("$", "'$'")):
-        if ch in text:
-            return f"{text!r} holds {what}, which HAProxy's parser reads as syntax (it could inject a directive)"
-    return None
+#: What HAProxy's parser reads as syntax (white space among it).
+SYNTAX = Syntax("HAProxy", {"#": "'#'", '"': "a double quote", "'": "a quote", "\\": "a backslash", "$": "'$'"},
+                space=True)
 
 
 def _split_port(text: str) -> tuple[str, int]:
@@ -192,7 +185,7 @@ def _host_port(text: Any) -> tuple[str, int]:
         raise ValueError(f"expected a string host:port, got {typename(text)}")
     if len(text) > 300:
         raise ValueError("is longer than 300 characters")
-    bad = _plain(text)
+    bad = SYNTAX.refusal(text)
     if bad is not None:
         raise ValueError(bad)
     return _split_port(text)
@@ -228,33 +221,9 @@ def parse_address(text: Any) -> tuple[str, int]:
     return str(a), port
 
 
-def _pattern_str(r: Reader, key: str, pattern: re.Pattern[str], what: str) -> str | None:
-    v = r.get(key)
-    if not isinstance(v, str):
-        r.error(key, f"expected a string, got {typename(v)}")
-        return None
-    return _name(r, key, v, pattern, what)
-
-
-def _name(r: Reader, key: str, value: str, pattern: re.Pattern[str], what: str) -> str | None:
-    bad = _plain(value)
-    if bad is not None:
-        r.error(key, bad + "; refused")
-        return None
-    if not pattern.match(value):
-        r.error(key, f"{value!r} is not a valid {what}")
-        return None
-    return value
-
-
-def _refused(text: str) -> str | None:
-    bad = _plain(text)
-    return None if bad is None else bad + "; refused"
-
-
 def _backends(r: Reader) -> tuple[Backend, ...] | None:
     got = weighted_fmris(r, "backends", what="backends per frontend", most=MAX_BACKENDS, weight=(100, 0, MAX_WEIGHT),
-                         refuse=_refused)
+                         refuse=SYNTAX.refused)
     return None if got is None else tuple(Backend(f, w) for f, w in got)
 
 
@@ -275,7 +244,7 @@ def fields(r: Reader) -> dict[str, Any]:
     if r.has("backends"):
         out["backends"] = _backends(r)
     if r.has("address"):
-        text = _pattern_str(r, "address", PROP_RE, "property (group/name, e.g. lb/address)")
+        text = SYNTAX.field(r, "address", PROP_RE, "property (group/name, e.g. lb/address)")
         if text:
             g, _, n = text.partition("/")
             out["address"] = (g, n)
@@ -289,7 +258,7 @@ def fields(r: Reader) -> dict[str, Any]:
     if r.has("check"):
         out["check"] = r.str("check", choices=CHECKS)
     if r.has("check_path"):
-        out["check_path"] = _pattern_str(r, "check_path", PATH_RE, "HTTP path (/..., no white space, quotes, "
+        out["check_path"] = SYNTAX.field(r, "check_path", PATH_RE, "HTTP path (/..., no white space, quotes, "
                                                                    "'#', '$' or backslash)")
     for key in ("rise", "fall"):
         if r.has(key):
@@ -334,7 +303,7 @@ def complete(name: str, values: Mapping[str, Any], errors: list[FieldError], sou
 
 
 def _frontend_name(r: Reader, name: str) -> str | None:
-    return _name(r, name, name, NAME_RE, "frontend name (a letter, then letters, digits, '_', '.', '-'; "
+    return SYNTAX.checked(r, name, name, NAME_RE, "frontend name (a letter, then letters, digits, '_', '.', '-'; "
                                          "at most 32 characters)")
 
 

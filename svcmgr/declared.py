@@ -21,7 +21,7 @@ from svcmgr import fmri as fmri_mod
 from svcmgr.manifest import EXTENSIONS
 from svcmgr.schema import FieldError, FieldErrors, Reader, typename
 
-__all__ = ["Declaration", "Layer", "Source", "Tables", "read_daemon", "weighted_fmris"]
+__all__ = ["Declaration", "Layer", "Source", "Syntax", "Tables", "read_daemon", "weighted_fmris"]
 
 _BINARY_RE = re.compile(r"^(/[A-Za-z0-9_./+-]*|[A-Za-z0-9_.+-]+)\Z")
 
@@ -198,3 +198,51 @@ def read_daemon(r: Reader, key: str) -> tuple[str | None, str | None]:
         r.error("manifest", f"{manifest!r} must be an absolute path")
         manifest = None
     return binary, manifest
+
+
+@dataclass(frozen=True)
+class Syntax:
+    """What a daemon's configuration parser reads as syntax: a value holding it is refused before it can
+    reach the file (it could inject a directive)."""
+
+    daemon: str  # as people write it: keepalived, HAProxy
+    specials: Mapping[str, str]  # character -> its name in a refusal
+    space: bool = False  # white space is syntax too (refused with the control characters)
+
+    def refusal(self, text: str) -> str | None:
+        """Why ``text`` may not reach the daemon's configuration, or None."""
+        if self.space and any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in text):
+            return f"{text!r} holds white space or a control character, which {self.daemon}'s parser reads as syntax"
+        for ch, what in self.specials.items():
+            if ch in text:
+                return (f"{text!r} holds {what}, which {self.daemon}'s parser reads as syntax "
+                        "(it could inject a directive)")
+        if any(ord(c) < 32 or ord(c) == 127 for c in text):
+            return f"{text!r} holds a control character"
+        return None
+
+    def refused(self, text: str) -> str | None:
+        """``refusal`` as an error message says it."""
+        bad = self.refusal(text)
+        return None if bad is None else bad + "; refused"
+
+    def checked(self, r: Reader, key: str, value: str, pattern: re.Pattern[str], what: str) -> str | None:
+        """``value`` if it is plain and matches ``pattern`` (a ``what``), else None with the error on ``r``."""
+        bad = self.refused(value)
+        if bad is not None:
+            r.error(key, bad)
+            return None
+        if not pattern.match(value):
+            r.error(key, f"{value!r} is not a valid {what}")
+            return None
+        return value
+
+    def field(self, r: Reader, key: str, pattern: re.Pattern[str], what: str) -> str | None:
+        """The string at ``key`` (None when absent), ``checked``."""
+        v = r.get(key)
+        if v is None:
+            return None
+        if not isinstance(v, str):
+            r.error(key, f"expected a string, got {typename(v)}")
+            return None
+        return self.checked(r, key, v, pattern, what)

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from svcmgr import fmri as fmri_mod
-from svcmgr.declared import Declaration, Tables, weighted_fmris
+from svcmgr.declared import Declaration, Syntax, Tables, weighted_fmris
 from svcmgr.schema import FieldError, Reader, typename
 from svcmgr.units import format_duration, parse_duration
 
@@ -129,36 +129,9 @@ def track_name(fmri: str) -> str:
 # --------------------------------------------------------------------------- field checks
 
 
-def refuse_specials(value: str) -> str | None:
-    """The reason a name cannot reach keepalived, or None."""
-    for ch, what in SPECIALS.items():
-        if ch in value:
-            return (f"{value!r} holds {what}, which keepalived's parser reads as syntax "
-                    "(it could inject a directive); refused")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        return f"{value!r} holds a control character; refused"
-    return None
-
-
-def _name(r: Reader, key: str, pattern: re.Pattern[str], what: str) -> str | None:
-    v = r.get(key)
-    if v is None:
-        return None
-    if not isinstance(v, str):
-        r.error(key, f"expected a string, got {typename(v)}")
-        return None
-    return check_name(r, key, v, pattern, what)
-
-
-def check_name(r: Reader, key: str, v: str, pattern: re.Pattern[str], what: str) -> str | None:
-    bad = refuse_specials(v)
-    if bad is not None:
-        r.error(key, bad)
-        return None
-    if not pattern.match(v):
-        r.error(key, f"{v!r} is not a valid {what}")
-        return None
-    return v
+#: What keepalived's parser reads as syntax.
+SYNTAX = Syntax("keepalived", SPECIALS)
+refuse_specials = SYNTAX.refused
 
 
 def _ip(text: Any, *, prefix: bool) -> Interface | Address:
@@ -192,30 +165,39 @@ def _ip(text: Any, *, prefix: bool) -> Interface | Address:
     return iface
 
 
-def _addresses(r: Reader) -> tuple[Interface, ...] | None:
-    v = r.get("addresses")
+def _ips(r: Reader, key: str, *, prefix: bool, most: int, what: str) -> list[Any] | None:
+    """A list of distinct addresses (with ``prefix``: addresses with prefix, and a single string is a list
+    of one), at most ``most`` (``what`` names the bound); None with the error on ``r``."""
+    v = r.get(key)
     if v is None:
         return None
-    if isinstance(v, str):
+    if prefix and isinstance(v, str):
         v = [v]
-    if not isinstance(v, list) or not v:
-        r.error("addresses", f"expected a non-empty list of addresses with prefix, got {typename(v)}")
+    if not isinstance(v, list) or (prefix and not v):
+        r.error(key, f"expected a {'non-empty ' if prefix else ''}list of addresses{' with prefix' if prefix else ''}, "
+                     f"got {typename(v)}")
         return None
-    if len(v) > MAX_ADDRESSES:
-        r.error("addresses", f"at most {MAX_ADDRESSES} addresses per instance")
+    if len(v) > most:
+        r.error(key, f"at most {most} {what}")
         return None
-    out: list[Interface] = []
+    out: list[Any] = []
     for i, x in enumerate(v):
         try:
-            a = _ip(x, prefix=True)
+            a = _ip(x, prefix=prefix)
         except ValueError as e:
-            r.error(f"addresses[{i}]", str(e))
+            r.error(f"{key}[{i}]", str(e))
             return None
-        assert isinstance(a, ipaddress.IPv4Interface | ipaddress.IPv6Interface)
         if a in out:
-            r.error(f"addresses[{i}]", f"{a} is listed twice")
+            r.error(f"{key}[{i}]", f"{a} is listed twice")
             return None
         out.append(a)
+    return out
+
+
+def _addresses(r: Reader) -> tuple[Interface, ...] | None:
+    out = _ips(r, "addresses", prefix=True, most=MAX_ADDRESSES, what="addresses per instance")
+    if out is None:
+        return None
     if len({a.version for a in out}) > 1:
         r.error("addresses", "mixes IPv4 and IPv6 (keepalived needs one family per instance; "
                              "declare two instances)")
@@ -224,28 +206,8 @@ def _addresses(r: Reader) -> tuple[Interface, ...] | None:
 
 
 def _peers(r: Reader) -> tuple[Address, ...] | None:
-    v = r.get("unicast_peers")
-    if v is None:
-        return None
-    if not isinstance(v, list):
-        r.error("unicast_peers", f"expected a list of addresses, got {typename(v)}")
-        return None
-    if len(v) > MAX_PEERS:
-        r.error("unicast_peers", f"at most {MAX_PEERS} peers")
-        return None
-    out: list[Address] = []
-    for i, x in enumerate(v):
-        try:
-            a = _ip(x, prefix=False)
-        except ValueError as e:
-            r.error(f"unicast_peers[{i}]", str(e))
-            return None
-        assert isinstance(a, ipaddress.IPv4Address | ipaddress.IPv6Address)
-        if a in out:
-            r.error(f"unicast_peers[{i}]", f"{a} is listed twice")
-            return None
-        out.append(a)
-    return tuple(out)
+    out = _ips(r, "unicast_peers", prefix=False, most=MAX_PEERS, what="peers")
+    return None if out is None else tuple(out)
 
 
 def _follows(r: Reader) -> tuple[Follow, ...] | None:
@@ -274,7 +236,7 @@ def fields(r: Reader) -> dict[str, Any]:
     """The fields a table sets, each validated on its own and in normal form. Unknown keys are errors."""
     out: dict[str, Any] = {}
     if r.has("interface"):
-        out["interface"] = _name(r, "interface", IFACE_RE, "interface name (letters, digits, '_', '.', '-'; "
+        out["interface"] = SYNTAX.field(r, "interface", IFACE_RE, "interface name (letters, digits, '_', '.', '-'; "
                                                          "at most 15 characters)")
     if r.has("router_id"):
         out["router_id"] = r.int("router_id", lo=1, hi=255)
@@ -372,7 +334,7 @@ def complete(name: str, values: Mapping[str, Any], errors: list[FieldError], sou
 
 
 def _instance_name(r: Reader, name: str) -> str | None:
-    return check_name(r, name, name, NAME_RE, "instance name (a letter, then letters, digits, '_', '.', '-'; "
+    return SYNTAX.checked(r, name, name, NAME_RE, "instance name (a letter, then letters, digits, '_', '.', '-'; "
                                               "at most 32 characters)")
 
 
