@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.procs import Tracked, spawn
+from bench.procs import Tracked, children_of, spawn
 from svcmgr.client import recv_all
 
 __all__ = ["REPO", "Floor", "NotReady", "Service", "Svcmgr", "Tool", "unix_call"]
@@ -239,6 +239,16 @@ class Svcmgr(Tool):
             self.proc.stop(signal.SIGTERM, 120.0)
             self.proc = None
         _remove_cgroups(self.root)
+
+    def supervisor_pids(self) -> list[int]:
+        """svcmgrd and its spawn helper (``svcmgr.forkserver``), when it runs one."""
+        assert self.proc is not None
+        helpers = []
+        for pid in children_of(self.proc.pid):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == "svcmgr-spawn":
+                    helpers.append(pid)
+        return [self.proc.pid, *helpers]
 
     def listing_command(self) -> list[str]:
         cmd = [os.path.join(self.bindir, "svcs"), "--root", self.root, "-a"]

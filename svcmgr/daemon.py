@@ -36,6 +36,7 @@ from svcmgr.control import Control
 from svcmgr.engine import Engine
 from svcmgr.eventclasses import DAEMON_READY
 from svcmgr.facade import EngineServices
+from svcmgr.forkserver import ForkServer
 from svcmgr.loader import load_file
 from svcmgr.manifest import ManifestErrors
 from svcmgr.observe import Observe
@@ -89,6 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _spawn_helper(reaper: Reaper, loop: asyncio.AbstractEventLoop) -> ForkServer | None:
+    """The spawn helper (``svcmgr.forkserver``); none with SVCMGR_NO_SPAWN_HELPER=1 or where it cannot start."""
+    if os.environ.get("SVCMGR_NO_SPAWN_HELPER"):
+        return None
+    helper = ForkServer(reaper)
+    try:
+        helper.start(loop)
+    except OSError as e:
+        log.info("no spawn helper (%s); children are spawned by the daemon", e.strerror or e)
+        return None
+    return helper
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return {"node": {"name": args.node}, "mqtt": {"url": args.mqtt}, "metrics": {"listen": args.metrics},
             "web": {"listen": args.web}}
@@ -130,6 +144,7 @@ class Daemon:
         repo = Repository(self.paths.repository)
         tag = "system" if self.paths.root is None else hashlib.sha1(self.paths.root.encode()).hexdigest()[:10]
         backend = detect_backend(tag, allow_cgroup=not self.args.no_cgroup, log=log.info)
+        helper = _spawn_helper(reaper, loop)
         bus = Bus(self.config.node)
         first, last = repo.next_ctid()
         ctids = iter(range(first, last))
@@ -143,7 +158,8 @@ class Daemon:
                 ctids = iter(range(f, last))
                 return next(ctids)
 
-        restarter = Restarter(reaper=reaper, backend=backend, paths=self.paths, bus=bus, ctid=next_ctid)
+        restarter = Restarter(reaper=reaper, backend=backend, paths=self.paths, bus=bus, ctid=next_ctid,
+                              helper=helper)
         timings = Recorder(TimingStore(repo.connection))
         engine = Engine(repo=repo, bus=bus, restarter=restarter, paths=self.paths, timings=timings)
         self.engine = engine
@@ -199,6 +215,8 @@ class Daemon:
         finally:
             await api.close()
             notify.close()
+            if helper is not None:
+                helper.close()
             reaper.uninstall()
             backend.close()
             timings.flush()

@@ -46,6 +46,9 @@ class Reaper:
         self.subreaper = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.reaped = 0
+        #: spawn requests out (``svcmgr.forkserver``): exits of unknown children wait in ``_held``
+        self._holds = 0
+        self._held: dict[int, ExitStatus] = {}
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -76,11 +79,30 @@ class Reaper:
         return Child(pid, fut)
 
     def register(self, pid: int) -> Child:
-        """Wait for a child started some other way (clone3); call before returning to the loop."""
+        """Wait for a child started some other way: by clone3 here (call before returning to the loop),
+        or by the spawn helper (between ``hold`` and ``release``)."""
         loop = self._loop or asyncio.get_running_loop()
         fut: asyncio.Future[ExitStatus] = loop.create_future()
-        self._waiters[pid] = fut
+        early = self._held.pop(pid, None)
+        if early is not None:
+            fut.set_result(early)
+        else:
+            self._waiters[pid] = fut
         return Child(pid, fut)
+
+    def hold(self) -> None:
+        """A child is being made elsewhere and its pid is not known yet: keep the exits of unknown
+        children until ``release`` (one of them may be that child)."""
+        self._holds += 1
+
+    def release(self) -> None:
+        """One ``hold`` is over; when none is left, the exits kept meanwhile go to ``on_orphan``."""
+        self._holds -= 1
+        if self._holds <= 0:
+            self._holds = 0
+            held, self._held = self._held, {}
+            for es in held.values():
+                self._orphan(es)
 
     def is_child(self, pid: int) -> bool:
         """Whether ``pid`` is a child spawned here and still running."""
@@ -106,11 +128,17 @@ class Reaper:
                 if not fut.done():
                     fut.set_result(es)
                 continue
-            if self.on_orphan is not None:
-                try:
-                    self.on_orphan(es)
-                except Exception:  # a bad callback must not stop reaping
-                    log.exception("orphan handler failed for pid %d", pid)
+            if self._holds:
+                self._held[pid] = es
+                continue
+            self._orphan(es)
+
+    def _orphan(self, es: ExitStatus) -> None:
+        if self.on_orphan is not None:
+            try:
+                self.on_orphan(es)
+            except Exception:  # a bad callback must not stop reaping
+                log.exception("orphan handler failed for pid %d", es.pid)
 
     async def run(self, argv: Sequence[str], *, timeout: float | None = None,
                   **popen: Any) -> tuple[ExitStatus | None, bytes]:

@@ -20,6 +20,7 @@ from typing import Any
 from svcmgr.bus import Bus
 from svcmgr.contract import Backend, Contract
 from svcmgr.credentials import Credentials
+from svcmgr.forkserver import ForkServer, HelperUnavailable
 from svcmgr.instance import Instance
 from svcmgr.methods import MethodContext, credentials
 from svcmgr.monitor import Monitor
@@ -43,10 +44,12 @@ BURST_GAP = 0.05
 
 class Restarter:
     def __init__(self, *, reaper: Reaper, backend: Backend, paths: Paths, bus: Bus,
-                 ctid: Callable[[], int],
+                 ctid: Callable[[], int], helper: ForkServer | None = None,
                  on_contract: ContractReport | None = None, on_health: HealthReport | None = None) -> None:
         self.reaper = reaper
         self.backend = backend
+        #: the spawn helper (``svcmgr.forkserver``), when the daemon started one
+        self.helper = helper
         self.paths = paths
         self.bus = bus
         self._ctid = ctid
@@ -60,13 +63,40 @@ class Restarter:
     def bind(self, on_contract: ContractReport, on_health: HealthReport) -> None:
         self._on_contract, self._on_health = on_contract, on_health
 
-    def _spawn(self, inst: Instance, method: str, m: Method, contract: Contract,
-               user: Credentials) -> Child:
+    async def _spawn(self, inst: Instance, method: str, m: Method, contract: Contract,
+                     user: Credentials) -> Child:
         argv = self.methods.argv(inst.config, method, m.exec)
         env = self.methods.env(inst.config, method, user, contract.marker)
+        cwd = self.methods.cwd(inst.config, method, user)
+        assert inst.log is not None
+        child = None
+        helper = self.helper
+        if helper is not None and helper.usable() and not user.needs_child and \
+                (contract.kind == "pgid" or contract.cgroup):
+            # The spawn helper: a fork of a small process, born in the contract's group, while the
+            # daemon goes on. Credentials that need the child are applied by the in-process spawn.
+            fd = inst.log.writer_fd()
+            try:
+                fut = await helper.spawn(argv, cgroup=contract.cgroup if contract.kind == "cgroup" else None,
+                                         env=env, cwd=cwd, stdout=fd)
+            except HelperUnavailable:
+                fut = None
+            finally:
+                os.close(fd)
+            if fut is not None:
+                with contextlib.suppress(HelperUnavailable):
+                    child = await _arrival(fut, contract)
+        if child is None:
+            child = self._spawn_here(inst, argv, env, cwd, contract, user)
+        contract.started(child.pid)
+        return child
+
+    def _spawn_here(self, inst: Instance, argv: list[str], env: dict[str, str], cwd: str, contract: Contract,
+                    user: Credentials) -> Child:
+        """Spawn from the daemon itself: born in the group by clone3 for an isolated start, else by
+        vfork while the daemon stands in the group (or joining it before exec)."""
         assert inst.log is not None
         fd = inst.log.writer_fd()
-        cwd = self.methods.cwd(inst.config, method, user)
         spawner = self.backend.spawner
         now = time.monotonic()
         try:
@@ -77,16 +107,13 @@ class Restarter:
                 # RCU sync is still hot) and a fork-like clone of the daemon is not: move.
                 pid = spawner.spawn(argv, cgroup=contract.cgroup, env=env, cwd=cwd, stdout=fd,
                                     credentials=user.apply if user.needs_child else None)
-                child = self.reaper.register(pid)
-            else:
-                with contract.placing():
-                    child = self.reaper.spawn(argv, stdout=fd, stderr=fd, cwd=cwd, env=env,
-                                              **contract.popen_kwargs(user, leader=True))
+                return self.reaper.register(pid)
+            with contract.placing():
+                return self.reaper.spawn(argv, stdout=fd, stderr=fd, cwd=cwd, env=env,
+                                         **contract.popen_kwargs(user, leader=True))
         finally:
             os.close(fd)
             self._last_spawn = time.monotonic()
-        contract.started(child.pid)
-        return child
 
     # ------------------------------------------------------------------ start
     async def start(self, inst: Instance) -> StartResult:
@@ -127,7 +154,7 @@ class Restarter:
         if cfg.readiness.kind == "notify":
             inst.ready = asyncio.Event()
         try:
-            child = self._spawn(inst, "start", m, contract, user)
+            child = await self._spawn(inst, "start", m, contract, user)
         except OSError as e:
             contract.remove()
             inst.log.note(f"Start method could not be executed: {e.strerror or e}.")
@@ -354,7 +381,7 @@ class Restarter:
             return None
         c = self.backend.create(self._ctid(), inst.config.fmri.log_name + f".{method}")
         try:
-            child = self._spawn(inst, method, m, c, user)
+            child = await self._spawn(inst, method, m, c, user)
         except OSError as e:
             inst.log.note(f"{method} method could not be executed: {e.strerror or e}.")
             c.remove()
@@ -416,3 +443,22 @@ class Restarter:
                 self._on_health(inst, False, detail)
                 if h.action == "restart":
                     return
+
+
+async def _arrival(fut: asyncio.Future[Child], contract: Contract) -> Child:
+    """The child the spawn helper was asked for. If the start is cancelled meanwhile, the child still
+    comes: it is killed with its contract when it does, and the contract removed once it is reaped."""
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        def end(f: asyncio.Future[Child]) -> None:
+            if f.cancelled() or f.exception() is not None:
+                contract.remove()
+                return
+            child = f.result()
+            contract.started(child.pid)
+            contract.signal(signal.SIGKILL)
+            child.exited.add_done_callback(lambda _: contract.remove())
+
+        fut.add_done_callback(end)
+        raise

@@ -16,19 +16,40 @@ Where any of this is unavailable, ``probe`` says so and the caller keeps its oth
 
 from __future__ import annotations
 
+import array
 import ctypes
 import errno
+import marshal
 import os
 import signal
+import socket
 import struct
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
-__all__ = ["CloneSpawner"]
+__all__ = ["CLONE_INTO_CGROUP", "CLONE_PARENT", "MAX_REQUEST", "CloneSpawner", "candidates_for", "clone3", "exec_child",
+           "serve"]
 
 SYS_CLONE3 = 435  # the same number on every architecture Linux added clone3 to
+CLONE_PARENT = 0x00008000
 CLONE_INTO_CGROUP = 0x200000000
 _ARGS = struct.Struct("=11Q")  # struct clone_args, version 2 (with .cgroup): 88 bytes
+
+
+def clone3(syscall: Callable[..., int], flags: int, exit_signal: int, cgroup: int | None) -> int:
+    """``clone3`` with these flags (and ``CLONE_INTO_CGROUP``'s group descriptor): the pid in the
+    parent, 0 in the child, minus the errno on failure."""
+    buf = ctypes.create_string_buffer(_ARGS.pack(flags, 0, 0, 0, exit_signal, 0, 0, 0, 0, 0,
+                                                 cgroup if cgroup is not None else 0), _ARGS.size)
+    pid = syscall(SYS_CLONE3, buf, _ARGS.size)
+    return pid if pid >= 0 else -(ctypes.get_errno() or errno.EINVAL)
+
+
+def candidates_for(program: bytes, path: bytes) -> list[bytes]:
+    """Where execvp would look for ``program`` along ``path`` (a colon-separated PATH)."""
+    if b"/" in program:
+        return [program]
+    return [os.path.join(d or b".", program) for d in path.split(b":")]
 
 
 class CloneSpawner:
@@ -68,22 +89,17 @@ class CloneSpawner:
             raise OSError(errno.EAGAIN, "clone3 spawn needs a single-threaded daemon")
         args = [os.fsencode(a) for a in argv]
         envb = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
-        path = envb.get(b"PATH", os.defpath.encode()).split(b":")
-        program = args[0]
-        candidates = [program] if b"/" in program else [os.path.join(d or b".", program) for d in path]
+        candidates = candidates_for(args[0], envb.get(b"PATH", os.defpath.encode()))
         devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         out = stdout if stdout is not None else os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         cg = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         r, w = os.pipe2(os.O_CLOEXEC)
-        buf = ctypes.create_string_buffer(_ARGS.pack(CLONE_INTO_CGROUP, 0, 0, 0, signal.SIGCHLD, 0, 0, 0, 0, 0, cg),
-                                          _ARGS.size)
         try:
-            pid = self._syscall(SYS_CLONE3, buf, _ARGS.size)
+            pid = clone3(self._syscall, CLONE_INTO_CGROUP, signal.SIGCHLD, cg)
             if pid == 0:  # the child: system calls only, then exec or _exit
-                _child(candidates, args, envb, cwd, devnull, out, w, process_group, credentials)
+                exec_child(candidates, args, envb, cwd, devnull, out, w, process_group, credentials)
             if pid < 0:
-                e = ctypes.get_errno()
-                raise OSError(e, os.strerror(e))
+                raise OSError(-pid, os.strerror(-pid))
             os.close(w)
             w = -1
             report = b""
@@ -111,30 +127,40 @@ class CloneSpawner:
                 os.close(out)
 
 
+def _default_signals() -> None:
+    """No signal may reach the parent's handlers from a child (asyncio's would write to the
+    parent's wakeup socket): block them all, give every one its default action, then unblock;
+    one that was pending now acts as it would on the program itself."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _ALL)
+    try:
+        signal.set_wakeup_fd(-1)
+    except ValueError:
+        pass
+    for s in _CAUGHT:
+        try:
+            if signal.getsignal(s) not in (signal.SIG_DFL, None):
+                signal.signal(s, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
 _ALL = set(signal.valid_signals())
 _CAUGHT = tuple(s for s in sorted(_ALL) if s not in (signal.SIGKILL, signal.SIGSTOP))
 _MAXFD = os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536
 
 
-def _child(candidates: list[bytes], args: list[bytes], env: dict[bytes, bytes], cwd: str, stdin: int,
-           out: int, report: int, process_group: bool, credentials: Callable[[], None] | None) -> None:
+def exec_child(candidates: list[bytes], args: list[bytes], env: dict[bytes, bytes], cwd: str | bytes, stdin: int,
+               out: int, report: int, process_group: bool, credentials: Callable[[], None] | None,
+               *, signals: bool = True) -> None:
+    """In a new child: default signal dispositions (unless the parent has only those: ``signals``
+    false), its own process group, stdin, stdout and stderr, no other descriptor but ``report``,
+    ``cwd``, ``credentials``; then exec the first candidate that can be, else write the errno to
+    ``report`` and exit 127. Never returns."""
     code = 0
     try:
-        # No signal may reach the daemon's handlers from here (asyncio's would write to the
-        # parent's wakeup socket): block them all, give every one its default action, then
-        # unblock; one that was pending now acts as it would on the program itself.
-        signal.pthread_sigmask(signal.SIG_BLOCK, _ALL)
-        try:
-            signal.set_wakeup_fd(-1)
-        except ValueError:
-            pass
-        for s in _CAUGHT:
-            try:
-                if signal.getsignal(s) not in (signal.SIG_DFL, None):
-                    signal.signal(s, signal.SIG_DFL)
-            except (OSError, ValueError):
-                pass
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        if signals:
+            _default_signals()
         if process_group:
             os.setpgid(0, 0)
         os.dup2(stdin, 0)
@@ -166,3 +192,75 @@ def _child(candidates: list[bytes], args: list[bytes], env: dict[bytes, bytes], 
         os.write(report, f"{code or errno.ENOENT}:".encode())
     finally:
         os._exit(127)
+
+
+# ------------------------------------------------------------------------------------------ the helper
+#: The largest request (argv and environment); a larger one is spawned in the daemon.
+MAX_REQUEST = 192 * 1024
+PR_SET_NAME = 15
+PR_SET_PDEATHSIG = 1
+
+
+def serve(fd: int) -> None:
+    """The spawn helper's loop (``svcmgr.forkserver``): one request, one clone3, one reply, until the
+    daemon's end of the socket pair closes. Runs in ``python -I -S``: standard library only."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_NAME, ctypes.c_char_p(b"svcmgr-spawn"), 0, 0, 0)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:
+        os._exit(0)  # the daemon died before the death signal was armed
+    _default_signals()  # so that a child needs no signal work of its own
+    sock = socket.socket(fileno=fd)
+    devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    syscall = ctypes.PyDLL(None, use_errno=True).syscall
+    syscall.restype = ctypes.c_long
+    while True:
+        try:
+            msg, anc, _flags, _addr = sock.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(2 * 4))
+        except InterruptedError:
+            continue
+        if not msg:
+            os._exit(0)
+        fds: list[int] = []
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                a = array.array("i")
+                a.frombytes(data[: len(data) - len(data) % a.itemsize])
+                fds.extend(a)
+        try:
+            reply = _one(syscall, msg, fds, devnull)
+        finally:
+            for f in fds:
+                os.close(f)
+        sock.send(marshal.dumps(reply))
+
+
+def _one(syscall: Callable[..., int], msg: bytes, fds: list[int], devnull: int) -> tuple[int, str, int]:
+    """Spawn one request: (pid, "ok", 0), (pid, "exec", errno) or (0, "clone", errno)."""
+    try:
+        args, env, candidates, cwd, pgrp, has_out, has_cg = marshal.loads(msg)
+    except (EOFError, ValueError, TypeError):
+        return 0, "clone", errno.EINVAL
+    if len(fds) != int(has_out) + int(has_cg):
+        return 0, "clone", errno.EBADF
+    out = fds[0] if has_out else devnull
+    cg = fds[-1] if has_cg else None
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid = clone3(syscall, CLONE_PARENT | (CLONE_INTO_CGROUP if cg is not None else 0), 0, cg)
+        if pid == 0:
+            exec_child(candidates, args, env, cwd, devnull, out, w, pgrp, None, signals=False)
+        if pid < 0:
+            return 0, "clone", -pid
+        os.close(w)
+        w = -1
+        report = b""
+        while chunk := os.read(r, 64):
+            report += chunk
+        if report:
+            return pid, "exec", int(report.split(b":", 1)[0] or errno.ENOENT)
+        return pid, "ok", 0
+    finally:
+        os.close(r)
+        if w != -1:
+            os.close(w)

@@ -1,5 +1,7 @@
-"""Spawning inside a contract's cgroup (``Contract.placing``): children are born in their group, and the
-daemon always returns to its own, spawn failures included."""
+"""Spawning inside a contract's cgroup from the daemon itself (``Contract.placing``, the path without the
+spawn helper, and the one for methods whose credentials need the child): children are born in their
+group, and the daemon always returns to its own, spawn failures included. The spawn helper has its own
+tests (``test_core_spawn_helper.py``)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,12 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(") ", 1)[1][0] not in "ZX"
     except OSError:
         return False
+
+
+@pytest.fixture
+def daemon(daemon):
+    daemon.env["SVCMGR_NO_SPAWN_HELPER"] = "1"
+    return daemon
 
 
 def _need_cgroup() -> None:
