@@ -12,6 +12,10 @@ directory, credentials, signal dispositions) and reports a failure to exec throu
 close-on-exec pipe, as ``subprocess`` does. It is used only while the daemon has a single
 thread: a copy of a process whose other threads hold locks could deadlock before exec.
 Where any of this is unavailable, ``probe`` says so and the caller keeps its other path.
+
+``serve`` is the loop of the spawn helper (``svcmgr.forkserver``), the same clone3 run
+from a small process instead of the daemon: this module imports only the standard
+library so that the helper stays small.
 """
 
 from __future__ import annotations
