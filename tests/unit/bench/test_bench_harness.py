@@ -40,19 +40,22 @@ def test_dag_has_the_asked_depth_and_no_dangling_dependency():
 def test_update_file_replaces_only_the_results_block(tmp_path):
     res = Results(machine={"date": "d", "cores": 2, "cpu": "c", "memory_mib": 1, "python": "3", "kernel": "k"},
                   options={"runs": 3})
-    res.add("start/500", "svcmgr", [1.0, 2.0, 3.0])
+    res.add("start/500", "svcmgr", [2.0, 2.5, 3.0])
     res.add("start/500", "asyncio floor", [1.0])
+    res.add("start/500", "s6", [3.0])
+    res.add("start/500", "supervisord", [10.0])
     path = str(tmp_path / "BENCHMARKS.md")
     update_file(path, render(res, "make bench"), "## Mine", "intro")
     text = _read(path)
-    assert "| start 500 sleeps" in text and "missed: 2.00x" in text
+    assert "| start 500 sleeps" in text
+    assert "missed: 2.500 s: 1.20x s6's speed, 4.00x supervisord's, 2.50x the floor's time" in text
     with open(path, "a") as f:
         f.write("\nanalysis by hand\n")
-    res.values["start/500"]["svcmgr"] = [1.2]
+    res.values["start/500"]["svcmgr"] = [1.5]
     update_file(path, render(res, "make bench"), "## Mine", "intro")
     text = _read(path)
     assert text.count(BEGIN) == 1 and text.count(END) == 1 and text.count("## Mine") == 1
-    assert "analysis by hand" in text and "met: 1.20x" in text
+    assert "analysis by hand" in text and "met: 1.500 s: 2.00x s6's speed" in text
 
 
 def test_stop_ends_the_whole_tree_even_a_process_that_left_its_session():
