@@ -8,6 +8,7 @@ state dependency evaluation sees (``view``) and why an instance is disabled.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -33,7 +34,10 @@ class Situation(Protocol):
     def disabled_reason(self, inst: Instance) -> str: ...
 
 
+@functools.lru_cache(maxsize=8192)
 def iso(t: float | None) -> str | None:
+    """Local time with its offset, to the second. Cached: a listing formats every instance's state
+    time, and those change only with the state."""
     return None if t is None else dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
 
 
