@@ -19,17 +19,19 @@ N", "could not exec, errno E", or that clone3 failed (then the daemon spawns in-
 as it does without a helper, and for methods whose credentials need the child).
 
 A request goes out at once and the daemon goes on while the helper forks on another
-CPU. The reply registers the child with the reaper before anything else runs; while
-requests are out the reaper holds back the exits of children it does not know (one of
-them may be a child whose reply is on its way). The helper exits when the daemon's end
-closes, and with the daemon (``PR_SET_PDEATHSIG``).
+CPU; the helper clones each request as it comes and answers when that child has exec'd,
+so the children of a burst exec side by side (replies carry the request's number). The
+reply registers the child with the reaper before anything else runs; while requests are
+out the reaper holds back the exits of children it does not know (one of them may be a
+child whose reply is on its way). The helper exits when the daemon's end closes, and
+with the daemon (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
 import array
 import asyncio
-import collections
+import itertools
 import logging
 import marshal
 import os
@@ -57,13 +59,15 @@ class HelperUnavailable(Exception):
 
 
 class ForkServer:
-    """Starts the helper, sends it requests and matches its replies (they come in order)."""
+    """Starts the helper, sends it requests and matches its replies (by number: a child that execs
+    sooner is answered sooner)."""
 
     def __init__(self, reaper: Reaper) -> None:
         self.reaper = reaper
         self.pid: int | None = None
         self._sock: socket.socket | None = None
-        self._pending: collections.deque[tuple[asyncio.Future[Child], str]] = collections.deque()
+        self._pending: dict[int, tuple[asyncio.Future[Child], str]] = {}
+        self._numbers = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None
         #: at most this many requests out at once (their messages fit in the socket's buffer)
         self._window = asyncio.Semaphore(WINDOW)
@@ -102,7 +106,7 @@ class ForkServer:
             self._sock.close()
             self._sock = None
         while self._pending:
-            fut, _ = self._pending.popleft()
+            _, (fut, _) = self._pending.popitem()
             self._answered()
             if not fut.done():
                 fut.set_exception(HelperUnavailable(self.why_not or "spawn helper closed"))
@@ -136,7 +140,8 @@ class ForkServer:
         args = [os.fsencode(a) for a in argv]
         envb = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
         path = os.fsencode(env.get("PATH", os.defpath))
-        req = marshal.dumps((args, envb, candidates_for(args[0], path), os.fsencode(cwd), process_group,
+        number = next(self._numbers)
+        req = marshal.dumps((number, args, envb, candidates_for(args[0], path), os.fsencode(cwd), process_group,
                              stdout is not None, cgroup is not None))
         if len(req) > MAX_REQUEST:
             raise HelperUnavailable("request too large for the spawn helper")
@@ -151,7 +156,7 @@ class ForkServer:
             if cg is not None:
                 os.close(cg)
         fut: asyncio.Future[Child] = self._loop.create_future()
-        self._pending.append((fut, str(argv[0])))
+        self._pending[number] = (fut, str(argv[0]))
         self.reaper.hold()
         return fut
 
@@ -168,15 +173,17 @@ class ForkServer:
             except OSError as e:
                 self.lost(f"spawn helper: {e.strerror or e}")
                 return
-            if not reply or not self._pending:
-                self.lost("spawn helper exited" if not reply else "spawn helper answered what was not asked")
+            if not reply:
+                self.lost("spawn helper exited")
                 return
-            fut, program = self._pending.popleft()
             try:
-                pid, stage, code = marshal.loads(reply)
+                number, pid, stage, code = marshal.loads(reply)
+                fut, program = self._pending.pop(number)
+            except (EOFError, ValueError, TypeError, KeyError):
+                self.lost("spawn helper answered what was not asked")
+                return
+            try:
                 child = self.reaper.register(pid) if stage in ("ok", "exec") else None  # before held exits go
-            except (EOFError, ValueError, TypeError):
-                stage, code, child = "clone", 0, None
             finally:
                 self._answered()
             if stage == "clone" or child is None:
@@ -186,7 +193,7 @@ class ForkServer:
                 self.lost(why)
                 return
             if fut.done():
-                continue  # cancelled: the caller ends what it asked for through its contract
+                continue
             if stage == "exec":
                 fut.set_exception(OSError(code, f"{os.strerror(code)}: {program}"))
             else:

@@ -206,8 +206,12 @@ PR_SET_PDEATHSIG = 1
 
 
 def serve(fd: int) -> None:
-    """The spawn helper's loop (``svcmgr.forkserver``): one request, one clone3, one reply, until the
-    daemon's end of the socket pair closes. Runs in ``python -I -S``: standard library only."""
+    """The spawn helper's loop (``svcmgr.forkserver``) until the daemon's end of the socket pair
+    closes. Each request is cloned at once; its reply goes out when its child has exec'd (the report
+    pipe closes) or failed to, so that children of a burst exec side by side on the CPUs. Replies
+    carry the request's number. Runs in ``python -I -S``: standard library only."""
+    import selectors
+
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_NAME, ctypes.c_char_p(b"svcmgr-spawn"), 0, 0, 0)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -218,35 +222,54 @@ def serve(fd: int) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     syscall = ctypes.PyDLL(None, use_errno=True).syscall
     syscall.restype = ctypes.c_long
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ, None)
     while True:
-        try:
-            msg, anc, _flags, _addr = sock.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(2 * 4))
-        except InterruptedError:
-            continue
-        if not msg:
-            os._exit(0)
-        fds: list[int] = []
-        for level, kind, data in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                a = array.array("i")
-                a.frombytes(data[: len(data) - len(data) % a.itemsize])
-                fds.extend(a)
-        try:
-            reply = _one(syscall, msg, fds, devnull)
-        finally:
-            for f in fds:
-                os.close(f)
-        sock.send(marshal.dumps(reply))
+        for key, _ in sel.select():
+            if key.data is not None:  # a child's report pipe: its errno, or closed by its exec
+                number, pid, report = key.data
+                chunk = os.read(key.fd, 64)
+                if chunk:
+                    report += chunk
+                    continue
+                sel.unregister(key.fd)
+                os.close(key.fd)
+                code = int(report.split(b":", 1)[0] or errno.ENOENT) if report else 0
+                sock.send(marshal.dumps((number, pid, "exec" if report else "ok", code)))
+                continue
+            try:
+                msg, anc, _flags, _addr = sock.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(2 * 4))
+            except InterruptedError:
+                continue
+            if not msg:
+                os._exit(0)
+            fds: list[int] = []
+            for level, kind, data in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    a = array.array("i")
+                    a.frombytes(data[: len(data) - len(data) % a.itemsize])
+                    fds.extend(a)
+            try:
+                number, started = _clone_one(syscall, msg, fds, devnull)
+            finally:
+                for f in fds:
+                    os.close(f)
+            if isinstance(started, tuple):
+                pid, pipe = started
+                sel.register(pipe, selectors.EVENT_READ, (number, pid, bytearray()))
+            else:
+                sock.send(marshal.dumps((number, 0, "clone", started)))
 
 
-def _one(syscall: Callable[..., int], msg: bytes, fds: list[int], devnull: int) -> tuple[int, str, int]:
-    """Spawn one request: (pid, "ok", 0), (pid, "exec", errno) or (0, "clone", errno)."""
+def _clone_one(syscall: Callable[..., int], msg: bytes, fds: list[int],
+               devnull: int) -> tuple[int, tuple[int, int] | int]:
+    """Clone one request's child: (number, (pid, its report pipe)), or (number, errno) when it could not be."""
     try:
-        args, env, candidates, cwd, pgrp, has_out, has_cg = marshal.loads(msg)
+        number, args, env, candidates, cwd, pgrp, has_out, has_cg = marshal.loads(msg)
     except (EOFError, ValueError, TypeError):
-        return 0, "clone", errno.EINVAL
+        return -1, errno.EINVAL
     if len(fds) != int(has_out) + int(has_cg):
-        return 0, "clone", errno.EBADF
+        return number, errno.EBADF
     out = fds[0] if has_out else devnull
     cg = fds[-1] if has_cg else None
     r, w = os.pipe2(os.O_CLOEXEC)
@@ -254,17 +277,9 @@ def _one(syscall: Callable[..., int], msg: bytes, fds: list[int], devnull: int) 
         pid = clone3(syscall, CLONE_PARENT | (CLONE_INTO_CGROUP if cg is not None else 0), 0, cg)
         if pid == 0:
             exec_child(candidates, args, env, cwd, devnull, out, w, pgrp, None, signals=False)
-        if pid < 0:
-            return 0, "clone", -pid
-        os.close(w)
-        w = -1
-        report = b""
-        while chunk := os.read(r, 64):
-            report += chunk
-        if report:
-            return pid, "exec", int(report.split(b":", 1)[0] or errno.ENOENT)
-        return pid, "ok", 0
     finally:
+        os.close(w)
+    if pid < 0:
         os.close(r)
-        if w != -1:
-            os.close(w)
+        return number, -pid
+    return number, (pid, r)
