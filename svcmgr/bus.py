@@ -30,6 +30,8 @@ class Subscription:
     def __init__(self, bus: Bus, prefixes: tuple[str, ...], maxlen: int) -> None:
         self._bus = bus
         self._prefixes = prefixes
+        self._exact = frozenset(prefixes)
+        self._under = tuple(p + "." for p in prefixes)
         self._queue: collections.deque[Event] = collections.deque()
         self._maxlen = maxlen
         self._waiter: asyncio.Future[None] | None = None
@@ -40,7 +42,7 @@ class Subscription:
         if not self._prefixes:
             return True
         cls = event.cls
-        return any(cls == p or cls.startswith(p + ".") for p in self._prefixes)
+        return cls in self._exact or cls.startswith(self._under)
 
     def put_nowait(self, event: Event) -> None:
         if len(self._queue) >= self._maxlen:
