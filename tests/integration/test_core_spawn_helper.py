@@ -38,6 +38,15 @@ def _ppid(pid: int) -> int:
         return int(f.read().rsplit(") ", 1)[1].split()[1])
 
 
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie: once the daemon is gone its orphans go to pid 1, which may be slow to reap."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
 def _cgroup_of(pid: int) -> str:
     with open(f"/proc/{pid}/cgroup") as f:
         return next((line[3:].strip() for line in f if line.startswith("0::")), "")
@@ -74,7 +83,7 @@ def test_children_of_the_helper_are_the_daemons_own(daemon, mode):
     (again,) = daemon.pids(fmri)
     assert _ppid(again) == daemon.pid
     daemon.stop()
-    wait_until(lambda: not os.path.exists(f"/proc/{helper}"), what="the helper to end with the daemon")
+    wait_until(lambda: _ended(helper), what="the helper to end with the daemon")
 
 
 def test_a_program_that_cannot_run_is_reported_by_name(daemon):
