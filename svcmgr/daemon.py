@@ -42,7 +42,7 @@ from svcmgr.manifest import ManifestErrors
 from svcmgr.observe import Observe
 from svcmgr.paths import Paths, register, unregister
 from svcmgr.probes import NotifySocket
-from svcmgr.reaper import Reaper
+from svcmgr.reaper import Reaper, quiet_wakeup
 from svcmgr.repository import Repository
 from svcmgr.restarter import Restarter
 from svcmgr.safefs import open_own
@@ -188,6 +188,7 @@ class Daemon:
                 loop.add_signal_handler(sig, self.stop_event.set)
             loop.add_signal_handler(signal.SIGHUP, self._reload)
             loop.add_signal_handler(signal.SIGUSR2, self._detach)
+            quiet_wakeup()  # add_signal_handler turned the full-pipe warning back on
             engine.boot()
             self._register()
             log.info("svcmgrd %s on node %s: %d instances, contracts by %s, state in %s", __version__,

@@ -22,7 +22,7 @@ from typing import Any
 
 from svcmgr.process import Child, ExitStatus
 
-__all__ = ["Child", "ExitStatus", "Reaper", "set_subreaper"]
+__all__ = ["Child", "ExitStatus", "Reaper", "quiet_wakeup", "set_subreaper"]
 
 log = logging.getLogger("svcmgr.reaper")
 
@@ -35,6 +35,18 @@ def set_subreaper() -> bool:
         return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except OSError:
         return False
+
+
+def quiet_wakeup() -> None:
+    """No warning when asyncio's wakeup pipe is full. A burst of exits fills it (a unix socket holds
+    a few hundred one-byte writes); nothing is lost (every SIGCHLD call reaps until no child is left,
+    and a full pipe means a call is coming). The warning is worse than noise: Python 3.11 prints it
+    from a pending call, and a signal that arrives while it prints can spin the interpreter forever
+    (seen stopping 500 services). ``loop.add_signal_handler`` turns the warning back on each time it
+    is called: call this again after adding handlers."""
+    fd = signal.set_wakeup_fd(-1)
+    if fd != -1:
+        signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
 
 
 class Reaper:
@@ -54,11 +66,7 @@ class Reaper:
         self._loop = loop
         self.subreaper = set_subreaper()
         loop.add_signal_handler(signal.SIGCHLD, self.reap)
-        # A burst of exits can fill asyncio's wakeup pipe. Nothing is lost (every call reaps
-        # until no child is left, and a full pipe means a call is coming), so no warning.
-        fd = signal.set_wakeup_fd(-1)
-        if fd != -1:
-            signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+        quiet_wakeup()
 
     def uninstall(self) -> None:
         if self._loop is not None:
