@@ -25,6 +25,7 @@ import ctypes
 import errno
 import marshal
 import os
+import selectors
 import signal
 import socket
 import struct
@@ -210,8 +211,6 @@ def serve(fd: int) -> None:
     closes. Each request is cloned at once; its reply goes out when its child has exec'd (the report
     pipe closes) or failed to, so that children of a burst exec side by side on the CPUs. Replies
     carry the request's number. Runs in ``python -I -S``: standard library only."""
-    import selectors
-
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_NAME, ctypes.c_char_p(b"svcmgr-spawn"), 0, 0, 0)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
