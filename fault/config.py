@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from svcmgr import hostport
 from svcmgr.safefs import UnsafePath, read_secret
 from svcmgr.schema import Reader
 
@@ -47,17 +48,17 @@ class FaultConfig:
     def webhook_address(self) -> tuple[str, int] | None:
         if not self.webhook:
             return None
-        host, _, port = self.webhook.rpartition(":")
-        return host.strip("[]"), int(port)
+        return hostport.split(self.webhook)
 
 
 def check_listen(value: str) -> str | None:
     """None when ``value`` is a loopback ``host:port``, else what is wrong."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        return f"{value!r}: expected a loopback address and port, such as 127.0.0.1:9466"
     try:
-        ip = ipaddress.ip_address(host.strip("[]"))
+        host, _ = hostport.split(value)
+    except ValueError as e:
+        return f"{e} (a loopback address and port, such as 127.0.0.1:9466)"
+    try:
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return f"{value!r}: {host!r} is not an IP address (use 127.0.0.1 or [::1])"
     if not ip.is_loopback:

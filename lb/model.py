@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from svcmgr import fmri as fmri_mod
+from svcmgr import hostport
 from svcmgr.declared import Declaration, Syntax, Tables, weighted_fmris
 from svcmgr.schema import FieldError, Reader, typename
 
@@ -163,22 +164,6 @@ SYNTAX = Syntax("HAProxy", {"#": "'#'", '"': "a double quote", "'": "a quote", "
                 space=True)
 
 
-def _split_port(text: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` -> (host, port); ValueError with a clear message."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"{text!r}: expected host:port (e.g. 192.0.2.10:80, [2001:db8::1]:80)")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-        if ":" not in host:
-            raise ValueError(f"{text!r}: brackets are for IPv6 addresses only")
-    elif ":" in host:
-        raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. [2001:db8::1]:80")
-    if not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"{text!r}: the port must be a number from 1 to 65535")
-    return host, int(port)
-
-
 def _host_port(text: Any) -> tuple[str, int]:
     """A plain ``host:port`` text split; ValueError with a clear message."""
     if not isinstance(text, str):
@@ -188,7 +173,7 @@ def _host_port(text: Any) -> tuple[str, int]:
     bad = SYNTAX.refusal(text)
     if bad is not None:
         raise ValueError(bad)
-    return _split_port(text)
+    return hostport.split(text)
 
 
 def parse_bind(text: Any) -> tuple[Address, int]:

@@ -51,7 +51,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from svcmgr import __version__
+from svcmgr import __version__, hostport
 from svcmgr.eventclasses import (
     CASE_CLOSED,
     CASE_CLOSED_STATES,
@@ -77,7 +77,7 @@ if TYPE_CHECKING:
     from svcmgr.component import Context
     from svcmgr.config import DaemonConfig
 
-__all__ = ["DEFAULT_LISTEN", "Metrics", "MetricsConfig", "create", "parse_listen", "read_config"]
+__all__ = ["DEFAULT_LISTEN", "Metrics", "MetricsConfig", "create", "read_config"]
 
 log = logging.getLogger("svcmgr.metrics")
 
@@ -104,27 +104,13 @@ class MetricsConfig:
     port: int = 9464
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` -> (host, port); ValueError says what is wrong."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"{text!r}: expected host:port, e.g. {DEFAULT_LISTEN}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not host or any(c.isspace() for c in host) or "/" in host:
-        raise ValueError(f"{text!r}: bad host")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"{text!r}: port must be a number from 1 to 65535")
-    return host, int(port)
-
-
 def read_config(r: Reader) -> MetricsConfig:
     """Read ``[metrics]``: listen."""
     listen = r.str("listen", DEFAULT_LISTEN, maxlen=300)
     if listen == "":
         return MetricsConfig("", "", 0)
     try:
-        host, port = parse_listen(listen)
+        host, port = hostport.split(listen)
     except ValueError as e:
         r.error("listen", str(e))
         return MetricsConfig("", "", 0)

@@ -17,18 +17,14 @@ import struct
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from svcmgr import hostport
 from svcmgr.reaper import Reaper
 
 __all__ = ["NotifySocket", "check_command", "check_http", "check_tcp", "poll_intervals"]
 
 
-def _hostport(target: str) -> tuple[str, int]:
-    host, _, port = target.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 async def check_tcp(target: str, timeout: float) -> tuple[bool, str]:
-    host, port = _hostport(target)
+    host, port = hostport.split(target)
     try:
         _, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     except TimeoutError:

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from svcmgr.metrics import parse_listen
+from svcmgr import hostport
 from svcmgr.safefs import MIN_SECRET, UnsafePath, read_private
 from svcmgr.schema import Reader
 
@@ -124,7 +124,7 @@ def read_config(r: Reader) -> WebConfig:
     if not listen:
         return WebConfig()
     try:
-        host, port = parse_listen(listen)
+        host, port = hostport.split(listen)
     except ValueError as e:
         r.error("listen", str(e))
         return WebConfig()

@@ -6,7 +6,9 @@ bridge) never import the engine or its parts, the restarter, the reaper or the r
 (not even for type hints, not even inside a function): they get the
 services' view and commands (``svcmgr.services``), the event classes
 (``svcmgr.eventclasses``), a command runner (``svcmgr.process``) and a database
-connection (``svcmgr.db``).
+connection (``svcmgr.db``). Nor do they reach the core through another module: what a component
+imports, and what that imports in turn, never includes the core. The leaves import (almost) nothing
+of the project.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import networkx as nx
 import pytest
+from codegraph import import_graph, module_name
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPONENT_PACKAGES = ("fault", "vrrp", "lb", "svcmgr/web")
@@ -52,3 +56,33 @@ def test_the_rule_sees_an_import_inside_a_function(tmp_path: Path) -> None:
     f = tmp_path / "x.py"
     f.write_text("def f():\n    from svcmgr.engine import Engine\n    return Engine\n")
     assert (2, "svcmgr.engine") in imports(f)
+
+
+def components() -> list[Path]:
+    return sources(*COMPONENT_PACKAGES) + [ROOT / m for m in COMPONENT_MODULES]
+
+
+def test_components_never_reach_the_core_through_another_module() -> None:
+    g = import_graph()
+    reached = {}
+    for path in components():
+        mod = module_name(path)
+        core = sorted(nx.descendants(g, mod) & set(CORE))
+        if core:
+            reached[mod] = " -> ".join(nx.shortest_path(g, mod, core[0]))
+    assert not reached, f"components that load the core at run time: {reached}"
+
+
+#: docs/architecture.md's leaves, with the project modules each may import (its own package aside).
+LEAVES = {
+    "svcmgr.states": set(), "svcmgr.events": set(), "svcmgr.eventclasses": set(), "svcmgr.units": set(),
+    "svcmgr.db": set(), "svcmgr.policy": set(), "svcmgr.fmri": set(), "svcmgr.procfs": set(),
+    "svcmgr.hostport": set(), "svcmgr.polling": set(), "svcmgr.proptypes": set(),
+    "svcmgr.schema": {"svcmgr.units"}, "svcmgr.process": {"svcmgr.policy"},
+}
+
+
+@pytest.mark.parametrize("leaf", sorted(LEAVES))
+def test_a_leaf_imports_nothing_of_the_project(leaf: str) -> None:
+    g = import_graph()
+    assert set(g.successors(leaf)) - {"svcmgr"} <= LEAVES[leaf]
