@@ -24,9 +24,13 @@ deps:
 demo: venv
 	$(BIN)/svcmgrd --root .demo --manifests manifests/examples --web 127.0.0.1:9465
 
+# Test modules run on several workers (most tests wait on real processes, not the CPU); the
+# modules that share fixed ports or network labs each keep to one worker (xdist_group).
+WORKERS ?= 3
+
 test: venv deps
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup
 
 lint: venv
 	$(BIN)/ruff check .

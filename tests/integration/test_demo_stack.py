@@ -4,7 +4,11 @@ import os
 import signal
 import urllib.request
 
+import pytest
+
 from svctest import REPO, wait_until
+
+pytestmark = pytest.mark.xdist_group("demo-ports")  # make test runs modules in parallel: this group runs on one worker
 
 
 def test_demo_stack_comes_online_in_order(daemon):

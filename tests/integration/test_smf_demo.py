@@ -9,7 +9,11 @@ import re
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from svctest import REPO, wait_until
+
+pytestmark = pytest.mark.xdist_group("demo-ports")  # make test runs modules in parallel: this group runs on one worker
 
 NOTES = REPO / "manifests" / "examples" / "notes.xml"
 

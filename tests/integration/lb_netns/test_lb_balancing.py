@@ -21,6 +21,8 @@ from vrrp.lab import wait_for
 
 from hostile import Attacker, why_not
 
+pytestmark = pytest.mark.xdist_group("netns")  # make test runs modules in parallel: this group runs on one worker
+
 A, B, C = APP
 
 

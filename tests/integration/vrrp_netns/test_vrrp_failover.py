@@ -11,7 +11,11 @@ import os
 import signal
 import time
 
+import pytest
+
 from vrrp.lab import wait_for
+
+pytestmark = pytest.mark.xdist_group("netns")  # make test runs modules in parallel: this group runs on one worker
 
 WEB = "svc:/site/web:default"
 KA = "svc:/network/vrrp:default"

@@ -20,7 +20,7 @@ import pytest
 from svctest import REPO, wait_until
 from web_helpers import HOSTILE, NOBODY_SECRET, ROOT_SECRET, free_port, http, write_config
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.xdist_group("demo-ports")]  # one worker: the demo's fixed ports
 
 APP = "svc:/site/app:default"
 HTML_SVC = "svc:/site/html:default"
