@@ -159,11 +159,12 @@ def test_finding_6_validating_a_huge_manifest_never_blocks_the_daemon(daemon, at
     slow.write_text('name = "a/b"\n[methods.start]\nexec=":true"\n' +
                     "".join(f'[instances.i{i}.properties.c]\nx = 1\n' for i in range(25000)))
     checks = attacker.spawn(f"""
-        import subprocess, sys
+        import subprocess, sys, time
         for _ in range(3):
+            t0 = time.monotonic()
             r = subprocess.run([sys.executable, "-m", "svcmgr.cli.svccfg", "--root", {str(daemon.root)!r},
                                 "import", "-n", {str(slow)!r}], capture_output=True, text=True)
-            print(r.returncode, r.stderr.strip()[-200:], flush=True)
+            print(r.returncode, time.monotonic() - t0, r.stderr.strip()[-200:], flush=True)
         """)
     worst = 0.0
     while checks.poll() is None:
@@ -173,4 +174,8 @@ def test_finding_6_validating_a_huge_manifest_never_blocks_the_daemon(daemon, at
         time.sleep(0.02)
     out = checks.stdout.read().splitlines()
     assert [line.split()[0] for line in out] == ["0", "0", "0"], (out, checks.stderr.read())
-    assert worst < 1.0, f"a ping waited {worst:.2f}s behind the attacker's validation"
+    # Blocked, a ping waited for a whole validation (2.2 s alone); free, for a thread switch. Under
+    # load both stretch, so the bound is a share of the validation as long as it took in this run.
+    validation = min(float(line.split()[1]) for line in out)
+    assert worst < max(1.0, validation / 2), (
+        f"a ping waited {worst:.2f}s behind the attacker's validation ({validation:.2f}s)")

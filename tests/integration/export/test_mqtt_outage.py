@@ -43,6 +43,10 @@ def _check_stream(events: list[dict], expected: list[tuple[str, str]]) -> None:
         assert all(s in it for s in wanted), f"{f}: states {states} do not contain {wanted} in order"
 
 
+def _reconnected(classes: list[str]) -> bool:
+    return "mqtt.connection.down" in classes and "mqtt.connection.up" in classes[classes.index("mqtt.connection.down"):]
+
+
 def test_broker_restart_loses_no_event_and_keeps_order(svcmgrd, mosquitto, subscriber):
     broker = mosquitto()
     d = svcmgrd()
@@ -69,6 +73,9 @@ def test_broker_restart_loses_no_event_and_keeps_order(svcmgrd, mosquitto, subsc
     broker.start()
     wait_for(lambda: mqtt_status(d)["connected"] and mqtt_status(d)["outbox"]["depth"] == 0, 30, "outbox drained")
     sub.wait(lambda s: any(e["seq"] == last_seq for e in s.events("n1")), 30, what=f"event {last_seq}")
+    # the reconnection is announced once the bridge is back: it may come after the delayed events
+    sub.wait(lambda s: _reconnected([e["class"] for e in _unique_in_order(s.events("n1"))]), 30,
+             what="mqtt.connection.up after the loss")
     events = _unique_in_order(sub.events("n1"))
     _check_stream(events, expected)
     classes = [e["class"] for e in events]
