@@ -54,8 +54,12 @@ class Article:
         ctx = _Facts(facts)
         out = {"title": self.title.format_map(ctx)}
         for f in FIELDS:
-            out[f] = getattr(self, f).format_map(ctx)
+            out[f] = _ONE_STOP.sub(".", getattr(self, f).format_map(ctx))
         return out
+
+
+#: A fact that ends a sentence itself ("... exited 1.") before the article's own full stop.
+_ONE_STOP = re.compile(r"(?<!\.)\.\.(?=\s|\Z)")
 
 
 class _Facts(dict):  # type: ignore[type-arg]

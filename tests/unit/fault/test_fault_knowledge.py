@@ -26,3 +26,13 @@ def test_bad_articles_are_refused(tmp_path):
     assert "not-an-id: is not a message id" in text
     assert f"{good}: XYZ-8000-01.extra: unknown field" in text
     assert len(kb) == 0
+
+
+def test_a_fact_that_ends_its_own_sentence_gets_one_full_stop():
+    kb, _ = load_knowledge([SHIPPED])
+    facts = {"suspect": "svc:/site/db:default", "detail": "Restarting too quickly, last exited with status 1."}
+    text = kb.get("SVC-8000-3Q").render(facts)
+    assert "status 1." in " ".join(text.values())
+    assert not any(".." in v.replace("...", "") for v in text.values()), text
+    trailing = kb.get("SVC-8000-3Q").render({**facts, "detail": "waiting..."})
+    assert "waiting..." in " ".join(trailing.values())
