@@ -11,7 +11,10 @@ APPS = [f"svc:/site/app{i}:default" for i in (1, 2, 3)]
 
 def _stack(daemon):
     port = free_port()
+    # The database takes a second to come back (as a real one replays its log), so each application
+    # sees it gone even when a loaded machine schedules them late; a restart in milliseconds could hide it.
     db = ("import socket, time\n"
+          "time.sleep(1)\n"
           "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
           f"s.bind(('127.0.0.1', {port})); s.listen(64)\n"
           "while True:\n    c, _ = s.accept(); c.close()\n")
