@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING
 
 from svcmgr.graph import NEVER
 from svcmgr.machine import ACTIVE, Ev, Phase, stop_target
-from svcmgr.spec import Dependency
-from svcmgr.states import RUNNING, State
+from svcmgr.states import State
 
 if TYPE_CHECKING:
     from svcmgr.graph import Graph
@@ -51,10 +50,11 @@ class Dependencies:
     graph: Graph
     shutting_down: bool
     dispatch: Callable[..., bool]
+    disable: Callable[..., None]
 
     def __init__(self) -> None:
         self.milestone: str | None = None  # None: all
-        self._allowed: set[str] | None = None  # None: every instance (no milestone)
+        self._subgraph: set[str] | None = None  # what the milestone runs (None: no milestone)
         self._dirty: set[str] = set()  # to evaluate at the next turn of the loop
         self._eval_scheduled = False
         self._waiters: list[Waiter] = []
@@ -75,7 +75,7 @@ class Dependencies:
         return not self._dirty and not self.in_transition()
 
     def _wants_enabled(self, inst: Instance) -> bool:
-        return inst.effective_enabled and (self._allowed is None or inst.fmri in self._allowed)
+        return inst.effective_enabled
 
     def mark_dirty(self, fmris: Iterable[str]) -> None:
         self._dirty.update(fmris)
@@ -117,32 +117,23 @@ class Dependencies:
             self.dispatch(inst, Ev.DISABLE, self.disabled_reason(inst))
 
     def disabled_reason(self, inst: Instance) -> str:
-        if self._allowed is not None and inst.fmri not in self._allowed:
+        if self._subgraph is not None and inst.fmri not in self._subgraph and inst.enabled_temp is False:
             return f"Held back by milestone {self.milestone}."
         if inst.enabled_temp is False:
             return "Temporarily disabled by an administrator."
         return "Disabled by an administrator."
 
     def propagate_stop(self, inst: Instance, cause: str) -> None:
-        """A running instance is stopping: stop the dependents its restart_on values name."""
+        """A running instance is stopping: stop the dependents whose restart_on names the cause, through
+        every grouping but exclude_all, whatever the group's other members do (propagate_stop() in
+        graph.c: a require_any dependent restarts, and starts again at once if its group is still met)."""
         for dep_fmri, d in self.graph.dependents_of(inst.fmri):
             dep = self.instances.get(dep_fmri)
             if dep is None or dep.phase not in ACTIVE or d.grouping == "exclude_all":
                 continue
             if cause not in RESTART_ON[d.restart_on]:
                 continue
-            if d.grouping == "require_any" and self._group_still_met(d, inst.fmri):
-                continue
             self.dispatch(dep, Ev.DEPS_LOST, f"Dependency {inst.fmri} stopped (restart_on={d.restart_on}).")
-
-    def _group_still_met(self, d: Dependency, leaving: str) -> bool:
-        """Whether a require_any group keeps a running member besides ``leaving``."""
-        for _declared, insts in self.graph.members(d):
-            for i in insts or ():
-                v = self.view(i)
-                if i != leaving and v is not None and v[0] in RUNNING:
-                    return True
-        return False
 
     def exclude_dependents(self, inst: Instance) -> None:
         for dep_fmri, d in self.graph.dependents_of(inst.fmri):
@@ -151,24 +142,46 @@ class Dependencies:
                 self.dispatch(dep, Ev.DEPS_LOST, f"Excluded by {inst.fmri}, which is running.")
 
     def set_milestone(self, target: str) -> str:
-        if target in ("all", "none"):
-            self.milestone = None if target == "all" else "none"
-        else:
-            self.milestone = target
-        if target == "all":
-            for inst in self.instances.values():
+        """Run only what ``target`` needs ("all": everything, "none": nothing), as dgraph_set_milestone():
+        the temporary enable of every instance inside the milestone's subgraph (of every instance for
+        "all") is removed, every enabled instance outside it is disabled temporarily. An operator may
+        still enable one with ``svcadm enable -t``; "all" undoes it all."""
+        self.milestone = None if target == "all" else target
+        self._subgraph = self._milestone_subgraph()
+        for inst in self.instances.values():
+            if self._subgraph is None or inst.fmri in self._subgraph:
                 inst.enabled_temp = None
-        self.recompute_allowed()
+            else:
+                self._hold_back(inst)
         self.mark_dirty(self.instances)
         return self.milestone or "all"
 
-    def recompute_allowed(self) -> None:
+    def _milestone_subgraph(self) -> set[str] | None:
         if self.milestone is None:
-            self._allowed = None
-        elif self.milestone == "none":
-            self._allowed = set()
-        else:
-            self._allowed = self.graph.closure(self.milestone, ("require_all", "require_any", "optional_all"))
+            return None
+        if self.milestone == "none":
+            return set()
+        return self.graph.subgraph(self.milestone, lambda f: self.instances[f].enabled)
+
+    def _hold_back(self, inst: Instance) -> None:
+        """Out of the milestone: a temporary disable, as an operator's (out of maintenance too)."""
+        if inst.effective_enabled:
+            self.disable([inst.fmri], temporary=True)
+
+    def reconsider_subgraph(self, new: Iterable[str] = ()) -> None:
+        """The graph or an instance's persistent enable changed (eval_subgraph()): an instance that joined
+        the milestone's subgraph loses its temporary disable, one that left it (or a ``new`` one outside
+        it) is disabled temporarily."""
+        if self.milestone is None:
+            return
+        before, self._subgraph = self._subgraph or set(), self._milestone_subgraph()
+        assert self._subgraph is not None
+        for f in self._subgraph - before:
+            self.instances[f].enabled_temp = None
+        for f in (before - self._subgraph) | (set(new) - self._subgraph):
+            if f in self.instances:
+                self._hold_back(self.instances[f])
+        self.mark_dirty(self.instances)
 
     def wait_for(self, fmri: str, want: str) -> asyncio.Future[int]:
         """A future giving 0 when ``fmri`` reaches ``want``, 3 when it cannot, 4 when its dependencies cannot."""

@@ -116,8 +116,9 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs):
         return inst
 
     def rebuild_graph(self) -> None:
+        known = set(self.graph.configs)
         self.graph = Graph({f: i.config for f, i in self.instances.items()})
-        self.recompute_allowed()
+        self.reconsider_subgraph(new=set(self.instances) - known)
 
     # ================================================================ dispatch
     def dispatch(self, inst: Instance, ev: Ev, reason: str | None = None, *, cause: str = "other",
@@ -158,10 +159,9 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs):
         if Effect.UP in effects:
             self.start_health(inst)
             self.exclude_dependents(inst)
-            self.mark_dirty(d for d, _ in self.graph.dependents_of(inst.fmri))
-        elif changed or Effect.RELEASE in effects:
+        if Effect.UP in effects or changed or Effect.RELEASE in effects:
             # a stopping dependency counts as gone already
-            self.mark_dirty(self.graph.all_dependents(inst.fmri))
+            self.mark_dirty(self.graph.affected_by(inst.fmri, self.view))
         if changed:
             self.check_waiters()
 
@@ -293,9 +293,12 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs):
             return
         inst.restarts += 1
         r = inst.config.restart
+        cause = "error" if kind == "error" else "other"
         if inst.history.record():
-            self._maintenance(inst, Ev.TOO_QUICK,
-                              f"Restarting too quickly ({r.limit} failures within {r.period:g}s), last {detail}.")
+            # The dependents see the death for what it was: an exit stops restart_on=restart ones, not
+            # restart_on=error ones (SMF stops the instance for RSTOP_EXIT before it finds it too quick).
+            self._maintenance(inst, Ev.TOO_QUICK, cause=cause,
+                              reason=f"Restarting too quickly ({r.limit} failures within {r.period:g}s), last {detail}.")
             return
         if kind == "error":
             self.dispatch(inst, Ev.FAILED, f"Restarting: a process {detail}.", cause="error")

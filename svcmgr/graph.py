@@ -166,6 +166,53 @@ class Graph:
                     stack.append(m)
         return seen
 
+    def affected_by(self, fmri: str, view: StateView) -> set[str]:
+        """The instances whose answer to "may it start?" can change when ``fmri`` changes state: its
+        direct dependents, and each ``optional_all`` dependent of an offline instance whose
+        satisfiability rests on ``fmri`` (graph.c's propagate_satbility(): an offline member that
+        can never start counts as met, so a change several levels down may start an instance whose
+        own members did not change state). The walk goes up through offline instances only: a running
+        one is met and a disabled one skipped whatever lies below; past the first level, an
+        ``exclude_all`` edge carries nothing (it reads its member's state, not its satisfiability)."""
+        out: set[str] = set()
+        seen = {fmri}
+        stack = [fmri]
+        while stack:
+            n = stack.pop()
+            for p in self.g.predecessors(n):
+                groupings = {d.grouping for d in self.g[p][n]["deps"]}
+                if n != fmri:
+                    groupings.discard("exclude_all")
+                    if not groupings:
+                        continue
+                if n == fmri or "optional_all" in groupings:
+                    out.add(p)
+                s = view(p)
+                if p not in seen and s is not None and s[0] == State.OFFLINE:
+                    seen.add(p)
+                    stack.append(p)
+        return out
+
+    def subgraph(self, milestone: str, enabled: Callable[[str], bool]) -> set[str]:
+        """What a milestone runs, as illumos' mark_subgraph() decides: the milestone and what it depends
+        on, not through exclude_all; past an optional_all group, only instances ``enabled`` (persistently)."""
+        inside: set[str] = set()
+        seen: set[tuple[str, bool]] = set()
+        stack = [(milestone, False)] if milestone in self.g else []
+        while stack:
+            f, optional = stack.pop()
+            if (f, optional) in seen:
+                continue
+            seen.add((f, optional))
+            if optional and not enabled(f):
+                continue
+            inside.add(f)
+            for t in self.g.successors(f):
+                for d in self.g[f][t]["deps"]:
+                    if d.grouping != "exclude_all":
+                        stack.append((t, optional or d.grouping == "optional_all"))
+        return inside
+
     def missing_targets(self, fmri: str) -> list[tuple[Dependency, str]]:
         """Dependencies naming services or instances that are not imported."""
         out = []

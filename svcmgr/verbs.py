@@ -37,6 +37,7 @@ class OperatorVerbs:
     save: Callable[[Instance], None]
     mark_dirty: Callable[[Iterable[str]], None]
     disabled_reason: Callable[[Instance], str]
+    reconsider_subgraph: Callable[[], None]
 
     def enable(self, fmris: list[str], *, temporary: bool, recursive: bool) -> list[str]:
         targets = list(fmris)
@@ -55,6 +56,8 @@ class OperatorVerbs:
             self.dispatch(inst, Ev.ENABLE, "")
             self.save(inst)
             self.mark_dirty([f, *self.graph.all_dependents(f)])
+        if not temporary:
+            self.reconsider_subgraph()
         self.repo.flush()
         return targets
 
@@ -69,12 +72,14 @@ class OperatorVerbs:
             reason = self.disabled_reason(inst)
             inst.history.reset()  # as SMF: an operator's disable forgets the restart history
             if inst.phase == Phase.MAINTENANCE:
-
                 inst.marks.pop("maintenance", None)
+                inst.start_failures = 0  # out of maintenance: three new tries, as after clear
             self.dispatch(inst, Ev.DISABLE, reason)
             if inst.phase in STOPPING or inst.phase == Phase.DISABLED:
                 inst.reason = reason
             self.save(inst)
+        if not temporary:
+            self.reconsider_subgraph()
         self.repo.flush()
 
     def restart(self, fmris: list[str]) -> list[str]:

@@ -1,0 +1,136 @@
+"""Regression tests for the divergences the model of graph.c found in the engine (tests/model), each named
+after what it protects, on fake processes: what SMF's graph engine does under failure, in milliseconds."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from fakes import engine_on_fakes, manifests, settle
+
+A, B, C, D = (f"svc:/t/{n}:default" for n in "abcd")
+
+
+def svc(name: str, *deps: str, extra: str = "") -> str:
+    return f'name = "t/{name}"\n{extra}\n[methods.start]\nexec = ["daemon"]\n' + "".join(deps)
+
+
+def dep(grouping: str, restart_on: str, *targets: str, name: str = "d") -> str:
+    fmris = ", ".join(f'"{t}"' for t in targets)
+    return (f'[[dependencies]]\nname = "{name}"\ngrouping = "{grouping}"\nrestart_on = "{restart_on}"\n'
+            f"fmris = [{fmris}]\n")
+
+
+@pytest.fixture
+async def rig(tmp_path):
+    engine, procs, clock = engine_on_fakes(str(tmp_path))
+    yield engine, procs, clock
+    await engine.shutdown()
+
+
+async def up(engine, procs, *texts: str) -> None:
+    manifests(engine, *texts)
+    engine.boot()
+    await settle(engine, procs)
+
+
+def states(engine) -> dict[str, str]:
+    return {f.split("/")[-1].split(":")[0]: i.state.value for f, i in sorted(engine.instances.items())}
+
+
+async def test_require_any_dependent_restarts_when_a_member_stops_even_while_another_runs(rig):
+    """propagate_stop(): every grouping but exclude_all stops its dependent when the cause is within
+    restart_on, whatever the other members do; the dependent starts again at once, its group still met."""
+    engine, procs, _ = rig
+    stopping = engine.bus.subscribe("svc.stopping")
+    await up(engine, procs, svc("a"), svc("b"), svc("c", dep("require_any", "error", A, B)))
+    procs.kill(A, signal.SIGKILL)
+    await settle(engine, procs)
+    stopped = set()
+    while (ev := stopping.get_nowait()) is not None:
+        stopped.add(ev.resource)
+    assert stopped == {A, C}
+    assert states(engine) == {"a": "online", "b": "online", "c": "online"}
+    assert procs.calls.count(("start", C)) == 2
+
+
+async def test_optional_all_dependent_starts_when_its_offline_member_can_never_start(rig):
+    """An offline optional_all member that can never start counts as met (optional_all_satisfied()); it
+    becomes so without changing state when what it excludes comes online, and its dependent must start."""
+    engine, procs, _ = rig
+    procs.hold(A)
+    await up(engine, procs, svc("a"), svc("b", dep("require_all", "none", A), dep("exclude_all", "none", A, name="x")),
+             svc("c", dep("optional_all", "none", B)))
+    assert states(engine) == {"a": "offline", "b": "offline", "c": "offline"}
+    procs.ready(A)
+    await settle(engine, procs)
+    assert states(engine) == {"a": "online", "b": "offline", "c": "online"}
+
+
+async def test_restarting_too_quickly_after_exits_does_not_restart_error_dependents(rig):
+    """A death that is not an error (every process exited) propagates as such even when it is one too many:
+    restart_on=error dependents stay up, restart_on=restart ones restart."""
+    engine, procs, _ = rig
+    await up(engine, procs, svc("a", extra="[restart]\nlimit = 2"), svc("b", dep("require_all", "error", A)),
+             svc("c", dep("require_all", "restart", A)))
+    for _ in range(2):
+        procs.exit(A)
+        await settle(engine, procs)
+    assert states(engine) == {"a": "maintenance", "b": "online", "c": "offline"}
+    assert procs.calls.count(("start", B)) == 1
+
+
+async def test_an_operators_enable_wins_over_the_milestone(rig):
+    """A milestone disables what it does not need through the temporary override (dgraph_set_milestone());
+    an operator's enable, persistent or -t, replaces that override and the instance runs."""
+    engine, procs, _ = rig
+    await up(engine, procs, svc("a"), svc("b"))
+    engine.set_milestone("none")
+    await settle(engine, procs)
+    assert states(engine) == {"a": "disabled", "b": "disabled"}
+    assert engine.instances[A].reason == "Held back by milestone none."
+    engine.enable([A], temporary=False, recursive=False)
+    engine.enable([B], temporary=True, recursive=False)
+    await settle(engine, procs)
+    assert states(engine) == {"a": "online", "b": "online"}
+
+
+async def test_a_milestone_lifts_temporary_disables_inside_it(rig):
+    """Entering a milestone removes the temporary overrides of what it runs, as "all" removes them all."""
+    engine, procs, _ = rig
+    await up(engine, procs, svc("a"), svc("b", dep("require_all", "none", A)), svc("c"))
+    engine.disable([A], temporary=True)
+    await settle(engine, procs)
+    assert states(engine)["a"] == "disabled"
+    engine.set_milestone(B)
+    await settle(engine, procs)
+    assert states(engine) == {"a": "online", "b": "online", "c": "disabled"}
+
+
+async def test_a_milestone_takes_instances_out_of_maintenance_as_a_disable_does(rig):
+    """What a milestone does not need is disabled as an administrator's disable would: out of maintenance."""
+    engine, procs, _ = rig
+    await up(engine, procs, svc("a"), svc("b"))
+    engine.mark([A], "maintenance", temporary=False, immediate=False)
+    await settle(engine, procs)
+    engine.set_milestone(B)
+    await settle(engine, procs)
+    assert states(engine) == {"a": "disabled", "b": "online"}
+    assert "maintenance" not in engine.instances[A].marks
+
+
+async def test_a_milestone_does_not_run_what_only_a_disabled_optional_member_needs(rig):
+    """mark_subgraph(): past an optional_all group only enabled instances belong to the milestone, so what a
+    disabled optional member needs is not run for it."""
+    engine, procs, _ = rig
+    await up(engine, procs, svc("a"), svc("b", dep("require_all", "none", A), extra="enabled = false"),
+             svc("c", dep("optional_all", "none", B)), svc("d"))
+    assert states(engine) == {"a": "online", "b": "disabled", "c": "online", "d": "online"}
+    engine.set_milestone(C)
+    await settle(engine, procs)
+    assert states(engine) == {"a": "disabled", "b": "disabled", "c": "online", "d": "disabled"}
+    engine.enable([B], temporary=False, recursive=False)
+    await settle(engine, procs)
+    assert states(engine) == {"a": "online", "b": "online", "c": "online", "d": "disabled"}, \
+        "enabled, b joins the milestone and brings a with it (eval_subgraph())"
