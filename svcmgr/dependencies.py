@@ -133,12 +133,15 @@ class Dependencies:
                 continue
             if cause not in RESTART_ON[d.restart_on]:
                 continue
+            if cause != "error":
+                dep.history.reset()  # STOP_RESET: a restart a dependency asked for is no failure of its own
             self.dispatch(dep, Ev.DEPS_LOST, f"Dependency {inst.fmri} stopped (restart_on={d.restart_on}).")
 
     def exclude_dependents(self, inst: Instance) -> None:
         for dep_fmri, d in self.graph.dependents_of(inst.fmri):
             dep = self.instances.get(dep_fmri)
             if dep is not None and d.grouping == "exclude_all" and dep.phase in ACTIVE:
+                dep.history.reset()  # STOP_RESET
                 self.dispatch(dep, Ev.DEPS_LOST, f"Excluded by {inst.fmri}, which is running.")
 
     def set_milestone(self, target: str) -> str:

@@ -134,3 +134,20 @@ async def test_a_milestone_does_not_run_what_only_a_disabled_optional_member_nee
     await settle(engine, procs)
     assert states(engine) == {"a": "online", "b": "online", "c": "online", "d": "disabled"}, \
         "enabled, b joins the milestone and brings a with it (eval_subgraph())"
+
+
+async def test_a_restart_a_dependency_caused_forgets_the_restart_history(rig):
+    """STOP_RESET (restarter.c): a dependent stopped for a dependency's restart or refresh has its start
+    times reset, so its own earlier deaths do not add up with later ones to "restarting too quickly"."""
+    engine, procs, _ = rig
+    await up(engine, procs, svc("a"), svc("b", dep("require_all", "refresh", A), extra="[restart]\nlimit = 2"))
+    procs.exit(B)
+    await settle(engine, procs)
+    engine.refresh([A])
+    await settle(engine, procs)
+    procs.exit(B)
+    await settle(engine, procs)
+    assert states(engine) == {"a": "online", "b": "online"}
+    procs.exit(B)
+    await settle(engine, procs)
+    assert states(engine) == {"a": "online", "b": "maintenance"}, "two deaths of its own in a row still count"
