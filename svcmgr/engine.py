@@ -297,8 +297,8 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs):
         if inst.history.record():
             # The dependents see the death for what it was: an exit stops restart_on=restart ones, not
             # restart_on=error ones (SMF stops the instance for RSTOP_EXIT before it finds it too quick).
-            self._maintenance(inst, Ev.TOO_QUICK, cause=cause,
-                              reason=f"Restarting too quickly ({r.limit} failures within {r.period:g}s), last {detail}.")
+            why = f"Restarting too quickly ({r.limit} failures within {r.period:g}s), last {detail}."
+            self._maintenance(inst, Ev.TOO_QUICK, why, cause=cause)
             return
         if kind == "error":
             self.dispatch(inst, Ev.FAILED, f"Restarting: a process {detail}.", cause="error")
