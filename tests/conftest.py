@@ -11,11 +11,12 @@ import contextlib
 import os
 import shutil
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from fakes import engine_on_fakes
 from hostile import Attacker, why_not
 from svctest import Daemon, _alive_marked, _short_root
 
@@ -93,3 +94,11 @@ def _remove_cgroups(root: Path) -> None:
             os.rmdir(os.path.join(base, name))
     with contextlib.suppress(OSError):
         os.rmdir(base)
+
+
+@pytest.fixture
+async def fake_engine(tmp_path: Path) -> AsyncIterator[tuple]:
+    """A real engine on fake processes (``fakes.engine_on_fakes``): (engine, procs, clock), shut down after."""
+    engine, procs, clock = engine_on_fakes(str(tmp_path))
+    yield engine, procs, clock
+    await engine.shutdown()

@@ -128,35 +128,15 @@ class Model:
 
     def instance_satisfied(self, inst: Instance, satbility: bool) -> int:
         """instance_satisfied(): the instance vertex is a require_all of its groups."""
-        any_unsatisfied = False
-        for g in inst.groups:
-            i = self.group_satisfied(g, satbility)
-            if i == 1:
-                continue
-            if not satbility:
-                return 0
-            if i == -1:
-                return -1
-            any_unsatisfied = True
-        return 0 if any_unsatisfied else 1
+        return _all_of((self.group_satisfied(g, satbility) for g in inst.groups), satbility)
 
     def group_satisfied(self, g: Group, satbility: bool) -> int:
         return {"require_all": self._all, "require_any": self._any, "optional_all": self._optional,
                 "exclude_all": self._exclude}[g.grouping](list(g.members), satbility)
 
     def _all(self, members: list[str], satbility: bool) -> int:
-        """require_all_satisfied(): unsatisfiable as soon as one member is."""
-        any_unsatisfied = False
-        for m in members:
-            i = self.dependency_satisfied(m, satbility)
-            if i == 1:
-                continue
-            if not satbility:
-                return 0
-            if i == -1:
-                return -1
-            any_unsatisfied = True
-        return 0 if any_unsatisfied else 1
+        """require_all_satisfied()."""
+        return _all_of((self.dependency_satisfied(m, satbility) for m in members), satbility)
 
     def _any(self, members: list[str], satbility: bool) -> int:
         """require_any_satisfied(): satisfiable while one member is."""
@@ -184,21 +164,12 @@ class Model:
         return self._instance_value(inst, satbility)
 
     def _optional(self, members: list[str], satbility: bool) -> int:
-        """optional_all_satisfied()."""
-        any_unsatisfied = False
-        for m in members:
+        """optional_all_satisfied(): a member none of whose instances qualifies is skipped; of the others,
+        one satisfied instance satisfies the member, one that may still be is enough to wait for."""
+        def member(m: str) -> int:
             values = [v for v in (self._optional_member(i, satbility) for i in self.targets(m)) if v is not None]
-            if not values:
-                continue
-            i = 1 if 1 in values else 0 if 0 in values else -1
-            if i == 1:
-                continue
-            if not satbility:
-                return 0
-            if i == -1:
-                return -1
-            any_unsatisfied = True
-        return 0 if any_unsatisfied else 1
+            return 1 if not values or 1 in values else 0 if 0 in values else -1
+        return _all_of((member(m) for m in members), satbility)
 
     def _exclude(self, members: list[str], satbility: bool) -> int:
         """exclude_all_satisfied(): the first member that is not disabled or in maintenance decides."""
@@ -458,3 +429,18 @@ class Model:
     # ------------------------------------------------------------------ reading
     def states(self) -> dict[str, str]:
         return {f: i.state for f, i in sorted(self.instances.items())}
+
+
+def _all_of(values: Iterable[int], satbility: bool) -> int:
+    """What require_all_satisfied() makes of its members' values (lazily: without satbility the first
+    unsatisfied one ends it; with it, the first unsatisfiable one)."""
+    any_unsatisfied = False
+    for i in values:
+        if i == 1:
+            continue
+        if not satbility:
+            return 0
+        if i == -1:
+            return -1
+        any_unsatisfied = True
+    return 0 if any_unsatisfied else 1

@@ -10,7 +10,7 @@ import pytest
 
 from svcmgr.policy import START_RETRIES, Outcome
 
-from fakes import engine_on_fakes, manifests, settle
+from fakes import manifests, settle
 
 A, B = "svc:/t/a:default", "svc:/t/b:default"
 
@@ -25,10 +25,8 @@ def dep(target: str, restart_on: str, grouping: str = "require_all") -> str:
 
 
 @pytest.fixture
-async def rig(tmp_path):
-    engine, procs, clock = engine_on_fakes(str(tmp_path))
-    yield engine, procs, clock
-    await engine.shutdown()
+def rig(fake_engine):
+    return fake_engine
 
 
 def state(engine, fmri: str) -> str:

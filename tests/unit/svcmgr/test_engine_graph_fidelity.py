@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from fakes import engine_on_fakes, manifests, settle
+from fakes import manifests, settle
 
 A, B, C, D = (f"svc:/t/{n}:default" for n in "abcd")
 
@@ -23,10 +23,8 @@ def dep(grouping: str, restart_on: str, *targets: str, name: str = "d") -> str:
 
 
 @pytest.fixture
-async def rig(tmp_path):
-    engine, procs, clock = engine_on_fakes(str(tmp_path))
-    yield engine, procs, clock
-    await engine.shutdown()
+def rig(fake_engine):
+    return fake_engine
 
 
 async def up(engine, procs, *texts: str) -> None:
