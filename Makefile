@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test deps venv lint bench pictures clean
+.PHONY: demo test deps venv lint bench pictures clean model
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,12 @@ test: venv deps
 
 lint: venv
 	$(BIN)/ruff check .
+
+# A long campaign of the engine against the model of illumos' graph.c (docs/smf-differences.md);
+# make test runs a short one.
+model: venv
+	SVCMGR_MODEL_EXAMPLES=$${SVCMGR_MODEL_EXAMPLES:-5000} SVCMGR_MODEL_STEPS=$${SVCMGR_MODEL_STEPS:-60} \
+		$(BIN)/pytest tests/model -q -x
 
 bench: venv deps
 	$(BIN)/python -m bench

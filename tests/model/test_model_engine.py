@@ -3,7 +3,7 @@
 Each sequence builds a random graph and applies random operations to the real engine
 (``svcmgr.engine.Engine`` on ``fakes.FakeProcesses``: starts, stops and deaths complete
 at once, one fake clock) and to ``smfgraph.Model``; ``modelcheck`` compares them after
-every step. ``make test`` runs SVCMGR_MODEL_EXAMPLES sequences (default 150) of up to
+every step. ``make test`` runs SVCMGR_MODEL_EXAMPLES sequences (default 200) of up to
 SVCMGR_MODEL_STEPS steps (default 30); ``make model`` runs a long campaign.
 """
 
@@ -26,7 +26,7 @@ from fakes import engine_on_fakes, settle
 from graphs import GraphSpec
 from modelcheck import EngineVersusModel
 
-EXAMPLES = int(os.environ.get("SVCMGR_MODEL_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("SVCMGR_MODEL_EXAMPLES", "200"))
 STEPS = int(os.environ.get("SVCMGR_MODEL_STEPS", "30"))
 
 
