@@ -160,7 +160,9 @@ class Catalog:
         self.bus.emit(SVC_IMPORTED, "", services=[str(s.fmri) for s in specs])
         return warnings
 
-    def _apply_spec(self, spec: ServiceSpec) -> None:
+    def _apply_spec(self, spec: ServiceSpec, refreshing: set[str] | None = None) -> None:
+        """Apply a service's configuration; its running instances (those in ``refreshing`` when given: a
+        refresh names instances) are refreshed, which restarts their restart_on=refresh dependents."""
         f = str(spec.fmri)
         old = self.specs.get(f)
         self.specs[f] = spec
@@ -175,7 +177,7 @@ class Catalog:
                 if inst.log is not None:
                     inst.log.max_size = cfg.log.max_size
                     inst.log.keep = cfg.log.keep
-                if inst.phase in (Phase.ONLINE, Phase.DEGRADED):
+                if inst.phase in (Phase.ONLINE, Phase.DEGRADED) and (refreshing is None or inst.fmri in refreshing):
                     self.dispatch(inst, Ev.REFRESH)
                     self.propagate_stop(inst, "refresh")
         if old is not None:
@@ -252,7 +254,7 @@ class Catalog:
             spec = parse_service(data, source)
             self.check_import([spec])
             self.repo.refresh(s)
-            self._apply_spec(spec)
+            self._apply_spec(spec, set(fmris))
         self.rebuild_graph()
         self.mark_dirty(self.instances)
         self.bus.emit(SVC_REFRESHED, "", services=services)

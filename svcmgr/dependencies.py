@@ -51,6 +51,9 @@ class Dependencies:
     shutting_down: bool
     dispatch: Callable[..., bool]
     disable: Callable[..., None]
+    disabling: Callable[[str], bool]
+    held_offline: Callable[[str], str | None]
+    advance_disables: Callable[[], None]
 
     def __init__(self) -> None:
         self.milestone: str | None = None  # None: all
@@ -85,6 +88,7 @@ class Dependencies:
 
     def _run_evaluations(self) -> None:
         self._eval_scheduled = False
+        self.advance_disables()
         rounds = 0
         while self._dirty and rounds < 10_000:
             rounds += 1
@@ -107,14 +111,24 @@ class Dependencies:
             if wants:
                 self.dispatch(inst, Ev.ENABLE, "")
         elif p == Phase.OFFLINE:
+            held = self.held_offline(inst.fmri)
             if not wants:
                 self.dispatch(inst, Ev.DISABLE, self.disabled_reason(inst))
+            elif held is not None:
+                inst.reason = f"Held offline while its dependency {held} is disabled."
             elif self.graph.met(inst.fmri, self.view):
                 self.dispatch(inst, Ev.DEPS_MET, "")
             else:
                 inst.reason = "Waiting for dependencies."
-        elif p in ACTIVE and not wants:
+        elif p in ACTIVE and not wants and not self.disabling(inst.fmri):
             self.dispatch(inst, Ev.DISABLE, self.disabled_reason(inst))
+
+    def outside_milestone(self, inst: Instance) -> Callable[[str], bool] | None:
+        """For an instance the milestone holds back: what else lies outside the milestone (None otherwise)."""
+        inside = self._subgraph
+        if inside is None or inst.fmri in inside or inst.enabled_temp is not False:
+            return None
+        return lambda f: f not in inside
 
     def disabled_reason(self, inst: Instance) -> str:
         if self._subgraph is not None and inst.fmri not in self._subgraph and inst.enabled_temp is False:

@@ -36,6 +36,7 @@ from svcmgr.repository import InstanceRecord, Repository
 from svcmgr.services import EngineError, StopGate
 from svcmgr.spec import InstanceConfig, ServiceSpec
 from svcmgr.states import State
+from svcmgr.subtree import SubtreeDisable
 from svcmgr.tasks import Nursery
 from svcmgr.timings import Recorder
 from svcmgr.verbs import OperatorVerbs
@@ -51,7 +52,7 @@ _PLANNED = frozenset({Ev.DISABLE, Ev.RESTART, Ev.DEPS_LOST, Ev.MARK_MAINT})
 _LEAVING = frozenset({Effect.DOWN, Effect.ABORT})
 
 
-class Engine(Adoption, Catalog, Dependencies, OperatorVerbs):
+class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
     """The instances and their state machines. The parts mixed in each name, at the top of their class,
     what they use of the rest; none touches another part's private members."""
 
@@ -71,6 +72,7 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs):
         self.instances: dict[str, Instance] = {}
         self.graph = Graph({})
         Dependencies.__init__(self)
+        SubtreeDisable.__init__(self)
         self.nursery = Nursery("engine")
         self._flush_scheduled = False
         self.shutting_down = False
@@ -162,6 +164,8 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs):
         if Effect.UP in effects or changed or Effect.RELEASE in effects:
             # a stopping dependency counts as gone already
             self.mark_dirty(self.graph.affected_by(inst.fmri, self.view))
+            if changed and self.disables_pending():
+                self.mark_dirty([inst.fmri])  # a disable waiting for its subtree may go on (advance_disables)
         if changed:
             self.check_waiters()
 

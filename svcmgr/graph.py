@@ -193,6 +193,29 @@ class Graph:
                     stack.append(p)
         return out
 
+    def taken_down_by(self, fmri: str, *, every_grouping: bool = False) -> list[str]:
+        """Direct dependents that must stop before an administrator's disable of ``fmri`` does: through a
+        require_all or require_any group whose restart_on is restart or refresh (graph.c's mark_subtree()
+        bypasses exclude_all, optional_all and lower restart_on values); with ``every_grouping``, through
+        any group but exclude_all (a milestone's is_nonsubgraph_leaf())."""
+        if fmri not in self.g:
+            return []
+        return sorted(p for p in self.g.predecessors(fmri) if any(
+            d.grouping != "exclude_all" if every_grouping else
+            d.grouping in ("require_all", "require_any") and d.restart_on in ("restart", "refresh")
+            for d in self.g[p][fmri]["deps"]))
+
+    def disable_subtree(self, fmri: str, member: Callable[[str], bool], *, every_grouping: bool = False) -> set[str]:
+        """Every instance (``member`` says which may be) that a disable of ``fmri`` takes down first, transitively."""
+        out: set[str] = set()
+        stack = [fmri]
+        while stack:
+            for p in self.taken_down_by(stack.pop(), every_grouping=every_grouping):
+                if p not in out and p != fmri and member(p):
+                    out.add(p)
+                    stack.append(p)
+        return out
+
     def subgraph(self, milestone: str, enabled: Callable[[str], bool]) -> set[str]:
         """What a milestone runs, as illumos' mark_subgraph() decides: the milestone and what it depends
         on, not through exclude_all; past an optional_all group, only instances ``enabled`` (persistently)."""

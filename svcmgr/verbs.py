@@ -38,6 +38,8 @@ class OperatorVerbs:
     mark_dirty: Callable[[Iterable[str]], None]
     disabled_reason: Callable[[Instance], str]
     reconsider_subgraph: Callable[[], None]
+    begin_disable: Callable[..., bool]
+    outside_milestone: Callable[[Instance], Callable[[str], bool] | None]
 
     def enable(self, fmris: list[str], *, temporary: bool, recursive: bool) -> list[str]:
         targets = list(fmris)
@@ -74,7 +76,8 @@ class OperatorVerbs:
             if inst.phase == Phase.MAINTENANCE:
                 inst.marks.pop("maintenance", None)
                 inst.start_failures = 0  # out of maintenance: three new tries, as after clear
-            self.dispatch(inst, Ev.DISABLE, reason)
+            if not self.begin_disable(inst, self.outside_milestone(inst)):  # its dependents stop first
+                self.dispatch(inst, Ev.DISABLE, reason)
             if inst.phase in STOPPING or inst.phase == Phase.DISABLED:
                 inst.reason = reason
             self.save(inst)

@@ -47,8 +47,9 @@ class Rig(Protocol):
 
     def states(self) -> dict[str, str]: ...
 
-    def stopped(self) -> set[str]:
-        """Running instances that began to stop since the last call."""
+    def stop_log(self) -> list[tuple[str, str]]:
+        """("begin", fmri) when a running instance began to stop, ("end", fmri) when it had stopped, in
+        order, since the last call."""
         ...
 
     def running_processes(self) -> set[str]:
@@ -101,7 +102,7 @@ class EngineVersusModel(RuleBasedStateMachine):
         assert self.rig is not None and self.model is not None
         fmri = self._pick(index)
         self.model.begin()
-        self.rig.stopped()
+        self.rig.stop_log()
         _apply_model(self.model, op, fmri, arg)
         self.rig.apply(op, fmri, arg)
         self._compare(f"{op} {fmri} {arg!r}")
@@ -110,13 +111,17 @@ class EngineVersusModel(RuleBasedStateMachine):
         assert self.rig is not None and self.model is not None
         self.steps.append(what)
         got, want = self.rig.states(), self.model.states()
-        stopped, want_stopped = self.rig.stopped(), set(self.model.stopped)
-        if got != want or stopped != want_stopped:
+        log = self.rig.stop_log()
+        stopped, want_stopped = {f for kind, f in log if kind == "begin"}, set(self.model.stopped)
+        late = [(sorted(first), then) for first, then in self.model.orders if not _stopped_before(log, first, then)]
+        if got != want or stopped != want_stopped or late:
             diff = {f: (got.get(f), want.get(f)) for f in sorted(set(got) | set(want)) if got.get(f) != want.get(f)}
             raise AssertionError(
                 f"after {what!r}: the engine and the model differ\n"
                 f"  states (engine, model): {diff}\n"
                 f"  stopped: engine {sorted(stopped)}, model {sorted(want_stopped)}\n"
+                f"  disabled before its dependents had stopped (dependents, instance): {late}\n"
+                f"  stops: {log}\n"
                 f"  graph: {_describe(self.spec)}\n  steps: {self.steps}")
 
     # ------------------------------------------------------------------ operations
@@ -197,6 +202,13 @@ class EngineVersusModel(RuleBasedStateMachine):
         daemons = self.spec.daemons()
         assert procs == running & daemons, (
             f"processes {sorted(procs)} but running daemons {sorted(running & daemons)}; steps: {self.steps}")
+
+
+def _stopped_before(log: list[tuple[str, str]], first: frozenset[str], then: str) -> bool:
+    """Whether every instance of ``first`` had stopped before ``then`` began to."""
+    begin = next((i for i, e in enumerate(log) if e == ("begin", then)), len(log))
+    ended = {f for kind, f in log[:begin] if kind == "end"}
+    return first <= ended
 
 
 def _targets(spec: GraphSpec, member: str) -> list[str]:

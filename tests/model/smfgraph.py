@@ -83,6 +83,8 @@ class Model:
         self.milestone: str | None = None  # None: all; "none"; or an instance FMRI
         self.stopped: set[str] = set()  # running instances that stopped since the last ``begin``
         self.started: set[str] = set()  # instances that came online since the last ``begin``
+        #: (instances, instance): an administrator's disable of the instance waited for those to stop
+        self.orders: list[tuple[frozenset[str], str]] = []
 
     # ------------------------------------------------------------------ the graph
     def targets(self, member: str) -> list[Instance]:
@@ -186,6 +188,7 @@ class Model:
         """Forget what the last operation stopped and started."""
         self.stopped.clear()
         self.started.clear()
+        self.orders.clear()
 
     def boot(self) -> None:
         """Every instance leaves uninitialized as its enabled property says (configure_vertex())."""
@@ -214,11 +217,18 @@ class Model:
             self._admin_disable(inst)
         self.settle()
 
-    @staticmethod
-    def _admin_disable(inst: Instance) -> None:
+    def _admin_disable(self, inst: Instance, inside: set[str] | None = None) -> None:
         """ADMIN_DISABLE (restarter_process_events()): the start times reset, and an instance in
-        maintenance leaves it (unmaintain_instance(), through uninitialized to disabled)."""
+        maintenance leaves it (unmaintain_instance(), through uninitialized to disabled). A running one
+        waits until its subtree is down (graph_enable_by_vertex()), or, disabled by a milestone (``inside``:
+        its subgraph), until no dependent outside the milestone runs (disable_nonsubgraph_leaves()): what
+        it must wait for is noted."""
         inst.deaths.clear()
+        if inst.state in RUNNING:
+            subtree = self.disable_subtree(inst) if inside is None else self.disable_subtree(inst, inside)
+            up = frozenset(f for f in subtree if self.instances[f].state in RUNNING)
+            if up:
+                self.orders.append((up, inst.fmri))
         if inst.state == "maintenance":
             inst.state, inst.reason, inst.faults = "uninitialized", "", 0
 
@@ -305,8 +315,27 @@ class Model:
                 inst.override = None
             elif inst.effective_enabled:
                 inst.override = False
-                self._admin_disable(inst)
+                self._admin_disable(inst, inside)
         self.settle()
+
+    def disable_subtree(self, inst: Instance, inside: set[str] | None = None) -> set[str]:
+        """mark_subtree(): the enabled dependents through require_* groups whose restart_on is restart or
+        refresh (is_depgrp_bypassed() skips exclude_all, optional_all and lower levels), transitively; for a
+        milestone, the dependents outside its subgraph (``inside``) through any grouping but exclude_all."""
+        def takes_down(dep: Instance, g: Group) -> bool:
+            if inside is not None:
+                return g.grouping != "exclude_all" and dep.fmri not in inside
+            return (g.grouping in ("require_all", "require_any") and LEVEL[g.restart_on] >= RESTART
+                    and dep.effective_enabled)
+
+        out: set[str] = set()
+        stack = [inst]
+        while stack:
+            for dep, g in self.dependents(stack.pop()):
+                if dep.fmri not in out and dep is not inst and takes_down(dep, g):
+                    out.add(dep.fmri)
+                    stack.append(dep)
+        return out
 
     # ------------------------------------------------------------------ milestones
     def subgraph(self) -> set[str] | None:
@@ -347,7 +376,7 @@ class Model:
             inst = self.instances[f]
             if inst.effective_enabled:
                 inst.override = False
-                self._admin_disable(inst)
+                self._admin_disable(inst, after)
 
     # ------------------------------------------------------------------ the machinery
     def settle(self) -> None:

@@ -25,6 +25,7 @@ from svcmgr.policy import Outcome
 from fakes import engine_on_fakes, settle
 from graphs import GraphSpec
 from modelcheck import EngineVersusModel
+from smfgraph import RUNNING
 
 EXAMPLES = int(os.environ.get("SVCMGR_MODEL_EXAMPLES", "200"))
 STEPS = int(os.environ.get("SVCMGR_MODEL_STEPS", "30"))
@@ -37,7 +38,7 @@ class FakeRig:
         self.tmp = tempfile.mkdtemp(prefix="svcmgr-model-")
         self.loop = asyncio.new_event_loop()
         self.engine, self.procs, self.clock = engine_on_fakes(self.tmp)
-        self._stopping = self.engine.bus.subscribe("svc.stopping")
+        self._stops = self.engine.bus.subscribe("svc.stopping", "svc.state")
 
     def _run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
@@ -99,10 +100,13 @@ class FakeRig:
     def states(self) -> dict[str, str]:
         return {f: i.state.value for f, i in sorted(self.engine.instances.items())}
 
-    def stopped(self) -> set[str]:
-        out = set()
-        while (ev := self._stopping.get_nowait()) is not None:
-            out.add(ev.resource)
+    def stop_log(self) -> list[tuple[str, str]]:
+        out = []
+        while (ev := self._stops.get_nowait()) is not None:
+            if ev.cls == "svc.stopping":
+                out.append(("begin", ev.resource))
+            elif ev.data.get("previous") in ("online", "degraded") and ev.data.get("state") not in RUNNING:
+                out.append(("end", ev.resource))
         return out
 
     def running_processes(self) -> set[str]:

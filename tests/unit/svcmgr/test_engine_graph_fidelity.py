@@ -149,3 +149,54 @@ async def test_a_restart_a_dependency_caused_forgets_the_restart_history(rig):
     procs.exit(B)
     await settle(engine, procs)
     assert states(engine) == {"a": "online", "b": "maintenance"}, "two deaths of its own in a row still count"
+
+
+async def test_refreshing_one_instance_restarts_only_that_instances_dependents(rig):
+    """svcadm refresh names instances: the service's other instances are not refreshed, so the
+    restart_on=refresh dependents of those do not restart."""
+    engine, procs, _ = rig
+    await up(engine, procs, svc("a", extra="[instances.default]\n[instances.b]"),
+             svc("c", dep("require_all", "refresh", "svc:/t/a:b")))
+    engine.refresh([A])
+    await settle(engine, procs)
+    assert ("stop", C) not in procs.calls
+    engine.refresh(["svc:/t/a:b"])
+    await settle(engine, procs)
+    assert procs.calls.count(("start", C)) == 2 and states(engine)["c"] == "online"
+
+
+def stops(procs) -> list[str]:
+    return [f.split("/")[-1].split(":")[0] for what, f in procs.calls if what == "stop"]
+
+
+async def test_disabling_a_dependency_stops_its_dependents_first(rig):
+    """graph_enable_by_vertex(): an administrator's disable stops the dependents that go down with it
+    (require_* with restart_on restart or refresh), leaves first, before the instance itself."""
+    engine, procs, _ = rig
+    await up(engine, procs, svc("a"), svc("b", dep("require_all", "restart", A)),
+             svc("c", dep("require_all", "refresh", B)), svc("d", dep("require_all", "error", A)))
+    engine.disable([A], temporary=False)
+    await settle(engine, procs)
+    assert stops(procs) == ["c", "b", "a"]
+    assert states(engine) == {"a": "disabled", "b": "offline", "c": "offline", "d": "online"}, \
+        "a disable is no error: a restart_on=error dependent stays up"
+
+
+async def test_a_require_any_dependent_stopped_for_a_disable_starts_again_when_its_group_is_met(rig):
+    engine, procs, _ = rig
+    await up(engine, procs, svc("a"), svc("b"), svc("c", dep("require_any", "restart", A, B)))
+    engine.disable([A], temporary=True)
+    await settle(engine, procs)
+    assert stops(procs) == ["c", "a"]
+    assert states(engine) == {"a": "disabled", "b": "online", "c": "online"}
+
+
+async def test_a_milestone_stops_what_it_does_not_need_dependents_first(rig):
+    """dgraph_set_milestone() disables the leaves of what lies outside the milestone first, whatever the
+    grouping (but exclude_all) and restart_on."""
+    engine, procs, _ = rig
+    await up(engine, procs, svc("a"), svc("b", dep("require_all", "none", A)), svc("c", dep("optional_all", "none", B)))
+    engine.set_milestone("none")
+    await settle(engine, procs)
+    assert stops(procs) == ["c", "b", "a"]
+    assert states(engine) == {"a": "disabled", "b": "disabled", "c": "disabled"}
