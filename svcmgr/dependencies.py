@@ -126,9 +126,10 @@ class Dependencies:
     def outside_milestone(self, inst: Instance) -> Callable[[str], bool] | None:
         """For an instance the milestone holds back: what else lies outside the milestone (None otherwise)."""
         inside = self._subgraph
-        if inside is None or inst.fmri in inside or inst.enabled_temp is not False:
+        if inside is None or inst.fmri in inside:
             return None
-        return lambda f: f not in inside
+        # is_nonsubgraph_leaf(): what is disabled or in maintenance is down already and hides nothing
+        return lambda f: f not in inside and self.instances[f].state in (State.ONLINE, State.DEGRADED, State.OFFLINE)
 
     def disabled_reason(self, inst: Instance) -> str:
         if self._subgraph is not None and inst.fmri not in self._subgraph and inst.enabled_temp is False:
@@ -183,7 +184,7 @@ class Dependencies:
     def _hold_back(self, inst: Instance) -> None:
         """Out of the milestone: a temporary disable, as an operator's (out of maintenance too)."""
         if inst.effective_enabled:
-            self.disable([inst.fmri], temporary=True)
+            self.disable([inst.fmri], temporary=True, milestone=True)
 
     def reconsider_subgraph(self, new: Iterable[str] = ()) -> None:
         """The graph or an instance's persistent enable changed (eval_subgraph()): an instance that joined

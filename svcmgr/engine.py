@@ -163,7 +163,7 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
             self.exclude_dependents(inst)
         if Effect.UP in effects or changed or Effect.RELEASE in effects:
             # a stopping dependency counts as gone already
-            self.mark_dirty(self.graph.affected_by(inst.fmri, self.view))
+            self.mark_dirty(self.graph.affected_by(inst.fmri, self.view, came_up=Effect.UP in effects))
             if changed and self.disables_pending():
                 self.mark_dirty([inst.fmri])  # a disable waiting for its subtree may go on (advance_disables)
         if changed:

@@ -166,29 +166,36 @@ class Graph:
                     stack.append(m)
         return seen
 
-    def affected_by(self, fmri: str, view: StateView) -> set[str]:
-        """The instances whose answer to "may it start?" can change when ``fmri`` changes state: its
-        direct dependents, and each ``optional_all`` dependent of an offline instance whose
-        satisfiability rests on ``fmri`` (graph.c's propagate_satbility(): an offline member that
-        can never start counts as met, so a change several levels down may start an instance whose
-        own members did not change state). The walk goes up through offline instances only: a running
-        one is met and a disabled one skipped whatever lies below; past the first level, an
-        ``exclude_all`` edge carries nothing (it reads its member's state, not its satisfiability)."""
+    def affected_by(self, fmri: str, view: StateView, *, came_up: bool) -> set[str]:
+        """The instances whose answer to "may it start?" can change when ``fmri`` changes state: its direct
+        dependents, and the ``optional_all`` dependents of offline instances that can now never start
+        (graph.c's propagate_satbility(): an offline member that can never start counts as met, so a change
+        several levels down may start an instance whose own members did not change state).
+
+        Only a change to "never" starts anyone, and it travels up through ``require_*`` groups of offline
+        instances: from ``fmri`` when it went down (disabled, in maintenance, offline), from the offline
+        instances that exclude it when it ``came_up``. A start chain stays linear: each start looks at its
+        direct dependents only."""
         out: set[str] = set()
-        seen = {fmri}
-        stack = [fmri]
+        stack: list[str] = []
+        for p in self.g.predecessors(fmri):
+            out.add(p)
+            s = view(p)
+            if (came_up and any(d.grouping == "exclude_all" for d in self.g[p][fmri]["deps"])
+                    and s is not None and s[0] == State.OFFLINE):
+                stack.append(p)
+        if not came_up:
+            stack.append(fmri)
+        seen = set(stack)
         while stack:
             n = stack.pop()
             for p in self.g.predecessors(n):
                 groupings = {d.grouping for d in self.g[p][n]["deps"]}
-                if n != fmri:
-                    groupings.discard("exclude_all")
-                    if not groupings:
-                        continue
-                if n == fmri or "optional_all" in groupings:
+                if "optional_all" in groupings:
                     out.add(p)
                 s = view(p)
-                if p not in seen and s is not None and s[0] == State.OFFLINE:
+                if (p not in seen and groupings & {"require_all", "require_any"}
+                        and s is not None and s[0] == State.OFFLINE):
                     seen.add(p)
                     stack.append(p)
         return out

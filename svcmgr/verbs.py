@@ -63,7 +63,9 @@ class OperatorVerbs:
         self.repo.flush()
         return targets
 
-    def disable(self, fmris: list[str], *, temporary: bool) -> None:
+    def disable(self, fmris: list[str], *, temporary: bool, milestone: bool = False) -> None:
+        """Disable instances (``milestone``: the milestone holds them back, their dependents outside it stop
+        first, whatever their restart_on; otherwise those that go down with each one)."""
         for f in fmris:
             inst = self.instances[f]
             if temporary:
@@ -76,7 +78,8 @@ class OperatorVerbs:
             if inst.phase == Phase.MAINTENANCE:
                 inst.marks.pop("maintenance", None)
                 inst.start_failures = 0  # out of maintenance: three new tries, as after clear
-            if not self.begin_disable(inst, self.outside_milestone(inst)):  # its dependents stop first
+            outside = self.outside_milestone(inst) if milestone else None
+            if not self.begin_disable(inst, outside):  # its dependents stop first
                 self.dispatch(inst, Ev.DISABLE, reason)
             if inst.phase in STOPPING or inst.phase == Phase.DISABLED:
                 inst.reason = reason

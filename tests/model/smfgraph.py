@@ -323,8 +323,9 @@ class Model:
         refresh (is_depgrp_bypassed() skips exclude_all, optional_all and lower levels), transitively; for a
         milestone, the dependents outside its subgraph (``inside``) through any grouping but exclude_all."""
         def takes_down(dep: Instance, g: Group) -> bool:
-            if inside is not None:
-                return g.grouping != "exclude_all" and dep.fmri not in inside
+            if inside is not None:  # is_nonsubgraph_leaf(): up_state() is online, degraded or offline
+                return (g.grouping != "exclude_all" and dep.fmri not in inside
+                        and dep.state in ("online", "degraded", "offline"))
             return (g.grouping in ("require_all", "require_any") and LEVEL[g.restart_on] >= RESTART
                     and dep.effective_enabled)
 
