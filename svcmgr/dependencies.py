@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from svcmgr.graph import NEVER
+from svcmgr.graphwalks import subgraph
 from svcmgr.machine import ACTIVE, Ev, Phase, stop_target
 from svcmgr.states import State
 
@@ -75,7 +76,7 @@ class Dependencies:
 
     def settled(self) -> bool:
         """Nothing in transition and no evaluation pending: every instance is where it will stay for now."""
-        return not self._dirty and not self.in_transition()
+        return not self._dirty and not self._eval_scheduled and not self.in_transition()
 
     def _wants_enabled(self, inst: Instance) -> bool:
         return inst.effective_enabled
@@ -97,6 +98,7 @@ class Dependencies:
                 inst = self.instances.get(f)
                 if inst is not None:
                     self.evaluate(inst)
+            self.advance_disables()
         self.check_waiters()
 
     def evaluate(self, inst: Instance) -> None:
@@ -179,7 +181,7 @@ class Dependencies:
             return None
         if self.milestone == "none":
             return set()
-        return self.graph.subgraph(self.milestone, lambda f: self.instances[f].enabled)
+        return subgraph(self.graph, self.milestone, lambda f: self.instances[f].enabled)
 
     def _hold_back(self, inst: Instance) -> None:
         """Out of the milestone: a temporary disable, as an operator's (out of maintenance too)."""

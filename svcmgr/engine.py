@@ -25,6 +25,7 @@ from svcmgr.catalog import Catalog
 from svcmgr.dependencies import Dependencies
 from svcmgr.eventclasses import SVC_STOPPING, state_class
 from svcmgr.graph import Graph
+from svcmgr.graphwalks import affected_by
 from svcmgr.instance import Instance
 from svcmgr.logs import InstanceLog, PatternMatcher
 from svcmgr.machine import RUNNING_PHASES, Action, Effect, Ev, Phase, display, step
@@ -163,7 +164,7 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
             self.exclude_dependents(inst)
         if Effect.UP in effects or changed or Effect.RELEASE in effects:
             # a stopping dependency counts as gone already
-            self.mark_dirty(self.graph.affected_by(inst.fmri, self.view, came_up=Effect.UP in effects))
+            self.mark_dirty(affected_by(self.graph, inst.fmri, self.view, came_up=Effect.UP in effects))
             if changed and self.disables_pending():
                 self.mark_dirty([inst.fmri])  # a disable waiting for its subtree may go on (advance_disables)
         if changed:

@@ -2,7 +2,7 @@
 
 Part of the engine (``svcmgr.engine.Engine`` mixes it in), after graph.c's
 ``graph_enable_by_vertex()``: the dependents an administrator's disable takes down
-(``Graph.disable_subtree``: through ``require_*`` groups whose ``restart_on`` is
+(``graphwalks.disable_subtree``: through ``require_*`` groups whose ``restart_on`` is
 ``restart`` or ``refresh``) are stopped leaves first, each once nothing of the subtree
 that depends on it still runs (``offline_subtree_leaves()``), and held offline meanwhile
 (``GV_TOOFFLINE``); the disabled instance's own stop begins when they are all down. So a
@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from svcmgr.graphwalks import disable_subtree, held_by
 from svcmgr.machine import ACTIVE, RUNNING_PHASES, STOPPING, Ev
 
 if TYPE_CHECKING:
@@ -48,9 +49,9 @@ class SubtreeDisable:
         if inst.phase not in RUNNING_PHASES:
             return False
         if outside is None:
-            subtree = self.graph.disable_subtree(inst.fmri, lambda f: self.instances[f].effective_enabled)
+            subtree = disable_subtree(self.graph, inst.fmri, lambda f: self.instances[f].effective_enabled)
         else:
-            subtree = self.graph.disable_subtree(inst.fmri, outside, every_grouping=True)
+            subtree = disable_subtree(self.graph, inst.fmri, outside, every_grouping=True)
         if not any(self.instances[f].phase in _UP for f in subtree):
             return False
         self._disabling[inst.fmri] = (subtree, outside is not None)
@@ -86,8 +87,9 @@ class SubtreeDisable:
                 self.dispatch(inst, Ev.DISABLE, self.disabled_reason(inst))
                 self.mark_dirty(subtree)
                 continue
-            for f in sorted(up):
+            held = held_by(self.graph, up, subtree.__contains__, every_grouping=every)
+            for f in sorted(up - held):
                 dep = self.instances[f]
-                if dep.phase in ACTIVE and not up.intersection(self.graph.taken_down_by(f, every_grouping=every)):
+                if dep.phase in ACTIVE:
                     dep.history.reset()  # offline_vertex() sends STOP_RESET
                     self.dispatch(dep, Ev.DEPS_LOST, f"Stopping before its dependency {x} is disabled.")

@@ -200,3 +200,18 @@ async def test_a_milestone_stops_what_it_does_not_need_dependents_first(rig):
     await settle(engine, procs)
     assert stops(procs) == ["c", "b", "a"]
     assert states(engine) == {"a": "disabled", "b": "disabled", "c": "disabled"}
+
+
+async def test_a_milestone_keeps_the_order_through_an_offline_instance_it_disables_at_once(rig):
+    """Found by the model: c is offline for good (its ghost never comes) and d needs it only optionally, so
+    d runs. Under a milestone c, not a leaf while d is up (is_nonsubgraph_leaf(): up_state() counts offline),
+    keeps b and a waiting for d; the engine disables c at once, and still stops d before b and a."""
+    engine, procs, _ = rig
+    await up(engine, procs, svc("a"), svc("b", dep("require_all", "none", A)),
+             svc("c", dep("require_all", "none", "svc:/t/ghost", name="g"), dep("require_all", "none", B)),
+             svc("d", dep("optional_all", "none", C)))
+    assert states(engine) == {"a": "online", "b": "online", "c": "offline", "d": "online"}
+    engine.set_milestone("none")
+    await settle(engine, procs)
+    assert stops(procs) == ["d", "b", "a"]
+    assert states(engine) == {"a": "disabled", "b": "disabled", "c": "disabled", "d": "disabled"}
