@@ -16,22 +16,29 @@ instances that were stopped must be the model's, and the invariants hold:
 * every instance in maintenance has a reason;
 * no stopped instance keeps a process, and every running daemon has one.
 
-A failure prints the steps, and hypothesis' ``@reproduce_failure`` blob (``print_blob``);
-the example database (``.hypothesis/``) replays it first on the next run, and
-``pytest --hypothesis-seed=N`` repeats a whole run.
+Each run draws from one seed, ``SEED`` (``SVCMGR_MODEL_SEED``, or a new one each run). A
+failure prints the steps, the command that replays the whole run from its seed (``replay``),
+and hypothesis' ``@reproduce_failure`` blob (``print_blob``); the example database
+(``.hypothesis/``) also replays it first on the next run.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import os
+import random
+from typing import Any, ClassVar, Protocol
 
+from hypothesis import seed
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from graphs import GraphSpec, graphs
 from smfgraph import RUNNING, Model
 
-__all__ = ["EngineVersusModel", "Rig"]
+__all__ = ["SEED", "EngineVersusModel", "Rig", "seeded"]
+
+#: The seed of this run's sequences: SVCMGR_MODEL_SEED replays a run, otherwise a new one.
+SEED = int(os.environ.get("SVCMGR_MODEL_SEED") or random.SystemRandom().randrange(2**32))
 
 
 class Rig(Protocol):
@@ -65,6 +72,8 @@ class EngineVersusModel(RuleBasedStateMachine):
     """Random graphs and operations, applied to the engine (through ``make_rig``) and to the model."""
 
     max_services = 7
+    #: The command that replays this run (``seeded`` sets it).
+    replay: ClassVar[str] = ""
 
     def make_rig(self) -> Rig:
         raise NotImplementedError
@@ -107,6 +116,9 @@ class EngineVersusModel(RuleBasedStateMachine):
         self.rig.apply(op, fmri, arg)
         self._compare(f"{op} {fmri} {arg!r}")
 
+    def _replay(self) -> str:
+        return f"\n  replay the run: {self.replay}" if self.replay else ""
+
     def _compare(self, what: str) -> None:
         assert self.rig is not None and self.model is not None
         self.steps.append(what)
@@ -123,7 +135,7 @@ class EngineVersusModel(RuleBasedStateMachine):
                 f"  stopped: engine {sorted(stopped)}, model {sorted(want_stopped)}\n"
                 f"  disabled before its dependents had stopped (dependents, instance): {late}\n"
                 f"  stops: {log}\n"
-                f"  graph: {_describe(self.spec)}\n  steps: {self.steps}")
+                f"  graph: {_describe(self.spec)}\n  steps: {self.steps}{self._replay()}")
 
     # ------------------------------------------------------------------ operations
     @rule(i=st.integers(0, 63), temporary=st.booleans())
@@ -194,15 +206,23 @@ class EngineVersusModel(RuleBasedStateMachine):
                     for m in g.members:
                         assert any(t in running for t in _targets(self.spec, m)), (
                             f"{f} is {states[f]} while {m}, a require_all member (restart_on={g.restart_on}), "
-                            f"is not running; steps: {self.steps}")
+                            f"is not running; steps: {self.steps}{self._replay()}")
         reasons = self.rig.maintenance_reasons()
         for f, s in states.items():
             if s == "maintenance":
-                assert reasons.get(f), f"{f} is in maintenance without a reason; steps: {self.steps}"
+                assert reasons.get(f), f"{f} is in maintenance without a reason; steps: {self.steps}{self._replay()}"
         procs = self.rig.running_processes()
         daemons = self.spec.daemons()
         assert procs == running & daemons, (
-            f"processes {sorted(procs)} but running daemons {sorted(running & daemons)}; steps: {self.steps}")
+            f"processes {sorted(procs)} but running daemons {sorted(running & daemons)}; steps: {self.steps}"
+            f"{self._replay()}")
+
+
+def seeded(machine: type[EngineVersusModel], test: str, env: dict[str, int]) -> type[EngineVersusModel]:
+    """``machine`` drawing from ``SEED``; ``replay`` names it with ``env`` (the run's sizes) and ``test``."""
+    machine.replay = " ".join([f"SVCMGR_MODEL_SEED={SEED}", *(f"{k}={v}" for k, v in env.items()),
+                               ".venv/bin/pytest", test])
+    return seed(SEED)(machine)
 
 
 def _stopped_before(log: list[tuple[str, str]], first: frozenset[str], then: str) -> bool:

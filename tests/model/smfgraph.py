@@ -382,15 +382,16 @@ class Model:
     # ------------------------------------------------------------------ the machinery
     def settle(self) -> None:
         """Until nothing changes: an instance goes where its enabled property says (the restarter's
-        enable_inst()), a running one that should be disabled stops, an enabled offline one whose
-        dependencies are met starts (graph_start_if_satisfied(), re-evaluated everywhere as
+        enable_inst()), a running one that should be disabled stops, and then every enabled offline one
+        whose dependencies are met starts (graph_start_if_satisfied(), re-evaluated everywhere as
         propagate_satbility() intends)."""
         for _ in range(10_000):
-            if not self._step():
+            if not self._step() and not self._start_wave():
                 return
         raise AssertionError("the model did not settle")
 
     def _step(self) -> bool:
+        """One move that runs no method to its end: enable_inst(), disable_inst(), a stop."""
         for inst in sorted(self.instances.values(), key=lambda i: i.fmri):
             wants = inst.effective_enabled
             if inst.state == "uninitialized":
@@ -405,27 +406,37 @@ class Model:
             if inst.state in RUNNING and not wants:
                 self._stop(inst, "disabled", RESTART)  # RSTOP_DISABLE
                 return True
-            if inst.state == "offline" and self.instance_satisfied(inst, False) == 1:
-                self._start(inst)
-                return True
         return False
 
-    def _start(self, inst: Instance) -> None:
+    def _start_wave(self) -> bool:
+        """Every offline instance whose dependencies are met now is sent its start at once; a start method
+        takes time, so each was decided before any of them came online (a start that comes online may then
+        exclude what another of the wave needs: that one runs, and stays up unless its restart_on says
+        otherwise)."""
+        wave = [inst for inst in sorted(self.instances.values(), key=lambda i: i.fmri)
+                if inst.state == "offline" and inst.effective_enabled and self.instance_satisfied(inst, False) == 1]
+        up = [inst for inst in wave if self._start(inst)]
+        for inst in up:
+            if inst.state in RUNNING:
+                self._propagate_start(inst)
+        return bool(wave)
+
+    def _start(self, inst: Instance) -> bool:
         """start_instance() and the start method: a retryable failure is retried up to FAULT_THRESHOLD
-        times in a row, a fatal one is maintenance at once (method_thread())."""
+        times in a row, a fatal one is maintenance at once (method_thread()). Whether it came online."""
         while inst.script:
             outcome = inst.script.pop(0)
             if outcome == "fatal":
                 inst.state, inst.reason = "maintenance", "Start method failed fatally."
-                return
+                return False
             inst.faults += 1
             if inst.faults >= FAULT_THRESHOLD:
                 inst.state, inst.reason = "maintenance", "Start method failed repeatedly."
-                return
+                return False
         inst.faults = 0
         inst.state = "online"
         self.started.add(inst.fmri)
-        self._propagate_start(inst)
+        return True
 
     def _propagate_start(self, inst: Instance) -> None:
         """propagate_start(): an exclude_all group whose member came up stops its dependent (as a

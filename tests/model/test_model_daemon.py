@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from graphs import GraphSpec
-from modelcheck import EngineVersusModel
+from modelcheck import EngineVersusModel, seeded
 from smfgraph import RUNNING
 from svctest import private_daemon
 
@@ -147,6 +147,8 @@ class DaemonVersusModel(EngineVersusModel):
         return RealRig()
 
 
+seeded(DaemonVersusModel, "tests/model/test_model_daemon.py",
+       {"SVCMGR_MODEL_DAEMON_EXAMPLES": EXAMPLES, "SVCMGR_MODEL_DAEMON_STEPS": STEPS})
 TestDaemonAgainstModel = pytest.mark.timeout(600)(DaemonVersusModel.TestCase)
 TestDaemonAgainstModel.settings = settings(
     max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, print_blob=True, database=None,

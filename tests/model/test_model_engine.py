@@ -24,7 +24,7 @@ from svcmgr.policy import Outcome
 
 from fakes import engine_on_fakes, settle
 from graphs import GraphSpec
-from modelcheck import EngineVersusModel
+from modelcheck import EngineVersusModel, seeded
 from smfgraph import RUNNING
 
 EXAMPLES = int(os.environ.get("SVCMGR_MODEL_EXAMPLES", "200"))
@@ -129,6 +129,8 @@ class FakeEngineVersusModel(EngineVersusModel):
         return FakeRig()
 
 
+seeded(FakeEngineVersusModel, "tests/model/test_model_engine.py",
+       {"SVCMGR_MODEL_EXAMPLES": EXAMPLES, "SVCMGR_MODEL_STEPS": STEPS})
 TestEngineAgainstModel = pytest.mark.timeout(900)(FakeEngineVersusModel.TestCase)
 TestEngineAgainstModel.settings = settings(
     max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, print_blob=True,
