@@ -229,6 +229,12 @@ class Model:
             up = frozenset(f for f in subtree if self.instances[f].state in RUNNING)
             if up:
                 self.orders.append((up, inst.fmri))
+            if inside is None:  # offline_subtree_leaves(): each running one stops (STOP_RESET, RSTOP_DEPENDENCY),
+                for f in sorted(up):  # reached through an offline member too, where no stop propagates
+                    dep = self.instances[f]
+                    if dep.state in RUNNING:
+                        dep.deaths.clear()
+                        self._stop(dep, "offline", RESTART)
         if inst.state == "maintenance":
             inst.state, inst.reason, inst.faults = "uninitialized", "", 0
 

@@ -215,3 +215,17 @@ async def test_a_milestone_keeps_the_order_through_an_offline_instance_it_disabl
     await settle(engine, procs)
     assert stops(procs) == ["d", "b", "a"]
     assert states(engine) == {"a": "disabled", "b": "disabled", "c": "disabled", "d": "disabled"}
+
+
+async def test_a_disable_stops_a_dependent_reached_through_an_offline_instance(rig):
+    """mark_subtree() walks through an enabled offline instance: b waits for its ghost, c needs b or d
+    (restart_on restart), so the disable of a, which b needs, stops c first though no stop reaches c from
+    b; c then stays offline, its require_all of a unmet (the campaign found the model wrong here)."""
+    engine, procs, _ = rig
+    await up(engine, procs, svc("a"), svc("b", dep("require_all", "restart", "svc:/t/ghost", A)), svc("d"),
+             svc("c", dep("require_any", "restart", B, D), dep("require_all", "none", A, name="e")))
+    assert states(engine) == {"a": "online", "b": "offline", "c": "online", "d": "online"}
+    engine.disable([A], temporary=False)
+    await settle(engine, procs)
+    assert stops(procs) == ["c", "a"]
+    assert states(engine) == {"a": "disabled", "b": "offline", "c": "offline", "d": "online"}
