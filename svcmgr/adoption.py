@@ -3,7 +3,9 @@
 Part of the engine (``svcmgr.engine.Engine`` mixes it in). At start, instances are
 built from the stored configuration with their enable state and marks; within one
 boot of the machine, one that was running is adopted (its contract taken over by the
-process layer) or resumed (nothing to track), and contracts no one adopts are ended.
+process layer) or resumed (nothing to track); one that was starting or stopping, or must
+not run now, has its contract adopted and stopped at boot (``Phase`` stopping, then where
+its settings say); contracts no one adopts are ended.
 ``detach`` records every contract and leaves the services running for the next
 daemon (SIGUSR2).
 """
@@ -15,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from svcmgr.machine import Phase
+from svcmgr.machine import Phase, display
 from svcmgr.manifest import ManifestErrors, parse_service
 from svcmgr.spec import InstanceConfig, ServiceSpec, resolve_instance
 from svcmgr.states import State
@@ -73,18 +75,25 @@ class Adoption:
                 cfg = resolve_instance(spec, name)
                 inst = self.new_instance(cfg)
                 r = records.get(str(cfg.fmri))
-                if r is not None:
-                    inst.enabled_set = r.enabled
-                    inst.marks = {k: v for k, v in (r.marks or {}).items() if not v.get("temporary")}
-                    running = r.state in ("online", "degraded") and same_boot and inst.effective_enabled
-                    if running and r.contract:
-                        if self.restarter.adopt(inst, r.contract):
-                            self._resume(inst, r, f"Adopted running contract {r.contract.get('ctid')} "
-                                                  f"({len(inst.pids)} processes) after a daemon restart.")
-                    elif running and self._untracked(cfg):
-                        self._resume(inst, r, "Still online after a daemon restart (nothing to track).")
-                    elif r.contract:
-                        self.restarter.discard(r.contract)
+                if r is None:
+                    continue
+                inst.enabled_set = r.enabled
+                inst.marks = {k: v for k, v in (r.marks or {}).items() if not v.get("temporary")}
+                settled = r.state in ("online", "degraded") and r.next_state is None and same_boot \
+                    and inst.effective_enabled and "maintenance" not in inst.marks
+                if r.contract and same_boot:
+                    if not self.restarter.adopt(inst, r.contract):
+                        continue
+                    ctid = f"contract {r.contract.get('ctid')} ({len(inst.pids)} processes)"
+                    if settled:
+                        self._resume(inst, r, f"Adopted running {ctid} after a daemon restart.")
+                    else:
+                        self._finish_stop(inst, r, f"Adopted {ctid} after a daemon restart, to finish "
+                                                   f"{'its stop' if r.next_state else 'with it'}.")
+                elif settled and self._untracked(cfg):
+                    self._resume(inst, r, "Still online after a daemon restart (nothing to track).")
+                elif r.contract:
+                    self.restarter.discard(r.contract)
         self.rebuild_graph()
         self.restarter.sweep(self.instances.values())
 
@@ -97,6 +106,23 @@ class Adoption:
     def _resume(self, inst: Instance, rec: InstanceRecord, note: str) -> None:
         inst.phase = Phase.DEGRADED if rec.state == "degraded" else Phase.ONLINE
         inst.state = State(rec.state)
+        inst.stime = rec.stime or time.time()
+        inst.reason = rec.reason or ""
+        assert inst.log is not None
+        inst.log.note(note)
+
+    def _finish_stop(self, inst: Instance, rec: InstanceRecord, note: str) -> None:
+        """An adopted contract the instance must not keep as it is: it was stopping, or starting, when the
+        earlier daemon died, or is now disabled or in maintenance. ``boot`` stops it (stop method, then every
+        process), and the instance goes where its settings say."""
+        if "maintenance" in inst.marks:
+            phase = Phase.STOPPING_MAINT
+        elif not inst.effective_enabled:
+            phase = Phase.STOPPING_DISABLE
+        else:
+            phase = Phase.STOPPING
+        inst.phase = phase
+        inst.state, inst.next_state = display(phase, State(rec.state or "offline"))
         inst.stime = rec.stime or time.time()
         inst.reason = rec.reason or ""
         assert inst.log is not None

@@ -46,7 +46,7 @@ from svcmgr.procfs import (
 from svcmgr.rctl import Controls, Group
 from svcmgr.security import Resources
 
-__all__ = ["Backend", "Contract", "detect_backend"]
+__all__ = ["Backend", "Contract", "detect_backend", "strays"]
 
 #: Process groups led by the live ``pgid`` contracts of this daemon. A process in another
 #: contract's group that has not made a session of its own belongs to that contract: the
@@ -356,6 +356,19 @@ class Backend:
             return []
         return [os.path.join(self.base, n) for n in names
                 if os.path.isdir(os.path.join(self.base, n)) and os.path.join(self.base, n) not in keep]
+
+
+def strays(tag: str, keep: set[str]) -> list[int]:
+    """Live processes carrying a contract marker of the daemon tagged ``tag`` that is none of ``keep``:
+    after a restart, in process-group mode, what is left of contracts no instance adopted (a start or
+    a stop method the earlier daemon was running when it died, a contract it had not recorded yet)."""
+    prefix = f"{tag}."
+    out = []
+    for pid in proc_table():
+        m = read_marker(pid)
+        if m is not None and m.startswith(prefix) and m not in keep:
+            out.append(pid)
+    return out
 
 
 def _can_move_self(probe: str, home: str) -> bool:

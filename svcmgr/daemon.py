@@ -43,6 +43,7 @@ from svcmgr.observe import Observe
 from svcmgr.paths import Paths, register, unregister
 from svcmgr.probes import NotifySocket
 from svcmgr.reaper import Reaper, quiet_wakeup
+from svcmgr.repofile import Damaged, restore
 from svcmgr.repository import Repository
 from svcmgr.restarter import Restarter
 from svcmgr.safefs import open_own
@@ -52,10 +53,13 @@ from svcmgr.spec import ServiceSpec
 from svcmgr.states import RUNNING
 from svcmgr.timings import Recorder, TimingStore
 
-__all__ = ["EXIT_RESTART", "Daemon", "main"]
+__all__ = ["EXIT_DAMAGED", "EXIT_RESTART", "Daemon", "main"]
 
 #: Exit status after SIGUSR2 (EX_TEMPFAIL): not a clean stop, so systemd's Restart=on-failure restarts us.
 EXIT_RESTART = 75
+#: Exit status when the repository is damaged (EX_DATAERR): starting again will not help, an operator must
+#: choose a way out (the unit's RestartPreventExitStatus).
+EXIT_DAMAGED = 65
 
 
 log = logging.getLogger("svcmgrd")
@@ -85,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="track processes by process group even where cgroup v2 is writable")
     p.add_argument("--no-register", action="store_true",
                    help="do not record --root as this user's default for the commands")
+    p.add_argument("--restore-repository", action="store_true",
+                   help="put back the copy of the repository kept at the last good start, keeping the damaged "
+                   "files beside it, and exit (when svcmgrd refuses a damaged repository)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--version", action="version", version=f"svcmgrd {__version__}")
     return p
@@ -138,10 +145,16 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self.paths.make()
         lock = self._lock()
+        try:
+            repo = Repository(self.paths.repository)
+        except Damaged as e:
+            os.close(lock)
+            log.error("%s", e.explain(self._restore_command()))
+            return EXIT_DAMAGED
+        self._keep_copy(repo, check=False, when="start")
         nofile = _raise_fd_limit()
         reaper = Reaper()
         reaper.install(loop)
-        repo = Repository(self.paths.repository)
         tag = "system" if self.paths.root is None else hashlib.sha1(self.paths.root.encode()).hexdigest()[:10]
         backend = detect_backend(tag, allow_cgroup=not self.args.no_cgroup, log=log.info)
         helper = _spawn_helper(reaper, loop)
@@ -221,6 +234,8 @@ class Daemon:
             reaper.uninstall()
             backend.close()
             timings.flush()
+            if not self.detaching:
+                self._keep_copy(repo, check=True, when="stop")
             repo.close()
             self._unregister()
             self.notifier.close()
@@ -230,6 +245,30 @@ class Daemon:
             return EXIT_RESTART
         log.info("stopped")
         return 0
+
+    def restore_repository(self) -> int:
+        """``--restore-repository``: put back the copy of the repository kept at the last good start (the
+        way out the daemon names when it refuses a damaged one), then exit."""
+        self.paths.make()
+        lock = self._lock()
+        try:
+            print(f"svcmgrd: {restore(self.paths.repository)}; start svcmgrd again", file=sys.stderr)
+        except Damaged as e:
+            print(f"svcmgrd: {e.explain(self._restore_command())}", file=sys.stderr)
+            return EXIT_DAMAGED
+        finally:
+            os.close(lock)
+        return 0
+
+    def _restore_command(self) -> str:
+        root = f" --root {self.paths.root}" if self.paths.root is not None else ""
+        return f"svcmgrd{root} --restore-repository"
+
+    @staticmethod
+    def _keep_copy(repo: Repository, *, check: bool, when: str) -> None:
+        why = repo.keep_copy(check=check)
+        if why is not None:
+            log.warning("no copy of the repository kept at this %s (%s); the one kept earlier stays", when, why)
 
     def _import_manifests(self, engine: Engine) -> None:
         if not self.args.manifests:
@@ -402,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"svcmgrd: configuration refused:\n{e}", file=sys.stderr)
         return 2
     daemon = Daemon(args, config)
+    if args.restore_repository:
+        return daemon.restore_repository()
     try:
         return asyncio.run(daemon.run())
     except OSError as e:

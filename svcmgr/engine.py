@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from svcmgr.adoption import Adoption
@@ -28,13 +29,13 @@ from svcmgr.graph import Graph
 from svcmgr.graphwalks import affected_by
 from svcmgr.instance import Instance
 from svcmgr.logs import InstanceLog, PatternMatcher
-from svcmgr.machine import RUNNING_PHASES, Action, Effect, Ev, Phase, display, step
+from svcmgr.machine import RUNNING_PHASES, STOPPING, Action, Effect, Ev, Phase, display, step
 from svcmgr.paths import Paths
 from svcmgr.policy import START_RETRIES, Outcome, RestartHistory
 from svcmgr.process import ProcessLayer
 from svcmgr.reaper import ExitStatus
 from svcmgr.repository import InstanceRecord, Repository
-from svcmgr.services import EngineError, StopGate
+from svcmgr.services import EngineError, StopGate, Unwritable
 from svcmgr.spec import InstanceConfig, ServiceSpec
 from svcmgr.states import State
 from svcmgr.subtree import SubtreeDisable
@@ -51,6 +52,8 @@ log = logging.getLogger("svcmgr.engine")
 _PLANNED = frozenset({Ev.DISABLE, Ev.RESTART, Ev.DEPS_LOST, Ev.MARK_MAINT})
 #: Effects of leaving a running or starting phase for a stop.
 _LEAVING = frozenset({Effect.DOWN, Effect.ABORT})
+#: Seconds between attempts to write the repository while it cannot be written (a full disk).
+FLUSH_RETRY = 2.0
 
 
 class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
@@ -76,6 +79,8 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
         SubtreeDisable.__init__(self)
         self.nursery = Nursery("engine")
         self._flush_scheduled = False
+        #: Why the repository cannot be written now (a full disk), or None.
+        self.unwritable: str | None = None
         self.shutting_down = False
         self.load_errors: list[str] = []
         self._path_task: asyncio.Task[None] | None = None
@@ -88,6 +93,10 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
             if inst.phase in RUNNING_PHASES:
                 self._publish_state(inst, None)
                 self.start_health(inst)
+                continue
+            if inst.phase in STOPPING:  # adopted to finish a stop (svcmgr.adoption)
+                self._publish_state(inst, None)
+                self._act(inst, Action.STOP)
                 continue
             if "maintenance" in inst.marks:
                 self._enter(inst, Phase.MAINTENANCE, inst.marks["maintenance"].get("reason", ""))
@@ -342,22 +351,60 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
 
     # ================================================================ persistence
     def save(self, inst: Instance) -> None:
-        contract = None
-        if inst.contract is not None and inst.phase in (Phase.ONLINE, Phase.DEGRADED):
-            contract = inst.contract.to_record()
+        """Queue the instance's record: its settings, its state and where it is going, and its contract
+        whenever it has one (starting, running or stopping), for a daemon restarted after a crash."""
+        contract = inst.contract.to_record() if inst.contract is not None else None
         marks = {k: v for k, v in inst.marks.items() if not v.get("temporary")}
         self.repo.save_instance(InstanceRecord(inst.fmri, inst.service, inst.enabled_set, inst.state.value,
-                                               inst.stime, inst.reason, marks, contract))
+                                               inst.stime, inst.reason, marks, contract,
+                                               inst.next_state.value if inst.next_state else None))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
+
+    def record_settings(self, insts: Iterable[Instance], change: Callable[[Instance], None]) -> None:
+        """Apply an operator's change to these instances' settings (enable state, marks) and write it to
+        disk before anything acts on it; if it cannot be written, undo it and raise ``Unwritable``."""
+        insts = list(insts)
+        before = [(i.enabled_set, i.enabled_temp, copy.deepcopy(i.marks)) for i in insts]
+        for inst in insts:
+            change(inst)
+            self.save(inst)
+        try:
+            self.repo.flush(durable=True)
+        except Unwritable as e:
+            for inst, (enabled, temp, marks) in zip(insts, before, strict=True):
+                inst.enabled_set, inst.enabled_temp, inst.marks = enabled, temp, marks
+                self.save(inst)
+            self._unwritable(e)
+            raise Unwritable(f"{e}; nothing was changed") from e
+        self._written()
 
     def _flush(self) -> None:
         self._flush_scheduled = False
         try:
             self.repo.flush()
-        except Exception:
-            log.exception("cannot write the repository")
+        except Unwritable as e:
+            self._unwritable(e)
+        else:
+            self._written()
+
+    def _unwritable(self, e: Exception) -> None:
+        """The repository cannot be written: say so once, keep what waits, and try again every few seconds."""
+        if self.unwritable is None:
+            log.error("%s; %d instance records wait, retried every %gs, and "
+                      "operators' persistent changes are refused until it can be written", e, self.repo.pending,
+                      FLUSH_RETRY)
+        self.unwritable = str(e)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_later(FLUSH_RETRY, self._flush)
+
+    def _written(self) -> None:
+        if self.unwritable is not None:
+            log.warning("the repository %s is written again (it could not be: %s)", self.repo.path,
+                        self.unwritable)
+            self.unwritable = None
 
     # ================================================================ shutdown
 
@@ -385,7 +432,11 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
         for inst in self.instances.values():
             if inst.log is not None:
                 inst.log.close()
-        self.repo.flush()
+        try:
+            self.repo.flush()
+        except Unwritable as e:
+            log.error("%s on the way out; %d instance records are lost (the next daemon finds the states "
+                      "before them)", e, self.repo.pending)
 
 
 def _last(detail: str) -> str:

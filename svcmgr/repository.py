@@ -4,26 +4,34 @@
   editing copy (``svccfg setprop`` changes it) and the running snapshot (what the
   daemon runs; ``svcadm refresh`` copies editing into running).
 * ``instances``: persistent enable state (NULL: as the manifest says), the last
-  state with its reason, persistent marks, and the contract a running instance
-  owns, so that a daemon restarted after ``kill -9`` adopts its services.
+  state and the state it was going to, with its reason, persistent marks, and the
+  contract the instance owns while it has processes (starting, running or stopping),
+  so that a daemon restarted after ``kill -9`` adopts its services and finishes the
+  stops it had begun.
 * ``meta``: counters such as the next contract id.
 
-Temporary settings (``-t``) are never written here: they end with the daemon.
-Other packages keep their own tables in the same file through ``connection``.
+Temporary settings (``-t``) are never written here: they end with the daemon. What an
+operator sets (an import, an edit, a refresh, enable states and marks) is written
+``durable`` (on disk before the reply, docs/durability.md); the daemon's own record of
+states is written in batches (``save_instance`` then ``flush``) and, if a write fails (a
+full disk), kept to be written again. The file itself is opened and checked by
+``svcmgr.repofile``. Other packages keep their own tables in the same file through
+``connection``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from svcmgr.db import transaction
-from svcmgr.safefs import open_own
+from svcmgr.repofile import connect, keep_copy
+from svcmgr.services import Unwritable
 
 __all__ = ["InstanceRecord", "Repository", "ServiceRecord"]
 
@@ -46,9 +54,12 @@ CREATE TABLE IF NOT EXISTS instances (
     stime REAL,
     reason TEXT,
     marks TEXT NOT NULL DEFAULT '{}',
-    contract TEXT
+    contract TEXT,
+    next_state TEXT
 );
 """
+#: Columns added since the first schema: (table, column, declaration), added to older repositories.
+_ADDED = (("instances", "next_state", "TEXT"),)
 
 
 @dataclass
@@ -72,29 +83,52 @@ class InstanceRecord:
     reason: str | None = None
     marks: dict[str, Any] | None = None
     contract: dict[str, Any] | None = None
+    next_state: str | None = None
 
 
 class Repository:
     def __init__(self, path: str) -> None:
+        """Open (or make) the repository; raises ``svcmgr.repofile.Damaged`` when it cannot be used."""
         self.path = path
-        for p in (path, f"{path}-wal", f"{path}-shm") if path != ":memory:" else ():
-            # the daemon's alone: they hold method environments (an in-memory database has no file)
-            if p == path or os.path.lexists(p):
-                os.close(open_own(p, os.O_RDWR | os.O_CREAT, 0o600))
-        self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.connection.execute("PRAGMA journal_mode=WAL")
-        self.connection.execute("PRAGMA synchronous=NORMAL")
-        self.connection.execute("PRAGMA busy_timeout=5000")
-        self.connection.executescript(SCHEMA)
+        self.connection = connect(path, SCHEMA)
+        for table, column, decl in _ADDED:
+            have = {r[1] for r in self.connection.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self.connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
         self._pending: dict[str, InstanceRecord] = {}
         self.writes = 0
 
+    def keep_copy(self, *, check: bool = True) -> str | None:
+        """Keep a copy of the repository as it is now, the way out if it is damaged later
+        (``svcmgr.repofile``; ``check`` False: it was just checked, at open); None, or why it could not
+        be kept."""
+        try:
+            keep_copy(self.connection, self.path, check=check)
+        except (OSError, sqlite3.Error) as e:
+            return str(e)
+        return None
+
     def close(self) -> None:
-        self.flush()
+        with contextlib.suppress(Unwritable):  # a full disk: what is pending is lost with the daemon
+            self.flush()
         self.connection.close()
 
-    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return transaction(self.connection)
+    def transaction(self, *, durable: bool = False) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.connection, durable=durable)
+
+    @contextlib.contextmanager
+    def _operator(self) -> Iterator[sqlite3.Connection]:
+        """A durable transaction for what an operator asked; Unwritable (nothing written) if it fails."""
+        try:
+            with self.transaction(durable=True) as c:
+                yield c
+        except sqlite3.Error as e:
+            raise Unwritable(f"cannot write the repository {self.path}: {e}; nothing was changed") from e
+
+    @property
+    def pending(self) -> int:
+        """How many instance records wait to be written."""
+        return len(self._pending)
 
     # ------------------------------------------------------------ meta
     def get_meta(self, key: str, default: str | None = None) -> str | None:
@@ -135,7 +169,7 @@ class Repository:
         ``svccfg import`` refreshes what it imports.
         """
         now = time.time()
-        with self.transaction() as c:
+        with self._operator() as c:
             for fmri, source, fmt, data in items:
                 blob = json.dumps(data, sort_keys=True)
                 c.execute(
@@ -146,12 +180,12 @@ class Repository:
                     (fmri, source, fmt, blob, blob, now, now))
 
     def set_editing(self, fmri: str, data: dict[str, Any]) -> None:
-        self.connection.execute("UPDATE services SET editing=? WHERE fmri=?",
-                                (json.dumps(data, sort_keys=True), fmri))
+        with self._operator() as c:
+            c.execute("UPDATE services SET editing=? WHERE fmri=?", (json.dumps(data, sort_keys=True), fmri))
 
     def refresh(self, fmri: str) -> bool:
         """Copy the editing configuration into the running snapshot; True if it changed."""
-        with self.transaction() as c:
+        with self._operator() as c:
             r = c.execute("SELECT editing, running FROM services WHERE fmri=?", (fmri,)).fetchone()
             if r is None:
                 return False
@@ -159,17 +193,17 @@ class Repository:
             return r[0] != r[1]
 
     def delete_service(self, fmri: str) -> None:
-        with self.transaction() as c:
+        with self._operator() as c:
             c.execute("DELETE FROM services WHERE fmri=?", (fmri,))
             c.execute("DELETE FROM instances WHERE service=?", (fmri,))
 
     # ------------------------------------------------------------ instances
     def instances(self) -> dict[str, InstanceRecord]:
         out = {}
-        for r in self.connection.execute(
-                "SELECT fmri, service, enabled, state, stime, reason, marks, contract FROM instances"):
+        for r in self.connection.execute("SELECT fmri, service, enabled, state, stime, reason, marks, contract, "
+                                         "next_state FROM instances"):
             out[r[0]] = InstanceRecord(r[0], r[1], None if r[2] is None else bool(r[2]), r[3], r[4], r[5],
-                                       json.loads(r[6] or "{}"), json.loads(r[7]) if r[7] else None)
+                                       json.loads(r[6] or "{}"), json.loads(r[7]) if r[7] else None, r[8])
         out.update(self._pending)
         return out
 
@@ -179,23 +213,37 @@ class Repository:
         if now:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, *, durable: bool = False) -> None:
+        """Write the queued records in one transaction (``durable``: on disk before this returns, and every
+        commit before it). When it cannot be written (a full disk) they stay queued, behind any record
+        queued since, and Unwritable is raised."""
         if not self._pending:
+            if durable:
+                with self.transaction(durable=True):
+                    pass  # what earlier commits wrote is on disk too
             return
         pending, self._pending = self._pending, {}
-        with self.transaction() as c:
-            c.executemany(
-                "INSERT INTO instances(fmri, service, enabled, state, stime, reason, marks, contract) "
-                "VALUES(?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(fmri) DO UPDATE SET service=excluded.service, "
-                "enabled=excluded.enabled, state=excluded.state, stime=excluded.stime, "
-                "reason=excluded.reason, marks=excluded.marks, contract=excluded.contract",
-                [(r.fmri, r.service, None if r.enabled is None else int(r.enabled), r.state, r.stime,
-                  r.reason, json.dumps(r.marks or {}), json.dumps(r.contract) if r.contract else None)
-                 for r in pending.values()])
+        try:
+            with self.transaction(durable=durable) as c:
+                c.executemany(
+                    "INSERT INTO instances(fmri, service, enabled, state, stime, reason, marks, contract, "
+                    "next_state) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(fmri) DO UPDATE SET "
+                    "service=excluded.service, enabled=excluded.enabled, state=excluded.state, "
+                    "stime=excluded.stime, reason=excluded.reason, marks=excluded.marks, "
+                    "contract=excluded.contract, next_state=excluded.next_state",
+                    [(r.fmri, r.service, None if r.enabled is None else int(r.enabled), r.state, r.stime,
+                      r.reason, json.dumps(r.marks or {}), json.dumps(r.contract) if r.contract else None,
+                      r.next_state)
+                     for r in pending.values()])
+        except BaseException as e:
+            self._pending = {**pending, **self._pending}
+            if isinstance(e, sqlite3.Error):
+                raise Unwritable(f"cannot write the repository {self.path}: {e}") from e
+            raise
         self.writes += 1
 
     def delete_instances(self, fmris: list[str]) -> None:
         for f in fmris:
             self._pending.pop(f, None)
-        with self.transaction() as c:
+        with self._operator() as c:
             c.executemany("DELETE FROM instances WHERE fmri=?", [(f,) for f in fmris])

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from svcmgr.bus import Bus
-from svcmgr.contract import Backend, Contract
+from svcmgr.contract import Backend, Contract, strays
 from svcmgr.credentials import Credentials
 from svcmgr.forkserver import ForkServer, HelperUnavailable
 from svcmgr.instance import Instance
@@ -294,11 +294,17 @@ class Restarter:
             c.remove()
 
     def sweep(self, instances: Iterable[Instance]) -> None:
-        """Groups an earlier daemon left that none of these instances' contracts owns: killed and removed."""
+        """What an earlier daemon left that none of these instances' contracts owns, killed: its groups
+        (cgroup mode), its processes by their contract marker (process-group mode)."""
         contracts = [i.contract for i in instances if i.contract is not None]
         known = {c.cgroup for c in contracts if c.cgroup}
         for path in self.backend.leftovers(known):
             self.discard({"ctid": 0, "kind": "cgroup", "marker": "", "cgroup": path})
+        if self.backend.kind == "pgid":
+            for pid in strays(self.backend.tag, {c.marker for c in contracts}):
+                log.info("killing process %d, left by an earlier daemon in a contract no instance adopted", pid)
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
         self.backend.controls.sweep(d for c in contracts for d in c.rctl.own)
 
     def refusals(self, config: InstanceConfig) -> list[tuple[str, str]]:

@@ -14,22 +14,24 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
+from svcmgr.api import ApiError
 from svcmgr.spec import InstanceConfig, ServiceSpec
 from svcmgr.states import State
 
-__all__ = ["EngineError", "InstanceInfo", "ServiceCommands", "ServiceView", "Services", "StopGate"]
+__all__ = ["EngineError", "InstanceInfo", "ServiceCommands", "ServiceView", "Services", "StopGate", "Unwritable"]
 
 #: A stop gate, called with an instance's FMRI just before a planned stop runs its stop method:
 #: None (nothing to wait for), or an awaitable and the most seconds the stop waits for it.
 StopGate = Callable[[str], "tuple[Awaitable[Any], float] | None"]
 
 
-class EngineError(Exception):
-    """A request the engine refuses; the message says why, ``code`` is the exit status it means."""
+class EngineError(ApiError):
+    """A request the engine refuses; the message says why, ``code`` is the exit status it means. On the
+    control socket it is the reply's error, as any ``ApiError``."""
 
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
+
+class Unwritable(EngineError):
+    """What was asked could not be written to the repository (a full disk, an I/O error), so it was not done."""
 
 
 class InstanceInfo(Protocol):

@@ -2,8 +2,8 @@
 
 Part of the engine (``svcmgr.engine.Engine`` mixes it in); the fault manager's retire
 agent uses ``mark`` and ``clear`` too (``svcmgr.services.ServiceCommands``). Each verb
-changes what is stored (enable state, marks), feeds the state table and returns the
-instances it acted on.
+changes what is stored (enable state, marks), on disk before anything acts on it when
+it is persistent, then feeds the state table and returns the instances it acted on.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from svcmgr.bus import Bus
     from svcmgr.graph import Graph
     from svcmgr.instance import Instance
-    from svcmgr.repository import Repository
 
 __all__ = ["OperatorVerbs"]
 
@@ -30,11 +29,11 @@ class OperatorVerbs:
     # What this part uses of the engine's state...
     instances: dict[str, Instance]
     graph: Graph
-    repo: Repository
     bus: Bus
     # ... and of the other parts:
     dispatch: Callable[..., bool]
     save: Callable[[Instance], None]
+    record_settings: Callable[[Iterable[Instance], Callable[[Instance], None]], None]
     mark_dirty: Callable[[Iterable[str]], None]
     disabled_reason: Callable[[Instance], str]
     reconsider_subgraph: Callable[[], None]
@@ -48,35 +47,43 @@ class OperatorVerbs:
             for f in fmris:
                 seen |= self.graph.closure(f, ("require_all", "require_any"))
             targets = sorted(seen)
-        for f in targets:
-            inst = self.instances[f]
+
+        def enabled(inst: Instance) -> None:
             if temporary:
                 inst.enabled_temp = True
             else:
                 inst.enabled_set = True
                 inst.enabled_temp = None
+
+        self._settle([self.instances[f] for f in targets], enabled, persistent=not temporary)
+        for f in targets:
+            inst = self.instances[f]
             self.dispatch(inst, Ev.ENABLE, "")
             self.save(inst)
             self.mark_dirty([f, *self.graph.all_dependents(f)])
         if not temporary:
             self.reconsider_subgraph()
-        self.repo.flush()
         return targets
 
     def disable(self, fmris: list[str], *, temporary: bool, milestone: bool = False) -> None:
         """Disable instances (``milestone``: the milestone holds them back, their dependents outside it stop
         first, whatever their restart_on; otherwise those that go down with each one)."""
-        for f in fmris:
-            inst = self.instances[f]
+        def disabled(inst: Instance) -> None:
             if temporary:
                 inst.enabled_temp = False
             else:
                 inst.enabled_set = False
                 inst.enabled_temp = None
+            if inst.phase == Phase.MAINTENANCE:
+                inst.marks.pop("maintenance", None)
+
+        insts = [self.instances[f] for f in fmris]
+        self._settle(insts, disabled, persistent=not temporary or any(i.phase == Phase.MAINTENANCE for i in insts))
+        for f in fmris:
+            inst = self.instances[f]
             reason = self.disabled_reason(inst)
             inst.history.reset()  # as SMF: an operator's disable forgets the restart history
             if inst.phase == Phase.MAINTENANCE:
-                inst.marks.pop("maintenance", None)
                 inst.start_failures = 0  # out of maintenance: three new tries, as after clear
             outside = self.outside_milestone(inst) if milestone else None
             if not self.begin_disable(inst, outside):  # its dependents stop first
@@ -86,7 +93,15 @@ class OperatorVerbs:
             self.save(inst)
         if not temporary:
             self.reconsider_subgraph()
-        self.repo.flush()
+
+    def _settle(self, insts: list[Instance], change: Callable[[Instance], None], *, persistent: bool) -> None:
+        """Apply an operator's change to the settings; a persistent one is on disk before anything acts on
+        it (``record_settings``: refused with ``Unwritable`` when it cannot be written)."""
+        if persistent:
+            self.record_settings(insts, change)
+        else:
+            for inst in insts:
+                change(inst)
 
     def restart(self, fmris: list[str]) -> list[str]:
         done = []
@@ -100,58 +115,69 @@ class OperatorVerbs:
         return done
 
     def clear(self, fmris: list[str]) -> list[str]:
+        insts = [self.instances[f] for f in fmris]
+        marks = {i.fmri: dict(i.marks) for i in insts}
+
+        def cleared(inst: Instance) -> None:
+            if inst.phase in (Phase.MAINTENANCE, Phase.STOPPING_MAINT):
+                inst.marks.pop("maintenance", None)
+            elif inst.phase == Phase.DEGRADED:
+                inst.marks.pop("degraded", None)
+
+        self._settle(insts, cleared, persistent=True)
         done = []
-        for f in fmris:
-            inst = self.instances[f]
-            if inst.phase == Phase.MAINTENANCE or inst.phase == Phase.STOPPING_MAINT:
-                mark = inst.marks.pop("maintenance", None)
+        for inst in insts:
+            f = inst.fmri
+            if inst.phase in (Phase.MAINTENANCE, Phase.STOPPING_MAINT):
+                mark = marks[f].get("maintenance")
                 inst.history.reset()
                 inst.start_failures = 0
                 self.dispatch(inst, Ev.CLEAR, "")
                 done.append(f)
-
                 self.bus.emit(SVC_CLEARED, f, state="maintenance", by=(mark or {}).get("by"),
                               case=(mark or {}).get("case"))
             elif inst.phase == Phase.DEGRADED:
-                mark = inst.marks.pop("degraded", None)
+                mark = marks[f].get("degraded")
                 self.dispatch(inst, Ev.CLEAR, "")
                 done.append(f)
                 self.bus.emit(SVC_CLEARED, f, state="degraded", by=(mark or {}).get("by"),
                               case=(mark or {}).get("case"))
             self.save(inst)
-        self.repo.flush()
         return done
 
     def mark(self, fmris: list[str], what: str, *, temporary: bool, immediate: bool,
              reason: str | None = None, by: str = "operator", case: str | None = None) -> list[str]:
+        extra = {"case": case} if case else {}
+        texts: dict[str, str] = {}
+
+        def marked(inst: Instance) -> None:
+            if what == "maintenance":
+                if inst.phase in (Phase.MAINTENANCE, Phase.STOPPING_MAINT):
+                    return
+                text = reason or ("Maintenance requested by an administrator." if by == "operator"
+                                  else "Put in maintenance.")
+            else:
+                if inst.phase != Phase.ONLINE:
+                    return
+                text = reason or ("Degraded by an administrator." if by == "operator" else "Degraded.")
+            texts[inst.fmri] = text
+            inst.marks[what] = {"reason": text, "by": by, "temporary": temporary, "time": time.time(), **extra}
+
+        self._settle([self.instances[f] for f in fmris], marked, persistent=not temporary)
         done = []
         for f in fmris:
             inst = self.instances[f]
-            extra = {"case": case} if case else {}
+            if f not in texts:
+                if (what == "maintenance" or inst.phase == Phase.DEGRADED) and self._annotate(inst, what, case):
+                    done.append(f)
+                continue
             if what == "maintenance":
-                if inst.phase in (Phase.MAINTENANCE, Phase.STOPPING_MAINT):
-                    if self._annotate(inst, "maintenance", case):
-                        done.append(f)
-                    continue
-                text = reason or ("Maintenance requested by an administrator." if by == "operator"
-                                  else "Put in maintenance.")
-                inst.marks["maintenance"] = {"reason": text, "by": by, "temporary": temporary,
-                                             "time": time.time(), **extra}
-                self.dispatch(inst, Ev.MARK_MAINT, text, cause="error" if by != "operator" else "other",
+                self.dispatch(inst, Ev.MARK_MAINT, texts[f], cause="error" if by != "operator" else "other",
                               immediate=immediate)
-                done.append(f)
             else:
-                if inst.phase != Phase.ONLINE:
-                    if inst.phase == Phase.DEGRADED and self._annotate(inst, "degraded", case):
-                        done.append(f)
-                    continue
-                text = reason or ("Degraded by an administrator." if by == "operator" else "Degraded.")
-                inst.marks["degraded"] = {"reason": text, "by": by, "temporary": temporary,
-                                          "time": time.time(), **extra}
-                self.dispatch(inst, Ev.MARK_DEGRADED, text)
-                done.append(f)
+                self.dispatch(inst, Ev.MARK_DEGRADED, texts[f])
+            done.append(f)
             self.save(inst)
-        self.repo.flush()
         return done
 
     def _annotate(self, inst: Instance, kind: str, case: str | None) -> bool:

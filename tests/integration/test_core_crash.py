@@ -1,0 +1,122 @@
+"""A daemon killed with -9 in the middle of a start, a stop or a refresh: the next one finishes what was under
+way and leaves nothing behind, in both contract modes (cgroup, and process groups with ``--no-cgroup``).
+
+Each case is a regression test for what the fault campaign (``tests/integration/campaign``) or the issue's own
+campaign found; the docstring names the seed where there is one.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from svcmgr.procfs import alive
+from svctest import _alive_marked, wait_until
+
+MODES = [pytest.param((), id="cgroup"), pytest.param(("--no-cgroup",), id="pgid")]
+F = "svc:/crash/bg:default"
+
+
+def _background(trail, stop: str = "sleep 1", start: str = "sleep 1000 & exit 0", refresh: str = ":true") -> str:
+    """A contract service whose start method leaves a background child, with slow methods to kill the daemon in;
+    its stop method leaves a line in ``trail`` each time it runs."""
+    return f"""
+        name = "crash/bg"
+        duration = "contract"
+        [environment]
+        SVCMGR_TEST_TRAIL = "{trail}"
+        [methods.start]
+        exec = "{start}"
+        [methods.stop]
+        exec = "echo stop ran >> $SVCMGR_TEST_TRAIL; {stop}"
+        timeout = "20s"
+        [methods.refresh]
+        exec = "{refresh}"
+        [restart]
+        limit = 50
+        """
+
+
+def _in_window(daemon, text: str, timeout: float = 10) -> None:
+    """Wait until the instance's log says a method began (the window to kill the daemon in)."""
+    wait_until(lambda: text in daemon.log(F), timeout, what=f"{text!r} in the log of {F}")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_stop_under_way_when_the_daemon_dies_is_finished(daemon, mode, tmp_path):
+    """Found by the issue's first campaign (before seeds): with --no-cgroup, a disabled instance whose stop
+    was cut short kept its process forever, owned by no instance; no mode ran its stop method again."""
+    trail = tmp_path / "trail"
+    daemon.manifest("bg.toml", _background(trail, stop="sleep 2"))
+    daemon.start(*mode)
+    daemon.wait_state(F, "online")
+    (old,) = daemon.pids(F)
+    daemon.cli("svcadm", "disable", "bg", check=True)
+    _in_window(daemon, "Executing stop method")
+    daemon.kill9()
+    assert alive(old)  # the stop had not ended it
+    daemon.start(*mode, manifests=False)
+    daemon.wait_state(F, "disabled", timeout=20)
+    assert _alive_marked(daemon.root) == []
+    assert not alive(old)
+    assert trail.read_text().count("stop ran") == 2  # the stop method ran again, in full
+    assert "to finish its stop" in daemon.log(F)
+    # The setting the operator was told about is kept, and the next daemon still finds it.
+    daemon.kill9()
+    daemon.start(*mode, manifests=False)
+    daemon.wait_state(F, "disabled")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_restart_under_way_when_the_daemon_dies_ends_with_one_new_process(daemon, mode, tmp_path):
+    """A restart cut short in its stop: the old process ends, the instance comes back with one new one."""
+    daemon.manifest("bg.toml", _background(tmp_path / "trail", stop="sleep 2"))
+    daemon.start(*mode)
+    daemon.wait_state(F, "online")
+    (old,) = daemon.pids(F)
+    daemon.cli("svcadm", "restart", "bg", check=True)
+    _in_window(daemon, "Executing stop method")
+    daemon.kill9()
+    daemon.start(*mode, manifests=False)
+    wait_until(lambda: daemon.state(F) == "online" and old not in daemon.pids(F), 20, what="a new process")
+    daemon.wait_state(F, "online")
+    new = daemon.pids(F)
+    assert not alive(old)
+    assert len(new) == 1 and sorted(_alive_marked(daemon.root)) == new
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_start_under_way_when_the_daemon_dies_is_started_again_alone(daemon, mode, tmp_path):
+    """A start method cut short (it leaves its child only after a while): what it had made is ended, and the
+    instance starts again with one process, not two."""
+    daemon.manifest("bg.toml", _background(tmp_path / "trail", start="sleep 1000 & sleep 2; exit 0"))
+    daemon.start(*mode, "--log-level", "debug")
+    _in_window(daemon, "Executing start method")
+    time.sleep(0.3)
+    left = _alive_marked(daemon.root)
+    assert left  # the start method and its child
+    daemon.kill9()
+    daemon.start(*mode, manifests=False)
+    daemon.wait_state(F, "online", timeout=20)
+    pids = daemon.pids(F)
+    assert not set(pids) & set(left)
+    assert sorted(_alive_marked(daemon.root)) == sorted(pids) and len(pids) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_refresh_method_under_way_when_the_daemon_dies_is_not_left_running(daemon, mode, tmp_path):
+    """The refresh method runs in a contract of its own: a daemon killed meanwhile leaves it to the next one,
+    which ends it; the service itself is adopted with the same process."""
+    daemon.manifest("bg.toml", _background(tmp_path / "trail", refresh="sleep 1000"))
+    daemon.start(*mode)
+    daemon.wait_state(F, "online")
+    pids = daemon.pids(F)
+    daemon.cli("svcadm", "refresh", "bg", check=True)
+    _in_window(daemon, "Executing refresh method")
+    daemon.kill9()
+    assert len(_alive_marked(daemon.root)) == 2
+    daemon.start(*mode, manifests=False)
+    daemon.wait_state(F, "online")
+    assert daemon.pids(F) == pids
+    wait_until(lambda: sorted(_alive_marked(daemon.root)) == pids, 10, what="the refresh method ended")
