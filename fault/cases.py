@@ -276,9 +276,13 @@ class CaseStore:
         self._dirty[case.uuid] = case
 
     def save(self, case: Case) -> None:
-        """Write this case now (others waiting keep waiting for the next ``flush``)."""
+        """Write this case now (others waiting keep waiting for the next ``flush``). If it cannot be written
+        (a full disk), it waits with them: the next ``flush`` tries again, and says why it cannot."""
         self._dirty.pop(case.uuid, None)
-        self._write({case.uuid: case})
+        try:
+            self._write({case.uuid: case})
+        except sqlite3.Error:
+            self._dirty[case.uuid] = case
 
     def discard(self, case: Case) -> None:
         self.cases.pop(case.uuid, None)
@@ -294,7 +298,11 @@ class CaseStore:
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, {}
-        self._write(dirty)
+        try:
+            self._write(dirty)
+        except sqlite3.Error:
+            self._dirty = {**dirty, **self._dirty}  # not written (a full disk): the next flush tries again
+            raise
 
     def _write(self, cases: dict[str, Case]) -> None:
         rows = []

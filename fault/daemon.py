@@ -28,6 +28,7 @@ import collections
 import contextlib
 import logging
 import os
+import sqlite3
 import time
 from typing import Any
 
@@ -76,6 +77,7 @@ class FaultManager(Operations):
         self.store = CaseStore(conn, keep_closed=cfg.cases_keep)
         self.errlog = ErrorLog(conn, max_entries=cfg.errlog_max, retention=cfg.errlog_retention)
         self.diag: Diagnosis | None = None
+        self._unwritable_said = 0.0  # when "cannot write the repository" was last logged
         self.retire = RetireAgent(ctx.services)
         self.notify = NotifyAgent(ctx.bus)
         self.sources: dict[str, dict[str, int]] = {}
@@ -246,6 +248,11 @@ class FaultManager(Operations):
             self.store.flush()
             if self.diag is not None:
                 self.diag.save_engines(self.clock())
+        except sqlite3.Error as e:
+            # A full disk: what waits stays queued and the next tick writes it; said once a minute.
+            if time.monotonic() - self._unwritable_said > 60:
+                self._unwritable_said = time.monotonic()
+                log.error("fault: cannot write the repository: %s; cases and ereports wait to be written", e)
         except Exception:
             log.exception("fault: cannot write the repository")
 

@@ -149,10 +149,14 @@ class Engines:
                 drop.append((name,))
             else:
                 put.append((name, json.dumps(eng.to_state(mono_to_wall))))
-        with transaction(self.conn) as db:
-            db.executemany("DELETE FROM fault_serd WHERE name=?", drop)
-            db.executemany("INSERT INTO fault_serd(name, data) VALUES(?, ?) "
-                           "ON CONFLICT(name) DO UPDATE SET data=excluded.data", put)
+        try:
+            with transaction(self.conn) as db:
+                db.executemany("DELETE FROM fault_serd WHERE name=?", drop)
+                db.executemany("INSERT INTO fault_serd(name, data) VALUES(?, ?) "
+                               "ON CONFLICT(name) DO UPDATE SET data=excluded.data", put)
+        except sqlite3.Error:
+            self._dirty |= dirty  # not written (a full disk): the next save tries again
+            raise
 
     def view(self, key: Key, eng: Engine, now: float) -> dict[str, Any]:
         """One engine as ``fmstat`` shows it."""

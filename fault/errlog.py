@@ -91,15 +91,26 @@ class ErrorLog:
             self.counters["stored"] += len(batch)
             return len(batch)
         rows = [(e.id, e.time, e.received, e.cls, e.node, e.resource, e.source, e.payload_json) for e in batch]
-        with transaction(self.conn) as db:
-            db.executemany("INSERT OR REPLACE INTO fault_errlog(id, time, received, class, node, resource, source, "
-                           "payload) VALUES(?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            self.counters["stored"] += len(rows)
-            cut = self.next_id - 1 - self.max_entries
-            if cut > 0:
-                cur = db.execute("DELETE FROM fault_errlog WHERE id <= ?", (cut,))
-                self.counters["dropped"] += max(cur.rowcount, 0)
-            self._save_counters(db)
+        counters = dict(self.counters)
+        try:
+            with transaction(self.conn) as db:
+                db.executemany("INSERT OR REPLACE INTO fault_errlog(id, time, received, class, node, resource, "
+                               "source, payload) VALUES(?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                self.counters["stored"] += len(rows)
+                cut = self.next_id - 1 - self.max_entries
+                if cut > 0:
+                    cur = db.execute("DELETE FROM fault_errlog WHERE id <= ?", (cut,))
+                    self.counters["dropped"] += max(cur.rowcount, 0)
+                self._save_counters(db)
+        except sqlite3.Error:
+            # Not written (a full disk): back in front of what waits, within the bound, for the next flush.
+            self.counters.update(counters)
+            batch.extend(self._pending)
+            while len(batch) > self.max_pending:
+                batch.popleft()
+                self.counters["dropped"] += 1
+            self._pending = batch
+            raise
         self.flushes += 1
         return len(rows)
 

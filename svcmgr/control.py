@@ -127,10 +127,11 @@ class Control(Operations):
 
     # ------------------------------------------------------------ read
     async def op_ping(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{}`` -> the daemon's identity."""
+        """``{}`` -> the daemon's identity; ``unwritable``: why the repository cannot be written now, or null."""
         return {"version": __version__, "pid": os.getpid(), "node": self.node, "root": self.root,
                 "contracts": self.backend, "uptime": time.time() - self.started,
-                "instances": len(self.engine.instances), "milestone": self.engine.milestone or "all"}
+                "instances": len(self.engine.instances), "milestone": self.engine.milestone or "all",
+                "unwritable": self.engine.unwritable}
 
     async def op_list(self, caller: Caller, req: dict[str, Any]) -> list[dict[str, Any]]:
         """``{"fmris": [pattern...]?, "pids": bool}`` -> every instance (the client filters ``-a``);

@@ -96,6 +96,8 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
                 continue
             if inst.phase in STOPPING:  # adopted to finish a stop (svcmgr.adoption)
                 self._publish_state(inst, None)
+                inst.stop_cause = "other"
+                self.propagate_stop(inst, inst.stop_cause)  # its dependents may have been adopted running
                 self._act(inst, Action.STOP)
                 continue
             if "maintenance" in inst.marks:

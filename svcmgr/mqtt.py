@@ -51,6 +51,8 @@ __all__ = ["Bridge"]
 
 log = logging.getLogger("svcmgr.mqtt")
 
+#: Seconds between attempts to write events to the outbox while it cannot be written (a full disk).
+OUTBOX_RETRY = 1.0
 #: Under a stream of events, pending ones are written to the outbox at most this often (seconds).
 FLUSH_INTERVAL = 0.001
 
@@ -204,9 +206,8 @@ class Bridge:
                 retained.append((extra.topic, extra.payload))
         try:
             dropped = self.outbox.append(msgs, retained, counters={"events": seq - 1})
-        except sqlite3.Error:
-            log.exception("mqtt: cannot queue %d messages in the outbox; they are lost", len(msgs))
-            self.stats["lost"] += len(msgs)
+        except sqlite3.Error as e:
+            self._keep(pending, e)
             return
         self.event_seq = seq
         self.stats["queued"] += len(msgs)
@@ -214,6 +215,19 @@ class Bridge:
             self._log_drops(logging.WARNING, "mqtt: outbox full (%d messages): dropped the %d oldest "
                             "(%d dropped so far)", self.cfg.outbox_limit, dropped, self.outbox.dropped)
         self._wake.set()
+
+    def _keep(self, pending: list[tuple[Event, bool | None]], e: sqlite3.Error) -> None:
+        """The outbox cannot be written (a full disk): keep the events, in order and numbered later, and try
+        again in a while; past ``outbox_limit`` held in memory, the oldest are lost (counted)."""
+        self._pending = pending + self._pending
+        over = len(self._pending) - self.cfg.outbox_limit
+        if over > 0:
+            del self._pending[:over]
+            self.stats["lost"] += over
+        self._log_drops(logging.ERROR, "mqtt: cannot write the outbox (%s); %d events wait in memory, tried "
+                        "again every %gs", e, len(self._pending), OUTBOX_RETRY)
+        if self._flush_handle is None and not self._closed:
+            self._flush_handle = asyncio.get_running_loop().call_later(OUTBOX_RETRY, self._flush)
 
     # ------------------------------------------------------------ connection
     async def run(self) -> None:

@@ -342,8 +342,10 @@ class Recorder:
         full = {r.fmri for r in dirty if len(self.recent.get(r.fmri, ())) >= self.keep}
         try:
             self.store.save(dirty, prune=full)
-        except sqlite3.Error:
-            log.exception("cannot write start timings to the repository")
+        except sqlite3.Error as e:
+            # Not written (a full disk): kept for the next flush, which a later change schedules.
+            self._dirty = {**{id(r): r for r in dirty}, **self._dirty}
+            log.error("cannot write start timings to the repository: %s; %d records wait", e, len(self._dirty))
 
     def forget(self, keep_only: Iterable[str]) -> None:
         """Drop the records of instances that no longer exist."""

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 __all__ = ["OperatorVerbs"]
 
+#: In maintenance, or on the way there.
+_TO_MAINTENANCE = frozenset({Phase.MAINTENANCE, Phase.STOPPING_MAINT})
+
 
 class OperatorVerbs:
     """svcadm's verbs (a part of ``Engine``)."""
@@ -74,11 +77,11 @@ class OperatorVerbs:
             else:
                 inst.enabled_set = False
                 inst.enabled_temp = None
-            if inst.phase == Phase.MAINTENANCE:
+            if inst.phase in _TO_MAINTENANCE:  # the disable wins: it ends disabled, now and after a restart
                 inst.marks.pop("maintenance", None)
 
         insts = [self.instances[f] for f in fmris]
-        self._settle(insts, disabled, persistent=not temporary or any(i.phase == Phase.MAINTENANCE for i in insts))
+        self._settle(insts, disabled, persistent=not temporary or any(i.phase in _TO_MAINTENANCE for i in insts))
         for f in fmris:
             inst = self.instances[f]
             reason = self.disabled_reason(inst)

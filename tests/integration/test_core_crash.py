@@ -120,3 +120,55 @@ def test_a_refresh_method_under_way_when_the_daemon_dies_is_not_left_running(dae
     daemon.wait_state(F, "online")
     assert daemon.pids(F) == pids
     wait_until(lambda: sorted(_alive_marked(daemon.root)) == pids, 10, what="the refresh method ended")
+
+
+def _chain(daemon, stop: str = ":kill") -> None:
+    daemon.manifest("db.toml", 'name = "crash/db"\nduration = "child"\n[methods.start]\nexec = "exec sleep 1000"\n')
+    daemon.manifest("web.toml", f"""
+        name = "crash/web"
+        duration = "child"
+        [methods.start]
+        exec = "exec sleep 1000"
+        [methods.stop]
+        exec = "{stop}"
+        [[dependencies]]
+        name = "db"
+        grouping = "require_all"
+        restart_on = "restart"
+        fmris = ["svc:/crash/db:default"]
+        """)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_dependent_stops_when_a_daemon_restart_ends_a_temporary_enable(daemon, mode):
+    """Found by SVCMGR_CAMPAIGN_SEED=1 (cgroup, round 7): a persistently disabled db enabled with -t, its dependent
+    web (restart_on = restart) running; the daemon killed: the new one finds db disabled again and stops it,
+    but web, adopted running, stayed online on a dependency that no longer ran."""
+    _chain(daemon)
+    daemon.start(*mode)
+    daemon.wait_state("svc:/crash/web:default", "online")
+    daemon.cli("svcadm", "disable", "-s", "db", check=True)
+    daemon.wait_state("svc:/crash/web:default", "offline")
+    daemon.cli("svcadm", "enable", "-t", "db", check=True)
+    daemon.wait_state("svc:/crash/web:default", "online")
+    daemon.kill9()
+    daemon.start(*mode, manifests=False)
+    daemon.wait_state("svc:/crash/db:default", "disabled")
+    daemon.wait_state("svc:/crash/web:default", "offline")
+    assert _alive_marked(daemon.root) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_disable_during_a_stop_to_maintenance_is_still_a_disable_after_a_restart(daemon, mode):
+    """Found by SVCMGR_CAMPAIGN_SEED=2 (cgroup, round 4): mark maintenance, then disable while the stop runs; the
+    live daemon shows disabled, but the maintenance mark stayed recorded, and the next daemon showed maintenance."""
+    _chain(daemon, stop="sleep 1")
+    daemon.start(*mode)
+    daemon.wait_state("svc:/crash/web:default", "online")
+    daemon.cli("svcadm", "mark", "maintenance", "web", check=True)
+    daemon.cli("svcadm", "disable", "web", check=True)
+    daemon.wait_state("svc:/crash/web:default", "disabled")
+    daemon.kill9()
+    daemon.start(*mode, manifests=False)
+    daemon.wait_state("svc:/crash/web:default", "disabled")
+    assert "maintenance" not in daemon.info("svc:/crash/web:default")["marks"]
