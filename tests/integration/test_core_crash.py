@@ -12,6 +12,7 @@ import time
 import pytest
 
 from svcmgr.procfs import alive
+
 from svctest import _alive_marked, wait_until
 
 MODES = [pytest.param((), id="cgroup"), pytest.param(("--no-cgroup",), id="pgid")]

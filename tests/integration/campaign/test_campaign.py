@@ -41,8 +41,10 @@ def schedule(rng: random.Random, available: list[str]) -> list[str]:
     return plan
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(0 if LONG else 600)  # the long run takes an hour; a short one under a minute alone
 @pytest.mark.parametrize("mode", MODES)
-def test_campaign(mode, tmp_path, request):
+def test_campaign(mode, tmp_path):
     seed = int(os.environ.get("SVCMGR_CAMPAIGN_SEED") or random.SystemRandom().randrange(1 << 32))
     seed = seed + (1 if mode else 0)  # a mode's own seed: what is printed replays it
     name = "pgid" if mode else "cgroup"
