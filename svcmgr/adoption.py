@@ -88,8 +88,9 @@ class Adoption:
                     if settled:
                         self._resume(inst, r, f"Adopted running {ctid} after a daemon restart.")
                     else:
-                        self._finish_stop(inst, r, f"Adopted {ctid} after a daemon restart, to finish "
-                                                   f"{'its stop' if r.next_state else 'with it'}.")
+                        why = ("to finish its stop" if r.next_state not in (None, "online") else
+                               "to stop its unfinished start" if r.next_state else "to stop it, as its settings say")
+                        self._finish_stop(inst, r, f"Adopted {ctid} after a daemon restart, {why}.")
                 elif settled and self._untracked(cfg):
                     self._resume(inst, r, "Still online after a daemon restart (nothing to track).")
                 elif r.contract:

@@ -73,14 +73,12 @@ def connect(path: str, schema: str) -> sqlite3.Connection:
             os.close(open_own(p, os.O_RDWR, 0o600))
     if os.stat(path).st_size == 0:
         raise Damaged(path, "it is empty (0 bytes), and a repository svcmgrd made never is")
+    _check(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
-        problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
-        if problems != ["ok"]:
-            raise Damaged(path, "SQLite's check finds " + "; ".join(problems))
         conn.executescript(schema)
     except sqlite3.DatabaseError as e:
         conn.close()
@@ -89,6 +87,20 @@ def connect(path: str, schema: str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _check(path: str) -> None:
+    """SQLite's check of the file (with its write-ahead log), through a read-only connection: closing a
+    writable one would checkpoint the log into a damaged file, which must be left as it is."""
+    ro = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        problems = [r[0] for r in ro.execute("PRAGMA quick_check(5)")]
+    except sqlite3.DatabaseError as e:
+        raise Damaged(path, str(e)) from None
+    finally:
+        ro.close()
+    if problems != ["ok"]:
+        raise Damaged(path, "SQLite's check finds " + "; ".join(problems))
 
 
 def _create(path: str, schema: str) -> None:

@@ -44,20 +44,26 @@ def _in_window(daemon, text: str, timeout: float = 10) -> None:
     wait_until(lambda: text in daemon.log(F), timeout, what=f"{text!r} in the log of {F}")
 
 
+def _stop_cut_short(daemon, mode, trail, verb: str) -> int:
+    """The daemon killed while the stop method of a ``svcadm verb`` runs, and started again; the old pid."""
+    daemon.manifest("bg.toml", _background(trail, stop="sleep 2"))
+    daemon.start(*mode)
+    daemon.wait_state(F, "online")
+    (old,) = daemon.pids(F)
+    daemon.cli("svcadm", verb, "bg", check=True)
+    _in_window(daemon, "Executing stop method")
+    daemon.kill9()
+    assert alive(old)  # the stop had not ended it
+    daemon.start(*mode, manifests=False)
+    return old
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_a_stop_under_way_when_the_daemon_dies_is_finished(daemon, mode, tmp_path):
     """Found by the issue's first campaign (before seeds): with --no-cgroup, a disabled instance whose stop
     was cut short kept its process forever, owned by no instance; no mode ran its stop method again."""
     trail = tmp_path / "trail"
-    daemon.manifest("bg.toml", _background(trail, stop="sleep 2"))
-    daemon.start(*mode)
-    daemon.wait_state(F, "online")
-    (old,) = daemon.pids(F)
-    daemon.cli("svcadm", "disable", "bg", check=True)
-    _in_window(daemon, "Executing stop method")
-    daemon.kill9()
-    assert alive(old)  # the stop had not ended it
-    daemon.start(*mode, manifests=False)
+    old = _stop_cut_short(daemon, mode, trail, "disable")
     daemon.wait_state(F, "disabled", timeout=20)
     assert _alive_marked(daemon.root) == []
     assert not alive(old)
@@ -72,14 +78,7 @@ def test_a_stop_under_way_when_the_daemon_dies_is_finished(daemon, mode, tmp_pat
 @pytest.mark.parametrize("mode", MODES)
 def test_a_restart_under_way_when_the_daemon_dies_ends_with_one_new_process(daemon, mode, tmp_path):
     """A restart cut short in its stop: the old process ends, the instance comes back with one new one."""
-    daemon.manifest("bg.toml", _background(tmp_path / "trail", stop="sleep 2"))
-    daemon.start(*mode)
-    daemon.wait_state(F, "online")
-    (old,) = daemon.pids(F)
-    daemon.cli("svcadm", "restart", "bg", check=True)
-    _in_window(daemon, "Executing stop method")
-    daemon.kill9()
-    daemon.start(*mode, manifests=False)
+    old = _stop_cut_short(daemon, mode, tmp_path / "trail", "restart")
     wait_until(lambda: daemon.state(F) == "online" and old not in daemon.pids(F), 20, what="a new process")
     daemon.wait_state(F, "online")
     new = daemon.pids(F)

@@ -69,3 +69,30 @@ def test_a_missing_repository_beside_its_old_log_is_refused(daemon):
         (db.parent / f"repository.db{side}").rename(db.parent / f"repository.db{side}.damaged")
     daemon.start(manifests=False)
     assert daemon.instances() == {}
+
+
+def test_a_damaged_repository_beside_its_log_is_left_as_it_is(daemon):
+    """Found by SVCMGR_CAMPAIGN_SEED=1941095610 (pgid, round 25): the file truncated while its write-ahead log
+    was still there (a kill -9 leaves it); the check refused it, but closing SQLite's connection checkpointed
+    the log into the damaged file. The check now reads through a read-only connection."""
+    _manifests(daemon, 30)
+    daemon.start()
+    daemon.wait_state("svc:/dmg/s29:default", "online")
+    daemon.stop()  # most pages in the main file...
+    daemon.start(manifests=False)
+    daemon.cli("svcadm", "disable", "s1", check=True)
+    daemon.kill9()  # ... the last changes in the log
+    db = daemon.root / "lib" / "repository.db"
+    assert (db.parent / "repository.db-wal").stat().st_size > 0
+    db.write_bytes(db.read_bytes()[:len(db.read_bytes()) // 2])
+    def data() -> dict[str, str]:  # the file and its log (the -shm beside them is an index SQLite rebuilds)
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (db, db.parent / "repository.db-wal")}
+
+    files = data()
+    r = _start(daemon)
+    assert r.returncode == EXIT_DAMAGED, r.stderr
+    assert data() == files
+    r = _start(daemon, "--restore-repository")
+    assert r.returncode == 0, r.stderr
+    daemon.start(manifests=False)  # the copy of the last start: it adopts what still runs
+    daemon.wait_state("svc:/dmg/s29:default", "online")

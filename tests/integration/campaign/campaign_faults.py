@@ -186,32 +186,23 @@ def inject(w: World) -> Request:
 def operator_work(w: World, rng: random.Random, n: int) -> list[Request]:
     """``n`` requests an operator might send now."""
     out: list[Request] = []
+    kinds: dict[str, tuple[int, Callable[[str], list[Request]]]] = {
+        "enable": (6, lambda f: [enable(f, False)]),
+        "disable": (4, lambda f: [disable(f, False)]),
+        "enable-t": (2, lambda f: [enable(f, True)]),
+        "disable-t": (2, lambda f: [disable(f, True)]),
+        "restart": (3, lambda f: [restart(f)]),
+        "refresh": (2, lambda f: [setprop(w, f), refresh(f)]),
+        "mark": (1, lambda f: [mark(f)]),
+        "clear": (2, lambda f: [clear(f)]),
+        "import": (1, lambda f: [import_changed(w, f)]),
+        "milestone": (1, lambda f: [milestone(rng.choice(["all", "all", MILESTONE]))]),
+        "inject": (1, lambda f: [inject(w)]),
+    }
+    names = list(kinds)
     for _ in range(n):
-        f = rng.choice(OPERABLE)
-        kind = rng.choices(["enable", "disable", "enable-t", "disable-t", "restart", "refresh", "mark", "clear",
-                            "import", "milestone", "inject"], weights=[6, 4, 2, 2, 3, 2, 1, 2, 1, 1, 1])[0]
-        if kind == "enable":
-            out.append(enable(f, False))
-        elif kind == "disable":
-            out.append(disable(f, False))
-        elif kind == "enable-t":
-            out.append(enable(f, True))
-        elif kind == "disable-t":
-            out.append(disable(f, True))
-        elif kind == "restart":
-            out.append(restart(f))
-        elif kind == "refresh":
-            out += [setprop(w, f), refresh(f)]
-        elif kind == "mark":
-            out.append(mark(f))
-        elif kind == "clear":
-            out.append(clear(f))
-        elif kind == "import":
-            out.append(import_changed(w, f))
-        elif kind == "milestone":
-            out.append(milestone(rng.choice(["all", "all", MILESTONE])))
-        else:
-            out.append(inject(w))
+        kind = rng.choices(names, weights=[kinds[k][0] for k in names])[0]
+        out += kinds[kind][1](rng.choice(OPERABLE))
     return out
 
 

@@ -236,19 +236,13 @@ class Broker:
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
             self.kills += 1
+        _end(self.proc, signal.SIGKILL)
         self.proc = None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        """A clean stop (it saves its state)."""
+        _end(self.proc, signal.SIGTERM)
         self.proc = None
 
 
@@ -276,10 +270,20 @@ class Subscriber:
         return out
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        _end(self.proc, signal.SIGTERM)
         self.proc = None
+
+
+def _end(proc: subprocess.Popen[bytes] | None, sig: int) -> None:
+    """Signal a process we started and wait for it (SIGKILL after 10 s)."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _netns(ns: str | None) -> list[str]:
