@@ -18,6 +18,7 @@ where each instance must settle. Helpers are named uniquely (test folders have n
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -501,8 +502,6 @@ class World:
 
 
 def _tag(root: Path) -> str:
-    import hashlib
-
     return hashlib.sha1(str(root).encode()).hexdigest()[:10]
 
 

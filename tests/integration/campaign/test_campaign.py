@@ -22,6 +22,8 @@ from campaign_checks import Figures, before, check
 from campaign_faults import DAEMON_KILLS, FAULTS, operator_work
 from campaign_world import World, small_disk
 
+from vrrp.lab import Lab, missing
+
 MODES = [pytest.param((), id="cgroup"), pytest.param(("--no-cgroup",), id="pgid")]
 LONG = os.environ.get("SVCMGR_CAMPAIGN") == "long"
 
@@ -44,7 +46,7 @@ def schedule(rng: random.Random, available: list[str]) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.timeout(0 if LONG else 600)  # the long run takes an hour; a short one under a minute alone
 @pytest.mark.parametrize("mode", MODES)
-def test_campaign(mode, tmp_path):
+def test_campaign(mode, tmp_path, record_property):
     seed = int(os.environ.get("SVCMGR_CAMPAIGN_SEED") or random.SystemRandom().randrange(1 << 32))
     seed = seed + (1 if mode else 0)  # a mode's own seed: what is printed replays it
     name = "pgid" if mode else "cgroup"
@@ -93,6 +95,8 @@ def test_campaign(mode, tmp_path):
             finally:
                 fig.seconds = time.monotonic() - t0
                 print(f"campaign ({name}, seed {seed}):\n{fig.table()}")
+                record_property("campaign", f"{name}: SVCMGR_CAMPAIGN_SEED={seed - (1 if mode else 0)} replays it; "
+                                            f"{fig.table()}")
                 _record(name, seed, fig, violations)
                 w.close()
                 if violations:
@@ -104,9 +108,7 @@ def test_campaign(mode, tmp_path):
     assert not violations, f"{len(violations)} rounds broke an invariant; replay with SVCMGR_CAMPAIGN_SEED"
 
 
-def _lab():
-    from vrrp.lab import Lab, missing
-
+def _lab() -> Lab | None:
     if missing():
         return None
     lab = Lab(1, net="10.232.0")
