@@ -166,8 +166,7 @@ class Contract:
             return False
         for p in kids:
             try:
-                g = os.getpgid(p)
-                if g != self.pgid and g in _LIVE_GROUPS and os.getsid(p) != p:
+                if not self._may_be_ours(p, os.getpgid(p), os.getsid(p)):
                     continue
             except ProcessLookupError:
                 continue
@@ -175,6 +174,32 @@ class Contract:
             if not env or marker_in(env) == self.marker:
                 return False  # ours, or exiting while its children are handed over: the scan decides
         return True
+
+    def claim_children(self, daemon_pid: int) -> bool:
+        """Process-group mode: the daemon's children that are this contract's become members (in its group,
+        or a session of their own carrying its marker: what the start method left in the background,
+        re-parented to the daemon when it exited). Only the daemon's children are read, no walk of /proc.
+        So the contract's record names them from the start, and a daemon restarted after a crash (whose
+        children they are not) finds them, and their descendants, through it. True if any was added."""
+        if self.kind != "pgid":
+            return False
+        added = False
+        for p in children_of(daemon_pid) or ():
+            if p in self.members:
+                continue
+            try:
+                g, sid = os.getpgid(p), os.getsid(p)
+            except ProcessLookupError:
+                continue
+            if g == self.pgid or (self._may_be_ours(p, g, sid) and read_marker(p) == self.marker):
+                self.members.add(p)
+                added = True
+        return added
+
+    def _may_be_ours(self, pid: int, pgid: int, sid: int) -> bool:
+        """Whether a child of the daemon outside this contract's group may be ours (then its marker says):
+        not when it is in another live contract's group without a session of its own."""
+        return not (pgid != self.pgid and pgid in _LIVE_GROUPS and sid != pid)
 
     def _claim(self, tbl: dict[int, ProcInfo], daemon_pid: int) -> set[int]:
         mine = {p for p, i in tbl.items() if self.pgid is not None and i.pgid == self.pgid}
@@ -192,7 +217,7 @@ class Contract:
         for p, i in tbl.items():
             if p in mine or i.ppid != daemon_pid:
                 continue  # the marker confirms only what the kernel ties to us: a child of the subreaper
-            if i.pgid != self.pgid and i.pgid in _LIVE_GROUPS and i.sid != p:
+            if not self._may_be_ours(p, i.pgid, i.sid):
                 continue  # in another contract's group, no session of its own: that contract's
             if read_marker(p) == self.marker:
                 mine.add(p)

@@ -124,6 +124,9 @@ class Dependencies:
                 inst.reason = "Waiting for dependencies."
         elif p in ACTIVE and not wants and not self.disabling(inst.fmri):
             self.dispatch(inst, Ev.DISABLE, self.disabled_reason(inst))
+        elif p == Phase.STOPPING_DISABLE and wants:
+            # let in again while its stop runs (a milestone held it back, then no more): back once stopped
+            self.dispatch(inst, Ev.ENABLE, "")
 
     def outside_milestone(self, inst: Instance) -> Callable[[str], bool] | None:
         """For an instance the milestone holds back: what else lies outside the milestone (None otherwise)."""

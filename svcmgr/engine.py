@@ -65,7 +65,7 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
         self.repo = repo
         self.bus = bus
         self.restarter = restarter
-        restarter.bind(self.on_contract, self.on_health)
+        restarter.bind(self.on_contract, self.on_health, self.save)
         self.paths = paths
         self.clock = clock
         #: Start and stop timings: told of every phase an instance enters (svcmgr.timings).

@@ -7,7 +7,9 @@ ending, or the contract emptying is reported once through ``on_contract``, with
 its ereport (``ereport.svc.exit.*``, ``ereport.svc.oom``) on the bus. Our own
 children's ends come from the reaper; orphans re-parented to the daemon (it is a
 subreaper) are routed by pid, or found by a sweep of the contracts; adopted
-processes that are not our children are watched through a pidfd.
+processes that are not our children are watched through a pidfd. When a contract's
+processes are found to have changed, ``on_members`` says so, for its record: a daemon
+restarted after a crash finds a process-group contract's processes through it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Callable
 
 from svcmgr.bus import Bus
 from svcmgr.contract import Contract
@@ -27,10 +30,12 @@ __all__ = ["Monitor"]
 
 
 class Monitor:
-    def __init__(self, reaper: Reaper, bus: Bus, on_contract: ContractReport) -> None:
+    def __init__(self, reaper: Reaper, bus: Bus, on_contract: ContractReport,
+                 on_members: Callable[[Instance], None] = lambda inst: None) -> None:
         self.reaper = reaper
         self.bus = bus
         self.on_contract = on_contract
+        self.on_members = on_members
         self.pid_owner: dict[int, Instance] = {}
         self.monitored: set[Instance] = set()
         self._sweep_scheduled = False
@@ -69,7 +74,10 @@ class Monitor:
         if c is None:
             return
         # Route later orphan reaps straight to this instance. A process group is not scanned
-        # here (a /proc walk per start); orphans it does not know yet go through a sweep.
+        # here (a /proc walk per start): what the start method left, re-parented to the daemon,
+        # is taken from the daemon's children; orphans it does not know yet go through a sweep.
+        if c.kind == "pgid":
+            c.claim_children(os.getpid())
         for p in (c.scan() if c.kind == "cgroup" else c.members):
             self.pid_owner[p] = inst
         if main is not None:
@@ -107,6 +115,7 @@ class Monitor:
             c = inst.contract
             if c is None or inst.stopping or self._main_pending(c):
                 continue
+            known = set(c.members)
             if c.empty():
                 self._report(inst, "empty", "all processes exited", None)
                 continue
@@ -114,6 +123,8 @@ class Monitor:
             # so that a signal that ends one is reported as that process's death, not missed.
             for p in c.members:
                 self.pid_owner.setdefault(p, inst)
+            if c.members != known:
+                self.on_members(inst)
 
     @staticmethod
     def _main_pending(c: Contract) -> bool:
@@ -156,6 +167,7 @@ class Monitor:
         else:
             for p in c.members:
                 self.pid_owner[p] = inst
+            self.on_members(inst)
 
     def oom(self, inst: Instance, c: Contract | None, status: ExitStatus) -> str:
         """When the kernel's OOM killer ended this process at the instance's memory limit: an
@@ -205,5 +217,6 @@ class Monitor:
                     self.pid_owner[p] = inst
                     if not self.reaper.is_child(p):
                         self.watch_foreign(inst, p)
+            self.on_members(inst)
 
         loop.add_reader(fd, gone)

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from svcmgr.instance import Instance
     from svcmgr.spec import InstanceConfig
 
-__all__ = ["Child", "CommandRunner", "ContractReport", "ExitStatus", "HealthReport", "ProcessLayer", "StartResult"]
+__all__ = ["Child", "CommandRunner", "ContractReport", "ExitStatus", "HealthReport", "MembersReport", "ProcessLayer",
+           "StartResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +98,16 @@ class StartResult:
 ContractReport = Callable[["Instance", str, str, "ExitStatus | None"], None]
 #: (instance, ok, detail): a health probe's verdict changed.
 HealthReport = Callable[["Instance", bool, str], None]
+#: The processes of a running instance's contract changed (found by a scan): record them.
+MembersReport = Callable[["Instance"], None]
 
 
 class ProcessLayer(Protocol):
     """What the engine asks of its instances' processes. Every method is called on the loop."""
 
-    def bind(self, on_contract: ContractReport, on_health: HealthReport) -> None:
-        """Where to report what happens to running instances."""
+    def bind(self, on_contract: ContractReport, on_health: HealthReport,
+             on_members: MembersReport | None = None) -> None:
+        """Where to report what happens to running instances (and, ``on_members``, to their processes)."""
         ...
 
     async def start(self, inst: Instance) -> StartResult:

@@ -27,7 +27,7 @@ from svcmgr.monitor import Monitor
 from svcmgr.paths import Paths
 from svcmgr.policy import EXIT_NAMES, SMF_EXIT_NODAEMON, Outcome, classify_method_exit
 from svcmgr.probes import check_command, check_http, check_tcp, poll_intervals
-from svcmgr.process import ContractReport, HealthReport, StartResult
+from svcmgr.process import ContractReport, HealthReport, MembersReport, StartResult
 from svcmgr.rctl import format_limits
 from svcmgr.reaper import Child, ExitStatus, Reaper
 from svcmgr.spec import Exec, InstanceConfig, Method
@@ -55,13 +55,17 @@ class Restarter:
         self._ctid = ctid
         self._on_contract: ContractReport = on_contract or (lambda *a: None)
         self._on_health: HealthReport = on_health or (lambda *a: None)
-        self.monitor = Monitor(reaper, bus, lambda *a: self._on_contract(*a))
+        self._on_members: MembersReport = lambda inst: None
+        self.monitor = Monitor(reaper, bus, lambda *a: self._on_contract(*a), lambda i: self._on_members(i))
         self.awaiting_ready: set[Instance] = set()
         self._last_spawn = 0.0
         self.methods = MethodContext(paths)
 
-    def bind(self, on_contract: ContractReport, on_health: HealthReport) -> None:
+    def bind(self, on_contract: ContractReport, on_health: HealthReport,
+             on_members: MembersReport | None = None) -> None:
         self._on_contract, self._on_health = on_contract, on_health
+        if on_members is not None:
+            self._on_members = on_members
 
     async def _spawn(self, inst: Instance, method: str, m: Method, contract: Contract,
                      user: Credentials) -> Child:

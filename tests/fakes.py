@@ -34,7 +34,7 @@ from svcmgr.loader import load_bytes
 from svcmgr.manifest import ManifestErrors, parse_service
 from svcmgr.paths import Paths
 from svcmgr.policy import Outcome
-from svcmgr.process import ContractReport, ExitStatus, HealthReport, StartResult
+from svcmgr.process import ContractReport, ExitStatus, HealthReport, MembersReport, StartResult
 from svcmgr.repository import Repository
 from svcmgr.schema import FieldError, read_toml
 from svcmgr.services import EngineError, StopGate
@@ -214,6 +214,8 @@ class FakeProcesses:
         self.script: dict[str, list[StartResult]] = {}
         #: FMRI -> held starts wait for this event (readiness not reached yet)
         self.held: dict[str, asyncio.Event] = {}
+        #: FMRI -> held stops wait for this event (a slow stop method)
+        self.held_stops: dict[str, asyncio.Event] = {}
         self._on_contract: ContractReport = lambda *a: None
         self._on_health: HealthReport = lambda *a: None
         self._instances: dict[str, Instance] = {}
@@ -250,7 +252,8 @@ class FakeProcesses:
         self._on_health(self._instances[fmri], ok, detail)
 
     # ------------------------------------------------------------ ProcessLayer
-    def bind(self, on_contract: ContractReport, on_health: HealthReport) -> None:
+    def bind(self, on_contract: ContractReport, on_health: HealthReport,
+             on_members: MembersReport | None = None) -> None:
         self._on_contract, self._on_health = on_contract, on_health
 
     async def start(self, inst: Instance) -> StartResult:
@@ -269,6 +272,9 @@ class FakeProcesses:
 
     async def stop(self, inst: Instance, *, immediate: bool = False, why: str = "") -> None:
         self.calls.append(("stop", inst.fmri))
+        gate = self.held_stops.get(inst.fmri)
+        if gate is not None:
+            await gate.wait()
         self.running.discard(inst.fmri)
 
     async def refresh(self, inst: Instance) -> None:

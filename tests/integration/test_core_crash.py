@@ -172,3 +172,35 @@ def test_a_disable_during_a_stop_to_maintenance_is_still_a_disable_after_a_resta
     daemon.start(*mode, manifests=False)
     daemon.wait_state("svc:/crash/web:default", "disabled")
     assert "maintenance" not in daemon.info("svc:/crash/web:default")["marks"]
+
+
+LEAVING = {
+    # the start method's background child becomes the session leader itself
+    "exec": "sleep 0.5\nexec setsid sh -c 'sleep 1001 & sleep 1002 & wait'\n",
+    # ... or starts it and ends (a double fork): the record must follow, or it names only a dead process
+    "double-fork": "sleep 0.3\nsetsid sh -c 'sleep 1001 & sleep 1002 & wait' &\nsleep 0.5\n",
+}
+
+
+@pytest.mark.parametrize("how", sorted(LEAVING))
+@pytest.mark.parametrize("mode", MODES)
+def test_a_daemon_that_leaves_its_group_after_the_start_is_adopted(daemon, mode, how, tmp_path):
+    """Found by SVCMGR_CAMPAIGN_SEED=330055311 (pgid, rounds 60 and 203): a service whose start method's background
+    child calls setsid a moment after the method has exited (chaos/forker) was recorded without that child (its
+    group was not empty yet, so nothing was scanned), and the next daemon could not adopt it: it killed the
+    processes as strays and started the service again."""
+    script = tmp_path / "forker.sh"
+    script.write_text("#!/bin/sh\n" + LEAVING[how])
+    script.chmod(0o755)
+    daemon.manifest("bg.toml", _background(tmp_path / "trail", start=f"{script} </dev/null >/dev/null 2>&1 & exit 0"))
+    daemon.start(*mode)
+    daemon.wait_state(F, "online")
+    wait_until(lambda: len(_alive_marked(daemon.root)) == 3, 10, what="the session leader and its two sleeps")
+    time.sleep(0.5)  # the double fork's middle process gone, and its end seen by the daemon
+    before = sorted(_alive_marked(daemon.root))
+    assert sorted(daemon.pids(F)) == before
+    daemon.kill9()
+    daemon.start(*mode, manifests=False)
+    daemon.wait_state(F, "online")
+    assert "Adopted running contract" in daemon.log(F).splitlines()[-1]
+    assert sorted(daemon.pids(F)) == before == sorted(_alive_marked(daemon.root))

@@ -387,10 +387,14 @@ def fault_keepalived(w: World, rng: random.Random, reqs: list[Request], log: lis
     d = Disturbed(fmris={KEEPALIVED})
     run_requests(w, reqs, log, d=d)
     assert w.lab is not None
-    if not _online(w, KEEPALIVED):
+    if w.settled()[KEEPALIVED]["state"] not in ("online", "degraded"):  # settled: a milestone may be stopping it
         log.append("-- keepalived is not running now (milestone)")
         return d
-    wait_until(lambda: VIP in w.lab.addresses(1), 20, what=f"{VIP} held before the kill")
+    try:
+        wait_until(lambda: VIP in w.lab.addresses(1), 20, what=f"{VIP} held before the kill")
+    except AssertionError as e:
+        w.violations.append(f"keepalived runs but {e}; its log ends:\n{w.log_of(KEEPALIVED)[-1500:]}")
+        return d
     pids = [p for p, g in w.processes().items() if g == KEEPALIVED]
     pid = rng.choice(pids)
     log.append(f"-- kill -9 of keepalived {pid} (of {pids}) holding {VIP}: {kill(pid)}")

@@ -52,7 +52,7 @@ SERVICES: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
                                '[[dependencies]]\nname = "db"\ngrouping = "require_all"\nrestart_on = "error"\n'
                                'fmris = ["svc:/chaos/db:default"]\n', (("svc:/chaos/db:default", "error"),)),
     "svc:/chaos/web:default": ('duration = "child"\n[methods.start]\nexec = "exec sleep 1000"\n'
-                               '[[dependencies]]\nname = "app"\ngrouping = "require_all"\nrestart_on = "restart"\n'
+                               '[[dependencies]]\nname = "upstream"\ngrouping = "require_all"\nrestart_on = "restart"\n'
                                'fmris = ["svc:/chaos/app:default"]\n', (("svc:/chaos/app:default", "restart"),)),
     "svc:/chaos/opt:default": ('duration = "child"\n[methods.start]\nexec = "exec sleep 1000"\n'
                                '[[dependencies]]\nname = "web"\ngrouping = "optional_all"\nrestart_on = "none"\n'

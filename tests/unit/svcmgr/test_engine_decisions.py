@@ -3,6 +3,7 @@ the restart rate limit, each in milliseconds, with one fake clock and no process
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 
@@ -139,3 +140,21 @@ async def test_a_health_probe_that_degrades_and_recovers(rig):
     assert state(engine, B) == "degraded" and engine.instances[B].marks["degraded"]["by"] == "probe"
     procs.health(B, True)
     assert state(engine, B) == "online"
+
+
+async def test_a_milestone_lifted_while_an_instance_stops_for_it_brings_the_instance_back(rig):
+    """Found by SVCMGR_CAMPAIGN_SEED=330055311 (pgid, round 168): ``svcadm milestone`` to one that holds keepalived
+    back, then ``milestone all`` while keepalived's stop still ran: it ended disabled, "held back", for good."""
+    engine, procs, _ = rig
+    m = "svc:/t/m:default"
+    await up(engine, procs, svc("t/a"), 'name = "t/m"\ntype = "milestone"\n')
+    procs.held_stops[A] = asyncio.Event()
+    engine.set_milestone(m)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert engine.instances[A].phase.value == "stopping_disable"
+    engine.set_milestone("all")
+    procs.held_stops.pop(A).set()
+    await settle(engine, procs)
+    assert state(engine, A) == "online"
+    assert procs.calls.count(("start", A)) == 2
