@@ -318,6 +318,20 @@ def fault_import(w: World, rng: random.Random, reqs: list[Request], log: list[st
     return d
 
 
+def _processes_of(w: World, f: str) -> set[int]:
+    return {p for p, g in w.processes().items() if g == f}
+
+
+def _wait_ended(w: World, f: str, old: set[int], log: list[str]) -> None:
+    """Wait until every process ``f`` had when one was killed has ended: the restart the kill causes is under
+    way. (keepalived's parent takes a second to follow its killed child; a round that began meanwhile would
+    see it running on a process about to end, and take its restart for a failed re-adoption.)"""
+    try:
+        wait_until(lambda: not (_processes_of(w, f) & old), 20, interval=0.05, what=f"the processes of {f} to end")
+    except AssertionError as e:
+        log.append(f"-- {e}")
+
+
 def fault_process(w: World, rng: random.Random, reqs: list[Request], log: list[str]) -> Disturbed:
     """kill -9 of a process of a running instance."""
     d = Disturbed()
@@ -327,7 +341,9 @@ def fault_process(w: World, rng: random.Random, reqs: list[Request], log: list[s
         f, pids = rng.choice(running)
         pid = rng.choice(pids)
         d.fmris.add(f)
+        old = _processes_of(w, f)
         log.append(f"-- kill -9 {pid} of {f}: {kill(pid)}")
+        _wait_ended(w, f, old, log)
     return d
 
 
@@ -340,7 +356,9 @@ def fault_child(w: World, rng: random.Random, reqs: list[Request], log: list[str
     d.fmris.add(f)
     if kids:
         pid = rng.choice(kids)
+        old = _processes_of(w, f)
         log.append(f"-- kill -9 {pid}, a child of the forked daemon of {f}: {kill(pid)}")
+        _wait_ended(w, f, old, log)
     return d
 
 
@@ -395,9 +413,10 @@ def fault_keepalived(w: World, rng: random.Random, reqs: list[Request], log: lis
     except AssertionError as e:
         w.violations.append(f"keepalived runs but {e}; its log ends:\n{w.log_of(KEEPALIVED)[-1500:]}")
         return d
-    pids = [p for p, g in w.processes().items() if g == KEEPALIVED]
+    pids = sorted(_processes_of(w, KEEPALIVED))
     pid = rng.choice(pids)
     log.append(f"-- kill -9 of keepalived {pid} (of {pids}) holding {VIP}: {kill(pid)}")
+    _wait_ended(w, KEEPALIVED, set(pids), log)
     return d
 
 
