@@ -33,8 +33,8 @@ test: venv deps
 	$(BIN)/pytest -n $(WORKERS) --dist loadgroup
 
 # The long fault campaign (docs/durability.md): in each contract mode, 200 kill -9 of the daemon and every
-# other fault 20 times, the invariants checked after each round; about 25 minutes (11 a mode here). Its figures (and the seeds
-# to replay) go to campaign-results.jsonl.
+# other fault 20 times, the invariants checked after each round; about 25 minutes (11 a mode here). Its
+# figures (and the seeds to replay) go to campaign-results.jsonl.
 campaign: venv deps
 	SVCMGR_CAMPAIGN=long SVCMGR_CAMPAIGN_RESULTS=campaign-results.jsonl $(BIN)/pytest -s -q \
 		tests/integration/campaign/test_campaign.py
