@@ -180,6 +180,9 @@ def parse_service(data: Any, source: str = "", *, base_dir: str | None = None) -
     for i, d in enumerate(deps):
         if d.name in seen_names:
             errors.append(ManifestError(source, f"dependencies[{i}].name", f"{d.name!r} is used twice"))
+        if d.name in props:  # as in SMF, a dependency is a property group of its name
+            errors.append(ManifestError(source, f"dependencies[{i}].name",
+                                        f"{d.name!r} is also a property group ([properties.{d.name}])"))
         seen_names.add(d.name)
         if svc is not None and any(f.startswith(str(svc)) and
                                    (f == str(svc) or f[len(str(svc))] == ":") for f in d.fmris):

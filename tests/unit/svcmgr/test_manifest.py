@@ -128,6 +128,8 @@ def test_normal_form_round_trips():
      "log.patterns[0].class", "belongs to the restarter source"),
     ('name = "a/b"\n[methods.start]\nexec=":true"\n[[log.patterns]]\nmatch = "x"\nclass = "ereport.telemetry.x"',
      "log.patterns[0].class", "belongs to the mqtt source"),
+    ('name = "a/b"\n[methods.start]\nexec=":true"\n[[dependencies]]\nname = "app"\nfmris = ["svc:/c/d"]\n'
+     '[properties.app]\ngen = "1"', "dependencies[0].name", "also a property group"),
 ])
 def test_bad_manifests_name_file_field_and_problem(text, field, words):
     errs = errors_of(text)
