@@ -165,6 +165,7 @@ class Restarter:
             return StartResult(Outcome.FATAL, f"start method could not be executed: {e.strerror or e}")
         inst.spawned_ns = time.monotonic_ns()
         inst.contract = contract
+        self._on_members(inst)  # recorded from now on: a daemon killed during the start finds it, and ends it
         inst.reaped.clear()
         self.monitor.owns(child.pid, inst)
         main = child.exited
@@ -305,10 +306,14 @@ class Restarter:
         for path in self.backend.leftovers(known):
             self.discard({"ctid": 0, "kind": "cgroup", "marker": "", "cgroup": path})
         if self.backend.kind == "pgid":
+            own = os.getpgrp()
             for pid in strays(self.backend.tag, {c.marker for c in contracts}):
                 log.info("killing process %d, left by an earlier daemon in a contract no instance adopted", pid)
                 with contextlib.suppress(OSError):
+                    group = os.getpgid(pid)
                     os.kill(pid, signal.SIGKILL)
+                    if group != own:  # and its group: a child it forked after the list was read is in it
+                        os.killpg(group, signal.SIGKILL)
         self.backend.controls.sweep(d for c in contracts for d in c.rctl.own)
 
     def refusals(self, config: InstanceConfig) -> list[tuple[str, str]]:
