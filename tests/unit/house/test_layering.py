@@ -26,7 +26,8 @@ COMPONENT_MODULES = ("svcmgr/metrics.py", "svcmgr/metrics_http.py", "svcmgr/mqtt
                      "svcmgr/outbox.py", "svcmgr/mqtt_component.py")
 CORE = ("svcmgr.engine", "svcmgr.adoption", "svcmgr.catalog", "svcmgr.dependencies", "svcmgr.verbs",
         "svcmgr.facade", "svcmgr.control", "svcmgr.configure", "svcmgr.restarter", "svcmgr.reaper",
-        "svcmgr.repository")
+        "svcmgr.repository", "svcmgr.monitor", "svcmgr.forkserver", "svcmgr.subtree", "svcmgr.repofile",
+        "svcmgr.snapshots")
 
 
 def imports(path: Path) -> list[tuple[int, str]]:
