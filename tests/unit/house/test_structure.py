@@ -22,7 +22,7 @@ def test_modules_stay_under_about_500_lines() -> None:
 
 
 #: The engine's parts, mixed into one object: each may use only its own private members.
-ENGINE_PARTS = ("engine", "dependencies", "catalog", "adoption", "verbs")
+ENGINE_PARTS = ("engine", "dependencies", "catalog", "adoption", "verbs", "subtree")
 
 
 def test_the_engine_parts_keep_to_their_own_private_members() -> None:
