@@ -27,6 +27,9 @@ def test_states_arrive_on_event_and_retained_topics(svcmgrd, mosquitto, subscrib
 
     state_a = "svcmgr/n1/state/site/a/default"
     sub.wait(lambda s: any(p and p["state"] == "online" for p in s.payloads(state_a)), what="a online retained")
+    both = {"svc:/site/a:default", "svc:/site/b:default"}  # b's event may still be on its way when a's state is in
+    sub.wait(lambda s: {e["resource"] for e in s.events("n1") if e["class"] == "svc.state.online"} >= both,
+             what="a's and b's online events")
     online = [e for e in sub.events("n1") if e["class"] == "svc.state.online"]
     assert {e["resource"] for e in online} >= {"svc:/site/a:default", "svc:/site/b:default"}
     ev = next(e for e in online if e["resource"] == "svc:/site/a:default")
