@@ -63,6 +63,15 @@ class Instance:
     def effective_enabled(self) -> bool:
         return self.enabled if self.enabled_temp is None else self.enabled_temp
 
+    def set_enabled(self, on: bool, *, temporary: bool) -> None:
+        """An operator's enable or disable: until the daemon stops (``temporary``), or stored, which ends a
+        temporary one."""
+        if temporary:
+            self.enabled_temp = on
+        else:
+            self.enabled_set = on
+            self.enabled_temp = None
+
     @property
     def service(self) -> str:
         return str(self.config.fmri.service_fmri)

@@ -52,11 +52,7 @@ class OperatorVerbs:
             targets = sorted(seen)
 
         def enabled(inst: Instance) -> None:
-            if temporary:
-                inst.enabled_temp = True
-            else:
-                inst.enabled_set = True
-                inst.enabled_temp = None
+            inst.set_enabled(True, temporary=temporary)
 
         self._settle([self.instances[f] for f in targets], enabled, persistent=not temporary)
         for f in targets:
@@ -72,11 +68,7 @@ class OperatorVerbs:
         """Disable instances (``milestone``: the milestone holds them back, their dependents outside it stop
         first, whatever their restart_on; otherwise those that go down with each one)."""
         def disabled(inst: Instance) -> None:
-            if temporary:
-                inst.enabled_temp = False
-            else:
-                inst.enabled_set = False
-                inst.enabled_temp = None
+            inst.set_enabled(False, temporary=temporary)
             if inst.phase in _TO_MAINTENANCE:  # the disable wins: it ends disabled, now and after a restart
                 inst.marks.pop("maintenance", None)
 
