@@ -24,9 +24,10 @@ def affected_by(graph: Graph, fmri: str, view: StateView, *, came_up: bool) -> s
     several levels down may start an instance whose own members did not change state).
 
     Only a change to "never" starts anyone, and it travels up through ``require_*`` groups of offline
-    instances: from ``fmri`` when it went down (disabled, in maintenance, offline), from the offline
-    instances that exclude it when it ``came_up``. A start chain stays linear: each start looks at its
-    direct dependents only."""
+    instances: from ``fmri`` when it went down (disabled, in maintenance, offline), and from the offline
+    instances that exclude it, whether it ``came_up`` or went down (the first member of an exclude_all
+    group that is neither disabled nor in maintenance decides: one going down can leave the decision to
+    a running member). A start chain stays linear: each start looks at its direct dependents only."""
     out: set[str] = set()
     stack: list[str] = []
     if fmri not in graph.g:
@@ -34,7 +35,7 @@ def affected_by(graph: Graph, fmri: str, view: StateView, *, came_up: bool) -> s
     for p in graph.g.predecessors(fmri):
         out.add(p)
         s = view(p)
-        if (came_up and any(d.grouping == "exclude_all" for d in graph.g[p][fmri]["deps"])
+        if (any(d.grouping == "exclude_all" for d in graph.g[p][fmri]["deps"])
                 and s is not None and s[0] == State.OFFLINE):
             stack.append(p)
     if not came_up:

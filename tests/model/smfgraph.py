@@ -85,6 +85,7 @@ class Model:
         self.started: set[str] = set()  # instances that came online since the last ``begin``
         #: (instances, instance): an administrator's disable of the instance waited for those to stop
         self.orders: list[tuple[frozenset[str], str]] = []
+        self._starting: set[str] = set()  # the starts of the current wave not done yet
 
     # ------------------------------------------------------------------ the graph
     def targets(self, member: str) -> list[Instance]:
@@ -416,21 +417,27 @@ class Model:
 
     def _start_wave(self) -> bool:
         """Every offline instance whose dependencies are met now is sent its start at once; a start method
-        takes time, so each was decided before any of them came online (a start that comes online may then
-        exclude what another of the wave needs: that one runs, and stays up unless its restart_on says
-        otherwise)."""
+        takes time, so each was decided before any of them came online. They come online in that order
+        (svcmgr's start jobs, first started first done), each propagating at once: one that comes online
+        may exclude what a later one needs, and a stop that reaches an instance still starting aborts
+        its start (the restarter's stop of an instance not yet online: no stop of a running instance)."""
         wave = [inst for inst in sorted(self.instances.values(), key=lambda i: i.fmri)
                 if inst.state == "offline" and inst.effective_enabled and self.instance_satisfied(inst, False) == 1]
-        up = [inst for inst in wave if self._start(inst)]
-        for inst in up:
-            if inst.state in RUNNING:
-                self._propagate_start(inst)
+        self._starting = {inst.fmri for inst in wave}
+        for inst in wave:
+            if inst.fmri in self._starting:
+                self._starting.discard(inst.fmri)
+                if self._start(inst):
+                    self._propagate_start(inst)
+        self._starting = set()
         return bool(wave)
 
     def _start(self, inst: Instance) -> bool:
-        """start_instance() and the start method: a retryable failure is retried up to FAULT_THRESHOLD
-        times in a row, a fatal one is maintenance at once (method_thread()). Whether it came online."""
-        while inst.script:
+        """start_instance() and one run of the start method: a retryable failure leaves the instance offline,
+        where graph_start_if_satisfied() (gt_enter_offline()) starts it again if its dependencies are still
+        met, up to FAULT_THRESHOLD failures in a row; a fatal one is maintenance at once (method_thread()).
+        Whether it came online."""
+        if inst.script:
             outcome = inst.script.pop(0)
             if outcome == "fatal":
                 inst.state, inst.reason = "maintenance", "Start method failed fatally."
@@ -438,7 +445,7 @@ class Model:
             inst.faults += 1
             if inst.faults >= FAULT_THRESHOLD:
                 inst.state, inst.reason = "maintenance", "Start method failed repeatedly."
-                return False
+            return False
         inst.faults = 0
         inst.state = "online"
         self.started.add(inst.fmri)
@@ -451,6 +458,8 @@ class Model:
             if g.grouping == "exclude_all" and dep.state in RUNNING:
                 dep.deaths.clear()  # STOP_RESET
                 self._stop(dep, "offline", RESTART)
+            elif g.grouping == "exclude_all":
+                self._starting.discard(dep.fmri)
 
     def _stop(self, inst: Instance, to: str, err: int) -> None:
         """stop_instance() of a running instance, then the propagation of its stop with ``err``
@@ -472,6 +481,8 @@ class Model:
                 if err in (RESTART, REFRESH):
                     dep.deaths.clear()
                 self._stop(dep, "offline" if dep.effective_enabled else "disabled", RESTART)
+            else:
+                self._starting.discard(dep.fmri)  # a start of the same wave not done yet is aborted
 
     # ------------------------------------------------------------------ reading
     def states(self) -> dict[str, str]:

@@ -229,3 +229,17 @@ async def test_a_disable_stops_a_dependent_reached_through_an_offline_instance(r
     await settle(engine, procs)
     assert stops(procs) == ["c", "a"]
     assert states(engine) == {"a": "disabled", "b": "offline", "c": "offline", "d": "online"}
+
+
+async def test_an_optional_all_dependent_starts_when_an_exclusion_goes_to_a_running_member(rig):
+    """exclude_all_satisfied(): the first member neither disabled nor in maintenance decides. b excludes a
+    (offline: b may still start) and d (running); a's disable leaves the decision to d, so b can never
+    start and c, which needs b only optionally, must start though b's state did not change (the
+    campaign found c left waiting: only a change of a's dependents' states was looked at)."""
+    engine, procs, _ = rig
+    await up(engine, procs, svc("a", dep("require_all", "none", "svc:/t/ghost")), svc("d"),
+             svc("b", dep("exclude_all", "none", A, D)), svc("c", dep("optional_all", "none", B)))
+    assert states(engine) == {"a": "offline", "b": "offline", "c": "offline", "d": "online"}
+    engine.disable([A], temporary=False)
+    await settle(engine, procs)
+    assert states(engine) == {"a": "disabled", "b": "offline", "c": "online", "d": "online"}
