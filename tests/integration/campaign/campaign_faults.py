@@ -23,6 +23,7 @@ from typing import Any
 from campaign_world import (
     KEEPALIVED,
     MILESTONE,
+    MILESTONE_CLOSURE,
     SERVICES,
     VIP,
     Model,
@@ -122,17 +123,31 @@ def clear(f: str) -> Request:
 
 
 def milestone(target: str) -> Request:
+    """As dgraph_set_milestone(): the temporary overrides of what the milestone needs (of everything for
+    "all") are removed, every instance outside it that is enabled is disabled through its override (and
+    out of maintenance, as any disable)."""
+    def overrides(m: Model, sure: bool) -> None:
+        for f, s in m.temp.items():
+            if target == "all" or f in MILESTONE_CLOSURE:
+                s.told(None) if sure else s.unknown(None)
+                continue
+            enabled: set[Any] = set()  # what the instance may be now: its override, else its enabled property
+            for t in (s.value, *s.maybe):
+                enabled |= {m.enabled[f].value, *m.enabled[f].maybe} if t is None else {t}
+            if enabled == {True} and sure:  # a disable, which also ends an operator's maintenance mark
+                s.told(False)
+                m.maint[f].told(False)
+            elif True in enabled:
+                s.unknown(False)
+                m.maint[f].unknown(False)
+
     def told(m: Model) -> None:
         m.milestone.told(target)
-        if target == "all":
-            for s in m.temp.values():
-                s.told(None)
+        overrides(m, True)
 
     def unknown(m: Model) -> None:
         m.milestone.unknown(target)
-        if target == "all":
-            for s in m.temp.values():
-                s.unknown(None)
+        overrides(m, False)
 
     return Request(f"milestone {target}", "", "milestone", {"target": target}, told, unknown)
 

@@ -181,9 +181,6 @@ class Model:
     def effective(self, f: str, enabled: bool, temp: bool | None) -> bool:
         return enabled if temp is None else temp
 
-    def allowed(self, f: str, milestone: str) -> bool:
-        return milestone == "all" or (milestone != "none" and f in MILESTONE_CLOSURE)
-
     def expected_state(self, f: str, seen: dict[str, dict[str, Any]], states: dict[str, str]) -> set[str]:
         """Where an instance may settle, given the settings the daemon shows (already checked against the
         model) and where its dependencies are: maintenance, disabled, online (or degraded, a fault case's
@@ -194,7 +191,7 @@ class Model:
         s = seen[f]
         if s["maint"]:
             return {"maintenance"}
-        if not (s["enabled"] and self.allowed(f, self.milestone.value)):
+        if not s["enabled"]:  # a milestone holds an instance back through its temporary override
             return {"disabled"}
         down = [on for d, on in self.requires.get(f, ()) if states.get(d) not in ("online", "degraded")]
         if not down:
