@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from svcmgr import fmri as fmri_mod
@@ -30,7 +31,18 @@ if TYPE_CHECKING:
     from svcmgr.repository import Repository
     from svcmgr.tasks import Nursery
 
-__all__ = ["Catalog"]
+__all__ = ["Catalog", "Walk"]
+
+
+@dataclass
+class Walk:
+    """What a command's operands name, as libscf's ``scf_walk_fmri`` reports it: the matches (each
+    once, in operand order), the operands that name nothing, and the operands other than a full
+    instance FMRI or a glob that name several instances (``svcadm`` refuses those)."""
+
+    fmris: list[str] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)
+    ambiguous: dict[str, list[str]] = field(default_factory=dict)  # operand -> the instances it names
 
 
 class Catalog:
@@ -68,6 +80,28 @@ class Catalog:
         if not hits:
             raise EngineError(f"{pattern}: no service or instance matches", 1)
         return [str(h) for h in hits]
+
+    def walk(self, patterns: list[str], *, services: bool = False) -> Walk:
+        """The instances each operand names (``fmri.match``). With ``services``, as ``svcprop`` walks:
+        a service's full FMRI names the service itself, and an instance an operand names hides its
+        service (so an abbreviation of a service with one instance names that instance)."""
+        insts = [fmri_mod.parse(f) for f in self.instances]
+        cands = insts + ([fmri_mod.parse(s) for s in self.specs] if services else [])
+        out = Walk()
+        for p in patterns:
+            hits = fmri_mod.match(p, cands)
+            if services:
+                whole = p.strip().startswith("svc:") and not fmri_mod.is_glob(p)
+                named = [h for h in hits if h.instance is None] if whole else []
+                hits = named if len(named) == 1 else [
+                    h for h in hits if h.instance or not any(i.service == h.service for i in hits if i.instance)]
+            if not hits:
+                out.unmatched.append(p)
+                continue
+            if not fmri_mod.is_glob(p) and sum(1 for h in hits if h.instance) > 1:
+                out.ambiguous[p] = [str(h) for h in hits if h.instance]
+            out.fmris.extend(f for f in map(str, hits) if f not in out.fmris)
+        return out
 
     def resolve_one(self, pattern: str, *, allow_service: bool = False) -> str:
         """Exactly one instance (or service) named by ``pattern``; an ambiguous one lists the candidates."""

@@ -59,6 +59,7 @@ class Configure(Operations):
     # ------------------------------------------------------------ read
     def _shown(self, caller: Caller, out: dict[str, Any], spec: ServiceSpec, instance: str | None) -> dict[str, Any]:
         """The view as this caller may see it: protected values hidden unless the caller may read them."""
+        out["pg_types"] = {pg: authz.group_type(spec, pg, instance) for pg in out["pgs"]}
         if not authz.allowed(caller, spec, Right.READ):
             hidden = authz.redact_view(out["pgs"], spec, instance)
             if hidden:

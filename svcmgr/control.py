@@ -5,7 +5,7 @@ format. ``svccfg``'s and ``svcprop``'s operations are in ``svcmgr.configure``,
 ``svcs -x``'s reasoning in ``svcmgr.explain``.
 
 Who may do what is decided by ``svcmgr.authz`` (SMF's ``smf_security(7)``):
-Read (anyone): ``ping``, ``list``, ``show``, ``explain``, ``deps``, ``props``,
+Read (anyone): ``ping``, ``match``, ``list``, ``show``, ``explain``, ``deps``, ``props``,
 ``listprop``, ``export``, ``log``, ``wait``; protected values (method environments, groups
 with a ``read_authorization``) and log tails only to those the service grants them.
 Action (root, or a user/group in the service's ``[authorizations]``): ``restart``,
@@ -28,7 +28,8 @@ from svcmgr.api import Api, ApiError, Caller, arg
 from svcmgr.authz import Right
 from svcmgr.credentials import view as credentials_view
 from svcmgr.engine import Engine, EngineError
-from svcmgr.explain import explain, iso, troubled
+from svcmgr.explain import Analysis, explain, iso
+from svcmgr.fmri import RESTARTER
 from svcmgr.instance import Instance
 from svcmgr.logs import tail
 from svcmgr.manifest import ManifestErrors
@@ -36,8 +37,12 @@ from svcmgr.procfs import proc_table
 from svcmgr.rctl import CONTROLLERS, Controls, format_limits
 from svcmgr.security import Resources
 from svcmgr.spec import ServiceSpec
+from svcmgr.states import State
 
 __all__ = ["Control", "Operations", "instance_summary"]
+
+#: Operands one request may name (each is matched against every instance); root may send 16 times more.
+MAX_OPERANDS = 1024
 
 
 def live_pids(instances: list[Instance]) -> dict[str, list[int]]:
@@ -68,7 +73,9 @@ def instance_summary(inst: Instance, pids: list[int] | None = None) -> dict[str,
         "desc": cfg.description,
         "ctid": inst.contract.ctid if inst.contract is not None else None,
         "enabled": inst.effective_enabled,
+        "enabled_persistent": inst.enabled,
         "temporary": inst.enabled_temp is not None,
+        "comment": inst.comment,
         "pids": inst.pids if pids is None else pids,
         "reason": inst.reason,
         "restarts": inst.restarts,
@@ -121,7 +128,7 @@ class Control(Operations):
         self.root = root
         self.backend = backend
         self.started = time.time()
-        for op in ("ping", "list", "show", "explain", "deps", "log", "wait",
+        for op in ("ping", "match", "list", "show", "explain", "deps", "log", "wait",
                    "enable", "disable", "restart", "refresh", "clear", "mark", "milestone"):
             api.register(op, getattr(self, f"op_{op}"))
 
@@ -132,6 +139,16 @@ class Control(Operations):
                 "contracts": self.backend, "uptime": time.time() - self.started,
                 "instances": len(self.engine.instances), "milestone": self.engine.milestone or "all",
                 "unwritable": self.engine.unwritable}
+
+    async def op_match(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"patterns": [...], "services": bool}`` -> ``{"fmris", "unmatched", "ambiguous"}``: what a
+        command's operands name, as libscf walks them (``svcmgr.catalog.Walk``; with ``services``, as
+        ``svcprop`` does)."""
+        pats = arg(req, "patterns", list)
+        if len(pats) > (MAX_OPERANDS * 16 if caller.privileged else MAX_OPERANDS):
+            raise ApiError(f"bad request: match: more than {MAX_OPERANDS} operands", 2)
+        w = self.engine.walk(pats, services=arg(req, "services", bool, False))
+        return {"fmris": w.fmris, "unmatched": w.unmatched, "ambiguous": w.ambiguous}
 
     async def op_list(self, caller: Caller, req: dict[str, Any]) -> list[dict[str, Any]]:
         """``{"fmris": [pattern...]?, "pids": bool}`` -> every instance (the client filters ``-a``);
@@ -152,7 +169,7 @@ class Control(Operations):
         out.update({
             "name": cfg.spec.template.get("common_name", ""),
             "enabled_persistent": inst.enabled,
-            "restarter": "svc:/system/svc/restarter:default",
+            "restarter": RESTARTER,
             "duration": cfg.duration,
             "logfile": inst.log.path if inst.log else None,
             "status": inst.status_text,
@@ -203,34 +220,40 @@ class Control(Operations):
 
     async def op_deps(self, caller: Caller, req: dict[str, Any]) -> list[dict[str, Any]]:
         """``{"fmris": [...], "direction": "down"|"up"}`` -> instances each depends on (down) or that
-        depend on each (up), with absent dependencies as ``state: absent``."""
+        depend on each (up), through every grouping but ``exclude_all`` (as ``svcs -d``/``-D``); an
+        absent dependency as ``state: absent``."""
         names = self._many(req)
         direction = arg(req, "direction", str, "down", choices=("down", "up"))
         g = self.engine.graph
         out: dict[str, dict[str, Any]] = {}
         for f in names:
-            if direction == "down":
-                for t in g.dependencies_of(f):
-                    out[t] = instance_summary(self.engine.instances[t])
-                for d, t in g.missing_targets(f):
-                    out[t] = {"fmri": t, "state": "absent", "nstate": None, "stime": None, "stime_epoch": None,
-                              "svc": "", "inst": "", "desc": "", "ctid": None, "pids": [], "dependency": d.name}
-            else:
-                for d, _ in g.dependents_of(f):
-                    out[d] = instance_summary(self.engine.instances[d])
+            if direction == "up":
+                for d, dep in g.dependents_of(f):
+                    if dep.grouping != "exclude_all":
+                        out.setdefault(d, instance_summary(self.engine.instances[d]))
+                continue
+            for dep in g.deps.get(f, []):
+                if dep.grouping == "exclude_all" or dep.type == "path":
+                    continue
+                for declared, insts in g.members(dep):
+                    for t in insts or ():
+                        out.setdefault(t, instance_summary(self.engine.instances[t]))
+                    if insts is None:
+                        out.setdefault(declared, {
+                            "fmri": declared, "state": "absent", "nstate": None, "stime": None,
+                            "stime_epoch": None, "svc": "", "inst": "", "desc": "", "ctid": None, "pids": [],
+                            "enabled": False, "dependency": dep.name})
         return list(out.values())
 
     async def op_explain(self, caller: Caller, req: dict[str, Any]) -> list[dict[str, Any]]:
         """``{"fmris": [...]?, "verbose": bool}`` -> why each instance is not running.
 
-        Without FMRIs: every enabled instance that is not running, and every instance
-        that keeps an enabled one from running (``svcs -x``)."""
+        Without FMRIs: the instances that keep enabled ones from running, and enabled ones that
+        cannot run by themselves, the most harmful first (``svcs -x``, ``svcmgr.explain``)."""
         verbose = arg(req, "verbose", bool, False)
-        if arg(req, "fmris", list, []):
-            names = self._many(req)
-        else:
-            names = troubled(self.engine)
-        out = [explain(self.engine, self.engine.instances[f], verbose) for f in names]
+        analysis = Analysis(self.engine)
+        names = self._many(req) if arg(req, "fmris", list, []) else analysis.troubled()
+        out = [explain(self.engine, analysis, self.engine.instances[f], verbose) for f in names]
         for item in out:
             if not authz.allowed(caller, self.engine.instances[item["fmri"]].config.spec, Right.LOG):
                 item["log_tail"] = []
@@ -278,18 +301,23 @@ class Control(Operations):
         return {"fmris": done, "absent": missing}
 
     async def op_disable(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"fmris": [...], "temporary": bool}``."""
+        """``{"fmris": [...], "temporary": bool, "comment": str?}``: ``comment`` is the operator's
+        reason, kept until the instance is enabled again (``svcadm disable -c``)."""
         names = self._many(req)
         temporary = arg(req, "temporary", bool, False)
+        comment = arg(req, "comment", str, "")
+        if len(comment) > 1024 or not comment.isprintable():
+            raise ApiError("bad request: disable: a comment is one printable line of at most 1024 characters", 2)
         self._authorize(caller, names, "disable", Right.ACTION if temporary else Right.VALUE)
-        self.engine.disable(names, temporary=temporary)
+        self.engine.disable(names, temporary=temporary, comment=comment)
         return {"fmris": names}
 
     async def op_restart(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"fmris": [...]}``: only online or degraded instances restart."""
+        """``{"fmris": [...], "dump": bool}``: only online or degraded instances restart; with ``dump``
+        every process of the contract gets SIGABRT first, for a core dump (``svcadm restart -d``)."""
         names = self._many(req)
         self._authorize(caller, names, "restart", Right.ACTION)
-        done = self.engine.restart(names)
+        done = self.engine.restart(names, dump=arg(req, "dump", bool, False))
         return {"fmris": done, "skipped": [f for f in names if f not in done]}
 
     async def op_refresh(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
@@ -303,11 +331,14 @@ class Control(Operations):
         return {"fmris": names}
 
     async def op_clear(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"fmris": [...]}``: maintenance back to service, degraded back to online."""
+        """``{"fmris": [...]}``: maintenance back to service, degraded back to online; ``actions`` says
+        which (SMF's ``maint_off`` or ``restore``), ``skipped`` the instances in neither state."""
         names = self._many(req)
         self._authorize(caller, names, "clear", Right.ACTION)
+        actions = {f: "restore" if self.engine.instances[f].state == State.DEGRADED else "maint_off" for f in names}
         done = self.engine.clear(names)
-        return {"fmris": done, "skipped": [f for f in names if f not in done]}
+        return {"fmris": done, "skipped": [f for f in names if f not in done],
+                "actions": {f: actions[f] for f in done}}
 
     async def op_mark(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmris": [...], "state": "maintenance"|"degraded", "temporary": bool, "immediate": bool}``."""

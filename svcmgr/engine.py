@@ -365,18 +365,18 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
             asyncio.get_running_loop().call_soon(self._flush)
 
     def record_settings(self, insts: Iterable[Instance], change: Callable[[Instance], None]) -> None:
-        """Apply an operator's change to these instances' settings (enable state, marks) and write it to
+        """Apply an operator's change to these instances' settings (enable state, marks, comment) and write it to
         disk before anything acts on it; if it cannot be written, undo it and raise ``Unwritable``."""
         insts = list(insts)
-        before = [(i.enabled_set, i.enabled_temp, copy.deepcopy(i.marks)) for i in insts]
+        before = [(i.enabled_set, i.enabled_temp, copy.deepcopy(i.marks), i.comment) for i in insts]
         for inst in insts:
             change(inst)
             self.save(inst)
         try:
             self.repo.flush(durable=True)
         except Unwritable as e:
-            for inst, (enabled, temp, marks) in zip(insts, before, strict=True):
-                inst.enabled_set, inst.enabled_temp, inst.marks = enabled, temp, marks
+            for inst, (enabled, temp, marks, comment) in zip(insts, before, strict=True):
+                inst.enabled_set, inst.enabled_temp, inst.marks, inst.comment = enabled, temp, marks, comment
                 self.save(inst)
             self._unwritable(e)
             raise Unwritable(f"{e}; nothing was changed") from e

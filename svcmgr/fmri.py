@@ -13,7 +13,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["FMRI", "FmriError", "PathFMRI", "match", "parse", "parse_any", "valid_instance_name"]
+__all__ = ["FMRI", "RESTARTER", "FmriError", "PathFMRI", "is_glob", "match", "parse", "parse_any",
+           "valid_instance_name"]
+
+#: The restarter of every instance (SMF's master restarter, svc.startd), as ``svcs -l`` and ``svcs -R`` name it.
+RESTARTER = "svc:/system/svc/restarter:default"
 
 _SEGMENT = r"[A-Za-z][A-Za-z0-9_.,+-]*"
 _SERVICE_RE = re.compile(rf"^{_SEGMENT}(?:/{_SEGMENT})*\Z")
@@ -126,39 +130,49 @@ def parse_any(text: str) -> FMRI | PathFMRI:
     return parse(text)
 
 
-def match(pattern: str, candidates: Iterable[FMRI]) -> list[FMRI]:
-    """Instances or services that an (abbreviated) FMRI pattern names, as SMF does.
+def is_glob(pattern: str) -> bool:
+    """Whether an operand is a shell glob (``*``, ``?``, ``[``) rather than an FMRI or an abbreviation."""
+    return any(c in pattern for c in "*?[")
 
-    A pattern names a candidate when it is the candidate itself, or the
-    candidate's trailing service segments (``http``, ``network/http``),
-    optionally followed by ``:instance``. A pattern naming a service matches all
-    its instances. Shell globs (``*``) are accepted too.
+
+def match(pattern: str, candidates: Iterable[FMRI]) -> list[FMRI]:
+    """Instances or services that one operand names, as libscf's ``scf_walk_fmri`` matches it.
+
+    * A full FMRI (``svc:/...``) names itself; a service's FMRI names the service and its instances.
+    * A glob is matched against the whole FMRI with ``fnmatch``; ``svc:/`` is put before one that
+      begins neither with ``*`` nor with a scheme (``svc:``).
+    * Anything else is an abbreviation: a part of the FMRI that begins at the start of a segment
+      (after ``/`` or ``:``, or with ``:``) and ends at the end of the service or instance name. For
+      ``svc:/network/smtp:sendmail``: ``sendmail``, ``:sendmail``, ``smtp``, ``smtp:sendmail`` and
+      ``network/smtp`` (not ``mail``, ``network`` or ``network/smt``).
     """
     text = pattern.strip()
-    glob = any(c in text for c in "*?[")
-    if glob:
-        pat = text
-        if not pat.startswith("svc:"):
-            pat = "svc:/" + pat.lstrip("/")
-        return sorted((c for c in candidates if fnmatch.fnmatchcase(str(c), pat)
-                       or fnmatch.fnmatchcase(str(c.service_fmri), pat)), key=_order)
-
-    full = text.startswith("svc:") or text.startswith("/")
-    try:
-        want = parse(text)
-    except FmriError:
+    if is_glob(text):
+        pat = text if text.startswith("*") or text[3:4] == ":" else "svc:/" + text.lstrip("/")
+        return sorted((c for c in candidates if fnmatch.fnmatchcase(str(c), pat)), key=_order)
+    if text.startswith(("svc:", "/")):
+        try:
+            want = parse(text)
+        except FmriError:
+            return []
+        return sorted((c for c in candidates if c.service == want.service
+                       and (want.instance is None or c.instance == want.instance)), key=_order)
+    if not text:
         return []
-    out = []
-    for c in candidates:
-        if want.instance is not None and c.instance != want.instance:
-            continue
-        if full:
-            ok = c.service == want.service
-        else:
-            ok = c.service == want.service or c.service.endswith("/" + want.service)
-        if ok:
-            out.append(c)
-    return sorted(out, key=_order)
+    return sorted((c for c in candidates if _abbreviates(text, str(c))), key=_order)
+
+
+def _abbreviates(part: str, fmri: str) -> bool:
+    """Whether ``part`` is an abbreviation of ``fmri`` (see ``match``)."""
+    at = fmri.find(part)
+    while at != -1:
+        end = at + len(part)
+        starts = at == 0 or fmri[at - 1] in "/:" or part[0] == ":"
+        ends = end == len(fmri) or fmri[end] == ":" or part[-1] == ":"
+        if starts and ends and end > len("svc:"):  # never a part of the scheme alone
+            return True
+        at = fmri.find(part, at + 1)
+    return False
 
 
 def _order(f: FMRI) -> tuple[str, str]:

@@ -31,6 +31,9 @@ class Instance:
     enabled_set: bool | None = None
     #: Temporary enable override (``-t``); lost when the daemon stops.
     enabled_temp: bool | None = None
+    #: Why an operator disabled it (``svcadm disable -c``, SMF's general_ovr/comment); lost with the daemon
+    #: and cleared by an enable.
+    comment: str = ""
     #: Marks: "maintenance" / "degraded" -> {reason, by, temporary, ...}
     marks: dict[str, dict[str, Any]] = field(default_factory=dict)
     contract: Contract | None = None

@@ -14,12 +14,12 @@ import shlex
 
 from svcmgr import tokens
 from svcmgr.credentials import Credentials
+from svcmgr.fmri import RESTARTER as RESTARTER_FMRI
 from svcmgr.paths import Paths
 from svcmgr.spec import Exec, InstanceConfig
 
 __all__ = ["RESTARTER_FMRI", "MethodContext", "credentials", "simple_command"]
 
-RESTARTER_FMRI = "svc:/system/svc/restarter:default"
 
 _SHELL_WORDS = frozenset({"if", "then", "else", "elif", "fi", "while", "until", "for", "do", "done", "case",
                           "esac", "{", "}", "!", "exec", "cd", "export", "set", "unset", "trap", ".", "source",

@@ -8,6 +8,7 @@ it is persistent, then feeds the state table and returns the instances it acted 
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -53,6 +54,7 @@ class OperatorVerbs:
 
         def enabled(inst: Instance) -> None:
             inst.set_enabled(True, temporary=temporary)
+            inst.comment = ""
 
         self._settle([self.instances[f] for f in targets], enabled, persistent=not temporary)
         for f in targets:
@@ -64,10 +66,12 @@ class OperatorVerbs:
             self.reconsider_subgraph()
         return targets
 
-    def disable(self, fmris: list[str], *, temporary: bool, milestone: bool = False) -> None:
+    def disable(self, fmris: list[str], *, temporary: bool, milestone: bool = False, comment: str = "") -> None:
         """Disable instances (``milestone``: the milestone holds them back, their dependents outside it stop
-        first, whatever their restart_on; otherwise those that go down with each one)."""
+        first, whatever their restart_on; otherwise those that go down with each one), ``comment`` the
+        administrator's reason (svcadm disable -c)."""
         def disabled(inst: Instance) -> None:
+            inst.comment = comment
             inst.set_enabled(False, temporary=temporary)
             if inst.phase in _TO_MAINTENANCE:  # the disable wins: it ends disabled, now and after a restart
                 inst.marks.pop("maintenance", None)
@@ -98,13 +102,17 @@ class OperatorVerbs:
             for inst in insts:
                 change(inst)
 
-    def restart(self, fmris: list[str]) -> list[str]:
+    def restart(self, fmris: list[str], *, dump: bool = False) -> list[str]:
+        """Restart online or degraded instances; with ``dump``, SIGABRT to every process first (their core
+        dumps), which the restart's stop then finds gone."""
         done = []
         for f in fmris:
             inst = self.instances[f]
             if inst.phase not in (Phase.ONLINE, Phase.DEGRADED):
                 continue
             inst.history.reset()
+            if dump and inst.contract is not None:
+                inst.contract.signal(signal.SIGABRT)
             if self.dispatch(inst, Ev.RESTART, "Restarting on request of an administrator."):
                 done.append(f)
         return done

@@ -15,7 +15,8 @@ from typing import Any, NoReturn
 
 from svcmgr.client import Client, ClientError
 
-__all__ = ["EXIT_ERROR", "EXIT_USAGE", "add_root", "call_component", "die", "print_json", "run", "stime", "table"]
+__all__ = ["EXIT_ERROR", "EXIT_USAGE", "add_root", "call_component", "die", "print_json", "run", "select", "stime",
+           "table", "usage"]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -33,6 +34,22 @@ class Parser(argparse.ArgumentParser):
 def add_root(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", metavar="DIR", help="the daemon's state folder (default: $SVCMGR_ROOT, "
                    "the system daemon, or the one you started last)")
+
+
+def usage(p: argparse.ArgumentParser, why: str) -> NoReturn:
+    """Bad usage: the usage line and why, exit 2 (as SMF's commands do)."""
+    p.error(why)
+    raise SystemExit(EXIT_USAGE)  # pragma: no cover - error() exits
+
+
+def select(prog: str, c: Client, patterns: list[str], *, services: bool = False,
+           entities: str = "instances") -> dict[str, Any]:
+    """What the operands name (the ``match`` operation): ``fmris``, ``unmatched``, ``ambiguous``; says
+    ``Pattern '...' doesn't match any instances`` (or ``entities``) for each operand naming nothing."""
+    res = c.call("match", patterns=patterns, services=services)
+    for p in res["unmatched"]:
+        print(f"{prog}: Pattern '{p}' doesn't match any {entities}", file=sys.stderr)
+    return res
 
 
 def die(prog: str, message: str, code: int = EXIT_ERROR) -> NoReturn:

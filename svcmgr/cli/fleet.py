@@ -170,7 +170,7 @@ def svcs_fleet(args: argparse.Namespace) -> int:
         print("svcs: -p cannot be used with --fleet (processes are local to each node)", file=sys.stderr)
         return 2
     cols = _columns(getattr(args, "o", None))
-    keys = [(k.lower(), False) for k in getattr(args, "s", [])] + [(k.lower(), True) for k in getattr(args, "S", [])]
+    keys = [(k.lower(), descending) for k, descending in getattr(args, "sort", None) or []]
     for k, _ in keys:
         if k not in COLUMNS:
             print(f"svcs: unknown column {k!r} (known with --fleet: {', '.join(COLUMNS)})", file=sys.stderr)

@@ -1,55 +1,80 @@
 """svcs: report service status, as SMF's svcs does.
 
-    svcs [-aH] [-o COLS] [-s COL] [-S COL] [-p] [--json] [FMRI ...]
-    svcs -l FMRI ...          everything about instances
-    svcs -x [-v] [FMRI ...]   why instances are not running, and what that affects
-    svcs -d | -D FMRI ...     what instances depend on, or what depends on them
-    svcs -L FMRI ...          the log file of each instance
-    svcs -t [FMRI ...]        start timings, longest first (svcmgr.cli.observe)
-    svcs -c [FMRI]            the critical chain (default: the milestone)
-    svcs -G [FMRI ...]        the dependency graph as Graphviz DOT
-    svcs --plot               an SVG boot chart (--boot N, --since T, --until T)
+    svcs [-aHpv] [-o COL[,COL]...] [-R FMRI-instance]... [-sS COL]... [FMRI|pattern ...]
+    svcs -d | -D [-Hpv] [-o COL[,COL]...] FMRI|pattern ...   what instances depend on / what depends on them
+    svcs -l [-pv] FMRI|pattern ...       everything about instances (-v: their application properties)
+    svcs -L [FMRI|pattern ...]           the log file of each instance
+    svcs -x [-v] [FMRI|pattern ...]      why instances are not running, and what that keeps from running
+    svcs -t [FMRI ...]                   start timings, longest first (svcmgr.cli.observe)
+    svcs -c [FMRI]                       the critical chain (default: the milestone)
+    svcs -G [FMRI ...]                   the dependency graph as Graphviz DOT
+    svcs --plot                          an SVG boot chart (--boot N, --since T, --until T)
 
-Default columns ``STATE STIME FMRI``, sorted by state then time; without ``-a``
-or operands, disabled instances are left out. ``--json`` prints the same fields
-in lower case (``stime`` in ISO 8601, ``pids`` with ``-p``).
+Columns have svcs.c's fixed widths (``svcmgr.cli.columns``); the default is ``-o
+state,stime,fmri`` sorted by state, time and FMRI, and without operands only enabled
+instances (even if temporarily disabled) are listed. An operand is an FMRI, an
+abbreviation (``sendmail``, ``:default``, ``smtp:sendmail``, ``network/smtp``) or a
+glob; one that names nothing is reported (``Pattern 'x' doesn't match any
+instances``), the others are listed, and the exit status is 1. Options that do not go
+together are refused as svcs.c refuses them (exit 2). ``-Z`` and ``-z`` are refused:
+svcmgr manages one system, without zones. ``--json`` prints the same fields in lower
+case (``stime`` in ISO 8601, ``pids`` with ``-p``).
 
-Socket requests: ``list``, ``show``, ``explain``, ``deps``, ``log``; ``timings``, ``chain``, ``graph``.
+Socket requests: ``match``, ``list``, ``show``, ``props``, ``explain``, ``deps``, ``log``;
+``timings``, ``chain``, ``graph``.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
 from typing import Any
 
-from svcmgr.cli.common import Parser, add_root, client, print_json, run, stime, table
+from svcmgr.cli.columns import COLUMNS, Column, header, line, process_line, sort
+from svcmgr.cli.common import Parser, add_root, client, die, print_json, run, select, usage
 from svcmgr.cli.credview import context_rows
-from svcmgr.states import ORDER, STA
+from svcmgr.fmri import RESTARTER, FmriError, parse
 
-COLUMNS = {
-    "state": "STATE", "sta": "STA", "nstate": "NSTATE", "nsta": "NSTA", "stime": "STIME", "fmri": "FMRI",
-    "svc": "SVC", "inst": "INST", "desc": "DESC", "ctid": "CTID",
-}
+DEFAULT_COLUMNS = "state,stime,fmri"
+VERBOSE_COLUMNS = "state,nstate,stime,ctid,fmri"
+DEFAULT_SORT = [("STATE", False), ("STIME", False), ("FMRI", False)]
+DETAILED = 13  # svcs -l: the longest label ("description") and two spaces
+
+
+class _SortAction(argparse.Action):
+    """-s and -S keep their order among each other: (column, descending)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, value: Any,
+                 option: str | None = None) -> None:
+        ns.sort = [*(ns.sort or []), (value, option == "-S")]
 
 
 def parser() -> Parser:
-    p = Parser(prog="svcs", description="Report the status of service instances.")
+    columns = "\n".join(f"  {c.name:<6}  {c.help}" for c in COLUMNS.values())
+    p = Parser(prog="svcs", description="Report the status of service instances.",
+               epilog=f"Columns for -o, -s and -S (case does not matter):\n{columns}",
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_root(p)
+    p.add_argument("-?", action="help", help="this help, with the columns")
     p.add_argument("-a", action="store_true", help="list all instances, disabled ones too")
     p.add_argument("-H", action="store_true", help="omit the header line")
-    p.add_argument("-o", metavar="COLS", help="columns, comma-separated: " + ",".join(COLUMNS))
-    p.add_argument("-s", metavar="COL", action="append", default=[], help="sort by column (ascending)")
-    p.add_argument("-S", metavar="COL", action="append", default=[], help="sort by column (descending)")
+    p.add_argument("-o", metavar="COL[,COL]", help="the columns to print")
+    p.add_argument("-s", metavar="COL", action=_SortAction, dest="sort", help="sort by column (ascending)")
+    p.add_argument("-S", metavar="COL", action=_SortAction, dest="sort", help="sort by column (descending)")
+    p.add_argument("-R", metavar="FMRI-instance", action="append", default=[],
+                   help="only the instances with this restarter")
     p.add_argument("-p", action="store_true", help="list the processes of each instance")
-    p.add_argument("-l", action="store_true", help="long listing of the named instances")
+    p.add_argument("-l", action="store_true", help="everything about the named instances")
+    p.add_argument("-L", action="store_true", help="the log file of each instance")
     p.add_argument("-x", action="store_true", help="explain why instances are not running")
     p.add_argument("-v", action="store_true", help="verbose: with -x the dependency paths and the impacted "
-                   "instances; else the columns STATE NSTATE STIME CTID FMRI")
+                   "instances; with -l the application properties; else the columns " + VERBOSE_COLUMNS)
     p.add_argument("-d", action="store_true", help="list the instances the named ones depend on")
     p.add_argument("-D", action="store_true", help="list the instances that depend on the named ones")
-    p.add_argument("-L", action="store_true", help="print the log file of each named instance")
+    p.add_argument("-Z", action="store_true", help="all zones (refused: svcmgr has no zones)")
+    p.add_argument("-z", metavar="ZONE", help="one zone (refused: svcmgr has no zones)")
     p.add_argument("-t", action="store_true", help="start timings: each instance's last start, longest first, "
                    "with the wait for dependencies apart")
     p.add_argument("-c", action="store_true", help="the critical chain of an instance (default: the milestone)")
@@ -69,119 +94,161 @@ def parser() -> Parser:
     return p
 
 
-def _sta(state: str | None, nstate: str | None) -> str:
-    code = STA.get(state, "?")
-    return code + ("*" if nstate else "")
+def clash(args: argparse.Namespace) -> str | None:
+    """Why these options do not go together (svcs.c's rules, and the same for svcmgr's own modes)."""
+    modes = [m for m, on in (("-l", args.l), ("-L", args.L), ("-x", args.x), ("-d", args.d), ("-D", args.D),
+                             ("-t", args.t), ("-c", args.c), ("-G", args.G), ("--plot", args.plot),
+                             ("--fleet", args.fleet)) if on]
+    if len(modes) > 1:
+        return f"{modes[0]} and {modes[1]} exclude one another"
+    mode = modes[0] if modes else None
+    own = mode in ("-t", "-c", "-G", "--plot", "--fleet")
+    for flag, on, refused in (("-a", args.a, mode is not None),
+                              ("-H", args.H, mode in ("-l", "-x") or (own and mode != "--fleet")),
+                              ("-p", args.p, mode == "-x" or own),
+                              ("-o", args.o, mode in ("-l", "-x") or (own and mode != "--fleet")),
+                              ("-R", args.R, mode is not None),
+                              ("-s/-S", args.sort, mode is not None and mode != "--fleet")):
+        if on and refused:
+            return f"{flag} does not go with {mode}"
+    if (args.boot is not None or args.since or args.until) and not args.plot:
+        return "--boot, --since and --until go with --plot"
+    if (args.mqtt or args.config) and not args.fleet:
+        return "--mqtt and --config go with --fleet"
+    if mode in ("-l", "-d", "-D") and not args.fmris:
+        return f"{mode} needs at least one FMRI or pattern"
+    return None
 
 
-def _cell(item: dict[str, Any], col: str, now: float) -> str:
-    if col == "state":
-        return (item.get("state") or "-") + ("*" if item.get("nstate") else "")
-    if col == "sta":
-        return _sta(item.get("state"), item.get("nstate"))
-    if col == "nstate":
-        return item.get("nstate") or "-"
-    if col == "nsta":
-        return STA.get(item.get("nstate"), "-")
-    if col == "stime":
-        return stime(item.get("stime_epoch"), now)
-    if col == "ctid":
-        return str(item["ctid"]) if item.get("ctid") is not None else "-"
-    if col == "desc":
-        return item.get("desc") or "-"
-    v = item.get(col)
-    return "-" if v in (None, "") else str(v)
-
-
-def _sort_key(col: str):
-    if col == "state":
-        return lambda i: (ORDER.get(i.get("state"), 9), i.get("stime_epoch") or 0)
-    if col == "stime":
-        return lambda i: i.get("stime_epoch") or 0
-    if col == "ctid":
-        return lambda i: i.get("ctid") or 0
-    return lambda i: str(i.get(col) or "")
-
-
-def _columns(spec: str | None) -> list[str]:
-    if not spec:
-        return ["state", "stime", "fmri"]
-    cols = [c.strip().lower() for c in spec.split(",") if c.strip()]
-    bad = [c for c in cols if c not in COLUMNS]
-    if bad:
-        print(f"svcs: unknown column {bad[0]!r} (known: {', '.join(COLUMNS)})", file=sys.stderr)
-        raise SystemExit(2)
+def _columns(spec: str) -> list[Column]:
+    cols = []
+    for name in spec.split(","):
+        col = COLUMNS.get(name.strip().upper())
+        if col is None:
+            die("svcs", f'Unknown column "{name}".')
+        cols.append(col)
     return cols
 
 
-def _proc(pid: int) -> tuple[float | None, str]:
+def _sort_keys(pairs: list[tuple[str, bool]]) -> list[tuple[Column, bool]]:
+    out = []
+    for name, descending in pairs:
+        col = COLUMNS.get(name.upper())
+        if col is None:
+            die("svcs", f'Unrecognized sort column "{name}".')
+        out.append((col, descending))
+    return out
+
+
+def _restarters(names: list[str]) -> set[str]:
+    out = set()
+    for r in names:
+        try:
+            f = parse(r)
+        except FmriError:
+            die("svcs", f'Restarter FMRI "{r}" is invalid.')
+        if f.instance is None:
+            die("svcs", f'Restarter FMRI "{r}" does not designate an instance.')
+        out.add(str(f))
+    return out
+
+
+def _proc(pid: int) -> tuple[float | None, str, str]:
+    """A process's start time, command name and command line (from /proc)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
         with open("/proc/stat") as f:
             btime = next(int(line.split()[1]) for line in f if line.startswith("btime"))
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read(4096).rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
         ticks = int(data[data.rfind(b")") + 2:].split()[19])
         start = btime + ticks / os.sysconf("SC_CLK_TCK")
         comm = data[data.find(b"(") + 1:data.rfind(b")")].decode(errors="replace")
-        return start, comm
+        return start, comm, argv[:80]
     except (OSError, ValueError, StopIteration, IndexError):
-        return None, "?"
+        return None, "?", "?"
+
+
+def _operands(c: Any, patterns: list[str]) -> tuple[list[str], int]:
+    """The instances the operands name, and 1 when one named nothing (already said)."""
+    res = select("svcs", c, patterns)
+    return res["fmris"], 1 if res["unmatched"] else 0
 
 
 def listing(args: Any) -> int:
     c = client(args)
-    cols = _columns(args.o) if args.o or not args.v else ["state", "nstate", "stime", "ctid", "fmri"]
+    status = 0
+    if args.a and args.fmris:
+        print("svcs: -a ignored when used with arguments.", file=sys.stderr)
+    if args.fmris:
+        fmris, status = _operands(c, args.fmris)
     if args.d or args.D:
-        items = c.call("deps", fmris=args.fmris, direction="down" if args.d else "up")
+        items = c.call("deps", fmris=fmris, direction="down" if args.d else "up") if fmris else []
+    elif args.fmris:
+        items = c.call("list", fmris=fmris, pids=args.p) if fmris else []
     else:
-        items = c.call("list", fmris=args.fmris, pids=args.p)
-        if not args.a and not args.fmris:
-            items = [i for i in items if i["state"] != "disabled" or i.get("enabled")]
-    keys = [(k, False) for k in args.s] + [(k, True) for k in args.S]
-    for k, _ in keys:
-        _columns(k)
-    if not keys:
-        keys = [("state", False)]
-    for k, rev in reversed(keys):
-        items.sort(key=_sort_key(k.lower()), reverse=rev)
+        items = c.call("list", pids=args.p)
+        if not (args.a or args.R):  # enabled, even if only persistently or only temporarily
+            items = [i for i in items if i["enabled"] or i.get("enabled_persistent")]
+    if args.R:
+        wanted = _restarters(args.R)
+        items = [i for i in items if RESTARTER in wanted]
+    cols = _columns(args.o or (VERBOSE_COLUMNS if args.v else DEFAULT_COLUMNS))
+    keys = _sort_keys(args.sort or ([] if args.o else DEFAULT_SORT))
+    items = sort(sorted(items, key=lambda i: i["fmri"]), keys)
     if args.json:
         out = []
         for i in items:
-            row = {col: i.get(col) for col in cols}
-            if "sta" in cols:
-                row["sta"] = _sta(i.get("state"), i.get("nstate"))
-            if "stime" in cols:
+            row = {col.name.lower(): i.get(col.name.lower()) for col in cols}
+            if "sta" in row:
+                row["sta"] = COLUMNS["STA"].cell(i, False)
+            if "stime" in row:
                 row["stime"] = i.get("stime")
             if args.p:
                 row["pids"] = i.get("pids", [])
             out.append(row)
         print_json(out)
-        return 0
+        return status
+    if not args.H:
+        print(header(cols))
     now = time.time()
-    rows = []
     for i in items:
-        rows.append([_cell(i, col, now) for col in cols])
-        if args.p:
-            for pid in i.get("pids", []):
-                t, comm = _proc(pid)
-                rows.append(["", stime(t, now), f"{pid:>8} {comm}"])
-    headers = None if args.H else [COLUMNS[col] for col in cols]
-    text = table(rows, headers, widths={0: 14} if cols[0] == "state" else None)
-    if text:
-        print(text)
-    return 0
+        print(line(cols, i))
+        for pid in i.get("pids", []) if args.p else ():
+            started, comm, _argv = _proc(pid)
+            if started is not None:
+                print(process_line(started, pid, comm, now))
+    return status
+
+
+def _application_properties(c: Any, fmri: str) -> list[str]:
+    """``svcs -lv``: the application property groups, as svcs.c prints them (protected values hidden)."""
+    res = c.call("props", fmri=fmri)
+    out = []
+    for pg, props in res["pgs"].items():
+        if res.get("pg_types", {}).get(pg) != "application":
+            continue
+        out.append(f"{pg} (application)")
+        for name, p in props.items():
+            out.append(f"{pg}/{name} ({p['type']}) = {' '.join(_app_value(v) for v in p['values'])}".rstrip())
+    return out
+
+
+def _app_value(v: Any) -> str:
+    text = ("true" if v else "false") if isinstance(v, bool) else str(v)
+    if any(ch in text for ch in ' \t\n"()'):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text
 
 
 def long_listing(args: Any) -> int:
-    if not args.fmris:
-        print("svcs: -l needs at least one FMRI", file=sys.stderr)
-        return 2
     c = client(args)
-    names = [i["fmri"] for i in c.call("list", fmris=args.fmris)]
-    shown = [c.call("show", fmri=f) for f in names]
+    fmris, status = _operands(c, args.fmris)
+    shown = [c.call("show", fmri=f) for f in fmris]
     if args.json:
         print_json(shown if len(shown) != 1 else shown[0])
-        return 0
+        return status
     for n, s in enumerate(shown):
         if n:
             print()
@@ -190,7 +257,10 @@ def long_listing(args: Any) -> int:
             rows.append(("name", s["name"]))
         if s.get("desc"):
             rows.append(("description", s["desc"]))
-        rows.append(("enabled", ("true" if s["enabled"] else "false") + (" (temporary)" if s["temporary"] else "")))
+        rows.append(("enabled", ("true" if s["enabled"] else "false")
+                     + (" (temporary)" if s["enabled"] != s.get("enabled_persistent", s["enabled"]) else "")))
+        if s.get("comment"):
+            rows.append(("comment", s["comment"]))
         rows.append(("state", s["state"]))
         rows.append(("next_state", s.get("nstate") or "none"))
         rows.append(("state_time", time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(s["stime_epoch"]))))
@@ -199,7 +269,7 @@ def long_listing(args: Any) -> int:
         if s.get("logfile"):
             rows.append(("logfile", s["logfile"]))
         rows.append(("restarter", s["restarter"]))
-        rows.append(("contract_id", str(s["ctid"]) if s.get("ctid") is not None else "-"))
+        rows.append(("contract_id", str(s["ctid"]) if s.get("ctid") is not None else ""))
         if s.get("status"):
             rows.append(("status", s["status"]))
         if s.get("manifest"):
@@ -211,73 +281,83 @@ def long_listing(args: Any) -> int:
         for d in s.get("dependents", []):
             rows.append(("dependent", f"{d['grouping']} {d['fmri']}"))
         rows += context_rows(s.get("context"))
-        for pid in s.get("pids", []):
-            _, comm = _proc(pid)
-            rows.append(("process", f"{pid} {comm}"))
-        w = max(len(k) for k, _ in rows)
+        for pid in s.get("pids", []) if args.p else ():
+            rows.append(("process", f"{pid} {_proc(pid)[2]}"))
         for k, v in rows:
-            print(f"{k.ljust(w)} {v}")
-    return 0
+            print(f"{k:<{DETAILED - 1}} {v}".rstrip())
+        if args.v:
+            for text in _application_properties(c, s["fmri"]):
+                print(text)
+    return status
+
+
+def _reason_lines(r: dict[str, Any], verbose: bool) -> list[str]:
+    out = []
+    if r.get("cause") and len(f"Reason: Service {r['cause']} {r['summary']}") > 80:
+        out += [f"Reason: Service {r['cause']}", f"        {r['summary']}"]
+    else:
+        out.append(f"Reason: {r['text']}")
+    path = r.get("path") or []
+    if verbose and path:
+        out.append(f"  Path: {path[0]}")
+        out += [f"{'':6}  {'  ' * n}{hop}" for n, hop in enumerate(path[1:], 1)]
+    return out
 
 
 def explain(args: Any) -> int:
     c = client(args)
-    items = c.call("explain", fmris=args.fmris, verbose=args.v)
+    status = 0
+    if args.fmris:
+        fmris, status = _operands(c, args.fmris)
+        items = c.call("explain", fmris=fmris, verbose=args.v) if fmris else []
+    else:
+        items = c.call("explain", verbose=args.v)
     if args.json:
         print_json(items)
-        return 0
+        return status
     for n, e in enumerate(items):
         if n:
             print()
-        desc = f" ({e['desc']})" if e.get("desc") else ""
-        print(f"{e['fmri']}{desc}")
-        since = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(e["stime_epoch"]))
-        nxt = f", going {e['nstate']}" if e.get("nstate") else ""
-        print(f" State: {e['state']}{nxt} since {since}")
-        print(f"Reason: {e['reason']}")
+        print(f"{e['fmri']} ({e.get('desc') or '?'})")
+        print(f" State: {e['state']} since {time.strftime('%a %b %d %H:%M:%S %Y', time.localtime(e['stime_epoch']))}")
+        for r in e.get("reasons", []):
+            for text in _reason_lines(r, args.v):
+                print(text)
         for case in e.get("cases") or []:
             print(f"  Case: {case} (see: fmadm faulty -u {case})")
         if e.get("log"):
             print(f"   See: {e['log']}")
         impact = e.get("impact") or []
-        if e["state"] in ("online", "degraded") and not impact:
-            print("Impact: None.")
-        elif not impact:
-            print("Impact: This service is not running.")
-        elif args.v:
-            print(f"Impact: {len(impact)} dependent service{'s are' if len(impact) != 1 else ' is'} not running:")
-            for f in impact:
-                print(f"        {f}")
+        if not impact:
+            print("Impact: None." if e["state"] in ("online", "degraded") else "Impact: This service is not running.")
         else:
-            print(f"Impact: {len(impact)} dependent service{'s are' if len(impact) != 1 else ' is'} not running. "
-                  "(Use -v for list.)")
-        if args.v and e.get("paths"):
-            print("  Path:")
-            for path in e["paths"]:
-                for depth, f in enumerate(path):
-                    print(f"        {'  ' * depth}{f}")
+            what = f"{len(impact)} dependent service{'s are' if len(impact) != 1 else ' is'} not running"
+            print(f"Impact: {what}:" if args.v else f"Impact: {what}.  (Use -v for list.)")
+            for f in impact if args.v else ():
+                print(f"        {f}")
         tail = e.get("log_tail") or []
         if tail:
             print("   Log:")
-            for line in tail:
-                print(f"        {line}")
-    return 0
+            for text in tail:
+                print(f"        {text}")
+    return status
 
 
 def logs(args: Any) -> int:
-    if not args.fmris:
-        print("svcs: -L needs at least one FMRI", file=sys.stderr)
-        return 2
     c = client(args)
-    out = []
-    for i in c.call("list", fmris=args.fmris):
-        out.append(c.call("log", fmri=i["fmri"]))
+    status = 0
+    if args.fmris:
+        fmris, status = _operands(c, args.fmris)
+    else:
+        fmris = sorted(i["fmri"] for i in c.call("list"))
+    out = [c.call("log", fmri=f) for f in fmris]
     if args.json:
         print_json(out if len(out) != 1 else out[0])
-        return 0
+        return status
     for o in out:
-        print(o["path"])
-    return 0
+        if o["path"]:
+            print(o["path"])
+    return status
 
 
 def fleet(args: Any) -> int:
@@ -290,21 +370,14 @@ def fleet(args: Any) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    modes = sum(bool(x) for x in (args.l, args.x, args.d or args.D, args.L, args.fleet, args.t, args.c, args.G,
-                                  args.plot))
-    if modes > 1 or (args.d and args.D):
-        print("svcs: -l, -x, -d, -D, -L, -t, -c, -G, --plot and --fleet exclude one another", file=sys.stderr)
-        return 2
-    if (args.boot is not None or args.since or args.until) and not args.plot:
-        print("svcs: --boot, --since and --until go with --plot", file=sys.stderr)
-        return 2
-    if (args.d or args.D) and not args.fmris:
-        print("svcs: -d and -D need at least one FMRI", file=sys.stderr)
-        return 2
-    if (args.mqtt or args.config) and not args.fleet:
-        print("svcs: --mqtt and --config go with --fleet", file=sys.stderr)
-        return 2
+    p = parser()
+    args = p.parse_args(argv)
+    if args.Z or args.z is not None:
+        die("svcs", f"{'-Z' if args.Z else '-z'}: svcmgr has no zones: one daemon manages one system "
+            "(choose another daemon with --root)")
+    why = clash(args)
+    if why:
+        usage(p, why)
     if args.fleet:
         return run("svcs", lambda: fleet(args))
     if args.l:

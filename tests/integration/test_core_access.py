@@ -109,9 +109,10 @@ def test_unknown_and_ambiguous_fmris(daemon):
     daemon.start()
     r = daemon.cli("svcadm", "restart", "http")
     assert r.returncode == 1
-    assert "ambiguous" in r.stderr and "svc:/net/http" in r.stderr and "svc:/site/http" in r.stderr
+    assert "Partial FMRI matches multiple instances" in r.stderr
+    assert "svc:/net/http" in r.stderr and "svc:/site/http" in r.stderr
     r = daemon.cli("svcadm", "restart", "nosuch")
-    assert r.returncode == 1 and "nosuch: no service or instance matches" in r.stderr
+    assert r.returncode == 1 and "Pattern 'nosuch' doesn't match any instances" in r.stderr
     assert daemon.cli("svcadm", "restart", "net/http").returncode == 0
 
 

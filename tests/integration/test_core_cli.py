@@ -48,7 +48,7 @@ def test_svccfg_validate_needs_no_daemon(daemon):
     assert r.returncode == 1 and "b.toml: methods.start: is required" in r.stderr
 
 
-@pytest.mark.parametrize("argv", [["svcs", "-Z"], ["svcs", "-o", "nosuch"], ["svcadm", "frob", "x"],
+@pytest.mark.parametrize("argv", [["svcadm", "frob", "x"],
                                   ["svcadm", "mark", "sleepy", "x"], ["svcs", "-l"], ["svcs", "-d", "-D", "x"],
                                   ["svccfg"], ["svcprop"]])
 def test_bad_usage_exits_2(stack, argv):
@@ -87,9 +87,9 @@ def test_json_listing(stack):
 
 def test_long_listing_and_dependencies(stack):
     out = stack.cli("svcs", "-l", "app", check=True).stdout
-    assert "fmri        svc:/c/app:default" in out
-    assert "dependency  require_all/none svc:/c/db (online)" in out
-    assert "state       online" in out and "contract_id" in out
+    assert "fmri         svc:/c/app:default" in out
+    assert "dependency   require_all/none svc:/c/db (online)" in out
+    assert "state        online" in out and "contract_id" in out
     assert "svc:/c/db:default" in stack.cli("svcs", "-d", "app", check=True).stdout
     assert "svc:/c/app:default" in stack.cli("svcs", "-D", "db", check=True).stdout
 
@@ -105,9 +105,9 @@ def test_enable_s_exits_3_when_the_service_cannot_and_4_when_its_dependencies_ca
                     + '[[dependencies]]\nname = "b"\nfmris = ["svc:/c/broken"]\n')
     daemon.start()
     r = daemon.cli("svcadm", "enable", "-s", "broken")
-    assert r.returncode == 3 and "cannot become online" in r.stderr
+    assert r.returncode == 3 and 'Instance "svc:/c/broken:default" is in maintenance state.' in r.stderr
     r = daemon.cli("svcadm", "enable", "-s", "needs")
-    assert r.returncode == 4 and "dependencies cannot be met" in r.stderr
+    assert r.returncode == 4 and 'Instance "svc:/c/needs:default" has unsatisfied dependencies.' in r.stderr
     assert daemon.cli("svcadm", "disable", "-s", "needs").returncode == 0
 
 
@@ -122,13 +122,13 @@ def test_enable_r_enables_what_it_requires(daemon):
 
 def test_restart_acts_only_on_running_instances(stack):
     r = stack.cli("svcadm", "restart", "off")
-    assert r.returncode == 0 and "is not online or degraded" in r.stderr
+    assert r.returncode == 0 and "not online or degraded" in r.stderr
 
 
 def test_mark_degraded_and_clear(stack):
     stack.cli("svcadm", "mark", "degraded", "app", check=True)
     stack.wait_state("svc:/c/app:default", "degraded")
-    assert "Degraded by an administrator." in stack.cli("svcs", "-x", check=True).stdout
+    assert "Reason: Degraded by an administrator." in stack.cli("svcs", "-x", "app", check=True).stdout
     stack.cli("svcadm", "clear", "app", check=True)
     stack.wait_state("svc:/c/app:default", "online")
 

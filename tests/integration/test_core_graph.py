@@ -89,7 +89,7 @@ def test_require_all_waits_for_every_member(daemon):
     daemon.wait_state("svc:/g/db1:default", "online")
     daemon.wait_state("svc:/g/app:default", "offline")
     x = daemon.cli("svcs", "-x", "app", check=True).stdout
-    assert "svc:/g/db2:default is not running because it is disabled" in x
+    assert "Reason: Service svc:/g/db2:default is disabled." in x
     daemon.cli("svcadm", "enable", "-s", "db2", check=True)
     daemon.wait_state("svc:/g/app:default", "online")
 
@@ -130,7 +130,7 @@ def test_exclude_all_keeps_a_service_offline_while_the_excluded_one_runs(daemon)
     daemon.start()
     daemon.wait_state("svc:/g/e:default", "online")
     daemon.wait_state("svc:/g/app:default", "offline")
-    assert "excludes" in daemon.cli("svcs", "-x", "app").stdout
+    assert "Reason: Service svc:/g/e:default is running." in daemon.cli("svcs", "-x", "app").stdout
     daemon.cli("svcadm", "disable", "-s", "e", check=True)
     daemon.wait_state("svc:/g/app:default", "online")
     daemon.cli("svcadm", "enable", "e", check=True)

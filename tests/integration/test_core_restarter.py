@@ -116,7 +116,7 @@ def test_temp_disable_exit_code(daemon):
         """)
     daemon.start()
     daemon.wait_state("svc:/t/off:default", "disabled")
-    assert "enabled     false (temporary)" in daemon.cli("svcs", "-l", "off", check=True).stdout
+    assert "enabled      false (temporary)" in daemon.cli("svcs", "-l", "off", check=True).stdout
 
 
 def test_three_start_failures_in_a_row_mean_maintenance(daemon):
@@ -224,7 +224,7 @@ def test_notify_readiness(daemon, tmp_path):
     daemon.start()
     daemon.wait_state("svc:/t/after:default", "online")
     assert flag.exists()  # the dependent started only after READY=1
-    assert "status      serving" in daemon.cli("svcs", "-l", "notify", check=True).stdout
+    assert "status       serving" in daemon.cli("svcs", "-l", "notify", check=True).stdout
 
 
 def test_notify_from_a_foreign_process_is_ignored(daemon, tmp_path):

@@ -127,7 +127,7 @@ def test_xml_methods_tokens_and_path_dependency(daemon, tmp_path: Path):
     # The path dependency holds the instance back until the file exists.
     daemon.wait_state("svc:/site/tokens:one", "offline")
     x = json.loads(daemon.cli("svcs", "-x", "--json", "tokens", check=True).stdout)[0]
-    assert x["reason"] == f"Dependency file://localhost{flag} does not exist."
+    assert x["reason"] == f"Dependency file://localhost{flag} is absent."
     flag.write_text("")
     daemon.wait_state("svc:/site/tokens:one", "online", timeout=20)
     out = (wd / "out.one").read_text().split()

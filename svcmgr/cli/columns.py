@@ -1,0 +1,123 @@
+"""The columns of ``svcs`` as svcs.c prints them: each one's name, fixed width, cell and sort key.
+
+A line is each cell padded to its column's width and followed by one space, the
+line's trailing blanks cut (a longer value pushes the rest of the line along, as
+svcs does); the header is the column names padded the same way. An ``item`` is one
+instance as the ``list`` operation describes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["COLUMNS", "Column", "header", "line", "process_line", "sort", "stime"]
+
+#: svcs.c's state characters (S, N, SN) and abbreviations (STA, NSTA).
+_CHAR = {"uninitialized": "u", "offline": "0", "online": "1", "maintenance": "m", "disabled": "d",
+         "degraded": "D", "legacy_run": "L"}
+_ABBREV = {"uninitialized": "UN", "offline": "OFF", "online": "ON", "maintenance": "MNT", "disabled": "DIS",
+           "degraded": "DGD", "legacy_run": "LRC"}
+#: Sort rank of a state: the least interesting first (unknown states last).
+_RANK = {"disabled": 1, "online": 2, "degraded": 3, "offline": 4, "maintenance": 5, "uninitialized": 6}
+
+Item = dict[str, Any]
+
+
+def _rank(state: str | None) -> int:
+    return _RANK.get(state or "", 7)
+
+
+def stime(epoch: float | None, now: float | None = None) -> str:
+    """svcs' STIME: ``%k:%M:%S`` within 24 hours, ``%b_%d`` within about a year, else the year."""
+    if epoch is None:
+        return "-"
+    now = time.time() if now is None else now
+    t = dt.datetime.fromtimestamp(epoch)
+    if now - epoch < 24 * 3600:
+        return f"{t.hour:2d}:{t.minute:02d}:{t.second:02d}"
+    if now - epoch < 12 * 30 * 24 * 3600:
+        return t.strftime("%b_%d")
+    return t.strftime("%Y")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    width: int
+    cell: Callable[[Item, bool], str]  # (item, whether a next-state column is shown) -> text
+    key: Callable[[Item], Any]
+    help: str
+    right: bool = False  # right-aligned (CTID)
+    next_state: bool = False  # a next-state column: STATE, STA and S then carry no '*'
+
+
+def _star(item: Item, nstate_shown: bool) -> str:
+    return "*" if item.get("nstate") and not nstate_shown else ""
+
+
+def _ctid(item: Item, _n: bool) -> str:
+    return "-" if item.get("ctid") is None else str(item["ctid"])
+
+
+COLUMNS: dict[str, Column] = {c.name: c for c in (
+    Column("CTID", 6, _ctid, lambda i: i.get("ctid") or 0, "contract ID for service", right=True),
+    Column("DESC", 100, lambda i, n: (i.get("desc") or "-").replace("\n", " "), lambda i: 0,
+           "human-readable description of the service"),
+    Column("FMRI", 50, lambda i, n: i["fmri"], lambda i: i["fmri"][:50],
+           "Fault Managed Resource Identifier for service"),
+    Column("INST", 20, lambda i, n: i.get("inst") or "-", lambda i: (i.get("inst") or "-")[:20],
+           "portion of the FMRI indicating service instance"),
+    Column("N", 1, lambda i, n: _CHAR.get(i.get("nstate") or "", "-") if i.get("nstate") else "-",
+           lambda i: _rank(i.get("nstate")), "abbreviation for next state (if in transition)", next_state=True),
+    Column("NSTA", 4, lambda i, n: _ABBREV.get(i.get("nstate") or "", "?") if i.get("nstate") else "-",
+           lambda i: _rank(i.get("nstate")), "abbreviation for next state (if in transition)", next_state=True),
+    Column("NSTATE", 13, lambda i, n: i.get("nstate") or "-", lambda i: _rank(i.get("nstate")),
+           "name for next state (if in transition)", next_state=True),
+    Column("S", 2, lambda i, n: _CHAR.get(i.get("state") or "", "?") + _star(i, n),
+           lambda i: _rank(i.get("state")), "abbreviation for current state"),
+    Column("SCOPE", 20, lambda i, n: "localhost", lambda i: "localhost",
+           "name for scope associated with service"),
+    Column("SN", 2, lambda i, n: _CHAR.get(i.get("state") or "", "?")
+           + (_CHAR.get(i["nstate"], "?") if i.get("nstate") else "-"),
+           lambda i: (_rank(i.get("state")), _rank(i.get("nstate"))),
+           "abbreviation for current state and next state", next_state=True),
+    Column("SVC", 20, lambda i, n: i.get("svc") or "-", lambda i: (i.get("svc") or "-")[:20],
+           "portion of the FMRI representing service name"),
+    Column("STA", 4, lambda i, n: _ABBREV.get(i.get("state") or "", "?") + _star(i, n),
+           lambda i: _rank(i.get("state")), "abbreviation for current state"),
+    Column("STATE", 14, lambda i, n: (i.get("state") or "-") + _star(i, n), lambda i: _rank(i.get("state")),
+           "name for current state"),
+    Column("STIME", 8, lambda i, n: stime(i.get("stime_epoch")), lambda i: i.get("stime_epoch") or 0.0,
+           "time of last state change"),
+    Column("ZONE", 16, lambda i, n: "global", lambda i: "global", "name of zone (svcmgr has one: global)"),
+)}
+
+
+def _pad(col: Column, text: str) -> str:
+    return (text.rjust(col.width) if col.right else text.ljust(col.width)) + " "
+
+
+def header(cols: list[Column]) -> str:
+    return "".join(c.name.ljust(c.width) + " " for c in cols).rstrip()
+
+
+def line(cols: list[Column], item: Item) -> str:
+    shown = any(c.next_state for c in cols)
+    return "".join(_pad(c, c.cell(item, shown)) for c in cols).rstrip()
+
+
+def process_line(started: float | None, pid: int, comm: str, now: float | None = None) -> str:
+    """One process under its instance (``svcs -p``): start time, pid and command name."""
+    return f"{'':15}{stime(started, now):<8}   {pid:>6} {comm}"
+
+
+def sort(items: list[Item], keys: list[tuple[Column, bool]]) -> list[Item]:
+    """Sort by each (column, descending) in turn, the first the most significant; stable."""
+    out = list(items)
+    for col, descending in reversed(keys):
+        out.sort(key=col.key, reverse=descending)
+    return out
