@@ -42,7 +42,8 @@ from typing import Any
 from svcmgr.api import ApiError, Caller
 from svcmgr.spec import METHODS, Grant, ServiceSpec
 
-__all__ = ["Right", "allowed", "group_type", "holds", "protected_groups", "require", "require_operator"]
+__all__ = ["Right", "allowed", "declared_types", "group_type", "holds", "protected_groups", "require",
+           "require_operator"]
 
 
 class Right(StrEnum):
@@ -131,7 +132,8 @@ def require_operator(caller: Caller, what: str) -> None:
 # ---------------------------------------------------------------------------- property groups
 
 
-def _declared_types(spec: ServiceSpec, instance: str | None) -> dict[str, str]:
+def declared_types(spec: ServiceSpec, instance: str | None) -> dict[str, str]:
+    """The property group types a manifest declared (an SMF manifest's, or ``svccfg addpg``'s)."""
     smf = spec.extensions.get("smf") or {}
     types = dict(smf.get("pg_types") or {}) if isinstance(smf, Mapping) else {}
     if instance is not None and isinstance(smf, Mapping):
@@ -143,7 +145,7 @@ def _declared_types(spec: ServiceSpec, instance: str | None) -> dict[str, str]:
 def group_type(spec: ServiceSpec, pg: str, instance: str | None = None) -> str:
     """``application``, ``method``, ``dependency``, ``framework`` (or another type an SMF manifest
     declared) for one property group of a service or one of its instances."""
-    declared = _declared_types(spec, instance).get(pg)
+    declared = declared_types(spec, instance).get(pg)
     if declared:
         return declared
     methods = set(METHODS) | set(spec.methods)

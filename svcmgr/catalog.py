@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from svcmgr.instance import Instance
     from svcmgr.process import ProcessLayer
     from svcmgr.repository import Repository
+    from svcmgr.snapshots import Snapshots
     from svcmgr.tasks import Nursery
 
 __all__ = ["Catalog", "Walk"]
@@ -55,6 +57,7 @@ class Catalog:
     editing: dict[str, dict[str, Any]]
     sources: dict[str, tuple[str, str]]
     repo: Repository
+    snapshots: Snapshots
     bus: Bus
     restarter: ProcessLayer
     nursery: Nursery
@@ -81,16 +84,19 @@ class Catalog:
             raise EngineError(f"{pattern}: no service or instance matches", 1)
         return [str(h) for h in hits]
 
-    def walk(self, patterns: list[str], *, services: bool = False) -> Walk:
+    def walk(self, patterns: list[str], *, services: bool = False, prefer_services: bool = False) -> Walk:
         """The instances each operand names (``fmri.match``). With ``services``, as ``svcprop`` walks:
         a service's full FMRI names the service itself, and an instance an operand names hides its
-        service (so an abbreviation of a service with one instance names that instance)."""
+        service (so an abbreviation of a service with one instance names that instance); with
+        ``prefer_services`` too, as ``svccfg select`` walks: a service hides its instances instead."""
         insts = [fmri_mod.parse(f) for f in self.instances]
         cands = insts + ([fmri_mod.parse(s) for s in self.specs] if services else [])
         out = Walk()
         for p in patterns:
             hits = fmri_mod.match(p, cands)
-            if services:
+            if services and prefer_services:
+                hits = [h for h in hits if h.instance is None or h.service_fmri not in hits]
+            elif services:
                 whole = p.strip().startswith("svc:") and not fmri_mod.is_glob(p)
                 named = [h for h in hits if h.instance is None] if whole else []
                 hits = named if len(named) == 1 else [
@@ -186,6 +192,7 @@ class Catalog:
         self.repo.import_services([(str(s.fmri), s.source, fmt, s.to_dict()) for s, fmt in changed])
         for s, fmt in changed:
             f = str(s.fmri)
+            self.snapshots.imported(f, s.to_dict())
             self.editing[f] = s.to_dict()
             self.sources[f] = (s.source, fmt)
             self._apply_spec(s)
@@ -268,6 +275,27 @@ class Catalog:
         self.editing.pop(service, None)
         self.sources.pop(service, None)
         self.repo.delete_service(service)
+        self.snapshots.forget(service)
+        self.rebuild_graph()
+        self.mark_dirty(self.instances)
+
+    def delete_instance(self, fmri: str) -> None:
+        """Remove one instance of a service that has others (``svccfg delete`` of an instance): it is
+        stopped and dropped, and leaves the running and the editing manifests both."""
+        p = fmri_mod.parse(fmri)
+        service = str(p.service_fmri)
+        spec = self.specs[service]
+        running = copy.deepcopy(spec.to_dict())
+        editing = copy.deepcopy(self.editing[service])
+        for data in (running, editing):
+            data.get("instances", {}).pop(p.instance, None)
+        new = parse_service(running, spec.source)
+        _source, fmt = self.sources.get(service, (spec.source, "toml"))
+        self.repo.import_services([(service, spec.source, fmt, running)])
+        self.repo.set_editing(service, editing)
+        self.specs[service] = new
+        self.editing[service] = editing
+        self._drop_instance(fmri)
         self.rebuild_graph()
         self.mark_dirty(self.instances)
 

@@ -11,21 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 from typing import Any
 
 from svcmgr import authz
 from svcmgr import fmri as fmri_mod
+from svcmgr import properties as edit
 from svcmgr.api import Api, ApiError, Caller, arg
 from svcmgr.authz import Right
 from svcmgr.control import Operations
 from svcmgr.engine import Engine, EngineError
 from svcmgr.loader import is_xml, load_bytes
 from svcmgr.manifest import ManifestErrors, parse_service
-from svcmgr.properties import EditError, property_view, set_property
+from svcmgr.properties import EditError, View, attached_view, property_view, service_view, set_property
+from svcmgr.snapshots import NAMES as SNAPSHOT_NAMES
 from svcmgr.spec import PROP_TYPES, Property, ServiceSpec, resolve_instance
 from svcmgr.tasks import in_thread
 
 __all__ = ["Configure"]
+
+_SNAPSHOT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.,-]{0,62}\Z")
+_GROUP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.,+-]{0,119}\Z")
 
 
 def _load_all(files: list[dict[str, str]]) -> tuple[list[ServiceSpec], list[str], list[str]]:
@@ -53,7 +59,8 @@ class Configure(Operations):
         super().__init__(engine)
         #: one manifest check at a time off the loop for ordinary users, one for root
         self._checking = {False: asyncio.Semaphore(1), True: asyncio.Semaphore(1)}
-        for op in ("props", "listprop", "export", "import", "delete", "setprop", "delprop"):
+        for op in ("props", "listprop", "listsnap", "export", "import", "delete", "setprop", "delprop", "addpg",
+                   "revert"):
             api.register(op, getattr(self, f"op_{op}"))
 
     # ------------------------------------------------------------ read
@@ -67,29 +74,92 @@ class Configure(Operations):
         return out
 
     async def op_props(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"fmri": pattern}`` -> the running snapshot's property groups (``svcprop``); protected
-        values (``protected``: their names) only for root and ``[authorizations.read]``."""
-        f = self._one(req, allow_service=True)
-        if f in self.engine.instances:
-            inst = self.engine.instances[f]
-            return self._shown(caller, {"fmri": f, "pgs": property_view(inst.config, inst)}, inst.config.spec,
-                               inst.config.fmri.instance)
-        spec = self.engine.specs[f]
-        first = next(iter(spec.instances))
-        return self._shown(caller, {"fmri": f, "pgs": property_view(resolve_instance(spec, first))}, spec, first)
-
-    async def op_listprop(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"fmri": pattern}`` -> the editing configuration's property groups (``svccfg listprop``)."""
+        """``{"fmri": FMRI, "view": "running"|"current"|"attached", "snapshot": name?}`` -> the property
+        groups of an instance or a service (``svcprop``): ``running`` (the default) its running snapshot
+        with the instance's state, ``current`` its editing configuration (``-c``), ``attached`` only the
+        groups the instance sets itself (``-C``), or a named snapshot of an instance (``-s``). Protected
+        values (``protected``: their names) only for root and ``[authorizations.read]``; ``pg_types``
+        says each group's type."""
         f = self._one(req, allow_service=True)
         p = fmri_mod.parse(f)
         service = str(p.service_fmri)
-        data = self.engine.editing[service]
-        source, _ = self.engine.sources.get(service, ("", ""))
-        spec = parse_service(data, source)
-        name = p.instance or next(iter(spec.instances))
-        cfg = resolve_instance(spec, name)
-        pending = data != self.engine.specs[service].to_dict()
-        return self._shown(caller, {"fmri": f, "pgs": property_view(cfg), "pending_refresh": pending}, spec, name)
+        view = arg(req, "view", str, "running", choices=("running", "current", "attached"))
+        snapshot = arg(req, "snapshot", str, None)
+        inst = self.engine.instances.get(f)
+        if snapshot is not None:
+            if p.instance is None:
+                raise ApiError("Only instances have snapshots.", 1)
+            spec = self._snapshot(service, snapshot)
+            if p.instance not in spec.instances:
+                raise ApiError("No such snapshot.", 1)
+            pgs = property_view(resolve_instance(spec, p.instance))
+        elif view == "running":
+            spec = self.engine.specs[service] if inst is None else inst.config.spec
+            pgs = service_view(spec) if inst is None else property_view(inst.config, inst)
+        else:
+            spec = self._editing_spec(service, self.engine.editing[service])
+            if p.instance is None:
+                pgs = service_view(spec)
+            else:
+                cfg = resolve_instance(spec, p.instance)
+                pgs = property_view(cfg, inst) if view == "current" else attached_view(cfg, inst)
+        return self._shown(caller, {"fmri": f, "pgs": pgs}, spec, p.instance)
+
+    def _snapshot(self, service: str, name: str) -> ServiceSpec:
+        """A named snapshot of a service (``svcmgr.snapshots``); ApiError as svcprop says it."""
+        if not _SNAPSHOT_NAME.match(name):
+            raise ApiError("Invalid snapshot name.", 1)
+        if name == "running":
+            return self.engine.specs[service]
+        data = self.engine.snapshots.get(service, name)
+        if data is None:
+            raise ApiError("No such snapshot.", 1)
+        try:
+            return parse_service(data, self.engine.sources.get(service, ("", ""))[0])
+        except ManifestErrors as e:
+            raise ApiError(f"snapshot {name} of {service} no longer reads: {e}", 1) from None
+
+    def _entity_view(self, spec: ServiceSpec, instance: str | None) -> tuple[View, dict[str, str]]:
+        """The property groups a service, or one of its instances, has itself (not composed), with
+        their types: what ``svccfg`` lists and edits."""
+        inst = self.engine.instances.get(str(spec.fmri.with_instance(instance))) if instance else None
+        pgs = service_view(spec) if instance is None else attached_view(resolve_instance(spec, instance), inst)
+        for pg in authz.declared_types(spec, instance):
+            pgs.setdefault(pg, {})
+        return pgs, {pg: authz.group_type(spec, pg, instance) for pg in pgs}
+
+    async def op_listprop(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"fmri": FMRI, "snapshot": name?}`` -> the property groups of a service or an instance
+        as ``svccfg`` lists them: the editing configuration's, each entity's own (an instance's are not
+        composed with its service's); or, for an instance, those of a snapshot. ``pg_types`` gives each
+        group's type, ``pending_refresh`` whether edits wait for ``svcadm refresh``."""
+        f = self._one(req, allow_service=True)
+        p = fmri_mod.parse(f)
+        service = str(p.service_fmri)
+        snapshot = arg(req, "snapshot", str, None)
+        if snapshot is not None:
+            if p.instance is None:
+                raise ApiError("Instance not selected.", 1)
+            spec = self._snapshot(service, snapshot)
+            if p.instance not in spec.instances:
+                raise ApiError(f'No such snapshot "{snapshot}".', 1)
+            pgs = property_view(resolve_instance(spec, p.instance))
+            types = {pg: authz.group_type(spec, pg, p.instance) for pg in pgs}
+        else:
+            spec = self._editing_spec(service, self.engine.editing[service])
+            pgs, types = self._entity_view(spec, p.instance)
+        pending = self.engine.editing[service] != self.engine.specs[service].to_dict()
+        out = self._shown(caller, {"fmri": f, "pgs": pgs, "pending_refresh": pending}, spec, p.instance)
+        out["pg_types"] = types
+        return out
+
+    async def op_listsnap(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"fmri": instance}`` -> ``{"snapshots": {name: time taken}}`` (``svccfg listsnap``)."""
+        f = self._one(req)
+        service = str(fmri_mod.parse(f).service_fmri)
+        taken = self.engine.snapshots.taken(service)
+        taken["running"] = self.engine.instances[f].stime if f in self.engine.instances else 0.0
+        return {"fmri": f, "snapshots": {n: taken[n] for n in SNAPSHOT_NAMES if n in taken}}
 
     async def op_export(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmri": service}`` -> the manifest as imported (normal form, editing copy); protected
@@ -141,10 +211,15 @@ class Configure(Operations):
                 "warnings": warnings, "dry_run": dry}
 
     async def op_delete(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"fmri": service}``: stop its instances and remove it from the repository."""
+        """``{"fmri": service or instance}``: stop its instances and remove it from the repository (an
+        instance of a service with others: that instance alone)."""
         authz.require_operator(caller, "delete services")
         f = self._one(req, allow_service=True)
-        service = str(fmri_mod.parse(f).service_fmri)
+        p = fmri_mod.parse(f)
+        service = str(p.service_fmri)
+        if p.instance is not None and len(self.engine.specs[service].instances) > 1:
+            self.engine.delete_instance(f)
+            return {"deleted": f}
         try:
             await self.engine.delete_service(service)
         except EngineError as e:
@@ -162,6 +237,13 @@ class Configure(Operations):
             raise ApiError(f"bad request: property {prop!r}: expected pg/name", 2)
         self._authorize(caller, targets, f"change {prop} of", right)
         return service, p.instance, copy.deepcopy(self.engine.editing[service]), prop, targets
+
+    def _store(self, service: str, data: dict[str, Any], what: str) -> None:
+        """The edited manifest becomes the editing configuration, or ApiError saying why it cannot."""
+        try:
+            self.engine.set_editing(service, data)
+        except ManifestErrors as e:
+            raise ApiError(f"{what} refused:\n{e}", 1) from None
 
     def _editing_spec(self, service: str, data: dict[str, Any]) -> ServiceSpec:
         try:
@@ -186,9 +268,10 @@ class Configure(Operations):
     async def op_setprop(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmri": pattern, "prop": "pg/name", "type": str?, "values": [..]}``.
 
-        Changes the editing configuration only; ``svcadm refresh`` makes it run. Where the property
-        goes and its type come from ``svcmgr.properties``: without a type, a property keeps its own
-        (a new one of the manifest's own groups is an astring)."""
+        Changes the editing configuration only; ``svcadm refresh`` makes it run. The group must exist on
+        the service or instance named (``addpg`` adds one). Where the property goes and its type come from
+        ``svcmgr.properties``: without a type, a property keeps its own (or its service's); a new one of
+        the manifest's own groups needs one."""
         service, instance, data, prop, targets = self._edit_target(caller, req, Right.VALUE)
         ptype = arg(req, "type", str, None)
         values = arg(req, "values", list)
@@ -196,34 +279,73 @@ class Configure(Operations):
             raise ApiError(f"setprop: unknown property type {ptype!r} (known: {', '.join(PROP_TYPES)})", 2)
         pg, name = prop.split("/")
         spec = self._editing_spec(service, data)
-        cfg = resolve_instance(spec, instance or next(iter(spec.instances)))
-        existing = (cfg.properties if instance else spec.properties).get(pg, {}).get(name)
+        if pg not in self._entity_view(spec, instance)[0]:
+            raise ApiError(f'No such property group "{pg}".', 1)
+        cfg = resolve_instance(spec, instance or "")
+        level = spec.instances[instance].properties if instance in spec.instances else {}
+        existing = (level if instance else spec.properties).get(pg, {}).get(name) or (
+            spec.properties.get(pg, {}).get(name) if instance else None)  # an instance takes the service's type
         if not caller.privileged:
             self._check_value_edit(caller, targets, spec, instance, pg, name, ptype, existing)
         table = data if instance is None else data.setdefault("instances", {}).setdefault(instance, {})
         try:
             set_property(table, cfg, pg, name, ptype, values, existing)
         except EditError as e:
-            raise ApiError(f"setprop: {e}", e.code) from None
-        try:
-            self.engine.set_editing(service, data)
-        except ManifestErrors as e:
-            raise ApiError(f"setprop refused:\n{e}", 1) from None
+            raise ApiError(str(e), e.code) from None
+        self._store(service, data, "setprop")
         return {"fmri": service, "prop": prop, "pending_refresh": True}
 
     async def op_delprop(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"fmri": pattern, "prop": "pg/name"}``: remove a property of the manifest's own groups."""
-        service, instance, data, prop, _ = self._edit_target(caller, req, Right.OPERATOR)
-        pg, name = prop.split("/")
-        table = data if instance is None else data.get("instances", {}).get(instance, {})
-        props = table.get("properties", {})
-        if pg not in props or name not in props[pg]:
-            raise ApiError(f"delprop: {prop} is not one of this service's own properties", 1)
-        del props[pg][name]
-        if not props[pg]:
-            del props[pg]
-        if not props:
-            table.pop("properties", None)
-        self.engine.set_editing(service, data)
-        return {"fmri": service, "prop": prop, "pending_refresh": True}
+        """``{"fmri": pattern, "prop": "pg" | "pg/name"}``: remove a property group or a property of the
+        service or instance named (``svccfg delprop``, ``delpg``); root only."""
+        f = self._one(req, allow_service=True)
+        p = fmri_mod.parse(f)
+        service = str(p.service_fmri)
+        authz.require_operator(caller, f"change the properties of {f}")
+        pg, _, name = arg(req, "prop", str).partition("/")
+        data = copy.deepcopy(self.engine.editing[service])
+        spec = self._editing_spec(service, data)
+        try:
+            edit.delete(data, p.instance, resolve_instance(spec, p.instance or ""), pg, name or None)
+        except EditError as e:
+            raise ApiError(str(e), e.code) from None
+        self._store(service, data, "delprop")
+        return {"fmri": f, "prop": f"{pg}/{name}" if name else pg, "pending_refresh": True}
 
+    async def op_addpg(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"fmri": pattern, "pg": name, "type": str}``: add a property group to the service or instance
+        named (``svccfg addpg``); root only."""
+        f = self._one(req, allow_service=True)
+        p = fmri_mod.parse(f)
+        service = str(p.service_fmri)
+        authz.require_operator(caller, f"add property groups to {f}")
+        pg, ptype = arg(req, "pg", str), arg(req, "type", str)
+        if not _GROUP_NAME.match(pg) or not _GROUP_NAME.match(ptype):
+            raise ApiError("Name, type, or flags are invalid.", 1)
+        data = copy.deepcopy(self.engine.editing[service])
+        spec = self._editing_spec(service, data)
+        if pg in self._entity_view(spec, p.instance)[0]:
+            raise ApiError("Property group already exists.", 1)
+        edit.add_group(data, p.instance, resolve_instance(spec, p.instance or ""), pg, ptype)
+        self._store(service, data, "addpg")
+        return {"fmri": f, "pg": pg, "pending_refresh": True}
+
+    async def op_revert(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"fmri": instance, "snapshot": name}``: the editing configuration of the instance's service
+        becomes that of a snapshot (``svccfg revert``), the one it replaces kept as ``previous``; the
+        instances' enable stays as it is. Root only; ``svcadm refresh`` makes it run."""
+        f = self._one(req)
+        service = str(fmri_mod.parse(f).service_fmri)
+        authz.require_operator(caller, f"revert {f}")
+        name = arg(req, "snapshot", str)
+        if not _SNAPSHOT_NAME.match(name):
+            raise ApiError(f'Invalid snapshot name "{name}".', 1)
+        old = self.engine.editing[service]
+        data = copy.deepcopy(self._snapshot(service, name).to_dict())
+        data["enabled"] = old.get("enabled", True)
+        for inst, table in data.get("instances", {}).items():
+            if "enabled" in old.get("instances", {}).get(inst, {}):
+                table["enabled"] = old["instances"][inst]["enabled"]
+        self._store(service, data, "revert")
+        self.engine.snapshots.take(service, "previous", old)
+        return {"fmri": f, "snapshot": name, "pending_refresh": True}

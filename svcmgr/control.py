@@ -141,13 +141,14 @@ class Control(Operations):
                 "unwritable": self.engine.unwritable}
 
     async def op_match(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"patterns": [...], "services": bool}`` -> ``{"fmris", "unmatched", "ambiguous"}``: what a
-        command's operands name, as libscf walks them (``svcmgr.catalog.Walk``; with ``services``, as
-        ``svcprop`` does)."""
+        """``{"patterns": [...], "services": bool, "prefer_services": bool}`` -> ``{"fmris", "unmatched",
+        "ambiguous"}``: what a command's operands name, as libscf walks them (``svcmgr.catalog.Walk``;
+        with ``services`` as ``svcprop`` does, with ``prefer_services`` too as ``svccfg select``)."""
         pats = arg(req, "patterns", list)
         if len(pats) > (MAX_OPERANDS * 16 if caller.privileged else MAX_OPERANDS):
             raise ApiError(f"bad request: match: more than {MAX_OPERANDS} operands", 2)
-        w = self.engine.walk(pats, services=arg(req, "services", bool, False))
+        w = self.engine.walk(pats, services=arg(req, "services", bool, False),
+                             prefer_services=arg(req, "prefer_services", bool, False))
         return {"fmris": w.fmris, "unmatched": w.unmatched, "ambiguous": w.ambiguous}
 
     async def op_list(self, caller: Caller, req: dict[str, Any]) -> list[dict[str, Any]]:

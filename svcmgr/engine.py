@@ -36,6 +36,7 @@ from svcmgr.process import ProcessLayer
 from svcmgr.reaper import ExitStatus
 from svcmgr.repository import InstanceRecord, Repository
 from svcmgr.services import EngineError, StopGate, Unwritable
+from svcmgr.snapshots import Snapshots
 from svcmgr.spec import InstanceConfig, ServiceSpec
 from svcmgr.states import State
 from svcmgr.subtree import SubtreeDisable
@@ -63,6 +64,7 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
     def __init__(self, *, repo: Repository, bus: Bus, restarter: ProcessLayer, paths: Paths,
                  clock: Callable[[], float] = time.monotonic, timings: Recorder | None = None) -> None:
         self.repo = repo
+        self.snapshots = Snapshots(repo.connection)
         self.bus = bus
         self.restarter = restarter
         restarter.bind(self.on_contract, self.on_health, self.save)

@@ -17,14 +17,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from svcmgr.security import Security
-from svcmgr.spec import METHODS, InstanceConfig, Property, check_property_value
+from svcmgr.spec import METHODS, InstanceConfig, Property, ServiceSpec, check_property_value, resolve_instance
 from svcmgr.units import format_duration
 
 if TYPE_CHECKING:
     from svcmgr.instance import Instance
     from svcmgr.spec import Dependency
 
-__all__ = ["GROUPS", "EditError", "Where", "find", "property_view", "set_property"]
+__all__ = ["GROUPS", "EditError", "View", "Where", "add_group", "attached_view", "delete", "find", "property_view",
+           "service_view", "set_property"]
 
 #: pg -> name -> {"type": str, "values": [...]}, as ``svcprop`` shows them.
 View = dict[str, dict[str, dict[str, Any]]]
@@ -267,9 +268,32 @@ def property_view(cfg: InstanceConfig, inst: Instance | None = None) -> View:
             if v is not None:
                 pgs.setdefault(pg, {})[p.name] = {"type": p.type, "values": _values(v)}
     for pg, props in sorted(cfg.properties.items()):
+        group = pgs.setdefault(pg, {})  # a group added with svccfg addpg exists before it holds anything
         for name, prop in sorted(props.items()):
-            pgs.setdefault(pg, {})[name] = {"type": prop.type, "values": list(prop.values)}
+            group[name] = {"type": prop.type, "values": list(prop.values)}
     return pgs
+
+
+def service_view(spec: ServiceSpec) -> View:
+    """A service's own property groups (``svcprop`` of a service): what its manifest declares outside
+    any instance; enabling and state belong to the instances."""
+    pgs = property_view(resolve_instance(spec, ""))
+    pgs.get("general", {}).pop("enabled", None)
+    return {pg: props for pg, props in pgs.items() if props or pg == "general"}
+
+
+#: The groups an instance always has of its own, whatever its manifest says.
+_INSTANCE_GROUPS = ("general", "restarter")
+
+
+def attached_view(cfg: InstanceConfig, inst: Instance | None) -> View:
+    """The groups an instance sets itself (``svcprop -C``): its general and restarter groups, and the
+    properties, methods and dependencies its ``[instances.NAME]`` table declares."""
+    o = cfg.spec.instances.get(cfg.fmri.instance or "")
+    own = set(_INSTANCE_GROUPS)
+    if o is not None:
+        own |= set(o.properties) | set(o.methods) | {d.name for d in o.dependencies}
+    return {pg: props for pg, props in property_view(cfg, inst).items() if pg in own}
 
 
 def find(cfg: InstanceConfig, pg: str, name: str) -> tuple[Group, Prop] | None:
@@ -291,12 +315,15 @@ def _no_such(g: Group, pg: str, name: str) -> Prop:
 def set_property(table: dict[str, Any], cfg: InstanceConfig, pg: str, name: str, ptype: str | None,
                  values: Sequence[Any], existing: Property | None) -> None:
     """Write ``pg/name`` into a manifest table (the service's, or an instance's under it): a standard
-    property where ``GROUPS`` puts it, another one under ``[properties]`` with its type (the given one,
-    else the existing property's, else astring). Raises EditError."""
+    property where ``GROUPS`` puts it, another one under ``[properties]`` with its type: the given one,
+    else the existing property's (at this level, or the service's for an instance), as svccfg does; a
+    new property needs a type. Raises EditError."""
     prop = f"{pg}/{name}"
     std = find(cfg, pg, name)
     if std is None:
-        ptype = ptype or (existing.type if existing is not None else "astring")
+        ptype = ptype or (existing.type if existing is not None else None)
+        if ptype is None:
+            raise EditError("Type required for new properties.", 1)
         try:
             typed = [check_property_value(ptype, v) for v in values]
         except ValueError as e:
@@ -322,3 +349,59 @@ def set_property(table: dict[str, Any], cfg: InstanceConfig, pg: str, name: str,
     where[last] = value
     if g.base(pg) and "exec" not in where:
         raise EditError(f"{pg} has no exec; set {pg}/exec first", 1)
+
+
+def _level(data: dict[str, Any], instance: str | None) -> dict[str, Any]:
+    """The manifest table of the service (``instance`` None) or of one of its instances."""
+    return data if instance is None else data.setdefault("instances", {}).setdefault(instance, {})
+
+
+def _pg_types(data: dict[str, Any], instance: str | None) -> dict[str, str]:
+    smf = data.setdefault("smf", {})
+    level = smf if instance is None else smf.setdefault("instances", {}).setdefault(instance, {})
+    return level.setdefault("pg_types", {})
+
+
+def add_group(data: dict[str, Any], instance: str | None, cfg: InstanceConfig, pg: str, ptype: str) -> None:
+    """Declare a property group (``svccfg addpg``): its type, and for a group of the manifest's own an
+    empty ``[properties]`` table; a standard group (a method's) takes its properties from ``GROUPS``."""
+    if find(cfg, pg, "type") is None:
+        _level(data, instance).setdefault("properties", {}).setdefault(pg, {})
+    _pg_types(data, instance)[pg] = ptype
+
+
+def delete(data: dict[str, Any], instance: str | None, cfg: InstanceConfig, pg: str, name: str | None) -> None:
+    """Remove a property group, or one property, from a manifest table (``svccfg delprop``, ``delpg``);
+    EditError when it is not there or is not the manifest's to remove."""
+    table = _level(data, instance)
+    own = table.get("properties", {})
+    declared = _pg_types(data, instance)
+    if name is None:
+        if pg in own or pg in declared:
+            own.pop(pg, None)
+            declared.pop(pg, None)
+        elif pg in table.get("methods", {}):
+            del table["methods"][pg]
+        elif any(d.get("name") == pg for d in table.get("dependencies", [])):
+            table["dependencies"] = [d for d in table["dependencies"] if d.get("name") != pg]
+        else:
+            std = find(cfg, pg, "type")
+            raise EditError(f'No such property group "{pg}".' if std is None else
+                            f"{pg} is a group of the daemon's own (its properties are changed, not removed)", 1)
+        return
+    if pg in own:
+        if name not in own[pg]:
+            raise EditError(f"No such property {pg}/{name}.", 1)
+        del own[pg][name]
+        return
+    std = find(cfg, pg, name)
+    if std is None:
+        raise EditError(f'No such property group "{pg}".', 1)
+    g, p = std
+    *parents, last = (*g.base(pg), *p.key) if p.key else ("", "")
+    where: Any = table
+    for k in parents:
+        where = where.get(k, {}) if isinstance(where, dict) else {}
+    if not p.key or not isinstance(where, dict) or last not in where:
+        raise EditError(f"No such property {pg}/{name}." if p.key else f"{pg}/{name} {p.why}", 1)
+    del where[last]

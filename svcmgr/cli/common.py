@@ -88,11 +88,11 @@ def call_component(prog: str, args: argparse.Namespace, op: str, what: str, **kw
     return out
 
 
-def note_protected(prog: str, reply: dict[str, Any]) -> None:
+def note_protected(prog: str, reply: dict[str, Any], shown: str = "as (protected)") -> None:
     """Say on stderr that some values were hidden (``svcmgr.authz``: protected values need a read grant)."""
     hidden = reply.get("protected") or []
     if hidden:
-        print(f"{prog}: {len(hidden)} protected value(s) shown as (protected): reading them needs root or "
+        print(f"{prog}: {len(hidden)} protected value(s) shown {shown}: reading them needs root or "
               f"the service's [authorizations.read] ({', '.join(hidden[:4])}{', ...' if len(hidden) > 4 else ''})",
               file=sys.stderr)
 

@@ -24,7 +24,7 @@ from svcmgr.smfxml.translate import CREDENTIAL_KEYS, EXTRA_CONTEXT, IGNORED_CONT
 from svcmgr.spec import property_type
 from svcmgr.units import parse_duration
 
-__all__ = ["export_xml"]
+__all__ = ["archive_xml", "export_xml"]
 
 DOCTYPE = '<!DOCTYPE service_bundle SYSTEM "/usr/share/lib/xml/dtd/service_bundle.dtd.1">'
 _NOT_EXTENSIONS = {"name", "description", "type", "duration", "enabled", "user", "group", "working_directory",
@@ -328,10 +328,32 @@ def _loctext(parent: ET.Element, tag: str, text: str) -> None:
 
 def export_xml(manifest: dict[str, Any]) -> str:
     """The bundle as text, with the XML declaration and SMF's DOCTYPE."""
-    m = manifest
+    smf = manifest.get("smf") or {}
+    bundle = ET.Element("service_bundle", type="manifest",
+                        name=smf.get("bundle") or manifest["name"].replace("/", "-"))
+    _service(bundle, manifest)
+    note = f"<!-- svc:/{manifest['name']} as exported by svcmgr (svccfg export with the xml option) -->"
+    return _text_of(bundle, note)
+
+
+def archive_xml(manifests: list[dict[str, Any]]) -> str:
+    """Every service in one bundle of type ``archive`` (``svccfg archive``)."""
+    bundle = ET.Element("service_bundle", type="archive", name="none")
+    for m in manifests:
+        _service(bundle, m)
+    return _text_of(bundle, "<!-- every service, as archived by svcmgr (svccfg archive) -->")
+
+
+def _text_of(bundle: ET.Element, note: str) -> str:
+    ET.indent(bundle, "\t")
+    body = ET.tostring(bundle, encoding="unicode")
+    return f'<?xml version="1.0"?>\n{DOCTYPE}\n{note}\n{body}\n'
+
+
+def _service(bundle: ET.Element, m: dict[str, Any]) -> None:
+    """One manifest as a ``<service>`` of the bundle."""
     name = m["name"]
     smf = m.get("smf") or {}
-    bundle = ET.Element("service_bundle", type="manifest", name=smf.get("bundle") or name.replace("/", "-"))
     svc = ET.SubElement(bundle, "service", name=name, type=m.get("type", "service"),
                         version=str(smf.get("version", "1")))
     instances: dict[str, Any] = m.get("instances") or {"default": {}}
@@ -386,7 +408,3 @@ def export_xml(manifest: dict[str, Any]) -> str:
                 _loctext(t, "common_name", common)
             if tpl.get("description"):
                 _loctext(t, "description", tpl["description"])
-    ET.indent(bundle, "\t")
-    body = ET.tostring(bundle, encoding="unicode")
-    note = f"<!-- svc:/{name} as exported by svcmgr (svccfg export with the xml option) -->"
-    return f'<?xml version="1.0"?>\n{DOCTYPE}\n{note}\n{body}\n'

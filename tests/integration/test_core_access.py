@@ -146,11 +146,14 @@ def test_bad_edits_are_refused_and_refresh_keeps_running_config(daemon):
     daemon.start()
     daemon.wait_state("svc:/a/s:default", "online")
     r = daemon.cli("svccfg", "-s", "s", "setprop", "start/timeout_seconds", "=", "count:", "soon")
-    assert r.returncode == 2 and "expected a count of seconds" in r.stderr
+    assert r.returncode == 1 and "expected a count of seconds" in r.stderr
     r = daemon.cli("svccfg", "-s", "s", "setprop", "start/exec", "=", ":frob")
     assert r.returncode == 1 and "unknown method token" in r.stderr
     r = daemon.cli("svccfg", "-s", "s", "setprop", "pg/n", "=", "count:", "-3")
-    assert r.returncode == 2 and "negative" in r.stderr
+    assert r.returncode == 1 and 'No such property group "pg".' in r.stderr
+    daemon.cli("svccfg", "-s", "s", "addpg", "pg", "application", check=True)
+    r = daemon.cli("svccfg", "-s", "s", "setprop", "pg/n", "=", "count:", "-3")
+    assert r.returncode == 1 and "negative" in r.stderr
     r = daemon.cli("svccfg", "-s", "s", "setprop", "general/enabled", "=", "false")
     assert r.returncode == 1 and "use svcadm" in r.stderr
     assert daemon.state("svc:/a/s:default") == "online"

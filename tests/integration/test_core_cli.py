@@ -50,7 +50,7 @@ def test_svccfg_validate_needs_no_daemon(daemon):
 
 @pytest.mark.parametrize("argv", [["svcadm", "frob", "x"],
                                   ["svcadm", "mark", "sleepy", "x"], ["svcs", "-l"], ["svcs", "-d", "-D", "x"],
-                                  ["svccfg"], ["svcprop"]])
+                                  ["svccfg", "-x"], ["svcprop"]])
 def test_bad_usage_exits_2(stack, argv):
     r = stack.cli(*argv)
     assert r.returncode == 2, (argv, r.stderr)

@@ -59,6 +59,11 @@ def _uid_of(pid: int) -> int:
     raise AssertionError(f"no Uid line for pid {pid}")
 
 
+def _quoted(value: str) -> str:
+    """A value as svccfg's lexer takes one word of it: in double quotes, quotes and backslashes escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def test_finding_1_a_value_grant_cannot_change_the_method_or_whom_it_runs_as(daemon, attacker, tmp_path: Path):
     proof = tmp_path / "uid-of-the-method"
     before = _start_web(daemon, 'exec = ["/bin/sleep", "1000"]\n        user = "nobody"')
@@ -71,7 +76,7 @@ def test_finding_1_a_value_grant_cannot_change_the_method_or_whom_it_runs_as(dae
     }
     refused = {}
     for prop, value in attempts.items():
-        r = attacker.cli(daemon.root, "svccfg", "-s", "site/web", "setprop", prop, "=", "astring:", value)
+        r = attacker.cli(daemon.root, "svccfg", "-s", "site/web", "setprop", prop, "=", "astring:", _quoted(value))
         refused[prop] = (r.returncode, r.stderr.strip())
     after = _restart_and_wait(daemon, attacker, before, proof)
     assert not proof.exists(), f"the delegated user ran a command as uid {proof.read_text().strip()}"
@@ -80,12 +85,15 @@ def test_finding_1_a_value_grant_cannot_change_the_method_or_whom_it_runs_as(dae
         status = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
     assert int(status["CapEff"], 16) == 0 and status["NoNewPrivs"] == "1", "the service gained privileges"
     for prop, (code, err) in refused.items():
+        if prop in ("method_context/privileges", "resources/memory"):  # groups the service lacks: said first
+            assert code == 1 and f'No such property group "{prop.split("/")[0]}".' in err, (prop, code, err)
+            continue
         assert code == 1 and "permission denied" in err and "needs root" in err, (prop, code, err)
     assert "start is a method property group" in refused["start/exec"][1]
     # What the grant is for still works: a new value for an application property.
     r = attacker.cli(daemon.root, "svccfg", "-s", "site/web", "setprop", "config/greeting", "=", "astring:", "hi")
     assert r.returncode == 0, r.stderr
-    assert daemon.call("listprop", fmri=WEB)["pgs"]["config"]["greeting"]["values"] == ["hi"]
+    assert daemon.call("props", fmri=WEB, view="current")["pgs"]["config"]["greeting"]["values"] == ["hi"]
 
 
 def test_finding_2_a_property_value_is_data_in_a_shell_method(daemon, attacker, tmp_path: Path):
@@ -95,7 +103,8 @@ def test_finding_2_a_property_value_is_data_in_a_shell_method(daemon, attacker, 
     before = _start_web(daemon, f'exec = "echo %{{config/greeting}} > {said}; echo \'%{{config/greeting}}\' >> {said}; '
                                 'exec sleep 1000"')
     payload = f"$(id -u > {proof})`id -u > {proof}`;id -u > {proof}' \"x"
-    r = attacker.cli(daemon.root, "svccfg", "-s", "site/web", "setprop", "config/greeting", "=", "astring:", payload)
+    r = attacker.cli(daemon.root, "svccfg", "-s", "site/web", "setprop", "config/greeting", "=", "astring:",
+                     _quoted(payload))
     assert r.returncode == 0, r.stderr
     _restart_and_wait(daemon, attacker, before, proof)
     wait_until(lambda: proof.exists() or (said.exists() and said.read_text().count("\n") == 2), 10,

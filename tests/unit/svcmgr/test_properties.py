@@ -110,7 +110,10 @@ def test_setprop_without_a_type_keeps_an_existing_property_type() -> None:
     existing = cfg.properties["schema"]["version"]
     set_property(data, cfg, "schema", "version", None, ["4"], existing)
     assert property_view(_config(data))["schema"]["version"] == {"type": "count", "values": [4]}
-    set_property(data, cfg, "schema", "new", None, ["x"], None)
+    with pytest.raises(EditError, match=r"Type required for new properties\.") as e:  # as svccfg says
+        set_property(data, cfg, "schema", "new", None, ["x"], None)
+    assert e.value.code == 1
+    set_property(data, cfg, "schema", "new", "astring", ["x"], None)
     assert property_view(_config(data))["schema"]["new"] == {"type": "astring", "values": ["x"]}
 
 
