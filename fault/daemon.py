@@ -89,6 +89,7 @@ class FaultManager(Operations):
         self.webhook: WebhookReceiver | None = None
         self.source_errors: dict[str, str] = {}
         self._warned = 0
+        self.loaded = time.time()
 
     # ============================================================ setup
     def setup(self) -> None:

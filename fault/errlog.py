@@ -133,9 +133,11 @@ class ErrorLog:
                        "ON CONFLICT(key) DO UPDATE SET value=excluded.value", items)
 
     # ------------------------------------------------------------ reading
-    def query(self, *, since: float | None = None, cls: str | None = None, ids: list[int] | None = None,
+    def query(self, *, since: float | None = None, until: float | None = None,
+              cls: str | list[str] | None = None, ids: list[int] | None = None,
               resource: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        """Entries, oldest first (the last ``limit`` that match). ``cls`` may be a glob (ereport.svc.*)."""
+        """Entries, oldest first (the last ``limit`` that match), at or after ``since``, at or before ``until``.
+        ``cls`` may be a glob (ereport.svc.*) or a list of them (any matches)."""
         self.flush()
         if self.conn is None:
             return []
@@ -143,6 +145,9 @@ class ErrorLog:
         if since is not None:
             where.append("time >= ?")
             args.append(since)
+        if until is not None:
+            where.append("time <= ?")
+            args.append(until)
         if ids is not None:
             if not ids:
                 return []
@@ -152,11 +157,11 @@ class ErrorLog:
             where.append("resource = ?")
             args.append(resource)
         if cls is not None:
-            if any(c in cls for c in "*?["):
-                where.append("class GLOB ?")
-            else:
-                where.append("class = ?")
-            args.append(cls)
+            globs = [cls] if isinstance(cls, str) else cls
+            if globs:
+                where.append("(" + " OR ".join("class GLOB ?" if any(c in g for c in "*?[") else "class = ?"
+                                              for g in globs) + ")")
+                args.extend(globs)
         sql = "SELECT id, time, received, class, node, resource, source, payload FROM fault_errlog"
         if where:
             sql += " WHERE " + " AND ".join(where)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import fnmatch
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,8 @@ from fault.rules import RuleSet, scheme_of
 from fault.sources.alertmanager import WebhookReceiver
 from fault.sources.inject import ereports_from_request
 from fault.sources.kmsg import KmsgSource
-from fault.views import case_view, log_records
+from fault.status import bits_of
+from fault.views import PLATFORM, case_view, log_records
 from svcmgr import authz
 from svcmgr.api import ApiError, Caller, arg
 from svcmgr.authz import Right
@@ -35,6 +37,22 @@ __all__ = ["Operations"]
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{1,12}){0,4}\Z")
 _VERDICTS = {"repair": CaseEv.REPAIR, "acquit": CaseEv.ACQUIT, "replace": CaseEv.REPLACE}
+MAX_UUIDS = 1000
+MAX_EREPORTS_SHOWN = 1000
+
+
+def _uuids(req: dict[str, Any]) -> list[str]:
+    """``uuid`` (one) or ``uuids`` (a list, at most 1000) of a request."""
+    one = arg(req, "uuid", str, None)
+    many = arg(req, "uuids", list, None) or []
+    if len(many) > MAX_UUIDS or not all(isinstance(u, str) for u in many):
+        raise ApiError(f"uuids: expected at most {MAX_UUIDS} strings", 2)
+    return ([one] if one is not None else []) + many
+
+
+def _pick(cases: list[Case], uuids: list[str]) -> list[Case]:
+    """The cases one of ``uuids`` names: exactly, or as a prefix of at least 8 characters."""
+    return [c for c in cases if any(c.uuid == u or (len(u) >= 8 and c.uuid.startswith(u)) for u in uuids)]
 
 
 class Operations:
@@ -59,65 +77,77 @@ class Operations:
     webhook: WebhookReceiver | None
     source_errors: dict[str, str]
     sub: Any
+    loaded: float
     # ... and does through it:
     post: Callable[..., None]
     act: Callable[[list[Change]], None]
 
     # ============================================================ views
-    def _status(self, fmri: str, suspect_status: str | None) -> str:
-        if suspect_status in ("repaired", "acquitted", "replaced"):
-            return suspect_status
-        inst = self.services.instance(fmri) if fmri.startswith("svc:") else None
-        if inst is None:
-            return "faulty" if suspect_status == "faulty" else "-"
-        state = inst.state.value
-        if state == "maintenance":
-            return "faulted and taken out of service"
-        if state == "degraded":
-            return "degraded but still in service"
-        if state == "online":
-            return "faulty but still in service" if suspect_status == "faulty" else "in service"
-        if state == "disabled":
-            return "disabled"
-        return "not running" if inst.next_state is None else f"{state}, going {inst.next_state.value}"
+    def _bits(self, fmri: str, suspect_status: str | None) -> list[str]:
+        """A resource's status bits (``fault.status``): the suspect's status, and a service's state."""
+        if fmri.startswith("svc:"):
+            inst = self.services.instance(fmri)
+            return bits_of(suspect_status, inst.state.value if inst is not None else None)
+        return bits_of(suspect_status, "")
 
     def view(self, c: Case) -> dict[str, Any]:
-        return case_view(c, self.kb, self._status)
+        return {**case_view(c, self.kb, self._bits), "platform": PLATFORM}
 
     # ============================================================ operations
     async def op_faulty(self, caller: Caller, req: dict[str, Any]) -> list[dict[str, Any]]:
-        """``{"all": bool?, "uuid": str?}``: solved cases (``all``: every case, closed ones too)."""
+        """``{"all": bool?, "uuid": str?, "uuids": [str]?}``: solved cases (``all``: every case, closed ones too;
+        ``uuid``/``uuids``: only these)."""
         everything = arg(req, "all", bool, False)
-        uuid = arg(req, "uuid", str, None)
-        cases = self.store.query(include_closed=everything, uuid=uuid)
-        if not everything:
+        uuids = _uuids(req)
+        cases = self.store.query(include_closed=everything or bool(uuids))
+        if uuids:
+            cases = _pick(cases, uuids)
+        elif not everything:
             cases = [c for c in cases if c.state == CaseState.SOLVED]
         return [self.view(c) for c in cases]
 
     async def op_dump(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"errlog": bool?, "since": epoch?, "class": glob?, "uuid": str?, "limit": int?}``."""
+        """``{"errlog": bool?, "since": epoch?, "until": epoch?, "class": glob|[glob]?, "uuid": str|[str]?,
+        "limit": int?, "xrefs": bool?}``: the last ``limit`` records at or after ``since``, at or before ``until``,
+        of any of the classes (fault log: the list event's class or a fault class), of any of the cases (error
+        log: the ereports that convicted them); ``xrefs`` gives each fault record its ereports. ``more`` says
+        that older ones matched too."""
         errlog = arg(req, "errlog", bool, False)
         since = arg(req, "since", (int, float), None)
-        pattern = arg(req, "class", str, None)
-        uuid = arg(req, "uuid", str, None)
+        until = arg(req, "until", (int, float), None)
+        raw = req.get("class")
+        patterns = [raw] if isinstance(raw, str) else arg(req, "class", list, None)
+        if patterns is not None and not all(isinstance(p, str) for p in patterns):
+            raise ApiError("class: expected a string or a list of strings", 2)
+        if patterns is not None and len(patterns) > MAX_UUIDS:
+            raise ApiError(f"class: at most {MAX_UUIDS} patterns", 2)
+        uuids = _uuids(req)
         limit = max(1, min(arg(req, "limit", int, 1000), 1_000_000))
+
+        def keep(t: float, classes: list[str]) -> bool:
+            return ((since is None or t >= since) and (until is None or t <= until)
+                    and (not patterns or any(fnmatch.fnmatchcase(k, p) for k in classes for p in patterns)))
+
         if errlog:
-            if uuid is not None:
-                c = self.store.find(uuid)
-                if c is None:
-                    raise ApiError(f"{uuid}: no such case", 1)
-                found = {x["id"]: x for x in self.errlog.query(ids=[b["id"] for b in c.ereports], limit=limit)}
-                entries = [found.get(b["id"], {**b, "payload": {}, "expired": True}) for b in c.ereports]
+            if uuids:
+                entries = []
+                for u in uuids:
+                    c = self.store.find(u)
+                    if c is None:
+                        raise ApiError(f"{u}: no such case", 1)
+                    found = {x["id"]: x for x in self.errlog.query(ids=[b["id"] for b in c.ereports],
+                                                                   limit=MAX_EREPORTS_SHOWN)}
+                    entries.extend(found.get(b["id"], {**b, "payload": {}, "expired": True}) for b in c.ereports)
             else:
-                entries = self.errlog.query(since=since, cls=pattern, limit=limit)
-            return {"entries": entries, "errlog": self.errlog.statistics()}
-        cases = self.store.query(include_closed=True, uuid=uuid)
-        records = log_records(cases)
-        if since is not None:
-            records = [r for r in records if r["time"] >= since]
-        if pattern is not None:
-            records = [r for r in records if any(fnmatch.fnmatchcase(k, pattern) for k in r["classes"])]
-        return {"records": records[-limit:]}
+                entries = self.errlog.query(since=since, until=until, cls=patterns, limit=limit + 1)
+            entries = [e for e in entries if keep(e["time"], [e["class"]])]
+            return {"entries": entries[-limit:], "more": len(entries) > limit, "errlog": self.errlog.statistics()}
+        cases = self.store.query(include_closed=True)
+        if uuids:
+            cases = _pick(cases, uuids)
+        records = [r for r in log_records(cases, xrefs=arg(req, "xrefs", bool, False))
+                   if keep(r["time"], [r["list_class"], *r["classes"]])]
+        return {"records": records[-limit:], "more": len(records) > limit}
 
     async def op_stat(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"engines": bool?}``: counters per rule and per source; with ``engines`` each SERD/threshold engine."""
@@ -137,7 +167,8 @@ class Operations:
                "hold": len(self.hold), "source_errors": dict(self.source_errors), "load_errors": self.load_errors,
                "agents": {"marked": self.retire.marked, "cleared": self.retire.cleared,
                           "published": self.notify.published},
-               "kmsg": self.kmsg.path if self.kmsg else "", "webhook": self.cfg.webhook}
+               "kmsg": self.kmsg.path if self.kmsg else "", "webhook": self.cfg.webhook,
+               "loaded": self.loaded, "now": time.time()}
         if arg(req, "engines", bool, False):
             out["engines"] = self.diag.engine_list(self.clock())
         return out
@@ -167,23 +198,32 @@ class Operations:
         authz.require(caller, targets, Right.ACTION, what)
 
     async def op_verdict(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"target": UUID|FMRI, "verdict": "repair"|"acquit"|"replace"}``."""
+        """``{"target": UUID|FMRI, "verdict": "repair"|"acquit"|"replace", "case": UUID?, "by": "any"|"resource"?}``:
+        close a case (a UUID), or record the verdict on a resource (an FMRI) in every open case naming it faulty
+        (``case``: in that case only; ``by`` resource: the target is not taken as a UUID, as fmadm repaired,
+        replaced and acquit FMRI UUID do)."""
         assert self.diag is not None
         target = arg(req, "target", str)
         verdict = arg(req, "verdict", str, choices=tuple(_VERDICTS))
+        only = arg(req, "case", str, None)
+        by = arg(req, "by", str, "any", choices=("any", "resource"))
         ev = _VERDICTS[verdict]
-        case = self.store.find(target) if _UUID_RE.fullmatch(target) else None
+        case = self.store.find(target) if by == "any" and only is None and _UUID_RE.fullmatch(target) else None
         if case is not None:
             if not case.active:
                 raise ApiError(f"{case.uuid}: the case is already {case.state}", 1)
             jobs: list[tuple[Case, list[str] | None]] = [(case, None)]
             concerned = [s.resource for s in case.faulty]
         else:
-            if _UUID_RE.fullmatch(target) and "-" in target:
+            if by == "any" and only is None and _UUID_RE.fullmatch(target) and "-" in target:
                 raise ApiError(f"{target}: no such case (fmadm faulty -a lists them)", 1)
             fmri = self._resolve(target)
             cases = [c for c in self.store.cases.values() if c.state in ACTIVE and c.suspect(fmri) is not None
                      and c.suspect(fmri).status == "faulty"]  # type: ignore[union-attr]
+            if only is not None:
+                cases = _pick(cases, [only])
+                if not cases:
+                    raise ApiError(f"{only}: no open case names {fmri} as a faulty suspect", 1)
             if not cases:
                 raise ApiError(f"{fmri}: no open case names it as a faulty suspect (fmadm faulty lists them)", 1)
             jobs = [(c, [fmri]) for c in cases]

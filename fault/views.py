@@ -8,18 +8,36 @@ the case, and each affected resource with its role and present status.
 from __future__ import annotations
 
 import datetime as dt
+import platform
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from fault.cases import Case
 from fault.knowledge import KnowledgeBase
+from fault.status import affects_words
 
-__all__ = ["EVENT_LABELS", "case_view", "facts", "log_records"]
+__all__ = ["LIST_EVENTS", "PLATFORM", "case_view", "facts", "log_records"]
 
-#: case history event -> fmdump's EVENT column
-EVENT_LABELS = {"solved": "Diagnosed", "updated": "Updated", "isolated": "Isolated", "repaired": "Repaired",
-                "acquitted": "Acquitted", "replaced": "Replaced", "resolved": "Resolved"}
+
+def _platform() -> str:
+    """What fmadm faulty calls the platform: the machine's product name (DMI), else its architecture."""
+    try:
+        with open("/sys/class/dmi/id/product_name", encoding="utf-8", errors="replace") as f:
+            name = f.read(256).strip()
+    except OSError:
+        name = ""
+    return name or platform.machine() or "-"
+
+
+PLATFORM = _platform()
+
+#: case history event -> the list event fmd logs for it and fmdump's word for that (an acquittal or a replacement
+#: is logged as list.repaired, as fmd does; the suspects' statuses say which)
+LIST_EVENTS = {"solved": ("list.suspect", "Diagnosed"), "updated": ("list.updated", "Updated"),
+               "isolated": ("list.isolated", "Isolated"), "repaired": ("list.repaired", "Repaired"),
+               "acquitted": ("list.repaired", "Repaired"), "replaced": ("list.repaired", "Repaired"),
+               "resolved": ("list.resolved", "Resolved")}
 
 
 def _iso(t: float | None) -> str | None:
@@ -36,8 +54,9 @@ def facts(case: Case) -> dict[str, Any]:
             "detail": case.detail or "-", "class": case.cls, "node": case.node}
 
 
-def case_view(case: Case, kb: KnowledgeBase, status: Callable[[str, str | None], str]) -> dict[str, Any]:
-    """``status(fmri, suspect status or None)`` says how a resource is doing now."""
+def case_view(case: Case, kb: KnowledgeBase, status: Callable[[str, str | None], list[str]]) -> dict[str, Any]:
+    """``status(fmri, suspect status or None)`` gives a resource's status bits now (``fault.status``); each affected
+    resource has them (``bits``) and fmadm's words for them (``now``)."""
     art = kb.get(case.msgid)
     text = art.render(facts(case)) if art is not None else {
         "title": case.cls, "description": f"No knowledge article for {case.msgid}.", "response": "-",
@@ -51,10 +70,12 @@ def case_view(case: Case, kb: KnowledgeBase, status: Callable[[str, str | None],
             if case.response != "none" else f"{text['response']} Now: {'; '.join(retired)}."
     affected = []
     for s in case.suspects:
+        bits = status(s.resource, s.status)
         affected.append({"fmri": s.resource, "role": "suspect", "fault": s.fault, "certainty": s.certainty,
-                         "status": s.status, "now": status(s.resource, s.status)})
+                         "status": s.status, "bits": bits, "now": affects_words(bits) or "not present"})
     for f in case.impacted:
-        affected.append({"fmri": f, "role": "impacted", "now": status(f, None)})
+        bits = status(f, None)
+        affected.append({"fmri": f, "role": "impacted", "bits": bits, "now": affects_words(bits) or "not present"})
     t = case.solved or case.opened
     return {
         "uuid": case.uuid, "time": _iso(t), "time_epoch": t, "msgid": case.msgid,
@@ -71,17 +92,21 @@ def case_view(case: Case, kb: KnowledgeBase, status: Callable[[str, str | None],
     }
 
 
-def log_records(cases: list[Case]) -> list[dict[str, Any]]:
-    """The fault log: one record per lifecycle event of each case (fmdump without -e), oldest first."""
+def log_records(cases: list[Case], *, xrefs: bool = False) -> list[dict[str, Any]]:
+    """The fault log: one record per lifecycle event of each case (fmdump without -e), oldest first; ``xrefs``
+    adds the ereports that convicted the case (fmdump -V)."""
     out = []
     for c in cases:
         for h in c.history:
-            label = EVENT_LABELS.get(h["event"])
-            if label is None:
+            if h["event"] not in LIST_EVENTS:
                 continue
-            out.append({"time": h["time"], "uuid": c.uuid, "msgid": c.msgid, "event": label,
-                        "class": c.cls, "classes": c.classes, "severity": c.severity, "state": str(c.state),
-                        "text": h["text"], "suspects": [asdict(s) for s in c.suspects],
-                        "impacted": list(c.impacted)})
+            list_class, label = LIST_EVENTS[h["event"]]
+            rec = {"time": h["time"], "uuid": c.uuid, "msgid": c.msgid, "event": label, "list_class": list_class,
+                   "verdict": h["event"], "class": c.cls, "classes": c.classes, "severity": c.severity,
+                   "state": str(c.state), "text": h["text"], "suspects": [asdict(s) for s in c.suspects],
+                   "impacted": list(c.impacted), "node": c.node, "rule": c.rule, "diagnosed": c.solved or c.opened}
+            if xrefs:
+                rec["ereports"] = list(c.ereports)
+            out.append(rec)
     out.sort(key=lambda r: r["time"])
     return out

@@ -103,7 +103,7 @@ def clash(args: argparse.Namespace) -> str | None:
         return f"{modes[0]} and {modes[1]} exclude one another"
     mode = modes[0] if modes else None
     own = mode in ("-t", "-c", "-G", "--plot", "--fleet")
-    for flag, on, refused in (("-a", args.a, mode is not None),
+    for flag, on, refused in (("-a", args.a, mode is not None and mode != "--fleet"),
                               ("-H", args.H, mode in ("-l", "-x") or (own and mode != "--fleet")),
                               ("-p", args.p, mode == "-x" or own),
                               ("-o", args.o, mode in ("-l", "-x") or (own and mode != "--fleet")),

@@ -26,8 +26,8 @@ def test_amtool_alert_becomes_an_ereport_and_a_case(daemon, alertmanager):
     assert "HighLatency: p99 above 500ms" in case["description"]
     st = daemon.call("fm.stat")["sources"]["alertmanager"]
     assert st["received"] == 1 and st["webhook_alerts"] == 1 and st["webhook_rejected"] == 0
-    dump = fm(daemon, "fmdump", "-e", "-v", "-c", "ereport.prometheus.*", check=True).stdout
-    assert "ereport.prometheus.HighLatency" in dump and "alertmanager" in dump
+    dump = fm(daemon, "fmdump", "-e", "-V", "-c", "ereport.prometheus.*", check=True).stdout
+    assert "\tclass = ereport.prometheus.HighLatency\n" in dump and "\tsource = alertmanager\n" in dump
 
 
 def test_an_alert_that_ends_resolves_its_case(daemon, alertmanager):

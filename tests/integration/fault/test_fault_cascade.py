@@ -61,7 +61,9 @@ def test_database_crash_taking_three_dependents_down_is_one_case(daemon):
     assert [c["uuid"] for c in everything if c["state"] == "solved"] == [case["uuid"]]
     assert not [c for c in everything if any(s["resource"] in APPS for s in c["suspects"])]
     text = fm(daemon, "fmadm", "faulty", check=True).stdout
-    assert f"Problem in  : {DB}" in text and text.count("(impacted)") == 3
+    assert f"Problem in  : {DB}" in text
+    affects = text.split("Affects     :")[1].split("Problem in")[0]
+    assert all(f" {f}\n" in affects for f in (DB, *APPS)), affects
     assert "3 services that depend on it failed after it" in " ".join(text.split())
 
 

@@ -38,8 +38,14 @@ def test_disk_error_burst_trips_serd_at_exactly_n_plus_1(daemon):
     assert case["ereport_count"] == 5
     engines = daemon.call("fm.stat", engines=True)["engines"]
     assert [(e["resource"], e["fired"], e["count"]) for e in engines] == [("dev:///dev/sdx", True, 4)]
-    text = fm(daemon, "fmstat", "-s", check=True).stdout
-    assert "disk-burst" in text and "yes" in text
+    text = fm(daemon, "fmstat", "-s", "-m", "disk-burst", check=True).stdout.splitlines()
+    assert text[0].split() == ["NAME", ">N", "T", "CNT", "DELTA", "STAT"]
+    assert text[1].split()[:4] == ["dev:///dev/sdx", ">3", "2s", "4"] and text[1].endswith(" fire")
+    table = fm(daemon, "fmstat", check=True).stdout.splitlines()
+    assert table[0].split() == ["module", "ev_recv", "ev_acpt", "wait", "svc_t", "%w", "%b", "open", "solve",
+                                "memsz", "bufsz"]
+    row = next(line.split() for line in table if line.startswith("disk-burst "))
+    assert row[1:3] == ["5", "5"] and row[8] == "1"
 
 
 def test_the_same_errors_spread_beyond_t_never_trip_it(daemon):
