@@ -152,7 +152,7 @@ def _export(s: Session, args: list[Token]) -> None:
 
         text = export_xml(res["manifest"])
     else:
-        import tomli_w
+        import tomli_w  # here: the commands run under a plain python3 too, which may not have it
 
         text = f"# {res['fmri']}, imported from {res['source'] or '-'}\n" + tomli_w.dumps(res["manifest"])
     if res.get("protected"):

@@ -18,7 +18,7 @@ from typing import Any
 from svcmgr.cli.cfglex import Token
 from svcmgr.cli.cfgsession import Handler, Session, words
 from svcmgr.cli.common import note_protected
-from svcmgr.spec import PROP_TYPES
+from svcmgr.proptypes import PROP_TYPES
 
 __all__ = ["USAGE"]
 
