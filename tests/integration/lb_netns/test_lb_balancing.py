@@ -121,8 +121,9 @@ def test_a_render_haproxy_refuses_leaves_the_running_configuration_in_place(clus
     n1 = cluster.d[1]
     good = n1.call("lb.config")["text"]
     # Valid to svcmgr, refused by haproxy -c: a new backend whose name does not resolve.
-    out = n1.cli("svcmgr.cli.svccfg", "-s", DEP, "setprop", "lb/address", "=", "astring:", "nohost.invalid:9")
-    assert out.returncode == 0, out.stderr
+    for cmd in (("addpg", "lb", "application"), ("setprop", "lb/address", "=", "astring:", "nohost.invalid:9")):
+        out = n1.cli("svcmgr.cli.svccfg", "-s", DEP, *cmd)  # a new group needs addpg, as in svccfg
+        assert out.returncode == 0, out.stderr
     n1.call("refresh", fmris=[DEP])
     n1.reload(node_config(1, f'\n[lb.frontends.extra]\nbind = "{VIP}:82"\nbackends = ["{DEP}"]\n'))
     wait_for(lambda: n1.call("lb.show")["config"]["status"] == "rejected", 20, "the rejection")
