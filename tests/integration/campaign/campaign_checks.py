@@ -149,8 +149,8 @@ def _settings(w: World, bad: list[str], fig: Figures) -> dict[str, dict[str, Any
         checks = [("enabled", m.enabled[f], s["enabled_persistent"]), ("temporary", m.temp[f], s["temp"]),
                   ("maintenance mark", m.maint[f], s["maint"])]
         if f in SERVICES:
-            checks += [("app/gen", m.gen[f], _gen(w, "props", f)), ("app/gen (editing)", m.editing[f],
-                                                                  _gen(w, "listprop", f))]
+            checks += [("app/gen", m.gen[f], _gen(w, f, "running")), ("app/gen (editing)", m.editing[f],
+                                                                   _gen(w, f, "current"))]
         for what, setting, value in checks:
             if not setting.allows(value):
                 fig.lost_settings += 1
@@ -166,8 +166,9 @@ def _settings(w: World, bad: list[str], fig: Figures) -> dict[str, dict[str, Any
     return seen
 
 
-def _gen(w: World, op: str, f: str) -> int:
-    return int(w.call(op, fmri=f)["pgs"]["app"]["gen"]["values"][0])
+def _gen(w: World, f: str, view: str) -> int:
+    """app/gen as svcprop reads it: the running snapshot, or (``current``) the editing configuration."""
+    return int(w.call("props", fmri=f, view=view)["pgs"]["app"]["gen"]["values"][0])
 
 
 def _orphans(w: World, fig: Figures) -> list[str]:
