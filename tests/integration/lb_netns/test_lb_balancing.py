@@ -113,6 +113,8 @@ def test_a_reload_keeps_a_backend_in_maintenance(cluster):
     res, _, _ = cluster.load(seconds=1.0)
     assert res.failures == [] and "b" not in res.servers(), res.summary()
     n1.reload(node_config(1))
+    # the next test compares against the configuration it finds: the reload back must be applied first
+    wait_for(lambda: "slowstart" not in n1.call("lb.config")["text"], 20, "the slow start gone again")
     n1.call("enable", fmris=[B])
     cluster.wait_ready(1)
 
