@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import shlex
 import subprocess
 import tempfile
 from typing import Any
@@ -206,7 +207,9 @@ def _editprop(s: Session, args: list[Token]) -> None:
         with os.fdopen(fd, "w") as f:
             f.write(edit_script(s))
         editor = os.environ.get("EDITOR") or "vi"
-        if subprocess.run(f"{editor} {path}", shell=True, check=False).returncode == 127:
+        # safe: the invoking user's own $EDITOR in their own process (it may carry arguments, as svccfg's
+        # sh -c does); the file name is ours, quoted
+        if subprocess.run(f"{editor} {shlex.quote(path)}", shell=True, check=False).returncode == 127:
             s.fail(f"Could not launch editor {editor}")
         with open(path) as f:
             text = f.read()
