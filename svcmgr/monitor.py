@@ -111,7 +111,7 @@ class Monitor:
         """An unknown process of ours ended: see which contracts emptied."""
         self._sweep_scheduled = False
         for inst in list(self.monitored):
-            inst.reaped.set()
+            inst.note_reaped()
             c = inst.contract
             if c is None or inst.stopping or self._main_pending(c):
                 continue
@@ -135,7 +135,7 @@ class Monitor:
 
     def _member_exited(self, inst: Instance, status: ExitStatus) -> None:
         self.pid_owner.pop(status.pid, None)
-        inst.reaped.set()
+        inst.note_reaped()
         c = inst.contract
         if c is not None and status.pid == c.main_pid:
             c.main_exited = True
@@ -204,7 +204,7 @@ class Monitor:
             loop.remove_reader(fd)
             os.close(fd)
             self.pid_owner.pop(pid, None)
-            inst.reaped.set()
+            inst.note_reaped()
             c = inst.contract
             if c is None or not inst.monitoring or inst.stopping:
                 return

@@ -70,22 +70,25 @@ class RestartHistory:
         self.limit = limit
         self.period = period
         self._clock = clock
-        self._times: collections.deque[float] = collections.deque(maxlen=max(limit, 1))
+        #: made at the first restart: most instances never restart, and an empty deque is 600 bytes
+        self._times: collections.deque[float] | None = None
 
     def record(self) -> bool:
         """Record one failure now; True when it makes ``limit`` failures within ``period``."""
         now = self._clock()
+        if self._times is None:
+            self._times = collections.deque(maxlen=max(self.limit, 1))
         self._times.append(now)
         return len(self._times) >= self.limit and now - self._times[0] <= self.period
 
     def reset(self) -> None:
-        self._times.clear()
+        self._times = None
 
     def __len__(self) -> int:
-        return len(self._times)
+        return len(self._times) if self._times is not None else 0
 
     def configure(self, limit: int, period: float) -> None:
-        if limit != self.limit:
+        if limit != self.limit and self._times is not None:
             self._times = collections.deque(self._times, maxlen=max(limit, 1))
         self.limit = limit
         self.period = period

@@ -166,7 +166,6 @@ class Restarter:
         inst.spawned_ns = time.monotonic_ns()
         inst.contract = contract
         self._on_members(inst)  # recorded from now on: a daemon killed during the start finds it, and ends it
-        inst.reaped.clear()
         self.monitor.owns(child.pid, inst)
         main = child.exited
         timeout = cfg.readiness.timeout if cfg.readiness.timeout is not None else m.timeout
@@ -374,16 +373,19 @@ class Restarter:
 
     async def _wait_empty(self, inst: Instance, c: Contract, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        for delay in poll_intervals(0.002, 0.1):
-            inst.reaped.clear()
-            if c.empty():
-                return True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(inst.reaped.wait(), min(delay, left))
-        return False  # pragma: no cover
+        try:
+            for delay in poll_intervals(0.002, 0.1):
+                reaped = inst.reaped = asyncio.Event()
+                if c.empty():
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(reaped.wait(), min(delay, left))
+            return False  # pragma: no cover
+        finally:
+            inst.reaped = None
 
     async def run_method(self, inst: Instance, method: str, m: Method) -> ExitStatus | None:
         """Run a stop or refresh method in a contract of its own; None if it timed out."""

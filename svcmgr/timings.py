@@ -22,7 +22,6 @@ repository's file (``timing_boots``, ``timing_starts``).
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import sqlite3
@@ -238,7 +237,8 @@ class Recorder:
         self.keep = keep
         self.clock = clock
         self.current: dict[str, StartRecord] = {}
-        self.recent: dict[str, collections.deque[StartRecord]] = {}
+        #: fmri -> its last ``keep`` records, oldest first (a list: an empty deque is 600 bytes per instance)
+        self.recent: dict[str, list[StartRecord]] = {}
         self.boots: dict[int, Boot] = {}
         self._dirty: dict[int, StartRecord] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -318,10 +318,10 @@ class Recorder:
         self._changed(rec)
 
     def _remember(self, rec: StartRecord) -> None:
-        q = self.recent.get(rec.fmri)
-        if q is None:
-            q = self.recent[rec.fmri] = collections.deque(maxlen=self.keep)
+        q = self.recent.setdefault(rec.fmri, [])
         q.append(rec)
+        if len(q) > self.keep:
+            del q[:-self.keep]
 
     def _changed(self, rec: StartRecord) -> None:
         if self.store is None:
