@@ -91,6 +91,9 @@ class Repository:
         """Open (or make) the repository; raises ``svcmgr.repofile.Damaged`` when it cannot be used."""
         self.path = path
         self.connection = connect(path, SCHEMA)
+        # SQLite's page cache (2 MiB by default) grew with the number of instances; what is read
+        # comes from the OS's page cache, and writes are batched
+        self.connection.execute("PRAGMA cache_size=-256")
         for table, column, decl in _ADDED:
             have = {r[1] for r in self.connection.execute(f"PRAGMA table_info({table})")}
             if column not in have:
