@@ -50,7 +50,7 @@ _UMASK_RE = re.compile(r"^0?[0-7]{1,3}\Z")
 MIN_MEMORY = 1 << 20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Security:
     """The security fields of one context table; None: as the level above says."""
 
@@ -88,7 +88,7 @@ class Security:
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Resources:
     """An instance's resource controls (None: no limit)."""
 

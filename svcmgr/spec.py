@@ -42,7 +42,7 @@ DEFAULT_LOG_SIZE = 10 * 1024 * 1024
 DEFAULT_LOG_KEEP = 3
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Exec:
     """A method's command: an argv list, a shell string, ``:true`` or ``:kill [-SIG]``."""
 
@@ -67,7 +67,7 @@ class Exec:
         return d if isinstance(d, str) else " ".join(d)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Context:
     """Who a method runs as, where, with what environment, privileges and limits."""
 
@@ -84,14 +84,14 @@ class Context:
                        {**under.environment, **self.environment}, merge(self.security, under.security))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Method:
     exec: Exec
     timeout: float | None = DEFAULT_TIMEOUT  # None: no timeout
     context: Context = Context()  # the method's own, over the instance's
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Dependency:
     name: str
     grouping: str = "require_all"
@@ -100,14 +100,14 @@ class Dependency:
     type: str = "service"  # service | path
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Readiness:
     kind: str = "exit"
     target: str | tuple[str, ...] | None = None
     timeout: float | None = None  # None: the start method's timeout
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Health:
     kind: str
     target: str | tuple[str, ...]
@@ -117,7 +117,7 @@ class Health:
     action: str = "restart"  # restart | degrade
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RestartPolicy:
     limit: int = DEFAULT_RESTART_LIMIT
     period: float = DEFAULT_RESTART_PERIOD
@@ -125,20 +125,20 @@ class RestartPolicy:
     timeout_retry: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LogPattern:
     regex: str
     cls: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LogPolicy:
     max_size: int = DEFAULT_LOG_SIZE
     keep: int = DEFAULT_LOG_KEEP
     patterns: tuple[LogPattern, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Grant:
     users: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
@@ -148,7 +148,7 @@ class Grant:
         return bool(self.users or self.groups)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Authorizations:
     """Who besides root may act on a service (see ``svcmgr.authz``, which decides)."""
 
@@ -157,7 +157,7 @@ class Authorizations:
     read: Grant = Grant()  # protected values: method environments, groups with a read_authorization
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Property:
     type: str
     values: tuple[Any, ...]
@@ -166,7 +166,7 @@ class Property:
 Properties = Mapping[str, Mapping[str, Property]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InstanceOverride:
     """What an ``[instances.NAME]`` table sets; None means "as the service says"."""
 
@@ -186,7 +186,7 @@ class InstanceOverride:
     resources: Resources | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServiceSpec:
     """A validated service: everything the manifest declared, in normal form."""
 
@@ -223,7 +223,7 @@ class ServiceSpec:
         return [self.fmri.with_instance(n) for n in self.instances]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InstanceConfig:
     """The effective configuration of one instance: service values with the instance's on top."""
 
