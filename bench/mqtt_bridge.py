@@ -133,7 +133,7 @@ async def run_case(kind: str, port: int, root: Path, n: int, window: int) -> flo
     if kind == "out":
         topic, key = "svcmgr/bench/ereport/bench/out", "n"
     elif kind == "round":
-        topic, key = "svcmgr/bench/ereport/bench/in/tick", "d"
+        topic, key = "svcmgr/bench/ereport/telemetry/bench/in/tick", "d"
     else:
         topic, key = "bench/raw/tick", "i"
     sub = asyncio.create_task(collect(port, topic, n, key, ready, done))
