@@ -40,6 +40,8 @@ log = logging.getLogger("svcmgr.web")
 
 MAX_BODY = 16 * 1024
 COOKIE = "svcmgr_session"
+#: sent by app.js's live refresh of a page (an XMLHttpRequest, not a navigation)
+REFRESH_HEADER = "x-svcmgr-refresh"
 LOGIN_DELAY = 0.5
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; require-trusted-types-for 'script'; "
@@ -231,8 +233,11 @@ class Dashboard:
     # ------------------------------------------------------------ rendering
     def _render(self, page: str, req: Request, session: Session | None, data: dict[str, Any],
                 status: int = 200) -> Response:
-        flash = list(session.flash) if session else []
-        if session:
+        # the flash is outside <main>: a page's live refresh (app.js, marked by REFRESH_HEADER) swaps in
+        # <main> only, and must leave the flash to the page the browser is on its way to after an action
+        refresh = req.header(REFRESH_HEADER) == "1"
+        flash = list(session.flash) if session and not refresh else []
+        if session and not refresh:
             session.flash.clear()
         hub = self.hub
         body = self.env.get_template(f"{page}.html").render(

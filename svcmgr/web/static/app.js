@@ -17,6 +17,7 @@
     const xhr = new XMLHttpRequest();
     xhr.open("GET", location.pathname + location.search);
     xhr.responseType = "document";
+    xhr.setRequestHeader("X-Svcmgr-Refresh", "1");  // not a navigation: the server keeps the flash
     xhr.onload = function () {
       const doc = xhr.response;
       const fresh = doc && doc.getElementById("main");

@@ -280,6 +280,22 @@ async def test_an_action_needs_post_same_origin_a_session_and_its_token(dash):
     assert f"<code class=\"cmd\">svcadm clear {FMRI}</code>" in body and 'name="csrf"' in body
 
 
+async def test_a_live_refresh_leaves_the_actions_result_to_the_page_the_browser_goes_to(dash):
+    # the action's state events make the old page refresh its <main> while the browser follows the
+    # redirect: that refresh must not take the flash (it is outside <main>, and would be lost)
+    sid, csrf = await _login(dash)
+    same = {"Cookie": f"{COOKIE}={sid}", "Content-Type": "application/x-www-form-urlencoded",
+            "Origin": "http://127.0.0.1:9465", "Sec-Fetch-Site": "same-origin"}
+    r = await dash._handle(_req("POST", "/action", same, f"action=restart&target={FMRI}&back=/&csrf={csrf}".encode()),
+                           None)
+    assert r.status == 303
+    line = f"svcadm restart {FMRI}: done"
+    _, _, body = await _get(dash, "/", Cookie=f"{COOKIE}={sid}", **{"X-Svcmgr-Refresh": "1"})
+    assert line not in body and dash.sessions.get(sid).flash == [("done", line)]
+    _, _, body = await _get(dash, "/", Cookie=f"{COOKIE}={sid}")
+    assert f'<p class="flash flash-done">{line}</p>' in body and dash.sessions.get(sid).flash == []
+
+
 async def test_with_actions_off_there_is_no_button_and_no_action(dash):
     sid, csrf = await _login(dash)
     dash.cfg = WebConfig(**{**dash.cfg.__dict__, "actions": False})
