@@ -42,7 +42,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--kills", type=int, default=20, help="kill -9 per run in the restart scenario (default 20)")
     p.add_argument("--listing-reps", type=int, default=10, help="listing commands per run (default 10)")
     p.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated, from: {', '.join(TOOLS)}")
-    p.add_argument("--scenarios", default="start,dag,restart,memory,listing")
+    p.add_argument("--scenarios", default="start,dag,restart,memory,listing,diagnosis,mqtt")
     p.add_argument("--quick", action="store_true", help="one run, 50 services, 5 kills: a smoke test")
     p.add_argument("--no-write", action="store_true", help="print the tables, leave BENCHMARKS.md alone")
     p.add_argument("--out", default=os.path.join(REPO, "BENCHMARKS.md"))
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     opts = Options(runs=args.runs, sizes=tuple(int(x) for x in args.sizes.split(",")), kills=args.kills,
                    listing_reps=args.listing_reps, scenarios=tuple(args.scenarios.split(",")))
     if args.quick:
-        opts.runs, opts.sizes, opts.kills, opts.listing_reps = 1, (50,), 5, 3
+        opts.runs, opts.sizes, opts.kills, opts.listing_reps, opts.quick = 1, (50,), 5, 3, True
     svcmgr_bin = os.environ.get("SVCMGR_BENCH_BIN") or os.path.join(REPO, ".venv", "bin")
     if not os.path.exists(os.path.join(svcmgr_bin, "svcmgrd")):
         svcmgr_bin = os.path.join(REPO, ".venv", "bin")
@@ -138,13 +138,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def export_revision(rev: str) -> str:
-    """The svcmgr, fault and vrrp packages as of ``rev``, exported to bench/.work/REV."""
+    """The svcmgr, fault and vrrp packages as of ``rev``, with the files they ship (``manifests/``: the fault
+    manager's rules among them), exported to bench/.work/REV."""
     sha = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", rev], capture_output=True, text=True,
                          check=True).stdout.strip()
     dest = os.path.join(HERE, ".work", sha)
-    if not os.path.isdir(dest):
+    if not os.path.isdir(os.path.join(dest, "manifests")):  # an export made before manifests/ was included
+        shutil.rmtree(dest, ignore_errors=True)
         os.makedirs(dest)
-        archive = subprocess.run(["git", "-C", REPO, "archive", sha, "svcmgr", "fault", "vrrp"],
+        archive = subprocess.run(["git", "-C", REPO, "archive", sha, "svcmgr", "fault", "vrrp", "manifests"],
                                  capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
     return dest

@@ -39,7 +39,9 @@ from typing import Any
 
 from svcmgr.client import Client, ClientError
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# the repository when the packages are not installed; after PYTHONPATH, so that another revision's packages put
+# there (``python -m bench --compare``) are the ones measured
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from fault.cases import CaseStore
 from fault.diagnosis import Diagnosis
@@ -254,28 +256,49 @@ def bench_bus(n: int) -> float:
     return _rate(n, run)
 
 
+SCENARIOS: dict[str, str] = {
+    "validate": "bound: validate() alone",
+    "bus": "bound: bus emit -> subscription",
+    "unmatched": "unmatched class",
+    "disk": "disk SERD (64 disks)",
+    "own": "svc exits, own rules",
+    "cascade": "svc exits, cascade (graph)",
+    "log": "validate + SQLite error log, no diagnosis",
+    "pipeline": "full pipeline (validate + SQLite log + diagnosis)",
+    "daemon": "end to end: fminject requests into svcmgrd",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=100_000, help="ereports per run (default 100000)")
     p.add_argument("--runs", type=int, default=5, help="runs per scenario; the median is shown (default 5)")
     p.add_argument("--services", type=int, default=250, help="services in the graph (default 250)")
+    p.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, from: {', '.join(SCENARIOS)}")
+    p.add_argument("--json", help="also write every rate measured to this file ({scenario: [ereports/s, ...]})")
     a = p.parse_args(argv)
+    wanted = [k.strip() for k in a.scenarios.split(",") if k.strip()]
+    unknown = [k for k in wanted if k not in SCENARIOS]
+    if unknown:
+        p.error(f"unknown scenarios: {', '.join(unknown)} (known: {', '.join(SCENARIOS)})")
+    runners: dict[str, Callable[[int], float]] = {
+        "validate": lambda s: bench_validate(a.n),
+        "bus": lambda s: bench_bus(a.n),
+        "unmatched": lambda s: bench_diagnosis("unmatched", a.n, a.services, s),
+        "disk": lambda s: bench_diagnosis("disk", a.n, a.services, s),
+        "own": lambda s: bench_diagnosis("own", a.n, a.services, s),
+        "cascade": lambda s: bench_diagnosis("cascade", a.n, a.services, s),
+        "log": lambda s: bench_pipeline(a.n, a.services, s, diagnose=False),
+        "pipeline": lambda s: bench_pipeline(a.n, a.services, s),
+        "daemon": lambda s: bench_daemon(a.n),
+    }
     rows: list[tuple[str, float]] = []
-    scenarios: list[tuple[str, Callable[[int], float]]] = [
-        ("bound: validate() alone", lambda s: bench_validate(a.n)),
-        ("bound: bus emit -> subscription", lambda s: bench_bus(a.n)),
-        ("unmatched class", lambda s: bench_diagnosis("unmatched", a.n, a.services, s)),
-        ("disk SERD (64 disks)", lambda s: bench_diagnosis("disk", a.n, a.services, s)),
-        ("svc exits, own rules", lambda s: bench_diagnosis("own", a.n, a.services, s)),
-        ("svc exits, cascade (graph)", lambda s: bench_diagnosis("cascade", a.n, a.services, s)),
-        ("validate + SQLite error log, no diagnosis", lambda s: bench_pipeline(a.n, a.services, s, diagnose=False)),
-        ("full pipeline (validate + SQLite log + diagnosis)", lambda s: bench_pipeline(a.n, a.services, s)),
-        ("end to end: fminject requests into svcmgrd", lambda s: bench_daemon(a.n)),
-    ]
+    raw: dict[str, list[float]] = {}
     print(f"# {a.n} ereports per run, median of {a.runs} runs, {a.services} services, Python "
-          f"{sys.version.split()[0]}, {os.cpu_count()} CPUs", flush=True)
-    for name, fn in scenarios:
-        rates = [fn(seed) for seed in range(a.runs)]
+          f"{sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
+    for key in wanted:
+        name = SCENARIOS[key]
+        rates = raw[key] = [runners[key](seed) for seed in range(a.runs)]
         med = statistics.median(rates)
         rows.append((name, med))
         print(f"{name:<52} {med:>12,.0f} ereports/s   (min {min(rates):,.0f}, max {max(rates):,.0f})",
@@ -285,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | ---: |")
     for name, med in rows:
         print(f"| {name} | {med:,.0f} |")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(raw, f)
     return 0
 
 

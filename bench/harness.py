@@ -4,7 +4,9 @@ Per run and per tool, one launch per size N: the time to all up (scenario 1),
 and with N = 500 and 1,000 the supervisor's memory once all are up (4); with
 N = 1,000 also the listing command (5) and the kill -9 restarts (3) on the same
 running set. Then one launch of the 500-service DAG (2) for the tools that
-order by dependencies. Results are kept raw, per run, and summarised by
+order by dependencies, and for each svcmgr revision the fault manager's
+diagnosis rate in process and the MQTT bridge's rate to a local mosquitto
+(``bench.side``). Results are kept raw, per run, and summarised by
 ``bench.report``.
 """
 
@@ -33,6 +35,7 @@ from bench.scenarios import (
     memory,
     sleep_services,
 )
+from bench.side import applies, run_side
 from bench.tools import Tool
 
 __all__ = ["Options", "Results", "run_all"]
@@ -44,8 +47,10 @@ class Options:
     sizes: tuple[int, ...] = (100, 500, 1000)
     kills: int = 20
     listing_reps: int = 10
-    scenarios: tuple[str, ...] = ("start", "dag", "restart", "memory", "listing")
+    scenarios: tuple[str, ...] = ("start", "dag", "restart", "memory", "listing", "diagnosis", "mqtt")
     start_timeout: float = 180.0
+    #: fewer ereports and MQTT events (--quick)
+    quick: bool = False
 
 
 @dataclass
@@ -108,6 +113,10 @@ def run_all(tools: list[Tool], opts: Options, log: Any) -> Results:
             for t in order:
                 if t.supports_dag:
                     _dag(t, tag, opts, res, log)
+        if {"diagnosis", "mqtt"} & set(opts.scenarios):
+            for t in order:
+                if applies(t):
+                    run_side(t, opts.scenarios, opts.quick, res, log)  # type: ignore[arg-type]
     res.machine["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     for t in live:
         if not t.supports_dag and "dag" in opts.scenarios:

@@ -71,7 +71,8 @@ def start_daemon(root: Path, port: int, window: int, qos: int) -> subprocess.Pop
     cfg = root / "node.toml"
     cfg.write_text(f'[mqtt]\nurl = "mqtt://127.0.0.1:{port}"\ntelemetry = ["bench/in/#"]\nwindow = {window}\n'
                    f"qos = {qos}\noutbox_limit = 10000000\n")
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # a PYTHONPATH given (another revision's packages, ``python -m bench --compare``) comes first
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p))
     proc = subprocess.Popen([sys.executable, str(LAUNCHER), "--root", str(root), "--no-register", "--node", "bench",
                              "--metrics", "", "--config", str(cfg), "--log-level", "warning"],
                             stdout=subprocess.DEVNULL, stderr=open(root / "daemon.err", "ab"), env=env)  # noqa: SIM115
@@ -87,13 +88,12 @@ def start_daemon(root: Path, port: int, window: int, qos: int) -> subprocess.Pop
 
 
 async def collect(port: int, topic: str, n: int, key: str, ready: asyncio.Event,
-                  done: asyncio.Future[float]) -> None:
-    """Subscribe, then record the time the n-th distinct message arrives; check order."""
+                  done: asyncio.Future[float], seen: set[int]) -> None:
+    """Subscribe, then record the time the n-th distinct message arrives (``seen``: those arrived); check order."""
     async with aiomqtt.Client("127.0.0.1", port, identifier=f"bench-sub-{os.getpid()}-{time.monotonic_ns()}",
                               max_queued_incoming_messages=0) as c:
         await c.subscribe(topic, qos=1)
         ready.set()
-        seen: set[int] = set()
         last = -1
         async for m in c.messages:
             body = json.loads(m.payload)
@@ -136,7 +136,8 @@ async def run_case(kind: str, port: int, root: Path, n: int, window: int) -> flo
         topic, key = "svcmgr/bench/ereport/telemetry/bench/in/tick", "d"
     else:
         topic, key = "bench/raw/tick", "i"
-    sub = asyncio.create_task(collect(port, topic, n, key, ready, done))
+    seen: set[int] = set()
+    sub = asyncio.create_task(collect(port, topic, n, key, ready, done, seen))
     await ready.wait()
     t0 = time.perf_counter()
     if kind == "out":
@@ -146,7 +147,11 @@ async def run_case(kind: str, port: int, root: Path, n: int, window: int) -> flo
         await publish_many(port, "bench/in/tick", [json.dumps({"data": {"i": i}}).encode() for i in range(n)], window)
     else:
         await publish_many(port, topic, [json.dumps({"i": i}).encode() for i in range(n)], window)
-    t1 = await asyncio.wait_for(done, 300)
+    try:
+        t1 = await asyncio.wait_for(done, 60 + n / 500)
+    except TimeoutError:
+        sub.cancel()
+        raise SystemExit(f"{kind}: {len(seen)} of {n} events arrived (lost, or stuck)") from None
     await sub
     return n / (t1 - t0)
 
@@ -157,6 +162,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--window", type=int, action="append", help="bridge publishes in flight (default 20)")
     ap.add_argument("--qos", type=int, default=1, choices=(0, 1), help="QoS of plain events (default 1)")
+    ap.add_argument("--json", help="also write every rate measured to this file ({window: {kind: [ev/s, ...]}})")
     args = ap.parse_args()
     if shutil.which("mosquitto") is None:
         print("mosquitto not installed: nothing to measure", file=sys.stderr)
@@ -164,6 +170,7 @@ def main() -> int:
     windows = args.window or [20]
     print(f"# {args.events} events per run, median of {args.runs} runs, mosquitto on loopback, "
           f"events QoS {args.qos}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
+    raw: dict[int, dict[str, list[float]]] = {}
     print(f"{'window':>6}  {'out ev/s':>10}  {'round ev/s':>10}  {'raw msg/s':>10}  {'out/raw':>7}")
     for window in windows:
         folder = Path(tempfile.mkdtemp(prefix="svcmgr-bench-", dir="/tmp"))
@@ -171,6 +178,7 @@ def main() -> int:
         daemon = start_daemon(folder, port, window, args.qos)
         try:
             res: dict[str, list[float]] = {"out": [], "round": [], "raw": []}
+            raw[window] = res
             for _ in range(args.runs):
                 for kind in ("raw", "out", "round"):
                     res[kind].append(asyncio.run(run_case(kind, port, folder, args.events, window)))
@@ -184,6 +192,9 @@ def main() -> int:
             broker.wait(10)
             shutil.rmtree(folder, ignore_errors=True)
     print(f"# load average {os.getloadavg()[0]:.2f} at the end")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(raw, f)
     return 0
 
 

@@ -12,6 +12,7 @@ import statistics
 
 from bench.harness import Results
 from bench.scenarios import DAG_DEPTH, DAG_READY, DAG_SIZE, percentile
+from bench.side import BARE_MQTT
 
 __all__ = ["BEGIN", "END", "render", "targets", "update_file"]
 
@@ -19,6 +20,8 @@ BEGIN = "<!-- bench:results:begin (written by python -m bench; do not edit by ha
 END = "<!-- bench:results:end -->"
 SVCMGR = "svcmgr"
 FLOOR = "asyncio floor"
+#: the second column of targets that do not depend on the contract mode
+SAME = "(the same code: no contracts involved)"
 
 _TITLES = {
     "start": "start N sleeps, launch to all reported up (s)",
@@ -28,6 +31,10 @@ _TITLES = {
     "restart": "kill -9 to a new process reported up, N services running (ms)",
     "dag/span": f"DAG of {DAG_SIZE}, depth {DAG_DEPTH}, {DAG_READY * 1000:.0f} ms each: first start to all up (s)",
     "dag/launch": f"DAG of {DAG_SIZE}: launch to all up (s)",
+    "diagnosis/pipeline": "fault diagnosis in process: validate, error log, diagnosis (ereports/s, more is better)",
+    "diagnosis/exits": "fault diagnosis of service exits alone, per-service rules (ereports/s, more is better)",
+    "mqtt/out": "MQTT bridge: events to a local mosquitto, every one received in order (events/s, more is better)",
+    "mqtt/round": "MQTT bridge round trip: telemetry in, ereports out, received in order (events/s, more is better)",
 }
 
 
@@ -43,6 +50,8 @@ def _fmt(v: float, unit: str) -> str:
         return f"{v * 1000:.1f}"
     if unit == "MiB":
         return f"{v:.1f}"
+    if unit == "/s":
+        return f"{v:,.0f}"
     return f"{v:.3f}"
 
 
@@ -51,11 +60,14 @@ def _unit(key: str) -> str:
         return "ms"
     if key.startswith(("memory", "pss")):
         return "MiB"
+    if key.startswith(("diagnosis", "mqtt")):
+        return "/s"
     return "s"
 
 
 def _order(keys: list[str]) -> list[str]:
-    rank = {"start": 0, "dag/span": 1, "dag/launch": 2, "restart": 3, "memory": 4, "pss": 5, "listing": 6}
+    rank = {"start": 0, "dag/span": 1, "dag/launch": 2, "restart": 3, "memory": 4, "pss": 5, "listing": 6,
+            "diagnosis/pipeline": 7, "diagnosis/exits": 8, "mqtt/out": 9, "mqtt/round": 10}
 
     def k(key: str) -> tuple[int, int]:
         kind, _, n = key.partition("/")
@@ -188,6 +200,25 @@ def targets(res: Results) -> list[tuple[str, str, str]]:
         return "not measured" if a is None else verdict(a <= 0.05, f"{a * 1000:.1f} ms")
 
     rows.append(("`svcs -a` with 1,000 ≤ 50 ms", *both(listing)))
+
+    def diagnosis(tool: str) -> str:
+        a, e = _med(res, "diagnosis/pipeline", tool), _med(res, "diagnosis/exits", tool)
+        if a is None:
+            return "not measured"
+        alone = f" (service exits alone {e:,.0f}/s)" if e is not None else ""
+        return verdict(a >= 100_000, f"{a:,.0f} ereports/s{alone}")
+
+    rows.append(("fault diagnosis ≥ 100,000 ereports/s in process (validate, error log, diagnosis)",
+                 diagnosis(SVCMGR), SAME))
+
+    def mqtt(tool: str) -> str:
+        a, bare = _med(res, "mqtt/out", tool), _med(res, "mqtt/out", BARE_MQTT)
+        if a is None:
+            return "not measured"
+        peer = f", {a / bare:.2f}x one bare aiomqtt client ({bare:,.0f}/s)" if bare else ""
+        return verdict(a >= 20_000, f"{a:,.0f} events/s, none lost{peer}")
+
+    rows.append(("MQTT bridge ≥ 20,000 events/s to a local mosquitto, nothing lost", mqtt(SVCMGR), SAME))
     return rows
 
 

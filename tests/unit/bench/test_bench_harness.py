@@ -13,6 +13,7 @@ from bench.harness import Results  # noqa: E402
 from bench.procs import spawn  # noqa: E402
 from bench.report import BEGIN, END, render, update_file  # noqa: E402
 from bench.scenarios import dag_services, percentile  # noqa: E402
+from bench.side import BARE_MQTT, DIAGNOSIS_BOUND  # noqa: E402
 
 
 def _read(path: str) -> str:
@@ -56,6 +57,24 @@ def test_update_file_replaces_only_the_results_block(tmp_path):
     text = _read(path)
     assert text.count(BEGIN) == 1 and text.count(END) == 1 and text.count("## Mine") == 1
     assert "analysis by hand" in text and "met: 1.500 s: 2.00x s6's speed" in text
+
+
+def test_side_targets_are_rates_with_their_peer_in_the_same_run():
+    res = Results(machine={"date": "d", "cores": 2, "cpu": "c", "memory_mib": 1, "python": "3", "kernel": "k"},
+                  options={"runs": 3})
+    res.add("diagnosis/pipeline", "svcmgr", [90_000.0, 120_000.0, 110_000.0])
+    res.add("diagnosis/pipeline", DIAGNOSIS_BOUND, [150_000.0])
+    res.add("diagnosis/exits", "svcmgr", [200_000.0])
+    res.add("mqtt/out", "svcmgr", [12_000.0])
+    res.add("mqtt/out", BARE_MQTT, [6_000.0])
+    text = render(res, "make bench")
+    # rates are printed per second, and svcmgr ÷ the peer is above 1 when svcmgr is faster
+    assert f"| {DIAGNOSIS_BOUND} | 1 | 150,000 | 150,000 | 150,000 | 0.73 |" in text
+    assert f"| {BARE_MQTT} | 1 | 6,000 | 6,000 | 6,000 | 2.00 |" in text
+    assert "met: 110,000 ereports/s (service exits alone 200,000/s)" in text
+    assert "missed: 12,000 events/s, none lost, 2.00x one bare aiomqtt client (6,000/s)" in text
+    # the rows come after the core's scenarios, diagnosis before MQTT
+    assert text.index("fault diagnosis in process") < text.index("MQTT bridge: events")
 
 
 def test_stop_ends_the_whole_tree_even_a_process_that_left_its_session():
