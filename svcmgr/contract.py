@@ -48,6 +48,9 @@ from svcmgr.security import Resources
 
 __all__ = ["Backend", "Contract", "detect_backend", "strays"]
 
+#: How many more times a scan reads /proc when it found no member of a group that still exists.
+RESCANS = 5
+
 #: Process groups led by the live ``pgid`` contracts of this daemon. A process in another
 #: contract's group that has not made a session of its own belongs to that contract: the
 #: marker scan of ``_claim`` need not read its environment.
@@ -153,9 +156,31 @@ class Contract:
                 if living:
                     self.members = living
                     return living
-        tbl = table if table is not None else proc_table()
-        self.members = self._claim(tbl, daemon_pid or os.getpid())
-        return self.members
+        daemon = daemon_pid or os.getpid()
+        members = self._claim(table if table is not None else proc_table(), daemon)
+        if table is None:
+            # A table is read process by process after /proc is listed: a member forked after the listing and
+            # whose parent exited before its line was read is in no table (a start method's ``sleep 1000 &
+            # exit 0``). A group the kernel still knows is not empty: read again (a group of zombies only, left
+            # unreaped, stays empty after a few reads).
+            for _ in range(RESCANS):
+                if members or not self._group_exists():
+                    break
+                members = self._claim(proc_table(), daemon)
+        self.members = members
+        return members
+
+    def _group_exists(self) -> bool:
+        """Whether the kernel knows the process group (zombies count): one atomic look, unlike a table."""
+        if self.pgid is None:
+            return False
+        try:
+            os.killpg(self.pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
     def _no_escapee(self, daemon_pid: int) -> bool:
         """True when no child of the daemon may be ours (the rule ``_claim`` applies to them, asked with

@@ -36,6 +36,9 @@ __all__ = ["Restarter", "StartResult"]
 
 log = logging.getLogger("svcmgr.restarter")
 
+#: How a contract's kind is said in the instance's log.
+_KINDS = {"cgroup": "cgroup v2", "pgid": "process groups (--no-cgroup)"}
+
 DEFAULT_STOP_TIMEOUT = 30.0
 CHILD_THROTTLE = 1.0
 #: Spawns closer than this to the previous one count as a burst (see ``_spawn``).
@@ -272,16 +275,27 @@ class Restarter:
                                    preexec=user.apply if user.needs_child else None)
 
     def adopt(self, inst: Instance, record: dict[str, Any]) -> bool:
-        """Take over a contract an earlier daemon left running; False if nothing of it lives."""
+        """Take over a contract an earlier daemon left running; False (and the instance's log says why) if it
+        cannot be: nothing of it lives, it is of the other kind, or its record cannot be read."""
+        assert inst.log is not None
+        ctid = record.get("ctid") if isinstance(record, dict) else None
         try:
             contract = Contract.from_record(record)
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError) as e:
+            inst.log.note(f"Contract {ctid} left by the earlier daemon not adopted: its record cannot be read "
+                          f"({type(e).__name__}: {e}); what carries its marker is ended as a stray.")
             return False
         if contract.kind != self.backend.kind:
+            inst.log.note(f"Contract {ctid} left by the earlier daemon not adopted: it tracked processes by "
+                          f"{_KINDS.get(contract.kind, contract.kind)}, this daemon by "
+                          f"{_KINDS.get(self.backend.kind, self.backend.kind)}; its processes are ended.")
+            self.discard(record)
             return False
         members = contract.scan(None)
         if not members:
             contract.remove()
+            inst.log.note(f"Contract {ctid} left by the earlier daemon not adopted: none of its processes is "
+                          f"alive any more.")
             return False
         inst.contract = contract
         self.monitor.take(inst, members)
@@ -291,7 +305,7 @@ class Restarter:
         """Kill and remove what is left of a recorded contract that no instance adopts."""
         with contextlib.suppress(Exception):
             c = Contract.from_record(record)
-            if c.kind == "cgroup" and c.cgroup:
+            if c.kind == "pgid" or c.cgroup:
                 c.scan()
             if c.members:
                 c.signal(signal.SIGKILL)
@@ -306,13 +320,17 @@ class Restarter:
             self.discard({"ctid": 0, "kind": "cgroup", "marker": "", "cgroup": path})
         if self.backend.kind == "pgid":
             own = os.getpgrp()
-            for pid in strays(self.backend.tag, {c.marker for c in contracts}):
-                log.info("killing process %d, left by an earlier daemon in a contract no instance adopted", pid)
-                with contextlib.suppress(OSError):
-                    group = os.getpgid(pid)
-                    os.kill(pid, signal.SIGKILL)
-                    if group != own:  # and its group: a child it forked after the list was read is in it
-                        os.killpg(group, signal.SIGKILL)
+            keep = {c.marker for c in contracts}
+            # Twice: /proc is read process by process, and a process forked after the listing by one that exited
+            # before its line was read is in neither; the second reading finds it.
+            for _ in range(2):
+                for pid in strays(self.backend.tag, keep):
+                    log.info("killing process %d, left by an earlier daemon in a contract no instance adopted", pid)
+                    with contextlib.suppress(OSError):
+                        group = os.getpgid(pid)
+                        os.kill(pid, signal.SIGKILL)
+                        if group != own:  # and its group: a child it forked after the list was read is in it
+                            os.killpg(group, signal.SIGKILL)
         self.backend.controls.sweep(d for c in contracts for d in c.rctl.own)
 
     def refusals(self, config: InstanceConfig) -> list[tuple[str, str]]:

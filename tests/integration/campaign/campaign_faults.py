@@ -153,9 +153,12 @@ def milestone(target: str) -> Request:
 
 
 def setprop(w: World, f: str) -> Request:
+    """``svccfg -s <service> setprop app/gen = N``: the group is the service's (its manifest's), so the property
+    is set there, as an operator must (an instance has no group of that name to set it in)."""
     gen = w.next_gen(f)
-    return Request(f"setprop {f} app/gen={gen}", f, "setprop",
-                   {"fmri": f, "prop": "app/gen", "values": [str(gen)]},
+    service = f.rsplit(":", 1)[0]
+    return Request(f"setprop {service} app/gen={gen}", f, "setprop",
+                   {"fmri": service, "prop": "app/gen", "values": [str(gen)]},
                    lambda m: m.editing[f].told(gen), lambda m: m.editing[f].unknown(gen))
 
 

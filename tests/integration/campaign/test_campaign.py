@@ -5,6 +5,7 @@ In ``make test`` it is short: every fault once in each mode, a few more daemon k
 The long run is ``make campaign`` (``SVCMGR_CAMPAIGN=long``: at least 200 daemon kills and every other fault 20
 times in each mode; ``SVCMGR_CAMPAIGN_KILLS`` and ``SVCMGR_CAMPAIGN_EACH`` change those numbers). Replay a run
 with ``SVCMGR_CAMPAIGN_SEED=<seed>`` (the seed of a mode is printed with its figures);
+``SVCMGR_CAMPAIGN_FAULTS=daemon-in-start,process`` injects only those faults (to chase one);
 ``SVCMGR_CAMPAIGN_KEEP_GOING=1`` goes on after a violation and counts them all; ``SVCMGR_CAMPAIGN_VERBOSE=1``
 prints every round.
 """
@@ -36,8 +37,8 @@ def schedule(rng: random.Random, available: list[str]) -> list[str]:
     plan = [f for f in available for _ in range(each)]
     windows = [f for f in available if f in DAEMON_KILLS]
     n = sum(1 for f in plan if f in DAEMON_KILLS)
-    while n < kills:
-        plan.append("daemon" if rng.random() < 0.5 else rng.choice(windows))
+    while n < kills and windows:
+        plan.append("daemon" if "daemon" in windows and rng.random() < 0.5 else rng.choice(windows))
         n += 1
     rng.shuffle(plan)
     return plan
@@ -58,10 +59,11 @@ def test_campaign(mode, tmp_path, record_property):
     try:
         with small_disk(64) as (root, disk_why):
             w = World(mode, root, tmp_path, lab=lab, disk_why=disk_why)
-            available = [f for f, (_, needs) in FAULTS.items()
-                         if not (needs == "lab" and lab is None) and not (needs == "disk" and disk_why)]
+            only = {f for f in os.environ.get("SVCMGR_CAMPAIGN_FAULTS", "").split(",") if f} or set(FAULTS)
+            available = [f for f, (_, needs) in FAULTS.items() if f in only
+                         and not (needs == "lab" and lab is None) and not (needs == "disk" and disk_why)]
             for f, (_, needs) in FAULTS.items():
-                if f not in available:
+                if f in only and f not in available:
                     print(f"campaign ({name}): fault {f} skipped: "
                           f"{disk_why if needs == 'disk' else 'no network namespace lab (needs root, ip, keepalived)'}")
             fig = Figures()
