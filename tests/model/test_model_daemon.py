@@ -52,6 +52,7 @@ class RealRig:
         self.ctl.mkdir()
         (self.ctl / "start.sh").write_text(START)
         self._before: dict[str, dict[str, Any]] = {}
+        self._before_starts: dict[str, tuple[int, int]] = {}
 
     def _file(self, fmri: str) -> Path:
         return self.ctl / fmri.replace("/", "_").replace(":", "_")
@@ -116,18 +117,23 @@ class RealRig:
     def states(self) -> dict[str, str]:
         return {f: i["state"] for f, i in sorted(self._list().items())}
 
+    def _last_starts(self) -> dict[str, tuple[int, int]]:
+        """Each instance's latest start attempt (svcs -t's record: its boot, and when its dependencies were
+        met): another one means it started again."""
+        return {r["fmri"]: (r["boot"], r["at"]["deps_met"]) for r in self.daemon.call("timings", last=True)["starts"]}
+
     def stop_log(self) -> list[tuple[str, str]]:
         """Running instances that stopped since the last call: no longer running, or running again in a new
-        contract, or in the same state since another time."""
-        now = self._list()
+        contract or a new start attempt (a milestone has no contract: degraded, restarted, is online again)."""
+        now, starts = self._list(), self._last_starts()
         out = []
         for f, b in self._before.items():
             a = now.get(f)
             if b["state"] in RUNNING and a is not None and (
                     a["state"] not in RUNNING or a["ctid"] != b["ctid"]
-                    or (a["state"] == b["state"] and a["stime_epoch"] != b["stime_epoch"])):
+                    or starts.get(f) != self._before_starts.get(f)):
                 out.append(("begin", f))
-        self._before = now
+        self._before, self._before_starts = now, starts
         return out
 
     def running_processes(self) -> set[str]:
