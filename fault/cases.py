@@ -153,9 +153,11 @@ class Case:
     # ------------------------------------------------------------ evidence
     def add_ereport(self, brief: dict[str, Any], detail: str = "") -> None:
         self.ereport_count += 1
-        dup = brief["id"] and any(x["id"] == brief["id"] for x in self.ereports[-8:])
-        if len(self.ereports) < MAX_EREPORTS and not dup:
-            self.ereports.append(brief)
+        kept = self.ereports
+        if len(kept) < MAX_EREPORTS:
+            bid = brief["id"]
+            if not bid or all(x["id"] != bid for x in kept[-8:]):
+                kept.append(brief)
         if detail:
             self.detail = detail
 

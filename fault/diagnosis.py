@@ -138,9 +138,9 @@ class Diagnosis:
         brief = e.brief()
         detail = detail_of(e)
         for r in rules:
-            st = self.stats.setdefault(r.name, RuleStats())
+            st = self.stats.get(r.name) or self.stats.setdefault(r.name, RuleStats())
             st.received += 1
-            if r.resolves(e.payload):
+            if r.resolve_when and r.resolves(e.payload):
                 t0 = time.perf_counter_ns()
                 changes.extend(self._resolve_by_source(r, e, detail))
                 st.time_ns += time.perf_counter_ns() - t0

@@ -71,14 +71,20 @@ class Ereport:
     #: the error log's id for this ereport, given on receipt
     id: int = 0
     received: float = field(default_factory=time.time)
+    #: ``brief()`` and ``detail_of()``, made once: the trail keeps them on arrival, the cases when diagnosed
+    _brief: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    _detail: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "class": self.cls, "time": self.time, "received": self.received,
                 "node": self.node, "resource": self.resource, "source": self.source, "payload": self.payload}
 
     def brief(self) -> dict[str, Any]:
-        """What a case keeps of each ereport that convicted it."""
-        return {"id": self.id, "class": self.cls, "time": self.time, "resource": self.resource}
+        """What a case keeps of each ereport that convicted it (one dict, shared: not to be changed)."""
+        b = self._brief
+        if b is None or b["id"] != self.id:  # made again once the error log gave the ereport its id
+            b = self._brief = {"id": self.id, "class": self.cls, "time": self.time, "resource": self.resource}
+        return b
 
 
 def check_class(cls: object, source: str = "") -> str:
@@ -137,6 +143,26 @@ def _check_resource(resource: str, source: str) -> str:
     return resource
 
 
+#: payload keys seen valid (bounded as ``_checked``): most sources send the same few keys every time
+_good_keys: set[str] = set()
+_SCALARS = (str, int, bool, type(None))
+#: made once: json.dumps with arguments builds an encoder at each call
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def _check_payload(payload: dict[Any, Any], source: str) -> None:
+    """``_check_value`` of the payload table, its flat part inline (the per-ereport cost of validation)."""
+    for k, x in payload.items():
+        if k not in _good_keys:
+            if not isinstance(k, str) or not _KEY_RE.fullmatch(k):
+                raise EreportError(source, "payload", f"bad key {k!r} (letters, digits, '_', '.', '-')")
+            if len(_good_keys) >= 4096:
+                _good_keys.clear()
+            _good_keys.add(k)
+        if type(x) not in _SCALARS:
+            _check_value(x, f"payload.{k}", source, 1)
+
+
 def _check_value(v: Any, path: str, source: str, depth: int) -> None:
     if v is None or isinstance(v, bool | int | str):
         return
@@ -188,9 +214,9 @@ def validate(cls: object, *, time_: object = None, node: object = "", resource: 
         payload = {}
     if not isinstance(payload, dict):
         raise EreportError(source, "payload", f"expected a table, got {type(payload).__name__}")
-    _check_value(payload, "payload", source, 0)
+    _check_payload(payload, source)
     try:
-        blob = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        blob = _encode(payload)
     except (TypeError, ValueError) as e:
         raise EreportError(source, "payload", f"cannot be stored as JSON: {e}") from None
     if len(blob) > MAX_PAYLOAD:
@@ -209,7 +235,14 @@ _SIGNAMES = {int(s): s.name for s in signal.Signals}
 
 
 def detail_of(e: Ereport) -> str:
-    """The most telling text of an ereport, for case descriptions."""
+    """The most telling text of an ereport, for case descriptions (made once per ereport)."""
+    d = e._detail
+    if d is None:
+        d = e._detail = _detail(e)
+    return d
+
+
+def _detail(e: Ereport) -> str:
     p = e.payload
     for k in ("reason", "summary", "detail", "line", "message"):
         v = p.get(k)

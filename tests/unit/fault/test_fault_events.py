@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from fault.events import EreportError, check_resource, class_matches, validate
+from fault.events import EreportError, check_resource, class_matches, detail_of, validate
 
 
 def test_a_good_ereport():
@@ -32,6 +32,9 @@ def test_service_resources_are_normalised():
     ({"payload": [1, 2]}, "payload", "expected a table"),
     ({"payload": {"x": math.nan}}, "payload.x", "not a finite number"),
     ({"payload": {"bad key": 1}}, "payload", "bad key"),
+    ({"payload": {"sector": 1, 7: 1}}, "payload", "bad key"),
+    ({"payload": {"sector": object()}}, "payload.sector", "cannot be stored"),
+    ({"payload": {"sector": [1, {"bad key": 2}]}}, "payload.sector[1]", "bad key"),
     ({"payload": {"x": {"a": {"b": {"c": {"d": 1}}}}}}, "payload.x.a.b.c", "nested deeper"),
     ({"payload": {"x": "y" * 20000}}, "payload", "more than"),
     ({"time_": "yesterday"}, "time", "expected seconds"),
@@ -47,6 +50,15 @@ def test_malformed_ereports_name_the_field(kwargs, field, text):
     assert ei.value.field == field
     assert text in str(ei.value)
     assert str(ei.value).startswith("src: ")
+
+
+def test_brief_and_detail_are_made_once_and_follow_the_id():
+    e = validate("ereport.svc.exit.signal", resource="svc:/a/b:default", payload={"pid": 5, "signal": 9})
+    first = e.brief()
+    assert first["id"] == 0 and e.brief() is first
+    e.id = 42  # the error log gives the id on receipt
+    assert e.brief()["id"] == 42 and e.brief() is e.brief()
+    assert detail_of(e) == "a process (pid 5) died on SIGKILL (9)" and detail_of(e) is detail_of(e)
 
 
 def test_class_patterns():
