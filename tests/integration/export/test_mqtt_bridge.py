@@ -69,7 +69,9 @@ def test_late_subscriber_sees_retained_state_and_status(svcmgrd, mosquitto, subs
 
     wait_for(sent, 15, "the outbox to drain")
     late = subscriber(broker.port, ["svcmgr/late/state/#", "svcmgr/late/status"])
-    late.wait(lambda s: "svcmgr/late/state/site/a/default" in s.latest(), what="retained state")
+    # the broker sends each subscription's retained messages as it takes that subscription: wait for both
+    late.wait(lambda s: {"svcmgr/late/state/site/a/default", "svcmgr/late/status"} <= s.latest().keys(),
+              what="retained state and status")
     msgs = late.snapshot()
     assert all(retain for _, _, retain in msgs), "a late subscriber gets only retained messages"
     picture = json.loads(late.latest()["svcmgr/late/state/site/a/default"])
