@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from svcmgr import __version__, authz
@@ -39,7 +40,7 @@ from svcmgr.security import Resources
 from svcmgr.spec import ServiceSpec
 from svcmgr.states import State
 
-__all__ = ["Control", "Operations", "instance_summary"]
+__all__ = ["SUMMARY", "Control", "Operations", "instance_summary"]
 
 #: Operands one request may name (each is matched against every instance); root may send 16 times more.
 MAX_OPERANDS = 1024
@@ -60,26 +61,33 @@ def live_pids(instances: list[Instance]) -> dict[str, list[int]]:
     return out
 
 
-def instance_summary(inst: Instance, pids: list[int] | None = None) -> dict[str, Any]:
-    cfg = inst.config
-    return {
-        "fmri": inst.fmri,
-        "state": inst.state.value,
-        "nstate": inst.next_state.value if inst.next_state else None,
-        "stime": iso(inst.stime),
-        "stime_epoch": inst.stime,
-        "svc": cfg.fmri.service,
-        "inst": cfg.fmri.instance,
-        "desc": cfg.description,
-        "ctid": inst.contract.ctid if inst.contract is not None else None,
-        "enabled": inst.effective_enabled,
-        "enabled_persistent": inst.enabled,
-        "temporary": inst.enabled_temp is not None,
-        "comment": inst.comment,
-        "pids": inst.pids if pids is None else pids,
-        "reason": inst.reason,
-        "restarts": inst.restarts,
-    }
+#: What ``list`` says of an instance, field by field: (instance, its live pids or None) -> value.
+SUMMARY: dict[str, Callable[[Instance, list[int] | None], Any]] = {
+    "fmri": lambda i, p: i.fmri,
+    "state": lambda i, p: i.state.value,
+    "nstate": lambda i, p: i.next_state.value if i.next_state else None,
+    "stime": lambda i, p: iso(i.stime),
+    "stime_epoch": lambda i, p: i.stime,
+    "svc": lambda i, p: i.config.fmri.service,
+    "inst": lambda i, p: i.config.fmri.instance,
+    "desc": lambda i, p: i.config.description,
+    "ctid": lambda i, p: i.contract.ctid if i.contract is not None else None,
+    "enabled": lambda i, p: i.effective_enabled,
+    "enabled_persistent": lambda i, p: i.enabled,
+    "temporary": lambda i, p: i.enabled_temp is not None,
+    "comment": lambda i, p: i.comment,
+    "pids": lambda i, p: i.pids if p is None else p,
+    "reason": lambda i, p: i.reason,
+    "restarts": lambda i, p: i.restarts,
+}
+
+
+def instance_summary(inst: Instance, pids: list[int] | None = None,
+                     fields: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """What ``list`` says of ``inst``: every field of ``SUMMARY``, or only ``fields``."""
+    if fields is None:
+        return {k: get(inst, pids) for k, get in SUMMARY.items()}
+    return {k: SUMMARY[k](inst, pids) for k in fields}
 
 
 class Operations:
@@ -152,13 +160,21 @@ class Control(Operations):
         return {"fmris": w.fmris, "unmatched": w.unmatched, "ambiguous": w.ambiguous}
 
     async def op_list(self, caller: Caller, req: dict[str, Any]) -> list[dict[str, Any]]:
-        """``{"fmris": [pattern...]?, "pids": bool}`` -> every instance (the client filters ``-a``);
-        with ``pids``, each contract's processes as they are now."""
+        """``{"fmris": [pattern...]?, "pids": bool, "fields": [name...]?}`` -> every instance (the client
+        filters ``-a``); with ``pids``, each contract's processes as they are now; with ``fields``, only
+        those of ``SUMMARY`` (what ``svcs`` prints: a third of the reply with 1,000 instances)."""
         pats = arg(req, "fmris", list, [])
+        fields = arg(req, "fields", list, None)
+        if fields is not None:
+            unknown = [f for f in fields if f not in SUMMARY]
+            if unknown:
+                raise ApiError(f"bad request: list: unknown fields {', '.join(map(repr, unknown[:5]))} (known: "
+                               f"{', '.join(SUMMARY)})", 2)
+            fields = tuple(dict.fromkeys(fields))
         names = self._many({"op": "list", "fmris": pats}) if pats else list(self.engine.instances)
         insts = [self.engine.instances[f] for f in names]
         live = live_pids(insts) if arg(req, "pids", bool, False) else {}
-        return [instance_summary(i, live.get(i.fmri)) for i in insts]
+        return [instance_summary(i, live.get(i.fmri), fields) for i in insts]
 
     async def op_show(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmri": pattern}`` -> everything ``svcs -l`` prints about one instance."""

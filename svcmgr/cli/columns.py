@@ -53,6 +53,7 @@ class Column:
     help: str
     right: bool = False  # right-aligned (CTID)
     next_state: bool = False  # a next-state column: STATE, STA and S then carry no '*'
+    reads: tuple[str, ...] = ()  # the fields of the ``list`` reply its cell and its key read
 
 
 def _star(item: Item, nstate_shown: bool) -> str:
@@ -63,36 +64,41 @@ def _ctid(item: Item, _n: bool) -> str:
     return "-" if item.get("ctid") is None else str(item["ctid"])
 
 
+_STATE = ("state", "nstate")
+
 COLUMNS: dict[str, Column] = {c.name: c for c in (
-    Column("CTID", 6, _ctid, lambda i: i.get("ctid") or 0, "contract ID for service", right=True),
+    Column("CTID", 6, _ctid, lambda i: i.get("ctid") or 0, "contract ID for service", right=True,
+           reads=("ctid",)),
     Column("DESC", 100, lambda i, n: (i.get("desc") or "-").replace("\n", " "), lambda i: 0,
-           "human-readable description of the service"),
+           "human-readable description of the service", reads=("desc",)),
     Column("FMRI", 50, lambda i, n: i["fmri"], lambda i: i["fmri"][:50],
-           "Fault Managed Resource Identifier for service"),
+           "Fault Managed Resource Identifier for service", reads=("fmri",)),
     Column("INST", 20, lambda i, n: i.get("inst") or "-", lambda i: (i.get("inst") or "-")[:20],
-           "portion of the FMRI indicating service instance"),
+           "portion of the FMRI indicating service instance", reads=("inst",)),
     Column("N", 1, lambda i, n: _CHAR.get(i.get("nstate") or "", "-") if i.get("nstate") else "-",
-           lambda i: _rank(i.get("nstate")), "abbreviation for next state (if in transition)", next_state=True),
+           lambda i: _rank(i.get("nstate")), "abbreviation for next state (if in transition)", next_state=True,
+           reads=("nstate",)),
     Column("NSTA", 4, lambda i, n: _ABBREV.get(i.get("nstate") or "", "?") if i.get("nstate") else "-",
-           lambda i: _rank(i.get("nstate")), "abbreviation for next state (if in transition)", next_state=True),
+           lambda i: _rank(i.get("nstate")), "abbreviation for next state (if in transition)", next_state=True,
+           reads=("nstate",)),
     Column("NSTATE", 13, lambda i, n: i.get("nstate") or "-", lambda i: _rank(i.get("nstate")),
-           "name for next state (if in transition)", next_state=True),
+           "name for next state (if in transition)", next_state=True, reads=("nstate",)),
     Column("S", 2, lambda i, n: _CHAR.get(i.get("state") or "", "?") + _star(i, n),
-           lambda i: _rank(i.get("state")), "abbreviation for current state"),
+           lambda i: _rank(i.get("state")), "abbreviation for current state", reads=_STATE),
     Column("SCOPE", 20, lambda i, n: "localhost", lambda i: "localhost",
            "name for scope associated with service"),
     Column("SN", 2, lambda i, n: _CHAR.get(i.get("state") or "", "?")
            + (_CHAR.get(i["nstate"], "?") if i.get("nstate") else "-"),
            lambda i: (_rank(i.get("state")), _rank(i.get("nstate"))),
-           "abbreviation for current state and next state", next_state=True),
+           "abbreviation for current state and next state", next_state=True, reads=_STATE),
     Column("SVC", 20, lambda i, n: i.get("svc") or "-", lambda i: (i.get("svc") or "-")[:20],
-           "portion of the FMRI representing service name"),
+           "portion of the FMRI representing service name", reads=("svc",)),
     Column("STA", 4, lambda i, n: _ABBREV.get(i.get("state") or "", "?") + _star(i, n),
-           lambda i: _rank(i.get("state")), "abbreviation for current state"),
+           lambda i: _rank(i.get("state")), "abbreviation for current state", reads=_STATE),
     Column("STATE", 14, lambda i, n: (i.get("state") or "-") + _star(i, n), lambda i: _rank(i.get("state")),
-           "name for current state"),
+           "name for current state", reads=_STATE),
     Column("STIME", 8, lambda i, n: stime(i.get("stime_epoch")), lambda i: i.get("stime_epoch") or 0.0,
-           "time of last state change"),
+           "time of last state change", reads=("stime_epoch",)),
     Column("ZONE", 16, lambda i, n: "global", lambda i: "global", "name of zone (svcmgr has one: global)"),
 )}
 
@@ -105,8 +111,10 @@ def header(cols: list[Column]) -> str:
     return "".join(c.name.ljust(c.width) + " " for c in cols).rstrip()
 
 
-def line(cols: list[Column], item: Item) -> str:
-    shown = any(c.next_state for c in cols)
+def line(cols: list[Column], item: Item, shown: bool | None = None) -> str:
+    """One instance's line; ``shown``: whether a next-state column is among ``cols`` (once for many lines)."""
+    if shown is None:
+        shown = any(c.next_state for c in cols)
     return "".join(_pad(c, c.cell(item, shown)) for c in cols).rstrip()
 
 

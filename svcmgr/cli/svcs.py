@@ -130,6 +130,24 @@ def _columns(spec: str) -> list[Column]:
     return cols
 
 
+def _fields(args: Any) -> dict[str, list[str]]:
+    """``fields`` of the ``list`` request: what the columns, the sort keys, ``-a`` and ``-p`` read (none with
+    ``--json``, which prints every field; none for a column name that is wrong, which is refused later)."""
+    if args.json:
+        return {}
+    wanted = {"fmri", "enabled", "enabled_persistent"}
+    names = (args.o or (VERBOSE_COLUMNS if args.v else DEFAULT_COLUMNS)).split(",")
+    names += [name for name, _ in args.sort or ([] if args.o else DEFAULT_SORT)]
+    for name in names:
+        col = COLUMNS.get(name.strip().upper())
+        if col is None:
+            return {}
+        wanted.update(col.reads)
+    if args.p:
+        wanted.add("pids")
+    return {"fields": sorted(wanted)}
+
+
 def _sort_keys(pairs: list[tuple[str, bool]]) -> list[tuple[Column, bool]]:
     out = []
     for name, descending in pairs:
@@ -186,9 +204,9 @@ def listing(args: Any) -> int:
     if args.d or args.D:
         items = c.call("deps", fmris=fmris, direction="down" if args.d else "up") if fmris else []
     elif args.fmris:
-        items = c.call("list", fmris=fmris, pids=args.p) if fmris else []
+        items = c.call("list", fmris=fmris, pids=args.p, **_fields(args)) if fmris else []
     else:
-        items = c.call("list", pids=args.p)
+        items = c.call("list", pids=args.p, **_fields(args))
         if not (args.a or args.R):  # enabled, even if only persistently or only temporarily
             items = [i for i in items if i["enabled"] or i.get("enabled_persistent")]
     if args.R:
@@ -213,8 +231,9 @@ def listing(args: Any) -> int:
     if not args.H:
         print(header(cols))
     now = time.time()
+    shown = any(col.next_state for col in cols)
     for i in items:
-        print(line(cols, i))
+        print(line(cols, i, shown))
         for pid in i.get("pids", []) if args.p else ():
             started, comm, _argv = _proc(pid)
             if started is not None:
