@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from svcmgr.client import ClientError
+
 from svctest import REPO, wait_until
 
 
@@ -83,6 +85,17 @@ def test_json_listing(stack):
     assert dt.datetime.fromisoformat(app["stime"]).tzinfo is not None
     one = json.loads(stack.cli("svcs", "-l", "--json", "app", check=True).stdout)
     assert isinstance(one, dict) and one["fmri"] == "svc:/c/app:default"
+
+
+def test_list_sends_only_the_fields_asked_for(stack):
+    """What svcs asks for (the fields its columns read), and nothing a client did not name."""
+    full = {i["fmri"]: i for i in stack.call("list")}
+    some = stack.call("list", fields=["fmri", "state", "stime_epoch"])
+    assert len(some) == len(full) and all(set(i) == {"fmri", "state", "stime_epoch"} for i in some)
+    assert all(full[i["fmri"]]["state"] == i["state"] for i in some)
+    with pytest.raises(ClientError) as ei:
+        stack.call("list", fields=["fmri", "password"])
+    assert ei.value.code == 2 and "unknown fields 'password'" in str(ei.value)
 
 
 def test_long_listing_and_dependencies(stack):
