@@ -8,6 +8,7 @@ engine does: 1 met, 0 not yet, -1 never without an operator.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -165,6 +166,22 @@ class Graph:
                     seen.add(m)
                     stack.append(m)
         return seen
+
+    @functools.cached_property
+    def optional_upstream(self) -> frozenset[str]:
+        """The instances an ``optional_all`` group names, and what they depend on through ``require_*``
+        groups, transitively: the only instances from which a walk towards dependents through require
+        groups (``graphwalks.affected_by``) can meet an optional_all dependent. Empty when no instance
+        has an optional_all group, as in most graphs. One pass over the edges, once per graph."""
+        seen = {t for p, t, deps in self.g.edges(data="deps") if any(d.grouping == "optional_all" for d in deps)}
+        stack = list(seen)
+        while stack:
+            n = stack.pop()
+            for t, edge in self.g.adj[n].items():
+                if t not in seen and any(d.grouping in ("require_all", "require_any") for d in edge["deps"]):
+                    seen.add(t)
+                    stack.append(t)
+        return frozenset(seen)
 
     def missing_targets(self, fmri: str) -> list[tuple[Dependency, str]]:
         """Dependencies naming services or instances that are not imported."""

@@ -27,31 +27,37 @@ def affected_by(graph: Graph, fmri: str, view: StateView, *, came_up: bool) -> s
     instances: from ``fmri`` when it went down (disabled, in maintenance, offline), and from the offline
     instances that exclude it, whether it ``came_up`` or went down (the first member of an exclude_all
     group that is neither disabled nor in maintenance decides: one going down can leave the decision to
-    a running member). A start chain stays linear: each start looks at its direct dependents only."""
+    a running member). A start chain stays linear: each start looks at its direct dependents only.
+
+    The walk adds only optional_all dependents, so it goes only where one can be met
+    (``Graph.optional_upstream``): at boot, where every instance goes offline in turn and each walk would
+    otherwise climb all its offline dependents, the evaluation stays linear in the graph's size."""
     out: set[str] = set()
     stack: list[str] = []
     if fmri not in graph.g:
         return out
-    for p in graph.g.predecessors(fmri):
+    upstream = graph.optional_upstream
+    pred = graph.g.pred
+    for p, edge in pred[fmri].items():
         out.add(p)
-        s = view(p)
-        if (any(d.grouping == "exclude_all" for d in graph.g[p][fmri]["deps"])
-                and s is not None and s[0] == State.OFFLINE):
-            stack.append(p)
-    if not came_up:
+        if p in upstream and any(d.grouping == "exclude_all" for d in edge["deps"]):
+            s = view(p)
+            if s is not None and s[0] == State.OFFLINE:
+                stack.append(p)
+    if not came_up and fmri in upstream:
         stack.append(fmri)
     seen = set(stack)
     while stack:
         n = stack.pop()
-        for p in graph.g.predecessors(n):
-            groupings = {d.grouping for d in graph.g[p][n]["deps"]}
+        for p, edge in pred[n].items():
+            groupings = {d.grouping for d in edge["deps"]}
             if "optional_all" in groupings:
                 out.add(p)
-            s = view(p)
-            if (p not in seen and groupings & {"require_all", "require_any"}
-                    and s is not None and s[0] == State.OFFLINE):
-                seen.add(p)
-                stack.append(p)
+            if p not in seen and p in upstream and groupings & {"require_all", "require_any"}:
+                s = view(p)
+                if s is not None and s[0] == State.OFFLINE:
+                    seen.add(p)
+                    stack.append(p)
     return out
 
 

@@ -1,10 +1,12 @@
-"""Graph.met is satisfiability == MET, whatever the groupings and states (the engine's fast path)."""
+"""The engine's fast paths agree with the full evaluation, whatever the groupings and states: Graph.met is
+satisfiability == MET, and affected_by's walk pruned to Graph.optional_upstream finds what the unpruned one does."""
 
 from __future__ import annotations
 
 import random
 
 from svcmgr.graph import MET, Graph
+from svcmgr.graphwalks import affected_by
 from svcmgr.manifest import parse_service
 from svcmgr.spec import resolve_instance
 from svcmgr.states import State
@@ -48,3 +50,24 @@ def test_met_agrees_with_satisfiability():
                 checked += 1
     assert checked > 10_000 and seen == {True, False}
 
+
+
+def test_affected_by_pruned_to_optional_upstream_agrees_with_the_whole_walk():
+    rnd = random.Random(5)
+    checked = 0
+    pruned_away = 0
+    for _ in range(80):
+        n = rnd.randrange(2, 10)
+        g = _graph(rnd, n)
+        whole = Graph(g.configs)
+        whole.optional_upstream = frozenset(whole.g)  # the cached property, set: the walk goes everywhere
+        fmris = list(g.configs)
+        pruned_away += len(fmris) - len(g.optional_upstream)
+        for _ in range(30):
+            states = {f: (rnd.choice(STATES), rnd.random() < 0.8) for f in fmris}
+            for f in fmris:
+                for came_up in (False, True):
+                    assert (affected_by(g, f, states.get, came_up=came_up)
+                            == affected_by(whole, f, states.get, came_up=came_up)), (f, came_up, states)
+                    checked += 1
+    assert checked > 10_000 and pruned_away > 0
