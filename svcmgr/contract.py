@@ -75,6 +75,9 @@ class Contract:
     #: the resource-control groups (memory, cpu, pids limits) of this contract
     rctl: Group = field(default_factory=Group)
     _placed: bool = False
+    #: member pid -> its start time (clock ticks since boot), read once: a record is written at each
+    #: state change, and a process's start time never changes
+    _starts: dict[int, int] = field(default_factory=dict, repr=False, compare=False)
 
     # ------------------------------------------------------------- spawning
     @contextlib.contextmanager
@@ -311,11 +314,15 @@ class Contract:
 
     # ------------------------------------------------------------- persistence
     def to_record(self) -> dict[str, Any]:
-        starts = {}
+        known, self._starts = self._starts, {}
         for p in sorted(self.members)[:64]:
-            info = read_stat(p)
-            if info is not None:
-                starts[str(p)] = info.starttime
+            start = known.get(p)
+            if start is None:
+                info = read_stat(p)
+                start = info.starttime if info is not None else None
+            if start is not None:
+                self._starts[p] = start
+        starts = {str(p): t for p, t in self._starts.items()}
         rec = {"ctid": self.ctid, "kind": self.kind, "marker": self.marker, "cgroup": self.cgroup,
                "pgid": self.pgid, "main_pid": self.main_pid, "members": starts}
         if self.rctl.dirs:
