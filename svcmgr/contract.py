@@ -57,7 +57,7 @@ RESCANS = 5
 _LIVE_GROUPS: set[int] = set()
 
 
-@dataclass
+@dataclass(slots=True)
 class Contract:
     """The processes of one service start."""
 

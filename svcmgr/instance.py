@@ -17,7 +17,7 @@ from svcmgr.states import State
 __all__ = ["Instance"]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Instance:
     fmri: str
     config: InstanceConfig

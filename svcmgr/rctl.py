@@ -90,7 +90,7 @@ def _v1_own(controller: str) -> str | None:
     return None
 
 
-@dataclass
+@dataclass(slots=True)
 class Group:
     """One contract's resource-control groups."""
 

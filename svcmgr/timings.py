@@ -89,7 +89,7 @@ class Boot:
         return {"id": self.id, "started": self.wall_ns / 1e9}
 
 
-@dataclass
+@dataclass(slots=True)
 class StartRecord:
     """One start attempt of one instance and the stop that ended it."""
 
