@@ -18,7 +18,7 @@ import contextlib
 import os
 import stat
 import sys
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from svcmgr.safefs import UnsafePath, check_dir, check_parents, make_dir
 
@@ -30,8 +30,7 @@ SYSTEM_LOG = "/var/log/svcmgr"
 SOCKET_NAME = "svcmgr.sock"
 
 
-@dataclass(frozen=True)
-class Paths:
+class Paths(NamedTuple):  # not a dataclass: the commands start without dataclasses and inspect (fmri._Frozen)
     root: str | None
     run: str
     lib: str

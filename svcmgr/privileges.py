@@ -19,7 +19,7 @@ away on Linux; ``PrivilegeSet.unenforced`` names it so that the import can say s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "BASIC",
@@ -149,8 +149,7 @@ SETS = {"basic": "what an ordinary Linux process has: no capability",
 _ALL_CAPS = frozenset(range(len(CAPS)))
 
 
-@dataclass(frozen=True)
-class PrivilegeSet:
+class PrivilegeSet(NamedTuple):  # not a dataclass: svcs imports this module (fmri._Frozen)
     """A parsed privilege expression, as capabilities."""
 
     caps: frozenset[int]

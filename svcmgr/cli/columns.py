@@ -11,8 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["COLUMNS", "Column", "header", "line", "process_line", "sort", "stime"]
 
@@ -44,8 +43,7 @@ def stime(epoch: float | None, now: float | None = None) -> str:
     return t.strftime("%Y")
 
 
-@dataclass(frozen=True)
-class Column:
+class Column(NamedTuple):  # not a dataclass: svcs starts without dataclasses and inspect (fmri._Frozen)
     name: str
     width: int
     cell: Callable[[Item, bool], str]  # (item, whether a next-state column is shown) -> text
