@@ -284,3 +284,22 @@ def test_a_contract_not_adopted_says_why(daemon, mode, tmp_path):
     daemon.wait_state(F, "online")
     assert "left by the earlier daemon not adopted: none of its processes is alive any more" in daemon.log(F)
     assert old not in daemon.pids(F) and len(daemon.pids(F)) == 1
+
+
+@pytest.mark.parametrize(("before", "after"), [(("--no-cgroup",), ()), ((), ("--no-cgroup",))],
+                         ids=["pgid-then-cgroup", "cgroup-then-pgid"])
+def test_a_contract_of_the_other_mode_is_ended_and_says_why(daemon, before, after, tmp_path):
+    """A daemon restarted in the other contract mode (with or without --no-cgroup) cannot adopt what the earlier
+    one ran: the log says why, and the old processes are ended (a process-group contract was left running beside
+    the new start by a cgroup daemon, which sweeps only groups), so the instance runs once."""
+    daemon.manifest("bg.toml", _background(tmp_path / "trail"))
+    daemon.start(*before)
+    daemon.wait_state(F, "online")
+    (old,) = daemon.pids(F)
+    daemon.kill9()
+    daemon.start(*after, manifests=False)
+    daemon.wait_state(F, "online")
+    assert "not adopted: it tracked processes by" in daemon.log(F)
+    wait_until(lambda: not alive(old), 10, what="the old process ended")
+    wait_until(lambda: _alive_marked(daemon.root) == daemon.pids(F), 10, what="one process, the new one")
+    assert len(daemon.pids(F)) == 1
