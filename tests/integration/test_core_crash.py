@@ -123,6 +123,9 @@ def test_a_refresh_method_under_way_when_the_daemon_dies_is_not_left_running(dae
     pids = daemon.pids(F)
     daemon.cli("svcadm", "refresh", "bg", check=True)
     _in_window(daemon, "Executing refresh method")
+    # The log line comes before the spawn: wait for the method itself (it was killed with the daemon before it
+    # ran, and counted missing, in a suite run under load).
+    wait_until(lambda: len(_alive_marked(daemon.root)) == 2, 10, what="the refresh method running")
     daemon.kill9()
     assert len(_alive_marked(daemon.root)) == 2
     daemon.start(*mode, manifests=False)
