@@ -34,8 +34,8 @@ COMPONENTS: list[str] = [
     "fault.daemon:create",
     "svcmgr.metrics:create",
     "svcmgr.mqtt_component:create",
-    "vrrp.agent:create",
-    "lb.agent:create",
+    "svcmgr.deferred:vrrp",  # vrrp.agent, once configured
+    "svcmgr.deferred:lb",  # lb.agent, once configured
     "svcmgr.web:create",
 ]
 
