@@ -203,8 +203,11 @@ class Svcmgr(Tool):
     def sock(self) -> str:
         return os.path.join(self.root, "run", "svcmgr.sock")
 
+    #: what ``_up`` and ``status`` read of ``list`` (a daemon older than ``fields`` ignores it and says all)
+    LIST_FIELDS = ("fmri", "state", "nstate", "pids")
+
     def _list(self, fmris: list[str] | None = None) -> list[dict[str, Any]]:
-        req: dict[str, Any] = {"op": "list"}
+        req: dict[str, Any] = {"op": "list", "fields": list(self.LIST_FIELDS)}
         if fmris:
             req["fmris"] = fmris
         raw = unix_call(self.sock, json.dumps(req).encode() + b"\n")

@@ -6,6 +6,8 @@ import os
 import sys
 import time
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 sys.path.insert(0, REPO)
 
@@ -14,6 +16,7 @@ from bench.procs import spawn  # noqa: E402
 from bench.report import BEGIN, END, render, update_file  # noqa: E402
 from bench.scenarios import dag_services, percentile  # noqa: E402
 from bench.side import BARE_MQTT, DIAGNOSIS_BOUND  # noqa: E402
+from bench.tools import Service, Svcmgr  # noqa: E402
 
 
 def _read(path: str) -> str:
@@ -97,3 +100,26 @@ def test_stop_ends_the_whole_tree_even_a_process_that_left_its_session():
         except OSError:
             pass
     assert not left
+
+
+def test_svcmgr_status_asks_list_only_for_what_it_reads_and_sees_every_service_up(tmp_path):
+    tool = Svcmgr(str(tmp_path / "work"), os.path.dirname(sys.executable), cgroup=False, source=REPO)
+    if tool.available() is not None:
+        pytest.skip(tool.available())
+    tool.prepare([Service(f"s{i}", ["sleep", "1000"]) for i in range(3)])
+    tool.launch()
+    try:
+        deadline = time.monotonic() + 30
+        up: dict[str, int] | None = None
+        while time.monotonic() < deadline:
+            up = tool.poll_status()
+            if up is not None and len(up) == 3:
+                break
+            time.sleep(0.05)
+        assert up is not None and sorted(up) == ["s0", "s1", "s2"] and all(p > 0 for p in up.values())
+        items = tool._list()
+        assert {k for i in items for k in i} == set(Svcmgr.LIST_FIELDS)
+        assert {i["fmri"]: i["pids"] for i in items} == {Svcmgr.fmri(n): [p] for n, p in up.items()}
+        assert tool.status_one("s1") == up["s1"]
+    finally:
+        tool.stop()
