@@ -60,6 +60,7 @@ class Deferred:
         self._registry = _Registry()
         self._wanted = asyncio.Event()
         self._sub: Any = None
+        self._agent_ctx: Context | None = None  # the agent's (the daemon's, but for the operations)
 
     def configured(self) -> bool:
         """Whether the node's configuration, a manifest or the daemon's service configures the agent."""
@@ -73,7 +74,8 @@ class Deferred:
         if self.agent is None:
             mod, _, fn = self.target.partition(":")
             factory = getattr(importlib.import_module(mod), fn)
-            agent = factory(dataclasses.replace(self.ctx, api=self._registry))
+            self._agent_ctx = dataclasses.replace(self.ctx, api=self._registry)
+            agent = factory(self._agent_ctx)
             agent.setup()
             self.agent = agent
             self._wanted.set()
@@ -100,17 +102,15 @@ class Deferred:
 
     async def _until_configured(self) -> None:
         """Wait for an import, a reload or an operation that configures the agent, and build it."""
-        imported = asyncio.ensure_future(self._imports())
-        try:
+        async with asyncio.TaskGroup() as tg:
+            imports = tg.create_task(self._imports(), name=f"{self.name}-deferred")
             while self.agent is None:
                 if self.configured():
                     self.build()
                     break
                 await self._wanted.wait()
                 self._wanted.clear()
-        finally:
-            imported.cancel()
-            await asyncio.gather(imported, return_exceptions=True)
+            imports.cancel()
 
     async def _imports(self) -> None:
         async for _ev in self._sub:
@@ -118,6 +118,8 @@ class Deferred:
 
     def reconfigure(self, config: DaemonConfig) -> None:
         if self.agent is not None:
+            assert self._agent_ctx is not None
+            self._agent_ctx.config = config  # as the daemon's own context
             self.agent.reconfigure(config)
         else:
             self._wanted.set()  # (ctx.config is the new one: the daemon set it)

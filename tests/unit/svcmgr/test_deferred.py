@@ -150,8 +150,10 @@ async def test_a_reload_that_adds_the_section_builds_the_agent_and_later_reloads
     ctx.config = DaemonConfig("n1", {"vrrp": object()})  # the daemon sets ctx.config, then reconfigures
     d.reconfigure(ctx.config)
     await until_running()
+    ctx.config = DaemonConfig("n1", {"vrrp": object()}, source="again")
     d.reconfigure(ctx.config)
     assert BUILT[0].calls == ["setup", "run", "reconfigure"]
+    assert BUILT[0].ctx.config is ctx.config and BUILT[0].ctx.api is not ctx.api
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
 
