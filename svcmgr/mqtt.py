@@ -8,7 +8,9 @@ URL``); the in-process bus stays the default. When on:
   state, an open case), and sent in order from a bounded window of QoS 1
   publishes; a row leaves the outbox only once the broker acknowledged it, so a
   broker that goes away, or a daemon restart, loses nothing (past the bound the
-  oldest rows are dropped and counted);
+  oldest rows are dropped and counted); the last acknowledged events are sent
+  again at each new connection, since a broker killed right after acknowledging
+  may not have passed them on (subscribers keep the first copy of each ``seq``);
 * the connection is retried with exponential backoff; each new connection
   publishes ``online`` on ``svcmgr/<node>/status`` (the last will says
   ``offline``), subscribes the telemetry filters and queues the retained picture
@@ -285,7 +287,9 @@ class Bridge:
         self.connected = True
         self.connects += 1
         self.last_error = ""
-        log.info("mqtt: connected to %s as %s (%d queued)", self.cfg.broker, client.identifier, self.outbox.depth)
+        replayed = self.outbox.replay()  # the last acknowledged ones again: a killed broker may have lost them
+        log.info("mqtt: connected to %s as %s (%d queued, of them %d sent before and sent again)",
+                 self.cfg.broker, client.identifier, self.outbox.depth, replayed)
         self.ctx.bus.emit(MQTT_UP, "", broker=self.cfg.broker, queued=self.outbox.depth)
         self._flush()
         if self._acked >= self._snapshot_upto:

@@ -3,7 +3,13 @@
 Every message the bridge sends passes through here, so that nothing is lost
 while the broker is away or the daemon restarts: a row leaves only once the
 broker has acknowledged it (``ack``). Past ``limit`` rows the oldest are dropped
-and counted (``dropped``). The retained picture (each instance's state, each open
+and counted (``dropped``). The last ``REPLAY`` acknowledged events (rows not
+retained) are kept aside (``mqtt_sent``) and queued again at each new connection
+(``replay``): a broker killed after its acknowledgement but before it passed a
+message on (or saved it) has lost it, and no acknowledgement says so; subscribers
+keep the first copy of each event's ``seq``, as QoS 1 already asks of them.
+Retained rows are not replayed (an old state must not stand in for a new one, even
+for a moment). The retained picture (each instance's state, each open
 case) is kept beside it, one row per topic, to be sent again after a reconnect,
 since a broker may have lost its retained messages.
 
@@ -30,11 +36,22 @@ CREATE TABLE IF NOT EXISTS mqtt_outbox (
     qos INTEGER NOT NULL,
     retain INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS mqtt_sent (
+    seq INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS mqtt_retained (topic TEXT PRIMARY KEY, payload BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS mqtt_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 Row = tuple[int, str, bytes, int, bool]
+
+#: Acknowledged events kept to be sent again after a reconnection (what a broker killed after its
+#: acknowledgements may have lost: those of its last moments, up to its last save; the bridge's window is 100).
+REPLAY = 512
 
 
 @dataclass
@@ -122,13 +139,27 @@ class Outbox:
             (after, limit))]
 
     def ack(self, upto: int) -> int:
-        """Forget every row up to and including ``upto`` (the broker has them). Returns how many went."""
+        """Every row up to and including ``upto`` is acknowledged: out of the queue, the last ``REPLAY``
+        events (not retained) kept aside for ``replay``. Returns how many went."""
         with transaction(self.conn):
+            self.conn.execute("INSERT OR REPLACE INTO mqtt_sent SELECT * FROM mqtt_outbox "
+                              "WHERE seq <= ? AND retain = 0", (upto,))
+            self.conn.execute("DELETE FROM mqtt_sent WHERE seq <= (SELECT seq FROM mqtt_sent ORDER BY seq DESC "
+                              "LIMIT 1 OFFSET ?)", (REPLAY,))
             n = self.conn.execute("DELETE FROM mqtt_outbox WHERE seq <= ?", (upto,)).rowcount
             if n:
                 self._set("sent", self.sent + n)
         self.sent += n
         self.depth -= n
+        return n
+
+    def replay(self) -> int:
+        """Queue the kept acknowledged rows again, in their places (a new connection: the broker may have
+        lost them). Returns how many."""
+        with transaction(self.conn):
+            n = self.conn.execute("INSERT OR IGNORE INTO mqtt_outbox SELECT * FROM mqtt_sent").rowcount
+            self.conn.execute("DELETE FROM mqtt_sent")
+        self.depth += n
         return n
 
     def retained(self) -> list[tuple[str, bytes]]:

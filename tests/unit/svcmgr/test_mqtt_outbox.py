@@ -76,3 +76,31 @@ def test_statistics_without_the_bridge(tmp_path):
     s = statistics(repo.connection)
     assert (s.depth, s.dropped, s.sent) == (0, 0, 0)
     repo.close()
+
+
+def test_the_last_acknowledged_rows_are_queued_again_for_a_new_connection(tmp_path):
+    """A broker killed after its PUBACK but before it passed the message on has lost it (campaign seed
+    2445776626, cgroup, round 55: two events acknowledged and never delivered): a new connection sends the
+    last REPLAY acknowledged rows again, in their places before what is still queued, and once only."""
+    from svcmgr.outbox import REPLAY
+
+    repo = Repository(str(tmp_path / "r.db"))
+    box = Outbox(repo.connection, 10_000)
+    box.append(_msgs(REPLAY + 50))
+    seqs = [r[0] for r in box.peek(0, 10_000)]
+    box.ack(seqs[REPLAY + 39])  # all but the last ten acknowledged
+    assert box.depth == 10
+    assert box.replay() == REPLAY
+    rows = box.peek(0, 10_000)
+    assert [r[0] for r in rows] == seqs[40:]  # the last REPLAY acknowledged, then the ten never sent
+    assert [r[1] for r in rows] == [f"t/{i}" for i in range(40, REPLAY + 50)]
+    assert box.depth == REPLAY + 10 == statistics(repo.connection).depth
+    assert box.replay() == 0  # sent again once per connection, not piled up
+    box.append([("state/x", b"old", 1, True)], [("state/x", b"old")])
+    box.ack(box.next_seq - 1)
+    assert box.depth == 0
+    repo.close()
+    again = Outbox(Repository(str(tmp_path / "r.db")).connection, 10_000)  # kept across a daemon restart
+    assert again.replay() == REPLAY
+    rows = again.peek(0, 10_000)
+    assert [r[0] for r in rows] == seqs[-REPLAY:]  # the retained row is not replayed: its picture is sent whole
