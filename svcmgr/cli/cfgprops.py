@@ -207,9 +207,10 @@ def _editprop(s: Session, args: list[Token]) -> None:
         with os.fdopen(fd, "w") as f:
             f.write(edit_script(s))
         editor = os.environ.get("EDITOR") or "vi"
-        # safe: the invoking user's own $EDITOR in their own process (it may carry arguments, as svccfg's
-        # sh -c does); the file name is ours, quoted
-        if subprocess.run(f"{editor} {shlex.quote(path)}", shell=True, check=False).returncode == 127:
+        # The invoking user's own $EDITOR in their own process (it may carry arguments, as svccfg's sh -c
+        # does); the file name is ours, quoted.
+        command = f"{editor} {shlex.quote(path)}"
+        if subprocess.run(command, shell=True, check=False).returncode == 127:  # safe: the user's own editor
             s.fail(f"Could not launch editor {editor}")
         with open(path) as f:
             text = f.read()
