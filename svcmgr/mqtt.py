@@ -41,7 +41,7 @@ from svcmgr import mqtt_topics as wire
 from svcmgr.eventclasses import CASE_CLASSES, MQTT_DOWN, MQTT_REJECTED, MQTT_UP, SVC_STATE
 from svcmgr.events import Event
 from svcmgr.mqtt_config import MqttConfig, section, tls_context
-from svcmgr.outbox import Outbox
+from svcmgr.outbox import Outbox, Row
 from svcmgr.schema import FieldError
 
 if TYPE_CHECKING:
@@ -265,7 +265,10 @@ class Bridge:
         client = aiomqtt.Client(
             cfg.host, cfg.port, identifier=cfg.client_id or f"svcmgr-{self.node}", username=cfg.username,
             password=cfg.password, will=will, keepalive=cfg.keepalive, tls_context=tls, timeout=10,
-            max_inflight_messages=cfg.window, clean_session=True, logger=logging.getLogger("svcmgr.mqtt.client"))
+            clean_session=True, logger=logging.getLogger("svcmgr.mqtt.client"),
+            # no limit in paho: the sender keeps ``window`` in flight itself (paho's limit costs a scan
+            # of every message in flight at each acknowledgement)
+            max_inflight_messages=0)
         client.pending_calls_threshold = cfg.window + len(cfg.telemetry) + 8
         return client
 
@@ -329,23 +332,41 @@ class Bridge:
         self.connected = False
 
     # ------------------------------------------------------------ sending
+    def _pipeline(self, client: aiomqtt.Client) -> Any:
+        """paho's client under ``client``, told to wake the sender on each acknowledgement.
+
+        The sender drives paho directly: one ``publish`` per row, up to ``window`` in flight (acknowledged
+        in order: MQTT 3.1.1, 4.6), acknowledgements seen through each
+        publish's ``MQTTMessageInfo``: no asyncio future, task or timer per message, which is most of
+        what aiomqtt's ``publish`` costs. aiomqtt keeps paho's client in ``Client._client`` (it declined
+        to make it public: aiomqtt issue #191); only paho's public API is used on it (``publish``,
+        ``on_publish``, ``MQTTMessageInfo``), and aiomqtt's own ``on_publish`` still runs first, so
+        its ``publish`` (status, goodbye) works as before. The client is made for one connection."""
+        paho = client._client  # aiomqtt private attribute: see above
+        theirs = paho.on_publish
+
+        def on_publish(*args: Any) -> None:
+            if theirs is not None:
+                theirs(*args)
+            self._wake.set()
+
+        paho.on_publish = on_publish
+        return paho
+
     async def _send(self, client: aiomqtt.Client, *, until_empty: bool = False) -> None:
         """Publish the outbox in order from a sliding window of at most ``window`` unacknowledged
-        publishes; forget rows once acknowledged. A failed publish ends the session (the caller
-        reconnects) and every row not acknowledged is sent again."""
+        publishes; forget rows once acknowledged, in batches. A failed publish ends the session (the
+        caller reconnects) and every row not acknowledged is sent again."""
         assert self.outbox is not None
-        box = self.outbox
-        window: collections.deque[tuple[int, asyncio.Task[None]]] = collections.deque()
-        last = 0
-        acked = 0
-        waker: asyncio.Task[bool] | None = None
+        box, paho, size = self.outbox, self._pipeline(client), self.cfg.window
+        window: collections.deque[tuple[int, Any]] = collections.deque()  # (seq, paho's MQTTMessageInfo)
+        ready: collections.deque[Row] = collections.deque()  # read from the outbox, not yet published
+        last = acked = 0
 
-        def retire_done() -> None:
+        def retire() -> None:
             nonlocal acked
-            while window and window[0][1].done():
-                seq, task = window.popleft()
-                task.result()  # a failed publish raises here and ends the session
-                acked = seq
+            while window and window[0][1].is_published():  # in order: the broker acknowledges in order
+                acked = window.popleft()[0]
 
         def commit() -> None:
             nonlocal acked
@@ -356,45 +377,41 @@ class Bridge:
 
         try:
             while True:
-                retire_done()
-                rows = box.peek(last, max(64, self.cfg.window * 4))
-                if rows:
-                    for seq, topic, payload, qos, retain in rows:
-                        while len(window) >= self.cfg.window:
-                            await asyncio.wait([window[0][1]])
-                            retire_done()
-                        window.append((seq, asyncio.create_task(
-                            client.publish(topic, payload, qos=qos, retain=retain))))
+                retire()
+                if not ready and len(window) < size:
+                    ready.extend(box.peek(last, max(64, size * 4)))
+                if ready and len(window) < size:
+                    while ready and len(window) < size:
+                        seq, topic, payload, qos, retain = ready.popleft()
+                        info = paho.publish(topic, payload, qos, retain)
+                        if info.rc != 0:  # MQTT_ERR_SUCCESS
+                            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+                        window.append((seq, info))
                         last = seq
                     if acked and acked - box.head() >= 256:
                         commit()
                     continue
-                # nothing new: record what is acknowledged, then wait for news or an acknowledgement
-                commit()
-                if not window and until_empty:
-                    return
+                if not ready and not window:
+                    commit()  # nothing in flight or new: record what is acknowledged
+                    if until_empty:
+                        return
+                # Wait for news (``_flush``) or an acknowledgement (``_pipeline``): both come only while
+                # this task awaits, so nothing since the checks above is missed.
                 self._wake.clear()
-                if box.peek(last, 1):
-                    continue
-                if waker is None or waker.done():
-                    waker = asyncio.create_task(self._wake.wait())
-                await asyncio.wait([waker, *([window[0][1]] if window else [])],
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await self._wake.wait()
         except asyncio.CancelledError:
-            if window:  # stopping with a live connection: let what is on the wire be acknowledged
-                await asyncio.wait([t for _, t in window], timeout=1.0)
+            # stopping with a live connection: let what is on the wire be acknowledged (a second)
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 1.0
+            retire()
+            while window and loop.time() < end:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), end - loop.time())
+                retire()
             raise
         finally:
-            if waker is not None:
-                waker.cancel()
-            while window and window[0][1].done() and not window[0][1].cancelled() \
-                    and window[0][1].exception() is None:
-                acked = window.popleft()[0]
-            for _, t in window:
-                t.cancel()
-            for _, t in window:
-                with contextlib.suppress(BaseException):
-                    await t
+            retire()
             with contextlib.suppress(sqlite3.Error):
                 commit()
 
