@@ -8,7 +8,7 @@ instance as the ``list`` operation describes it.
 
 from __future__ import annotations
 
-import datetime as dt
+import functools
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -35,12 +35,18 @@ def stime(epoch: float | None, now: float | None = None) -> str:
     if epoch is None:
         return "-"
     now = time.time() if now is None else now
-    t = dt.datetime.fromtimestamp(epoch)
     if now - epoch < 24 * 3600:
-        return f"{t.hour:2d}:{t.minute:02d}:{t.second:02d}"
+        return _clock(int(epoch))
     if now - epoch < 12 * 30 * 24 * 3600:
-        return t.strftime("%b_%d")
-    return t.strftime("%Y")
+        return time.strftime("%b_%d", time.localtime(epoch))
+    return time.strftime("%Y", time.localtime(epoch))
+
+
+@functools.lru_cache(maxsize=1024)
+def _clock(second: int) -> str:
+    """``%k:%M:%S`` of a second (instances started together share it: a listing formats each once)."""
+    t = time.localtime(second)
+    return f"{t.tm_hour:2d}:{t.tm_min:02d}:{t.tm_sec:02d}"
 
 
 class Column(NamedTuple):  # not a dataclass: svcs starts without dataclasses and inspect (fmri._Frozen)

@@ -6,8 +6,9 @@ Exit status: 0 success, 1 an error the command reports, 2 bad usage.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -22,8 +23,29 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
+def terminal_width() -> int:
+    """The width ``shutil.get_terminal_size`` gives (``$COLUMNS``, else standard output's terminal, else 80),
+    without importing shutil: argparse makes a help formatter for every ``add_argument`` and, given no width,
+    each one imports shutil (and bz2, lzma and zlib with it) to ask; that was a tenth of ``svcs -a``."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 0
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse that exits 2 with a one-line error, as SMF's commands do."""
+    """argparse that exits 2 with a one-line error, as SMF's commands do; its help is as wide as the terminal,
+    measured once (``terminal_width``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kind = kwargs.pop("formatter_class", argparse.HelpFormatter)
+        super().__init__(*args, formatter_class=functools.partial(kind, width=terminal_width() - 2), **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -107,10 +129,7 @@ def stime(epoch: float | None, now: float | None = None) -> str:
     if epoch is None:
         return "-"
     now = time.time() if now is None else now
-    t = dt.datetime.fromtimestamp(epoch)
-    if now - epoch < 86400:
-        return t.strftime("%H:%M:%S")
-    return t.strftime("%b_%d")
+    return time.strftime("%H:%M:%S" if now - epoch < 86400 else "%b_%d", time.localtime(epoch))
 
 
 def table(rows: list[list[str]], headers: list[str] | None, *, widths: dict[int, int] | None = None) -> str:

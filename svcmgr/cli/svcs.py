@@ -34,7 +34,6 @@ from typing import Any
 
 from svcmgr.cli.columns import COLUMNS, Column, header, line, process_line, sort
 from svcmgr.cli.common import Parser, add_root, client, die, print_json, run, select, usage
-from svcmgr.cli.credview import context_rows
 from svcmgr.fmri import RESTARTER, FmriError, parse
 
 DEFAULT_COLUMNS = "state,stime,fmri"
@@ -228,16 +227,17 @@ def listing(args: Any) -> int:
             out.append(row)
         print_json(out)
         return status
-    if not args.H:
-        print(header(cols))
+    out = [] if args.H else [header(cols)]
     now = time.time()
     shown = any(col.next_state for col in cols)
     for i in items:
-        print(line(cols, i, shown))
+        out.append(line(cols, i, shown))
         for pid in i.get("pids", []) if args.p else ():
             started, comm, _argv = _proc(pid)
             if started is not None:
-                print(process_line(started, pid, comm, now))
+                out.append(process_line(started, pid, comm, now))
+    if out:
+        sys.stdout.write("\n".join(out) + "\n")
     return status
 
 
@@ -262,6 +262,8 @@ def _app_value(v: Any) -> str:
 
 
 def long_listing(args: Any) -> int:
+    from svcmgr.cli import credview  # only -l shows the method context: the privilege tables stay out of svcs -a
+
     c = client(args)
     fmris, status = _operands(c, args.fmris)
     shown = [c.call("show", fmri=f) for f in fmris]
@@ -299,7 +301,7 @@ def long_listing(args: Any) -> int:
             rows.append(("dependency", f"{d['grouping']}/{d['restart_on']} {members}"))
         for d in s.get("dependents", []):
             rows.append(("dependent", f"{d['grouping']} {d['fmri']}"))
-        rows += context_rows(s.get("context"))
+        rows += credview.context_rows(s.get("context"))
         for pid in s.get("pids", []) if args.p else ():
             rows.append(("process", f"{pid} {_proc(pid)[2]}"))
         for k, v in rows:
