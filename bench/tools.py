@@ -190,8 +190,10 @@ class Svcmgr(Tool):
                 f.write("\n".join(lines))
 
     def launch(self) -> None:
+        # /metrics stays on, as by default, but on a free port: the default 127.0.0.1:9464 would be taken from
+        # the demo or a test suite running beside the bench
         argv = [os.path.join(self.bindir, "svcmgrd"), "--root", self.root, "--manifests", self.manifests,
-                "--no-register"]
+                "--no-register", "--metrics", f"127.0.0.1:{_free_port()}"]
         if not self.cgroup:
             argv.append("--no-cgroup")
         env = None
@@ -258,6 +260,13 @@ class Svcmgr(Tool):
         if self.source:
             cmd = ["env", f"PYTHONPATH={self.source}", *cmd]
         return cmd
+
+
+def _free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _remove_cgroups(root: str) -> None:
