@@ -1,5 +1,6 @@
 """Ereport validation: every field of untrusted input is checked and named in the error."""
 
+import json
 import math
 import time
 
@@ -67,3 +68,18 @@ def test_class_patterns():
     assert not class_matches("ereport.svc.exit.*", "ereport.svc.exit")
     assert not class_matches("ereport.svc.exit.*", "ereport.svc.exited.x")
     assert class_matches("ereport.kernel.oom", "ereport.kernel.oom")
+
+
+@pytest.mark.parametrize("payload", [{}, {"pid": 1, "signal": 9, "core": False},
+                                     {"text": "é \"quoted\" \\ \u2028", "n": [1, 2.5, {"deep": None}], "big": 1e300}])
+def test_the_stored_payload_is_compact_json_with_utf8_kept(payload):
+    e = validate("ereport.app.x", payload=payload)
+    assert e.payload_json == json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    assert json.loads(e.payload_json) == payload
+
+
+def test_a_class_seen_valid_is_still_checked_by_type():
+    validate("ereport.app.seen")
+    for bad in (["ereport.app.seen"], 3, None):
+        with pytest.raises(EreportError, match="class"):
+            validate(bad)
