@@ -10,7 +10,13 @@ discarded. Each suspect carries its own status (faulty, repaired, acquitted,
 replaced), as fmd's suspect flags do.
 
 Cases live in the table ``fault_cases`` of the daemon's SQLite repository: a
-solved case is written at once, so it survives ``kill -9``.
+solved case is written at once, so it survives ``kill -9``; the others with the next
+``flush`` (every 250 ms in the daemon). A case's row holds the case without the
+ereports that convicted it: those are rows of ``fault_case_ereports``, each the
+ereports the case gained since its last write (a JSON list), appended, so a flush
+writes what changed (the case's own fields and its new ereports), not every case
+whole again. A repository written before
+that layout (each case's ereports inside its row) is moved to it when the store opens.
 """
 
 from __future__ import annotations
@@ -234,10 +240,21 @@ CREATE TABLE IF NOT EXISTS fault_cases (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS fault_cases_state ON fault_cases(state);
+CREATE TABLE IF NOT EXISTS fault_case_ereports (
+    uuid TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (uuid, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS fault_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-
+#: ``fault_meta`` key: 2 once the cases' ereports are rows of ``fault_case_ereports`` (``seq``: the index of the
+#: row's first ereport in the case's list; ``data``: a JSON list of ereports)
+LAYOUT_KEY, LAYOUT = "cases.layout", "2"
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+#: the rows of the ereports of the cases a query selects, in order (``{cases}``: a SELECT of uuids)
+_EREPORTS_OF = "SELECT uuid, data FROM fault_case_ereports WHERE uuid IN ({cases}) ORDER BY uuid, seq"
 
 
 class CaseStore:
@@ -248,22 +265,67 @@ class CaseStore:
         self.keep_closed = keep_closed
         self.cases: dict[str, Case] = {}
         self._dirty: dict[str, Case] = {}
+        #: uuid -> how many of the case's ereports are rows already (only new ones are appended)
+        self._stored: dict[str, int] = {}
         self.writes = 0
         if conn is not None:
             conn.executescript(SCHEMA)
+            self._migrate(conn)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        """Move the ereports kept inside each case's row (the layout before 2) to rows of their own. A
+        repository that cannot be written now (a full disk) is read as it is, and moved the next time."""
+        done = conn.execute("SELECT 1 FROM fault_meta WHERE key=? AND value=?", (LAYOUT_KEY, LAYOUT)).fetchone()
+        if done:
+            return
+        with contextlib.suppress(sqlite3.Error), transaction(conn) as db:
+            for uuid, blob in db.execute("SELECT uuid, data FROM fault_cases").fetchall():
+                try:
+                    d = json.loads(blob)
+                    kept = d.pop("ereports", None) or []
+                except (ValueError, TypeError, AttributeError):
+                    continue  # unreadable: skipped by every reader, as before
+                if kept:
+                    db.execute("INSERT OR REPLACE INTO fault_case_ereports(uuid, seq, data) VALUES(?, 0, ?)",
+                               (uuid, _encode(kept)))
+                db.execute("UPDATE fault_cases SET data=? WHERE uuid=?", (_encode(d), uuid))
+            db.execute("INSERT OR REPLACE INTO fault_meta(key, value) VALUES(?, ?)", (LAYOUT_KEY, LAYOUT))
+
+    def _read(self, rows: list[tuple[str]], cases: str, args: tuple[Any, ...]) -> list[tuple[Case, int]]:
+        """Cases from their rows' ``data`` with their ereports (the rows of ``_EREPORTS_OF`` the same
+        selection, ``cases`` with ``args``), each with how many of its ereports are in rows (0 for a row of
+        the layout before 2, which holds them); a case that cannot be read is skipped."""
+        assert self.conn is not None
+        kept: dict[str, list[dict[str, Any]]] = {}
+        for uuid, blob in self.conn.execute(_EREPORTS_OF.format(cases=cases), args):
+            with contextlib.suppress(ValueError):
+                chunk = json.loads(blob)
+                if isinstance(chunk, list):
+                    kept.setdefault(uuid, []).extend(chunk)
+        out = []
+        for (blob,) in rows:
+            try:
+                d = json.loads(blob)
+                c = Case.from_dict(d)
+            except (ValueError, TypeError, KeyError):
+                continue
+            if "ereports" in d:
+                out.append((c, 0))
+            else:
+                c.ereports = kept.get(c.uuid, [])
+                out.append((c, len(c.ereports)))
+        return out
 
     def load(self) -> list[Case]:
         """Every case that is not resolved, from the repository."""
         if self.conn is None:
             return []
-        rows = self.conn.execute("SELECT data FROM fault_cases WHERE state != 'resolved' ORDER BY opened")
+        rows = self.conn.execute("SELECT data FROM fault_cases WHERE state != 'resolved' ORDER BY opened").fetchall()
         out = []
-        for (blob,) in rows:
-            try:
-                c = Case.from_dict(json.loads(blob))
-            except (ValueError, TypeError, KeyError):
-                continue
+        for c, stored in self._read(rows, "SELECT uuid FROM fault_cases WHERE state != 'resolved'", ()):
             self.cases[c.uuid] = c
+            self._stored[c.uuid] = stored
             out.append(c)
         return out
 
@@ -289,8 +351,11 @@ class CaseStore:
     def discard(self, case: Case) -> None:
         self.cases.pop(case.uuid, None)
         self._dirty.pop(case.uuid, None)
+        self._stored.pop(case.uuid, None)
         if self.conn is not None:
-            self.conn.execute("DELETE FROM fault_cases WHERE uuid=?", (case.uuid,))
+            with transaction(self.conn) as db:
+                db.execute("DELETE FROM fault_case_ereports WHERE uuid=?", (case.uuid,))
+                db.execute("DELETE FROM fault_cases WHERE uuid=?", (case.uuid,))
 
     @property
     def unsaved(self) -> int:
@@ -307,10 +372,16 @@ class CaseStore:
             raise
 
     def _write(self, cases: dict[str, Case]) -> None:
-        rows = []
+        """The cases' own fields (their row, rewritten) and the ereports they gained (rows appended)."""
+        rows, appended, stored = [], [], {}
         for u, c in cases.items():
-            rows.append((c.uuid, str(c.state), c.cls, c.msgid, c.severity, c.opened, c.updated, c.closed,
-                         json.dumps(c.to_dict(), separators=(",", ":"))))
+            d = c.to_dict()
+            kept = d.pop("ereports")
+            start = self._stored.get(u, 0)
+            if start < len(kept):
+                appended.append((u, start, _encode(kept[start:])))
+            stored[u] = len(kept)
+            rows.append((c.uuid, str(c.state), c.cls, c.msgid, c.severity, c.opened, c.updated, c.closed, _encode(d)))
             if c.state == CaseState.RESOLVED:
                 self.cases.pop(u, None)
         if self.conn is None or not rows:
@@ -321,9 +392,16 @@ class CaseStore:
                 "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(uuid) DO UPDATE SET state=excluded.state, "
                 "class=excluded.class, msgid=excluded.msgid, severity=excluded.severity, "
                 "updated=excluded.updated, closed=excluded.closed, data=excluded.data", rows)
+            db.executemany("INSERT OR REPLACE INTO fault_case_ereports(uuid, seq, data) VALUES(?, ?, ?)", appended)
             if any(r[1] == "resolved" for r in rows):
-                db.execute("DELETE FROM fault_cases WHERE uuid IN (SELECT uuid FROM fault_cases "
-                           "WHERE state='resolved' ORDER BY closed DESC LIMIT -1 OFFSET ?)", (self.keep_closed,))
+                old = "SELECT uuid FROM fault_cases WHERE state='resolved' ORDER BY closed DESC LIMIT -1 OFFSET ?"
+                db.execute(f"DELETE FROM fault_case_ereports WHERE uuid IN ({old})", (self.keep_closed,))
+                db.execute(f"DELETE FROM fault_cases WHERE uuid IN ({old})", (self.keep_closed,))
+        for u, n in stored.items():
+            if u in self.cases:
+                self._stored[u] = n
+            else:  # resolved: no longer in memory, never written again
+                self._stored.pop(u, None)
         self.writes += 1
 
     # ------------------------------------------------------------ queries
@@ -332,12 +410,10 @@ class CaseStore:
         """Cases, oldest first: every one in memory, plus resolved ones from the repository."""
         found: dict[str, Case] = {u: c for u, c in self.cases.items()}
         if include_closed and self.conn is not None:
-            rows = self.conn.execute("SELECT data FROM fault_cases WHERE state='resolved' "
-                                     "ORDER BY opened DESC LIMIT ?", (limit,))
-            for (blob,) in rows:
-                with contextlib.suppress(ValueError, TypeError, KeyError):
-                    c = Case.from_dict(json.loads(blob))
-                    found.setdefault(c.uuid, c)
+            closed = "SELECT uuid FROM fault_cases WHERE state='resolved' ORDER BY opened DESC LIMIT ?"
+            rows = self.conn.execute(f"SELECT data FROM fault_cases WHERE uuid IN ({closed})", (limit,)).fetchall()
+            for c, _ in self._read(rows, closed, (limit,)):
+                found.setdefault(c.uuid, c)
         out = sorted(found.values(), key=lambda c: c.solved or c.opened)
         if uuid is not None:
             out = [c for c in out if c.uuid == uuid or c.uuid.startswith(uuid)]

@@ -1,5 +1,6 @@
 """The case lifecycle table and the case store in SQLite."""
 
+import json
 import sqlite3
 
 import pytest
@@ -71,3 +72,115 @@ def test_store_round_trip_and_closed_cases_bounded(tmp_path):
     assert again.counts() == {"solved": 1, "resolved": 2}
     assert again.find(made[3].uuid[:8]) is not None
     assert again.find(made[0].uuid) is None  # beyond keep_closed
+
+
+def _brief(i):
+    return {"id": i, "class": "ereport.svc.exit.signal", "time": 1_700_000_000.0 + i, "resource": "svc:/s:default"}
+
+
+def _solved(n_ereports):
+    c = Case.new("r", "fault.x.y", "SVC-8000-3Q", "major", "n", "degrade")
+    c.suspects.append(Suspect("fault.x.y", "svc:/s:default", 100))
+    for i in range(n_ereports):
+        c.add_ereport(_brief(i), f"detail {i}")
+    c.apply(CaseEv.SOLVE, "solved", 1_700_000_100.0)
+    return c
+
+
+def test_a_flush_appends_the_new_ereports_and_rewrites_only_the_case_row(tmp_path):
+    conn = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+    store = CaseStore(conn)
+    c = _solved(3)
+    store.add(c)
+    store.save(c)
+    written: list[str] = []
+    conn.set_trace_callback(written.append)
+    for i in range(3, 150):  # past MAX_EREPORTS: only the count and the detail change then
+        c.add_ereport(_brief(i), f"detail {i}")
+        store.touch(c)
+        store.flush()
+    conn.set_trace_callback(None)
+    appended = [w for w in written if w.startswith("INSERT OR REPLACE INTO fault_case_ereports")]
+    assert len(appended) == 100 - 3  # a row for each flush with a new ereport, none written again
+    assert _ereport_rows(conn) == [3] + [1] * 97
+    (blob,) = conn.execute("SELECT data FROM fault_cases WHERE uuid=?", (c.uuid,)).fetchone()
+    assert "ereports" not in json.loads(blob)
+    again = CaseStore(sqlite3.connect(tmp_path / "r.db", isolation_level=None)).load()
+    assert [x.to_dict() for x in again] == [c.to_dict()]
+    assert again[0].ereport_count == 150 and len(again[0].ereports) == 100 and again[0].detail == "detail 149"
+
+
+def test_discarded_and_trimmed_cases_leave_no_ereport_rows(tmp_path):
+    conn = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+    store = CaseStore(conn, keep_closed=1)
+    cases = [_solved(5) for _ in range(3)]
+    for c in cases:
+        store.add(c)
+        store.save(c)
+    store.discard(cases[0])
+    for c in cases[1:]:
+        c.apply(CaseEv.REPAIR, "repaired")
+        c.apply(CaseEv.RESOLVE, "resolved")
+        store.save(c)
+    kept = {u for (u,) in conn.execute("SELECT DISTINCT uuid FROM fault_case_ereports")}
+    assert kept == {u for (u,) in conn.execute("SELECT uuid FROM fault_cases")} and len(kept) == 1
+    (closed,) = store.query(include_closed=True)
+    assert len(closed.ereports) == 5 and closed.state == CaseState.RESOLVED
+
+
+def _ereport_rows(conn):
+    """How many ereports each row of fault_case_ereports holds, from the largest."""
+    return sorted((len(json.loads(d)) for (d,) in conn.execute("SELECT data FROM fault_case_ereports")), reverse=True)
+
+
+def _old_layout(path, cases):
+    """A repository as svcmgrd wrote it before layout 2 (main at 776d820): each case's ereports in its row."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript("""
+        CREATE TABLE fault_cases (uuid TEXT PRIMARY KEY, state TEXT NOT NULL, class TEXT NOT NULL,
+            msgid TEXT NOT NULL, severity TEXT NOT NULL, opened REAL NOT NULL, updated REAL, closed REAL,
+            data TEXT NOT NULL);
+        CREATE INDEX fault_cases_state ON fault_cases(state);
+        CREATE TABLE fault_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);""")
+    for c in cases:
+        conn.execute("INSERT INTO fault_cases VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (c.uuid, str(c.state), c.cls, c.msgid, c.severity, c.opened, c.updated, c.closed,
+                      json.dumps(c.to_dict(), separators=(",", ":"))))
+    conn.close()
+
+
+def test_a_repository_of_the_layout_before_is_moved_to_ereport_rows_and_reads_the_same(tmp_path):
+    open_case, closed = _solved(4), _solved(2)
+    closed.apply(CaseEv.REPAIR, "repaired")
+    closed.apply(CaseEv.RESOLVE, "resolved")
+    _old_layout(tmp_path / "r.db", [open_case, closed])
+    conn = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+    store = CaseStore(conn)
+    assert conn.execute("SELECT value FROM fault_meta WHERE key='cases.layout'").fetchone() == ("2",)
+    assert all("ereports" not in json.loads(b) for (b,) in conn.execute("SELECT data FROM fault_cases"))
+    assert _ereport_rows(conn) == [4, 2]  # one row each, all its ereports
+    (loaded,) = store.load()
+    assert loaded.to_dict() == open_case.to_dict()
+    assert [c.to_dict() for c in store.query(include_closed=True)] == [open_case.to_dict(), closed.to_dict()]
+    loaded.add_ereport(_brief(4), "more")
+    store.touch(loaded)
+    store.flush()
+    assert CaseStore(conn).load()[0].ereports == [_brief(i) for i in range(5)]
+
+
+def test_a_case_row_still_holding_its_ereports_is_read_as_it_is_and_moved_when_written(tmp_path):
+    """The move is skipped when the repository cannot be written (a full disk): such rows are read as they are."""
+    c = _solved(3)
+    _old_layout(tmp_path / "r.db", [c])
+    conn = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+    conn.execute("CREATE TABLE fault_case_ereports (uuid TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL, "
+                 "PRIMARY KEY (uuid, seq)) WITHOUT ROWID")
+    conn.execute("INSERT INTO fault_meta VALUES('cases.layout', '2')")  # as if moved, but this row was not
+    store = CaseStore(conn)
+    (loaded,) = store.load()
+    assert loaded.to_dict() == c.to_dict()
+    loaded.add_ereport(_brief(3), "more")
+    store.touch(loaded)
+    store.flush()  # written in the new layout: its ereports in a row
+    assert _ereport_rows(conn) == [4]
+    assert CaseStore(conn).load()[0].ereports == [_brief(i) for i in range(4)]
