@@ -128,51 +128,58 @@ class Diagnosis:
     # ============================================================ processing
     def process(self, e: Ereport, now: float) -> list[Change]:
         """Diagnose one ereport that arrived at ``now``."""
-        self.counters["processed"] += 1
-        rules = self.rules.consumers(e.cls, scheme_of(e.resource))
+        counters = self.counters
+        counters["processed"] += 1
+        resource = e.resource
+        rules = self.rules.consumers(e.cls, scheme_of(resource))
         if not rules:
-            self.counters["unmatched"] += 1
+            counters["unmatched"] += 1
             return []
         changes: list[Change] = []
-        own: list[Rule] = []
+        own: list[tuple[Rule, RuleStats]] = []
         brief = e.brief()
         detail = detail_of(e)
+        stats = self.stats
+        clock = time.perf_counter_ns
         for r in rules:
-            st = self.stats.get(r.name) or self.stats.setdefault(r.name, RuleStats())
+            st = stats.get(r.name) or stats.setdefault(r.name, RuleStats())
             st.received += 1
             if r.resolve_when and r.resolves(e.payload):
-                t0 = time.perf_counter_ns()
+                t0 = clock()
                 changes.extend(self._resolve_by_source(r, e, detail))
-                st.time_ns += time.perf_counter_ns() - t0
+                st.time_ns += clock() - t0
             else:
-                own.append(r)
-        for r in own:
-            if r.kind == "cascade" and e.resource:
-                t0 = time.perf_counter_ns()
+                own.append((r, st))
+        for r, st in own:
+            if r.kind == "cascade" and resource:
+                t0 = clock()
                 assert r.window is not None
-                roots = self._roots(e.resource, now, r.window)
+                roots = self._roots(resource, now, r.window)
                 if roots:
                     changes.extend(self._attribute(r, roots, e, brief, now))
-                    st = self.stats[r.name]
                     st.attributed += 1
-                    st.time_ns += time.perf_counter_ns() - t0
+                    st.time_ns += clock() - t0
                     return changes
-                self.stats[r.name].time_ns += time.perf_counter_ns() - t0
+                st.time_ns += clock() - t0
                 break
-        for r in own:
-            if r.kind == "cascade":
-                continue
-            t0 = time.perf_counter_ns()
-            changes.extend(self._feed(r, e, brief, detail, now))
-            self.stats[r.name].time_ns += time.perf_counter_ns() - t0
+        for r, st in own:
+            if r.kind != "cascade":
+                t0 = clock()
+                changes.extend(self._feed(r, st, e, brief, detail, now))
+                st.time_ns += clock() - t0
         return changes
 
     # ------------------------------------------------------------ attribution
     def _roots(self, fmri: str, now: float, window: float) -> list[str]:
         """The deepest troubled dependencies of ``fmri`` (failed within the window, or in maintenance or
         degraded): the suspects of its failure."""
-        troubled = {d for d in self.topology.dependencies(fmri) if self.trail.heard(d, now - window, now + self.skew)
-                    or self.topology.state(d) in UNHEALTHY}
+        deps = self.topology.dependencies(fmri)
+        if not deps:
+            return []
+        lo, hi, heard, state = now - window, now + self.skew, self.trail.heard, self.topology.state
+        troubled = {d for d in deps if heard(d, lo, hi) or state(d) in UNHEALTHY}
+        if len(troubled) <= 1:
+            return list(troubled)
         return sorted(d for d in troubled if not (self.topology.dependencies(d) & troubled))
 
     def _attribute(self, rule: Rule, roots: list[str], e: Ereport, brief: dict[str, Any],
@@ -217,8 +224,8 @@ class Diagnosis:
                                         f"({e.cls})")]
 
     # ------------------------------------------------------------ own rules
-    def _feed(self, rule: Rule, e: Ereport, brief: dict[str, Any], detail: str, now: float) -> list[Change]:
-        st = self.stats[rule.name]
+    def _feed(self, rule: Rule, st: RuleStats, e: Ereport, brief: dict[str, Any], detail: str,
+              now: float) -> list[Change]:
         key = (rule.name, e.resource)
         eng = None
         if rule.kind == "immediate":

@@ -262,19 +262,23 @@ def detail_of(e: Ereport) -> str:
     return d
 
 
+_TEXTS = ("reason", "summary", "detail", "line", "message")
+
+
 def _detail(e: Ereport) -> str:
     p = e.payload
-    for k in ("reason", "summary", "detail", "line", "message"):
-        v = p.get(k)
-        if isinstance(v, str) and v:
-            return v[:300]
+    if not p.keys().isdisjoint(_TEXTS):
+        for k in _TEXTS:
+            v = p.get(k)
+            if isinstance(v, str) and v:
+                return v[:300]
     if e.cls.startswith("ereport.svc.exit."):
         pid = p.get("pid")
         who = f"a process (pid {pid})" if isinstance(pid, int) else "a process"
         sig = p.get("signal")
         if isinstance(sig, int) and sig:
             core = " and dumped core" if p.get("core") else ""
-            return f"{who} died on {_SIGNAMES.get(sig, f'signal {sig}')} ({sig}){core}"
+            return f"{who} died on {_SIGNAMES.get(sig) or f'signal {sig}'} ({sig}){core}"
         code = p.get("code")
         if isinstance(code, int):
             return f"{who} exited with status {code}"

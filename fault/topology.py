@@ -32,9 +32,17 @@ class ViewTopology:
 
     def __init__(self, view: ServiceView) -> None:
         self.view = view
+        #: fmri -> (its closure, the closure without it): made again when the view gives another closure
+        self._deps: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
 
     def dependencies(self, fmri: str) -> frozenset[str]:
-        return self.view.closure(fmri, GROUPINGS) - {fmri}
+        closure = self.view.closure(fmri, GROUPINGS)
+        hit = self._deps.get(fmri)
+        if hit is None or hit[0] is not closure:
+            if len(self._deps) >= 65536:  # instances deleted since: start afresh
+                self._deps.clear()
+            hit = self._deps[fmri] = (closure, closure - {fmri})
+        return hit[1]
 
     def state(self, fmri: str) -> str | None:
         inst = self.view.instance(fmri)

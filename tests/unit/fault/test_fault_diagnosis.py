@@ -9,7 +9,7 @@ from fault.diagnosis import Diagnosis
 from fault.events import validate
 from fault.knowledge import load_knowledge
 from fault.rules import SHIPPED_RULES, load_rules
-from fault.topology import StaticTopology
+from fault.topology import StaticTopology, ViewTopology
 
 KB, _ = load_knowledge()
 RULES, _ = load_rules([SHIPPED_RULES], KB)
@@ -299,3 +299,21 @@ def test_a_kill_at_the_memory_limit_and_what_follows_is_one_case():
     (c,) = cases(d)
     assert c.suspects[0].fault == "fault.svc.memory.limit" and c.msgid == "SVC-8000-8K"
     assert c.suspects[0].resource == WEB and c.ereport_count == 3
+
+
+def test_the_view_topology_follows_a_new_graph():
+    """Dependencies are remembered per closure the view gives: a new graph (a new closure) is read again."""
+    class View:
+        def __init__(self):
+            self.graph = {"svc:/a:default": frozenset({"svc:/a:default", "svc:/db:default"})}
+
+        def closure(self, fmri, groupings):
+            return self.graph.get(fmri, frozenset({fmri}))
+
+    view = View()
+    topo = ViewTopology(view)
+    assert topo.dependencies("svc:/a:default") == {"svc:/db:default"}
+    assert topo.dependencies("svc:/a:default") is topo.dependencies("svc:/a:default")
+    view.graph = {"svc:/a:default": frozenset({"svc:/a:default", "svc:/cache:default"})}
+    assert topo.dependencies("svc:/a:default") == {"svc:/cache:default"}
+    assert topo.dependencies("svc:/b:default") == frozenset()

@@ -83,3 +83,15 @@ def test_a_class_seen_valid_is_still_checked_by_type():
     for bad in (["ereport.app.seen"], 3, None):
         with pytest.raises(EreportError, match="class"):
             validate(bad)
+
+
+@pytest.mark.parametrize(("cls", "payload", "text"), [
+    ("ereport.svc.exit.signal", {"pid": 7, "signal": 9, "core": True},
+     "a process (pid 7) died on SIGKILL (9) and dumped core"),
+    ("ereport.svc.exit.signal", {"signal": 200}, "a process died on signal 200 (200)"),
+    ("ereport.svc.exit.code", {"pid": 7, "code": 3, "reason": "bad config"}, "bad config"),
+    ("ereport.kernel.oom", {}, "process ? (?) killed, ? kB resident"),
+    ("ereport.app.x", {}, "ereport.app.x"),
+])
+def test_the_detail_of_an_ereport(cls, payload, text):
+    assert detail_of(validate(cls, payload=payload)) == text
