@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from fault.events import json_encoder
 from svcmgr.db import transaction
 
 __all__ = [
@@ -162,7 +163,7 @@ class Case:
         kept = self.ereports
         if len(kept) < MAX_EREPORTS:
             bid = brief["id"]
-            if not bid or all(x["id"] != bid for x in kept[-8:]):
+            if not bid or bid not in [x["id"] for x in kept[-8:]]:
                 kept.append(brief)
         if detail:
             self.detail = detail
@@ -252,7 +253,7 @@ CREATE TABLE IF NOT EXISTS fault_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL
 #: ``fault_meta`` key: 2 once the cases' ereports are rows of ``fault_case_ereports`` (``seq``: the index of the
 #: row's first ereport in the case's list; ``data``: a JSON list of ereports)
 LAYOUT_KEY, LAYOUT = "cases.layout", "2"
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+_encode = json_encoder()
 #: the rows of the ereports of the cases a query selects, in order (``{cases}``: a SELECT of uuids)
 _EREPORTS_OF = "SELECT uuid, data FROM fault_case_ereports WHERE uuid IN ({cases}) ORDER BY uuid, seq"
 
