@@ -3,14 +3,16 @@
 Ereports get an id on arrival and wait in a bounded buffer that is written in one
 transaction per batch (``flush``), so that a flood costs one write per batch, not
 one per ereport. The table ``fault_errlog`` keeps at most ``max_entries`` rows and
-none older than ``retention``; the oldest go first. Nothing here can grow without
-bound: a buffer that fills faster than it is written loses its oldest entries too.
+none older than ``retention``; the oldest (the first to arrive) go first. Nothing here
+can grow without bound: a buffer that fills faster than it is written loses its
+oldest entries too.
 Every loss is counted, and the counters are kept in the repository.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import sqlite3
 import time
@@ -32,9 +34,10 @@ CREATE TABLE IF NOT EXISTS fault_errlog (
     source TEXT NOT NULL,
     payload TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS fault_errlog_received ON fault_errlog(received);
 CREATE TABLE IF NOT EXISTS fault_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+#: the index on ``received`` of the error logs written before (every row paid for it; ``expire`` needs none)
+_OLD_INDEX = "DROP INDEX IF EXISTS fault_errlog_received"
 
 _COUNTERS = ("received", "rejected", "stored", "dropped")
 
@@ -52,6 +55,8 @@ class ErrorLog:
         self.flushes = 0
         if conn is not None:
             conn.executescript(SCHEMA)
+            with contextlib.suppress(sqlite3.Error):  # a full disk: dropped the next time
+                conn.execute(_OLD_INDEX)
             (top,) = conn.execute("SELECT coalesce(max(id), 0) FROM fault_errlog").fetchone()
             stored = dict(conn.execute("SELECT key, value FROM fault_meta WHERE key LIKE 'errlog.%'").fetchall())
             for k in _COUNTERS:
@@ -118,9 +123,14 @@ class ErrorLog:
         """Drop rows older than the retention; returns how many."""
         if self.conn is None:
             return 0
-        now = time.time() if now is None else now
+        cutoff = (time.time() if now is None else now) - self.retention
         with transaction(self.conn) as db:
-            cur = db.execute("DELETE FROM fault_errlog WHERE received < ?", (now - self.retention,))
+            # Rows are in the order they arrived (their ids), each with the clock at its arrival: the expired ones
+            # come first, up to the first row within the retention (read in id order: no index to keep up per row).
+            first = db.execute("SELECT id FROM fault_errlog WHERE received >= ? ORDER BY id LIMIT 1",
+                               (cutoff,)).fetchone()
+            cur = db.execute("DELETE FROM fault_errlog WHERE id < ? AND received < ?",
+                             (first[0] if first else self.next_id, cutoff))
             n = max(cur.rowcount, 0)
             self.counters["dropped"] += n
             self._save_counters(db)

@@ -73,3 +73,38 @@ def test_retention_drops_old_entries(tmp_path):
     log.flush()
     assert log.expire() == 1
     assert [r["payload"]["n"] for r in log.query()] == [2]
+
+
+def test_an_error_log_of_the_layout_before_opens_without_its_index_and_expires(tmp_path):
+    """A log written before (with an index on received, kept up by every row) opens as it is, without the index."""
+    conn = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+    log = ErrorLog(conn, retention=60)
+    old = _e(1)
+    old.received -= 3600
+    log.append(old)
+    log.append(_e(2))
+    log.flush()
+    conn.execute("CREATE INDEX fault_errlog_received ON fault_errlog(received)")
+    conn.close()
+    conn = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+    log = ErrorLog(conn, retention=60)
+    indexes = "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='fault_errlog'"
+    assert conn.execute(indexes).fetchall() == []
+    assert [r["payload"]["n"] for r in log.query()] == [1, 2]
+    log.append(_e(3))
+    assert log.expire() == 1
+    assert [r["payload"]["n"] for r in log.query()] == [2, 3]
+    assert log.expire() == 0
+
+
+def test_expiry_takes_the_rows_before_the_first_within_the_retention(tmp_path):
+    log = ErrorLog(sqlite3.connect(tmp_path / "r.db", isolation_level=None), retention=60)
+    ages = [7200, 3600, 0, 3600, 0]  # the clock went back once, after the third
+    for i, age in enumerate(ages, 1):
+        e = _e(i)
+        e.received -= age
+        log.append(e)
+    log.flush()
+    assert log.expire() == 2
+    assert [r["payload"]["n"] for r in log.query()] == [3, 4, 5]
+    assert log.expire() == 0
