@@ -5,6 +5,12 @@ Children hold the FIFO open read-write, so they never get SIGPIPE, not even whil
 the daemon restarts; the daemon holds it read-write too, so it never sees EOF and
 drains whatever arrives. Both pipes (stdout and stderr) are the same FIFO and it
 is always drained: a child can never block on a full pipe while the daemon runs.
+
+Both are made when first needed, not when the instance is created (at a boot of
+many services that is a file, a FIFO and three opens each, before the first
+start): the log file at its first line, the FIFO at the first method's spawn. A
+FIFO an earlier daemon left is opened at once, to drain what its children wrote
+meanwhile and to hold it for them.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import re
 import time
@@ -20,6 +27,8 @@ from collections.abc import Callable
 from svcmgr.safefs import open_own
 
 __all__ = ["InstanceLog", "framework_line", "tail"]
+
+log = logging.getLogger("svcmgr.logs")
 
 _MAX_PARTIAL = 64 * 1024
 #: Logs are the daemon's and its group's to read (a service may print what others must not see).
@@ -53,13 +62,25 @@ class InstanceLog:
         self._fd: int | None = None
         self._partial = b""
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._unwritable = False
         self.lines = 0
 
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._fd is not None:
+        """Take the log into use: the FIFO is drained from now on if an earlier daemon left one (its
+        children may write to it); otherwise it is made at the first ``writer_fd``."""
+        if self._loop is not None:
             return
         self._loop = loop
-        self._open_file()
+        self._closed = False
+        if os.path.lexists(self.fifo):
+            self._open_fifo()
+
+    def _open_fifo(self) -> None:
+        if self._fd is not None:
+            return
+        if self._loop is None or self._closed:
+            raise RuntimeError(f"log of {self.path} is not open")
         try:
             os.mkfifo(self.fifo, 0o600)
         except FileExistsError:
@@ -67,7 +88,7 @@ class InstanceLog:
         self._fd = open_own(self.fifo, os.O_RDWR | os.O_NONBLOCK, 0o600)
         with contextlib.suppress(OSError):
             fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
-        loop.add_reader(self._fd, self._readable)
+        self._loop.add_reader(self._fd, self._readable)
         self._readable()  # drain what waited while no daemon ran
 
     def _open_file(self) -> None:
@@ -77,6 +98,7 @@ class InstanceLog:
 
     def writer_fd(self) -> int:
         """A new blocking descriptor for a child's stdout and stderr (the caller closes it after spawning)."""
+        self._open_fifo()
         return os.open(self.fifo, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
 
     def note(self, message: str) -> None:
@@ -100,6 +122,7 @@ class InstanceLog:
                 break
 
     def _consume(self, chunk: bytes) -> None:
+        self._ensure_file()  # its size decides where the lines below rotate
         data = self._partial + chunk
         lines = data.split(b"\n")
         self._partial = lines.pop()
@@ -128,9 +151,25 @@ class InstanceLog:
         if self._partial:
             self._consume(b"\n")
 
+    def _ensure_file(self) -> bool:
+        """Open the log file at its first line; False when it is closed or cannot be opened (said once)."""
+        if self._file is not None:
+            return True
+        if self._closed or self._loop is None:
+            return False
+        try:
+            self._open_file()
+        except OSError as e:
+            if not self._unwritable:
+                self._unwritable = True
+                log.error("cannot open the log %s: %s; its lines are lost", self.path, e)
+            return False
+        return True
+
     def _write(self, data: bytes) -> None:
-        if self._file is None:
+        if not self._ensure_file():
             return
+        assert self._file is not None
         try:
             self._file.write(data)
         except OSError:
@@ -163,6 +202,8 @@ class InstanceLog:
                 self._loop.remove_reader(self._fd)
             os.close(self._fd)
             self._fd = None
+        self._closed = True
+        self._loop = None
         if self._file is not None:
             self._file.close()
             self._file = None

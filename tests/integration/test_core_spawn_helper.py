@@ -106,6 +106,8 @@ def test_a_killed_helper_leaves_the_daemon_spawning_by_itself(daemon):
     first, second = _sleeper(daemon, "first"), _sleeper(daemon, "second")
     daemon.start()
     daemon.wait_state(first, "online")
+    # a child the helper has just cloned (CLONE_PARENT: the daemon's) bears its name until it execs
+    wait_until(lambda: len(_helpers(daemon.pid)) == 1, what="the helper alone under its name")
     (helper,) = _helpers(daemon.pid)
     os.kill(helper, signal.SIGKILL)
     wait_until(lambda: "spawning in the daemon from now on" in daemon.log_text(), what="the daemon to notice")
