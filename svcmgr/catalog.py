@@ -68,6 +68,7 @@ class Catalog:
     stop_health: Callable[[Instance], None]
     mark_dirty: Callable[[Iterable[str]], None]
     propagate_stop: Callable[[Instance, str], None]
+    boot_imported: Callable[[Iterable[str]], None]
 
     def lookup(self, pattern: str, *, services: bool = False) -> list[str]:
         """Instance FMRIs (or service FMRIs) named by an abbreviation; raises EngineError."""
@@ -170,18 +171,11 @@ class Catalog:
                             if str(fmri_mod.parse(c).service_fmri) in by_fmri), "")
                 errors.append(ManifestError(src, "dependencies", "dependency cycle: " + " -> ".join(cyc)))
             raise ManifestErrors(errors)
-        g = Graph(configs)
-        warnings = []
-        for s in specs:
-            for n in s.instances:
-                f = str(s.fmri.with_instance(n))
-                for d, t in g.missing_targets(f):
-                    warnings.append(f"{s.source}: {f}: dependency {d.name!r} names {t}, "
-                                    "which is not imported (the instance will wait for it)"
-                                    if d.grouping in ("require_all", "require_any") else
-                                    f"{s.source}: {f}: {d.grouping} dependency {d.name!r} names {t}, "
-                                    "which is not imported (ignored until it is)")
-        return warnings
+        return _missing(specs, Graph(configs))
+
+    def missing_dependencies(self, specs: Iterable[ServiceSpec]) -> list[str]:
+        """A warning for each dependency of these imported specs that names what is not imported."""
+        return _missing(specs, self.graph)
 
     def import_specs(self, specs: list[ServiceSpec], formats: list[str]) -> list[str]:
         """Store and apply specs, all or nothing; return warnings."""
@@ -197,6 +191,7 @@ class Catalog:
             self.sources[f] = (s.source, fmt)
             self._apply_spec(s)
         self.rebuild_graph()
+        self.boot_imported(str(s.fmri) for s in specs)
         self.mark_dirty(self.instances)
         self.bus.emit(SVC_IMPORTED, "", services=[str(s.fmri) for s in specs])
         return warnings
@@ -321,3 +316,17 @@ class Catalog:
         self.mark_dirty(self.instances)
         self.bus.emit(SVC_REFRESHED, "", services=services)
         return fmris
+
+
+def _missing(specs: Iterable[ServiceSpec], g: Graph) -> list[str]:
+    warnings = []
+    for s in specs:
+        for n in s.instances:
+            f = str(s.fmri.with_instance(n))
+            for d, t in g.missing_targets(f):
+                warnings.append(f"{s.source}: {f}: dependency {d.name!r} names {t}, "
+                                "which is not imported (the instance will wait for it)"
+                                if d.grouping in ("require_all", "require_any") else
+                                f"{s.source}: {f}: {d.grouping} dependency {d.name!r} names {t}, "
+                                "which is not imported (ignored until it is)")
+    return warnings

@@ -26,8 +26,8 @@ from typing import Any
 
 from svcmgr import __version__
 from svcmgr.api import Api, ApiError, Limits
+from svcmgr.bootimport import import_at_boot
 from svcmgr.bus import Bus
-from svcmgr.client import collect_manifest_files
 from svcmgr.component import Component, Context, load_components
 from svcmgr.config import DaemonConfig, load_config
 from svcmgr.configure import Configure
@@ -37,8 +37,6 @@ from svcmgr.engine import Engine
 from svcmgr.eventclasses import DAEMON_READY
 from svcmgr.facade import EngineServices
 from svcmgr.forkserver import ForkServer
-from svcmgr.loader import load_file
-from svcmgr.manifest import ManifestErrors
 from svcmgr.observe import Observe
 from svcmgr.paths import Paths, register, unregister
 from svcmgr.probes import NotifySocket
@@ -49,7 +47,6 @@ from svcmgr.restarter import Restarter
 from svcmgr.safefs import open_own
 from svcmgr.schema import FieldErrors
 from svcmgr.sdnotify import Notifier
-from svcmgr.spec import ServiceSpec
 from svcmgr.states import RUNNING
 from svcmgr.timings import Recorder, TimingStore
 
@@ -195,14 +192,17 @@ class Daemon:
             self.components = load_components(ctx)
             for c in self.components:
                 c.setup()
-            self._import_manifests(engine)
-            await api.start()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop_event.set)
             loop.add_signal_handler(signal.SIGHUP, self._reload)
             loop.add_signal_handler(signal.SIGUSR2, self._detach)
             quiet_wakeup()  # add_signal_handler turned the full-pipe warning back on
+            if self.args.manifests:
+                engine.begin_boot_import()  # what the manifests may change waits for them
             engine.boot()
+            if self.args.manifests:
+                await import_at_boot(engine, self.args.manifests, log)  # starts services as it goes
+            await api.start()
             self._register()
             log.info("svcmgrd %s on node %s: %d instances, contracts by %s, state in %s", __version__,
                      self.config.node, len(engine.instances), backend.describe(),
@@ -269,38 +269,6 @@ class Daemon:
         why = repo.keep_copy(check=check)
         if why is not None:
             log.warning("no copy of the repository kept at this %s (%s); the one kept earlier stays", when, why)
-
-    def _import_manifests(self, engine: Engine) -> None:
-        if not self.args.manifests:
-            return
-        files = collect_manifest_files(self.args.manifests)
-        if not files:
-            log.warning("--manifests %s: no manifest files found", " ".join(self.args.manifests))
-        specs: list[ServiceSpec] = []
-        formats: list[str] = []
-        for path in files:
-            try:
-                got = load_file(path)
-            except ManifestErrors as e:
-                for err in e.errors:
-                    log.error("manifest refused: %s", err)
-                continue
-            specs.extend(got)
-            formats.extend(["xml" if path.endswith(".xml") else "toml"] * len(got))
-            for s in got:
-                for w in s.warnings:
-                    log.warning("%s", w)
-        if not specs:
-            return
-        try:
-            warnings = engine.import_specs(specs, formats)
-        except ManifestErrors as e:
-            for err in e.errors:
-                log.error("import refused: %s", err)
-            return
-        for w in warnings:
-            log.warning("%s", w)
-        log.info("imported %d services from %s", len(specs), ", ".join(self.args.manifests))
 
     async def _announce(self, engine: Engine) -> None:
         """Say READY once every enabled instance has settled (or after ``READY_TIMEOUT``, so that

@@ -62,6 +62,8 @@ class Dependencies:
         self._dirty: set[str] = set()  # to evaluate at the next turn of the loop
         self._eval_scheduled = False
         self._waiters: list[Waiter] = []
+        #: While the boot imports ``--manifests`` (``begin_boot_import``): the services imported so far.
+        self._boot_imported: set[str] | None = None
 
     def view(self, f: str) -> tuple[State, bool] | None:
         """(state for dependency evaluation, enabled) of an instance; stopping counts as its target."""
@@ -118,6 +120,8 @@ class Dependencies:
                 self.dispatch(inst, Ev.DISABLE, self.disabled_reason(inst))
             elif held is not None:
                 inst.reason = f"Held offline while its dependency {held} is disabled."
+            elif not self._boot_settled(inst):
+                inst.reason = "Waiting for the manifests to be imported."
             elif self.graph.met(inst.fmri, self.view):
                 self.dispatch(inst, Ev.DEPS_MET, "")
             else:
@@ -127,6 +131,40 @@ class Dependencies:
         elif p == Phase.STOPPING_DISABLE and wants:
             # let in again while its stop runs (a milestone held it back, then no more): back once stopped
             self.dispatch(inst, Ev.ENABLE, "")
+
+    def begin_boot_import(self) -> None:
+        """The boot imports its manifests in parts, starting what it may as it goes (``svcmgr.bootimport``):
+        until ``end_boot_import`` an instance starts only once its own service and every instance its
+        dependencies name have been imported in this boot. What a later manifest declares cannot be judged
+        before it is read: a dependency not imported yet is waited for, not found missing, and an instance
+        known only from the repository waits for a manifest that may bring it a new configuration."""
+        self._boot_imported = set()
+
+    def boot_imported(self, services: Iterable[str]) -> None:
+        """These services' manifests are imported (during the boot's import)."""
+        if self._boot_imported is not None:
+            self._boot_imported.update(services)
+
+    def end_boot_import(self) -> None:
+        """Every manifest of the boot is imported or refused: from now on the graph alone decides."""
+        self._boot_imported = None
+        self.mark_dirty(self.instances)
+
+    def _boot_settled(self, inst: Instance) -> bool:
+        """No manifest still to be imported at boot can change whether ``inst`` may start: its own service
+        and every instance its dependency groups name are imported (always true outside the boot's import)."""
+        done = self._boot_imported
+        if done is None:
+            return True
+        if inst.service not in done:
+            return False
+        for d in self.graph.deps.get(inst.fmri, ()):
+            if d.type == "path":
+                continue
+            for _, members in self.graph.members(d):
+                if members is None or any(self.instances[m].service not in done for m in members):
+                    return False
+        return True
 
     def outside_milestone(self, inst: Instance) -> Callable[[str], bool] | None:
         """For an instance the milestone holds back: what else lies outside the milestone (None otherwise)."""

@@ -17,7 +17,7 @@ from svcmgr.smfxml.safe import parse as parse_xml
 from svcmgr.smfxml.translate import translate
 from svcmgr.spec import ServiceSpec
 
-__all__ = ["MAX_SIZE", "is_xml", "load_bytes", "load_file", "load_xml"]
+__all__ = ["MAX_SIZE", "is_xml", "load_bytes", "load_file", "load_xml", "read_file"]
 
 #: The largest manifest file read.
 MAX_SIZE = 4 * 1024 * 1024
@@ -26,12 +26,16 @@ MAX_SIZE = 4 * 1024 * 1024
 def load_file(path: str) -> list[ServiceSpec]:
     """Read and validate a manifest file (TOML, or SMF XML by content). Raises ManifestErrors."""
     path = os.path.abspath(path)
+    return load_bytes(read_file(path), path)
+
+
+def read_file(path: str) -> bytes:
+    """A manifest file's content (at most one byte more than ``MAX_SIZE``). Raises ManifestErrors."""
     try:
         with open(path, "rb") as f:
-            blob = f.read(MAX_SIZE + 1)
+            return f.read(MAX_SIZE + 1)
     except OSError as e:
         raise ManifestErrors([ManifestError(path, "", f"cannot read: {e.strerror}")]) from None
-    return load_bytes(blob, path)
 
 
 def is_xml(blob: bytes) -> bool:
