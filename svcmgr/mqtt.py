@@ -57,6 +57,8 @@ log = logging.getLogger("svcmgr.mqtt")
 OUTBOX_RETRY = 1.0
 #: Under a stream of events, pending ones are written to the outbox at most this often (seconds).
 FLUSH_INTERVAL = 0.001
+#: Under a stream, acknowledged rows leave the outbox in one transaction per this many (and whenever it runs dry).
+ACK_BATCH = 256
 
 async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
     """Cancel and await tasks; their errors are collected, not raised (our own cancellation is)."""
@@ -361,19 +363,20 @@ class Bridge:
         box, paho, size = self.outbox, self._pipeline(client), self.cfg.window
         window: collections.deque[tuple[int, Any]] = collections.deque()  # (seq, paho's MQTTMessageInfo)
         ready: collections.deque[Row] = collections.deque()  # read from the outbox, not yet published
-        last = acked = 0
+        last = acked = unrecorded = 0
 
         def retire() -> None:
-            nonlocal acked
+            nonlocal acked, unrecorded
             while window and window[0][1].is_published():  # in order: the broker acknowledges in order
                 acked = window.popleft()[0]
+                unrecorded += 1
 
         def commit() -> None:
-            nonlocal acked
+            nonlocal acked, unrecorded
             if acked:
                 box.ack(acked)
                 self._acked = acked
-                acked = 0
+                acked = unrecorded = 0
 
         try:
             while True:
@@ -388,7 +391,7 @@ class Bridge:
                             raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
                         window.append((seq, info))
                         last = seq
-                    if acked and acked - box.head() >= 256:
+                    if unrecorded >= ACK_BATCH:
                         commit()
                     continue
                 if not ready and not window:

@@ -167,9 +167,5 @@ class Outbox:
         return [(r[0], bytes(r[1])) for r in self.conn.execute("SELECT topic, payload FROM mqtt_retained "
                                                                  "ORDER BY topic")]
 
-    def head(self) -> int:
-        """The sequence number of the oldest queued row (0 when empty)."""
-        return self.conn.execute("SELECT min(seq) FROM mqtt_outbox").fetchone()[0] or 0
-
     def statistics(self) -> OutboxStats:
         return OutboxStats(self.depth, self.dropped, self.sent)
