@@ -26,8 +26,10 @@ def write_atomic(path: str, text: str, mode: int = 0o644, *, durable: bool = Tru
     ``durable=False`` skips the fsync, for files that matter only while the machine runs
     (track files, on the failover path)."""
     d = os.path.dirname(path) or "."
-    tmp = os.path.join(d, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    # a new file of an unguessable name (O_EXCL): a name known in advance could be made first by whoever can
+    # write to the folder (a file of theirs, or a hard link to one, that the rename would then put in place)
+    tmp = os.path.join(d, f".{os.path.basename(path)}.{os.urandom(8).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
