@@ -1,6 +1,7 @@
 """The error log stays within its bound under a flood, drops the oldest, and counts every loss."""
 
 import sqlite3
+import sys
 import tracemalloc
 
 from fault.errlog import ErrorLog
@@ -108,3 +109,16 @@ def test_expiry_takes_the_rows_before_the_first_within_the_retention(tmp_path):
     assert log.expire() == 2
     assert [r["payload"]["n"] for r in log.query()] == [3, 4, 5]
     assert log.expire() == 0
+
+
+def test_a_waiting_ereport_is_kept_as_its_row_not_as_the_ereport(tmp_path):
+    """What waits for the next flush is plain values: the ereport itself goes once diagnosed (a flood of them
+    waiting would be scanned by every collection of the cyclic garbage collector)."""
+    log = ErrorLog(sqlite3.connect(tmp_path / "r.db", isolation_level=None))
+    e = _e(7)
+    refs = sys.getrefcount(e)
+    log.append(e)
+    assert sys.getrefcount(e) == refs and log.pending == 1
+    del e
+    log.flush()
+    assert [(r["id"], r["payload"]) for r in log.query()] == [(1, {"n": 7})]
