@@ -168,21 +168,27 @@ def bench_pipeline(n: int, services: int, seed: int, *, diagnose: bool = True) -
         d = _diagnosis(engine, conn)
         log = ErrorLog(conn, max_entries=100_000)
         leaves = [f for f in engine.fmris if f != DB]
-        raw = []
+        # The inputs, made before the clock starts, as three lists of plain values (a tuple per ereport would be
+        # a container the cyclic garbage collector keeps scanning, 100,000 of them, which a daemon never holds:
+        # its ereports come one by one and go once diagnosed).
+        classes, resources, payloads = [], [], []
         for i in range(n):
             k = i % 3
             if k == 0:
-                raw.append(("ereport.svc.exit.signal", rng.choice(leaves), {"pid": i, "signal": 9, "core": False}))
+                c, res, payload = "ereport.svc.exit.signal", rng.choice(leaves), {"pid": i, "signal": 9, "core": False}
             elif k == 1:
-                raw.append(("ereport.io.disk.error", f"dev:///dev/sd{rng.randrange(64)}", {"sector": i}))
+                c, res, payload = "ereport.io.disk.error", f"dev:///dev/sd{rng.randrange(64)}", {"sector": i}
             else:
-                raw.append(("ereport.bench.nobody", "", {"i": i}))
+                c, res, payload = "ereport.bench.nobody", "", {"i": i}
+            classes.append(c)
+            resources.append(res)
+            payloads.append(payload)
 
         def run() -> None:
             # as the daemon does: cases are written when solved, everything else every 250 ms
             step = 3600.0 / n
             due = time.monotonic() + 0.25
-            for i, (cls, res, payload) in enumerate(raw):
+            for i, (cls, res, payload) in enumerate(zip(classes, resources, payloads, strict=True)):
                 e = validate(cls, resource=res, payload=payload, source="bench", default_node="bench")
                 log.append(e)
                 if diagnose:
