@@ -28,10 +28,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import random
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import aiomqtt
@@ -68,6 +70,19 @@ async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
     for t in tasks:
         if not t.cancelled():
             t.exception()
+
+
+class _Inbox(asyncio.Queue):  # type: ignore[type-arg]
+    """aiomqtt's queue of incoming messages (its ``queue_type``), replaced: each message is handed to
+    ``handle`` as aiomqtt reads it, so nothing waits in memory (a flood of telemetry is held back by
+    TCP, not queued) and there is no task per message, which aiomqtt's message iterator costs."""
+
+    def __init__(self, handle: Callable[[aiomqtt.Message], None], maxsize: int = 0) -> None:
+        super().__init__(maxsize)
+        self._handle = handle
+
+    def put_nowait(self, item: aiomqtt.Message) -> None:
+        self._handle(item)
 
 
 class _RateLimitedLog:
@@ -267,6 +282,7 @@ class Bridge:
         client = aiomqtt.Client(
             cfg.host, cfg.port, identifier=cfg.client_id or f"svcmgr-{self.node}", username=cfg.username,
             password=cfg.password, will=will, keepalive=cfg.keepalive, tls_context=tls, timeout=10,
+            queue_type=functools.partial(_Inbox, self._on_message),  # type: ignore[arg-type]
             clean_session=True, logger=logging.getLogger("svcmgr.mqtt.client"),
             # no limit in paho: the sender keeps ``window`` in flight itself (paho's limit costs a scan
             # of every message in flight at each acknowledgement)
@@ -420,8 +436,17 @@ class Bridge:
 
     # ------------------------------------------------------------ telemetry
     async def _receive(self, client: aiomqtt.Client) -> None:
-        async for m in client.messages:
+        """Wait for the connection to end: telemetry is handled as it is read (``_Inbox``)."""
+        async for _ in client.messages:  # yields nothing: the inbox keeps no message
+            pass
+
+    def _on_message(self, m: aiomqtt.Message) -> None:
+        """One message read from the broker (inside aiomqtt's read callback): never raise."""
+        try:
             self.handle_telemetry(m.topic.value, bytes(m.payload or b""), retained=bool(m.retain))
+        except Exception as e:  # noqa: BLE001 - counted and logged (rate-limited): one message must not end the session
+            self.stats["telemetry_failed"] += 1
+            self._log_rejects(logging.ERROR, "mqtt: telemetry on %s not handled: %r", m.topic.value[:512], e)
 
     def handle_telemetry(self, topic: str, payload: bytes, *, retained: bool = False) -> Event | None:
         """One telemetry message: an ereport on the bus, or a counted and logged rejection."""
