@@ -121,13 +121,18 @@ class Diagnosis:
             self.trail.add(e.resource, now, e.brief(), detail_of(e))
 
     def feed(self, e: Ereport, now: float) -> list[Change]:
-        """``arrive`` then ``process`` at once (no hold)."""
-        self.arrive(e, now)
-        return self.process(e, now)
+        """``arrive`` then ``process`` at once (no hold): the same work, its brief and detail made once."""
+        brief, detail = e.brief(), detail_of(e)
+        if e.resource:
+            self.trail.add(e.resource, now, brief, detail)
+        return self._process(e, now, brief, detail)
 
     # ============================================================ processing
     def process(self, e: Ereport, now: float) -> list[Change]:
         """Diagnose one ereport that arrived at ``now``."""
+        return self._process(e, now, e.brief(), detail_of(e))
+
+    def _process(self, e: Ereport, now: float, brief: dict[str, Any], detail: str) -> list[Change]:
         counters = self.counters
         counters["processed"] += 1
         resource = e.resource
@@ -137,8 +142,6 @@ class Diagnosis:
             return []
         changes: list[Change] = []
         own: list[tuple[Rule, RuleStats]] = []
-        brief = e.brief()
-        detail = detail_of(e)
         stats = self.stats
         clock = time.perf_counter_ns
         for r in rules:
@@ -177,10 +180,11 @@ class Diagnosis:
         if not deps:
             return []
         lo, hi, heard, state = now - window, now + self.skew, self.trail.heard, self.topology.state
-        troubled = {d for d in deps if heard(d, lo, hi) or state(d) in UNHEALTHY}
+        troubled = [d for d in deps if heard(d, lo, hi) or state(d) in UNHEALTHY]
         if len(troubled) <= 1:
-            return list(troubled)
-        return sorted(d for d in troubled if not (self.topology.dependencies(d) & troubled))
+            return troubled
+        deps_of, among = self.topology.dependencies, frozenset(troubled)
+        return sorted(d for d in troubled if deps_of(d).isdisjoint(among))
 
     def _attribute(self, rule: Rule, roots: list[str], e: Ereport, brief: dict[str, Any],
                    now: float) -> list[Change]:
