@@ -211,7 +211,8 @@ def bench_daemon(n: int) -> float:
     """End to end: fm.inject requests of 5000 over the control socket into a real svcmgrd, until diagnosed."""
     root = tempfile.mkdtemp(prefix="svcmgr-bench-", dir="/tmp")
     proc = subprocess.Popen([sys.executable, "-m", "svcmgr.daemon", "--root", root, "--no-register",
-                             "--metrics", "", "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--metrics", "", "--log-level", "warning"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         c = Client(root)
         for _ in range(500):
