@@ -332,10 +332,10 @@ class Diagnosis:
         return Change("suspect", case)
 
     def _full(self) -> bool:
-        if sum(1 for c in self.store.cases.values() if c.active) >= self.max_active:
-            self.counters["overflow"] += 1
-            return True
-        return False
+        cases = self.store.cases  # fewer cases in all than the bound: the active ones need no count
+        full = len(cases) >= self.max_active and sum(1 for c in cases.values() if c.active) >= self.max_active
+        self.counters["overflow"] += full
+        return full
 
     # ------------------------------------------------------------ lookups
     def _case_of(self, key: tuple[str, str]) -> Case | None:
