@@ -82,7 +82,7 @@ async def _import(engine: Engine, paths: list[str], log: logging.Logger) -> None
         read: list[File] = []
         mine: dict[str, str] = {}
         for path, blob in part:
-            specs = _parse(path, blob, {**seen, **mine}, log)
+            specs = _parse(path, blob, seen, mine, log)
             if specs:
                 read.append((path, specs))
                 mine.update((str(s.fmri), path) for s in specs)
@@ -96,8 +96,11 @@ async def _import(engine: Engine, paths: list[str], log: logging.Logger) -> None
         log.info("imported %d services from %s", len(imported), ", ".join(paths))
 
 
-def _parse(path: str, blob: bytes, seen: dict[str, str], log: logging.Logger) -> list[ServiceSpec]:
-    """A file's specs, or none when it is refused (said in the log)."""
+def _parse(path: str, blob: bytes, seen: dict[str, str], mine: dict[str, str],
+           log: logging.Logger) -> list[ServiceSpec]:
+    """A file's specs, or none when it is refused (said in the log). ``seen`` and ``mine``: service FMRI ->
+    the file that declared it, in earlier parts and earlier in this part (looked up in both, not merged
+    for each file: that copy was quadratic in the boot's files)."""
     try:
         specs = load_bytes(blob, path)
     except ManifestErrors as e:
@@ -106,8 +109,8 @@ def _parse(path: str, blob: bytes, seen: dict[str, str], log: logging.Logger) ->
     for s in specs:
         for w in s.warnings:
             log.warning("%s", w)
-    dups = [ManifestError(s.source, "name", f"{s.fmri} is also declared in {seen[str(s.fmri)]}")
-            for s in specs if str(s.fmri) in seen]
+    dups = [ManifestError(s.source, "name", f"{s.fmri} is also declared in {mine.get(f, seen.get(f))}")
+            for s in specs if (f := str(s.fmri)) in seen or f in mine]
     if dups:
         _said(log, "import refused", dups)
         return []
