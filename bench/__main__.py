@@ -71,7 +71,8 @@ def ensure_venv(install: bool) -> str | None:
 
 
 def ensure_debian(install: bool) -> None:
-    missing = [pkg for pkg, exe in (("runit", "runsvdir"), ("s6", "s6-svscan")) if not shutil.which(exe)]
+    missing = [pkg for pkg, exe in (("runit", "runsvdir"), ("s6", "s6-svscan"),
+                                                 ("mosquitto-clients", "mosquitto_sub")) if not shutil.which(exe)]
     if missing and install and os.geteuid() == 0 and shutil.which("apt-get"):
         print(f"bench: apt-get install {' '.join(missing)}", file=sys.stderr)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}

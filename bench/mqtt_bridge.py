@@ -32,7 +32,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 
@@ -40,6 +42,7 @@ from svcmgr.client import Client, ClientError
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCHER = REPO / "tests" / "integration" / "export" / "export_daemon.py"
+SUBSCRIBER = "mosquitto_sub"  # Debian's mosquitto-clients
 
 
 def free_port() -> int:
@@ -88,21 +91,49 @@ def start_daemon(root: Path, port: int, window: int, qos: int) -> subprocess.Pop
     raise SystemExit(f"svcmgrd did not connect: {(root / 'daemon.err').read_text()[-2000:]}")
 
 
+def _index(key: str) -> Callable[[dict[str, Any]], int]:
+    """Where a message's running number is: ``data.n`` (events), ``i`` (the bare peer), ``data.i`` (telemetry)."""
+    if key == "n":
+        return lambda b: b["data"]["n"]
+    if key == "i":
+        return lambda b: b["i"]
+    return lambda b: b["data"]["i"]
+
+
 async def collect(port: int, topic: str, n: int, key: str, ready: asyncio.Event,
                   done: asyncio.Future[float], seen: set[int]) -> None:
     """Subscribe, then record the time the n-th distinct message arrives (``seen``: those arrived); check order.
 
-    Each message is checked as aiomqtt reads it, from the queue it is handed to (``queue_type``):
-    aiomqtt's message iterator costs a task per message, which made this subscriber, not what it
-    measures, the largest user of the CPU after the publisher."""
+    The subscriber is mosquitto_sub (C, Debian's mosquitto-clients), the same for every publisher
+    measured: a Python client cost a core of its own, as much as what it measured. Its lines are
+    read here in chunks and each checked as it comes. It is ready once a probe published on the
+    topic comes back (mosquitto_sub does not say when its subscription is acknowledged)."""
     last = -1
+    index = _index(key)
+    token = f"{os.getpid()}-{time.monotonic_ns()}"
+    probe = json.dumps({"probe": token}).encode()
+    proc = await asyncio.create_subprocess_exec(
+        SUBSCRIBER, "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t", topic, "--nodelay",
+        "-i", f"bench-sub-{token}", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    assert proc.stdout is not None
 
-    def take(m: aiomqtt.Message) -> None:
+    async def probing() -> None:
+        async with aiomqtt.Client("127.0.0.1", port, identifier=f"bench-probe-{token}") as c:
+            while True:
+                await c.publish(topic, probe, qos=0)
+                await asyncio.sleep(0.05)
+
+    prober = asyncio.create_task(probing())
+
+    def take(line: bytes) -> None:
         nonlocal last
-        if done.done():
+        body = json.loads(line)
+        if "probe" in body:
+            if body["probe"] == token and not ready.is_set():
+                ready.set()
+                prober.cancel()
             return
-        body = json.loads(m.payload)  # type: ignore[arg-type]
-        i = body["data"]["n"] if key == "n" else body["i"] if key == "i" else body["data"]["i"]
+        i = index(body)
         if i in seen:
             return
         if i < last:
@@ -113,16 +144,25 @@ async def collect(port: int, topic: str, n: int, key: str, ready: asyncio.Event,
         if len(seen) == n:
             done.set_result(time.perf_counter())
 
-    class Inbox(asyncio.Queue):  # type: ignore[type-arg]
-        def put_nowait(self, item: aiomqtt.Message) -> None:
-            take(item)
-
-    async with aiomqtt.Client("127.0.0.1", port, identifier=f"bench-sub-{os.getpid()}-{time.monotonic_ns()}",
-                              queue_type=Inbox) as c:
-        await c.subscribe(topic, qos=1)
-        ready.set()
+    rest = b""
+    try:
+        while not done.done():
+            chunk = await proc.stdout.read(1 << 16)
+            if not chunk:
+                if not done.done():
+                    done.set_exception(SystemExit(f"mosquitto_sub ended (status {await proc.wait()})"))
+                break
+            *lines, rest = (rest + chunk).split(b"\n")
+            for line in lines:
+                if not done.done():
+                    take(line)
+    finally:
+        prober.cancel()
         with contextlib.suppress(BaseException):
-            await done  # the caller reads its result (or its exception, or its timeout)
+            await prober
+        if proc.returncode is None:
+            proc.terminate()
+        await proc.wait()
 
 
 async def publish_many(port: int, topic: str, payloads: list[bytes], window: int) -> None:
@@ -182,6 +222,9 @@ def main() -> int:
     args = ap.parse_args()
     if shutil.which("mosquitto") is None:
         print("mosquitto not installed: nothing to measure", file=sys.stderr)
+        return 1
+    if shutil.which(SUBSCRIBER) is None:
+        print(f"{SUBSCRIBER} not installed (Debian's mosquitto-clients): nothing to measure", file=sys.stderr)
         return 1
     windows = args.window or [20]
     print(f"# {args.events} events per run, median of {args.runs} runs, mosquitto on loopback, "
