@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Api", "ApiError", "Caller", "Limits", "arg"]
+__all__ = ["Api", "ApiError", "Caller", "Encoded", "Limits", "arg"]
 
 log = logging.getLogger("svcmgr.api")
 
@@ -61,6 +61,16 @@ class Limits:
         room = max(8, nofile // 2)
         total = min(cls.total, room * 3 // 4)
         return cls(total=total, privileged=min(cls.privileged, room - total), per_user=min(cls.per_user, total))
+
+
+class Encoded:
+    """A result its handler has encoded as JSON already (``text``, what ``json.dumps`` would make of it):
+    the reply carries it as it is; an in-process ``call`` gets it decoded."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
 class _TooLarge(Exception):
@@ -222,7 +232,11 @@ class Api:
 
     async def _reply(self, writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
         """Send a reply; a client that does not take it within the idle time is dropped."""
-        writer.write(json.dumps(reply, default=str).encode() + b"\n")
+        result = reply.get("result")
+        if isinstance(result, Encoded):  # what json.dumps makes of the reply, the result's text spliced in
+            writer.write(f'{{"ok": true, "result": {result.text}}}\n'.encode())
+        else:
+            writer.write(json.dumps(reply, default=str).encode() + b"\n")
         async with asyncio.timeout(self.limits.idle):
             await writer.drain()
 
@@ -234,10 +248,11 @@ class Api:
             raise ApiError(f"bad request: unknown operation {op!r}", 2)
         self.requests += 1
         try:
-            return await handler(caller, {"op": op, **args})
+            result = await handler(caller, {"op": op, **args})
         except ApiError:
             self.errors += 1
             raise
+        return json.loads(result.text) if isinstance(result, Encoded) else result
 
     async def handle(self, caller: Caller, line: bytes) -> dict[str, Any]:
         self.requests += 1
