@@ -153,6 +153,20 @@ def test_not_utf8_and_too_large():
         load_bytes(b"#" * (4 * 1024 * 1024 + 1), "m.toml")
 
 
+def test_read_file_reads_the_whole_file_and_one_byte_past_the_limit(tmp_path):
+    from svcmgr.loader import MAX_SIZE, load_file, read_file
+
+    p = tmp_path / "m.toml"
+    for size in (0, 1, 150, MAX_SIZE - 1, MAX_SIZE):
+        p.write_bytes(b"#" * size)
+        assert read_file(str(p)) == b"#" * size
+    p.write_bytes(b"#" * (MAX_SIZE + 10))
+    assert len(read_file(str(p))) == MAX_SIZE + 1
+    with pytest.raises(ManifestErrors, match="larger than 4 MiB"):
+        load_file(str(p))
+    assert read_file("/proc/self/status").startswith(b"Name:")  # a file whose size says 0 is read whole
+
+
 def test_nul_characters_are_refused():
     errs = errors_of('name = "a/b"\n[methods.start]\nexec = ["sleep", "1\\u0000"]')
     assert any("NUL" in e for e in errs)
