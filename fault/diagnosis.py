@@ -3,19 +3,14 @@
 For each ereport, in this order:
 
 1. *Resolution*: a rule whose ``resolve_when`` matches the payload (an alert that
-   ended) closes the case it opened on that resource, and only that: a case opened by
-   another rule, or by another source's ereports, or one into which another diagnosis
-   was folded, stays open (the source may only take back what it said).
-2. *Graph-aware attribution* (a ``cascade`` rule): when a service fails within the
-   rule's window after a service it depends on (directly or not) failed, or while
-   that dependency is in maintenance or degraded, the failure is a symptom. The
-   deepest such dependencies are the suspects (certainty split between them), and
-   the ereport joins the one case that names them, listing the failed service as
-   impacted; if there is no such case, one is opened and solved. A victim never
-   gets a case of its own for that failure.
-3. *The resource's own rules*: each feeds a SERD or threshold engine for the pair
-   (rule, resource), collecting the evidence in an open case; when the engine fires
-   the case is solved. *One cause, one case*: if the resource already is a suspect
+   ended) closes the case it opened on that resource, and only that (``fault.verdicts``,
+   with the operators' verdicts).
+2. *Graph-aware attribution* (a ``cascade`` rule, ``fault.attribution``): a service's
+   failure after a dependency's, or while the dependency is in maintenance or
+   degraded, is a symptom: it joins the case of the deepest such dependencies.
+3. *The resource's own rules* (this module): each feeds a SERD or threshold engine
+   for the pair (rule, resource), collecting the evidence in an open case; when the
+   engine fires the case is solved. *One cause, one case*: if the resource already is a suspect
    of a solved case, the new diagnosis (flapping, then maintenance) is folded into
    that case instead of opening another.
 
@@ -34,17 +29,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fault.cases import VERDICT, Case, CaseEv, CaseState, CaseStore, Change, Suspect
+from fault.attribution import Attribution
+from fault.cases import Case, CaseEv, CaseState, CaseStore, Change, Suspect
 from fault.engines import Engines, Key
-from fault.events import Ereport, class_matches, detail_of, owner
-from fault.rules import Rule, RuleSet, human_duration, scheme_of
+from fault.events import Ereport, detail_of
+from fault.rules import Rule, RuleSet, scheme_of
 from fault.topology import Topology
 from fault.trail import AGE as TRAIL_AGE
 from fault.trail import Trail
+from fault.verdicts import Verdicts
 
 __all__ = ["Diagnosis", "RuleStats"]
-
-UNHEALTHY = ("maintenance", "degraded")
 
 
 @dataclass
@@ -60,7 +55,9 @@ class RuleStats:
     time_ns: int = 0
 
 
-class Diagnosis:
+class Diagnosis(Attribution, Verdicts):
+    """The diagnosis engine, its parts mixed in: ``Attribution`` (cascade rules), ``Verdicts`` (closing)."""
+
     def __init__(self, rules: RuleSet, store: CaseStore, topology: Topology, *, node: str = "",
                  skew: float = 1.0, conn: sqlite3.Connection | None = None, max_engines: int = 20_000,
                  max_resources: int = 20_000, max_active: int = 10_000,
@@ -149,7 +146,7 @@ class Diagnosis:
             st.received += 1
             if r.resolve_when and r.resolves(e.payload):
                 t0 = clock()
-                changes.extend(self._resolve_by_source(r, e, detail))
+                changes.extend(self.resolve_by_source(r, e, detail))
                 st.time_ns += clock() - t0
             else:
                 own.append((r, st))
@@ -157,9 +154,9 @@ class Diagnosis:
             if r.kind == "cascade" and resource:
                 t0 = clock()
                 assert r.window is not None
-                roots = self._roots(resource, now, r.window)
+                roots = self.roots(resource, now, r.window)
                 if roots:
-                    changes.extend(self._attribute(r, roots, e, brief, now))
+                    changes.extend(self.attribute(r, roots, e, brief, now))
                     st.attributed += 1
                     st.time_ns += clock() - t0
                     return changes
@@ -171,61 +168,6 @@ class Diagnosis:
                 changes.extend(self._feed(r, st, e, brief, detail, now))
                 st.time_ns += clock() - t0
         return changes
-
-    # ------------------------------------------------------------ attribution
-    def _roots(self, fmri: str, now: float, window: float) -> list[str]:
-        """The deepest troubled dependencies of ``fmri`` (failed within the window, or in maintenance or
-        degraded): the suspects of its failure."""
-        deps = self.topology.dependencies(fmri)
-        if not deps:
-            return []
-        lo, hi, heard, state = now - window, now + self.skew, self.trail.heard, self.topology.state
-        troubled = [d for d in deps if heard(d, lo, hi) or state(d) in UNHEALTHY]
-        if len(troubled) <= 1:
-            return troubled
-        deps_of, among = self.topology.dependencies, frozenset(troubled)
-        return sorted(d for d in troubled if deps_of(d).isdisjoint(among))
-
-    def _attribute(self, rule: Rule, roots: list[str], e: Ereport, brief: dict[str, Any],
-                   now: float) -> list[Change]:
-        case = None
-        for root in roots:
-            uid = self.by_suspect.get(root)
-            c = self.store.get(uid) if uid else None
-            if c is not None and c.state == CaseState.SOLVED:
-                case = c
-                break
-        if case is not None:
-            case.add_ereport(brief)
-            if case.add_impacted(e.resource):
-                case.note("updated", f"{e.resource} failed too ({e.cls}): impacted by {', '.join(roots)}")
-            elif e.cls == "ereport.svc.maintenance":
-                case.note("updated", f"impacted {e.resource} entered maintenance: {detail_of(e)}")
-            else:
-                self.store.touch(case)
-                return []
-            case.updated = self.wall()
-            self.store.save(case)
-            return [Change("updated", case)]
-        if self._full():
-            return []
-        case = Case.new(rule.name, rule.fault, rule.msgid, rule.severity, self.node, rule.response)
-        certainty = _split(100, len(roots))
-        case.suspects = [Suspect(rule.fault, r, c) for r, c in zip(roots, certainty, strict=True)]
-        assert rule.window is not None
-        for root in roots:
-            for _, b, d in self.trail.between(root, now - rule.window, now + self.skew):
-                case.add_ereport(b, d)
-        case.add_ereport(brief)
-        case.add_impacted(e.resource)
-        case.window, case.fires_at = human_duration(rule.window), 1
-        case.diagnoses.append(self._diagnosis(rule, roots[0]))
-        self.store.add(case)
-        self.stats[rule.name].opened += 1
-        for root in roots:
-            self.engine_case[(rule.name, root)] = case.uuid
-        return [self._solve(case, rule, f"{', '.join(roots)} failed; {e.resource} failed after it "
-                                        f"({e.cls})")]
 
     # ------------------------------------------------------------ own rules
     def _feed(self, rule: Rule, st: RuleStats, e: Ereport, brief: dict[str, Any], detail: str,
@@ -247,13 +189,13 @@ class Diagnosis:
                 fired = eng.record(float(value))
         st.accepted += 1
         if eng is not None and eng.fired and not fired:
-            c = self._case_of(key)
+            c = self.case_of(key)
             if c is not None and c.active:
                 c.add_ereport(brief, detail)
                 self.store.touch(c)
             return []
         target = self.solved_case_for(e.resource)
-        open_case = self._case_of(key)
+        open_case = self.case_of(key)
         if open_case is not None and open_case.state != CaseState.OPEN:
             open_case = None
         if target is not None and not fired:
@@ -264,7 +206,7 @@ class Diagnosis:
             if open_case is not None:
                 for b in open_case.ereports:
                     target.add_ereport(b)
-                self._discard(open_case)
+                self.discard(open_case)
             target.add_ereport(brief, detail)
             self.engine_case[key] = target.uuid
             st.folded += 1
@@ -274,7 +216,7 @@ class Diagnosis:
             self.store.touch(target)
             return []
         if open_case is None:
-            open_case = self._open(rule, e.resource)
+            open_case = self.new_case(rule, [Suspect(rule.fault, e.resource, rule.certainty)])
             if open_case is None:
                 return []
             if fired:  # what the resource reported before (the start failures before a maintenance) is evidence
@@ -289,17 +231,17 @@ class Diagnosis:
             return []
         open_case.window, open_case.fires_at = rule.window_text, rule.fires_at
         open_case.add_ereport(brief, detail)
-        open_case.diagnoses.append(self._diagnosis(rule, e.resource))
+        open_case.diagnoses.append(self.diagnosis(rule, e.resource))
         what = rule.describe_engine()
-        return [self._solve(open_case, rule, f"{rule.fault} diagnosed on {e.resource or self.node} by rule "
+        return [self.solve(open_case, rule, f"{rule.fault} diagnosed on {e.resource or self.node} by rule "
                                              f"{rule.name} ({what}): {detail}")]
 
-    def _open(self, rule: Rule, resource: str) -> Case | None:
-        """A new open case of ``rule`` suspecting ``resource`` (None when too many cases are active)."""
-        if self._full():
+    def new_case(self, rule: Rule, suspects: list[Suspect]) -> Case | None:
+        """A new open case of ``rule`` naming ``suspects`` (None when too many cases are active)."""
+        if self.full():
             return None
         case = Case.new(rule.name, rule.fault, rule.msgid, rule.severity, self.node, rule.response)
-        case.suspects = [Suspect(rule.fault, resource, rule.certainty)]
+        case.suspects = suspects
         case.window, case.fires_at = rule.window_text, rule.fires_at
         self.store.add(case)
         self.stats[rule.name].opened += 1
@@ -309,7 +251,7 @@ class Diagnosis:
         """Fold a diagnosis into an existing case; True when the case changed in a way worth telling."""
         new_class = rule.fault not in case.classes
         if new_class:
-            case.diagnoses.append(self._diagnosis(rule, resource))
+            case.diagnoses.append(self.diagnosis(rule, resource))
             case.note("updated", f"{rule.fault} diagnosed on {resource} by rule {rule.name}, folded into this "
                                  f"case: {detail}")
         escalated = case.escalate(rule.severity, rule.response)
@@ -317,13 +259,13 @@ class Diagnosis:
             case.updated = self.wall()
         return new_class or escalated
 
-    def _diagnosis(self, rule: Rule, resource: str) -> dict[str, Any]:
+    def diagnosis(self, rule: Rule, resource: str) -> dict[str, Any]:
         return {"time": self.wall(), "rule": rule.name, "fault": rule.fault, "msgid": rule.msgid,
                 "severity": rule.severity, "resource": resource}
 
-    def _solve(self, case: Case, rule: Rule, text: str) -> Change:
+    def solve(self, case: Case, rule: Rule, text: str) -> Change:
         if not case.diagnoses:
-            case.diagnoses.append(self._diagnosis(rule, case.suspects[0].resource if case.suspects else ""))
+            case.diagnoses.append(self.diagnosis(rule, case.suspects[0].resource if case.suspects else ""))
         case.apply(CaseEv.SOLVE, text, self.wall())
         for s in case.faulty:
             self.by_suspect[s.resource] = case.uuid
@@ -331,14 +273,14 @@ class Diagnosis:
         self.store.save(case)
         return Change("suspect", case)
 
-    def _full(self) -> bool:
+    def full(self) -> bool:
         cases = self.store.cases  # fewer cases in all than the bound: the active ones need no count
         full = len(cases) >= self.max_active and sum(1 for c in cases.values() if c.active) >= self.max_active
         self.counters["overflow"] += full
         return full
 
     # ------------------------------------------------------------ lookups
-    def _case_of(self, key: tuple[str, str]) -> Case | None:
+    def case_of(self, key: tuple[str, str]) -> Case | None:
         uid = self.engine_case.get(key)
         return self.store.get(uid) if uid else None
 
@@ -348,14 +290,8 @@ class Diagnosis:
         c = self.store.get(uid) if uid else None
         return c if c is not None and c.state == CaseState.SOLVED else None
 
-    def active_cases_for(self, resource: str) -> list[Case]:
-        """Solved cases that name ``resource`` as a faulty suspect."""
-        return [c for c in self.store.cases.values()
-                if c.state == CaseState.SOLVED and any(s.resource == resource and s.status == "faulty"
-                                                        for s in c.suspects)]
-
     # ------------------------------------------------------------ closing
-    def _discard(self, case: Case) -> None:
+    def discard(self, case: Case) -> None:
         for key in [k for k, u in self.engine_case.items() if u == case.uuid]:
             del self.engine_case[key]
         self.store.discard(case)
@@ -363,112 +299,22 @@ class Diagnosis:
 
     def _evicted(self, key: Key) -> None:
         self.counters["evicted"] += 1
-        self._discard_open(key)
+        self.discard_open(key)
 
-    def _discard_open(self, key: Key) -> None:
-        c = self._case_of(key)
+    def discard_open(self, key: Key) -> None:
+        c = self.case_of(key)
         if c is not None and c.state == CaseState.OPEN:
-            self._discard(c)
+            self.discard(c)
         self.engine_case.pop(key, None)
-
-    def _reset_resource(self, resource: str) -> None:
-        """An operator declared ``resource`` fixed: its engines start afresh, its open cases go."""
-        for key in [k for k in self.engines if k[1] == resource]:
-            eng = self.engines.peek(key)
-            if eng is not None:
-                eng.reset()
-            self.engines.drop(key)
-            self._discard_open(key)
-        for key in [k for k in self.engine_case if k[1] == resource]:
-            c = self._case_of(key)
-            if c is None or not c.active:
-                del self.engine_case[key]
-            elif c.state == CaseState.OPEN:
-                self._discard(c)
-
-    def close(self, case: Case, ev: CaseEv, resources: list[str] | None, text: str) -> list[Change]:
-        """An operator's (or a source's) verdict on some or all faulty suspects of a case."""
-        verdict = VERDICT[ev]
-        hit = [s for s in case.faulty if resources is None or s.resource in resources]
-        if not hit or not case.active:
-            return []
-        now = self.wall()
-        for s in hit:
-            s.status = verdict
-            if self.by_suspect.get(s.resource) == case.uuid:
-                del self.by_suspect[s.resource]
-            self._reset_resource(s.resource)
-        if case.faulty:
-            case.note("updated", f"{', '.join(s.resource for s in hit)} {verdict}: {text}", now)
-            case.updated = now
-            self.store.save(case)
-            return [Change("updated", case, unretire=[s.resource for s in hit])]
-        if case.state == CaseState.OPEN:
-            ev = CaseEv.ACQUIT
-        case.apply(ev, text, now)
-        for key in [k for k, u in self.engine_case.items() if u == case.uuid]:
-            del self.engine_case[key]
-        out = [Change("repaired", case, unretire=case.affected)]
-        case.apply(CaseEv.RESOLVE, "Every response to the case was undone.", now)
-        self.store.save(case)
-        out.append(Change("resolved", case))
-        return out
-
-    def _resolve_by_source(self, rule: Rule, e: Ereport, detail: str) -> list[Change]:
-        key = (rule.name, e.resource)
-        c = self._case_of(key)
-        if c is None:
-            return []
-        c.add_ereport(e.brief(), detail)
-        if not self._opened_by(c, rule, e):
-            del self.engine_case[key]
-            c.note("updated", f"{e.cls} on {e.resource} reports its condition over; the case stays open: that "
-                              f"source did not open it alone (only an operator closes it)", self.wall())
-            self.store.save(c)
-            return []
-        if c.state == CaseState.OPEN:
-            self._discard(c)
-            return []
-        return self.close(c, CaseEv.REPAIR, [e.resource], f"its source reports the condition over ({detail})")
-
-    @staticmethod
-    def _opened_by(case: Case, rule: Rule, e: Ereport) -> bool:
-        """Whether ``case`` is ``rule``'s alone, opened by ereports of ``e``'s source."""
-        if case.rule != rule.name or any(d.get("rule") != rule.name for d in case.diagnoses):
-            return False
-        first = next((b["class"] for b in case.ereports
-                      if any(class_matches(p, b.get("class", "")) for p in rule.match)), None)
-        return first is not None and owner(first) == owner(e.cls)
-
-    def on_cleared(self, fmri: str, case_uuid: str | None) -> list[Change]:
-        """An operator cleared ``fmri`` (``svcadm clear``): the cases that name it as a suspect are repaired."""
-        cases: list[Case] = []
-        if case_uuid:
-            c = self.store.get(case_uuid)
-            if c is not None and c.active:
-                cases.append(c)
-        cases.extend(c for c in self.active_cases_for(fmri) if c not in cases)
-        changes: list[Change] = []
-        for c in cases:
-            s = c.suspect(fmri)
-            if s is None or s.status != "faulty":
-                if fmri in c.impacted:
-                    c.note("updated", f"impacted {fmri} cleared by an operator (svcadm clear)")
-                    self.store.save(c)
-                continue
-            changes.extend(self.close(c, CaseEv.REPAIR, [fmri], f"{fmri} cleared by an operator (svcadm clear)"))
-        if not changes:
-            self._reset_resource(fmri)
-        return changes
 
     # ============================================================ housekeeping
     def gc(self, now: float) -> int:
         """Age SERD engines out; discard open cases whose evidence is all gone. Returns how many."""
         gone = 0
         for key in self.engines.gc(now):
-            c = self._case_of(key)
+            c = self.case_of(key)
             if c is not None and c.state == CaseState.OPEN:
-                self._discard(c)
+                self.discard(c)
                 gone += 1
             elif c is None or not c.active:
                 self.engine_case.pop(key, None)
@@ -494,7 +340,3 @@ class Diagnosis:
         return [{**self.engines.view(key, eng, now), "case": self.engine_case.get(key)}
                 for key, eng in self.engines.items()]
 
-
-def _split(total: int, n: int) -> list[int]:
-    base, extra = divmod(total, n)
-    return [base + (1 if i < extra else 0) for i in range(n)]
