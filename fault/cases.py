@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from fault.events import json_encoder
+from fault.events import Ereport, detail_of, json_encoder
 from svcmgr.db import transaction
 
 __all__ = [
@@ -101,6 +101,25 @@ class Suspect:
     status: str = "faulty"  # faulty | repaired | acquitted | replaced
 
 
+class _Detail:
+    """``Case.detail``, the most telling text of the case's last ereport (``fault.events.detail_of``), made when
+    something reads it (``fmadm faulty``, the case's row when written): a case may gain thousands of ereports
+    between two writes, and only the last one's text is kept. Until then the case holds that ereport; every
+    case that gains one is written within the next flush (250 ms), which reads its detail and lets the
+    ereport go. Set to a string, or to an ereport (by ``add_ereport``)."""
+
+    def __get__(self, case: Case | None, owner: type | None = None) -> str:
+        if case is None:
+            return ""  # the dataclass field's default
+        d = case.__dict__["_detail"]
+        if type(d) is not str:
+            d = case.__dict__["_detail"] = detail_of(d)
+        return d
+
+    def __set__(self, case: Case, value: str | Ereport) -> None:
+        case.__dict__["_detail"] = value
+
+
 @dataclass
 class Case:
     uuid: str
@@ -118,7 +137,7 @@ class Case:
     diagnoses: list[dict[str, Any]] = field(default_factory=list)
     retired: dict[str, str] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
-    detail: str = ""
+    detail: _Detail = _Detail()
     window: str = "-"
     fires_at: int = 1
     opened: float = field(default_factory=time.time)
@@ -158,7 +177,9 @@ class Case:
         return self.state in ACTIVE
 
     # ------------------------------------------------------------ evidence
-    def add_ereport(self, brief: dict[str, Any], detail: str = "") -> None:
+    def add_ereport(self, brief: dict[str, Any], detail: str | Ereport = "") -> None:
+        """One more ereport (its brief), and the case's detail from it (its text, or the ereport to make it
+        from when read) unless it has none."""
         self.ereport_count += 1
         kept = self.ereports
         if len(kept) < MAX_EREPORTS:
@@ -166,7 +187,7 @@ class Case:
             if not bid or bid not in [x["id"] for x in kept[-8:]]:
                 kept.append(brief)
         if detail:
-            self.detail = detail
+            self.__dict__["_detail"] = detail  # what ``self.detail = detail`` does, without a call per ereport
 
     def add_impacted(self, fmri: str) -> bool:
         if fmri in self.impacted or any(s.resource == fmri for s in self.suspects):

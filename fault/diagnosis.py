@@ -76,7 +76,7 @@ class Diagnosis(Attribution, Verdicts):
         self.engine_case: dict[tuple[str, str], str] = {}
         #: resource -> the solved case that names it as a faulty suspect
         self.by_suspect: dict[str, str] = {}
-        #: resource -> recent ereports: (arrival, brief, detail)
+        #: resource -> recent ereports: (arrival, brief, detail of a service's)
         self.trail = Trail(max_resources)
         self.stats: dict[str, RuleStats] = {r.name: RuleStats() for r in rules}
         self.counters = {"processed": 0, "unmatched": 0, "overflow": 0, "evicted": 0, "errors": 0}
@@ -113,23 +113,27 @@ class Diagnosis(Attribution, Verdicts):
 
     # ============================================================ arrival
     def arrive(self, e: Ereport, now: float) -> None:
-        """Remember an ereport of its resource at its arrival (before any hold)."""
-        if e.resource:
-            self.trail.add(e.resource, now, e.brief(), detail_of(e))
+        """Remember an ereport of its resource at its arrival (before any hold). The trail keeps the detail of a
+        service's ereport only: attribution quotes what the suspects of a cascade (service instances, the
+        graph's) reported; other resources' ereports are looked back on for their briefs alone, and their
+        detail is made only if a case reads it."""
+        resource = e.resource
+        if resource:
+            self.trail.add(resource, now, e.brief(), detail_of(e) if resource.startswith("svc:") else "")
 
     def feed(self, e: Ereport, now: float) -> list[Change]:
-        """``arrive`` then ``process`` at once (no hold): the same work, its brief and detail made once."""
-        brief, detail = e.brief(), detail_of(e)
-        if e.resource:
-            self.trail.add(e.resource, now, brief, detail)
-        return self._process(e, now, brief, detail)
+        """``arrive`` then ``process`` at once (no hold): the same work, its brief made once."""
+        brief, resource = e.brief(), e.resource
+        if resource:
+            self.trail.add(resource, now, brief, detail_of(e) if resource.startswith("svc:") else "")
+        return self._process(e, now, brief)
 
     # ============================================================ processing
     def process(self, e: Ereport, now: float) -> list[Change]:
         """Diagnose one ereport that arrived at ``now``."""
-        return self._process(e, now, e.brief(), detail_of(e))
+        return self._process(e, now, e.brief())
 
-    def _process(self, e: Ereport, now: float, brief: dict[str, Any], detail: str) -> list[Change]:
+    def _process(self, e: Ereport, now: float, brief: dict[str, Any]) -> list[Change]:
         counters = self.counters
         counters["processed"] += 1
         resource = e.resource
@@ -146,7 +150,7 @@ class Diagnosis(Attribution, Verdicts):
             st.received += 1
             if r.resolve_when and r.resolves(e.payload):
                 t0 = clock()
-                changes.extend(self.resolve_by_source(r, e, detail))
+                changes.extend(self.resolve_by_source(r, e))
                 st.time_ns += clock() - t0
             else:
                 own.append((r, st))
@@ -165,13 +169,12 @@ class Diagnosis(Attribution, Verdicts):
         for r, st in own:
             if r.kind != "cascade":
                 t0 = clock()
-                changes.extend(self._feed(r, st, e, brief, detail, now))
+                changes.extend(self._feed(r, st, e, brief, now))
                 st.time_ns += clock() - t0
         return changes
 
     # ------------------------------------------------------------ own rules
-    def _feed(self, rule: Rule, st: RuleStats, e: Ereport, brief: dict[str, Any], detail: str,
-              now: float) -> list[Change]:
+    def _feed(self, rule: Rule, st: RuleStats, e: Ereport, brief: dict[str, Any], now: float) -> list[Change]:
         key = (rule.name, e.resource)
         eng = None
         if rule.kind == "immediate":
@@ -191,7 +194,7 @@ class Diagnosis(Attribution, Verdicts):
         if eng is not None and eng.fired and not fired:
             c = self.case_of(key)
             if c is not None and c.active:
-                c.add_ereport(brief, detail)
+                c.add_ereport(brief, e)
                 self.store.touch(c)
             return []
         target = self.solved_case_for(e.resource)
@@ -199,7 +202,7 @@ class Diagnosis(Attribution, Verdicts):
         if open_case is not None and open_case.state != CaseState.OPEN:
             open_case = None
         if target is not None and not fired:
-            target.add_ereport(brief, detail)
+            target.add_ereport(brief, e)
             self.store.touch(target)
             return []
         if target is not None:  # the rule fired on a resource a solved case names: one cause, one case
@@ -207,10 +210,10 @@ class Diagnosis(Attribution, Verdicts):
                 for b in open_case.ereports:
                     target.add_ereport(b)
                 self.discard(open_case)
-            target.add_ereport(brief, detail)
+            target.add_ereport(brief, e)
             self.engine_case[key] = target.uuid
             st.folded += 1
-            if self._fold(target, rule, e.resource, detail):
+            if self._fold(target, rule, e):
                 self.store.save(target)
                 return [Change("updated", target)]
             self.store.touch(target)
@@ -225,16 +228,16 @@ class Diagnosis(Attribution, Verdicts):
                         open_case.add_ereport(b)
         self.engine_case[key] = open_case.uuid
         if not fired:
-            open_case.add_ereport(brief, detail)
+            open_case.add_ereport(brief, e)
             open_case.updated = self.wall()
             self.store.touch(open_case)
             return []
         open_case.window, open_case.fires_at = rule.window_text, rule.fires_at
-        open_case.add_ereport(brief, detail)
+        open_case.add_ereport(brief, e)
         open_case.diagnoses.append(self.diagnosis(rule, e.resource))
         what = rule.describe_engine()
         return [self.solve(open_case, rule, f"{rule.fault} diagnosed on {e.resource or self.node} by rule "
-                                             f"{rule.name} ({what}): {detail}")]
+                                             f"{rule.name} ({what}): {detail_of(e)}")]
 
     def new_case(self, rule: Rule, suspects: list[Suspect]) -> Case | None:
         """A new open case of ``rule`` naming ``suspects`` (None when too many cases are active)."""
@@ -247,13 +250,14 @@ class Diagnosis(Attribution, Verdicts):
         self.stats[rule.name].opened += 1
         return case
 
-    def _fold(self, case: Case, rule: Rule, resource: str, detail: str) -> bool:
-        """Fold a diagnosis into an existing case; True when the case changed in a way worth telling."""
+    def _fold(self, case: Case, rule: Rule, e: Ereport) -> bool:
+        """Fold a diagnosis (``rule`` fired on ``e``) into an existing case; True when the case changed in a way
+        worth telling."""
         new_class = rule.fault not in case.classes
         if new_class:
-            case.diagnoses.append(self.diagnosis(rule, resource))
-            case.note("updated", f"{rule.fault} diagnosed on {resource} by rule {rule.name}, folded into this "
-                                 f"case: {detail}")
+            case.diagnoses.append(self.diagnosis(rule, e.resource))
+            case.note("updated", f"{rule.fault} diagnosed on {e.resource} by rule {rule.name}, folded into this "
+                                 f"case: {detail_of(e)}")
         escalated = case.escalate(rule.severity, rule.response)
         if new_class or escalated:
             case.updated = self.wall()

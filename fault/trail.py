@@ -1,8 +1,9 @@
 """The recent ereports of each resource, as they arrived: what attribution and a new case look back on.
 
-Each resource keeps its last ``LENGTH`` ereports (arrival time, brief, detail) for
-``AGE`` seconds; at most ``limit`` resources are remembered, the least recently
-heard of forgotten first.
+Each resource keeps its last ``LENGTH`` ereports (arrival time, brief, detail: ""
+when the caller leaves it out, as diagnosis does but for services) for ``AGE``
+seconds; at most ``limit`` resources are remembered, the least recently heard of
+forgotten first.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from fault.cases import VERDICT, Case, CaseEv, CaseState, CaseStore, Change
 from fault.engines import Engines, Key
-from fault.events import Ereport, class_matches, owner
+from fault.events import Ereport, class_matches, detail_of, owner
 from fault.rules import Rule
 
 __all__ = ["Verdicts"]
@@ -87,13 +87,13 @@ class Verdicts:
             self.reset_resource(fmri)
         return changes
 
-    def resolve_by_source(self, rule: Rule, e: Ereport, detail: str) -> list[Change]:
+    def resolve_by_source(self, rule: Rule, e: Ereport) -> list[Change]:
         """``e`` says the condition ``rule`` diagnosed on its resource is over."""
         key = (rule.name, e.resource)
         c = self.case_of(key)
         if c is None:
             return []
-        c.add_ereport(e.brief(), detail)
+        c.add_ereport(e.brief(), e)
         if not self._opened_by(c, rule, e):
             del self.engine_case[key]
             c.note("updated", f"{e.cls} on {e.resource} reports its condition over; the case stays open: that "
@@ -103,7 +103,7 @@ class Verdicts:
         if c.state == CaseState.OPEN:
             self.discard(c)
             return []
-        return self.close(c, CaseEv.REPAIR, [e.resource], f"its source reports the condition over ({detail})")
+        return self.close(c, CaseEv.REPAIR, [e.resource], f"its source reports the condition over ({detail_of(e)})")
 
     @staticmethod
     def _opened_by(case: Case, rule: Rule, e: Ereport) -> bool:
