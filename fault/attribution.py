@@ -20,10 +20,7 @@ from fault.rules import Rule, human_duration
 from fault.topology import Topology
 from fault.trail import Trail
 
-__all__ = ["UNHEALTHY", "Attribution"]
-
-#: States of a dependency that make its dependents' failures symptoms, whenever they happen.
-UNHEALTHY = ("maintenance", "degraded")
+__all__ = ["Attribution"]
 
 
 class Attribution:
@@ -50,10 +47,9 @@ class Attribution:
         deps = self.topology.dependencies(fmri)
         if not deps:
             return []
-        lo, hi, heard, state = now - window, now + self.skew, self.trail.heard, self.topology.state
-        troubled = [d for d in deps if heard(d, lo, hi) or state(d) in UNHEALTHY]
+        troubled = self.trail.heard(deps, now - window, now + self.skew) | self.topology.unhealthy(deps)
         if len(troubled) <= 1:
-            return troubled
+            return list(troubled)
         deps_of, among = self.topology.dependencies, frozenset(troubled)
         return sorted(d for d in troubled if deps_of(d).isdisjoint(among))
 

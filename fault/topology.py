@@ -11,10 +11,12 @@ from typing import Protocol
 
 from svcmgr.services import ServiceView
 
-__all__ = ["GROUPINGS", "StaticTopology", "Topology", "ViewTopology"]
+__all__ = ["GROUPINGS", "UNHEALTHY", "StaticTopology", "Topology", "ViewTopology"]
 
 #: Dependency groupings along which a failure propagates (exclude_all never does).
 GROUPINGS = ("require_all", "require_any", "optional_all")
+#: States of a dependency that make its dependents' failures symptoms, whenever they happen.
+UNHEALTHY = frozenset({"maintenance", "degraded"})
 
 
 class Topology(Protocol):
@@ -24,7 +26,9 @@ class Topology(Protocol):
         """Every instance ``fmri`` depends on, directly or not (``exclude_all`` edges excluded)."""
         ...
 
-    def state(self, fmri: str) -> str | None: ...
+    def unhealthy(self, fmris: Iterable[str]) -> set[str]:
+        """Those of ``fmris`` in maintenance or degraded."""
+        ...
 
 
 class ViewTopology:
@@ -44,9 +48,9 @@ class ViewTopology:
             hit = self._deps[fmri] = (closure, closure - {fmri})
         return hit[1]
 
-    def state(self, fmri: str) -> str | None:
-        inst = self.view.instance(fmri)
-        return inst.state.value if inst is not None else None
+    def unhealthy(self, fmris: Iterable[str]) -> set[str]:
+        instance = self.view.instance
+        return {f for f in fmris if (inst := instance(f)) is not None and inst.state in UNHEALTHY}
 
 
 class StaticTopology:
@@ -70,5 +74,5 @@ class StaticTopology:
             hit = self._cache[fmri] = frozenset(seen)
         return hit
 
-    def state(self, fmri: str) -> str | None:
-        return self.states.get(fmri)
+    def unhealthy(self, fmris: Iterable[str]) -> set[str]:
+        return {f for f in fmris if self.states.get(f) in UNHEALTHY}

@@ -9,7 +9,7 @@ forgotten first.
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 __all__ = ["AGE", "LENGTH", "Trail"]
@@ -43,14 +43,19 @@ class Trail:
         """The resource's ereports that arrived from ``lo`` to ``hi``, oldest first."""
         return (x for x in self._by_resource.get(resource, ()) if lo <= x[0] <= hi)
 
-    def heard(self, resource: str, lo: float, hi: float) -> bool:
-        """Whether the resource reported anything from ``lo`` to ``hi``."""
-        for t, _, _ in reversed(self._by_resource.get(resource, ())):
-            if lo <= t <= hi:
-                return True
-            if t < lo:
-                break
-        return False
+    def heard(self, resources: Iterable[str], lo: float, hi: float) -> set[str]:
+        """Those of ``resources`` that reported anything from ``lo`` to ``hi``."""
+        out = set()
+        get = self._by_resource.get
+        for res in resources:
+            tr = get(res)
+            if tr:
+                for t, _, _ in reversed(tr):
+                    if t <= hi:
+                        if t >= lo:
+                            out.add(res)
+                        break
+        return out
 
     def gc(self, now: float) -> None:
         """Forget the resources not heard of for ``AGE`` seconds."""
