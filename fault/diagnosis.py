@@ -55,6 +55,12 @@ class RuleStats:
     time_ns: int = 0
 
 
+#: the rules an ereport's (class, scheme) goes to, with their counters: all, whether any has ``resolve_when``, the
+#: first cascade rule, the rules that are not cascades
+Pair = tuple[Rule, RuleStats]
+Plan = tuple[tuple[Pair, ...], bool, Pair | None, tuple[Pair, ...]]
+
+
 class Diagnosis(Attribution, Verdicts):
     """The diagnosis engine, its parts mixed in: ``Attribution`` (cascade rules), ``Verdicts`` (closing)."""
 
@@ -80,6 +86,8 @@ class Diagnosis(Attribution, Verdicts):
         self.trail = Trail(max_resources)
         self.stats: dict[str, RuleStats] = {r.name: RuleStats() for r in rules}
         self.counters = {"processed": 0, "unmatched": 0, "overflow": 0, "evicted": 0, "errors": 0}
+        #: (class, scheme) -> what diagnoses it (``_plan``), made at its first ereport, again after new rules
+        self._plans: dict[tuple[str, str], Plan] = {}
         self._index()
 
     # ============================================================ setup
@@ -100,6 +108,7 @@ class Diagnosis(Attribution, Verdicts):
         """New rules (SIGHUP): engines of rules that are gone or changed are dropped."""
         old = self.rules
         self.rules = rules
+        self._plans.clear()
         for r in rules:
             self.stats.setdefault(r.name, RuleStats())
         self.engines.keep_rules(old, rules)
@@ -133,44 +142,56 @@ class Diagnosis(Attribution, Verdicts):
         """Diagnose one ereport that arrived at ``now``."""
         return self._process(e, now, e.brief())
 
+    def _plan(self, key: tuple[str, str]) -> Plan:
+        """The rules that consume ``key``'s ereports, each with its counters: all of them, whether any may
+        resolve, the first cascade rule and the others (what ``_process`` does when none resolves)."""
+        stats = self.stats
+        pairs = tuple((r, stats.setdefault(r.name, RuleStats())) for r in self.rules.consumers(*key))
+        if len(self._plans) >= 4096:  # classes or schemes made up by a source: start afresh
+            self._plans.clear()
+        plan = self._plans[key] = (pairs, any(r.resolve_when for r, _ in pairs), *_split_cascade(pairs))
+        return plan
+
     def _process(self, e: Ereport, now: float, brief: dict[str, Any]) -> list[Change]:
         counters = self.counters
         counters["processed"] += 1
         resource = e.resource
-        rules = self.rules.consumers(e.cls, scheme_of(resource))
-        if not rules:
+        key = (e.cls, scheme_of(resource))
+        pairs, resolving, cascade, others = self._plans.get(key) or self._plan(key)
+        if not pairs:
             counters["unmatched"] += 1
             return []
         changes: list[Change] = []
-        own: list[tuple[Rule, RuleStats]] = []
-        stats = self.stats
         clock = time.perf_counter_ns
-        for r in rules:
-            st = stats.get(r.name) or stats.setdefault(r.name, RuleStats())
-            st.received += 1
-            if r.resolve_when and r.resolves(e.payload):
-                t0 = clock()
-                changes.extend(self.resolve_by_source(r, e))
-                st.time_ns += clock() - t0
-            else:
-                own.append((r, st))
-        for r, st in own:
-            if r.kind == "cascade" and resource:
-                t0 = clock()
-                assert r.window is not None
-                roots = self.roots(resource, now, r.window)
-                if roots:
-                    changes.extend(self.attribute(r, roots, e, brief, now))
-                    st.attributed += 1
+        if resolving:
+            own: list[Pair] = []
+            for r, st in pairs:
+                st.received += 1
+                if r.resolve_when and r.resolves(e.payload):
+                    t0 = clock()
+                    changes.extend(self.resolve_by_source(r, e))
                     st.time_ns += clock() - t0
-                    return changes
+                else:
+                    own.append((r, st))
+            cascade, others = _split_cascade(tuple(own))
+        else:
+            for _, st in pairs:
+                st.received += 1
+        if cascade is not None and resource:
+            r, st = cascade
+            t0 = clock()
+            assert r.window is not None
+            roots = self.roots(resource, now, r.window)
+            if roots:
+                changes.extend(self.attribute(r, roots, e, brief, now))
+                st.attributed += 1
                 st.time_ns += clock() - t0
-                break
-        for r, st in own:
-            if r.kind != "cascade":
-                t0 = clock()
-                changes.extend(self._feed(r, st, e, brief, now))
-                st.time_ns += clock() - t0
+                return changes
+            st.time_ns += clock() - t0
+        for r, st in others:
+            t0 = clock()
+            changes += self._feed(r, st, e, brief, now)
+            st.time_ns += clock() - t0
         return changes
 
     # ------------------------------------------------------------ own rules
@@ -344,3 +365,8 @@ class Diagnosis(Attribution, Verdicts):
         return [{**self.engines.view(key, eng, now), "case": self.engine_case.get(key)}
                 for key, eng in self.engines.items()]
 
+
+def _split_cascade(pairs: tuple[Pair, ...]) -> tuple[Pair | None, tuple[Pair, ...]]:
+    """The first cascade rule of ``pairs`` (or None), and the rules that are not cascades, in order."""
+    return (next((p for p in pairs if p[0].kind == "cascade"), None),
+            tuple(p for p in pairs if p[0].kind != "cascade"))
