@@ -126,7 +126,7 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
                                      lambda cls, line, f=f: self.bus.emit(cls, f, line=line, source="log"))
         inst.log = InstanceLog(self.paths.instance_log(cfg.fmri.log_name),
                                os.path.join(self.paths.fifos, cfg.fmri.log_name), cfg.log.max_size,
-                               cfg.log.keep, on_line)
+                               cfg.log.keep, on_line, self.restarter.log_opener)
         inst.log.open(asyncio.get_running_loop())
         self.instances[f] = inst
         return inst

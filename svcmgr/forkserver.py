@@ -13,6 +13,13 @@ so only the daemon can ask it anything). For each request it calls ``clone3`` wi
   reaps it like any child of its own (``svcmgr.reaper``, SIGCHLD): exit statuses need
   no relay, and a daemon restart finds its services as before.
 
+It also does the file-system work of a start that would otherwise wait on the daemon's event
+loop (making a file costs the journal a millisecond or so under load): it opens the instance's
+FIFO by name for the child, makes it at the first spawn and hands its reading end back with the
+reply, and makes the instance's log file when asked (``open_log``), handing back its descriptor
+(``SCM_RIGHTS``), under the rules of ``svcmgr.safefs.open_own``. What it cannot open, the daemon
+tries itself, and says why.
+
 The child runs system calls only before ``execve`` (``svcmgr.spawn.exec_child``); a
 failure to exec comes back through a close-on-exec pipe, so a reply says "running, pid
 N", "could not exec, errno E", or that clone3 failed (then the daemon spawns in-process,
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import collections
 import itertools
 import logging
 import marshal
@@ -38,7 +46,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from svcmgr.process import Child
@@ -52,6 +60,12 @@ __all__ = ["ForkServer", "HelperUnavailable"]
 log = logging.getLogger("svcmgr.forkserver")
 
 WINDOW = 32
+#: at most this many log files asked for at once (more wait in the daemon, in order)
+FILE_WINDOW = 16
+_REPLY = 128
+
+#: Where a descriptor the helper opened goes: the descriptor, or None when the helper could not open it.
+Given = Callable[[int | None], None]
 
 
 class HelperUnavailable(Exception):
@@ -66,7 +80,10 @@ class ForkServer:
         self.reaper = reaper
         self.pid: int | None = None
         self._sock: socket.socket | None = None
-        self._pending: dict[int, tuple[asyncio.Future[Child], str]] = {}
+        self._pending: dict[int, tuple[asyncio.Future[Child], str, Given | None]] = {}
+        #: log files asked for (number -> where the descriptor goes), and those still to ask for
+        self._files: dict[int, Given] = {}
+        self._unsent: collections.deque[tuple[int, bytes]] = collections.deque()
         self._numbers = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None
         #: at most this many requests out at once (their messages fit in the socket's buffer)
@@ -106,10 +123,14 @@ class ForkServer:
             self._sock.close()
             self._sock = None
         while self._pending:
-            _, (fut, _) = self._pending.popitem()
+            _, (fut, _, _) = self._pending.popitem()
             self._answered()
             if not fut.done():
                 fut.set_exception(HelperUnavailable(self.why_not or "spawn helper closed"))
+        self._unsent.clear()
+        while self._files:  # each log opens its file itself then
+            _, given = self._files.popitem()
+            given(None)
 
     def lost(self, why: str) -> None:
         """The helper is gone or cannot clone here: every spawn is in-process from now on."""
@@ -118,31 +139,61 @@ class ForkServer:
             log.warning("%s; spawning in the daemon from now on", why)
         self.close()
 
+    def open_log(self, path: str, mode: int, given: Given) -> bool:
+        """Ask the helper to open ``path`` for appending, made with ``mode`` if need be, as
+        ``safefs.open_own`` opens (no link followed, the daemon's own file); False when there is no
+        helper. ``given`` gets the descriptor, or None when the helper could not open it (the caller
+        opens it itself then, and says why it cannot). Asks go out in order, ``FILE_WINDOW`` at once."""
+        if self._sock is None:
+            return False
+        number = next(self._numbers)
+        self._files[number] = given
+        self._unsent.append((number, marshal.dumps(("log", number, os.fsencode(path), mode))))
+        self._send_files()
+        return True
+
+    def _send_files(self) -> None:
+        while self._unsent and self._sock is not None and len(self._files) - len(self._unsent) < FILE_WINDOW:
+            try:
+                self._sock.send(self._unsent[0][1])
+            except BlockingIOError:
+                return  # the socket's buffer is full: sent at the next reply
+            except OSError as e:
+                self.lost(f"spawn helper: {e.strerror or e}")
+                return
+            self._unsent.popleft()
+
     async def spawn(self, argv: Sequence[str], *, cgroup: str | None, env: Mapping[str, str], cwd: str,
-                    stdout: int | None, process_group: bool = True) -> asyncio.Future[Child]:
+                    stdout: int | None = None, fifo: str | None = None, reader: Given | None = None,
+                    process_group: bool = True) -> asyncio.Future[Child]:
         """Ask for ``argv`` to be started (in ``cgroup``, if given): the future of the child.
 
+        Its stdout and stderr are ``stdout``, or the FIFO ``fifo``, which the helper opens by name
+        (``safefs.open_own``); with ``reader``, it makes the FIFO if need be and ``reader`` gets
+        the FIFO's reading end (non-blocking) before the future is done, or None.
         The request is sent (once fewer than ``WINDOW`` are out) before this returns: the caller
         may close ``stdout`` then. The future fails with OSError when the program cannot be
         executed (the child's errno), and HelperUnavailable when the helper cannot spawn it:
         spawn in-process then."""
         await self._window.acquire()
         try:
-            return self._send(argv, cgroup=cgroup, env=env, cwd=cwd, stdout=stdout, process_group=process_group)
+            return self._send(argv, cgroup=cgroup, env=env, cwd=cwd, stdout=stdout, fifo=fifo, reader=reader,
+                              process_group=process_group)
         except BaseException:
             self._window.release()
             raise
 
     def _send(self, argv: Sequence[str], *, cgroup: str | None, env: Mapping[str, str], cwd: str,
-              stdout: int | None, process_group: bool) -> asyncio.Future[Child]:
+              stdout: int | None, fifo: str | None, reader: Given | None, process_group: bool) -> asyncio.Future[Child]:
         if self._sock is None or self._loop is None:
             raise HelperUnavailable(self.why_not or "no spawn helper")
         args = [os.fsencode(a) for a in argv]
         envb = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
         path = os.fsencode(env.get("PATH", os.defpath))
         number = next(self._numbers)
-        req = marshal.dumps((number, args, envb, candidates_for(args[0], path), os.fsencode(cwd), process_group,
-                             stdout is not None, cgroup is not None))
+        req = marshal.dumps(("spawn", number, args, envb, candidates_for(args[0], path), os.fsencode(cwd),
+                             process_group, stdout is not None, cgroup is not None,
+                             os.fsencode(fifo) if fifo is not None and stdout is None else b"", reader is not None))
         if len(req) > MAX_REQUEST:
             raise HelperUnavailable("request too large for the spawn helper")
         cg = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if cgroup is not None else None
@@ -156,7 +207,7 @@ class ForkServer:
             if cg is not None:
                 os.close(cg)
         fut: asyncio.Future[Child] = self._loop.create_future()
-        self._pending[number] = (fut, str(argv[0]))
+        self._pending[number] = (fut, str(argv[0]), reader)
         self.reaper.hold()
         return fut
 
@@ -165,9 +216,15 @@ class ForkServer:
         self._window.release()
 
     def _readable(self) -> None:
+        try:
+            self._take_replies()
+        finally:
+            self._send_files()  # a reply read may have made room in the socket's buffer
+
+    def _take_replies(self) -> None:
         while self._sock is not None:
             try:
-                reply = self._sock.recv(64)
+                reply, anc, _flags, _addr = self._sock.recvmsg(_REPLY, socket.CMSG_SPACE(4), socket.MSG_CMSG_CLOEXEC)
             except BlockingIOError:
                 return
             except OSError as e:
@@ -176,16 +233,30 @@ class ForkServer:
             if not reply:
                 self.lost("spawn helper exited")
                 return
+            given = _descriptors(anc)
             try:
                 number, pid, stage, code = marshal.loads(reply)
-                fut, program = self._pending.pop(number)
+                if stage == "log":
+                    self._file_answered(number, given)
+                    continue
+                fut, program, reader = self._pending.pop(number)
             except (EOFError, ValueError, TypeError, KeyError):
+                for fd in given:
+                    os.close(fd)
                 self.lost("spawn helper answered what was not asked")
                 return
+            for fd in given[1:] if reader is not None else given:
+                os.close(fd)
+            if reader is not None and given:
+                reader(given[0])  # the FIFO's reading end: drained before the child is reported
             try:
                 child = self.reaper.register(pid) if stage in ("ok", "exec") else None  # before held exits go
             finally:
                 self._answered()
+            if stage == "fifo":  # this one is spawned in the daemon, which says why the FIFO cannot be opened
+                if not fut.done():
+                    fut.set_exception(HelperUnavailable(f"the FIFO: {os.strerror(code)}"))
+                continue
             if stage == "clone" or child is None:
                 why = f"clone3 in the spawn helper: {os.strerror(code) if code else 'bad reply'}"
                 if not fut.done():
@@ -199,3 +270,18 @@ class ForkServer:
             else:
                 self.spawned += 1
                 fut.set_result(child)
+
+    def _file_answered(self, number: int, given: list[int]) -> None:
+        where = self._files.pop(number)  # KeyError: not asked
+        for fd in given[1:]:
+            os.close(fd)
+        where(given[0] if given else None)
+
+
+def _descriptors(anc: list[tuple[int, int, bytes]]) -> list[int]:
+    """The descriptors a message carried."""
+    fds = array.array("i")
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    return list(fds)

@@ -11,13 +11,20 @@ many services that is a file, a FIFO and three opens each, before the first
 start): the log file at its first line, the FIFO at the first method's spawn. A
 FIFO an earlier daemon left is opened at once, to drain what its children wrote
 meanwhile and to hold it for them.
+
+Making a file costs the file system's journal a millisecond or so under load, on
+the event loop: at a boot of many services, a good part of it. So the spawn helper
+(``svcmgr.forkserver``, on another CPU) makes both when it can: the FIFO with the
+first spawn that needs it (its reading end comes back with the reply), the log file
+when ``opener`` is given (the lines written meanwhile wait in memory, in order, at
+most ``MAX_WAITING`` bytes; past that, or when the FIFO has lines to add, or at
+close, the daemon opens the file itself and writes them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import re
@@ -25,15 +32,20 @@ import time
 from collections.abc import Callable
 
 from svcmgr.safefs import open_own
+from svcmgr.spawn import FIFO_MODE, LOG_FLAGS, open_fifo
 
-__all__ = ["InstanceLog", "framework_line", "tail"]
+__all__ = ["MAX_WAITING", "InstanceLog", "Opener", "framework_line", "tail"]
 
 log = logging.getLogger("svcmgr.logs")
 
 _MAX_PARTIAL = 64 * 1024
 #: Logs are the daemon's and its group's to read (a service may print what others must not see).
 LOG_MODE = 0o640
-_PIPE_SIZE = 256 * 1024
+#: Lines that wait for their log file (made by the spawn helper) in memory, at most.
+MAX_WAITING = 64 * 1024
+
+#: Asks for a file to be opened for appending (path, mode, where the descriptor or None goes); False: not asked.
+Opener = Callable[[str, int, Callable[[int | None], None]], bool]
 
 
 def framework_line(message: str, when: float | None = None) -> str:
@@ -51,7 +63,7 @@ class InstanceLog:
     """The log of one instance."""
 
     def __init__(self, path: str, fifo: str, max_size: int, keep: int,
-                 on_line: Callable[[str], None] | None = None) -> None:
+                 on_line: Callable[[str], None] | None = None, opener: Opener | None = None) -> None:
         self.path = path
         self.fifo = fifo
         self.max_size = max_size
@@ -64,6 +76,10 @@ class InstanceLog:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._unwritable = False
+        self.opener = opener
+        #: lines written while the helper makes the file (None: not waiting for it)
+        self._waiting: list[bytes] | None = None
+        self._waiting_size = 0
         self.lines = 0
 
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -81,25 +97,40 @@ class InstanceLog:
             return
         if self._loop is None or self._closed:
             raise RuntimeError(f"log of {self.path} is not open")
-        try:
-            os.mkfifo(self.fifo, 0o600)
-        except FileExistsError:
-            pass
-        self._fd = open_own(self.fifo, os.O_RDWR | os.O_NONBLOCK, 0o600)
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
-        self._loop.add_reader(self._fd, self._readable)
+        self._listen(open_fifo(self.fifo, make=True))
+
+    def _listen(self, fd: int) -> None:
+        assert self._loop is not None
+        self._fd = fd
+        self._loop.add_reader(fd, self._readable)
         self._readable()  # drain what waited while no daemon ran
 
-    def _open_file(self) -> None:
-        fd = open_own(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_MODE)
+    def take_reader(self, fd: int | None) -> None:
+        """The FIFO's reading end, made by the spawn helper (kept unless the log has one, or is closed)."""
+        if fd is None:
+            return
+        if self._fd is not None or self._closed or self._loop is None:
+            os.close(fd)
+            return
+        self._listen(fd)
+
+    def for_helper(self) -> Callable[[int | None], None] | None:
+        """For a spawn by the helper, which opens the FIFO by name for the child: where the FIFO's reading
+        end goes (the helper makes the FIFO), None when the daemon holds it already."""
+        if self._loop is None or self._closed:
+            raise RuntimeError(f"log of {self.path} is not open")
+        return self.take_reader if self._fd is None else None
+
+    def _open_file(self, fd: int | None = None) -> None:
+        if fd is None:
+            fd = open_own(self.path, LOG_FLAGS, LOG_MODE)
         self._file = os.fdopen(fd, "ab", buffering=0)  # held for the instance's life
         self._size = self._file.seek(0, os.SEEK_END)
 
     def writer_fd(self) -> int:
         """A new blocking descriptor for a child's stdout and stderr (the caller closes it after spawning)."""
         self._open_fifo()
-        return os.open(self.fifo, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        return open_own(self.fifo, os.O_RDWR, FIFO_MODE)
 
     def note(self, message: str) -> None:
         """A framework line: what the restarter did."""
@@ -121,8 +152,11 @@ class InstanceLog:
             if len(chunk) < 65536:
                 break
 
-    def _consume(self, chunk: bytes) -> None:
-        self._ensure_file()  # its size decides where the lines below rotate
+    def _consume(self, chunk: bytes, now: float | None = None) -> None:
+        if not self._ready():  # the file's size decides where the lines below rotate: they wait for it
+            self._hold((chunk, time.time()))
+            return
+        self._ensure_file()
         data = self._partial + chunk
         lines = data.split(b"\n")
         self._partial = lines.pop()
@@ -131,8 +165,7 @@ class InstanceLog:
             self._partial = b""
         if not lines:
             return
-        now = time.time()
-        stamp = _stamp(now).encode()
+        stamp = _stamp(time.time() if now is None else now).encode()
         out = bytearray()
         for line in lines:
             entry = stamp + b" " + line + b"\n"
@@ -166,7 +199,30 @@ class InstanceLog:
             return False
         return True
 
+    def _ready(self) -> bool:
+        """True when lines can be written now (or never: a closed log); False while they wait for the file
+        the helper is asked to make (asked here, at the first line)."""
+        if self._file is not None:
+            return True
+        if self._waiting is None and self.opener is not None and not self._unwritable and not self._closed \
+                and self._loop is not None:
+            self._waiting = []
+            self._waiting_size = 0
+            if not self.opener(self.path, LOG_MODE, self._opened):
+                self._waiting = None
+        return self._waiting is None
+
+    def _hold(self, item: bytes | tuple[bytes, float]) -> None:
+        assert self._waiting is not None
+        self._waiting.append(item)
+        self._waiting_size += len(item if isinstance(item, bytes) else item[0])
+        if self._waiting_size > MAX_WAITING:
+            self._settle()
+
     def _write(self, data: bytes) -> None:
+        if not self._ready():
+            self._hold(data)
+            return
         if not self._ensure_file():
             return
         assert self._file is not None
@@ -177,6 +233,30 @@ class InstanceLog:
         self._size += len(data)
         if self._size >= self.max_size:
             self.rotate()
+
+    def _opened(self, fd: int | None) -> None:
+        """The log file from the helper (None: it could not open it; the daemon tries, and says why not)."""
+        if self._waiting is None or self._file is not None:  # closed, or made here meanwhile
+            if fd is not None:
+                os.close(fd)
+            return
+        if fd is not None:
+            try:
+                self._open_file(fd)
+            except OSError:
+                pass  # opened again below
+        self._settle()
+
+    def _settle(self) -> None:
+        """The file open (here, now, if the helper has not answered), and what waited for it written, in order:
+        framework lines as they were, the FIFO's output stamped with the time it was read."""
+        waiting, self._waiting = self._waiting, None
+        self._ensure_file()
+        for item in waiting or ():
+            if isinstance(item, bytes):
+                self._write(item)
+            else:
+                self._consume(*item)
 
     def rotate(self) -> None:
         if self._file is None:
@@ -195,6 +275,8 @@ class InstanceLog:
         self._open_file()
 
     def close(self, *, remove_fifo: bool = False) -> None:
+        if self._waiting is not None:
+            self._settle()  # no line is lost: the file is made here (the helper's, if it comes, is closed)
         if self._fd is not None:
             self._readable()
             self.flush_partial()

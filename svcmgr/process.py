@@ -25,6 +25,7 @@ from svcmgr.policy import Outcome
 
 if TYPE_CHECKING:
     from svcmgr.instance import Instance
+    from svcmgr.logs import Opener
     from svcmgr.spec import InstanceConfig
 
 __all__ = ["Child", "CommandRunner", "ContractReport", "ExitStatus", "HealthReport", "MembersReport", "ProcessLayer",
@@ -104,6 +105,9 @@ MembersReport = Callable[["Instance"], None]
 
 class ProcessLayer(Protocol):
     """What the engine asks of its instances' processes. Every method is called on the loop."""
+
+    #: opens an instance's log file off the event loop (the spawn helper), or None
+    log_opener: Opener | None
 
     def bind(self, on_contract: ContractReport, on_health: HealthReport,
              on_members: MembersReport | None = None) -> None:

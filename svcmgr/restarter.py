@@ -53,6 +53,8 @@ class Restarter:
         self.backend = backend
         #: the spawn helper (``svcmgr.forkserver``), when the daemon started one
         self.helper = helper
+        #: log files are made by the helper too, off the event loop (``svcmgr.logs``)
+        self.log_opener = helper.open_log if helper is not None else None
         self.paths = paths
         self.bus = bus
         self._ctid = ctid
@@ -82,14 +84,12 @@ class Restarter:
                 (contract.kind == "pgid" or contract.cgroup):
             # The spawn helper: a fork of a small process, born in the contract's group, while the
             # daemon goes on. Credentials that need the child are applied by the in-process spawn.
-            fd = inst.log.writer_fd()
+            # The helper opens the instance's FIFO for the child (and makes it at the first spawn).
             try:
                 fut = await helper.spawn(argv, cgroup=contract.cgroup if contract.kind == "cgroup" else None,
-                                         env=env, cwd=cwd, stdout=fd)
+                                         env=env, cwd=cwd, fifo=inst.log.fifo, reader=inst.log.for_helper())
             except HelperUnavailable:
                 fut = None
-            finally:
-                os.close(fd)
             if fut is not None:
                 with contextlib.suppress(HelperUnavailable):
                     child = await _arrival(fut, contract)

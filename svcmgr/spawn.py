@@ -21,8 +21,10 @@ library so that the helper stays small.
 from __future__ import annotations
 
 import array
+import contextlib
 import ctypes
 import errno
+import fcntl
 import marshal
 import os
 import selectors
@@ -32,8 +34,10 @@ import struct
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
-__all__ = ["CLONE_INTO_CGROUP", "CLONE_PARENT", "MAX_REQUEST", "CloneSpawner", "candidates_for", "clone3", "exec_child",
-           "serve"]
+from svcmgr.safefs import open_own
+
+__all__ = ["CLONE_INTO_CGROUP", "CLONE_PARENT", "FIFO_MODE", "LOG_FLAGS", "MAX_REQUEST", "PIPE_SIZE", "CloneSpawner",
+           "candidates_for", "clone3", "exec_child", "open_fifo", "serve"]
 
 SYS_CLONE3 = 435  # the same number on every architecture Linux added clone3 to
 CLONE_PARENT = 0x00008000
@@ -204,13 +208,34 @@ def exec_child(candidates: list[bytes], args: list[bytes], env: dict[bytes, byte
 MAX_REQUEST = 192 * 1024
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
+#: How a log file is opened (``safefs.open_own`` adds no-follow and close-on-exec).
+LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+#: An instance's FIFO: the daemon's and its children's only.
+FIFO_MODE = 0o600
+#: The FIFO's pipe is made this large (the kernel's default is 64 KiB), so a burst of output waits in it.
+PIPE_SIZE = 256 * 1024
+
+
+def open_fifo(path: str | bytes, *, make: bool) -> int:
+    """The reading end of an instance's FIFO (``make``: made first, 0600, if it is not there): opened
+    read-write (it never sees an end of file) and non-blocking, as ``safefs.open_own`` opens (no link
+    followed, the daemon's own), its pipe enlarged to ``PIPE_SIZE`` where the kernel allows."""
+    if make:
+        with contextlib.suppress(FileExistsError):
+            os.mkfifo(path, FIFO_MODE)
+    fd = open_own(os.fsdecode(path), os.O_RDWR | os.O_NONBLOCK, FIFO_MODE)
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    return fd
 
 
 def serve(fd: int) -> None:
     """The spawn helper's loop (``svcmgr.forkserver``) until the daemon's end of the socket pair
-    closes. Each request is cloned at once; its reply goes out when its child has exec'd (the report
-    pipe closes) or failed to, so that children of a burst exec side by side on the CPUs. Replies
-    carry the request's number. Runs in ``python -I -S``: standard library only."""
+    closes. Each request is answered in the order of the work it asks: a log file is opened (made)
+    and its descriptor sent back at once; a spawn is cloned at once and answered when its child has
+    exec'd (the report pipe closes) or failed to, so that children of a burst exec side by side on
+    the CPUs. Replies carry the request's number, and the descriptors asked for (``SCM_RIGHTS``).
+    Runs in ``python -I -S``: standard library and ``svcmgr.safefs`` only."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_NAME, ctypes.c_char_p(b"svcmgr-spawn"), 0, 0, 0)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -223,10 +248,21 @@ def serve(fd: int) -> None:
     syscall.restype = ctypes.c_long
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ, None)
+
+    def reply(answer: tuple[int, int, str, int], give: int | None = None) -> None:
+        try:
+            sock.sendmsg([marshal.dumps(answer)],
+                         [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [give]))] if give is not None else [])
+        except (BrokenPipeError, ConnectionResetError):
+            os._exit(0)  # the daemon closed its end
+        finally:
+            if give is not None:
+                os.close(give)
+
     while True:
         for key, _ in sel.select():
             if key.data is not None:  # a child's report pipe: its errno, or closed by its exec
-                number, pid, report = key.data
+                number, pid, report, reader = key.data
                 chunk = os.read(key.fd, 64)
                 if chunk:
                     report += chunk
@@ -234,10 +270,10 @@ def serve(fd: int) -> None:
                 sel.unregister(key.fd)
                 os.close(key.fd)
                 code = int(report.split(b":", 1)[0] or errno.ENOENT) if report else 0
-                sock.send(marshal.dumps((number, pid, "exec" if report else "ok", code)))
+                reply((number, pid, "exec" if report else "ok", code), reader)
                 continue
             try:
-                msg, anc, _flags, _addr = sock.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(2 * 4))
+                msg, anc, _flags, _addr = sock.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(2 * 4), socket.MSG_CMSG_CLOEXEC)
             except InterruptedError:
                 continue
             if not msg:
@@ -249,28 +285,69 @@ def serve(fd: int) -> None:
                     a.frombytes(data[: len(data) - len(data) % a.itemsize])
                     fds.extend(a)
             try:
-                number, started = _clone_one(syscall, msg, fds, devnull)
+                number, answer = _serve_one(syscall, msg, fds, devnull)
             finally:
                 for f in fds:
                     os.close(f)
-            if isinstance(started, tuple):
-                pid, pipe = started
-                sel.register(pipe, selectors.EVENT_READ, (number, pid, bytearray()))
+            if answer[0] == "child":  # answered once it has exec'd
+                _, pid, pipe, reader = answer
+                sel.register(pipe, selectors.EVENT_READ, (number, pid, bytearray(), reader))
+            elif answer[0] == "log":
+                given = answer[1]
+                reply((number, 0, "log", 0 if given is not None else errno.EPERM), given)
             else:
-                sock.send(marshal.dumps((number, 0, "clone", started)))
+                reply((number, 0, answer[0], answer[1]))
 
 
-def _clone_one(syscall: Callable[..., int], msg: bytes, fds: list[int],
-               devnull: int) -> tuple[int, tuple[int, int] | int]:
-    """Clone one request's child: (number, (pid, its report pipe)), or (number, errno) when it could not be."""
+def _serve_one(syscall: Callable[..., int], msg: bytes, fds: list[int], devnull: int) -> tuple[int, tuple]:
+    """Carry out one request: its number and ("child", pid, its report pipe, the FIFO's reading end or
+    None) for a child cloned, ("log", descriptor or None) for a log file, ("fifo", errno) when the
+    FIFO could not be opened, ("clone", errno) when the child could not be cloned."""
     try:
-        number, args, env, candidates, cwd, pgrp, has_out, has_cg = marshal.loads(msg)
-    except (EOFError, ValueError, TypeError):
-        return -1, errno.EINVAL
+        request = marshal.loads(msg)
+        kind, number = request[0], request[1]
+    except (EOFError, ValueError, TypeError, IndexError, KeyError):
+        return -1, ("clone", errno.EINVAL)
+    if kind == "log":  # ("log", number, path, mode): opened for appending, made if need be
+        try:
+            return number, ("log", open_own(os.fsdecode(request[2]), LOG_FLAGS, request[3]))
+        except OSError:  # the daemon opens it itself then, and says why it cannot
+            return number, ("log", None)
+        except (TypeError, ValueError, IndexError):
+            return number, ("clone", errno.EINVAL)
+    try:
+        _, number, args, env, candidates, cwd, pgrp, has_out, has_cg, fifo, make = request
+    except (TypeError, ValueError):
+        return number, ("clone", errno.EINVAL)
     if len(fds) != int(has_out) + int(has_cg):
-        return number, errno.EBADF
-    out = fds[0] if has_out else devnull
+        return number, ("clone", errno.EBADF)
     cg = fds[-1] if has_cg else None
+    reader = out = None
+    try:
+        if fifo:  # the child's stdout and stderr: the instance's FIFO, by name
+            if make:
+                reader = open_fifo(fifo, make=True)
+            out = open_own(os.fsdecode(fifo), os.O_RDWR, FIFO_MODE)
+    except OSError as e:
+        if reader is not None:
+            os.close(reader)
+        return number, ("fifo", e.errno or errno.EPERM)  # safefs.UnsafePath has none: the daemon says why
+    try:
+        started = _clone_one(syscall, args, env, candidates, cwd, pgrp, devnull,
+                             out if out is not None else fds[0] if has_out else devnull, cg)
+    finally:
+        if out is not None:
+            os.close(out)
+    if isinstance(started, int):
+        if reader is not None:
+            os.close(reader)
+        return number, ("clone", started)
+    return number, ("child", *started, reader)
+
+
+def _clone_one(syscall: Callable[..., int], args: list[bytes], env: dict[bytes, bytes], candidates: list[bytes],
+               cwd: bytes, pgrp: bool, devnull: int, out: int, cg: int | None) -> tuple[int, int] | int:
+    """Clone one request's child: (pid, its report pipe), or the errno when it could not be."""
     r, w = os.pipe2(os.O_CLOEXEC)
     try:
         pid = clone3(syscall, CLONE_PARENT | (CLONE_INTO_CGROUP if cg is not None else 0), 0, cg)
@@ -280,5 +357,5 @@ def _clone_one(syscall: Callable[..., int], msg: bytes, fds: list[int],
         os.close(w)
     if pid < 0:
         os.close(r)
-        return number, -pid
-    return number, (pid, r)
+        return -pid
+    return pid, r

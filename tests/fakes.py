@@ -219,6 +219,7 @@ class FakeProcesses:
         self._on_contract: ContractReport = lambda *a: None
         self._on_health: HealthReport = lambda *a: None
         self._instances: dict[str, Instance] = {}
+        self.log_opener = None  # logs are opened in the daemon
 
     # ------------------------------------------------------------ what a test scripts or injects
     def fail_next(self, fmri: str, outcome: Outcome | str = Outcome.RETRY, detail: str = "exited with status 1",

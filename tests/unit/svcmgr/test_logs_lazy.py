@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import stat
+import struct
+import termios
+import time
 
-from svcmgr.logs import InstanceLog
+from svcmgr.logs import LOG_MODE, MAX_WAITING, InstanceLog
+from svcmgr.safefs import open_own
+from svcmgr.spawn import LOG_FLAGS
 
 
 def _log(tmp_path) -> InstanceLog:
@@ -81,3 +87,100 @@ async def test_a_log_path_that_cannot_be_opened_loses_its_lines_not_the_daemon(t
         assert len(said) == 1 and lg.path in said[0]
     finally:
         lg.close()
+
+
+class _Opener:
+    """Stands for the spawn helper's ``open_log``: keeps where each answer goes, answers when told."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, object]] = []
+
+    def __call__(self, path: str, mode: int, given) -> bool:
+        self.asked.append((path, given))
+        return True
+
+    def answer(self) -> None:
+        path, given = self.asked.pop(0)
+        given(open_own(path, LOG_FLAGS, LOG_MODE))
+
+
+def _waiting_log(tmp_path, opener: _Opener) -> InstanceLog:
+    lg = InstanceLog(str(tmp_path / "site-web:default.log"), str(tmp_path / "site-web:default"), 1 << 20, 2,
+                     opener=opener)
+    lg.open(asyncio.get_running_loop())
+    return lg
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_lines_wait_in_order_for_the_file_the_opener_brings(tmp_path):
+    opener = _Opener()
+    lg = _waiting_log(tmp_path, opener)
+    try:
+        lg.note("one")
+        lg.note("two")
+        assert len(opener.asked) == 1 and not os.path.exists(lg.path)  # asked once; nothing made here
+        opener.answer()
+        lg.note("three")
+        text = (tmp_path / "site-web:default.log").read_text()
+        assert text.index("one") < text.index("two") < text.index("three")
+        assert not opener.asked
+    finally:
+        lg.close()
+
+
+async def test_the_fifos_lines_wait_with_the_others_and_keep_their_order_and_time(tmp_path):
+    opener = _Opener()
+    lg = _waiting_log(tmp_path, opener)
+    before = _fds()
+    try:
+        lg.note("first")
+        fd = lg.writer_fd()
+        try:
+            os.write(fd, b"from the child\n")
+            await _until(lambda: _unread(fd) == 0, "the child's line to be read")
+        finally:
+            os.close(fd)
+        read_at = time.time()
+        lg.note("second")
+        assert lg.lines == 0 and not os.path.exists(lg.path)  # read, waiting with the notes
+        await asyncio.sleep(1.1)
+        opener.answer()
+        text = (tmp_path / "site-web:default.log").read_text().splitlines()
+        assert ["first" in text[0], "from the child" in text[1], "second" in text[2]] == [True] * 3
+        stamped = time.mktime(time.strptime(text[1].split(".")[0], "%Y-%m-%d %H:%M:%S"))
+        assert stamped <= read_at  # stamped when it was read, not when it was written
+        assert lg.lines == 1
+        assert _fds() == before + 2  # the log file and the FIFO's reading end, no more
+    finally:
+        lg.close()
+
+
+def _unread(fd: int) -> int:
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+async def test_no_more_than_the_bound_waits_in_memory(tmp_path):
+    opener = _Opener()
+    lg = _waiting_log(tmp_path, opener)
+    try:
+        n = MAX_WAITING // 1000 + 1
+        for i in range(n):
+            lg.note(f"{i:04d} " + "x" * 1000)
+        lines = (tmp_path / "site-web:default.log").read_text().splitlines()
+        assert len(lines) == n and all(f"{i:04d} x" in line for i, line in enumerate(lines))
+    finally:
+        lg.close()
+
+
+async def test_lines_that_wait_at_close_reach_the_file(tmp_path):
+    opener = _Opener()
+    lg = _waiting_log(tmp_path, opener)
+    lg.note("last words")
+    lg.close()
+    assert "last words" in (tmp_path / "site-web:default.log").read_text()
+    before = _fds()
+    opener.answer()  # after close: closed at once
+    assert _fds() == before
