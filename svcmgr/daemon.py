@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import gc
 import hashlib
 import logging
 import os
@@ -197,6 +198,9 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, self._reload)
             loop.add_signal_handler(signal.SIGUSR2, self._detach)
             quiet_wakeup()  # add_signal_handler turned the full-pipe warning back on
+            # What exists now (modules, networkx, the components, the repository's state) lives as long as the
+            # daemon: out of the collector's sight, a boot's full collections scan only what the boot makes.
+            gc.freeze()
             if self.args.manifests:
                 engine.begin_boot_import()  # what the manifests may change waits for them
             engine.boot()
