@@ -145,6 +145,10 @@ class Catalog:
     def check_import(self, specs: list[ServiceSpec], existing: Mapping[str, ServiceSpec] | None = None) -> list[str]:
         """Refuse duplicates and cycles among these specs and what is already imported (``existing``: a
         copy of the imported specs, so that the check may run in another thread); return warnings."""
+        return _missing(specs, Graph(self._check(specs, existing)))
+
+    def _check(self, specs: list[ServiceSpec], existing: Mapping[str, ServiceSpec] | None) -> dict[str, InstanceConfig]:
+        """``check_import``'s refusals (ManifestErrors); the configuration of every instance once imported."""
         errors: list[ManifestError] = []
         seen: dict[str, str] = {}
         for s in specs:
@@ -152,17 +156,17 @@ class Catalog:
             if f in seen:
                 errors.append(ManifestError(s.source, "name", f"{f} is also declared in {seen[f]}"))
             seen[f] = s.source
-        for s in specs:
-            for n in s.instances:
-                cfg = resolve_instance(s, n)
+        resolved = [(s, [resolve_instance(s, n) for n in s.instances]) for s in specs]
+        for s, cfgs in resolved:
+            for cfg in cfgs:
                 errors.extend(ManifestError(s.source, f"resources.{key}", f"{cfg.fmri}: {why}")
                               for key, why in self.restarter.refusals(cfg))
         if errors:
             raise ManifestErrors(errors)
         merged = {f: sp for f, sp in (self.specs if existing is None else existing).items() if f not in seen}
-        merged.update({str(s.fmri): s for s in specs})
         configs = {str(c.fmri): c for sp in merged.values() for c in
                    (resolve_instance(sp, n) for n in sp.instances)}
+        configs.update((str(c.fmri), c) for _, cfgs in resolved for c in cfgs)
         cycles = find_cycles(configs)
         if cycles:
             by_fmri = {str(s.fmri): s.source for s in specs}
@@ -171,7 +175,7 @@ class Catalog:
                             if str(fmri_mod.parse(c).service_fmri) in by_fmri), "")
                 errors.append(ManifestError(src, "dependencies", "dependency cycle: " + " -> ".join(cyc)))
             raise ManifestErrors(errors)
-        return _missing(specs, Graph(configs))
+        return configs
 
     def missing_dependencies(self, specs: Iterable[ServiceSpec]) -> list[str]:
         """A warning for each dependency of these imported specs that names what is not imported."""
@@ -179,14 +183,15 @@ class Catalog:
 
     def import_specs(self, specs: list[ServiceSpec], formats: list[str]) -> list[str]:
         """Store and apply specs, all or nothing; return warnings."""
-        warnings = self.check_import(specs)
-        changed = [(s, fmt) for s, fmt in zip(specs, formats, strict=True)
-                   if str(s.fmri) not in self.specs or self.editing.get(str(s.fmri)) != s.to_dict()
-                   or self.specs[str(s.fmri)].to_dict() != s.to_dict()]
-        self.repo.import_services([(str(s.fmri), s.source, fmt, s.to_dict()) for s, fmt in changed])
-        for s, fmt in changed:
-            f = str(s.fmri)
-            self.snapshots.imported(f, s.to_dict())
+        self._check(specs, None)
+        changed = []  # (spec, its FMRI, format, its normal form)
+        for s, fmt in zip(specs, formats, strict=True):
+            f, data = str(s.fmri), s.to_dict()
+            if f not in self.specs or self.editing.get(f) != data or self.specs[f].to_dict() != data:
+                changed.append((s, f, fmt, data))
+        self.repo.import_services([(f, s.source, fmt, data) for s, f, fmt, data in changed])
+        for s, f, fmt, data in changed:
+            self.snapshots.imported(f, data)
             self.editing[f] = s.to_dict()
             self.sources[f] = (s.source, fmt)
             self._apply_spec(s)
@@ -194,7 +199,7 @@ class Catalog:
         self.boot_imported(str(s.fmri) for s in specs)
         self.mark_dirty(self.instances)
         self.bus.emit(SVC_IMPORTED, "", services=[str(s.fmri) for s in specs])
-        return warnings
+        return self.missing_dependencies(specs)  # the graph now holds what check_import's would
 
     def _apply_spec(self, spec: ServiceSpec, refreshing: set[str] | None = None) -> None:
         """Apply a service's configuration; its running instances (those in ``refreshing`` when given: a

@@ -63,7 +63,7 @@ def load_bytes(blob: bytes, source: str) -> list[ServiceSpec]:
         raise ManifestErrors([ManifestError(source, "", f"not UTF-8 text: {e}")]) from None
     try:
         data = tomllib.loads(text)
-        return [parse_service(data, source, base_dir=base_dir)]
+        return [parse_service(data, source, base_dir=base_dir, fresh=True)]
     except tomllib.TOMLDecodeError as e:
         raise ManifestErrors([ManifestError(source, "", f"TOML syntax error: {e}")]) from None
     except RecursionError:

@@ -94,8 +94,11 @@ def _extension(name: str) -> Callable[[Any, str, str], Any] | None:
     return EXTENSIONS.get(name)
 
 
-def parse_service(data: Any, source: str = "", *, base_dir: str | None = None) -> ServiceSpec:
-    """Validate one manifest (a TOML-shaped mapping). Raises ManifestErrors listing every problem."""
+def parse_service(data: Any, source: str = "", *, base_dir: str | None = None, fresh: bool = False) -> ServiceSpec:
+    """Validate one manifest (a TOML-shaped mapping). Raises ManifestErrors listing every problem.
+
+    ``fresh``: ``data`` was just decoded by a reader and nothing else holds it, so the spec keeps it as its
+    normal form instead of a deep copy (most of a manifest's copying at a boot)."""
     errors: list[ManifestError] = []
     r = _Reader(source, errors, data, "")
     name = r.str("name", required=True)
@@ -196,7 +199,7 @@ def parse_service(data: Any, source: str = "", *, base_dir: str | None = None) -
         enabled=enabled, context=ctx, methods=methods, dependencies=deps, dependents=dependents,
         readiness=readiness, health=health, restart=restart, log=log, authorizations=auth,
         properties=props, resources=resources, instances=instances, template=template, stability=stability,
-        extensions=extensions, source=source, raw=_normal_form(data, base_dir),
+        extensions=extensions, source=source, raw=_normal_form(data if fresh else copy.deepcopy(data), base_dir),
     )
     warnings = _check_contexts(spec, errors)
     if errors:
@@ -220,9 +223,8 @@ def _check_contexts(spec: ServiceSpec, errors: list[ManifestError]) -> list[str]
     return warnings
 
 
-def _normal_form(data: dict[str, Any], base_dir: str | None) -> dict[str, Any]:
-    """The manifest as stored: relative working directories made absolute."""
-    out = copy.deepcopy(data)
+def _normal_form(out: dict[str, Any], base_dir: str | None) -> dict[str, Any]:
+    """The manifest as stored, made from ``out`` (a copy of it): relative working directories made absolute."""
 
     def fix(table: Any) -> None:
         if isinstance(table, dict):
