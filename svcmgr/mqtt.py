@@ -6,10 +6,7 @@ URL``); the in-process bus stays the default. When on:
 * every bus event is queued in the outbox (SQLite, in the repository) the moment
   it is published, together with the retained picture it changes (an instance's
   state, an open case), and sent in order from a bounded window of QoS 1
-  publishes on a connection of its own (``svcmgr.mqtt_stream``: aiomqtt keeps the
-  session, its status, last will and telemetry subscriptions; the stream's client
-  identifier is the session's with ``-out`` added); a row leaves the outbox only
-  once the broker acknowledged it, so a
+  publishes; a row leaves the outbox only once the broker acknowledged it, so a
   broker that goes away, or a daemon restart, loses nothing (past the bound the
   oldest rows are dropped and counted); the last acknowledged events are sent
   again at each new connection, since a broker killed right after acknowledging
@@ -23,8 +20,7 @@ URL``); the in-process bus stays the default. When on:
   ``mqtt.telemetry.rejected``, and never stops anything.
 
 The topic scheme and payloads are in ``svcmgr.mqtt_topics``; the outbox in
-``svcmgr.outbox``; the publishing connection in ``svcmgr.mqtt_stream``. Socket operation:
-``mqtt`` (the bridge's status).
+``svcmgr.outbox``. Socket operation: ``mqtt`` (the bridge's status).
 """
 
 from __future__ import annotations
@@ -47,7 +43,6 @@ from svcmgr import mqtt_topics as wire
 from svcmgr.eventclasses import CASE_CLASSES, MQTT_DOWN, MQTT_REJECTED, MQTT_UP, SVC_STATE
 from svcmgr.events import Event
 from svcmgr.mqtt_config import MqttConfig, section, tls_context
-from svcmgr.mqtt_stream import Stream, StreamError
 from svcmgr.outbox import Outbox, Row
 from svcmgr.schema import FieldError
 
@@ -263,7 +258,7 @@ class Bridge:
                     async with client:
                         delay = self.cfg.reconnect_min
                         await self._session(client)
-                except (aiomqtt.MqttError, StreamError) as e:
+                except aiomqtt.MqttError as e:
                     self._down(str(e) or type(e).__name__)
                 except Exception as e:
                     log.exception("mqtt: session failed; reconnecting")
@@ -288,17 +283,12 @@ class Bridge:
             cfg.host, cfg.port, identifier=cfg.client_id or f"svcmgr-{self.node}", username=cfg.username,
             password=cfg.password, will=will, keepalive=cfg.keepalive, tls_context=tls, timeout=10,
             queue_type=functools.partial(_Inbox, self._on_message),  # type: ignore[arg-type]
-            clean_session=True, logger=logging.getLogger("svcmgr.mqtt.client"))
-        client.pending_calls_threshold = len(cfg.telemetry) + 8
+            clean_session=True, logger=logging.getLogger("svcmgr.mqtt.client"),
+            # no limit in paho: the sender keeps ``window`` in flight itself (paho's limit costs a scan
+            # of every message in flight at each acknowledgement)
+            max_inflight_messages=0)
+        client.pending_calls_threshold = cfg.window + len(cfg.telemetry) + 8
         return client
-
-    async def _stream(self, client: aiomqtt.Client) -> Stream:
-        """The outbox's own publishing connection, to the same broker with the same credentials."""
-        cfg = self.cfg
-        tls = tls_context(cfg.ca_file, cfg.cert_file, cfg.key_file, cfg.tls_insecure) if cfg.tls else None
-        return await Stream.open(cfg.host, cfg.port, client_id=f"{client.identifier}-out", username=cfg.username,
-                                 password=cfg.password, keepalive=cfg.keepalive, tls=tls, timeout=10,
-                                 on_read=self._wake.set)
 
     def _down(self, why: str) -> None:
         self.last_error = why
@@ -315,14 +305,6 @@ class Bridge:
                              wire.status_payload(self.node, "online", time.time(), __version__), qos=1, retain=True)
         for f in self.cfg.telemetry:
             await client.subscribe(f, qos=1)
-        stream = await self._stream(client)
-        try:
-            await self._online(client, stream)
-        finally:
-            await stream.close()
-
-    async def _online(self, client: aiomqtt.Client, stream: Stream) -> None:
-        assert self.outbox is not None
         self.connected = True
         self.connects += 1
         self.last_error = ""
@@ -337,60 +319,71 @@ class Bridge:
             if snap:
                 self.outbox.append([(t, p, 1, True) for t, p in snap])
                 self._snapshot_upto = self.outbox.next_seq - 1
-        # Three tasks owned here: the first to end (a lost connection) ends the session, the others are
-        # cancelled and awaited; the sender first, while the stream still reads what it is owed. (Not a
-        # TaskGroup: in Python 3.11 one that sees a child fail can swallow the daemon's own cancellation.)
-        send = asyncio.create_task(self._send(stream), name="mqtt send")
-        others = [asyncio.create_task(stream.run(), name="mqtt stream"),
-                  asyncio.create_task(self._receive(client), name="mqtt receive")]
+        # Two tasks owned here: the first to end (a lost connection) ends the session, the other is
+        # cancelled and awaited. (Not a TaskGroup: in Python 3.11 one that sees a child fail can
+        # swallow the daemon's own cancellation.)
+        tasks = [asyncio.create_task(self._send(client), name="mqtt send"),
+                 asyncio.create_task(self._receive(client), name="mqtt receive")]
         try:
-            done, _ = await asyncio.wait([send, *others], return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
-            await _cancel_all([send])
-            await _cancel_all(others)
-            await self._goodbye(client, stream)
+            await _cancel_all(tasks)
+            await self._goodbye(client)
             raise
-        await _cancel_all([send])
-        await _cancel_all(others)
+        await _cancel_all(tasks)
         for t in done:
             if not t.cancelled() and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]
         raise aiomqtt.MqttError(f"{next(iter(done)).get_name()} ended")
 
-    async def _goodbye(self, client: aiomqtt.Client, stream: Stream) -> None:
+    async def _goodbye(self, client: aiomqtt.Client) -> None:
         """The daemon is stopping: send what is queued (briefly), then say offline."""
         self._flush()
-        reading = asyncio.create_task(stream.run(), name="mqtt stream")
         try:
-            await asyncio.wait_for(self._send(stream, until_empty=True), self.cfg.drain_timeout)
+            await asyncio.wait_for(self._send(client, until_empty=True), self.cfg.drain_timeout)
             await client.publish(wire.status_topic(self.node),
                                  wire.status_payload(self.node, "offline", time.time(), __version__),
                                  qos=1, retain=True, timeout=1)
-        except (aiomqtt.MqttError, StreamError, TimeoutError) as e:
+        except (aiomqtt.MqttError, TimeoutError) as e:
             log.warning("mqtt: stopping with %d messages left in the outbox (%s)",
                         self.outbox.depth if self.outbox else 0, e or "timeout")
-        finally:
-            await _cancel_all([reading])
         self.connected = False
 
     # ------------------------------------------------------------ sending
-    async def _send(self, stream: Stream, *, until_empty: bool = False) -> None:
-        """Publish the outbox in order from a sliding window of at most ``window`` unacknowledged
-        publishes, each burst in one write; forget rows once acknowledged, in batches. A failed
-        publish ends the session (the caller reconnects) and every row not acknowledged is sent again.
+    def _pipeline(self, client: aiomqtt.Client) -> Any:
+        """paho's client under ``client``, told to wake the sender on each acknowledgement.
 
-        A row in the window is done once the stream has as many acknowledgements as it had QoS 1
-        publishes after the row's (the broker acknowledges in order: MQTT 3.1.1, 4.6); a QoS 0 row
-        is done once it is written and every QoS 1 row before it is acknowledged."""
+        The sender drives paho directly: one ``publish`` per row, up to ``window`` in flight (acknowledged
+        in order: MQTT 3.1.1, 4.6), acknowledgements seen through each
+        publish's ``MQTTMessageInfo``: no asyncio future, task or timer per message, which is most of
+        what aiomqtt's ``publish`` costs. aiomqtt keeps paho's client in ``Client._client`` (it declined
+        to make it public: aiomqtt issue #191); only paho's public API is used on it (``publish``,
+        ``on_publish``, ``MQTTMessageInfo``), and aiomqtt's own ``on_publish`` still runs first, so
+        its ``publish`` (status, goodbye) works as before. The client is made for one connection."""
+        paho = client._client  # aiomqtt private attribute: see above
+        theirs = paho.on_publish
+
+        def on_publish(*args: Any) -> None:
+            if theirs is not None:
+                theirs(*args)
+            self._wake.set()
+
+        paho.on_publish = on_publish
+        return paho
+
+    async def _send(self, client: aiomqtt.Client, *, until_empty: bool = False) -> None:
+        """Publish the outbox in order from a sliding window of at most ``window`` unacknowledged
+        publishes; forget rows once acknowledged, in batches. A failed publish ends the session (the
+        caller reconnects) and every row not acknowledged is sent again."""
         assert self.outbox is not None
-        box, size = self.outbox, self.cfg.window
-        window: collections.deque[tuple[int, int]] = collections.deque()  # (seq, stream.sent after it)
+        box, paho, size = self.outbox, self._pipeline(client), self.cfg.window
+        window: collections.deque[tuple[int, Any]] = collections.deque()  # (seq, paho's MQTTMessageInfo)
         ready: collections.deque[Row] = collections.deque()  # read from the outbox, not yet published
         last = acked = unrecorded = 0
 
         def retire() -> None:
             nonlocal acked, unrecorded
-            while window and window[0][1] <= stream.acked:
+            while window and window[0][1].is_published():  # in order: the broker acknowledges in order
                 acked = window.popleft()[0]
                 unrecorded += 1
 
@@ -409,9 +402,11 @@ class Bridge:
                 if ready and len(window) < size:
                     while ready and len(window) < size:
                         seq, topic, payload, qos, retain = ready.popleft()
-                        window.append((seq, stream.publish(topic, payload, qos, retain)))
+                        info = paho.publish(topic, payload, qos, retain)
+                        if info.rc != 0:  # MQTT_ERR_SUCCESS
+                            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+                        window.append((seq, info))
                         last = seq
-                    stream.flush()
                     if unrecorded >= ACK_BATCH:
                         commit()
                     continue
@@ -419,8 +414,8 @@ class Bridge:
                     commit()  # nothing in flight or new: record what is acknowledged
                     if until_empty:
                         return
-                # Wait for news (``_flush``) or an acknowledgement (the stream's ``on_read``): both come only
-                # while this task awaits, so nothing since the checks above is missed.
+                # Wait for news (``_flush``) or an acknowledgement (``_pipeline``): both come only while
+                # this task awaits, so nothing since the checks above is missed.
                 self._wake.clear()
                 await self._wake.wait()
         except asyncio.CancelledError:
