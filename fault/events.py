@@ -216,13 +216,23 @@ def _check_value(v: Any, path: str, source: str, depth: int) -> None:
                                      "booleans, lists and tables)")
 
 
+#: (class, source) pairs seen valid (bounded as ``_checked``): the class, and the source's right to report it
+_good_sources: set[tuple[str, str]] = set()
+
+
 def validate(cls: object, *, time_: object = None, node: object = "", resource: object = "",
              payload: object = None, source: str = "", default_node: str = "") -> Ereport:
     """Check every field of an ereport from an untrusted source; raise EreportError naming the first problem.
     A ``source`` may report only its own classes (``check_namespace``)."""
-    c = check_class(cls, source)
-    if source:
-        check_namespace(c, source)
+    if type(cls) is str and (cls, source) in _good_sources:
+        c = cls
+    else:
+        c = check_class(cls, source)
+        if source:
+            check_namespace(c, source)
+        if len(_good_sources) >= 4096:
+            _good_sources.clear()
+        _good_sources.add((c, source))
     now = time.time()
     if time_ is None:
         t = now
@@ -239,7 +249,9 @@ def validate(cls: object, *, time_: object = None, node: object = "", resource: 
         raise EreportError(source, "node", f"{node!r} is not a node name")
     else:
         n = node
-    r = check_resource(resource, source)
+    r = _checked.get(resource) if type(resource) is str else None  # check_resource's memory, without the call
+    if r is None:
+        r = check_resource(resource, source)
     if payload is None:
         payload = {}
     if not isinstance(payload, dict):
