@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import sqlite3
 import time
 import uuid as uuid_mod
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 SEVERITY_ORDER = {"minor": 1, "major": 2, "critical": 3}
+#: a brief's ereport id (a case's check for one it keeps already: no list, no comprehension's frame)
+_ID = operator.itemgetter("id")
 RESPONSE_ORDER = {"none": 0, "degrade": 1, "maintenance": 2}
 MAX_EREPORTS = 100
 MAX_HISTORY = 200
@@ -184,7 +187,7 @@ class Case:
         kept = self.ereports
         if len(kept) < MAX_EREPORTS:
             bid = brief["id"]
-            if not bid or bid not in [x["id"] for x in kept[-8:]]:
+            if not bid or bid not in map(_ID, kept[-8:]):
                 kept.append(brief)
         if detail:
             self.__dict__["_detail"] = detail  # what ``self.detail = detail`` does, without a call per ereport

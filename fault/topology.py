@@ -49,8 +49,13 @@ class ViewTopology:
         return hit[1]
 
     def unhealthy(self, fmris: Iterable[str]) -> set[str]:
+        out = set()
         instance = self.view.instance
-        return {f for f in fmris if (inst := instance(f)) is not None and inst.state in UNHEALTHY}
+        for f in fmris:  # a loop, not a comprehension: no frame of its own made at each failure diagnosed
+            inst = instance(f)
+            if inst is not None and inst.state in UNHEALTHY:
+                out.add(f)
+        return out
 
 
 class StaticTopology:
