@@ -16,9 +16,10 @@ Making a file costs the file system's journal a millisecond or so under load, on
 the event loop: at a boot of many services, a good part of it. So the spawn helper
 (``svcmgr.forkserver``, on another CPU) makes both when it can: the FIFO with the
 first spawn that needs it (its reading end comes back with the reply), the log file
-when ``opener`` is given (the lines written meanwhile wait in memory, in order, at
-most ``MAX_WAITING`` bytes; past that, or when the FIFO has lines to add, or at
-close, the daemon opens the file itself and writes them).
+when ``opener`` is given. The lines meanwhile (framework lines, and what the FIFO
+gave, stamped when it was read) wait in memory, in order, at most ``MAX_WAITING``
+bytes; past that, at close, or when the helper cannot open the file, the daemon
+opens it itself and writes them.
 """
 
 from __future__ import annotations
