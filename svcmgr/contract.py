@@ -383,7 +383,10 @@ class Backend:
         if self.kind == "cgroup":
             assert self.base is not None
             path = os.path.join(self.base, group)
-            os.makedirs(path, exist_ok=True)
+            try:
+                os.mkdir(path)  # its parent is there (made at start): one system call, not makedirs' stat and mkdir
+            except (FileExistsError, FileNotFoundError):
+                os.makedirs(path, exist_ok=True)
             c = Contract(ctid, "cgroup", marker, cgroup=path, home=self.home)
         else:
             c = Contract(ctid, "pgid", marker)

@@ -36,14 +36,36 @@ class Monitor:
         self.bus = bus
         self.on_contract = on_contract
         self.on_members = on_members
+        #: which instance each known process belongs to; ``_pids`` is the same, by instance (so that
+        #: releasing one instance's processes does not read every instance's)
         self.pid_owner: dict[int, Instance] = {}
+        self._pids: dict[Instance, set[int]] = {}
         self.monitored: set[Instance] = set()
         self._sweep_scheduled = False
         reaper.on_orphan = self.orphan_reaped
 
     def owns(self, pid: int, inst: Instance) -> None:
         """``pid`` is a process of ``inst`` (its start method, before it is watched)."""
+        old = self.pid_owner.get(pid)
+        if old is inst:
+            return
+        if old is not None:
+            self._drop(old, pid)
         self.pid_owner[pid] = inst
+        self._pids.setdefault(inst, set()).add(pid)
+
+    def disown(self, pid: int) -> None:
+        """``pid`` is nobody's process any more (it ended)."""
+        old = self.pid_owner.pop(pid, None)
+        if old is not None:
+            self._drop(old, pid)
+
+    def _drop(self, inst: Instance, pid: int) -> None:
+        pids = self._pids.get(inst)
+        if pids is not None:
+            pids.discard(pid)
+            if not pids:
+                del self._pids[inst]
 
     def owner(self, pid: int) -> Instance | None:
         return self.pid_owner.get(pid)
@@ -55,7 +77,7 @@ class Monitor:
 
     def release(self, inst: Instance) -> None:
         """The instance's contract is gone: forget its processes."""
-        for p in [p for p, i in self.pid_owner.items() if i is inst]:
+        for p in self._pids.pop(inst, ()):
             del self.pid_owner[p]
 
     def take(self, inst: Instance, members: set[int]) -> None:
@@ -63,7 +85,7 @@ class Monitor:
         inst.monitoring = True
         self.monitored.add(inst)
         for p in members:
-            self.pid_owner[p] = inst
+            self.owns(p, inst)
             self.watch_foreign(inst, p)
 
     def watch(self, inst: Instance, main: asyncio.Future[ExitStatus] | None) -> None:
@@ -79,7 +101,7 @@ class Monitor:
         if c.kind == "pgid":
             c.claim_children(os.getpid())
         for p in (c.scan() if c.kind == "cgroup" else c.members):
-            self.pid_owner[p] = inst
+            self.owns(p, inst)
         if main is not None:
             if main.done():
                 self._member_exited(inst, main.result())
@@ -93,7 +115,7 @@ class Monitor:
         c = inst.contract
         if c is not None:
             for p in list(c.members):
-                self.pid_owner.pop(p, None)
+                self.disown(p)
             if c.empty():
                 c.remove()
         inst.contract = None
@@ -122,7 +144,8 @@ class Monitor:
             # Members a scan found (a daemon's orphans found by their marker) are known from now on,
             # so that a signal that ends one is reported as that process's death, not missed.
             for p in c.members:
-                self.pid_owner.setdefault(p, inst)
+                if p not in self.pid_owner:
+                    self.owns(p, inst)
             if c.members != known:
                 self.on_members(inst)
 
@@ -134,7 +157,7 @@ class Monitor:
         return c.main_pid is not None and not c.adopted and not c.main_exited
 
     def _member_exited(self, inst: Instance, status: ExitStatus) -> None:
-        self.pid_owner.pop(status.pid, None)
+        self.disown(status.pid)
         inst.note_reaped()
         c = inst.contract
         if c is not None and status.pid == c.main_pid:
@@ -166,7 +189,7 @@ class Monitor:
             self._report(inst, "empty", desc, status)
         else:
             for p in c.members:
-                self.pid_owner[p] = inst
+                self.owns(p, inst)
             self.on_members(inst)
 
     def oom(self, inst: Instance, c: Contract | None, status: ExitStatus) -> str:
@@ -203,7 +226,7 @@ class Monitor:
         def gone() -> None:
             loop.remove_reader(fd)
             os.close(fd)
-            self.pid_owner.pop(pid, None)
+            self.disown(pid)
             inst.note_reaped()
             c = inst.contract
             if c is None or not inst.monitoring or inst.stopping:
@@ -214,7 +237,7 @@ class Monitor:
                 return
             for p in members:
                 if p not in self.pid_owner:
-                    self.pid_owner[p] = inst
+                    self.owns(p, inst)
                     if not self.reaper.is_child(p):
                         self.watch_foreign(inst, p)
             self.on_members(inst)
