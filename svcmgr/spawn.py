@@ -180,6 +180,16 @@ def exec_child(candidates: list[bytes], args: list[bytes], env: dict[bytes, byte
         os.chdir(cwd)
         if credentials is not None:
             credentials()
+        # A first pass execs only where something exists (as this user): a miss costs an access()
+        # instead of a failed execve and its exception in copied pages. Only if that finds nothing
+        # to run does the pass below try every candidate, to fail with execvp's own errno.
+        for path in candidates:
+            if len(candidates) > 1 and os.access(path, os.F_OK):
+                try:
+                    os.execve(path, args, env)
+                except OSError as e:
+                    if e.errno != errno.EACCES:
+                        break  # execvp stops here too: the pass below says why
         for path in candidates:
             try:
                 os.execve(path, args, env)
