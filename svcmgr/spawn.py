@@ -21,6 +21,7 @@ library so that the helper stays small.
 from __future__ import annotations
 
 import array
+import collections
 import contextlib
 import ctypes
 import errno
@@ -241,10 +242,10 @@ def open_fifo(path: str | bytes, *, make: bool) -> int:
 
 def serve(fd: int) -> None:
     """The spawn helper's loop (``svcmgr.forkserver``) until the daemon's end of the socket pair
-    closes. Each request is answered in the order of the work it asks: a log file is opened (made)
-    and its descriptor sent back at once; a spawn is cloned at once and answered when its child has
-    exec'd (the report pipe closes) or failed to, so that children of a burst exec side by side on
-    the CPUs. Replies carry the request's number, and the descriptors asked for (``SCM_RIGHTS``).
+    closes. A spawn is cloned at once and answered when its child has exec'd (the report pipe
+    closes) or failed to, so that children of a burst exec side by side on the CPUs. A log file is
+    opened (made) when no spawn waits, its descriptor sent back then (its lines wait in the daemon).
+    Replies carry the request's number, and the descriptors asked for (``SCM_RIGHTS``).
     Runs in ``python -I -S``: standard library and ``svcmgr.safefs`` only."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_NAME, ctypes.c_char_p(b"svcmgr-spawn"), 0, 0, 0)
@@ -269,8 +270,15 @@ def serve(fd: int) -> None:
             if give is not None:
                 os.close(give)
 
+    files: collections.deque[tuple[int, tuple]] = collections.deque()  # log files to open when nothing else waits
     while True:
-        for key, _ in sel.select():
+        events = sel.select(0 if files else None)
+        if not events and files:
+            number, answer = files.popleft()
+            given = _open_log(*answer)
+            reply((number, 0, "log", 0 if given is not None else errno.EPERM), given)
+            continue
+        for key, _ in events:
             if key.data is not None:  # a child's report pipe: its errno, or closed by its exec
                 number, pid, report, reader = key.data
                 chunk = os.read(key.fd, 64)
@@ -302,27 +310,33 @@ def serve(fd: int) -> None:
             if answer[0] == "child":  # answered once it has exec'd
                 _, pid, pipe, reader = answer
                 sel.register(pipe, selectors.EVENT_READ, (number, pid, bytearray(), reader))
-            elif answer[0] == "log":
-                given = answer[1]
-                reply((number, 0, "log", 0 if given is not None else errno.EPERM), given)
+            elif answer[0] == "log":  # after the spawns asked meanwhile: its lines wait in the daemon
+                files.append((number, answer[1:]))
             else:
                 reply((number, 0, answer[0], answer[1]))
 
 
+def _open_log(path: str, mode: int) -> int | None:
+    """A log file opened for appending, made with ``mode`` if need be; None when it cannot be (the daemon
+    opens it itself then, and says why it cannot)."""
+    try:
+        return open_own(path, LOG_FLAGS, mode)
+    except OSError:
+        return None
+
+
 def _serve_one(syscall: Callable[..., int], msg: bytes, fds: list[int], devnull: int) -> tuple[int, tuple]:
     """Carry out one request: its number and ("child", pid, its report pipe, the FIFO's reading end or
-    None) for a child cloned, ("log", descriptor or None) for a log file, ("fifo", errno) when the
+    None) for a child cloned, ("log", path, mode) for a log file to open, ("fifo", errno) when the
     FIFO could not be opened, ("clone", errno) when the child could not be cloned."""
     try:
         request = marshal.loads(msg)
         kind, number = request[0], request[1]
     except (EOFError, ValueError, TypeError, IndexError, KeyError):
         return -1, ("clone", errno.EINVAL)
-    if kind == "log":  # ("log", number, path, mode): opened for appending, made if need be
+    if kind == "log":  # ("log", number, path, mode): opened later (_open_log)
         try:
-            return number, ("log", open_own(os.fsdecode(request[2]), LOG_FLAGS, request[3]))
-        except OSError:  # the daemon opens it itself then, and says why it cannot
-            return number, ("log", None)
+            return number, ("log", os.fsdecode(request[2]), int(request[3]))
         except (TypeError, ValueError, IndexError):
             return number, ("clone", errno.EINVAL)
     try:
