@@ -18,7 +18,7 @@ import pytest
 
 from fakes import engine_on_fakes
 from hostile import Attacker, why_not
-from svctest import Daemon, _alive_marked, _short_root
+from svctest import Daemon, _alive_marked, _short_root, remove_cgroups
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def svcmgrd(request: pytest.FixtureRequest) -> Iterator[Callable[..., Daemon]]:
             for pid in left:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
-        _remove_cgroups(d.root)
+        remove_cgroups(d.root)
         if not left and not os.environ.get("SVCMGR_KEEP_ROOTS"):
             shutil.rmtree(d.root, ignore_errors=True)
     assert not leftovers, f"processes left behind after svcmgrd stopped: {leftovers}"
@@ -70,30 +70,6 @@ def attacker() -> Iterator[Attacker]:
     a = Attacker()
     yield a
     a.close()
-
-
-def _remove_cgroups(root: Path) -> None:
-    """The daemon's empty contract groups (a daemon killed with -9 leaves its group of groups)."""
-    import hashlib
-
-    from svcmgr.procfs import find_cgroup2_mount, own_cgroup
-    from svcmgr.rctl import Controls
-
-    tag = hashlib.sha1(str(root).encode()).hexdigest()[:10]
-    limits = Controls.detect(tag, None)  # the v1 resource-control groups (made only when a limit needs one)
-    limits.sweep()
-    limits.close()
-    mount = find_cgroup2_mount()
-    if mount is None:
-        return
-    base = os.path.join(mount, own_cgroup().lstrip("/"), f"svcmgr-{tag}")
-    if not os.path.isdir(base):
-        return
-    for name in os.listdir(base):
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.join(base, name))
-    with contextlib.suppress(OSError):
-        os.rmdir(base)
 
 
 @pytest.fixture

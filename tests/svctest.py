@@ -44,6 +44,27 @@ def wait_until(pred: Callable[[], Any], timeout: float = 10.0, interval: float =
     return wait_for(pred, timeout, what or str(pred), interval)
 
 
+def remove_cgroups(root: Path) -> None:
+    """The empty contract groups of the daemons that ran on ``root``, deepest first (a daemon killed with -9,
+    or stopped while a method's group was in use, leaves them), and its v1 resource-control groups."""
+    import hashlib
+
+    from svcmgr.procfs import find_cgroup2_mount, own_cgroup
+    from svcmgr.rctl import Controls
+
+    tag = hashlib.sha1(str(root).encode()).hexdigest()[:10]
+    limits = Controls.detect(tag, None)  # the v1 resource-control groups (made only when a limit needs one)
+    limits.sweep()
+    limits.close()
+    mount = find_cgroup2_mount()
+    if mount is None:
+        return
+    base = os.path.join(mount, own_cgroup().lstrip("/"), f"svcmgr-{tag}")
+    for here, _dirs, _files in os.walk(base, topdown=False):
+        with contextlib.suppress(OSError):
+            os.rmdir(here)
+
+
 class Daemon:
     """One svcmgrd process and helpers to talk to it."""
 

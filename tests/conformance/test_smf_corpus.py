@@ -123,7 +123,7 @@ def corpus_daemon(tmp_path_factory: pytest.TempPathFactory) -> Any:
     import signal
     import tempfile
 
-    from svctest import Daemon, _alive_marked, wait_until
+    from svctest import Daemon, _alive_marked, remove_cgroups, wait_until
 
     root = Path(tempfile.mkdtemp(prefix="svcmgr-", dir="/tmp"))
     os.chmod(root, 0o755)
@@ -146,6 +146,7 @@ def corpus_daemon(tmp_path_factory: pytest.TempPathFactory) -> Any:
         for pid in left:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+        remove_cgroups(root)
         shutil.rmtree(root, ignore_errors=True)
         assert not left, f"processes left behind: {left}"
 

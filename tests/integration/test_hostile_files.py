@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from hostile import SYSTEM_PYTHON, raw_call
-from svctest import Daemon, wait_until
+from svctest import Daemon, remove_cgroups, wait_until
 
 WEB = "svc:/site/web:default"
 SECRET = "s3cret-db-password-4711"
@@ -154,6 +154,7 @@ def test_finding_8_a_state_folder_another_user_made_is_refused(attacker, tmp_pat
         said = d.log_text()
     finally:
         d.stop()
+        remove_cgroups(trap)
         shutil.rmtree(trap, ignore_errors=True)
     for name, p in targets.items():
         assert p.read_text() == "root's own data\n", f"the daemon wrote its {name} through a planted link"
@@ -243,4 +244,5 @@ def test_finding_9_an_existing_root_folder_keeps_its_mode(attacker, tmp_path):
         assert r.returncode != 0 and "Permission denied" in r.stderr
     finally:
         d.stop()
+        remove_cgroups(root)
         shutil.rmtree(root, ignore_errors=True)

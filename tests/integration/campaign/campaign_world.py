@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from svctest import Daemon, wait_until
+from svctest import Daemon, remove_cgroups, wait_until
 
 HERE = Path(__file__).resolve().parent
 NODE = "chaos"
@@ -439,6 +439,7 @@ class World:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.daemon.stop(60)
+        remove_cgroups(self.root)
         self.subscriber.stop()
         self.broker.stop()
 

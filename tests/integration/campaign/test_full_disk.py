@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from campaign_world import fill, small_disk
 
-from svctest import Daemon, _alive_marked, wait_until
+from svctest import Daemon, _alive_marked, remove_cgroups, wait_until
 
 SERVICE = 'name = "full/s{i}"\nduration = "child"\n[methods.start]\nexec = "exec sleep 1000"\n'
 
@@ -36,6 +36,7 @@ def full_daemon(tmp_path: Path) -> Iterator[Daemon]:
             left = _alive_marked(root)
             for p in left:
                 os.kill(p, 9)
+            remove_cgroups(root)
             assert not left, f"processes left behind: {left}"
 
 
