@@ -45,22 +45,38 @@ def _background(trail, stop: str = "sleep 1", start: str = "sleep 1000 & exit 0"
         """
 
 
-def _in_window(daemon, text: str, timeout: float = 10) -> None:
-    """Wait until the instance's log says a method began (the window to kill the daemon in)."""
-    wait_until(lambda: text in daemon.log(F), timeout, what=f"{text!r} in the log of {F}")
+def _logged(daemon, text: str, timeout: float = 10) -> str:
+    """Wait until the instance's log has ``text``; the log. A line is in the file a moment after the daemon
+    wrote it: a log's first lines wait in the daemon until the spawn helper has made the file (svcmgr.logs)."""
+    def log() -> str:
+        text_now = daemon.log(F)
+        return text_now if text in text_now else ""
+
+    return wait_until(log, timeout, what=f"{text!r} in the log of {F}")
 
 
-def _stop_cut_short(daemon, mode, trail, verb: str) -> int:
+def _held(gate) -> str:
+    """Shell words that wait until ``gate`` exists: a method held open until the test lets it go, however
+    slowly a loaded machine runs it (a fixed sleep ended before the daemon was killed, or was not yet begun)."""
+    return f"until [ -e {gate} ]; do sleep 0.05; done"
+
+
+def _stop_cut_short(daemon, mode, tmp_path, verb: str) -> int:
     """The daemon killed while the stop method of a ``svcadm verb`` runs, and started again; the old pid."""
-    daemon.manifest("bg.toml", _background(trail, stop="sleep 2"))
+    gate = tmp_path / "gate"
+    daemon.manifest("bg.toml", _background(tmp_path / "trail", stop=_held(gate)))
     daemon.start(*mode)
     daemon.wait_state(F, "online")
     (old,) = daemon.pids(F)
     daemon.cli("svcadm", verb, "bg", check=True)
-    _in_window(daemon, "Executing stop method")
+    # The method itself, not its log line (written before the spawn: a daemon killed just after it had not run
+    # the method yet, and the trail held one run, in a suite run under load).
+    wait_until(lambda: (tmp_path / "trail").exists() and "stop ran" in (tmp_path / "trail").read_text(), 10,
+               what="the stop method running")
     daemon.kill9()
     assert alive(old)  # the stop had not ended it
     daemon.start(*mode, manifests=False)
+    gate.touch()  # the next daemon's stop method runs through
     return old
 
 
@@ -68,13 +84,12 @@ def _stop_cut_short(daemon, mode, trail, verb: str) -> int:
 def test_a_stop_under_way_when_the_daemon_dies_is_finished(daemon, mode, tmp_path):
     """Found by the issue's first campaign (before seeds): with --no-cgroup, a disabled instance whose stop
     was cut short kept its process forever, owned by no instance; no mode ran its stop method again."""
-    trail = tmp_path / "trail"
-    old = _stop_cut_short(daemon, mode, trail, "disable")
+    old = _stop_cut_short(daemon, mode, tmp_path, "disable")
     daemon.wait_state(F, "disabled", timeout=20)
     assert _alive_marked(daemon.root) == []
     assert not alive(old)
-    assert trail.read_text().count("stop ran") == 2  # the stop method ran again, in full
-    assert "to finish its stop" in daemon.log(F)
+    assert (tmp_path / "trail").read_text().count("stop ran") == 2  # the stop method ran again, in full
+    _logged(daemon, "to finish its stop")
     # The setting the operator was told about is kept, and the next daemon still finds it.
     daemon.kill9()
     daemon.start(*mode, manifests=False)
@@ -84,7 +99,7 @@ def test_a_stop_under_way_when_the_daemon_dies_is_finished(daemon, mode, tmp_pat
 @pytest.mark.parametrize("mode", MODES)
 def test_a_restart_under_way_when_the_daemon_dies_ends_with_one_new_process(daemon, mode, tmp_path):
     """A restart cut short in its stop: the old process ends, the instance comes back with one new one."""
-    old = _stop_cut_short(daemon, mode, tmp_path / "trail", "restart")
+    old = _stop_cut_short(daemon, mode, tmp_path, "restart")
     wait_until(lambda: daemon.state(F) == "online" and old not in daemon.pids(F), 20, what="a new process")
     daemon.wait_state(F, "online")
     new = daemon.pids(F)
@@ -98,16 +113,17 @@ def test_a_start_under_way_when_the_daemon_dies_is_started_again_alone(daemon, m
     instance starts again with one process, not two. The contract was recorded as the method began, so the next
     daemon ends it as a contract, its group whole, not process by process from a list a late child escapes
     (found by SVCMGR_CAMPAIGN_SEED=170392527, pgid, round 132: a ``sleep 1000`` forked as the sweep ran)."""
-    daemon.manifest("bg.toml", _background(tmp_path / "trail", start="sleep 1000 & sleep 2; exit 0"))
+    gate = tmp_path / "gate"
+    daemon.manifest("bg.toml", _background(tmp_path / "trail", start=f"sleep 1000 & {_held(gate)}; exit 0"))
     daemon.start(*mode, "--log-level", "debug")
-    _in_window(daemon, "Executing start method")
-    time.sleep(0.3)
+    # the start method and its child, both running (a fixed 0.3 s after the log line was a guess)
+    wait_until(lambda: _running(daemon.root, "sleep", "1000"), 10, what="the start method's child")
     left = _alive_marked(daemon.root)
-    assert left  # the start method and its child
     daemon.kill9()
-    daemon.start(*mode, manifests=False)
+    daemon.start(*mode, manifests=False)  # the killed start method still waits: the next daemon ends it
+    gate.touch()  # and its own start runs through
     daemon.wait_state(F, "online", timeout=20)
-    assert "after a daemon restart, to stop its unfinished start" in daemon.log(F)
+    _logged(daemon, "after a daemon restart, to stop its unfinished start")
     pids = daemon.pids(F)
     assert not set(pids) & set(left)
     assert sorted(_alive_marked(daemon.root)) == sorted(pids) and len(pids) == 1
@@ -122,7 +138,7 @@ def test_a_refresh_method_under_way_when_the_daemon_dies_is_not_left_running(dae
     daemon.wait_state(F, "online")
     pids = daemon.pids(F)
     daemon.cli("svcadm", "refresh", "bg", check=True)
-    _in_window(daemon, "Executing refresh method")
+    _logged(daemon, "Executing refresh method")
     # The log line comes before the spawn: wait for the method itself (it was killed with the daemon before it
     # ran, and counted missing, in a suite run under load).
     wait_until(lambda: len(_alive_marked(daemon.root)) == 2, 10, what="the refresh method running")
@@ -215,8 +231,22 @@ def test_a_daemon_that_leaves_its_group_after_the_start_is_adopted(daemon, mode,
     daemon.kill9()
     daemon.start(*mode, manifests=False)
     daemon.wait_state(F, "online")
-    assert "Adopted running contract" in daemon.log(F).splitlines()[-1]
+    # the new daemon's first line of this log waits for the file (svcmgr.logs): wait for it, then nothing after it
+    assert "Adopted running contract" in _logged(daemon, "Adopted running contract").splitlines()[-1]
     assert sorted(daemon.pids(F)) == before == sorted(_alive_marked(daemon.root))
+
+
+def _running(root, *argv: str) -> list[int]:
+    """The marked processes of the daemon under ``root`` running ``argv``."""
+    out = []
+    for pid in _alive_marked(root):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read().split(b"\0")[:-1] == [a.encode() for a in argv]:
+                    out.append(pid)
+        except OSError:
+            continue
+    return out
 
 
 def _only_the_new_session(root) -> bool:
@@ -274,7 +304,7 @@ def test_a_start_method_leaving_its_child_as_the_daemon_dies_leaves_nothing(daem
     daemon.wait_state(F, "online")
     daemon.cli("svcadm", "disable", "-s", "bg", check=True)
     daemon.cli("svcadm", "enable", "-t", "bg", check=True)
-    _in_window(daemon, "Executing start method")
+    _logged(daemon, "Executing start method")
     time.sleep(offset)
     daemon.kill9()
     daemon.start(*mode, manifests=False)
@@ -295,7 +325,7 @@ def test_a_contract_not_adopted_says_why(daemon, mode, tmp_path):
     wait_until(lambda: not alive(old), 5, what="the service's process ended")
     daemon.start(*mode, manifests=False)
     daemon.wait_state(F, "online")
-    assert "left by the earlier daemon not adopted: none of its processes is alive any more" in daemon.log(F)
+    _logged(daemon, "left by the earlier daemon not adopted: none of its processes is alive any more")
     assert old not in daemon.pids(F) and len(daemon.pids(F)) == 1
 
 
@@ -312,7 +342,7 @@ def test_a_contract_of_the_other_mode_is_ended_and_says_why(daemon, before, afte
     daemon.kill9()
     daemon.start(*after, manifests=False)
     daemon.wait_state(F, "online")
-    assert "not adopted: it tracked processes by" in daemon.log(F)
+    _logged(daemon, "not adopted: it tracked processes by")
     wait_until(lambda: not alive(old), 10, what="the old process ended")
     wait_until(lambda: _alive_marked(daemon.root) == daemon.pids(F), 10, what="one process, the new one")
     assert len(daemon.pids(F)) == 1
