@@ -7,12 +7,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from svctest import Daemon, private_daemon
+from svctest import Daemon, private_daemon, wait_until
 
 NOTES = "svc:/site/notes:default"
 
@@ -139,12 +138,23 @@ def test_views_and_snapshots(counter):
     assert "restarter/state astring online" in attached and "config/port" not in attached
 
 
+def _between_looks(p: subprocess.Popen[str]) -> bool:
+    """svcprop -w sleeps only between two looks at the group: asleep (in clock_nanosleep, where the kernel says
+    where a process sleeps) it has looked; ended, it will not."""
+    try:
+        with open(f"/proc/{p.pid}/wchan") as f:
+            return "nanosleep" in f.read() or p.poll() is not None
+    except OSError:
+        return p.poll() is not None
+
+
 def test_w_waits_for_the_group_to_change(counter):
     daemon = counter
     cmd = [sys.executable, "-m", "svcmgr.cli.svcprop", "--root", str(daemon.root), "-w", "-p", "config/port", "v"]
     waiter = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=daemon.env)
     try:
-        time.sleep(2)  # its first look at the group (python's start-up and one request)
+        # its first look at the group: 2 s of python's start-up and one request were not always enough under load
+        wait_until(lambda: _between_looks(waiter), 30, what="svcprop -w's first look at the group")
         assert waiter.poll() is None  # nothing changed yet
         daemon.cli("svccfg", "-s", "site/v", "setprop", "config/port", "=", "7", check=True)
         out, err = waiter.communicate(timeout=20)
