@@ -208,6 +208,16 @@ class Daemon:
         except OSError:
             return ""
 
+    def logged(self, fmri: str, text: str, timeout: float = 10.0) -> str:
+        """The instance's log once it has ``text``. A line is in the file a moment after the daemon wrote it: a
+        log's first lines in a daemon wait for the spawn helper to make or open the file (svcmgr.logs), so a new
+        daemon's first note (an adoption, say) may be missing just after ``wait_state`` under load."""
+        def has() -> str:
+            now = self.log(fmri)
+            return now if text in now else ""
+
+        return wait_until(has, timeout, what=f"{text!r} in the log of {fmri}")
+
 
 def _short_root() -> Path:
     # Unix socket paths must stay under 108 bytes: keep roots short.

@@ -46,13 +46,8 @@ def _background(trail, stop: str = "sleep 1", start: str = "sleep 1000 & exit 0"
 
 
 def _logged(daemon, text: str, timeout: float = 10) -> str:
-    """Wait until the instance's log has ``text``; the log. A line is in the file a moment after the daemon
-    wrote it: a log's first lines wait in the daemon until the spawn helper has made the file (svcmgr.logs)."""
-    def log() -> str:
-        text_now = daemon.log(F)
-        return text_now if text in text_now else ""
-
-    return wait_until(log, timeout, what=f"{text!r} in the log of {F}")
+    """The log of F once it has ``text`` (svctest.Daemon.logged: lines reach the file a moment later)."""
+    return daemon.logged(F, text, timeout)
 
 
 def _held(gate) -> str:

@@ -41,7 +41,7 @@ def test_operator_settings_survive_kill9(daemon):
     daemon.wait_state("svc:/p/tmpoff:default", "online")  # temporary: gone with the daemon
     # The running service was adopted, not restarted.
     assert daemon.pids("svc:/p/keep:default") == kept_pids
-    assert "Adopted running contract" in daemon.log("svc:/p/keep:default")
+    daemon.logged("svc:/p/keep:default", "Adopted running contract")  # the new daemon's first line waits for its file
     # The edit is still pending: listprop shows it, the running snapshot does not.
     listed = daemon.cli("svccfg", "-s", "edited", "listprop", "app/*", check=True).stdout
     assert "red" in listed

@@ -98,7 +98,7 @@ def test_daemon_killed_alone_leaves_services_running_and_adopts_them(daemon, no_
     info = daemon.wait_state("svc:/site/steady:default", "online")
     assert daemon.pids("svc:/site/steady:default") == [pid]
     assert info["state"] == "online"
-    assert "Adopted running contract" in daemon.log("svc:/site/steady:default")
+    daemon.logged("svc:/site/steady:default", "Adopted running contract")  # its first line waits for the file
     # And a normal stop (SIGTERM, what systemctl stop sends) still stops it.
     assert daemon.stop() == 0
     wait_until(lambda: _gone(pid), 10, what="the adopted service to stop with the daemon")
