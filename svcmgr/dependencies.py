@@ -80,6 +80,10 @@ class Dependencies:
         """Nothing in transition and no evaluation pending: every instance is where it will stay for now."""
         return not self._dirty and not self._eval_scheduled and not self.in_transition()
 
+    def evaluation_pending(self) -> bool:
+        """Whether an evaluation is scheduled for the next turn of the loop."""
+        return self._eval_scheduled
+
     def _wants_enabled(self, inst: Instance) -> bool:
         return inst.effective_enabled
 

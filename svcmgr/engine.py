@@ -55,6 +55,10 @@ _PLANNED = frozenset({Ev.DISABLE, Ev.RESTART, Ev.DEPS_LOST, Ev.MARK_MAINT})
 _LEAVING = frozenset({Effect.DOWN, Effect.ABORT})
 #: Seconds between attempts to write the repository while it cannot be written (a full disk).
 FLUSH_RETRY = 2.0
+#: Turns of the loop the instance records may wait, at most, for the work their state changes set going (an
+#: evaluation, a job's first step: a restart's stop, then its start up to the spawn request) before they are
+#: written anyway; what a burst changes is written once it is done, in one transaction.
+FLUSH_DEFER = 4
 
 
 class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
@@ -81,6 +85,9 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
         SubtreeDisable.__init__(self)
         self.nursery = Nursery("engine")
         self._flush_scheduled = False
+        #: turns of the loop the scheduled flush has waited so far, and whether a job began since it looked
+        self._flush_waited = 0
+        self._jobs_begun = False
         #: Why the repository cannot be written now (a full disk), or None.
         self.unwritable: str | None = None
         self.shutting_down = False
@@ -215,6 +222,7 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
             await coro
 
         inst.job = self.nursery.start(job(), name=f"{inst.fmri}")
+        self._jobs_begun = True
 
     # ================================================================ jobs
     async def _start_job(self, inst: Instance) -> None:
@@ -385,7 +393,15 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
         self._written()
 
     def _flush(self) -> None:
+        if (self._jobs_begun or self.evaluation_pending()) and self._flush_waited < FLUSH_DEFER:
+            # Work that this burst set going runs first (the spawn requests of the starts it allows go out
+            # before the records are written); it is a turn of the loop each, and bounded.
+            self._jobs_begun = False
+            self._flush_waited += 1
+            asyncio.get_running_loop().call_soon(self._flush)
+            return
         self._flush_scheduled = False
+        self._flush_waited = 0
         try:
             self.repo.flush()
         except Unwritable as e:

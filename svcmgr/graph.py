@@ -122,6 +122,8 @@ class Graph:
                     else:
                         self.g.add_edge(f, t, deps=[d])
         self._has_path_deps = {f for f, ds in self.deps.items() if any(d.type == "path" for d in ds)}
+        #: ``members`` of each group asked about, by its FMRIs (a graph never changes: a new one is built instead)
+        self._members: dict[tuple[str, ...], list[tuple[str, list[str] | None]]] = {}
 
     # ----------------------------------------------------------- queries
     def __contains__(self, fmri: str) -> bool:
@@ -256,9 +258,16 @@ class Graph:
         return True
 
     def members(self, d: Dependency) -> list[tuple[str, list[str] | None]]:
-        """(declared FMRI, its instances or None when absent) for each member of a group."""
+        """(declared FMRI, its instances or None when absent) for each member of a group (the caller must not
+        change the lists). Worked out once per group and graph: every evaluation of a dependent asks again."""
+        out = self._members.get(d.fmris)
+        if out is None:
+            out = self._members[d.fmris] = self._find_members(d.fmris)
+        return out
+
+    def _find_members(self, fmris: tuple[str, ...]) -> list[tuple[str, list[str] | None]]:
         out: list[tuple[str, list[str] | None]] = []
-        for t in d.fmris:
+        for t in fmris:
             p = parse_any(t)
             if isinstance(p, PathFMRI):
                 out.append((t, None))
