@@ -93,7 +93,10 @@ class Daemon:
                                      start_new_session=True)
         out.close()
         if wait:
-            wait_until(self._answers, 15, what=f"svcmgrd to answer (log: {self.log_text()[-2000:]})")
+            try:
+                wait_until(self._answers, 15, what="svcmgrd to answer")
+            except AssertionError as e:
+                raise AssertionError(f"{e}; its log ends:\n{self.log_text()[-2000:]}") from None
         return self
 
     def _answers(self) -> bool:
@@ -188,15 +191,25 @@ class Daemon:
         return self.call("show", fmri=fmri)
 
     def wait_state(self, fmri: str, state: str, timeout: float = 15.0, settled: bool = True) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+
         def check() -> Any:
             items = self.call("list", fmris=[fmri])
-            i = items[0]
+            i = seen["last"] = items[0]
             if i["state"] == state and (not settled or i["nstate"] is None):
                 return i
             return None
 
-        return wait_until(check, timeout, what=f"{fmri} to be {state} (daemon log tail: "
-                                               f"{self.log_text()[-1500:]})")
+        try:
+            return wait_until(check, timeout, what=f"{fmri} to be {state}")
+        except AssertionError as e:  # what the daemon says now, not when the wait began
+            last = seen.get("last") or {}
+            try:
+                said = self.log(fmri)[-1500:]
+            except (ClientError, OSError, KeyError) as why:
+                said = f"({why})"
+            raise AssertionError(f"{e}: it was {last.get('state')} (next: {last.get('nstate')}); its log ends:\n"
+                                 f"{said}\ndaemon log tail:\n{self.log_text()[-1500:]}") from None
 
     def pids(self, fmri: str) -> list[int]:
         return self.call("list", fmris=[fmri], pids=True)[0]["pids"]

@@ -50,6 +50,24 @@ def _logged(daemon, text: str, timeout: float = 10) -> str:
     return daemon.logged(F, text, timeout)
 
 
+def _nothing_left(daemon) -> None:
+    """No process of the daemon's contracts is alive; if one is, the failure says what it is and where."""
+    left = _alive_marked(daemon.root)
+    assert left == [], "left alive:\n" + "\n".join(_describe(p) for p in left) + \
+        "".join(f"\n--- log of {f}:\n{daemon.log(f)[-1200:]}" for f in daemon.instances())
+
+
+def _describe(pid: int) -> str:
+    def read(name: str) -> str:
+        try:
+            with open(f"/proc/{pid}/{name}", "rb") as f:
+                return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError as e:
+            return f"({e.strerror})"
+
+    return f"{pid}: {read('cmdline')!r} stat {read('stat')[:80]!r} cgroup {read('cgroup')[-200:]!r}"
+
+
 def _held(gate) -> str:
     """Shell words that wait until ``gate`` exists: a method held open until the test lets it go, however
     slowly a loaded machine runs it (a fixed sleep ended before the daemon was killed, or was not yet begun)."""
@@ -81,7 +99,7 @@ def test_a_stop_under_way_when_the_daemon_dies_is_finished(daemon, mode, tmp_pat
     was cut short kept its process forever, owned by no instance; no mode ran its stop method again."""
     old = _stop_cut_short(daemon, mode, tmp_path, "disable")
     daemon.wait_state(F, "disabled", timeout=20)
-    assert _alive_marked(daemon.root) == []
+    _nothing_left(daemon)
     assert not alive(old)
     assert (tmp_path / "trail").read_text().count("stop ran") == 2  # the stop method ran again, in full
     _logged(daemon, "to finish its stop")
@@ -178,7 +196,7 @@ def test_a_dependent_stops_when_a_daemon_restart_ends_a_temporary_enable(daemon,
     daemon.start(*mode, manifests=False)
     daemon.wait_state("svc:/crash/db:default", "disabled")
     daemon.wait_state("svc:/crash/web:default", "offline")
-    assert _alive_marked(daemon.root) == []
+    _nothing_left(daemon)
 
 
 @pytest.mark.parametrize("mode", MODES)
