@@ -259,6 +259,9 @@ def serve(fd: int) -> None:
     syscall.restype = ctypes.c_long
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ, None)
+    # One buffer for every request: recvmsg's own, of MAX_REQUEST bytes, would be mapped, faulted in,
+    # shrunk and unmapped at each request (three system calls more, and a larger copy at each clone).
+    inbox = memoryview(bytearray(MAX_REQUEST))
 
     def reply(answer: tuple[int, int, str, int], give: int | None = None) -> None:
         try:
@@ -291,11 +294,13 @@ def serve(fd: int) -> None:
                 reply((number, pid, "exec" if report else "ok", code), reader)
                 continue
             try:
-                msg, anc, _flags, _addr = sock.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(2 * 4), socket.MSG_CMSG_CLOEXEC)
+                size, anc, _flags, _addr = sock.recvmsg_into([inbox], socket.CMSG_SPACE(2 * 4),
+                                                             socket.MSG_CMSG_CLOEXEC)
             except InterruptedError:
                 continue
-            if not msg:
+            if not size:
                 os._exit(0)
+            msg = inbox[:size]
             fds: list[int] = []
             for level, kind, data in anc:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -325,7 +330,7 @@ def _open_log(path: str, mode: int) -> int | None:
         return None
 
 
-def _serve_one(syscall: Callable[..., int], msg: bytes, fds: list[int], devnull: int) -> tuple[int, tuple]:
+def _serve_one(syscall: Callable[..., int], msg: bytes | memoryview, fds: list[int], devnull: int) -> tuple[int, tuple]:
     """Carry out one request: its number and ("child", pid, its report pipe, the FIFO's reading end or
     None) for a child cloned, ("log", path, mode) for a log file to open, ("fifo", errno) when the
     FIFO could not be opened, ("clone", errno) when the child could not be cloned."""
