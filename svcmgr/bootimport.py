@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from svcmgr.client import collect_manifest_files
@@ -37,7 +38,7 @@ from svcmgr.spec import ServiceSpec
 if TYPE_CHECKING:
     from svcmgr.engine import Engine
 
-__all__ = ["FIRST_PART", "import_at_boot"]
+__all__ = ["FIRST_PART", "import_at_boot", "settle"]
 
 #: Files in the first part (each later part twice the one before).
 FIRST_PART = 64
@@ -49,16 +50,27 @@ def _may_declare_dependents(blob: bytes) -> bool:
     return b"dependents" in blob or b"<dependent" in blob or b"\\u" in blob or b"\\U" in blob
 
 
-async def import_at_boot(engine: Engine, paths: list[str], log: logging.Logger) -> None:
+async def import_at_boot(engine: Engine, paths: list[str], log: logging.Logger,
+                         started: Callable[[], None]) -> None:
     """Import the manifest files and folders ``paths`` name; the engine's boot import (begun by the
-    caller before ``engine.boot()``, so that nothing starts unsettled) ends here, whatever happens."""
+    caller before ``engine.boot()``, so that nothing starts unsettled) ends here, whatever happens.
+    ``started`` is called once: when the first part's services are started (or the import is over)."""
+    told = False
+
+    def tell() -> None:
+        nonlocal told
+        if not told:
+            told = True
+            started()
+
     try:
-        await _import(engine, paths, log)
+        await _import(engine, paths, log, tell)
+        tell()
     finally:
         engine.end_boot_import()
 
 
-async def _import(engine: Engine, paths: list[str], log: logging.Logger) -> None:
+async def _import(engine: Engine, paths: list[str], log: logging.Logger, started: Callable[[], None]) -> None:
     files = collect_manifest_files(paths)
     if not files:
         log.warning("--manifests %s: no manifest files found", " ".join(paths))
@@ -89,7 +101,8 @@ async def _import(engine: Engine, paths: list[str], log: logging.Logger) -> None
         for path, specs in _import_part(engine, read, log):
             seen.update((str(s.fmri), path) for s in specs)
             imported.extend(specs)
-        await _turn()
+        await settle()
+        started()
     for w in engine.missing_dependencies(imported):
         log.warning("%s", w)
     if imported:
@@ -138,7 +151,7 @@ def _said(log: logging.Logger, what: str, errors: list[ManifestError]) -> None:
         log.error("%s: %s", what, err)
 
 
-async def _turn() -> None:
-    """Let the loop run what the part made ready: the evaluations, then the start jobs they create."""
+async def settle() -> None:
+    """Let the loop run what was made ready: the evaluations, then the start jobs they create."""
     for _ in range(2):
         await asyncio.sleep(0)

@@ -3,6 +3,12 @@
 Each subscription has its own bounded queue. A subscriber that falls behind loses
 its oldest events, never blocks the publisher, and the loss is counted on the
 subscription (``statistics()``), so a slow consumer cannot stall the daemon.
+
+While the bus ``keep``s, it also holds what is published (bounded, the loss counted
+in ``missed``) for those who join late: a subscription or listener added then is
+first given the kept events, in order, as if it had been there. The daemon keeps
+from its start until its components, built once the first services are started,
+have joined (``stop_keeping``).
 """
 
 from __future__ import annotations
@@ -103,21 +109,48 @@ class Bus:
         self._subs: set[Subscription] = set()
         self._listeners: list[Callable[[Event], None]] = []
         self.published = 0
+        #: what a late joiner is given first, while the bus keeps (``keep``)
+        self._kept: collections.deque[Event] | None = None
+        #: events the kept record let go (past its bound) since ``keep``
+        self.missed = 0
+
+    def keep(self, limit: int) -> None:
+        """Keep the events published from now on, the latest ``limit`` of them (the others counted in
+        ``missed``), for the subscriptions and listeners added until ``stop_keeping``."""
+        self._kept = collections.deque(maxlen=limit)
+        self.missed = 0
+
+    def stop_keeping(self) -> None:
+        self._kept = None
+
+    def _late(self) -> tuple[Event, ...]:
+        """The kept events, oldest first, for a late joiner (a copy: what it publishes in turn reaches it live)."""
+        return () if self._kept is None else tuple(self._kept)
 
     def subscribe(self, *prefixes: str, maxlen: int = 100_000) -> Subscription:
         """A new subscription to events whose class equals or starts with a prefix (all if none)."""
         sub = Subscription(self, tuple(prefixes), maxlen)
+        for ev in self._late():
+            if sub.wants(ev):
+                sub.put_nowait(ev)
         self._subs.add(sub)
         return sub
 
     def listen(self, fn: Callable[[Event], None]) -> None:
         """Call ``fn`` synchronously for every event (for cheap, non-blocking bookkeeping)."""
         self._listeners.append(fn)
+        for ev in self._late():
+            fn(ev)
 
     def publish(self, event: Event) -> Event:
         if not event.node and self.node:
             event = Event(event.cls, event.resource, event.data, self.node, event.time)
         self.published += 1
+        kept = self._kept
+        if kept is not None:
+            if len(kept) == kept.maxlen:
+                self.missed += 1
+            kept.append(event)
         for fn in self._listeners:
             fn(event)
         for sub in tuple(self._subs):

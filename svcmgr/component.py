@@ -1,8 +1,10 @@
 """What the daemon gives a component (fault manager, metrics, MQTT bridge, VRRP agent), and what it asks.
 
 A component is built from the daemon's context, subscribes to the bus and
-registers its socket operations in ``setup`` (before any service starts, so it
-misses no event), then ``run``s until cancelled. Components talk to the rest only
+registers its socket operations in ``setup``, then ``run``s until cancelled. The
+daemon builds the components once its first services are started, before its socket
+opens; the bus gives each subscription and listener made in ``setup`` the events
+published since the daemon began (``Bus.keep``), so a component misses no event. Components talk to the rest only
 through the bus (classes in ``svcmgr.eventclasses``), the API table, the services'
 view and commands (``svcmgr.services``), their own tables in the daemon's database,
 and a runner for short commands (``svcmgr.process``): never the engine, the

@@ -22,7 +22,7 @@ __all__ = ["SECTIONS", "DaemonConfig", "load_config"]
 #: section -> "module:function" taking a Reader and returning the section's value.
 SECTIONS: dict[str, str] = {
     "mqtt": "svcmgr.mqtt_config:read_config",
-    "metrics": "svcmgr.metrics:read_config",
+    "metrics": "svcmgr.metrics_config:read_config",
     "vrrp": "vrrp.config:read_config",
     "fault": "fault.config:read_config",
     "lb": "lb.config:read_config",

@@ -27,7 +27,7 @@ from typing import Any
 
 from svcmgr import __version__
 from svcmgr.api import Api, ApiError, Limits
-from svcmgr.bootimport import import_at_boot
+from svcmgr.bootimport import import_at_boot, settle
 from svcmgr.bus import Bus
 from svcmgr.component import Component, Context, load_components
 from svcmgr.config import DaemonConfig, load_config
@@ -67,6 +67,9 @@ log = logging.getLogger("svcmgrd")
 READY_TIMEOUT = 90.0
 #: How often systemd's STATUS line is refreshed once the daemon is ready (only under systemd).
 STATUS_INTERVAL = 2.0
+#: The events the bus keeps for the components until they join, once the first services are started (a
+#: boot publishes a few per instance started; past this, the oldest are let go and counted).
+BOOT_EVENTS = 100_000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,6 +160,7 @@ class Daemon:
         backend = detect_backend(tag, allow_cgroup=not self.args.no_cgroup, log=log.info)
         helper = _spawn_helper(reaper, loop)
         bus = Bus(self.config.node)
+        bus.keep(BOOT_EVENTS)  # for the components, built once the first services are started
         first, last = repo.next_ctid()
         ctids = iter(range(first, last))
 
@@ -190,22 +194,22 @@ class Daemon:
             timings.forget(keep_only=engine.instances)
             for err in engine.load_errors:
                 log.error("%s", err)
-            self.components = load_components(ctx)
-            for c in self.components:
-                c.setup()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop_event.set)
             loop.add_signal_handler(signal.SIGHUP, self._reload)
             loop.add_signal_handler(signal.SIGUSR2, self._detach)
             quiet_wakeup()  # add_signal_handler turned the full-pipe warning back on
-            # What exists now (modules, networkx, the components, the repository's state) lives as long as the
-            # daemon: out of the collector's sight, a boot's full collections scan only what the boot makes.
+            # What exists now (modules, networkx, the repository's state) lives as long as the daemon: out of the
+            # collector's sight, a boot's full collections scan only what the boot makes (so do the components').
             gc.freeze()
             if self.args.manifests:
                 engine.begin_boot_import()  # what the manifests may change waits for them
             engine.boot()
-            if self.args.manifests:
-                await import_at_boot(engine, self.args.manifests, log)  # starts services as it goes
+            if self.args.manifests:  # starts services as it goes
+                await import_at_boot(engine, self.args.manifests, log, started=self._add_components)
+            else:
+                await settle()
+                self._add_components()
             await api.start()
             self._register()
             log.info("svcmgrd %s on node %s: %d instances, contracts by %s, state in %s", __version__,
@@ -249,6 +253,20 @@ class Daemon:
             return EXIT_RESTART
         log.info("stopped")
         return 0
+
+    def _add_components(self) -> None:
+        """Build and set up the components (fault manager, metrics, MQTT bridge, web...), once the first
+        services are started: they register their operations before the socket opens, and the bus gives
+        them what it kept, as if they had been there from the start."""
+        bus = self.ctx.bus
+        self.components = load_components(self.ctx)
+        for c in self.components:
+            c.setup()
+        if bus.missed:
+            log.warning("the components missed the first %d events of this start (more than %d)", bus.missed,
+                        BOOT_EVENTS)
+        bus.stop_keeping()
+        gc.freeze()  # the components live as long as the daemon, as what run() froze before the first start
 
     def restore_repository(self) -> int:
         """``--restore-repository``: put back the copy of the repository kept at the last good start (the

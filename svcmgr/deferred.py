@@ -12,9 +12,9 @@ the agent as soon as its section is configured, which is any of
 - a call of one of its operations (``<name>.show``, ``<name>.config``), which then
   answers as the agent always did.
 
-Built at start, the agent is set up where it always was (before any service starts);
-built later, it is set up then, as at the start of a daemon whose repository held that
-configuration, and runs in the ``Deferred``'s task.
+Built at start, the agent is set up where the other components are (given the bus's
+events from the daemon's start); built later, it is set up then, as at the start of a
+daemon whose repository held that configuration, and runs in the ``Deferred``'s task.
 """
 
 from __future__ import annotations

@@ -43,7 +43,6 @@ import platform
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, ProcessCollector, disable_created_metrics
@@ -51,7 +50,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from svcmgr import __version__, hostport
+from svcmgr import __version__
 from svcmgr.eventclasses import (
     CASE_CLOSED,
     CASE_CLOSED_STATES,
@@ -68,20 +67,18 @@ from svcmgr.eventclasses import (
     state_class,
 )
 from svcmgr.events import Event
+from svcmgr.metrics_config import DEFAULT_LISTEN, MetricsConfig, read_config, section
 from svcmgr.mqtt_config import section as mqtt_section
 from svcmgr.outbox import statistics
-from svcmgr.schema import Reader
 from svcmgr.states import State
 
 if TYPE_CHECKING:
     from svcmgr.component import Context
-    from svcmgr.config import DaemonConfig
 
 __all__ = ["DEFAULT_LISTEN", "Metrics", "MetricsConfig", "create", "read_config"]
 
 log = logging.getLogger("svcmgr.metrics")
 
-DEFAULT_LISTEN = "127.0.0.1:9464"
 STATES = tuple(s.value for s in State)
 VRRP_STATES = ("init", "backup", "master", "fault", "stop")
 LB_STATES = ("ready", "drain", "maint")
@@ -93,33 +90,6 @@ MAX_CLASSES = 200
 MAX_VRRP_INSTANCES = 64
 _VRRP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}\Z")
-
-
-@dataclass(frozen=True)
-class MetricsConfig:
-    """``[metrics]``: where ``/metrics`` listens; ``listen`` empty: off."""
-
-    listen: str = DEFAULT_LISTEN
-    host: str = "127.0.0.1"
-    port: int = 9464
-
-
-def read_config(r: Reader) -> MetricsConfig:
-    """Read ``[metrics]``: listen."""
-    listen = r.str("listen", DEFAULT_LISTEN, maxlen=300)
-    if listen == "":
-        return MetricsConfig("", "", 0)
-    try:
-        host, port = hostport.split(listen)
-    except ValueError as e:
-        r.error("listen", str(e))
-        return MetricsConfig("", "", 0)
-    return MetricsConfig(listen, host, port)
-
-
-def section(config: DaemonConfig) -> MetricsConfig:
-    cfg = config.section("metrics")
-    return cfg if isinstance(cfg, MetricsConfig) else MetricsConfig()
 
 
 def create(ctx: Context) -> Any:
@@ -193,9 +163,12 @@ class Metrics(Collector):
         self.lb: dict[tuple[str, str], str] = {}
         self.lb_drains = Counter("svcmgr_lb_drains", "Planned stops drained before their stop method, by result.",
                                  ["frontend", "server", "result"], registry=r)
+        # The last start an earlier daemon saw come online is not observed again; this daemon's own starts
+        # are (the component is built once the first services are started: the bus gives it their events).
+        this_boot = ctx.timings.boot.id
         for inst in ctx.services.instances():
-            last = ctx.timings.last(inst.fmri, online=True)
-            self.seen_online[inst.fmri] = last.online if last is not None else None
+            seen = [r.online for r in ctx.timings.records([inst.fmri]) if r.online is not None and r.boot != this_boot]
+            self.seen_online[inst.fmri] = seen[-1] if seen else None
         if mqtt_section(ctx.config) is not None:
             for result in ("accepted", "rejected"):
                 self.telemetry.labels(result)
