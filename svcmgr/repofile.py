@@ -111,7 +111,9 @@ def _create(path: str, schema: str) -> None:
     os.close(open_own(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
     conn = sqlite3.connect(tmp, isolation_level=None)
     try:
-        conn.executescript(schema)  # rollback journal, synchronous=FULL: on disk when this returns
+        # one transaction (one commit's writes and syncs, not one per table): rollback journal,
+        # synchronous=FULL, so on disk when this returns
+        conn.executescript(f"BEGIN;\n{schema}\nCOMMIT;")
     finally:
         conn.close()
     os.rename(tmp, path)
