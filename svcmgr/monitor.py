@@ -103,8 +103,8 @@ class Monitor:
         for p in (c.scan() if c.kind == "cgroup" else c.members):
             self.owns(p, inst)
         if main is not None:
-            if main.done():
-                self._member_exited(inst, main.result())
+            if main.done():  # reaped, so not in the group the scan just read: that reading tells if it emptied
+                self._member_exited(inst, main.result(), scanned=c.kind == "cgroup")
             else:
                 main.add_done_callback(lambda f, i=inst: self._member_exited(i, f.result()))
         elif not c.members:
@@ -156,7 +156,8 @@ class Monitor:
         would lose the signal that killed it)."""
         return c.main_pid is not None and not c.adopted and not c.main_exited
 
-    def _member_exited(self, inst: Instance, status: ExitStatus) -> None:
+    def _member_exited(self, inst: Instance, status: ExitStatus, *, scanned: bool = False) -> None:
+        """A process of the instance ended; ``scanned``: its contract's members were read since it was reaped."""
         self.disown(status.pid)
         inst.note_reaped()
         c = inst.contract
@@ -184,7 +185,7 @@ class Monitor:
             return
         if status.pid != c.main_pid and self._main_pending(c):
             return  # the main process's own end will tell (the group may look empty before it is reaped)
-        if c.empty():
+        if not c.members if scanned else c.empty():
             inst.last_exit = inst.last_exit or desc
             self._report(inst, "empty", desc, status)
         else:

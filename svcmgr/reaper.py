@@ -61,6 +61,8 @@ class Reaper:
         #: spawn requests out (``svcmgr.forkserver``): exits of unknown children wait in ``_held``
         self._holds = 0
         self._held: dict[int, ExitStatus] = {}
+        #: the rest of a reaping is left to the next turn of the loop (``reap``)
+        self._rest_scheduled = False
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -117,7 +119,18 @@ class Reaper:
         return pid in self._waiters
 
     def reap(self) -> None:
-        """Reap every child that has ended (SIGCHLD handler; safe to call any time)."""
+        """Reap every child that has ended (SIGCHLD handler; safe to call any time).
+
+        Once the exit of a child someone waits for is handed over, the look for more is the next turn
+        of the loop's (``_reap_rest``, which reaps all): with a thousand children each look walks them
+        all in the kernel, and the exit's own handling (a restart) goes first."""
+        self._reap(defer=True)
+
+    def _reap_rest(self) -> None:
+        self._rest_scheduled = False
+        self._reap(defer=False)
+
+    def _reap(self, *, defer: bool) -> None:
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -135,6 +148,11 @@ class Reaper:
             if fut is not None:
                 if not fut.done():
                     fut.set_result(es)
+                    if defer and self._loop is not None:
+                        if not self._rest_scheduled:
+                            self._rest_scheduled = True
+                            self._loop.call_soon(self._reap_rest)
+                        return
                 continue
             if self._holds:
                 self._held[pid] = es
