@@ -43,6 +43,7 @@ from svcmgr import mqtt_topics as wire
 from svcmgr.eventclasses import CASE_CLASSES, MQTT_DOWN, MQTT_REJECTED, MQTT_UP, SVC_STATE
 from svcmgr.events import Event
 from svcmgr.mqtt_config import MqttConfig, section, tls_context
+from svcmgr.mqtt_pipeline import Pipeline
 from svcmgr.outbox import Outbox, Row
 from svcmgr.schema import FieldError
 
@@ -61,6 +62,9 @@ OUTBOX_RETRY = 1.0
 FLUSH_INTERVAL = 0.001
 #: Under a stream, acknowledged rows leave the outbox in one transaction per this many (and whenever it runs dry).
 ACK_BATCH = 256
+#: Event topics kept made, by (class, node); past this many the cache starts again (telemetry classes are the senders').
+TOPIC_CACHE = 1024
+_STATE_PREFIX = SVC_STATE + "."
 
 async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
     """Cancel and await tasks; their errors are collected, not raised (our own cancellation is)."""
@@ -120,6 +124,8 @@ class Bridge:
         self.outbox: Outbox | None = None
         self.connected = False
         self._pending: list[tuple[Event, bool | None]] = []
+        self._topics: dict[tuple[str, str], str] = {}
+        self._pipe: Pipeline | None = None
         self._flush_handle: asyncio.Handle | None = None
         self._last_flush = 0.0
         self._wake = asyncio.Event()
@@ -185,7 +191,7 @@ class Bridge:
 
     def _take(self, ev: Event) -> None:
         enabled: bool | None = None
-        if ev.cls.startswith(SVC_STATE + "."):
+        if ev.cls.startswith(_STATE_PREFIX):
             inst = self.ctx.services.instance(ev.resource)
             enabled = inst.effective_enabled if inst is not None else None
         self._pending.append((ev, enabled))
@@ -208,12 +214,17 @@ class Bridge:
         msgs: list[tuple[str, bytes, int, bool]] = []
         retained: list[tuple[str, bytes]] = []
         seq = self.event_seq
+        qos, topics = self.cfg.qos, self._topics
         for ev, enabled in pending:
-            m = wire.event_message(ev, seq, self.cfg.qos)
+            topic = topics.get((ev.cls, ev.node))
+            if topic is None:
+                if len(topics) >= TOPIC_CACHE:
+                    topics.clear()
+                topic = topics[ev.cls, ev.node] = wire.event_topic(ev)
+            msgs.append((topic, wire.event_payload(ev, seq), qos, False))
             seq += 1
-            msgs.append((m.topic, m.payload, m.qos, m.retain))
             extra = None
-            if ev.cls.startswith(SVC_STATE + "."):
+            if ev.cls.startswith(_STATE_PREFIX):
                 extra = wire.state_message(self.node, ev, enabled=enabled)
             elif ev.cls in CASE_CLASSES:
                 extra = wire.case_message(self.node, ev)
@@ -350,33 +361,18 @@ class Bridge:
         self.connected = False
 
     # ------------------------------------------------------------ sending
-    def _pipeline(self, client: aiomqtt.Client) -> Any:
-        """paho's client under ``client``, told to wake the sender on each acknowledgement.
-
-        The sender drives paho directly: one ``publish`` per row, up to ``window`` in flight (acknowledged
-        in order: MQTT 3.1.1, 4.6), acknowledgements seen through each
-        publish's ``MQTTMessageInfo``: no asyncio future, task or timer per message, which is most of
-        what aiomqtt's ``publish`` costs. aiomqtt keeps paho's client in ``Client._client`` (it declined
-        to make it public: aiomqtt issue #191); only paho's public API is used on it (``publish``,
-        ``on_publish``, ``MQTTMessageInfo``), and aiomqtt's own ``on_publish`` still runs first, so
-        its ``publish`` (status, goodbye) works as before. The client is made for one connection."""
-        paho = client._client  # aiomqtt private attribute: see above
-        theirs = paho.on_publish
-
-        def on_publish(*args: Any) -> None:
-            if theirs is not None:
-                theirs(*args)
-            self._wake.set()
-
-        paho.on_publish = on_publish
-        return paho
+    def _pipeline(self, client: aiomqtt.Client) -> Pipeline:
+        """The sender's hold on paho's client under ``client``, made once per connection (see ``Pipeline``)."""
+        if self._pipe is None or self._pipe.client is not client:
+            self._pipe = Pipeline(client, self._wake)
+        return self._pipe
 
     async def _send(self, client: aiomqtt.Client, *, until_empty: bool = False) -> None:
         """Publish the outbox in order from a sliding window of at most ``window`` unacknowledged
         publishes; forget rows once acknowledged, in batches. A failed publish ends the session (the
         caller reconnects) and every row not acknowledged is sent again."""
         assert self.outbox is not None
-        box, paho, size = self.outbox, self._pipeline(client), self.cfg.window
+        box, pipe, size = self.outbox, self._pipeline(client), self.cfg.window
         window: collections.deque[tuple[int, Any]] = collections.deque()  # (seq, paho's MQTTMessageInfo)
         ready: collections.deque[Row] = collections.deque()  # read from the outbox, not yet published
         last = acked = unrecorded = 0
@@ -400,13 +396,7 @@ class Bridge:
                 if not ready and len(window) < size:
                     ready.extend(box.peek(last, max(64, size * 4)))
                 if ready and len(window) < size:
-                    while ready and len(window) < size:
-                        seq, topic, payload, qos, retain = ready.popleft()
-                        info = paho.publish(topic, payload, qos, retain)
-                        if info.rc != 0:  # MQTT_ERR_SUCCESS
-                            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
-                        window.append((seq, info))
-                        last = seq
+                    last = pipe.publish(ready, window, size - len(window)) or last
                     if unrecorded >= ACK_BATCH:
                         commit()
                     continue
@@ -414,7 +404,7 @@ class Bridge:
                     commit()  # nothing in flight or new: record what is acknowledged
                     if until_empty:
                         return
-                # Wait for news (``_flush``) or an acknowledgement (``_pipeline``): both come only while
+                # Wait for news (``_flush``) or an acknowledgement (``Pipeline``): both come only while
                 # this task awaits, so nothing since the checks above is missed.
                 self._wake.clear()
                 await self._wake.wait()

@@ -23,7 +23,7 @@ from codegraph import import_graph, module_name
 ROOT = Path(__file__).resolve().parents[3]
 COMPONENT_PACKAGES = ("fault", "vrrp", "lb", "svcmgr/web")
 COMPONENT_MODULES = ("svcmgr/metrics.py", "svcmgr/metrics_http.py", "svcmgr/mqtt.py", "svcmgr/mqtt_topics.py",
-                     "svcmgr/outbox.py", "svcmgr/mqtt_component.py")
+                     "svcmgr/outbox.py", "svcmgr/mqtt_component.py", "svcmgr/mqtt_pipeline.py")
 CORE = ("svcmgr.engine", "svcmgr.adoption", "svcmgr.catalog", "svcmgr.dependencies", "svcmgr.verbs",
         "svcmgr.facade", "svcmgr.control", "svcmgr.configure", "svcmgr.restarter", "svcmgr.reaper",
         "svcmgr.repository", "svcmgr.monitor", "svcmgr.forkserver", "svcmgr.subtree", "svcmgr.repofile",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from svcmgr import mqtt_topics as wire
 from svcmgr.events import Event
@@ -36,6 +38,24 @@ def test_payload_with_values_json_cannot_carry():
     body = json.loads(payload, parse_constant=lambda c: pytest.fail(f"{c} in the payload"))
     assert body["data"]["nan"] is None and body["data"]["deep"] == [{"inf": None}] and body["data"]["n"] == 1.5
     assert isinstance(body["data"]["obj"], str)
+
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5) | st.integers(), kids, max_size=3),
+    max_leaves=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cls=st.from_regex(r"[a-z]{1,5}(\.[A-Za-z0-9_-]{1,5}){1,3}", fullmatch=True), resource=st.text(max_size=12),
+       node=st.text(max_size=6), t=st.floats() | st.integers(min_value=0, max_value=2**40) | st.booleans(),
+       data=st.dictionaries(st.text(max_size=6), _JSONISH, max_size=4), seq=st.integers(min_value=1))
+def test_event_payload_is_the_whole_envelope_as_dumps_writes_it(cls, resource, node, t, data, seq):
+    """The payload written around the data's JSON is byte for byte what encoding the envelope makes."""
+    ev = Event(cls, resource, data, node, t)
+    whole = {"seq": seq, "class": cls, "time": t, "node": node, "resource": resource, "data": data}
+    assert wire.event_payload(ev, seq) == wire._dumps(whole)
+    assert wire.event_message(ev, seq, 1).payload == wire._dumps(whole)
 
 
 @pytest.mark.parametrize(("fmri", "topic"), [
