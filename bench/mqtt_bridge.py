@@ -14,6 +14,10 @@ operation), and measures, each as the median of R runs:
          publisher through the same broker straight to the subscriber (the broker's
          own relay rate: an upper bound for anything that goes through it).
 
+Every publisher runs in a process of its own, as the bridge does (the peer and the
+round trip's telemetry from a child that connects first, then publishes on a go):
+the subscriber's reader is this process, and shares no interpreter with any of them.
+
 Every run checks that all N events arrived, each once at least, in order.
 """
 
@@ -165,9 +169,13 @@ async def collect(port: int, topic: str, n: int, key: str, ready: asyncio.Event,
         await proc.wait()
 
 
-async def publish_many(port: int, topic: str, payloads: list[bytes], window: int) -> None:
+async def publish_many(port: int, topic: str, payloads: list[bytes], window: int,
+                       go: Callable[[], Any] | None = None) -> None:
+    """One aiomqtt client publishes ``payloads`` at QoS 1, ``window`` in flight; connected, it awaits ``go()`` first."""
     async with aiomqtt.Client("127.0.0.1", port, identifier=f"bench-pub-{os.getpid()}-{time.monotonic_ns()}",
                               max_inflight_messages=window) as c:
+        if go is not None:
+            await go()
         c.pending_calls_threshold = window + 8
         sem = asyncio.Semaphore(window)
 
@@ -183,6 +191,41 @@ async def publish_many(port: int, topic: str, payloads: list[bytes], window: int
                 tg.create_task(one(p))
 
 
+def _payloads(kind: str, n: int) -> list[bytes]:
+    """What the publisher of ``kind`` sends: telemetry for the round trip, bare numbered messages for the peer."""
+    if kind == "round":
+        return [json.dumps({"data": {"i": i}}).encode() for i in range(n)]
+    return [json.dumps({"i": i}).encode() for i in range(n)]
+
+
+async def publisher(port: int, topic: str, kind: str, n: int, window: int) -> None:
+    """The child's part (``--publisher``): connect, say ``ready``, publish on the ``go`` line, say ``done``."""
+    payloads = _payloads(kind, n)
+    loop = asyncio.get_running_loop()
+
+    async def go() -> None:
+        print("ready", flush=True)
+        await loop.run_in_executor(None, sys.stdin.readline)
+
+    await publish_many(port, topic, payloads, window, go)
+    print("done", flush=True)
+
+
+async def publish_apart(port: int, topic: str, kind: str, n: int, window: int) -> tuple[float, Any]:
+    """Publish from a process of its own, as the bridge does: the subscriber's reading (this process) does
+    not share its interpreter. Returns the time of the go, and the process to wait for."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--publisher", str(port), topic, kind, str(n), str(window),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    if (await proc.stdout.readline()).strip() != b"ready":
+        raise SystemExit(f"the {kind} publisher did not connect (status {await proc.wait()})")
+    t0 = time.perf_counter()
+    proc.stdin.write(b"go\n")
+    await proc.stdin.drain()
+    return t0, proc
+
+
 async def run_case(kind: str, port: int, root: Path, n: int, window: int) -> float:
     ready = asyncio.Event()
     done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
@@ -195,19 +238,26 @@ async def run_case(kind: str, port: int, root: Path, n: int, window: int) -> flo
     seen: set[int] = set()
     sub = asyncio.create_task(collect(port, topic, n, key, ready, done, seen))
     await ready.wait()
-    t0 = time.perf_counter()
+    pub = None
     if kind == "out":
+        t0 = time.perf_counter()
         await asyncio.to_thread(Client(str(root), timeout=120).call, "test.emit",
                                 **{"class": "ereport.bench.out", "count": n})
-    elif kind == "round":
-        await publish_many(port, "bench/in/tick", [json.dumps({"data": {"i": i}}).encode() for i in range(n)], window)
     else:
-        await publish_many(port, topic, [json.dumps({"i": i}).encode() for i in range(n)], window)
+        t0, pub = await publish_apart(port, "bench/in/tick" if kind == "round" else topic, kind, n, window)
     try:
         t1 = await asyncio.wait_for(done, 60 + n / 500)
     except TimeoutError:
         sub.cancel()
         raise SystemExit(f"{kind}: {len(seen)} of {n} events arrived (lost, or stuck)") from None
+    finally:
+        if pub is not None:
+            if pub.returncode is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(pub.wait(), 30)
+            if pub.returncode is None:
+                pub.kill()
+                await pub.wait()
     await sub
     return n / (t1 - t0)
 
@@ -219,7 +269,13 @@ def main() -> int:
     ap.add_argument("--window", type=int, action="append", help="bridge publishes in flight (default 20)")
     ap.add_argument("--qos", type=int, default=1, choices=(0, 1), help="QoS of plain events (default 1)")
     ap.add_argument("--json", help="also write every rate measured to this file ({window: {kind: [ev/s, ...]}})")
+    ap.add_argument("--publisher", nargs=5, metavar=("PORT", "TOPIC", "KIND", "N", "WINDOW"),
+                    help=argparse.SUPPRESS)  # the publisher's own process (publish_apart)
     args = ap.parse_args()
+    if args.publisher:
+        port, topic, kind, n, window = args.publisher
+        asyncio.run(publisher(int(port), topic, kind, int(n), int(window)))
+        return 0
     if shutil.which("mosquitto") is None:
         print("mosquitto not installed: nothing to measure", file=sys.stderr)
         return 1
