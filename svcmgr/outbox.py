@@ -1,21 +1,24 @@
 """The MQTT outbox: a bounded, ordered queue of outgoing messages in the daemon's SQLite repository.
 
 Every message the bridge sends passes through here, so that nothing is lost
-while the broker is away or the daemon restarts: a row leaves only once the
-broker has acknowledged it (``ack``). Past ``limit`` rows the oldest are dropped
-and counted (``dropped``). The last ``REPLAY`` acknowledged events (rows not
-retained) are kept aside (``mqtt_sent``) and queued again at each new connection
-(``replay``): a broker killed after its acknowledgement but before it passed a
+while the broker is away or the daemon restarts: a row is queued until the
+broker has acknowledged it (``ack``). Past ``limit`` queued rows the oldest are
+dropped and counted (``dropped``). The last ``REPLAY`` acknowledged events (rows
+not retained) stay in the table, behind the mark ``acked`` (rows up to it are
+acknowledged), and are queued again at each new connection (``replay``: the mark
+goes back): a broker killed after its acknowledgement but before it passed a
 message on (or saved it) has lost it, and no acknowledgement says so; subscribers
 keep the first copy of each event's ``seq``, as QoS 1 already asks of them.
-Retained rows are not replayed (an old state must not stand in for a new one, even
-for a moment). The retained picture (each instance's state, each open
-case) is kept beside it, one row per topic, to be sent again after a reconnect,
-since a broker may have lost its retained messages.
+Retained rows leave once acknowledged, they are not replayed (an old state must
+not stand in for a new one, even for a moment). The retained picture (each
+instance's state, each open case) is kept beside it, one row per topic, to be
+sent again after a reconnect, since a broker may have lost its retained messages.
 
 Tables: ``mqtt_outbox`` (seq, topic, payload, qos, retain), ``mqtt_retained``
-(topic, payload), ``mqtt_counters`` (name, value). ``statistics`` reads them
-without a bridge, for ``/metrics``.
+(topic, payload), ``mqtt_counters`` (name, value: ``next_seq``, ``acked``,
+``dropped``, ``sent`` and the bridge's own). ``statistics`` reads them without a
+bridge, for ``/metrics``. (``mqtt_sent`` held the kept rows apart before the
+mark: what an older daemon left there is moved back at start.)
 """
 
 from __future__ import annotations
@@ -70,8 +73,8 @@ def statistics(conn: sqlite3.Connection) -> OutboxStats:
     """Depth and counters of the outbox in this repository (zeros if the bridge never ran)."""
     if not _has_tables(conn):
         return OutboxStats()
-    depth = conn.execute("SELECT count(*) FROM mqtt_outbox").fetchone()[0]
     counters = dict(conn.execute("SELECT name, value FROM mqtt_counters").fetchall())
+    depth = conn.execute("SELECT count(*) FROM mqtt_outbox WHERE seq > ?", (counters.get("acked", 0),)).fetchone()[0]
     return OutboxStats(depth, counters.get("dropped", 0), counters.get("sent", 0))
 
 
@@ -80,12 +83,19 @@ class Outbox:
         self.conn = conn
         self.limit = limit
         conn.executescript(SCHEMA)
+        kept = conn.execute("SELECT max(seq) FROM mqtt_sent").fetchone()[0]
+        if kept is not None:  # an older daemon's kept rows: back in the queue, behind the mark
+            with transaction(conn):
+                conn.execute("INSERT OR IGNORE INTO mqtt_outbox SELECT * FROM mqtt_sent")
+                conn.execute("DELETE FROM mqtt_sent")
+                self._set("acked", kept)
         counters = dict(conn.execute("SELECT name, value FROM mqtt_counters").fetchall())
         top = conn.execute("SELECT max(seq) FROM mqtt_outbox").fetchone()[0] or 0
         self.next_seq = max(counters.get("next_seq", 1), top + 1)
+        self.acked = counters.get("acked", 0)
         self.dropped = counters.get("dropped", 0)
         self.sent = counters.get("sent", 0)
-        self.depth = conn.execute("SELECT count(*) FROM mqtt_outbox").fetchone()[0]
+        self.depth = conn.execute("SELECT count(*) FROM mqtt_outbox WHERE seq > ?", (self.acked,)).fetchone()[0]
 
     def _set(self, name: str, value: int) -> None:
         self.conn.execute("INSERT INTO mqtt_counters(name, value) VALUES(?, ?) "
@@ -118,9 +128,9 @@ class Outbox:
                 depth = self.depth + len(rows)
                 drop = max(0, depth - self.limit)
                 if drop:
-                    cut = self.conn.execute("SELECT seq FROM mqtt_outbox ORDER BY seq LIMIT 1 OFFSET ?",
-                                            (drop - 1,)).fetchone()[0]
-                    self.conn.execute("DELETE FROM mqtt_outbox WHERE seq <= ?", (cut,))
+                    cut = self.conn.execute("SELECT seq FROM mqtt_outbox WHERE seq > ? ORDER BY seq LIMIT 1 OFFSET ?",
+                                            (self.acked, drop - 1)).fetchone()[0]
+                    self.conn.execute("DELETE FROM mqtt_outbox WHERE seq > ? AND seq <= ?", (self.acked, cut))
                     self._set("dropped", self.dropped + drop)
                 self.conn.executemany("INSERT INTO mqtt_counters(name, value) VALUES(?, ?) "
                                       "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
@@ -136,29 +146,36 @@ class Outbox:
         """Up to ``limit`` queued rows with a sequence number above ``after``, oldest first."""
         return [(r[0], r[1], bytes(r[2]), r[3], bool(r[4])) for r in self.conn.execute(
             "SELECT seq, topic, payload, qos, retain FROM mqtt_outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after, limit))]
+            (max(after, self.acked), limit))]
 
     def ack(self, upto: int) -> int:
-        """Every row up to and including ``upto`` is acknowledged: out of the queue, the last ``REPLAY``
-        events (not retained) kept aside for ``replay``. Returns how many went."""
+        """Every row up to and including ``upto`` is acknowledged: the mark moves past them, retained
+        rows leave, the last ``REPLAY`` events stay for ``replay``. Returns how many were acknowledged."""
+        if upto <= self.acked:
+            return 0
         with transaction(self.conn):
-            self.conn.execute("INSERT OR REPLACE INTO mqtt_sent SELECT * FROM mqtt_outbox "
-                              "WHERE seq <= ? AND retain = 0", (upto,))
-            self.conn.execute("DELETE FROM mqtt_sent WHERE seq <= (SELECT seq FROM mqtt_sent ORDER BY seq DESC "
-                              "LIMIT 1 OFFSET ?)", (REPLAY,))
-            n = self.conn.execute("DELETE FROM mqtt_outbox WHERE seq <= ?", (upto,)).rowcount
+            n = self.conn.execute("SELECT count(*) FROM mqtt_outbox WHERE seq > ? AND seq <= ?",
+                                  (self.acked, upto)).fetchone()[0]
+            self.conn.execute("DELETE FROM mqtt_outbox WHERE seq > ? AND seq <= ? AND retain != 0", (self.acked, upto))
+            self.conn.execute("DELETE FROM mqtt_outbox WHERE seq <= (SELECT seq FROM mqtt_outbox WHERE seq <= ? "
+                              "ORDER BY seq DESC LIMIT 1 OFFSET ?)", (upto, REPLAY))
+            self._set("acked", upto)
             if n:
                 self._set("sent", self.sent + n)
+        self.acked = upto
         self.sent += n
         self.depth -= n
         return n
 
     def replay(self) -> int:
         """Queue the kept acknowledged rows again, in their places (a new connection: the broker may have
-        lost them). Returns how many."""
+        lost them): the mark goes back before them. Returns how many."""
+        if not self.acked:
+            return 0
         with transaction(self.conn):
-            n = self.conn.execute("INSERT OR IGNORE INTO mqtt_outbox SELECT * FROM mqtt_sent").rowcount
-            self.conn.execute("DELETE FROM mqtt_sent")
+            n = self.conn.execute("SELECT count(*) FROM mqtt_outbox WHERE seq <= ?", (self.acked,)).fetchone()[0]
+            self._set("acked", 0)
+        self.acked = 0
         self.depth += n
         return n
 

@@ -104,3 +104,39 @@ def test_the_last_acknowledged_rows_are_queued_again_for_a_new_connection(tmp_pa
     assert again.replay() == REPLAY
     rows = again.peek(0, 10_000)
     assert [r[0] for r in rows] == seqs[-REPLAY:]  # the retained row is not replayed: its picture is sent whole
+
+
+def test_rows_an_older_daemon_kept_apart_are_replayed_in_their_places(tmp_path):
+    """Before the mark, the kept acknowledged rows were in ``mqtt_sent``: what an older daemon left there
+    is moved back at start, acknowledged, and queued again by the next ``replay``, once."""
+    path = str(tmp_path / "r.db")
+    repo = Repository(path)
+    Outbox(repo.connection, 100)  # the tables
+    row = "INSERT INTO {}(seq, topic, payload, qos, retain) VALUES(?, ?, ?, 1, 0)"
+    repo.connection.executemany(row.format("mqtt_sent"), [(i, f"t/{i}", b"p") for i in (1, 2, 3)])
+    repo.connection.executemany(row.format("mqtt_outbox"), [(i, f"t/{i}", b"p") for i in (4, 5)])
+    repo.close()
+
+    repo = Repository(path)
+    box = Outbox(repo.connection, 100)
+    assert box.depth == 2 == statistics(repo.connection).depth and box.next_seq == 6
+    assert [r[0] for r in box.peek(0, 10)] == [4, 5]
+    assert repo.connection.execute("SELECT count(*) FROM mqtt_sent").fetchone()[0] == 0
+    assert box.replay() == 3 and box.depth == 5
+    assert [r[0] for r in box.peek(0, 10)] == [1, 2, 3, 4, 5]
+    assert box.replay() == 0
+    repo.close()
+
+
+def test_a_full_outbox_drops_queued_rows_never_the_ones_kept_for_replay(tmp_path):
+    from svcmgr.outbox import REPLAY
+
+    repo = Repository(str(tmp_path / "r.db"))
+    box = Outbox(repo.connection, 10)
+    box.append(_msgs(10))
+    box.ack(box.peek(0, 100)[-1][0])  # all ten acknowledged, kept for replay
+    assert box.append(_msgs(12, 10)) == 2 and box.depth == 10 and box.dropped == 2
+    assert [r[1] for r in box.peek(0, 100)] == [f"t/{i}" for i in range(12, 22)]
+    assert box.replay() == min(10, REPLAY)
+    assert [r[1] for r in box.peek(0, 100)] == [f"t/{i}" for i in [*range(10), *range(12, 22)]]
+    repo.close()
