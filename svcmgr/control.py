@@ -364,6 +364,7 @@ class Control(Operations):
                                            for f in names)))
         self._authorize(caller, targets, "enable", Right.ACTION if temporary else Right.VALUE)
         done = self.engine.enable(names, temporary=temporary, recursive=recursive)
+        await self.engine.recorded()
         missing = sorted({t for f in done for _, t in self.engine.graph.missing_targets(f)}) if recursive else []
         return {"fmris": done, "absent": missing}
 
@@ -377,6 +378,7 @@ class Control(Operations):
             raise ApiError("bad request: disable: a comment is one printable line of at most 1024 characters", 2)
         self._authorize(caller, names, "disable", Right.ACTION if temporary else Right.VALUE)
         self.engine.disable(names, temporary=temporary, comment=comment)
+        await self.engine.recorded()
         return {"fmris": names}
 
     async def op_restart(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
@@ -385,6 +387,7 @@ class Control(Operations):
         names = self._many(req)
         self._authorize(caller, names, "restart", Right.ACTION)
         done = self.engine.restart(names, dump=arg(req, "dump", bool, False))
+        await self.engine.recorded()
         return {"fmris": done, "skipped": [f for f in names if f not in done]}
 
     async def op_refresh(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
@@ -395,6 +398,7 @@ class Control(Operations):
             self.engine.refresh(names)
         except ManifestErrors as e:
             raise ApiError(f"refresh refused, the edited configuration is invalid:\n{e}", 1) from None
+        await self.engine.recorded()
         return {"fmris": names}
 
     async def op_clear(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
@@ -404,6 +408,7 @@ class Control(Operations):
         self._authorize(caller, names, "clear", Right.ACTION)
         actions = {f: "restore" if self.engine.instances[f].state == State.DEGRADED else "maint_off" for f in names}
         done = self.engine.clear(names)
+        await self.engine.recorded()
         return {"fmris": done, "skipped": [f for f in names if f not in done],
                 "actions": {f: actions[f] for f in done}}
 
@@ -414,6 +419,7 @@ class Control(Operations):
         self._authorize(caller, names, "mark", Right.ACTION)
         done = self.engine.mark(names, state, temporary=arg(req, "temporary", bool, False),
                                 immediate=arg(req, "immediate", bool, False))
+        await self.engine.recorded()
         return {"fmris": done, "skipped": [f for f in names if f not in done]}
 
     async def op_milestone(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
@@ -422,5 +428,7 @@ class Control(Operations):
         target = arg(req, "target", str)
         if target not in ("all", "none"):
             target = self._one({"fmri": target})
-        return {"milestone": self.engine.set_milestone(target)}
+        milestone = self.engine.set_milestone(target)
+        await self.engine.recorded()
+        return {"milestone": milestone}
 

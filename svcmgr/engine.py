@@ -88,6 +88,8 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
         #: turns of the loop the scheduled flush has waited so far, and whether a job began since it looked
         self._flush_waited = 0
         self._jobs_begun = False
+        #: verbs waiting for the records queued before their answer to be written (``recorded``)
+        self._recorded: list[asyncio.Future[None]] = []
         #: Why the repository cannot be written now (a full disk), or None.
         self.unwritable: str | None = None
         self.shutting_down = False
@@ -392,6 +394,20 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
             raise Unwritable(f"{e}; nothing was changed") from e
         self._written()
 
+    async def recorded(self) -> None:
+        """Return once the instance records queued so far are written. An operator's verb answers after it, so that
+        what the operator was told is under way (a restart's or a disable's stop) is what a daemon restarted after
+        a kill -9 finds, as a restarter action in SMF's repository is: the records of a burst are written a few
+        turns of the loop later (``FLUSH_DEFER``), after the stop method's spawn. Not on a full disk (they wait)."""
+        if not self.repo.pending or self.unwritable is not None:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._recorded.append(fut)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        await fut
+
     def _flush(self) -> None:
         if (self._jobs_begun or self.evaluation_pending()) and self._flush_waited < FLUSH_DEFER:
             # Work that this burst set going runs first (the spawn requests of the starts it allows go out
@@ -408,6 +424,10 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
             self._unwritable(e)
         else:
             self._written()
+        waiting, self._recorded = self._recorded, []
+        for fut in waiting:
+            if not fut.done():
+                fut.set_result(None)
 
     def _unwritable(self, e: Exception) -> None:
         """The repository cannot be written: say so once, keep what waits, and try again every few seconds."""
