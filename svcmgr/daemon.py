@@ -27,12 +27,12 @@ from typing import Any
 
 from svcmgr import __version__
 from svcmgr.api import Api, ApiError, Limits
+from svcmgr.backend import detect_backend
 from svcmgr.bootimport import import_at_boot, settle
 from svcmgr.bus import Bus
 from svcmgr.component import Component, Context, load_components
 from svcmgr.config import DaemonConfig, load_config
 from svcmgr.configure import Configure
-from svcmgr.contract import detect_backend
 from svcmgr.control import Control
 from svcmgr.engine import Engine
 from svcmgr.eventclasses import DAEMON_READY
@@ -67,6 +67,9 @@ log = logging.getLogger("svcmgrd")
 READY_TIMEOUT = 90.0
 #: How often systemd's STATUS line is refreshed once the daemon is ready (only under systemd).
 STATUS_INTERVAL = 2.0
+#: Seconds a stopping daemon waits, at most, for the spawn helper to answer the spawns asked for before it
+#: lets the helper go (a start cut short by the stop gets its child then, and ends it).
+SETTLE = 5.0
 #: The events the bus keeps for the components until they join, once the first services are started (a
 #: boot publishes a few per instance started; past this, the oldest are let go and counted).
 BOOT_EVENTS = 100_000
@@ -232,6 +235,8 @@ class Daemon:
                     self.notifier.stopping(f"Stopping {running} running instances")
                     await api.close()
                     await engine.shutdown()
+                    if helper is not None:
+                        await helper.settle(SETTLE)
                 for t in tasks:
                     t.cancel()
         finally:
@@ -240,7 +245,7 @@ class Daemon:
             if helper is not None:
                 helper.close()
             reaper.uninstall()
-            backend.close()
+            backend.close(groups=not self.detaching)
             timings.flush()
             if not self.detaching:
                 self._keep_copy(repo, check=True, when="stop")

@@ -39,6 +39,7 @@ from __future__ import annotations
 import array
 import asyncio
 import collections
+import contextlib
 import itertools
 import logging
 import marshal
@@ -88,6 +89,9 @@ class ForkServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: at most this many requests out at once (their messages fit in the socket's buffer)
         self._window = asyncio.Semaphore(WINDOW)
+        #: set while no spawn waits for its reply
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.spawned = 0
         self.why_not: str | None = None
 
@@ -131,6 +135,15 @@ class ForkServer:
         while self._files:  # each log opens its file itself then
             _, given = self._files.popitem()
             given(None)
+
+    async def settle(self, timeout: float) -> None:
+        """Wait, at most ``timeout`` seconds, until every spawn asked for is answered. A child the helper made
+        for a start the daemon's stop cut short then reaches its caller, which ends it, before the daemon
+        lets the helper go (closed first, the child would run on, owned by no instance)."""
+        if not self._idle.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout)
+        await asyncio.sleep(0)  # the callers' callbacks on the last replies
 
     def lost(self, why: str) -> None:
         """The helper is gone or cannot clone here: every spawn is in-process from now on."""
@@ -208,12 +221,15 @@ class ForkServer:
                 os.close(cg)
         fut: asyncio.Future[Child] = self._loop.create_future()
         self._pending[number] = (fut, str(argv[0]), reader)
+        self._idle.clear()
         self.reaper.hold()
         return fut
 
     def _answered(self) -> None:
         self.reaper.release()
         self._window.release()
+        if not self._pending:
+            self._idle.set()
 
     def _readable(self) -> None:
         try:

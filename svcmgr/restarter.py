@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from svcmgr.backend import Backend
 from svcmgr.bus import Bus
-from svcmgr.contract import Backend, Contract, strays
+from svcmgr.contract import Contract, strays
 from svcmgr.credentials import Credentials
 from svcmgr.forkserver import ForkServer, HelperUnavailable
 from svcmgr.instance import Instance

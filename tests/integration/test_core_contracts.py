@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from svctest import wait_until
+from svctest import _alive_marked, wait_until
 
 DAEMONIZE = (
     "import os, sys, time\n"
@@ -137,3 +137,23 @@ def test_daemon_shutdown_leaves_no_process_behind(daemon, tmp_path):
                            what=f"three processes in svc:/test/many:{i}")
     assert daemon.stop() == 0
     assert not any(_alive(p) for p in pids)
+
+
+
+def test_a_daemon_stopped_during_its_boot_leaves_no_group_behind(daemon):
+    """Found stopping a daemon in the middle of a boot of 1,000: the processes ended, but the groups of the starts
+    the stop cut short stayed, hundreds under the daemon's own, until a test's clean-up or the next daemon on
+    the same root."""
+    names = "\n".join(f"[instances.i{n}]" for n in range(300))
+    daemon.manifest("many.toml", f'name = "test/many"\nduration = "child"\n[methods.start]\n'
+                                 f'exec = ["/bin/sleep", "1000"]\n{names}\n')
+    daemon.start(wait=False)
+    wait_until(lambda: "contracts by " in daemon.log_text(), what="the daemon's first line")
+    if "cgroup v2" not in daemon.log_text():
+        pytest.skip("the daemon runs without cgroups here")
+    base = daemon.log_text().split("contracts by cgroup v2 at ")[1].split(" ")[0]
+    wait_until(lambda: os.path.isdir(base) and len(os.listdir(base)) > 100, what="the first starts' groups")
+    assert daemon.stop() == 0
+    assert _alive_marked(daemon.root) == []  # the starts the stop cut short: their children too
+    assert not os.path.exists(base), [n for n in os.listdir(base) if os.path.isdir(os.path.join(base, n))][:10]
+    assert "left in" not in daemon.log_text()  # ended by their starts, not found by the last sweep

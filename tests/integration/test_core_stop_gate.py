@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from svcmgr.backend import detect_backend
 from svcmgr.bus import Bus
-from svcmgr.contract import detect_backend
 from svcmgr.engine import Engine
 from svcmgr.loader import load_bytes
 from svcmgr.paths import Paths
