@@ -8,6 +8,12 @@ import os
 from svcmgr.reaper import Reaper
 
 
+def _mine(orphans: list, pid: int) -> list[tuple[int, int]]:
+    """The orphans that are this test's child: the reaper reaps every child of the process, and a pytest
+    worker may hold another test's unwaited child, which is not this test's business (it failed a suite run)."""
+    return [(o.pid, o.code) for o in orphans if o.pid == pid]
+
+
 def _exited(pid: int) -> None:
     """Wait until ``pid`` has exited, leaving it to be reaped."""
     os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
@@ -28,7 +34,7 @@ async def test_an_exit_reaped_before_its_pid_is_known_reaches_its_waiter():
         child = reaper.register(pid)
         reaper.release()
         assert (await child.wait()).code == 7
-        assert orphans == []
+        assert _mine(orphans, pid) == []
     finally:
         reaper.uninstall()
 
@@ -47,8 +53,8 @@ async def test_exits_held_and_never_claimed_go_to_the_orphan_handler_on_release(
         _exited(pid)
         reaper.reap()
         reaper.release()
-        assert orphans == []  # one request is still out
+        assert _mine(orphans, pid) == []  # one request is still out
         reaper.release()
-        assert [(o.pid, o.code) for o in orphans] == [(pid, 3)]
+        assert _mine(orphans, pid) == [(pid, 3)]
     finally:
         reaper.uninstall()
