@@ -69,7 +69,7 @@ READY_TIMEOUT = 90.0
 STATUS_INTERVAL = 2.0
 #: Seconds a stopping daemon waits, at most, for the spawn helper to answer the spawns asked for before it
 #: lets the helper go (a start cut short by the stop gets its child then, and ends it).
-SETTLE = 5.0
+HELPER_DRAIN = 5.0
 #: The events the bus keeps for the components until they join, once the first services are started (a
 #: boot publishes a few per instance started; past this, the oldest are let go and counted).
 BOOT_EVENTS = 100_000
@@ -236,7 +236,7 @@ class Daemon:
                     await api.close()
                     await engine.shutdown()
                     if helper is not None:
-                        await helper.settle(SETTLE)
+                        await helper.drain(HELPER_DRAIN)
                 for t in tasks:
                     t.cancel()
         finally:

@@ -136,7 +136,7 @@ class ForkServer:
             _, given = self._files.popitem()
             given(None)
 
-    async def settle(self, timeout: float) -> None:
+    async def drain(self, timeout: float) -> None:
         """Wait, at most ``timeout`` seconds, until every spawn asked for is answered. A child the helper made
         for a start the daemon's stop cut short then reaches its caller, which ends it, before the daemon
         lets the helper go (closed first, the child would run on, owned by no instance)."""

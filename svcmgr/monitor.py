@@ -185,7 +185,7 @@ class Monitor:
             return
         if status.pid != c.main_pid and self._main_pending(c):
             return  # the main process's own end will tell (the group may look empty before it is reaped)
-        if not c.members if scanned else c.empty():
+        if (not c.members) if scanned else c.empty():
             inst.last_exit = inst.last_exit or desc
             self._report(inst, "empty", desc, status)
         else:
