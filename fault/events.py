@@ -45,7 +45,9 @@ CLASS_RE = re.compile(r"^ereport(\.[A-Za-z0-9_-]{1,64}){1,8}\Z")
 _NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z")
 #: FMRI schemes other than svc: accepted as resources (fmd's, plus alert: for Prometheus alerts).
-_OTHER_FMRI_RE = re.compile(r"^(dev|hc|mod|cpu|mem|zfs|pkg|sw|alert|node|net|file):/{1,3}[^\s\x00-\x1f\x7f]{1,500}\Z")
+#: (no unpaired surrogate, which JSON's "\ud800" makes and UTF-8 cannot hold: the error log could not be written)
+_OTHER_FMRI_RE = re.compile(r"^(dev|hc|mod|cpu|mem|zfs|pkg|sw|alert|node|net|file):/{1,3}"
+                            r"[^\s\x00-\x1f\x7f\ud800-\udfff]{1,500}\Z")
 MAX_PAYLOAD = 16 * 1024
 #: The classes each confined source owns (one table, in svcmgr.events, for both packages).
 NAMESPACES = EREPORT_NAMESPACES
@@ -263,6 +265,12 @@ def validate(cls: object, *, time_: object = None, node: object = "", resource: 
         raise EreportError(source, "payload", f"cannot be stored as JSON: {e}") from None
     if len(blob) > MAX_PAYLOAD:
         raise EreportError(source, "payload", f"is {len(blob)} bytes, more than {MAX_PAYLOAD}")
+    if not blob.isascii():
+        try:
+            blob.encode()
+        except UnicodeEncodeError as e:  # JSON's "\ud800": an unpaired surrogate, which no store can hold
+            raise EreportError(source, "payload", f"holds text that is not Unicode (an unpaired surrogate at "
+                                                  f"{e.start} of its JSON)") from None
     return Ereport(c, t, n, r, payload, source, blob, received=now)
 
 

@@ -85,6 +85,9 @@ def _raw(daemon, payload: bytes) -> dict:
     (b'{"op": "setprop", "fmri": "svc:/a/s", "prop": "nopg", "values": ["x"]}\n', "expected pg/name"),
     (b'{"op": "show", "fmri": "svc:/::"}\n', "bad"),
     (b'\xff\xfe\n', "not JSON"),
+    # JSON escapes of unpaired surrogates: not Unicode, so nothing can store or print them
+    (b'{"op": "setprop", "fmri": "svc:/a/s", "prop": "app/x", "values": ["a\\ud800"]}\n', "not Unicode"),
+    (b'{"op": "disable", "fmris": ["svc:/a/s:default"], "comment": "\\uDFFF"}\n', "not Unicode"),
 ])
 def test_bad_requests_get_a_clear_error_and_change_nothing(daemon, payload, words):
     daemon.manifest("s.toml", _child("a/s"))

@@ -42,6 +42,11 @@ def test_service_resources_are_normalised():
     ({"time_": time.time() + 10 * 86400}, "time", "not a plausible time"),
     ({"time_": 12.0}, "time", "not a plausible time"),
     ({"node": "bad node"}, "node", "not a node name"),
+    # JSON's "\ud800" decodes to an unpaired surrogate, which UTF-8 (and so the error log) cannot hold: an
+    # ereport that held one stopped every later write of the error log (found publishing telemetry as nobody)
+    ({"payload": {"s": "\ud800"}}, "payload", "unpaired surrogate"),
+    ({"payload": {"t": {"deep": ["x\udfffy"]}}}, "payload", "unpaired surrogate"),
+    ({"resource": "dev:///disk\ud800"}, "resource", "is not an FMRI"),
 ])
 def test_malformed_ereports_name_the_field(kwargs, field, text):
     args = {"cls": "ereport.io.disk.error", **kwargs}
