@@ -35,6 +35,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from svcmgr.jsontext import unpaired_surrogate
+
 __all__ = ["Api", "ApiError", "Caller", "Encoded", "Limits", "arg"]
 
 log = logging.getLogger("svcmgr.api")
@@ -263,8 +265,9 @@ class Api:
                 raise ApiError(f"bad request: not JSON: {e}", 2) from None
             if not isinstance(req, dict):
                 raise ApiError("bad request: expected a JSON object", 2)
-            if b"\\ud" in line or b"\\uD" in line:
-                _unicode_only(req)
+            bad = unpaired_surrogate(line, req)
+            if bad is not None:  # stored as a property value, it made root's ``svccfg export`` fail
+                raise ApiError(f"bad request: holds text that is not Unicode (an unpaired surrogate, {bad})", 2)
             op = req.get("op")
             if not isinstance(op, str) or op not in self.ops:
                 raise ApiError(f"bad request: unknown operation {op!r}", 2)
@@ -277,17 +280,6 @@ class Api:
             self.errors += 1
             log.exception("request failed")
             return {"ok": False, "error": f"internal error: {type(e).__name__}: {e}", "code": 1}
-
-
-def _unicode_only(req: dict[str, Any]) -> None:
-    """Refuse a request holding text that is not Unicode. JSON's ``\\ud800`` escape decodes to an unpaired
-    surrogate, which UTF-8 cannot hold: stored, it broke whatever wrote or printed it later (root's
-    ``svccfg export`` of a property a delegated user set). Only a request with such an escape is looked at."""
-    try:
-        json.dumps(req, ensure_ascii=False).encode()
-    except UnicodeEncodeError as e:
-        raise ApiError(f"bad request: holds text that is not Unicode (an unpaired surrogate, {e.object[e.start]!a})",
-                       2) from None
 
 
 async def _read_request(reader: asyncio.StreamReader, cap: int) -> bytes:

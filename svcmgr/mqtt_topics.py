@@ -29,6 +29,7 @@ from typing import Any
 
 from svcmgr.eventclasses import CASE_CLOSED, CASE_CLOSED_STATES, state_class
 from svcmgr.events import EREPORT_NAMESPACES, Event, EventError, check_class
+from svcmgr.jsontext import unpaired_surrogate
 from svcmgr.schema import FieldError
 
 __all__ = [
@@ -221,7 +222,9 @@ def decode_state(payload: bytes) -> dict[str, Any] | None:
         obj = json.loads(payload)
     except (ValueError, RecursionError):
         return None
-    return obj if isinstance(obj, dict) else None
+    if not isinstance(obj, dict) or unpaired_surrogate(payload, obj) is not None:
+        return None  # text that is not Unicode: the fleet's table and the dashboard could not print it
+    return obj
 
 
 # ---------------------------------------------------------------- topic filters
@@ -288,6 +291,9 @@ def telemetry_event(topic: str, payload: bytes, *, max_bytes: int, now: float) -
         raise FieldError(src, "", f"payload is not JSON: {e}") from None
     if not isinstance(obj, dict):
         raise FieldError(src, "", f"payload must be a JSON object, got {_jsontype(obj)}")
+    bad = unpaired_surrogate(payload, obj)
+    if bad is not None:
+        raise FieldError(src, "", f"payload holds text that is not Unicode (an unpaired surrogate, {bad})")
     for k in obj:
         if k not in _TELEMETRY_FIELDS:
             raise FieldError(src, str(k)[:64], f"unknown field (allowed: {', '.join(_TELEMETRY_FIELDS)})")

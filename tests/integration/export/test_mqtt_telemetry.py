@@ -29,6 +29,7 @@ MALFORMED = [
     ("topic cannot form a class", "telemetry/disk errors", b"{}", "cannot form a class"),
     ("too deep", "telemetry/deep", b"[" * 5000 + b"]" * 5000, "nests too deeply"),
     ("too big", "telemetry/big", b'{"data": {"x": "' + b"a" * 70000 + b'"}}', "more than the limit"),
+    ("not Unicode", "telemetry/disk/errors", b'{"data": {"s": "\\ud800"}}', "not Unicode"),
 ]
 
 
