@@ -2,16 +2,21 @@
 
 Forking costs in proportion to the parent's address space: page tables copied, pages
 made copy-on-write, faults afterwards. The daemon is tens of MiB; the helper is a bare
-interpreter (``python -I -S`` running ``svcmgr.spawn.serve``, standard library only: a
-few MiB), started once with one end of a private socket pair (never bound to a name,
-so only the daemon can ask it anything). For each request it calls ``clone3`` with
+interpreter (``python -I -S`` running ``svcmgr.spawnhelper.serve``, standard library only:
+a few MiB), started once with one end of a private socket pair (never bound to a name,
+so only the daemon can ask it anything). For each request it ``posix_spawn``s the child
+(vfork-style: no page table copied, no Python run in the child), standing in the contract's
+group meanwhile so that the child is born there (the group's descriptor comes with the
+request); a lone spawn into a group after a pause, when that move would wait for an RCU
+grace period, is a ``clone3`` with ``CLONE_INTO_CGROUP`` and ``CLONE_PARENT`` (the child is
+the daemon's, ``svcmgr.spawn.exec_child`` runs in it). ``svcmgr.spawnhelper`` says how.
 
-* ``CLONE_INTO_CGROUP``: the child is born in its contract's group (the group's
-  descriptor comes with the request), so nothing is moved into a cgroup and the
-  kernel's RCU wait on a move is never paid;
-* ``CLONE_PARENT``: the child's parent is the daemon, not the helper. The daemon
-  reaps it like any child of its own (``svcmgr.reaper``, SIGCHLD): exit statuses need
-  no relay, and a daemon restart finds its services as before.
+A ``posix_spawn`` child is the helper's: the helper reaps it and relays ``(pid, wait status)``
+after its reply, and ``Reaper.exited`` hands that over exactly as if the daemon had reaped it
+(the exit codes, signals and core dumps unchanged). ``close`` lets the helper go in order: it
+relays what it has reaped and exits, and the daemon reads until the end of the stream, so no
+end is lost; the children still running are re-parented to the daemon (a child subreaper,
+which ``execve`` keeps) and reaped by it, as after any death of the helper.
 
 It also does the file-system work of a start that would otherwise wait on the daemon's event
 loop (making a file costs the journal a millisecond or so under load): it opens the instance's
@@ -20,18 +25,13 @@ reply, and makes the instance's log file when asked (``open_log``), handing back
 (``SCM_RIGHTS``), under the rules of ``svcmgr.safefs.open_own``. What it cannot open, the daemon
 tries itself, and says why.
 
-The child runs system calls only before ``execve`` (``svcmgr.spawn.exec_child``); a
-failure to exec comes back through a close-on-exec pipe, so a reply says "running, pid
-N", "could not exec, errno E", or that clone3 failed (then the daemon spawns in-process,
-as it does without a helper, and for methods whose credentials need the child).
-
-A request goes out at once and the daemon goes on while the helper forks on another
-CPU; the helper clones each request as it comes and answers when that child has exec'd,
-so the children of a burst exec side by side (replies carry the request's number). The
-reply registers the child with the reaper before anything else runs; while requests are
-out the reaper holds back the exits of children it does not know (one of them may be a
-child whose reply is on its way). The helper exits when the daemon's end closes, and
-with the daemon (``PR_SET_PDEATHSIG``).
+A reply says "running, pid N", "could not exec, errno E" (execvp's), or that the clone failed
+(then the daemon spawns in-process, as it does without a helper, and for methods whose
+credentials need the child). A request goes out at once and the daemon goes on while the helper
+spawns on another CPU (replies carry the request's number). The reply registers the child with
+the reaper before anything else runs; while requests are out the reaper holds back the exits of
+children it does not know (a cloned child, the daemon's, may end before its reply is read). The
+helper exits when the daemon's end closes, and with the daemon (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING
 
 from svcmgr.process import Child
 from svcmgr.spawn import MAX_REQUEST, candidates_for
+from svcmgr.spawnhelper import EXIT
 
 if TYPE_CHECKING:
     from svcmgr.reaper import Reaper
@@ -64,6 +65,8 @@ WINDOW = 32
 #: at most this many log files asked for at once (more wait in the daemon, in order)
 FILE_WINDOW = 16
 _REPLY = 128
+#: At a close, how long the daemon waits for the helper's last messages (the ends it has reaped).
+QUIT_WAIT = 2.0
 
 #: Where a descriptor the helper opened goes: the descriptor, or None when the helper could not open it.
 Given = Callable[[int | None], None]
@@ -94,13 +97,15 @@ class ForkServer:
         self._idle.set()
         self.spawned = 0
         self.why_not: str | None = None
+        #: ``close`` is reading the helper's last messages
+        self._quitting = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the helper (a known child of the reaper's); raises OSError when it cannot be."""
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         boot = (f"import sys; sys.path.insert(0, {package_parent!r}); "
-                "from svcmgr.spawn import serve; serve(int(sys.argv[1]))")
+                "from svcmgr.spawnhelper import serve; serve(int(sys.argv[1]))")
         try:
             child = self.reaper.spawn([sys.executable, "-I", "-S", "-c", boot, str(theirs.fileno())],
                                       pass_fds=(theirs.fileno(),), stdout=subprocess.DEVNULL)
@@ -120,7 +125,22 @@ class ForkServer:
         return self._sock is not None
 
     def close(self) -> None:
-        """Close the daemon's end; the helper exits when it reads the end of the stream."""
+        """Let the helper go: it reads the end of the stream, relays the ends it has reaped and exits;
+        they are read here until its end of the stream (at most ``QUIT_WAIT`` seconds), so that none is
+        lost. Its children still running are re-parented to the daemon (a subreaper) and reaped here."""
+        sock = self._sock
+        if sock is not None and self.why_not is None:
+            self._quitting = True
+            try:
+                sock.shutdown(socket.SHUT_WR)
+                sock.settimeout(QUIT_WAIT)
+                self._take_replies()
+            except OSError:
+                pass
+        self._drop()
+
+    def _drop(self) -> None:
+        """Close the daemon's end; every spawn still out is answered HelperUnavailable."""
         if self._sock is not None:
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(self._sock.fileno())
@@ -147,10 +167,10 @@ class ForkServer:
 
     def lost(self, why: str) -> None:
         """The helper is gone or cannot clone here: every spawn is in-process from now on."""
-        if self.why_not is None and self._sock is not None:
+        if self.why_not is None and self._sock is not None and not self._quitting:
             self.why_not = why
             log.warning("%s; spawning in the daemon from now on", why)
-        self.close()
+        self._drop()
 
     def open_log(self, path: str, mode: int, given: Given) -> bool:
         """Ask the helper to open ``path`` for appending, made with ``mode`` if need be, as
@@ -252,6 +272,10 @@ class ForkServer:
             given = _descriptors(anc)
             try:
                 number, pid, stage, code = marshal.loads(reply)
+                if stage == "exit" and number == EXIT and not given and isinstance(pid, int) and pid > 0 \
+                        and isinstance(code, int):
+                    self.reaper.exited(pid, code)  # a child of the helper's: after its reply, so registered
+                    continue
                 if stage == "log":
                     self._file_answered(number, given)
                     continue
@@ -266,14 +290,15 @@ class ForkServer:
             if reader is not None and given:
                 reader(given[0])  # the FIFO's reading end: drained before the child is reported
             try:
-                child = self.reaper.register(pid) if stage in ("ok", "exec") else None  # before held exits go
+                # before held exits go; a posix_spawn child that could not exec was reaped by glibc (pid 0)
+                child = self.reaper.register(pid) if stage in ("ok", "exec") and pid else None
             finally:
                 self._answered()
             if stage == "fifo":  # this one is spawned in the daemon, which says why the FIFO cannot be opened
                 if not fut.done():
                     fut.set_exception(HelperUnavailable(f"the FIFO: {os.strerror(code)}"))
                 continue
-            if stage == "clone" or child is None:
+            if stage == "clone" or (child is None and stage != "exec"):
                 why = f"clone3 in the spawn helper: {os.strerror(code) if code else 'bad reply'}"
                 if not fut.done():
                     fut.set_exception(HelperUnavailable(why))

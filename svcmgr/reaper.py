@@ -5,7 +5,10 @@ service makes, double-forked daemons included, becomes its child when its parent
 dies. One SIGCHLD handler reaps in a loop until nothing is left (signals merge),
 resolves the waits of known children and hands unknown ones (orphans) to a
 callback. Nothing else in the daemon may wait for children: asyncio's subprocess
-helpers would race with this reaper, so every spawn goes through ``Reaper``.
+helpers would race with this reaper, so every spawn goes through ``Reaper``. The
+spawn helper (``svcmgr.forkserver``) reaps the children it made itself and relays
+their ends, which ``exited`` hands over as if reaped here; when the helper ends, its
+remaining children are re-parented to the daemon (the subreaper) and reaped here.
 """
 
 from __future__ import annotations
@@ -142,22 +145,31 @@ class Reaper:
                 raise
             if pid == 0:
                 return
-            self.reaped += 1
-            es = ExitStatus(pid, status)
-            fut = self._waiters.pop(pid, None)
-            if fut is not None:
-                if not fut.done():
-                    fut.set_result(es)
-                    if defer and self._loop is not None:
-                        if not self._rest_scheduled:
-                            self._rest_scheduled = True
-                            self._loop.call_soon(self._reap_rest)
-                        return
-                continue
-            if self._holds:
-                self._held[pid] = es
-                continue
+            if self._ended(ExitStatus(pid, status)) and defer and self._loop is not None:
+                if not self._rest_scheduled:
+                    self._rest_scheduled = True
+                    self._loop.call_soon(self._reap_rest)
+                return
+
+    def exited(self, pid: int, status: int) -> None:
+        """A child's end reaped elsewhere: the spawn helper reaps the children it made and relays their
+        raw wait statuses (``svcmgr.forkserver``). Handled exactly as if reaped here."""
+        self._ended(ExitStatus(pid, status))
+
+    def _ended(self, es: ExitStatus) -> bool:
+        """Hand one reaped end over (to its waiter, held, or to ``on_orphan``); True when a waiter got it."""
+        self.reaped += 1
+        fut = self._waiters.pop(es.pid, None)
+        if fut is not None:
+            if fut.done():
+                return False
+            fut.set_result(es)
+            return True
+        if self._holds:
+            self._held[es.pid] = es
+        else:
             self._orphan(es)
+        return False
 
     def _orphan(self, es: ExitStatus) -> None:
         if self.on_orphan is not None:

@@ -1,13 +1,21 @@
-"""The spawn helper (``svcmgr.forkserver``): a small process that creates the daemon's children.
+"""The spawn helper (``svcmgr.forkserver``, ``svcmgr.spawnhelper``): a small process that creates the
+daemon's children.
 
-Its children are the daemon's own (``CLONE_PARENT``), born in their contract's group; a program
-that cannot be executed is reported as before; a helper that dies leaves the daemon spawning by
-itself; and it ends with the daemon."""
+A child it makes with posix_spawn is its own, set up as before (its own process group, stdin
+/dev/null, no other descriptor, default signals), born in its contract's group (the helper stands
+in the group meanwhile, and only meanwhile); a lone spawn into a group is cloned, the daemon's
+own child (``CLONE_PARENT``). The ends of its children reach the daemon (relayed, or reaped there
+once the helper is gone); a program that cannot be executed is reported as before; a helper
+that dies leaves the daemon spawning by itself; and it ends with the daemon."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -64,26 +72,120 @@ def _sleeper(daemon, name: str) -> str:
     return f"svc:/site/{name}:default"
 
 
-@pytest.mark.parametrize("mode", ["cgroup", "pgid"])
-def test_children_of_the_helper_are_the_daemons_own(daemon, mode):
-    if mode == "cgroup" and (os.geteuid() != 0 or find_cgroup2_mount() is None):
+def _status(pid: int, field: str) -> str:
+    with open(f"/proc/{pid}/status") as f:
+        return next(line.split(":", 1)[1].strip() for line in f if line.startswith(field + ":"))
+
+
+#: glibc's two internal signals (32, 33): its posix_spawn leaves them ignored in the child (every glibc, musl
+#: or Go program sets its own handlers for them as it starts).
+_GLIBC_INTERNAL = (1 << 31) | (1 << 32)
+
+
+def _set_up_as_before(pid: int) -> None:
+    """What every spawn guarantees: its own group, stdin /dev/null, no descriptor but 0-2, default signals."""
+    assert os.getpgid(pid) == pid
+    assert sorted(os.listdir(f"/proc/{pid}/fd")) == ["0", "1", "2"]
+    assert os.readlink(f"/proc/{pid}/fd/0") == "/dev/null"
+    assert int(_status(pid, "SigBlk"), 16) == 0
+    assert int(_status(pid, "SigIgn"), 16) & ~_GLIBC_INTERNAL == 0
+    assert int(_status(pid, "SigCgt"), 16) == 0
+
+
+def test_the_helpers_children_are_its_own_and_their_ends_reach_the_daemon(daemon):
+    fmris = [_sleeper(daemon, f"s{i}") for i in range(3)]
+    daemon.start("--no-cgroup")  # a process-group contract: every spawn is a posix_spawn of the helper's
+    for fmri in fmris:
+        daemon.wait_state(fmri, "online")
+    (helper,) = _helpers(daemon.pid)
+    pids = [daemon.pids(fmri)[0] for fmri in fmris]
+    for pid in pids:
+        assert _ppid(pid) == helper
+        _set_up_as_before(pid)
+    os.kill(pids[0], signal.SIGKILL)  # reaped by the helper, relayed to the daemon, which restarts it
+    wait_until(lambda: [p for p in daemon.pids(fmris[0]) if p != pids[0]], what="a new process")
+    daemon.wait_state(fmris[0], "online")
+    assert "died on Killed (9)" in daemon.log(fmris[0])
+    os.kill(helper, signal.SIGKILL)  # its children go to the daemon (a subreaper), which reaps them
+    wait_until(lambda: _ppid(pids[1]) == daemon.pid, what="the helper's child re-parented to the daemon")
+    os.kill(pids[1], signal.SIGKILL)
+    wait_until(lambda: [p for p in daemon.pids(fmris[1]) if p != pids[1]], what="a restart without the helper")
+    daemon.wait_state(fmris[1], "online")
+    assert "died on Killed (9)" in daemon.log(fmris[1])
+    daemon.stop()
+    assert all(_ended(p) for p in pids[2:])
+
+
+def test_a_lone_spawn_into_a_group_is_the_daemons_child(daemon):
+    if os.geteuid() != 0 or find_cgroup2_mount() is None:
         pytest.skip("cgroup contracts need a root daemon and a cgroup v2 mount")
     fmri = _sleeper(daemon, "a")
-    daemon.start(*(["--no-cgroup"] if mode == "pgid" else []))
+    daemon.start()
     daemon.wait_state(fmri, "online")
     (helper,) = _helpers(daemon.pid)
     (pid,) = daemon.pids(fmri)
-    assert _ppid(pid) == daemon.pid
-    assert os.getpgid(pid) == pid
-    if mode == "cgroup":
-        assert "/svcmgr-" in _cgroup_of(pid) and "/svcmgr-" not in _cgroup_of(helper)
-    os.kill(pid, signal.SIGKILL)  # reaped by the daemon, which restarts it through the helper
+    assert "/svcmgr-" in _cgroup_of(pid) and "/svcmgr-" not in _cgroup_of(helper)
+    os.kill(pid, signal.SIGKILL)  # a restart, alone: cloned into its group, the daemon's own child
     wait_until(lambda: [p for p in daemon.pids(fmri) if p != pid], what="a new process")
     daemon.wait_state(fmri, "online")
     (again,) = daemon.pids(fmri)
     assert _ppid(again) == daemon.pid
+    assert "/svcmgr-" in _cgroup_of(again) and "/svcmgr-" not in _cgroup_of(helper)
+    _set_up_as_before(again)
     daemon.stop()
     wait_until(lambda: _ended(helper), what="the helper to end with the daemon")
+
+
+_STAND_IN = textwrap.dedent("""
+    import os, sys
+    sys.path.insert(0, sys.argv[1])
+    from svcmgr.spawn import default_signals
+    from svcmgr.spawnhelper import Spawner
+    default_signals()  # as the helper starts
+    spawner = Spawner(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+    group = os.open(sys.argv[2], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    for burst in (True, False):  # in a burst; then right after it (the move is recent)
+        print(*spawner.spawn([b"sleep", b"1000"], {}, [b"/bin/sleep"], b"/tmp", True, 1, group, burst=burst),
+              flush=True)
+    os.read(0, 1)
+""")
+
+
+def test_a_spawn_in_a_burst_is_born_in_its_group_and_the_helper_leaves_it(tmp_path):
+    """The helper's own stand-in, in a process of this test's: the children are born in the group, with the
+    request's directory, and the helper is back in its own group once each spawn returns."""
+    mount = find_cgroup2_mount()
+    if os.geteuid() != 0 or mount is None:
+        pytest.skip("needs root and a cgroup v2 mount")
+    group = os.path.join(mount, _cgroup_of(os.getpid()).lstrip("/"), f"svcmgr-test-{os.getpid()}")
+    try:
+        os.mkdir(group)
+    except OSError as e:
+        pytest.skip(f"cannot make a cgroup here: {e.strerror}")
+    package = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    helper = subprocess.Popen([sys.executable, "-I", "-S", "-c", _STAND_IN, package, group],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    children = []
+    try:
+        assert helper.stdout is not None and helper.stdin is not None
+        for _ in range(2):
+            stage, pid = helper.stdout.readline().split()
+            assert stage == "ok"  # posix_spawned, not cloned
+            children.append(int(pid))
+        home = _cgroup_of(helper.pid)
+        assert not home.endswith(os.path.basename(group))
+        for pid in children:
+            assert _cgroup_of(pid) == home.rstrip("/") + "/" + os.path.basename(group)
+            assert _ppid(pid) == helper.pid
+            assert os.readlink(f"/proc/{pid}/cwd") == "/tmp"
+            _set_up_as_before(pid)
+        assert os.readlink(f"/proc/{helper.pid}/cwd") == "/"
+    finally:
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        helper.communicate("x")
+        wait_until(lambda: not Path(group, "cgroup.procs").read_text(), what="the group to empty")
+        os.rmdir(group)
 
 
 def test_a_program_that_cannot_run_is_reported_by_name(daemon):
