@@ -190,8 +190,8 @@ class Catalog:
             if f not in self.specs or self.editing.get(f) != data or self.specs[f].to_dict() != data:
                 changed.append((s, f, fmt, data))
         self.repo.import_services([(f, s.source, fmt, data) for s, f, fmt, data in changed])
-        for s, f, fmt, data in changed:
-            self.snapshots.imported(f, data)
+        self.snapshots.imported((f, data) for _, f, _, data in changed)
+        for s, f, fmt, _data in changed:
             self.editing[f] = s.to_dict()
             self.sources[f] = (s.source, fmt)
             self._apply_spec(s)

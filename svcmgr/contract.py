@@ -39,7 +39,9 @@ from svcmgr.procfs import (
     marker_in,
     proc_table,
     read_marker,
+    read_small,
     read_stat,
+    write_small,
 )
 from svcmgr.rctl import Group
 
@@ -75,6 +77,8 @@ class Contract:
     #: member pid -> its start time (clock ticks since boot), read once: a record is written at each
     #: state change, and a process's start time never changes
     _starts: dict[int, int] = field(default_factory=dict, repr=False, compare=False)
+    #: the last record made (``to_record``) and what it was made of
+    _record: tuple[tuple[Any, ...], dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------- spawning
     @contextlib.contextmanager
@@ -89,15 +93,13 @@ class Contract:
         if self.kind != "cgroup" or not self.cgroup or self.home is None:
             yield
             return
-        with open(os.path.join(self.cgroup, "cgroup.procs"), "w") as f:
-            f.write("0")
+        write_small(self.cgroup + "/cgroup.procs", b"0")
         self._placed = True
         try:
             yield
         finally:
             self._placed = False
-            with open(os.path.join(self.home, "cgroup.procs"), "w") as f:
-                f.write("0")
+            write_small(self.home + "/cgroup.procs", b"0")
 
     def popen_kwargs(self, creds: Credentials, *, leader: bool) -> dict[str, Any]:
         """Popen arguments that place the child in this contract with these credentials."""
@@ -261,8 +263,7 @@ class Contract:
     def _cgroup_procs(self) -> set[int]:
         assert self.cgroup is not None
         try:
-            with open(os.path.join(self.cgroup, "cgroup.procs")) as f:
-                return {int(x) for x in f.read().split()}
+            return {int(x) for x in read_small(self.cgroup + "/cgroup.procs").split()}
         except FileNotFoundError:
             return set()
         except OSError:
@@ -311,7 +312,14 @@ class Contract:
 
     # ------------------------------------------------------------- persistence
     def to_record(self) -> dict[str, Any]:
+        """What a daemon restarted after a crash needs to find this contract (``from_record``). Made again
+        only when what it says changed: it is asked for at every state change of the instance, and its
+        members rarely change between two (with resource controls, whose record changes on its own, always)."""
+        key = (self.main_pid, self.pgid, frozenset(self.members))
+        if self._record is not None and self._record[0] == key:
+            return self._record[1]
         known, self._starts = self._starts, {}
+        complete = True
         for p in sorted(self.members)[:64]:
             start = known.get(p)
             if start is None:
@@ -319,11 +327,14 @@ class Contract:
                 start = info.starttime if info is not None else None
             if start is not None:
                 self._starts[p] = start
+            else:
+                complete = False  # gone, or not readable now: looked at again next time
         starts = {str(p): t for p, t in self._starts.items()}
         rec = {"ctid": self.ctid, "kind": self.kind, "marker": self.marker, "cgroup": self.cgroup,
                "pgid": self.pgid, "main_pid": self.main_pid, "members": starts}
         if self.rctl.dirs:
             rec["rctl"] = self.rctl.to_record()
+        self._record = (key, rec) if complete and not self.rctl.dirs else None
         return rec
 
     @classmethod

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from svcmgr.fmri import FMRI, PathFMRI, parse_any
+from svcmgr.fmri import FMRI, PathFMRI
+from svcmgr.fmri import parse_any as _parse_any
 from svcmgr.spec import Dependency, InstanceConfig
 from svcmgr.states import RUNNING, State
 
@@ -37,16 +38,31 @@ class Blocker:
     why: str  # absent | disabled | maintenance | offline | uninitialized | missing | running
 
 
+#: A dependency target's parsed form (FMRIs are immutable): the graph is rebuilt at each import and
+#: its evaluations read the same few targets again and again. Bounded.
+parse_any = functools.lru_cache(maxsize=8192)(_parse_any)
+
+
+@functools.lru_cache(maxsize=8192)
+def _target(t: str) -> tuple[str, str | None] | None:
+    """A target's normal form and, for an instance, its service's; None for a path."""
+    p = parse_any(t)
+    if isinstance(p, PathFMRI):
+        return None
+    return str(p), None if p.instance is None else str(p.service_fmri)
+
+
 def _expand_targets(dep: Dependency, by_service: Mapping[str, list[str]]) -> list[str]:
     out = []
     for t in dep.fmris:
-        p = parse_any(t)
-        if isinstance(p, PathFMRI):
+        k = _target(t)
+        if k is None:
             continue
-        if p.instance is None:
-            out.extend(by_service.get(str(p), ()))
-        elif str(p) in by_service.get(str(p.service_fmri), ()):
-            out.append(str(p))
+        name, service = k
+        if service is None:
+            out.extend(by_service.get(name, ()))
+        elif name in by_service.get(service, ()):
+            out.append(name)
     return out
 
 

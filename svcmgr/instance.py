@@ -58,6 +58,12 @@ class Instance:
     #: (read by the timing recorder, svcmgr.timings).
     spawned_ns: int = 0
     ready_ns: int = 0
+    #: its service's FMRI (a refresh gives it a new config, never another service): read at every
+    #: record of its state and every evaluation of a dependent during a boot
+    service: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.service = str(self.config.fmri.service_fmri)
 
     def note_reaped(self) -> None:
         """One of its processes was reaped: wake a stop waiting for the contract to empty."""
@@ -81,10 +87,6 @@ class Instance:
         else:
             self.enabled_set = on
             self.enabled_temp = None
-
-    @property
-    def service(self) -> str:
-        return str(self.config.fmri.service_fmri)
 
     @property
     def pids(self) -> list[int]:

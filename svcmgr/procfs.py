@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 
 __all__ = ["MARKER", "ProcInfo", "alive", "children_of", "environ", "find_cgroup2_mount", "marker_in", "own_cgroup",
-           "proc_table", "read_marker", "read_stat"]
+           "proc_table", "read_marker", "read_small", "read_stat", "write_small"]
 
 #: The environment variable that names a process's contract (pgid contracts claim escapees by it).
 MARKER = "SVCMGR_CONTRACT"
@@ -23,10 +23,34 @@ class ProcInfo:
     sid: int = 0
 
 
+def read_small(path: str) -> bytes:
+    """The whole of a small kernel file (a /proc or cgroup file, under a page or a few), in as few system
+    calls as it takes: open, reads, close. ``open()`` adds a stat, a tty check and a seek to each, and the
+    daemon reads one per process it starts. Raises OSError as ``open`` does."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        # until end of file: a kernel file may give less than asked before its end (a record that
+        # does not fit is left for the next read)
+        chunks = []
+        while data := os.read(fd, 65536):
+            chunks.append(data)
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def write_small(path: str, data: bytes) -> None:
+    """Write ``data`` to a kernel file (a cgroup's control file) in one write; raises OSError."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
 def read_stat(pid: int) -> ProcInfo | None:
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        data = read_small(f"/proc/{pid}/stat")
     except OSError:
         return None
     rp = data.rfind(b")")

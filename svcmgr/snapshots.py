@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from svcmgr.db import transaction
@@ -41,13 +42,16 @@ class Snapshots:
         self.connection = connection
         connection.executescript(SCHEMA)
 
-    def imported(self, service: str, data: dict[str, Any]) -> None:
-        """An import stored ``data``."""
-        blob = json.dumps(data, sort_keys=True)
+    def imported(self, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """An import stored these (service, data): their snapshots in one transaction (a boot imports
+        hundreds of services at once, and a transaction is a write of the log each)."""
         now = time.time()
+        rows = [(service, json.dumps(data, sort_keys=True), now) for service, data in items]
+        if not rows:
+            return
         with transaction(self.connection) as c:
-            c.execute("INSERT OR IGNORE INTO snapshots VALUES (?, 'initial', ?, ?)", (service, blob, now))
-            c.execute("INSERT OR REPLACE INTO snapshots VALUES (?, 'last-import', ?, ?)", (service, blob, now))
+            c.executemany("INSERT OR IGNORE INTO snapshots VALUES (?, 'initial', ?, ?)", rows)
+            c.executemany("INSERT OR REPLACE INTO snapshots VALUES (?, 'last-import', ?, ?)", rows)
 
     def take(self, service: str, name: str, data: dict[str, Any]) -> None:
         self.connection.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?)",
