@@ -42,6 +42,8 @@ __all__ = ["FIRST_PART", "import_at_boot", "settle"]
 
 #: Files in the first part (each later part twice the one before).
 FIRST_PART = 64
+#: Files parsed between two turns of the event loop.
+PARSE_SLICE = 16
 
 File = tuple[str, list[ServiceSpec]]
 
@@ -93,7 +95,9 @@ async def _import(engine: Engine, paths: list[str], log: logging.Logger, started
         size *= 2
         read: list[File] = []
         mine: dict[str, str] = {}
-        for path, blob in part:
+        for n, (path, blob) in enumerate(part, 1):
+            if n % PARSE_SLICE == 0:
+                await asyncio.sleep(0)  # what runs meanwhile (spawn replies, exits, the starts they allow) goes on
             specs = _parse(path, blob, seen, mine, log)
             if specs:
                 read.append((path, specs))
