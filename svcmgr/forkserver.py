@@ -16,7 +16,11 @@ after its reply, and ``Reaper.exited`` hands that over exactly as if the daemon 
 (the exit codes, signals and core dumps unchanged). ``close`` lets the helper go in order: it
 relays what it has reaped and exits, and the daemon reads until the end of the stream, so no
 end is lost; the children still running are re-parented to the daemon (a child subreaper,
-which ``execve`` keeps) and reaped by it, as after any death of the helper.
+which ``execve`` keeps) and reaped by it, as after any death of the helper. So that a relay is
+not in the way of every later restart, a helper idle for ``spawnhelper.HANDOVER`` seconds with
+children of its own hands over to a fork of itself and exits: those children are the daemon's from
+then on, reaped by it with no hop, and the successor (named in the old helper's last message)
+serves the same socket.
 
 It also does the file-system work of a start that would otherwise wait on the daemon's event
 loop (making a file costs the journal a millisecond or so under load): it opens the instance's
@@ -50,7 +54,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from svcmgr.process import Child
+from svcmgr.process import Child, ExitStatus
 from svcmgr.spawn import MAX_REQUEST, candidates_for
 from svcmgr.spawnhelper import EXIT
 
@@ -96,6 +100,8 @@ class ForkServer:
         self._idle = asyncio.Event()
         self._idle.set()
         self.spawned = 0
+        #: how many times the helper handed over to a fork of itself (``svcmgr.spawnhelper``)
+        self.handovers = 0
         self.why_not: str | None = None
         #: ``close`` is reading the helper's last messages
         self._quitting = False
@@ -119,7 +125,23 @@ class ForkServer:
         self._loop = loop
         self.pid = child.pid
         loop.add_reader(mine.fileno(), self._readable)
-        child.exited.add_done_callback(lambda f: self.lost(f"spawn helper {f.result().describe()}"))
+        child.exited.add_done_callback(self._helper_ended)
+
+    def _helper_ended(self, f: asyncio.Future[ExitStatus]) -> None:
+        """A helper ended: the helper is gone, unless it handed over to a successor (its last message,
+        which may still wait in the socket: read first)."""
+        es = f.result()
+        if es.pid == self.pid and self._sock is not None:
+            self._take_replies()
+        if es.pid == self.pid:
+            self.lost(f"spawn helper {es.describe()}")
+
+    def _handed_over(self, successor: int) -> None:
+        """The helper forked ``successor`` and exits: its children are the daemon's from now on (re-parented
+        to the subreaper), the successor serves the same socket."""
+        self.pid = successor
+        self.handovers += 1
+        self.reaper.register(successor).exited.add_done_callback(self._helper_ended)
 
     def usable(self) -> bool:
         return self._sock is not None
@@ -272,10 +294,13 @@ class ForkServer:
             given = _descriptors(anc)
             try:
                 number, pid, stage, code = marshal.loads(reply)
-                if stage == "exit" and number == EXIT and not given and isinstance(pid, int) and pid > 0 \
-                        and isinstance(code, int):
-                    self.reaper.exited(pid, code)  # a child of the helper's: after its reply, so registered
-                    continue
+                if number == EXIT and not given and isinstance(pid, int) and pid > 0 and isinstance(code, int):
+                    if stage == "exit":
+                        self.reaper.exited(pid, code)  # a child of the helper's: after its reply, so registered
+                        continue
+                    if stage == "helper":
+                        self._handed_over(pid)
+                        continue
                 if stage == "log":
                     self._file_answered(number, given)
                     continue

@@ -29,7 +29,11 @@ helper: a spawn cut short is made again there.
 wakeup pipe) and relays each ``(pid, raw wait status)`` on the socket, always after that
 child's reply, so the daemon's reaper has it registered. When the daemon closes its end (a stop,
 a restart in place), the helper relays what it has reaped and exits; the children still running
-are re-parented to the daemon, a child subreaper, and reaped there as before.
+are re-parented to the daemon, a child subreaper, and reaped there as before. The relay is a hop
+(the helper wakes, reaps, sends; the daemon reads): so that it is not in the way of every later
+restart, a helper idle for ``HANDOVER`` seconds with children of its own forks a successor and
+exits (``_hand_over``): its children are re-parented to the daemon, which reaps them directly from
+then on, and the successor serves the same socket, named in the old helper's last message.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import selectors
 import signal
 import socket
 import time
+from collections.abc import Callable
 
 from svcmgr.procfs import find_cgroup2_mount, own_cgroup
 from svcmgr.safefs import open_own
@@ -61,7 +66,7 @@ from svcmgr.spawn import (
     run_first,
 )
 
-__all__ = ["CHANGED", "EXIT", "HOT", "IGNORED", "Spawner", "posix_spawn_child", "serve"]
+__all__ = ["CHANGED", "EXIT", "HANDOVER", "HOT", "IGNORED", "Spawner", "posix_spawn_child", "serve"]
 
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
@@ -70,6 +75,8 @@ HOT = 0.01
 #: What a stop sends to a contract's members: the helper ignores them (it may stand in that group).
 IGNORED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
            signal.SIGPIPE)
+#: After this many idle seconds with children of its own, the helper hands over to a fork of itself.
+HANDOVER = 0.25
 #: The signals whose dispositions the helper changes (the others are at their defaults).
 CHANGED = (*IGNORED, signal.SIGCHLD)
 #: The number a relayed exit's message carries (requests are numbered from 0).
@@ -216,7 +223,10 @@ def serve(fd: int) -> None:
             if give is not None:
                 os.close(give)
 
+    owned = 0  # children of the helper's own (posix_spawn's) not relayed yet
+
     def relay_ends() -> None:
+        nonlocal owned
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -224,15 +234,25 @@ def serve(fd: int) -> None:
                 return
             if pid == 0:
                 return
+            owned -= 1
             reply((EXIT, pid, "exit", status))
 
+    def last_words(successor: int) -> None:
+        relay_ends()
+        reply((EXIT, successor, "helper", 0))
+
+    idle = _handover_after()
+    daemon = os.getppid()
     files: collections.deque[tuple[int, tuple]] = collections.deque()  # log files to open when nothing else waits
     while True:
-        events = sel.select(0 if files else None)
-        if not events and files:
-            number, answer = files.popleft()
-            given = _open_log(*answer)
-            reply((number, 0, "log", 0 if given is not None else errno.EPERM), given)
+        events = sel.select(0 if files else idle if owned > 0 and idle else None)
+        if not events:
+            if files:
+                number, answer = files.popleft()
+                given = _open_log(*answer)
+                reply((number, 0, "log", 0 if given is not None else errno.EPERM), given)
+            elif owned > 0 and _hand_over(libc, daemon, last_words):
+                owned = 0  # the successor: they are the daemon's now
             continue
         for key, _ in events:
             if key.data == "ended":
@@ -283,10 +303,51 @@ def serve(fd: int) -> None:
                 files.append((number, answer[1:]))
             elif answer[0] in ("ok", "exec"):
                 _, code_or_pid, reader = answer
+                owned += answer[0] == "ok"
                 reply((number, code_or_pid, "ok", 0) if answer[0] == "ok" else (number, 0, "exec", code_or_pid),
                       reader)
             else:
                 reply((number, 0, answer[0], answer[1]))
+
+
+def _handover_after() -> float | None:
+    """After how many idle seconds the helper hands over to a fork of itself (``HANDOVER``, or
+    ``SVCMGR_HELPER_HANDOVER``'s, for tests; 0: never)."""
+    try:
+        idle = float(os.environ.get("SVCMGR_HELPER_HANDOVER", HANDOVER))
+    except ValueError:
+        idle = HANDOVER
+    return idle if idle > 0 else None
+
+
+def _hand_over(libc: ctypes.CDLL, daemon: int, last_words: Callable[[int], None]) -> bool:
+    """Fork a successor and exit, so that the children made so far are re-parented to the daemon
+    (the subreaper), which then reaps them itself, with no relay: the old helper relays what it has
+    reaped and names its successor, its last messages; the successor serves once the old one is gone
+    (a pipe's end of file, then its parent the daemon: its death signal armed again). True in the
+    successor; False when there is none (this helper goes on)."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    old = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(r)
+        os.close(w)
+        return False
+    if pid:
+        os.close(r)
+        last_words(pid)
+        os._exit(0)
+    os.close(w)
+    while os.read(r, 1):
+        pass
+    os.close(r)
+    while os.getppid() == old:  # the old helper is past closing its files: re-parented in a moment
+        time.sleep(0.0001)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != daemon:
+        os._exit(0)  # the daemon is gone
+    return True
 
 
 def _open_log(path: str, mode: int) -> int | None:

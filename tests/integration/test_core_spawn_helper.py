@@ -5,8 +5,9 @@ A child it makes with posix_spawn is its own, set up as before (its own process 
 /dev/null, no other descriptor, default signals), born in its contract's group (the helper stands
 in the group meanwhile, and only meanwhile); a lone spawn into a group is cloned, the daemon's
 own child (``CLONE_PARENT``). The ends of its children reach the daemon (relayed, or reaped there
-once the helper is gone); a program that cannot be executed is reported as before; a helper
-that dies leaves the daemon spawning by itself; and it ends with the daemon."""
+once the helper is gone or, idle, has handed them over); a program that cannot be executed is
+reported as before; a helper that dies leaves the daemon spawning by itself; and it ends with the
+daemon."""
 
 from __future__ import annotations
 
@@ -94,6 +95,7 @@ def _set_up_as_before(pid: int) -> None:
 
 def test_the_helpers_children_are_its_own_and_their_ends_reach_the_daemon(daemon):
     fmris = [_sleeper(daemon, f"s{i}") for i in range(3)]
+    daemon.env["SVCMGR_HELPER_HANDOVER"] = "0"  # the helper keeps its children: every end is relayed
     daemon.start("--no-cgroup")  # a process-group contract: every spawn is a posix_spawn of the helper's
     for fmri in fmris:
         daemon.wait_state(fmri, "online")
@@ -114,6 +116,29 @@ def test_the_helpers_children_are_its_own_and_their_ends_reach_the_daemon(daemon
     assert "died on Killed (9)" in daemon.log(fmris[1])
     daemon.stop()
     assert all(_ended(p) for p in pids[2:])
+
+
+@pytest.mark.parametrize("mode", ["cgroup", "pgid"])
+def test_an_idle_helper_hands_its_children_over_to_the_daemon(daemon, mode):
+    if mode == "cgroup" and (os.geteuid() != 0 or find_cgroup2_mount() is None):
+        pytest.skip("cgroup contracts need a root daemon and a cgroup v2 mount")
+    fmris = [_sleeper(daemon, f"h{i}") for i in range(3)]
+    daemon.start(*(["--no-cgroup"] if mode == "pgid" else []))
+    for fmri in fmris:
+        daemon.wait_state(fmri, "online")
+    pids = [daemon.pids(fmri)[0] for fmri in fmris]
+    # idle, the helper forks a successor and exits: its children are re-parented to the daemon
+    wait_until(lambda: all(_ppid(p) == daemon.pid for p in pids), what="the children re-parented to the daemon")
+    wait_until(lambda: len(_helpers(daemon.pid)) == 1, what="the successor alone")
+    (helper,) = _helpers(daemon.pid)
+    os.kill(pids[0], signal.SIGKILL)  # reaped by the daemon itself
+    wait_until(lambda: [p for p in daemon.pids(fmris[0]) if p != pids[0]], what="a new process")
+    daemon.wait_state(fmris[0], "online")
+    assert "died on Killed (9)" in daemon.log(fmris[0])
+    assert _helpers(daemon.pid) == [helper] or all(_ppid(h) == daemon.pid for h in _helpers(daemon.pid))
+    assert "spawning in the daemon from now on" not in daemon.log_text()
+    daemon.stop()
+    wait_until(lambda: all(_ended(p) for p in [*pids[1:], helper]), what="the services and the helper to end")
 
 
 def test_a_lone_spawn_into_a_group_is_the_daemons_child(daemon):
