@@ -118,6 +118,26 @@ def test_the_helpers_children_are_its_own_and_their_ends_reach_the_daemon(daemon
     assert all(_ended(p) for p in pids[2:])
 
 
+def test_exit_codes_and_signals_relayed_by_the_helper_mean_what_they_meant(daemon):
+    daemon.manifest("fatal.toml", """
+        name = "t/fatal"
+        [methods.start]
+        exec = "exit 95"
+        """)
+    daemon.manifest("segv.toml", """
+        name = "t/segv"
+        [methods.start]
+        exec = "kill -SEGV $$"
+        """)
+    daemon.env["SVCMGR_HELPER_HANDOVER"] = "0"  # every end relayed by the helper
+    daemon.start("--no-cgroup")
+    daemon.wait_state("svc:/t/fatal:default", "maintenance")
+    daemon.wait_state("svc:/t/segv:default", "maintenance")
+    assert "SMF_EXIT_ERR_FATAL" in daemon.log("svc:/t/fatal:default")
+    assert daemon.log("svc:/t/fatal:default").count("Executing start method") == 1  # fatal: not retried
+    assert "Segmentation fault (11)" in daemon.log("svc:/t/segv:default")
+
+
 @pytest.mark.parametrize("mode", ["cgroup", "pgid"])
 def test_an_idle_helper_hands_its_children_over_to_the_daemon(daemon, mode):
     if mode == "cgroup" and (os.geteuid() != 0 or find_cgroup2_mount() is None):
