@@ -156,6 +156,7 @@ def _said(log: logging.Logger, what: str, errors: list[ManifestError]) -> None:
 
 
 async def settle() -> None:
-    """Let the loop run what was made ready: the evaluations, then the start jobs they create."""
-    for _ in range(2):
+    """Let the loop run what was made ready: the evaluations, then the start jobs they create, to their spawn
+    requests (a start makes its group in one turn and asks in the next: ``Backend.create_for_burst``)."""
+    for _ in range(3):
         await asyncio.sleep(0)
