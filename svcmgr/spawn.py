@@ -38,6 +38,8 @@ __all__ = ["CLONE_INTO_CGROUP", "CLONE_PARENT", "FIFO_MODE", "LOG_FLAGS", "MAX_R
 SYS_CLONE3 = 435  # the same number on every architecture Linux added clone3 to
 CLONE_PARENT = 0x00008000
 CLONE_INTO_CGROUP = 0x200000000
+#: the child's handled signals at their defaults (Linux 5.5, before CLONE_INTO_CGROUP's 5.7): ignored ones stay so
+CLONE_CLEAR_SIGHAND = 0x100000000
 _ARGS = struct.Struct("=11Q")  # struct clone_args, version 2 (with .cgroup): 88 bytes
 
 
