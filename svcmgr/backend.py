@@ -16,12 +16,15 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from svcmgr.contract import Contract
 from svcmgr.procfs import find_cgroup2_mount, own_cgroup
 from svcmgr.rctl import Controls
 from svcmgr.security import Resources
+
+if TYPE_CHECKING:
+    from svcmgr.forkserver import ForkServer
 
 __all__ = ["Backend", "detect_backend"]
 
@@ -74,12 +77,16 @@ class Backend:
                 raise
         return c
 
-    async def create_for_burst(self, ctid: int, name: str, resources: Resources | None = None) -> Contract:
-        """``create``, then a turn of the loop before the caller spawns into it: the starts of a burst make
-        their groups in one turn and ask the spawn helper in the next. A group made while the helper moves
-        into another waits for the kernel's cgroup lock (1-23 ms measured, in the daemon's loop). Cancelled
-        in that turn, the contract's group is removed."""
+    async def create_for_burst(self, ctid: int, name: str, resources: Resources | None = None,
+                               helper: ForkServer | None = None) -> Contract:
+        """``create``, then, while the spawn ``helper`` is at work, a turn of the loop before the caller spawns
+        into it: the starts of a burst make their groups in one turn and ask the helper in the next. A group
+        made while the helper moves into another waits for the kernel's cgroup lock (1-23 ms measured, in the
+        daemon's loop). A start alone (a restart: the helper idle) asks at once, before the records the loop
+        would write in that turn. Cancelled in that turn, the contract's group is removed."""
         c = self.create(ctid, name, resources)
+        if helper is None or not helper.busy():
+            return c
         try:
             await asyncio.sleep(0)
         except asyncio.CancelledError:

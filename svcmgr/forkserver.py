@@ -146,6 +146,10 @@ class ForkServer:
     def usable(self) -> bool:
         return self._sock is not None
 
+    def busy(self) -> bool:
+        """Spawns are out: the helper is at work (and may be moving into their groups)."""
+        return bool(self._pending)
+
     def close(self) -> None:
         """Let the helper go: it reads the end of the stream, relays the ends it has reaped and exits;
         they are read here until its end of the stream (at most ``QUIT_WAIT`` seconds), so that none is

@@ -150,7 +150,7 @@ class Restarter:
                 await asyncio.sleep(wait)
         inst.last_start = time.monotonic()
         try:
-            contract = await self.backend.create_for_burst(self._ctid(), cfg.fmri.log_name, cfg.resources)
+            contract = await self.backend.create_for_burst(self._ctid(), cfg.fmri.log_name, cfg.resources, self.helper)
         except OSError as e:
             why = f"resource controls ({format_limits(cfg.resources)}) could not be applied: {e.strerror or e}"
             inst.log.note(f"Start method not run: {why}.")
