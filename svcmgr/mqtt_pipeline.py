@@ -13,6 +13,7 @@ from typing import Any
 
 import aiomqtt
 
+from svcmgr import mqtt_puback
 from svcmgr.outbox import Row
 
 __all__ = ["Pipeline"]
@@ -28,10 +29,12 @@ class Pipeline:
     ``publish`` costs. paho's ``on_publish`` is wrapped: an acknowledgement of one of the sender's
     messages wakes the sender; aiomqtt's own callback runs for the others, so its ``publish`` (status,
     goodbye) works as before, and it is not asked about each of the sender's (it answers with a
-    KeyError raised and suppressed, a microsecond an event). paho writes each burst of publishes from
+    KeyError raised and suppressed, a microsecond an event). paho decodes each acknowledgement through
+    ``svcmgr.mqtt_puback`` (which makes no objects for it). paho writes each burst of publishes from
     aiomqtt's writer callback, in the loop turn after it was queued, as before."""
 
     def __init__(self, client: aiomqtt.Client, wake: asyncio.Event) -> None:
+        mqtt_puback.install()  # each acknowledgement decoded without two objects made for it (once a process)
         self.client = client
         self.paho = paho = client._client  # aiomqtt private attribute: see above
         self.mine: set[int] = set()  # message ids of the sender's publishes not yet acknowledged
