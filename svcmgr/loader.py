@@ -13,8 +13,6 @@ import tomllib
 from dataclasses import replace
 
 from svcmgr.manifest import ManifestError, ManifestErrors, parse_service
-from svcmgr.smfxml.safe import parse as parse_xml
-from svcmgr.smfxml.translate import translate
 from svcmgr.spec import ServiceSpec
 
 __all__ = ["MAX_SIZE", "is_xml", "load_bytes", "load_file", "load_xml", "read_file"]
@@ -72,6 +70,10 @@ def load_bytes(blob: bytes, source: str) -> list[ServiceSpec]:
 
 def load_xml(blob: bytes, source: str) -> list[ServiceSpec]:
     """Every service of an SMF XML manifest, validated. Raises ManifestErrors naming the file."""
+    # the XML stack (defusedxml, ElementTree, expat) only when a manifest is XML: not in a boot of TOML files
+    from svcmgr.smfxml.safe import parse as parse_xml
+    from svcmgr.smfxml.translate import translate
+
     result = translate(parse_xml(blob, source), source)
     errors: list[ManifestError] = list(result.errors)
     base_dir = os.path.dirname(os.path.abspath(source)) if source else None

@@ -15,7 +15,6 @@ from typing import Any
 
 from svcmgr.fmri import valid_instance_name
 from svcmgr.schema import FieldError, FieldErrors, Reader
-from svcmgr.smfxml.safe import parse
 
 __all__ = ["validate"]
 
@@ -26,6 +25,8 @@ def _fragment(r: Reader, key: str, text: Any, tags: tuple[str, ...] | None) -> N
     if not isinstance(text, str):
         r.error(key, "expected a string of XML")
         return
+    from svcmgr.smfxml.safe import parse  # the XML stack only for a section that holds XML: not at a TOML boot
+
     try:
         root = parse(text.encode(), r.source).root
     except FieldErrors as e:
