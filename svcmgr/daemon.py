@@ -27,18 +27,15 @@ from typing import Any
 
 from svcmgr import __version__
 from svcmgr.api import Api, ApiError, Limits
-from svcmgr.backend import detect_backend
+from svcmgr.backend import Backend, detect_backend
 from svcmgr.bootimport import import_at_boot, settle
 from svcmgr.bus import Bus
 from svcmgr.component import Component, Context, load_components
 from svcmgr.config import DaemonConfig, load_config
-from svcmgr.configure import Configure
-from svcmgr.control import Control
 from svcmgr.engine import Engine
 from svcmgr.eventclasses import DAEMON_READY
 from svcmgr.facade import EngineServices
 from svcmgr.forkserver import ForkServer
-from svcmgr.observe import Observe
 from svcmgr.paths import Paths, register, unregister
 from svcmgr.probes import NotifySocket
 from svcmgr.reaper import Reaper, quiet_wakeup
@@ -130,6 +127,7 @@ class Daemon:
         self.components: list[Component] = []
         self.started = time.time()
         self.engine: Engine | None = None
+        self.backend: Backend | None = None
         self.is_ready = False
 
     def _lock(self) -> int:
@@ -183,11 +181,8 @@ class Daemon:
         self.engine = engine
         notify = NotifySocket(self.paths.notify_socket, restarter.on_notify)
         api = Api(self.paths.socket, Limits.for_descriptors(nofile))
-        Control(engine, api, node=self.config.node, root=self.paths.root, backend=backend.describe(),
-                controls=backend.controls)
-        Configure(engine, api)
-        Observe(engine, api)
         api.register("reload", self._op_reload)
+        self.backend = backend
         ctx = Context(self.config.node, self.paths, bus, api, EngineServices(engine), repo.connection, reaper.run,
                       timings, self.config, time.monotonic)
         self.ctx = ctx
@@ -260,9 +255,11 @@ class Daemon:
         return 0
 
     def _add_components(self) -> None:
-        """Build and set up the components (fault manager, metrics, MQTT bridge, web...), once the first
-        services are started: they register their operations before the socket opens, and the bus gives
-        them what it kept, as if they had been there from the start."""
+        """Register the control socket's operations and build and set up the components (fault manager,
+        metrics, MQTT bridge, web...), once the first services are started: they register their operations
+        before the socket opens, and the bus gives them what it kept, as if they had been there from the
+        start."""
+        self._add_operations()
         bus = self.ctx.bus
         self.components = load_components(self.ctx)
         for c in self.components:
@@ -272,6 +269,22 @@ class Daemon:
                         BOOT_EVENTS)
         bus.stop_keeping()
         gc.freeze()  # the components live as long as the daemon, as what run() froze before the first start
+
+    def _add_operations(self) -> None:
+        """The operations of ``svcs``, ``svcadm``, ``svccfg``, ``svcprop`` and the observers, on the table the
+        socket opens with once the boot's first part is started."""
+        # imported here, not at the top: what only the socket's callers need waits until the first services
+        # are asked for (about a tenth of the daemon's imports)
+        from svcmgr.configure import Configure
+        from svcmgr.control import Control
+        from svcmgr.observe import Observe
+
+        assert self.engine is not None and self.backend is not None
+        api = self.ctx.api
+        Control(self.engine, api, node=self.config.node, root=self.paths.root, backend=self.backend.describe(),
+                controls=self.backend.controls)
+        Configure(self.engine, api)
+        Observe(self.engine, api)
 
     def restore_repository(self) -> int:
         """``--restore-repository``: put back the copy of the repository kept at the last good start (the
