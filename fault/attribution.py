@@ -51,7 +51,12 @@ class Attribution:
         if len(troubled) <= 1:
             return list(troubled)
         deps_of, among = self.topology.dependencies, frozenset(troubled)
-        return sorted(d for d in troubled if deps_of(d).isdisjoint(among))
+        deepest = []
+        for d in troubled:  # a loop, not a generator: no frame of its own at each failure of a victim
+            if deps_of(d).isdisjoint(among):
+                deepest.append(d)
+        deepest.sort()
+        return deepest
 
     def attribute(self, rule: Rule, roots: list[str], e: Ereport, brief: dict[str, Any],
                   now: float) -> list[Change]:

@@ -193,9 +193,21 @@ class Case:
             self.__dict__["_detail"] = detail  # what ``self.detail = detail`` does, without a call per ereport
 
     def add_impacted(self, fmri: str) -> bool:
-        if fmri in self.impacted or any(s.resource == fmri for s in self.suspects):
+        """List ``fmri`` as impacted, unless it is already or is a suspect; True when it was added."""
+        impacted = self.impacted
+        # A set beside the list: a cascade may impact every service, and each of their failures asks. It is (the
+        # list, the set, the list's length), made again if the list is another or its length changed since.
+        known = self.__dict__.get("_impacted_set")
+        if known is None or known[0] is not impacted or known[2] != len(impacted):
+            known = self.__dict__["_impacted_set"] = (impacted, set(impacted), len(impacted))
+        if fmri in known[1]:
             return False
-        self.impacted.append(fmri)
+        for s in self.suspects:
+            if s.resource == fmri:
+                return False
+        impacted.append(fmri)
+        known[1].add(fmri)
+        self.__dict__["_impacted_set"] = (impacted, known[1], len(impacted))
         return True
 
     def escalate(self, severity: str, response: str) -> bool:

@@ -42,12 +42,15 @@ class SerdEngine:
         if self.fired:
             return False
         times = self._times
-        while len(times) > self.n:
+        n = self.n
+        while len(times) > n:
             times.popleft()
         times.append(now)
         self.recorded += 1
-        self._gc(now)
-        if len(times) > self.n and times[-1] - times[0] <= self.t:
+        limit = now - self.t  # ``_gc(now)``, inline
+        while times[0] < limit:  # (``now`` itself is never dropped: the loop ends)
+            times.popleft()
+        if len(times) > n and times[-1] - times[0] <= self.t:
             self.fired = True
             return True
         return False
