@@ -42,7 +42,7 @@ class Instance:
     health: asyncio.Task[None] | None = None
     start_failures: int = 0
     last_exit: str = ""
-    last_start: float = 0.0  # monotonic
+    last_start: float = 0.0  # monotonic: the start method's last spawn (the child throttle counts from it)
     stop_cause: str = "other"  # error | other | refresh
     stop_planned: bool = False  # asked for (disable, restart, a dependency): stop gates run first
     stopping: bool = False

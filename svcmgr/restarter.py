@@ -148,7 +148,6 @@ class Restarter:
             wait = inst.last_start + CHILD_THROTTLE - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-        inst.last_start = time.monotonic()
         try:
             contract = await self.backend.create_for_burst(self._ctid(), cfg.fmri.log_name, cfg.resources, self.helper)
         except OSError as e:
@@ -168,6 +167,7 @@ class Restarter:
             inst.log.note(f"Start method could not be executed: {e.strerror or e}.")
             return StartResult(Outcome.FATAL, f"start method could not be executed: {e.strerror or e}")
         inst.spawned_ns = time.monotonic_ns()
+        inst.last_start = time.monotonic()  # the throttle counts from the spawn, not from the wait for a helper
         inst.contract = contract
         self._on_members(inst)  # recorded from now on: a daemon killed during the start finds it, and ends it
         self.monitor.owns(child.pid, inst)
