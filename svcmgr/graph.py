@@ -1,4 +1,4 @@
-"""The dependency graph (``svcmgr.digraph``) and SMF's three-valued dependency evaluation. No I/O.
+"""The dependency graph (networkx) and SMF's three-valued dependency evaluation. No I/O.
 
 Nodes are instance FMRIs; an edge runs from a dependent to each instance its
 dependency names (a service-level FMRI names all of that service's instances).
@@ -13,7 +13,8 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from svcmgr import digraph
+import networkx as nx
+
 from svcmgr.fmri import FMRI, PathFMRI
 from svcmgr.fmri import parse_any as _parse_any
 from svcmgr.spec import Dependency, InstanceConfig
@@ -100,7 +101,7 @@ def find_cycles(configs: Mapping[str, InstanceConfig]) -> list[list[str]]:
     """Dependency cycles (``exclude_all`` edges do not count), each as a closed path of FMRIs."""
     by_service = _index(configs)
     deps = effective_dependencies(configs)
-    g = digraph.DiGraph()
+    g = nx.DiGraph()
     g.add_nodes_from(configs)
     for f, ds in deps.items():
         for d in ds:
@@ -109,12 +110,14 @@ def find_cycles(configs: Mapping[str, InstanceConfig]) -> list[list[str]]:
             for t in _expand_targets(d, by_service):
                 g.add_edge(f, t)
     cycles = []
-    for comp in digraph.strongly_connected_components(g):
+    for comp in nx.strongly_connected_components(g):
         if len(comp) == 1:
             (n,) = comp
             if not g.has_edge(n, n):
                 continue
-        cycles.append(digraph.find_cycle(g.subgraph(comp), min(comp)))
+        edges = nx.find_cycle(g.subgraph(comp))
+        path = [edges[0][0]] + [e[1] for e in edges]
+        cycles.append(path)
     return sorted(cycles)
 
 
@@ -125,7 +128,7 @@ class Graph:
         self.configs = dict(configs)
         self.by_service = _index(self.configs)
         self.deps = effective_dependencies(self.configs)
-        self.g = digraph.DiGraph()
+        self.g = nx.DiGraph()
         self.g.add_nodes_from(self.configs)
         for f, ds in self.deps.items():
             for d in ds:
@@ -160,7 +163,7 @@ class Graph:
         if fmri not in self.g:
             return set()
         if groupings is None:
-            return digraph.ancestors(self.g, fmri)
+            return set(nx.ancestors(self.g, fmri))
         return self._reach(fmri, groupings, up=True) - {fmri}
 
     def closure(self, fmri: str, groupings: Iterable[str]) -> set[str]:
@@ -216,14 +219,12 @@ class Graph:
     def stop_layers(self, fmris: Iterable[str]) -> list[list[str]]:
         """Layers to stop in: every dependent before what it depends on."""
         sub = self.g.subgraph([f for f in fmris if f in self.g])
-        h = digraph.DiGraph()
+        h = nx.DiGraph((u, v) for u, v in sub.edges if not all(
+            d.grouping == "exclude_all" for d in sub[u][v]["deps"]))
         h.add_nodes_from(sub.nodes)
-        for u, v, deps in sub.edges(data="deps"):
-            if not all(d.grouping == "exclude_all" for d in deps):
-                h.add_edge(u, v)
         try:
-            return [sorted(layer) for layer in digraph.topological_generations(h)]
-        except digraph.CycleError:
+            return [sorted(layer) for layer in nx.topological_generations(h)]
+        except nx.NetworkXUnfeasible:
             return [sorted(sub.nodes)]
 
     def path_dependents(self) -> set[str]:

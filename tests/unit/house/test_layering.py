@@ -78,7 +78,7 @@ def test_components_never_reach_the_core_through_another_module() -> None:
 LEAVES = {
     "svcmgr.states": set(), "svcmgr.events": set(), "svcmgr.eventclasses": set(), "svcmgr.units": set(),
     "svcmgr.db": set(), "svcmgr.policy": set(), "svcmgr.fmri": set(), "svcmgr.procfs": set(),
-    "svcmgr.hostport": set(), "svcmgr.polling": set(), "svcmgr.proptypes": set(), "svcmgr.digraph": set(),
+    "svcmgr.hostport": set(), "svcmgr.polling": set(), "svcmgr.proptypes": set(),
     "svcmgr.schema": {"svcmgr.units"}, "svcmgr.process": {"svcmgr.policy"},
 }
 
