@@ -93,9 +93,11 @@ def test_live_scrape_passes_promtool_and_says_what_happened(node):
     d.call("test.emit", **{"class": "vrrp.state.master", "data": {"instance": "web", "state": "master",
                                                                    "priority": 150}})
     d.call("test.emit", **{"class": "ereport.io.disk.error", "resource": "dev:/sda", "count": 3})
+    # the bridge counts what the broker acknowledged once its window of publishes drains: waited for too
     text = wait_for(lambda: (t := scrape(port)) and value(t, "svcmgr_instance_restarts_total",
-                                                           fmri="svc:/site/blink:default") and t, 20,
-                    "the blinking service to be restarted")
+                                                           fmri="svc:/site/blink:default")
+                    and value(t, "svcmgr_mqtt_sent_messages_total") and t, 20,
+                    "the blinking service to be restarted and the broker to acknowledge a message")
 
     r = promtool_check(text)
     assert r.returncode == 0, f"promtool check metrics:\n{r.stdout}{r.stderr}"
