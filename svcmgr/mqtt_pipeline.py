@@ -23,14 +23,14 @@ class Pipeline:
     """The sender's way through paho's client under an aiomqtt client (one per connection: the client is made for one).
 
     aiomqtt keeps paho's client in ``Client._client`` (it declined to make it public: aiomqtt issue
-    #191); only paho's public API is used on it. The sender calls ``publish`` once per row, up to its
-    window, and sees each acknowledgement through the publish's ``MQTTMessageInfo`` (in order: MQTT
+    #191); only paho's public API is used on it (paho's PUBACK decoding, a module function, is replaced
+    by ``svcmgr.mqtt_puback``: the one private part of paho touched). The sender calls ``publish`` once
+    per row, up to its window, and sees each acknowledgement through the publish's ``MQTTMessageInfo`` (in order: MQTT
     3.1.1, 4.6): no asyncio future, task or timer per message, which is most of what aiomqtt's
     ``publish`` costs. paho's ``on_publish`` is wrapped: an acknowledgement of one of the sender's
     messages wakes the sender; aiomqtt's own callback runs for the others, so its ``publish`` (status,
     goodbye) works as before, and it is not asked about each of the sender's (it answers with a
-    KeyError raised and suppressed, a microsecond an event). paho decodes each acknowledgement through
-    ``svcmgr.mqtt_puback`` (which makes no objects for it). paho writes each burst of publishes from
+    KeyError raised and suppressed, a microsecond an event). paho writes each burst of publishes from
     aiomqtt's writer callback, in the loop turn after it was queued, as before."""
 
     def __init__(self, client: aiomqtt.Client, wake: asyncio.Event) -> None:
