@@ -13,7 +13,6 @@ from typing import Any
 
 import aiomqtt
 
-from svcmgr import mqtt_puback
 from svcmgr.outbox import Row
 
 __all__ = ["Pipeline"]
@@ -23,9 +22,8 @@ class Pipeline:
     """The sender's way through paho's client under an aiomqtt client (one per connection: the client is made for one).
 
     aiomqtt keeps paho's client in ``Client._client`` (it declined to make it public: aiomqtt issue
-    #191); only paho's public API is used on it (paho's PUBACK decoding, a module function, is replaced
-    by ``svcmgr.mqtt_puback``: the one private part of paho touched). The sender calls ``publish`` once
-    per row, up to its window, and sees each acknowledgement through the publish's ``MQTTMessageInfo`` (in order: MQTT
+    #191); only paho's public API is used on it. The sender calls ``publish`` once per row, up to its
+    window, and sees each acknowledgement through the publish's ``MQTTMessageInfo`` (in order: MQTT
     3.1.1, 4.6): no asyncio future, task or timer per message, which is most of what aiomqtt's
     ``publish`` costs. paho's ``on_publish`` is wrapped: an acknowledgement of one of the sender's
     messages wakes the sender; aiomqtt's own callback runs for the others, so its ``publish`` (status,
@@ -34,7 +32,6 @@ class Pipeline:
     aiomqtt's writer callback, in the loop turn after it was queued, as before."""
 
     def __init__(self, client: aiomqtt.Client, wake: asyncio.Event) -> None:
-        mqtt_puback.install()  # each acknowledgement decoded without two objects made for it (once a process)
         self.client = client
         self.paho = paho = client._client  # aiomqtt private attribute: see above
         self.mine: set[int] = set()  # message ids of the sender's publishes not yet acknowledged
