@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fault.attribution import Attribution
-from fault.cases import ACTIVE, Case, CaseEv, CaseState, CaseStore, Change, Suspect
+from fault.cases import Case, CaseEv, CaseState, CaseStore, Change, Suspect
 from fault.engines import Engines, Key
 from fault.events import Ereport, detail_of
-from fault.rules import Rule, RuleSet
+from fault.rules import Rule, RuleSet, scheme_of
 from fault.topology import Topology
 from fault.trail import AGE as TRAIL_AGE
 from fault.trail import Trail
@@ -156,7 +156,7 @@ class Diagnosis(Attribution, Verdicts):
         counters = self.counters
         counters["processed"] += 1
         resource = e.resource
-        key = (e.cls, resource.partition(":")[0] if resource else "node")  # scheme_of, without the call
+        key = (e.cls, scheme_of(resource))
         pairs, resolving, cascade, others = self._plans.get(key) or self._plan(key)
         if not pairs:
             counters["unmatched"] += 1
@@ -212,19 +212,13 @@ class Diagnosis(Attribution, Verdicts):
                     return []
                 fired = eng.record(float(value))
         st.accepted += 1
-        # (case_of and solved_case_for inline: this runs for every ereport a resource's own rule takes)
-        cases = self.store.cases
-        uid = self.engine_case.get(key)
-        open_case = cases.get(uid) if uid else None
+        open_case = self.case_of(key)
         if eng is not None and eng.fired and not fired:
-            if open_case is not None and open_case.state in ACTIVE:
+            if open_case is not None and open_case.active:
                 open_case.add_ereport(brief, e)
                 self.store.touch(open_case)
             return []
-        uid = self.by_suspect.get(e.resource)
-        target = cases.get(uid) if uid else None
-        if target is not None and target.state != CaseState.SOLVED:
-            target = None
+        target = self.solved_case_for(e.resource)
         if open_case is not None and open_case.state != CaseState.OPEN:
             open_case = None
         if target is not None and not fired:

@@ -47,9 +47,7 @@ class SerdEngine:
             times.popleft()
         times.append(now)
         self.recorded += 1
-        limit = now - self.t  # ``_gc(now)``, inline
-        while times[0] < limit:  # (``now`` itself is never dropped: the loop ends)
-            times.popleft()
+        self._gc(now)
         if len(times) > n and times[-1] - times[0] <= self.t:
             self.fired = True
             return True
