@@ -106,6 +106,7 @@ def test_finding_2_a_property_value_is_data_in_a_shell_method(daemon, attacker, 
     r = attacker.cli(daemon.root, "svccfg", "-s", "site/web", "setprop", "config/greeting", "=", "astring:",
                      _quoted(payload))
     assert r.returncode == 0, r.stderr
+    said.unlink()  # what the first run wrote: the wait below is for the restarted run's two lines
     _restart_and_wait(daemon, attacker, before, proof)
     wait_until(lambda: proof.exists() or (said.exists() and said.read_text().count("\n") == 2), 10,
                what="the method to run")
