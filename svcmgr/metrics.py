@@ -9,7 +9,11 @@ bounded sets: FMRIs, states, event classes (capped), case classes and
 severities, VRRP instance names. Never pids, UUIDs or error text.
 
 ``/metrics`` is served by ``svcmgr.metrics_http`` on the event loop at
-``[metrics] listen`` (default 127.0.0.1:9464; ``""`` turns it off).
+``[metrics] listen`` (default 127.0.0.1:9464; ``""`` turns it off). What the bus
+feeds is kept in plain counts, and prometheus-client (its registry, the
+exposition and the process collector) is loaded at the first scrape: the
+component is built during the boot, between its bursts of starts, and the
+library's import (20-35 ms) would hold back the next burst.
 
     svcmgr_build_info{version,python,node}                 1
     svcmgr_instance_state{fmri,state}                      1 for the current state, 0 for the others
@@ -45,11 +49,6 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, ProcessCollector, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
-
 from svcmgr import __version__
 from svcmgr.eventclasses import (
     CASE_CLOSED,
@@ -73,6 +72,9 @@ from svcmgr.outbox import statistics
 from svcmgr.states import State
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import HistogramMetricFamily, Metric
+
     from svcmgr.component import Context
 
 __all__ = ["DEFAULT_LISTEN", "Metrics", "MetricsConfig", "create", "read_config"]
@@ -113,7 +115,6 @@ class PerInstanceHistogram:
         self.name = name
         self.documentation = documentation
         self.bounds = buckets
-        self._le = [floatToGoString(b) for b in buckets] + ["+Inf"]
         #: fmri -> [count in each bucket (not cumulative) ..., count above the last, sum]
         self.rows: dict[str, list[float]] = {}
 
@@ -128,32 +129,61 @@ class PerInstanceHistogram:
         self.rows.pop(fmri, None)
 
     def family(self) -> HistogramMetricFamily:
+        # imported here, at a scrape: prometheus-client is loaded at the first (see the module's docstring)
+        from prometheus_client.core import HistogramMetricFamily
+        from prometheus_client.utils import floatToGoString
+
+        le = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
         fam = HistogramMetricFamily(self.name, self.documentation, labels=["fmri"])
         for fmri in sorted(self.rows):
             row = self.rows[fmri]
             cumulative = list(itertools.accumulate(row[:-1]))
-            fam.add_metric([fmri], list(zip(self._le, cumulative, strict=True)), row[-1])
+            fam.add_metric([fmri], list(zip(le, cumulative, strict=True)), row[-1])
         return fam
 
 
-class Metrics(Collector):
+class PerLabelCounter:
+    """A counter with labels, kept as plain counts and exposed at scrape time: what prometheus_client's
+    ``Counter`` with labels exposes (created series off), without loading the library to count."""
+
+    def __init__(self, name: str, documentation: str, labels: tuple[str, ...]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = labels
+        #: label values -> count, in the order first counted (as the library's children are)
+        self.rows: dict[tuple[str, ...], float] = {}
+
+    def touch(self, *values: str) -> None:
+        """Expose this series at 0 before its first count."""
+        self.rows.setdefault(values, 0.0)
+
+    def inc(self, *values: str) -> None:
+        self.rows[values] = self.rows.get(values, 0.0) + 1.0
+
+    def collect(self) -> Iterator[Metric]:
+        # imported here, at a scrape: prometheus-client is loaded at the first (see the module's docstring)
+        from prometheus_client.core import CounterMetricFamily
+
+        fam = CounterMetricFamily(self.name, self.documentation, labels=list(self.labels))
+        for values, n in self.rows.items():
+            fam.add_metric(list(values), n)
+        yield fam
+
+
+class Metrics:
     """The registry: counters fed by bus events, and a collector reading the engine at scrape time."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        disable_created_metrics()  # no *_created series: they double the exposition and nobody alerts on them
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.ereports = Counter("svcmgr_ereports", "Ereports seen on the bus, by class.", ["class"], registry=r)
+        self._registry: CollectorRegistry | None = None
+        self.ereports = PerLabelCounter("svcmgr_ereports", "Ereports seen on the bus, by class.", ("class",))
         self.start_duration = PerInstanceHistogram(
             "svcmgr_instance_start_duration_seconds", "Time from the start method to readiness, per instance.")
         self.dependency_wait = PerInstanceHistogram(
             "svcmgr_instance_dependency_wait_seconds",
             "Time an instance waited for its dependencies before its start began, per instance.")
-        self.telemetry = Counter("svcmgr_mqtt_telemetry_messages", "MQTT telemetry messages, by result.",
-                                 ["result"], registry=r)
-        ProcessCollector(namespace="svcmgr", registry=r)
-        r.register(self)
+        self.telemetry = PerLabelCounter("svcmgr_mqtt_telemetry_messages", "MQTT telemetry messages, by result.",
+                                         ("result",))
         self.classes: set[str] = set()
         self.seen_online: dict[str, int | None] = {}
         self.cases: dict[str, tuple[str, str]] = {}
@@ -161,8 +191,8 @@ class Metrics(Collector):
         self.mqtt_connected = False
         self.vrrp_ignored = 0
         self.lb: dict[tuple[str, str], str] = {}
-        self.lb_drains = Counter("svcmgr_lb_drains", "Planned stops drained before their stop method, by result.",
-                                 ["frontend", "server", "result"], registry=r)
+        self.lb_drains = PerLabelCounter("svcmgr_lb_drains", "Planned stops drained before their stop method, by "
+                                         "result.", ("frontend", "server", "result"))
         # The last start an earlier daemon saw come online is not observed again; this daemon's own starts
         # are (the component is built once the first services are started: the bus gives it their events).
         this_boot = ctx.timings.boot.id
@@ -171,7 +201,25 @@ class Metrics(Collector):
             self.seen_online[inst.fmri] = seen[-1] if seen else None
         if mqtt_section(ctx.config) is not None:
             for result in ("accepted", "rejected"):
-                self.telemetry.labels(result)
+                self.telemetry.touch(result)
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The registry the endpoint exposes, made at the first scrape: the counters, the daemon's process
+        (``svcmgr_process_*``) and what this collector reads at scrape time, in that order."""
+        if self._registry is None:
+            # imported here, at the first scrape: the library is not needed to count (see the module's docstring)
+            from prometheus_client import CollectorRegistry, ProcessCollector, disable_created_metrics
+
+            disable_created_metrics()  # no *_created series: they double the exposition and nobody alerts on them
+            r = CollectorRegistry(auto_describe=True)
+            r.register(self.ereports)
+            r.register(self.telemetry)
+            ProcessCollector(namespace="svcmgr", registry=r)
+            r.register(self)
+            r.register(self.lb_drains)
+            self._registry = r
+        return self._registry
 
     def setup(self) -> None:
         self.ctx.bus.listen(self.on_event)
@@ -185,7 +233,7 @@ class Metrics(Collector):
             elif cls.startswith(EREPORT + "."):
                 self._count_ereport(cls)
                 if ev.data.get("source") == "mqtt":
-                    self.telemetry.labels("accepted").inc()
+                    self.telemetry.inc("accepted")
             elif cls.startswith(LIST + "."):
                 self._on_case(ev)
             elif cls.startswith(VRRP_STATE + "."):
@@ -197,7 +245,7 @@ class Metrics(Collector):
             elif cls == MQTT_DOWN:
                 self.mqtt_connected = False
             elif cls == MQTT_REJECTED:
-                self.telemetry.labels("rejected").inc()
+                self.telemetry.inc("rejected")
         except Exception:
             log.exception("metrics: cannot account for event %s", cls)
 
@@ -207,7 +255,7 @@ class Metrics(Collector):
                 cls = "other"
             else:
                 self.classes.add(cls)
-        self.ereports.labels(cls).inc()
+        self.ereports.inc(cls)
 
     def _on_state(self, ev: Event) -> None:
         f = ev.resource
@@ -261,7 +309,7 @@ class Metrics(Collector):
         if (fe, srv) not in self.lb and len(self.lb) >= MAX_LB_SERVERS:
             return
         if ev.cls == LB_SERVER_DRAINED:
-            self.lb_drains.labels(fe, srv, "timeout" if d.get("connections_left") else "drained").inc()
+            self.lb_drains.inc(fe, srv, "timeout" if d.get("connections_left") else "drained")
         elif d.get("state") in LB_STATES:
             self.lb[(fe, srv)] = d["state"]
 
@@ -270,6 +318,9 @@ class Metrics(Collector):
         return iter(())
 
     def collect(self) -> Iterator[Metric]:
+        # imported here, at a scrape: prometheus-client is loaded at the first (see the module's docstring)
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         ctx = self.ctx
         info = GaugeMetricFamily("svcmgr_build_info", "Build and node of this daemon (always 1).",
                                  labels=["version", "python", "node"])
@@ -340,6 +391,9 @@ class Metrics(Collector):
     def _collect_mqtt(self) -> Iterator[Metric]:
         if mqtt_section(self.ctx.config) is None:
             return
+        # imported here, at a scrape: prometheus-client is loaded at the first (see the module's docstring)
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         stats = statistics(self.ctx.db)
         yield GaugeMetricFamily("svcmgr_mqtt_connected", "1 while the MQTT bridge holds a broker connection.",
                                 value=1.0 if self.mqtt_connected else 0.0)

@@ -1,8 +1,8 @@
 """Serving ``/metrics`` over HTTP on the daemon's event loop (``svcmgr.httpd``: strict HTTP/1.1).
 
 ``GET`` and ``HEAD`` only. The exposition is produced in the loop by prometheus-client
-from the registry in ``svcmgr.metrics``; no thread shares state with the daemon. A port
-that cannot be bound is logged and the daemon goes on without the endpoint.
+(loaded at the first scrape) from the registry in ``svcmgr.metrics``; no thread shares state with
+the daemon. A port that cannot be bound is logged and the daemon goes on without the endpoint.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-from prometheus_client.exposition import choose_encoder
 
 from svcmgr.httpd import TEXT, HttpServer, Request, Response
 
@@ -65,6 +63,9 @@ class MetricsServer:
         if req.path != "/metrics":
             return Response.text(404, "not found: try /metrics\n")
         try:
+            # imported here, at a scrape: prometheus-client is loaded at the first (svcmgr.metrics' docstring)
+            from prometheus_client.exposition import choose_encoder
+
             encoder, ctype = choose_encoder(req.header("accept"))
             body = encoder(self.metrics.registry)
         except Exception:
