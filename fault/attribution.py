@@ -22,6 +22,9 @@ from fault.trail import Trail
 
 __all__ = ["Attribution"]
 
+#: looked up once (a member read from its enum class costs about 90 ns), for each failure of a victim
+_SOLVED = CaseState.SOLVED
+
 
 class Attribution:
     """Cascade rules (a part of ``Diagnosis``)."""
@@ -47,13 +50,14 @@ class Attribution:
         deps = self.topology.dependencies(fmri)
         if not deps:
             return []
-        troubled = self.trail.heard(deps, now - window, now + self.skew) | self.topology.unhealthy(deps)
+        troubled = self.trail.heard(deps, now - window, now + self.skew)  # a set of its own: added to in place
+        troubled |= self.topology.unhealthy(deps)
         if len(troubled) <= 1:
             return list(troubled)
-        deps_of, among = self.topology.dependencies, frozenset(troubled)
+        deps_of = self.topology.dependencies
         deepest = []
         for d in troubled:  # a loop, not a generator: no frame of its own at each failure of a victim
-            if deps_of(d).isdisjoint(among):
+            if deps_of(d).isdisjoint(troubled):
                 deepest.append(d)
         deepest.sort()
         return deepest
@@ -65,7 +69,7 @@ class Attribution:
         for root in roots:
             uid = self.by_suspect.get(root)
             c = self.store.get(uid) if uid else None
-            if c is not None and c.state == CaseState.SOLVED:
+            if c is not None and c.state == _SOLVED:
                 case = c
                 break
         if case is not None:

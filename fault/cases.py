@@ -27,7 +27,7 @@ import operator
 import sqlite3
 import time
 import uuid as uuid_mod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -230,7 +230,11 @@ class Case:
     @property
     def affected(self) -> list[str]:
         out = [s.resource for s in self.suspects]
-        out.extend(f for f in self.impacted if f not in out)
+        seen = set(out)  # a cascade may impact every service: no scan of the list for each
+        for f in self.impacted:
+            if f not in seen:
+                seen.add(f)
+                out.append(f)
         return out
 
     @property
@@ -242,7 +246,7 @@ class Case:
     # ------------------------------------------------------------ views
     def to_dict(self) -> dict[str, Any]:
         """The case as stored (shallow: for JSON at once, not to keep)."""
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d = dict(zip(_FIELDS, _values(self), strict=True))
         d["state"] = str(self.state)
         d["suspects"] = [vars(s) for s in self.suspects]
         return d
@@ -251,7 +255,7 @@ class Case:
         """The payload of the case's list.* events on the bus."""
         return {"uuid": self.uuid, "class": self.cls, "classes": self.classes, "severity": self.severity,
                 "msgid": self.msgid, "state": str(self.state), "rule": self.rule,
-                "suspects": [asdict(s) for s in self.suspects], "impacted": list(self.impacted),
+                "suspects": [dict(vars(s)) for s in self.suspects], "impacted": list(self.impacted),
                 "affected": self.affected, "retired": dict(self.retired), "ereports": self.ereport_count,
                 "time": self.solved or self.opened, "node": self.node}
 
@@ -262,6 +266,11 @@ class Case:
         d["suspects"] = [Suspect(**s) for s in d.get("suspects", [])]
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+#: a case's fields, and a getter of their values in that order (``to_dict``: one call, not a ``getattr`` each)
+_FIELDS = tuple(Case.__dataclass_fields__)
+_values = operator.attrgetter(*_FIELDS)
 
 
 SCHEMA = """

@@ -72,7 +72,9 @@ class Engines:
         return len(self._dirty)
 
     def get(self, rule: Rule, key: Key) -> Engine:
-        """The pair's engine, made if it has none; it is counted as changed (to be saved)."""
+        """The pair's engine, made if it has none; it is counted as changed (to be saved) unless it has fired: a
+        fired engine takes no event (``record`` leaves it as it is) until it is reset and dropped, and was
+        counted as changed by the event that made it fire."""
         eng = self._engines.get(key)
         if eng is None:
             eng = self._engines[key] = make(rule, key[1])
@@ -80,6 +82,8 @@ class Engines:
                 self._evict()
         else:
             self._engines.move_to_end(key)
+            if eng.fired:
+                return eng
         self._dirty.add(key)
         return eng
 

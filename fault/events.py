@@ -299,11 +299,13 @@ def detail_of(e: Ereport) -> str:
 
 
 _TEXTS = ("reason", "summary", "detail", "line", "message")
+#: the same, as a set: whether a payload holds any of them is then a look-up of each of its keys
+_TEXT_KEYS = frozenset(_TEXTS)
 
 
 def _detail(e: Ereport) -> str:
     p = e.payload
-    if not p.keys().isdisjoint(_TEXTS):
+    if not _TEXT_KEYS.isdisjoint(p):
         for k in _TEXTS:
             v = p.get(k)
             if isinstance(v, str) and v:

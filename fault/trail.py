@@ -50,11 +50,15 @@ class Trail:
         for res in resources:
             tr = get(res)
             if tr:
-                for t, _, _ in reversed(tr):
-                    if t <= hi:
-                        if t >= lo:
-                            out.add(res)
-                        break
+                t = tr[-1][0]  # the newest, the one the loop below would stop at (nearly always: ``hi`` is now)
+                if t > hi:
+                    for t, _, _ in reversed(tr):
+                        if t <= hi:
+                            break
+                    else:
+                        continue
+                if t >= lo:
+                    out.add(res)
         return out
 
     def gc(self, now: float) -> None:
