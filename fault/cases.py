@@ -230,11 +230,7 @@ class Case:
     @property
     def affected(self) -> list[str]:
         out = [s.resource for s in self.suspects]
-        seen = set(out)  # a cascade may impact every service: no scan of the list for each
-        for f in self.impacted:
-            if f not in seen:
-                seen.add(f)
-                out.append(f)
+        out.extend(f for f in self.impacted if f not in out)
         return out
 
     @property
