@@ -289,8 +289,7 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
         except Exception:
             log.exception("stop of %s failed", inst.fmri)
         self.dispatch(inst, Ev.STOPPED)
-        if inst.phase == Phase.OFFLINE and not self.disables_pending():
-            self.evaluate(inst)
+        self.evaluate_now(inst)  # when the machine asked for an evaluation (a restart: offline)
         return True
 
     def add_stop_gate(self, gate: StopGate) -> None:
