@@ -5,8 +5,8 @@ when the caller leaves it out, as diagnosis does but for services) for ``AGE``
 seconds; at most ``limit`` resources are remembered, the least recently heard of
 forgotten first.
 
-A resource's entries are kept as three columns (arrival times, briefs, details), not
-as a tuple per entry: a tuple holding a brief (a dict) stays tracked by the cyclic
+A resource's entries are kept flat in one deque (arrival, brief, detail, arrival, ...),
+not as a tuple per entry: a tuple holding a brief (a dict) stays tracked by the cyclic
 garbage collector for as long as it is kept, and tens of thousands of them, one per
 ereport, would be scanned again and again and bring on full collections. Times,
 briefs (dicts of plain values) and details are not tracked.
@@ -25,18 +25,15 @@ AGE = 3600.0
 
 #: (arrival, brief, detail)
 Entry = tuple[float, dict[str, Any], str]
-#: a resource's entries, oldest first: arrival times, briefs, details (each of ``LENGTH`` at most)
-Columns = tuple[collections.deque[float], collections.deque[dict[str, Any]], collections.deque[str]]
-
-
-def _columns() -> Columns:
-    return collections.deque(maxlen=LENGTH), collections.deque(maxlen=LENGTH), collections.deque(maxlen=LENGTH)
+#: the fields of an entry, kept one after the other in a resource's deque
+_WIDTH = 3
 
 
 class Trail:
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._by_resource: collections.OrderedDict[str, Columns] = collections.OrderedDict()
+        #: resource -> its entries, oldest first, flat: arrival, brief, detail, arrival, ... (``LENGTH`` at most)
+        self._by_resource: collections.OrderedDict[str, collections.deque[Any]] = collections.OrderedDict()
 
     def __len__(self) -> int:
         return len(self._by_resource)
@@ -44,20 +41,19 @@ class Trail:
     def add(self, resource: str, now: float, brief: dict[str, Any], detail: str) -> None:
         tr = self._by_resource.get(resource)
         if tr is None:
-            tr = self._by_resource[resource] = _columns()
+            tr = self._by_resource[resource] = collections.deque(maxlen=LENGTH * _WIDTH)
             if len(self._by_resource) > self.limit:
                 self._by_resource.popitem(last=False)
         else:
             self._by_resource.move_to_end(resource)
-        times, briefs, details = tr
-        times.append(now)
-        briefs.append(brief)
-        details.append(detail)
+        tr.append(now)  # a full deque drops its oldest entry's three fields
+        tr.append(brief)
+        tr.append(detail)
 
     def between(self, resource: str, lo: float, hi: float) -> Iterator[Entry]:
         """The resource's ereports that arrived from ``lo`` to ``hi``, oldest first."""
-        tr = self._by_resource.get(resource)
-        return (x for x in zip(*tr, strict=True) if lo <= x[0] <= hi) if tr is not None else iter(())
+        fields = iter(self._by_resource.get(resource, ()))
+        return (x for x in zip(fields, fields, fields, strict=True) if lo <= x[0] <= hi)
 
     def heard(self, resources: Iterable[str], lo: float, hi: float) -> set[str]:
         """Those of ``resources`` that reported anything from ``lo`` to ``hi``."""
@@ -65,11 +61,11 @@ class Trail:
         get = self._by_resource.get
         for res in resources:
             tr = get(res)
-            if tr is not None and tr[0]:
-                times = tr[0]
-                t = times[-1]  # the newest, the one the loop below would stop at (nearly always: ``hi`` is now)
+            if tr:
+                t = tr[-_WIDTH]  # the newest, the one the loop below would stop at (nearly always: ``hi`` is now)
                 if t > hi:
-                    for t in reversed(times):
+                    for i in range(len(tr) - 2 * _WIDTH, -1, -_WIDTH):
+                        t = tr[i]
                         if t <= hi:
                             break
                     else:
@@ -81,8 +77,8 @@ class Trail:
     def gc(self, now: float) -> None:
         """Forget the resources not heard of for ``AGE`` seconds."""
         for res in list(self._by_resource):
-            times = self._by_resource[res][0]
-            if not times or times[-1] < now - AGE:
+            tr = self._by_resource[res]
+            if not tr or tr[-_WIDTH] < now - AGE:
                 del self._by_resource[res]
             else:
                 break
