@@ -55,7 +55,6 @@ class Dependencies:
     disabling: Callable[[str], bool]
     held_offline: Callable[[str], str | None]
     advance_disables: Callable[[], None]
-    disables_pending: Callable[[], bool]
 
     def __init__(self) -> None:
         self.milestone: str | None = None  # None: all
@@ -93,13 +92,6 @@ class Dependencies:
         if self._dirty and not self._eval_scheduled:
             self._eval_scheduled = True
             asyncio.get_running_loop().call_soon(self._run_evaluations)
-
-    def evaluate_now(self, inst: Instance) -> None:
-        """Evaluate ``inst`` in this turn of the loop if it waits for an evaluation (``mark_dirty``), not in the
-        next: a restart's start goes out sooner. Not while a disable waits for its subtree (``advance_disables``
-        comes first, in the next turn); the next turn's evaluation of it is then a no-op."""
-        if inst.fmri in self._dirty and not self.disables_pending():
-            self.evaluate(inst)
 
     def _run_evaluations(self) -> None:
         self._eval_scheduled = False

@@ -209,10 +209,9 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
             # A restart the restarter itself reported (a death, an empty contract, a failed probe)
             # is in the log already; any other stop says why there.
             why = "" if inst.reason.startswith("Restarting: ") else inst.reason
-            if not self._stop_at_once(inst, immediate, why):
-                self._run_job(inst, self._stop_job(inst, immediate, why))
+            self._run_job(inst, self._stop_job(inst, immediate, why))
         elif action == Action.REFRESH:
-            self._run_job(inst, self.restarter.refresh(inst))
+            self._run_job(inst, self._refresh_job(inst))
 
     def _run_job(self, inst: Instance, coro: Any) -> None:
         old = inst.job
@@ -279,19 +278,6 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
             log.exception("stop of %s failed", inst.fmri)
         self.dispatch(inst, Ev.STOPPED)
 
-    def _stop_at_once(self, inst: Instance, immediate: bool, why: str) -> bool:
-        """``_stop_job`` without its task when nothing waits (no stop gate, job, stop method or process: a restart
-        after a death), then the instance evaluated at once: its start goes out turns sooner. Else False."""
-        try:
-            if inst.stop_planned or (inst.job is not None and not inst.job.done()) or \
-                    not self.restarter.stop_at_once(inst, immediate=immediate, why=why):
-                return False
-        except Exception:
-            log.exception("stop of %s failed", inst.fmri)
-        self.dispatch(inst, Ev.STOPPED)
-        self.evaluate_now(inst)  # when the machine asked for an evaluation (a restart: offline)
-        return True
-
     def add_stop_gate(self, gate: StopGate) -> None:
         """Have every planned stop wait for ``gate`` before its stop method (a load balancer drains the
         instance, a VIP moves away from it). A gate must not raise; its wait is cut off at its bound."""
@@ -325,6 +311,9 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
 
         await asyncio.gather(*(bounded(aw, b) for aw, b in waits))
         inst.log.note(f"Stop gates passed after {self.clock() - t0:.3f}s.")
+
+    async def _refresh_job(self, inst: Instance) -> None:
+        await self.restarter.refresh(inst)
 
     # ================================================================ reports from the restarter
     def on_contract(self, inst: Instance, kind: str, detail: str, status: ExitStatus | None) -> None:
@@ -458,6 +447,7 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
             self.unwritable = None
 
     # ================================================================ shutdown
+
 
     async def shutdown(self) -> None:
         """Stop every instance, dependents before their dependencies, then close."""

@@ -48,7 +48,6 @@ import itertools
 import logging
 import marshal
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -60,10 +59,9 @@ from svcmgr.spawn import MAX_REQUEST, candidates_for
 from svcmgr.spawnhelper import EXIT
 
 if TYPE_CHECKING:
-    from svcmgr.contract import Contract
     from svcmgr.reaper import Reaper
 
-__all__ = ["ForkServer", "HelperUnavailable", "arrival"]
+__all__ = ["ForkServer", "HelperUnavailable"]
 
 log = logging.getLogger("svcmgr.forkserver")
 
@@ -348,26 +346,6 @@ class ForkServer:
         for fd in given[1:]:
             os.close(fd)
         where(given[0] if given else None)
-
-
-async def arrival(fut: asyncio.Future[Child], contract: Contract) -> Child:
-    """The child the spawn helper was asked for (``ForkServer.spawn``'s future). If the start is cancelled
-    meanwhile, the child still comes: it is killed with its contract when it does, and the contract removed
-    once it is reaped."""
-    try:
-        return await asyncio.shield(fut)
-    except asyncio.CancelledError:
-        def end(f: asyncio.Future[Child]) -> None:
-            if f.cancelled() or f.exception() is not None:
-                contract.remove()
-                return
-            child = f.result()
-            contract.started(child.pid)
-            contract.signal(signal.SIGKILL)
-            child.exited.add_done_callback(lambda _: contract.remove())
-
-        fut.add_done_callback(end)
-        raise
 
 
 def _descriptors(anc: list[tuple[int, int, bytes]]) -> list[int]:

@@ -122,11 +122,6 @@ class ProcessLayer(Protocol):
         """Run the stop method (not when ``immediate``), then end every process of the instance."""
         ...
 
-    def stop_at_once(self, inst: Instance, *, immediate: bool = False, why: str = "") -> bool:
-        """``stop`` done at once when it has nothing to wait for (no stop method to run, no process left);
-        False, with nothing done, when ``stop`` must run."""
-        ...
-
     async def refresh(self, inst: Instance) -> None: ...
 
     async def health_loop(self, inst: Instance) -> None:

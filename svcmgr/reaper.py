@@ -4,14 +4,11 @@ The daemon is a child subreaper (``PR_SET_CHILD_SUBREAPER``), so every process a
 service makes, double-forked daemons included, becomes its child when its parent
 dies. One SIGCHLD handler reaps in a loop until nothing is left (signals merge),
 resolves the waits of known children and hands unknown ones (orphans) to a
-callback. A child waited for is also watched through a pidfd: its end is read in the
-turn of the loop it comes in, by a wait for that pid alone (a wait for any child walks
-them all in the kernel, about 0.1 ms with a thousand). Nothing else in the daemon may
-wait for children: asyncio's subprocess helpers would race with this reaper, so every
-spawn goes through ``Reaper``. The spawn helper (``svcmgr.forkserver``) reaps the
-children it made itself and relays their ends, which ``exited`` hands over as if reaped
-here; when the helper ends, its remaining children are re-parented to the daemon (the
-subreaper) and reaped here.
+callback. Nothing else in the daemon may wait for children: asyncio's subprocess
+helpers would race with this reaper, so every spawn goes through ``Reaper``. The
+spawn helper (``svcmgr.forkserver``) reaps the children it made itself and relays
+their ends, which ``exited`` hands over as if reaped here; when the helper ends, its
+remaining children are re-parented to the daemon (the subreaper) and reaped here.
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ import ctypes
 import errno
 import logging
 import os
-import resource
 import signal
 import subprocess
 from collections.abc import Callable, Sequence
@@ -70,20 +66,14 @@ class Reaper:
         self._held: dict[int, ExitStatus] = {}
         #: the rest of a reaping is left to the next turn of the loop (``reap``)
         self._rest_scheduled = False
-        #: pid -> the pidfd its end is read from (``_watch``); at most a quarter of the descriptor limit
-        self._pidfds: dict[int, int] = {}
-        self._pidfd_cap = 0
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._pidfd_cap = resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4
         self.subreaper = set_subreaper()
         loop.add_signal_handler(signal.SIGCHLD, self.reap)
         quiet_wakeup()
 
     def uninstall(self) -> None:
-        for pid in list(self._pidfds):
-            self._unwatch(pid)
         if self._loop is not None:
             self._loop.remove_signal_handler(signal.SIGCHLD)
             self._loop = None
@@ -99,7 +89,6 @@ class Reaper:
         loop = self._loop or asyncio.get_running_loop()
         fut: asyncio.Future[ExitStatus] = loop.create_future()
         self._waiters[pid] = fut
-        self._watch(pid, loop)
         return Child(pid, fut)
 
     def register(self, pid: int) -> Child:
@@ -112,41 +101,7 @@ class Reaper:
             fut.set_result(early)
         else:
             self._waiters[pid] = fut
-            self._watch(pid, loop)
         return Child(pid, fut)
-
-    def _watch(self, pid: int, loop: asyncio.AbstractEventLoop) -> None:
-        """Read the end of ``pid``, waited for, from a pidfd. A child of the spawn helper's is not the daemon's
-        to wait for until the helper hands it over (its end is relayed meanwhile): its pidfd waits till then."""
-        if len(self._pidfds) >= self._pidfd_cap:
-            return  # SIGCHLD reaps it: descriptors are kept for the rest
-        try:
-            fd = os.pidfd_open(pid)
-        except OSError:
-            return  # gone already (SIGCHLD reaps it), or no pidfd here
-        self._pidfds[pid] = fd
-        loop.add_reader(fd, self._pidfd_ready, pid, fd)
-
-    def _unwatch(self, pid: int) -> None:
-        fd = self._pidfds.pop(pid, None)
-        if fd is not None:
-            if self._loop is not None:
-                self._loop.remove_reader(fd)
-            os.close(fd)
-
-    def _pidfd_ready(self, pid: int, fd: int) -> None:
-        """``pid`` has ended: reap that process alone, unless it is the helper's (relayed) or reaped already."""
-        try:
-            got = os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG)
-        except ChildProcessError:
-            got = None
-        if got is None:
-            self._unwatch(pid)
-            return
-        # the raw wait status that waitpid gives
-        status = got.si_status << 8 if got.si_code == os.CLD_EXITED else \
-            got.si_status | (0x80 if got.si_code == os.CLD_DUMPED else 0)
-        self._ended(ExitStatus(pid, status))
 
     def hold(self) -> None:
         """A child is being made elsewhere and its pid is not known yet: keep the exits of unknown
@@ -204,7 +159,6 @@ class Reaper:
     def _ended(self, es: ExitStatus) -> bool:
         """Hand one reaped end over (to its waiter, held, or to ``on_orphan``); True when a waiter got it."""
         self.reaped += 1
-        self._unwatch(es.pid)
         fut = self._waiters.pop(es.pid, None)
         if fut is not None:
             if fut.done():

@@ -21,7 +21,7 @@ from svcmgr.backend import Backend
 from svcmgr.bus import Bus
 from svcmgr.contract import Contract, strays
 from svcmgr.credentials import Credentials
-from svcmgr.forkserver import ForkServer, HelperUnavailable, arrival
+from svcmgr.forkserver import ForkServer, HelperUnavailable
 from svcmgr.instance import Instance
 from svcmgr.methods import MethodContext, credentials
 from svcmgr.monitor import Monitor
@@ -93,7 +93,7 @@ class Restarter:
                 fut = None
             if fut is not None:
                 with contextlib.suppress(HelperUnavailable):
-                    child = await arrival(fut, contract)
+                    child = await _arrival(fut, contract)
         if child is None:
             child = self._spawn_here(inst, argv, env, cwd, contract, user)
         contract.started(child.pid)
@@ -353,32 +353,14 @@ class Restarter:
             return
 
     # ------------------------------------------------------------------ stop
-    def stop_at_once(self, inst: Instance, *, immediate: bool = False, why: str = "") -> bool:
-        """``stop`` with nothing to wait for (no stop method to run, no process left: a restart after a death),
-        done here with no turn of the loop in between; False, with nothing done, when ``stop`` must run."""
-        m, c = inst.config.methods.get("stop"), inst.contract
-        if (m is not None and m.exec.kind in ("argv", "shell") and not immediate) or (c is not None and not c.empty()):
-            return False
-        self._stopping(inst, why)
-        if c is not None:  # neither raises
-            self.monitor.release(inst)
-            c.remove()
-        inst.contract = None
-        inst.stopping = False
-        return True
-
-    def _stopping(self, inst: Instance, why: str) -> None:
-        """A stop begins: ``why`` in the log; the contract's ends are the stop's business from now on."""
+    async def stop(self, inst: Instance, *, immediate: bool = False, why: str = "") -> None:
+        """Run the stop method, then end every process of the contract; ``why`` goes to the log."""
+        cfg = inst.config
         if why and inst.log is not None:
             inst.log.note(f"Stopping: {why.rstrip('.')}.")
         inst.stopping = True
         self.monitor.unwatch(inst)
         self.awaiting_ready.discard(inst)
-
-    async def stop(self, inst: Instance, *, immediate: bool = False, why: str = "") -> None:
-        """Run the stop method, then end every process of the contract; ``why`` goes to the log."""
-        cfg = inst.config
-        self._stopping(inst, why)
         try:
             m = cfg.methods.get("stop")
             sig = signal.SIGTERM
@@ -498,3 +480,21 @@ class Restarter:
                 if h.action == "restart":
                     return
 
+
+async def _arrival(fut: asyncio.Future[Child], contract: Contract) -> Child:
+    """The child the spawn helper was asked for. If the start is cancelled meanwhile, the child still
+    comes: it is killed with its contract when it does, and the contract removed once it is reaped."""
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        def end(f: asyncio.Future[Child]) -> None:
+            if f.cancelled() or f.exception() is not None:
+                contract.remove()
+                return
+            child = f.result()
+            contract.started(child.pid)
+            contract.signal(signal.SIGKILL)
+            child.exited.add_done_callback(lambda _: contract.remove())
+
+        fut.add_done_callback(end)
+        raise

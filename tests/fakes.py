@@ -278,13 +278,6 @@ class FakeProcesses:
             await gate.wait()
         self.running.discard(inst.fmri)
 
-    def stop_at_once(self, inst: Instance, *, immediate: bool = False, why: str = "") -> bool:
-        """At once when nothing runs and no stop is held, as the real one when no process is left."""
-        if inst.fmri in self.running or inst.fmri in self.held_stops:
-            return False
-        self.calls.append(("stop", inst.fmri))
-        return True
-
     async def refresh(self, inst: Instance) -> None:
         self.calls.append(("refresh", inst.fmri))
 
