@@ -163,6 +163,7 @@ _SCALARS = (str, int, bool, type(None))
 #: valid as it is (``validate`` checks that first, as two loops in C, before ``_check_payload``'s loop in Python)
 _SCALAR_TYPES = frozenset(_SCALARS)
 
+
 def json_encoder(*, ensure_ascii: bool = True, allow_nan: bool = True) -> Callable[[Any], str]:
     """``json.dumps(obj, separators=(",", ":"), ensure_ascii=..., allow_nan=...)`` with its encoder made once:
     ``json.dumps`` with arguments, and ``JSONEncoder.encode``, make their C encoder again at every call (1.5 against
@@ -257,7 +258,7 @@ def validate(cls: object, *, time_: object = None, node: object = "", resource: 
         n = node
     r = _checked.get(resource) if type(resource) is str else None  # check_resource's memory, without the call
     if r is None:
-        r = check_resource(resource, source) if resource != "" else ""
+        r = check_resource(resource, source)
     if payload is None:
         payload = {}
     elif not isinstance(payload, dict):
@@ -277,7 +278,7 @@ def validate(cls: object, *, time_: object = None, node: object = "", resource: 
         except UnicodeEncodeError as e:  # JSON's "\ud800": an unpaired surrogate, which no store can hold
             raise EreportError(source, "payload", f"holds text that is not Unicode (an unpaired surrogate at "
                                                   f"{e.start} of its JSON)") from None
-    return Ereport(c, t, n, r, payload, source, blob, 0, now)  # positional: no keywords to match
+    return Ereport(c, t, n, r, payload, source, blob, received=now)
 
 
 def class_matches(pattern: str, cls: str) -> bool:
