@@ -1,5 +1,10 @@
 """The run: every scenario, each tool in turn (the order rotates each run), on this machine.
 
+The order also reverses every other run, so no tool always follows the same one: a tool's
+teardown (a thousand processes killed, their cgroups removed) leaves the kernel work that
+would otherwise land on the same successor each time. After each stop the run waits for the
+machine to go quiet (``settle``) before the next tool starts.
+
 Per run and per tool, one launch per size N: the time to all up (scenario 1),
 and with N = 500 and 1,000 the supervisor's memory once all are up (4); with
 N = 1,000 also the listing command (5) and the kill -9 restarts (3) on the same
@@ -103,7 +108,7 @@ def run_all(tools: list[Tool], opts: Options, log: Any) -> Results:
             live.append(t)
     tag = 1_000_000 + random.randrange(100_000)
     for run in range(opts.runs):
-        order = live[run % len(live):] + live[:run % len(live)] if live else []
+        order = run_order(live, run)
         log(f"== run {run + 1}/{opts.runs}: order {', '.join(t.name for t in order)}")
         if {"start", "restart", "memory", "listing"} & set(opts.scenarios):
             for n in opts.sizes:
@@ -122,6 +127,40 @@ def run_all(tools: list[Tool], opts: Options, log: Any) -> Results:
         if not t.supports_dag and "dag" in opts.scenarios:
             res.notes.setdefault("dag", {})[t.name] = "no dependency ordering with readiness"
     return res
+
+
+def run_order(live: list[Tool], run: int) -> list[Tool]:
+    """``live`` rotated by one every two runs, and reversed on odd runs: who follows whom changes too."""
+    k = run // 2 % len(live) if live else 0
+    order = live[k:] + live[:k]
+    return order[::-1] if run % 2 else order
+
+
+def cpu_busy(interval: float) -> float:
+    """The share of all CPUs' time that was busy over the next ``interval`` seconds (from /proc/stat)."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+        idle = ticks[3] + ticks[4]  # idle and iowait
+        return sum(ticks), idle
+
+    t0, i0 = sample()
+    time.sleep(interval)
+    t1, i1 = sample()
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def settle(log: Any, quiet: float = 0.15, limit: float = 5.0) -> float:
+    """Wait until the machine is quiet (under ``quiet`` busy over 0.2 s), for at most ``limit`` seconds;
+    the seconds waited."""
+    t0 = time.monotonic()
+    busy = 1.0
+    while time.monotonic() - t0 < limit:
+        busy = cpu_busy(0.2)
+        if busy < quiet:
+            return time.monotonic() - t0
+    log(f"the machine did not go quiet in {limit:.0f} s after a stop ({busy:.0%} busy); going on")
+    return time.monotonic() - t0
 
 
 def _session(t: Tool, n: int, tag: int, run: int, opts: Options, res: Results, log: Any) -> None:
@@ -192,4 +231,7 @@ def _stop(t: Tool, log: Any) -> None:
         log(f"stopping {t.name} failed:\n{traceback.format_exc()}")
     Tracked.kill_all()
     reap_orphans()
+    waited = settle(log)
+    if waited > 0.5:
+        log(f"{t.name:20s} stopped; the machine was quiet {waited:.1f} s later")
     sys.stdout.flush()

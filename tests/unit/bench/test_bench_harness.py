@@ -1,7 +1,8 @@
-"""The harness' own parts: statistics, the BENCHMARKS.md block, and the cleanup of process trees."""
+"""The harness' own parts: statistics, the run order, the BENCHMARKS.md block, and the cleanup of process trees."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
@@ -11,7 +12,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 sys.path.insert(0, REPO)
 
-from bench.harness import Results  # noqa: E402
+from bench.harness import Results, run_order  # noqa: E402
 from bench.procs import spawn  # noqa: E402
 from bench.report import BEGIN, END, render, update_file  # noqa: E402
 from bench.scenarios import dag_services, percentile  # noqa: E402
@@ -123,3 +124,14 @@ def test_svcmgr_status_asks_list_only_for_what_it_reads_and_sees_every_service_u
         assert tool.status_one("s1") == up["s1"]
     finally:
         tool.stop()
+
+
+def test_run_order_lets_no_tool_always_follow_the_same_one():
+    # a tool's teardown loads the machine for its successor: each ordered pair of neighbours that
+    # occurs in a run must also occur the other way round in another, and every run has every tool
+    for n in range(2, 7):
+        live = list(range(n))
+        runs = [run_order(live, r) for r in range(2 * n)]
+        assert all(sorted(order) == live for order in runs)
+        follows = {(a, b) for order in runs for a, b in itertools.pairwise(order)}
+        assert follows and all((b, a) in follows for a, b in follows), (n, runs)
