@@ -12,9 +12,12 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, NoReturn
 
 from svcmgr.client import Client, ClientError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (2-4 ms of each command's start)
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 __all__ = ["EXIT_ERROR", "EXIT_USAGE", "add_root", "call_component", "die", "print_json", "run", "select", "stime",
            "table", "usage"]
