@@ -14,7 +14,6 @@ folder another user created first in ``/tmp`` is ignored.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import sys
@@ -105,21 +104,26 @@ def registration_dir(*, create: bool = False) -> str:
 
 def _make_private(path: str) -> None:
     """Mode 0700 for a folder, if it is a real folder of this user's (opened without following a link)."""
-    with contextlib.suppress(OSError):
+    # try/except, not contextlib.suppress, here and below: the commands start without contextlib (svcmgr.client)
+    try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             if os.fstat(fd).st_uid == os.getuid():
                 os.fchmod(fd, 0o700)
         finally:
             os.close(fd)
+    except OSError:
+        pass
 
 
 def register(root: str) -> None:
     """Record ``root`` as the daemon this user started last (raises OSError, UnsafePath saying why not)."""
     path = os.path.join(registration_dir(create=True), "root")
     tmp = f"{path}.{os.getpid()}"
-    with contextlib.suppress(FileNotFoundError):
+    try:
         os.unlink(tmp)  # left by an earlier process of this pid
+    except FileNotFoundError:
+        pass
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, (root + "\n").encode())
@@ -147,8 +151,10 @@ def read_registration() -> str | None:
 def unregister(root: str) -> None:
     """Forget ``root`` if it is still this user's registration."""
     if read_registration() == root:
-        with contextlib.suppress(OSError, UnsafePath):
+        try:
             os.unlink(os.path.join(registration_dir(), "root"))
+        except (OSError, UnsafePath):
+            pass
 
 
 def resolve_root(flag: str | None) -> Paths:
