@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     Item = dict[str, Any]
 
-__all__ = ["COLUMNS", "Column", "header", "line", "process_line", "sort", "stime"]
+__all__ = ["COLUMNS", "Column", "header", "line", "lines", "process_line", "sort", "stime"]
 
 #: svcs.c's state characters (S, N, SN) and abbreviations (STA, NSTA).
 _CHAR = {"uninitialized": "u", "offline": "0", "online": "1", "maintenance": "m", "disabled": "d",
@@ -117,19 +117,20 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
 )}
 
 
-def _pad(col: Column, text: str) -> str:
-    return (text.rjust(col.width) if col.right else text.ljust(col.width)) + " "
-
-
 def header(cols: list[Column]) -> str:
     return "".join(c.name.ljust(c.width) + " " for c in cols).rstrip()
 
 
-def line(cols: list[Column], item: Item, shown: bool | None = None) -> str:
-    """One instance's line; ``shown``: whether a next-state column is among ``cols`` (once for many lines)."""
-    if shown is None:
-        shown = any(c.next_state for c in cols)
-    return "".join(_pad(c, c.cell(item, shown)) for c in cols).rstrip()
+def lines(cols: list[Column], items: list[Item]) -> list[str]:
+    """Each instance's line, made a column at a time (1,000 instances: a few calls per cell, not a dozen)."""
+    shown = any(c.next_state for c in cols)
+    cells = [[(str.rjust if c.right else str.ljust)(c.cell(i, shown), c.width) for i in items] for c in cols]
+    return [" ".join(row).rstrip() for row in zip(*cells, strict=True)]
+
+
+def line(cols: list[Column], item: Item) -> str:
+    """One instance's line."""
+    return lines(cols, [item])[0]
 
 
 def process_line(started: float | None, pid: int, comm: str, now: float | None = None) -> str:

@@ -31,7 +31,7 @@ import os
 import sys
 import time
 
-from svcmgr.cli.columns import COLUMNS, Column, header, line, process_line, sort
+from svcmgr.cli.columns import COLUMNS, Column, header, lines, process_line, sort
 from svcmgr.cli.common import Parser, add_root, client, die, print_json, run, select, usage
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (2-4 ms of each command's start)
@@ -132,11 +132,12 @@ def _columns(spec: str) -> list[Column]:
 
 
 def _fields(args: Any) -> dict[str, list[str]]:
-    """``fields`` of the ``list`` request: what the columns, the sort keys, ``-a`` and ``-p`` read (none with
-    ``--json``, which prints every field; none for a column name that is wrong, which is refused later)."""
+    """``fields`` of the ``list`` request: what the columns, the sort keys, the enabled filter (without ``-a``,
+    ``-R`` or operands) and ``-p`` read (none with ``--json``, which prints every field; none for a column name
+    that is wrong, which is refused later)."""
     if args.json:
         return {}
-    wanted = {"fmri", "enabled", "enabled_persistent"}
+    wanted = {"fmri"} if args.a or args.R or args.fmris else {"fmri", "enabled", "enabled_persistent"}
     names = (args.o or (VERBOSE_COLUMNS if args.v else DEFAULT_COLUMNS)).split(",")
     names += [name for name, _ in args.sort or ([] if args.o else DEFAULT_SORT)]
     for name in names:
@@ -233,9 +234,8 @@ def listing(args: Any) -> int:
         return status
     out = [] if args.H else [header(cols)]
     now = time.time()
-    shown = any(col.next_state for col in cols)
-    for i in items:
-        out.append(line(cols, i, shown))
+    for i, text in zip(items, lines(cols, items), strict=True):
+        out.append(text)
         for pid in i.get("pids", []) if args.p else ():
             started, comm, _argv = _proc(pid)
             if started is not None:
