@@ -373,13 +373,14 @@ class Bridge:
         caller reconnects) and every row not acknowledged is sent again."""
         assert self.outbox is not None
         box, pipe, size = self.outbox, self._pipeline(client), self.cfg.window
-        window: collections.deque[tuple[int, Any]] = collections.deque()  # (seq, paho's MQTTMessageInfo)
+        window: collections.deque[tuple[int, int]] = collections.deque()  # (seq, message id) in flight
         ready: collections.deque[Row] = collections.deque()  # read from the outbox, not yet published
         last = acked = unrecorded = 0
+        unacked = pipe.mine
 
         def retire() -> None:
             nonlocal acked, unrecorded
-            while window and window[0][1].is_published():  # in order: the broker acknowledges in order
+            while window and window[0][1] not in unacked:  # in order: the broker acknowledges in order
                 acked = window.popleft()[0]
                 unrecorded += 1
 

@@ -2,7 +2,7 @@
 
 The bridge (``svcmgr.mqtt``) publishes its outbox from a window of QoS 1 messages; this
 is the part that talks to paho: one ``publish`` per row, each acknowledgement seen
-through its ``MQTTMessageInfo``, and the sender woken when one of its own arrives.
+by its message id, and the sender woken when one of its own arrives.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ class Pipeline:
 
     aiomqtt keeps paho's client in ``Client._client`` (it declined to make it public: aiomqtt issue
     #191); only paho's public API is used on it. The sender calls ``publish`` once per row, up to its
-    window, and sees each acknowledgement through the publish's ``MQTTMessageInfo`` (in order: MQTT
-    3.1.1, 4.6): no asyncio future, task or timer per message, which is most of what aiomqtt's
-    ``publish`` costs. paho's ``on_publish`` is wrapped: an acknowledgement of one of the sender's
-    messages wakes the sender; aiomqtt's own callback runs for the others, so its ``publish`` (status,
-    goodbye) works as before, and it is not asked about each of the sender's (it answers with a
-    KeyError raised and suppressed, a microsecond an event). paho writes each burst of publishes from
-    aiomqtt's writer callback, in the loop turn after it was queued, as before."""
+    window, and sees each acknowledgement by its message id leaving ``mine`` (in order: MQTT 3.1.1,
+    4.6): no asyncio future, task or timer per message, which is most of what aiomqtt's ``publish``
+    costs, and no question to paho's ``MQTTMessageInfo`` (a lock taken per message). paho's
+    ``on_publish`` is wrapped: an acknowledgement of one of the sender's messages wakes the sender;
+    aiomqtt's own callback runs for the others, so its ``publish`` (status, goodbye) works as before,
+    and it is not asked about each of the sender's (it answers with a KeyError raised and suppressed,
+    a microsecond an event). paho writes each burst of publishes from aiomqtt's writer callback, in
+    the loop turn after it was queued, as before."""
 
     def __init__(self, client: aiomqtt.Client, wake: asyncio.Event) -> None:
         self.client = client
@@ -46,8 +47,9 @@ class Pipeline:
 
         paho.on_publish = on_publish
 
-    def publish(self, ready: collections.deque[Row], window: collections.deque[tuple[int, Any]], room: int) -> int:
-        """Publish up to ``room`` rows from ``ready`` into ``window``; the last seq published (0 if none).
+    def publish(self, ready: collections.deque[Row], window: collections.deque[tuple[int, int]], room: int) -> int:
+        """Publish up to ``room`` rows from ``ready`` into ``window`` as (seq, message id); the last seq
+        published (0 if none). A row is acknowledged once its message id has left ``mine``.
         A publish paho refuses (the connection is gone) raises ``MqttCodeError``: the session ends."""
         paho, mine = self.paho, self.mine
         last = 0
@@ -56,7 +58,8 @@ class Pipeline:
             info = paho.publish(topic, payload, qos, retain)
             if info.rc != 0:  # MQTT_ERR_SUCCESS
                 raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
-            mine.add(info.mid)
-            window.append((seq, info))
+            mid = info.mid
+            mine.add(mid)
+            window.append((seq, mid))
             last = seq
         return last
