@@ -85,6 +85,8 @@ class Backend:
         daemon's loop). A start alone (a restart: the helper idle) asks at once, before the records the loop
         would write in that turn. Cancelled in that turn, the contract's group is removed."""
         c = self.create(ctid, name, resources)
+        if helper is not None:
+            c.birth = helper.born  # its record takes the main process's start time from the helper's reply
         if helper is None or not helper.busy():
             return c
         try:

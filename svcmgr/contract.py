@@ -26,7 +26,7 @@ import contextlib
 import errno
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +79,9 @@ class Contract:
     _starts: dict[int, int] = field(default_factory=dict, repr=False, compare=False)
     #: the last record made (``to_record``) and what it was made of
     _record: tuple[tuple[Any, ...], dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+    #: where the main process's start time may be known without reading /proc: the spawn helper's replies
+    #: (``ForkServer.born``)
+    birth: Callable[[int], int | None] | None = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------- spawning
     @contextlib.contextmanager
@@ -322,6 +325,8 @@ class Contract:
         complete = True
         for p in sorted(self.members)[:64]:
             start = known.get(p)
+            if start is None and p == self.main_pid and self.birth is not None:
+                start = self.birth(p)
             if start is None:
                 info = read_stat(p)
                 start = info.starttime if info is not None else None

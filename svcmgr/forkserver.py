@@ -29,7 +29,8 @@ reply, and makes the instance's log file when asked (``open_log``), handing back
 (``SCM_RIGHTS``), under the rules of ``svcmgr.safefs.open_own``. What it cannot open, the daemon
 tries itself, and says why.
 
-A reply says "running, pid N", "could not exec, errno E" (execvp's), or that the clone failed
+A reply says "running, pid N, started at tick T" (the start time ``/proc/PID/stat`` gives, which the
+contract's record keeps: ``born``), "could not exec, errno E" (execvp's), or that the clone failed
 (then the daemon spawns in-process, as it does without a helper, and for methods whose
 credentials need the child). A request goes out at once and the daemon goes on while the helper
 spawns on another CPU (replies carry the request's number). The reply registers the child with
@@ -103,6 +104,9 @@ class ForkServer:
         #: how many times the helper handed over to a fork of itself (``svcmgr.spawnhelper``)
         self.handovers = 0
         self.why_not: str | None = None
+        #: the start times (clock ticks since boot) of the helper's children, from its replies, until asked for
+        #: (``born``) or until their ends are relayed (a pid may be used again then)
+        self._born: dict[int, int] = {}
         #: ``close`` is reading the helper's last messages
         self._quitting = False
 
@@ -141,10 +145,16 @@ class ForkServer:
         to the subreaper), the successor serves the same socket."""
         self.pid = successor
         self.handovers += 1
+        self._born.clear()  # the children are the daemon's now, reaped without a relay
         self.reaper.register(successor).exited.add_done_callback(self._helper_ended)
 
     def usable(self) -> bool:
         return self._sock is not None
+
+    def born(self, pid: int) -> int | None:
+        """The start time of the helper's running child ``pid`` as ``/proc/PID/stat`` gives it (clock ticks
+        since boot), from the helper's reply, told once; None when not known here (read it there)."""
+        return self._born.pop(pid, None)
 
     def busy(self) -> bool:
         """Spawns are out: the helper is at work (and may be moving into their groups)."""
@@ -178,6 +188,7 @@ class ForkServer:
             if not fut.done():
                 fut.set_exception(HelperUnavailable(self.why_not or "spawn helper closed"))
         self._unsent.clear()
+        self._born.clear()
         while self._files:  # each log opens its file itself then
             _, given = self._files.popitem()
             given(None)
@@ -297,9 +308,10 @@ class ForkServer:
                 return
             given = _descriptors(anc)
             try:
-                number, pid, stage, code = marshal.loads(reply)
+                number, pid, stage, code, *start = marshal.loads(reply)
                 if number == EXIT and not given and isinstance(pid, int) and pid > 0 and isinstance(code, int):
                     if stage == "exit":
+                        self._born.pop(pid, None)
                         self.reaper.exited(pid, code)  # a child of the helper's: after its reply, so registered
                         continue
                     if stage == "helper":
@@ -339,6 +351,8 @@ class ForkServer:
                 fut.set_exception(OSError(code, f"{os.strerror(code)}: {program}"))
             else:
                 self.spawned += 1
+                if stage == "ok" and start and isinstance(start[0], int) and start[0] > 0:
+                    self._born[pid] = start[0]
                 fut.set_result(child)
 
     def _file_answered(self, number: int, given: list[int]) -> None:

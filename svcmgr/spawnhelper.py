@@ -25,6 +25,10 @@ from ``cgroup.procs``) signals the helper too: it catches and drops the catchabl
 gone and spawns in-process from then on (``HelperUnavailable``), as after any death of the
 helper: a spawn cut short is made again there.
 
+*Its replies.* A child spawned is answered with its pid and its start time as ``/proc/PID/stat`` gives
+it (``born``: from CLOCK_BOOTTIME read around the spawn, mostly with no read of /proc), which the
+daemon's record of the contract keeps (a daemon restarted after a crash checks it against the pid's).
+
 *Its children.* A ``posix_spawn`` child's parent is the helper: it reaps them (SIGCHLD through a
 wakeup pipe) and relays each ``(pid, raw wait status)`` on the socket, always after that
 child's reply, so the daemon's reaper has it registered. When the daemon closes its end (a stop,
@@ -51,7 +55,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from svcmgr.procfs import find_cgroup2_mount, own_cgroup
+from svcmgr.procfs import find_cgroup2_mount, own_cgroup, read_stat
 from svcmgr.safefs import open_own
 from svcmgr.spawn import (
     CLONE_CLEAR_SIGHAND,
@@ -67,7 +71,7 @@ from svcmgr.spawn import (
     run_first,
 )
 
-__all__ = ["CHANGED", "EXIT", "HANDOVER", "HOT", "IGNORED", "Spawner", "posix_spawn_child", "serve"]
+__all__ = ["CHANGED", "EXIT", "HANDOVER", "HOT", "IGNORED", "Spawner", "born", "posix_spawn_child", "serve"]
 
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
@@ -85,6 +89,20 @@ HANDOVER = 0.25
 CHANGED = (*IGNORED, signal.SIGCHLD)
 #: The number a relayed exit's message carries (requests are numbered from 0).
 EXIT = -1
+#: A clock tick of the start times /proc gives, in nanoseconds of CLOCK_BOOTTIME (None where it is not a whole number).
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_TICK_NS = 10**9 // _CLK_TCK if 10**9 % _CLK_TCK == 0 else None
+
+
+def born(pid: int, before: int, after: int) -> int:
+    """A child's start time as ``/proc/PID/stat`` gives it (clock ticks since boot), for a child made between
+    ``before`` and ``after`` (CLOCK_BOOTTIME, in nanoseconds): the kernel takes that clock while it makes the
+    child and truncates it to a clock tick, so when both fall in one tick that tick is the start time (no read
+    of /proc: most spawns take well under a tick); else it is read. 0 when it cannot be read."""
+    if _TICK_NS is not None and before // _TICK_NS == after // _TICK_NS:
+        return before // _TICK_NS
+    info = read_stat(pid)
+    return info.starttime if info is not None else 0
 
 
 def posix_spawn_child(candidates: list[bytes], args: list[bytes], env: dict[bytes, bytes], stdin: int, out: int,
@@ -217,7 +235,7 @@ def serve(fd: int) -> None:
     # shrunk and unmapped at each request (three system calls more, and a larger copy at each clone).
     inbox = memoryview(bytearray(MAX_REQUEST))
 
-    def reply(answer: tuple[int, int, str, int], give: int | None = None) -> None:
+    def reply(answer: tuple[int, int, str, int] | tuple[int, int, str, int, int], give: int | None = None) -> None:
         try:
             sock.sendmsg([marshal.dumps(answer)],
                          [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [give]))] if give is not None else [])
@@ -306,9 +324,9 @@ def serve(fd: int) -> None:
             elif answer[0] == "log":  # after the spawns asked meanwhile: its lines wait in the daemon
                 files.append((number, answer[1:]))
             elif answer[0] in ("ok", "exec"):
-                _, code_or_pid, reader = answer
+                _, code_or_pid, reader, start = answer
                 owned += answer[0] == "ok"
-                reply((number, code_or_pid, "ok", 0) if answer[0] == "ok" else (number, 0, "exec", code_or_pid),
+                reply((number, code_or_pid, "ok", 0, start) if answer[0] == "ok" else (number, 0, "exec", code_or_pid),
                       reader)
             else:
                 reply((number, 0, answer[0], answer[1]))
@@ -364,10 +382,10 @@ def _open_log(path: str, mode: int) -> int | None:
 
 
 def _serve_one(spawner: Spawner, msg: bytes | memoryview, fds: list[int], *, burst: bool) -> tuple[int, tuple]:
-    """Carry out one request: its number and ("ok", pid, the FIFO's reading end or None) for a child
-    spawned, ("exec", errno, reading end) for one that could not be executed, ("child", pid, its report
-    pipe, reading end) for a child cloned, ("log", path, mode) for a log file to open, ("fifo", errno)
-    when the FIFO could not be opened, ("clone", errno) when the child could not be made."""
+    """Carry out one request: its number and ("ok", pid, the FIFO's reading end or None, its start time:
+    ``born``) for a child spawned, ("exec", errno, reading end, 0) for one that could not be executed,
+    ("child", pid, its report pipe, reading end) for a child cloned, ("log", path, mode) for a log file to
+    open, ("fifo", errno) when the FIFO could not be opened, ("clone", errno) when the child could not be made."""
     try:
         request = marshal.loads(msg)
         kind, number = request[0], request[1]
@@ -396,8 +414,10 @@ def _serve_one(spawner: Spawner, msg: bytes | memoryview, fds: list[int], *, bur
             os.close(reader)
         return number, ("fifo", e.errno or errno.EPERM)  # safefs.UnsafePath has none: the daemon says why
     try:
+        before = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         started = spawner.spawn(args, env, candidates, cwd, pgrp,
                                 out if out is not None else fds[0] if has_out else spawner.devnull, cg, burst=burst)
+        after = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
     finally:
         if out is not None:
             os.close(out)
@@ -405,5 +425,9 @@ def _serve_one(spawner: Spawner, msg: bytes | memoryview, fds: list[int], *, bur
         if reader is not None:
             os.close(reader)
         return number, started
+    if started[0] == "ok":
+        return number, ("ok", started[1], reader, born(started[1], before, after))
+    if started[0] == "exec":
+        return number, ("exec", started[1], reader, 0)
     return number, (*started, reader)
 
