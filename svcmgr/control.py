@@ -320,6 +320,8 @@ class Control(Operations):
         verbose = arg(req, "verbose", bool, False)
         analysis = Analysis(self.engine)
         names = self._many(req) if arg(req, "fmris", list, []) else analysis.troubled()
+        for f in names:
+            _flushed_log(self.engine.instances[f])
         out = [explain(self.engine, analysis, self.engine.instances[f], verbose) for f in names]
         for item in out:
             if not authz.allowed(caller, self.engine.instances[item["fmri"]].config.spec, Right.LOG):
@@ -333,7 +335,7 @@ class Control(Operations):
         inst = self.engine.instances[f]
         allowed = authz.allowed(caller, inst.config.spec, Right.LOG)
         n = arg(req, "lines", int, 0) if allowed else 0
-        path = inst.log.path if inst.log else None
+        path = _flushed_log(inst)
         return {"fmri": f, "path": path, "tail": tail(path, max(0, min(n, 10000))) if path and n else [],
                 "allowed": allowed}
 
@@ -432,3 +434,10 @@ class Control(Operations):
         await self.engine.recorded()
         return {"milestone": milestone}
 
+
+def _flushed_log(inst: Instance) -> str | None:
+    """The instance's log file, with every line said so far in it (``InstanceLog.flush``), for a reader."""
+    if inst.log is None:
+        return None
+    inst.log.flush()
+    return inst.log.path

@@ -18,8 +18,9 @@ the event loop: at a boot of many services, a good part of it. So the spawn help
 first spawn that needs it (its reading end comes back with the reply), the log file
 when ``opener`` is given. The lines meanwhile (framework lines, and what the FIFO
 gave, stamped when it was read) wait in memory, in order, at most ``MAX_WAITING``
-bytes; past that, at close, or when the helper cannot open the file, the daemon
-opens it itself and writes them.
+bytes; past that, at close, when the helper cannot open the file, or when someone
+asks for the log (``flush``: its path or its tail), the daemon opens it itself and
+writes them.
 """
 
 from __future__ import annotations
@@ -180,6 +181,14 @@ class InstanceLog:
         if self.on_line is not None:
             for line in lines:
                 self.on_line(line.decode(errors="replace"))
+
+    def flush(self) -> None:
+        """Everything said so far in the file now, for a reader (``svcs -L``, ``svcs -x``): the lines that
+        wait for the helper's file written (the file made here if it has not answered) and what the FIFO
+        holds drained. At most once per log it makes the file on the event loop; after that it is cheap."""
+        if self._waiting is not None:
+            self._settle()
+        self._readable()
 
     def flush_partial(self) -> None:
         if self._partial:

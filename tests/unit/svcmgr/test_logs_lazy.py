@@ -184,3 +184,29 @@ async def test_lines_that_wait_at_close_reach_the_file(tmp_path):
     before = _fds()
     opener.answer()  # after close: closed at once
     assert _fds() == before
+
+
+async def test_a_reader_finds_every_line_said_so_far_in_the_file(tmp_path):
+    # svcs -L and svcs -x read the file: asking for it (flush) writes what waits for the helper, in order,
+    # and drains the FIFO; the helper's file, when it comes, is closed, and later lines go to the same file
+    opener = _Opener()
+    lg = _waiting_log(tmp_path, opener)
+    try:
+        lg.note("started")
+        fd = lg.writer_fd()
+        try:
+            os.write(fd, b"from the child\n")
+            lg.flush()
+        finally:
+            os.close(fd)
+        lines = (tmp_path / "site-web:default.log").read_text().splitlines()
+        assert len(lines) == 2 and "started" in lines[0] and "from the child" in lines[1]
+        before = _fds()
+        opener.answer()  # made here meanwhile: the helper's descriptor is closed at once
+        assert _fds() == before
+        lg.note("later")
+        lg.flush()  # nothing waits: the same file, nothing asked again
+        assert "later" in (tmp_path / "site-web:default.log").read_text().splitlines()[2]
+        assert not opener.asked
+    finally:
+        lg.close()
