@@ -160,6 +160,7 @@ class Api:
         self.connections: Counter[int] = Counter()
         self._privileged: set[int] = set()
         self.refused = 0
+        self._serving: set[asyncio.Task[Any]] = set()  # one per open connection, for ``close``
 
     def register(self, op: str, handler: Handler) -> None:
         if op in self.ops:
@@ -175,8 +176,15 @@ class Api:
         os.chmod(self.path, 0o666)
 
     async def close(self) -> None:
+        """Stop listening and end every open connection: the requests still being read or handled are
+        cancelled and awaited (at most 2 s), so no task outlives the socket."""
         if self._server is not None:
             self._server.close()
+            serving = list(self._serving)
+            for task in serving:
+                task.cancel()
+            if serving:
+                await asyncio.wait(serving, timeout=2)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
             self._server = None
@@ -199,6 +207,9 @@ class Api:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         caller: Caller | None = None
+        task = asyncio.current_task()  # the server's, one per connection
+        assert task is not None
+        self._serving.add(task)
         try:
             caller = _peer(writer.get_extra_info("socket"))
             why = self._admit(caller)
@@ -228,6 +239,7 @@ class Api:
         except (ConnectionError, TimeoutError, asyncio.CancelledError):
             pass
         finally:
+            self._serving.discard(task)
             if caller is not None:
                 self.connections[caller.uid] -= 1
                 if self.connections[caller.uid] <= 0:
