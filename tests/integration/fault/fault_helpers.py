@@ -205,17 +205,36 @@ def call_as(daemon: Any, user: str, op: str, **args: Any) -> dict[str, Any]:
 
 
 def kill_running(daemon: Any, fmri: str, *, want: tuple[str, ...] = ("online", "degraded")) -> int:
-    """Wait until the service settles running a process, SIGKILL it, and wait until it is reaped; the pid."""
-    def running() -> int | None:
+    """Wait until the service settles running a process, SIGKILL its main process, and wait until the daemon
+    has taken its death (the contract it ran in is gone); the pid.
+
+    The main process leads its own process group; the others (a shell's, or a ``python3`` that is a pyenv
+    shim forking as it starts) are not the service's process. A pid leaves the contract's group when it
+    dies, before the daemon reaps it: until then the listing still says online, with any children left."""
+    def running() -> tuple[int, int] | None:
         i = daemon.call("list", fmris=[fmri])[0]
-        return i["pids"][0] if i["pids"] and i["state"] in want and i["nstate"] is None else None
+        if not i["pids"] or i["state"] not in want or i["nstate"] is not None:
+            return None
+        leaders = [p for p in i["pids"] if _leads_group(p)]
+        return (leaders or i["pids"])[0], i["ctid"]
+
+    def taken(ctid: int) -> bool:
+        i = daemon.call("list", fmris=[fmri])[0]
+        return i["ctid"] != ctid or i["state"] not in want
 
     while True:
-        pid = wait_until(running, 15, what=f"{fmri} to run")
+        pid, ctid = wait_until(running, 15, what=f"{fmri} to run")
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:  # it ended between the listing and the kill: take the next one
-            wait_until(lambda pid=pid: pid not in daemon.pids(fmri), 10)
+            wait_until(lambda ctid=ctid: taken(ctid), 10)
             continue
-        wait_until(lambda pid=pid: pid not in daemon.pids(fmri), 10, what=f"pid {pid} to be reaped")
+        wait_until(lambda ctid=ctid: taken(ctid), 10, what=f"the death of pid {pid} to be taken")
         return pid
+
+
+def _leads_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except OSError:
+        return False
