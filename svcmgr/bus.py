@@ -159,4 +159,4 @@ class Bus:
         return event
 
     def emit(self, cls: str, resource: str = "", **data: object) -> Event:
-        return self.publish(Event(cls, resource, dict(data), self.node))
+        return self.publish(Event(cls, resource, data, self.node))  # ``data`` is this call's own dict

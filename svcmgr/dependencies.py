@@ -119,10 +119,9 @@ class Dependencies:
             if wants:
                 self.dispatch(inst, Ev.ENABLE, "")
         elif p == Phase.OFFLINE:
-            held = self.held_offline(inst.fmri)
             if not wants:
                 self.dispatch(inst, Ev.DISABLE, self.disabled_reason(inst))
-            elif held is not None:
+            elif (held := self.held_offline(inst.fmri)) is not None:
                 inst.reason = f"Held offline while its dependency {held} is disabled."
             elif not self._boot_settled(inst):
                 inst.reason = "Waiting for the manifests to be imported."
@@ -200,6 +199,12 @@ class Dependencies:
             self.dispatch(dep, Ev.DEPS_LOST, f"Dependency {inst.fmri} stopped (restart_on={d.restart_on}).")
 
     def exclude_dependents(self, inst: Instance) -> None:
+        """``inst`` came up: stop its ``exclude_all`` dependents that are running or starting, in the order of
+        ``Graph.dependents_of``. Most instances have none: their edges are looked at first, unsorted."""
+        pred = self.graph.g.pred
+        if inst.fmri not in pred or not any(d.grouping == "exclude_all"
+                                           for edge in pred[inst.fmri].values() for d in edge["deps"]):
+            return
         for dep_fmri, d in self.graph.dependents_of(inst.fmri):
             dep = self.instances.get(dep_fmri)
             if dep is not None and d.grouping == "exclude_all" and dep.phase in ACTIVE:

@@ -215,15 +215,18 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
 
     def _run_job(self, inst: Instance, coro: Any) -> None:
         old = inst.job
+        if old is None or old.done():
+            inst.job = self.nursery.start(coro, name=inst.fmri)  # nothing to end first: no wrapper to go through
+            self._jobs_begun = True
+            return
 
         async def job() -> None:
-            if old is not None and not old.done():
-                old.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await old
+            old.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await old
             await coro
 
-        inst.job = self.nursery.start(job(), name=f"{inst.fmri}")
+        inst.job = self.nursery.start(job(), name=inst.fmri)
         self._jobs_begun = True
 
     # ================================================================ jobs
@@ -368,10 +371,11 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
         """Queue the instance's record: its settings, its state and where it is going, and its contract
         whenever it has one (starting, running or stopping), for a daemon restarted after a crash."""
         contract = inst.contract.to_record() if inst.contract is not None else None
-        marks = {k: v for k, v in inst.marks.items() if not v.get("temporary")}
+        marks = {k: v for k, v in inst.marks.items() if not v.get("temporary")} if inst.marks else {}
+        nstate = inst.next_state
         self.repo.save_instance(InstanceRecord(inst.fmri, inst.service, inst.enabled_set, inst.state.value,
                                                inst.stime, inst.reason, marks, contract,
-                                               inst.next_state.value if inst.next_state else None))
+                                               nstate.value if nstate is not None else None))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
