@@ -20,6 +20,18 @@ import`` once per file: a file that cannot be read or validated, that declares a
 service an earlier file of this boot declares, that closes a dependency cycle,
 or that asks for resources this host cannot apply is refused (its path, the
 field and why, in the daemon's log), and the other files are imported.
+
+A file imported before is not parsed again when nothing changed (SMF's manifest-import
+skips a manifest whose hash is in the repository's ``smf/manifest`` property group): the
+repository keeps a record of each file imported (``Repository.manifests``), and a file whose
+bytes hash as recorded, recorded by this very svcmgr (``svcmgr.manifestrecord``), whose
+services are all still stored exactly as it gave them (editing copy and running snapshot:
+no ``svccfg`` edit, refresh, delete or other import since), is taken from the services the
+engine loaded from the repository instead. Every file is still read and hashed (stat alone
+decides nothing), and such a file goes through the same part, the same checks (duplicates,
+cycles, resources) and the same import as one parsed anew, with the same warnings said: a boot
+from records is a cold boot without the parsing. Any other file is read anew, and recorded
+once imported.
 """
 
 from __future__ import annotations
@@ -28,11 +40,15 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from svcmgr.client import collect_manifest_files
-from svcmgr.loader import load_bytes, read_file
+from svcmgr.loader import load_bytes, read_file_stat
 from svcmgr.manifest import ManifestError, ManifestErrors
+from svcmgr.manifestrecord import digest, format_key
+from svcmgr.repository import ManifestRecord
+from svcmgr.services import Unwritable
 from svcmgr.spec import ServiceSpec
 
 if TYPE_CHECKING:
@@ -46,6 +62,16 @@ FIRST_PART = 64
 PARSE_SLICE = 16
 
 File = tuple[str, list[ServiceSpec]]
+
+
+@dataclass
+class _Read:
+    """A manifest file as the boot read it."""
+
+    path: str
+    blob: bytes
+    stat: os.stat_result
+    hash: str
 
 
 def _may_declare_dependents(blob: bytes) -> bool:
@@ -77,36 +103,58 @@ async def _import(engine: Engine, paths: list[str], log: logging.Logger, started
     if not files:
         log.warning("--manifests %s: no manifest files found", " ".join(paths))
         return
-    blobs: list[tuple[str, bytes]] = []
+    blobs: list[_Read] = []
     for path in files:
         path = os.path.abspath(path)
         try:
-            blobs.append((path, read_file(path)))
+            blob, st = read_file_stat(path)
         except ManifestErrors as e:
             _said(log, "manifest refused", e.errors)
-    first = [b for b in blobs if _may_declare_dependents(b[1])]
-    ordered = first + [b for b in blobs if not _may_declare_dependents(b[1])]
+            continue
+        blobs.append(_Read(path, blob, st, digest(blob)))
+    records = engine.repo.manifests()
+    fmt = format_key()
+    first = [b for b in blobs if _may_declare_dependents(b.blob)]
+    ordered = first + [b for b in blobs if not _may_declare_dependents(b.blob)]
     seen: dict[str, str] = {}  # service FMRI -> the file of this boot that declared it
     imported: list[ServiceSpec] = []
+    fresh: list[tuple[ManifestRecord, list[ServiceSpec]]] = []  # files parsed anew and imported
+    kept = 0  # files taken from their records
     start, size = 0, max(FIRST_PART, len(first))
     while start < len(ordered):
         part = ordered[start:start + size]
         start += size
         size *= 2
         read: list[File] = []
+        parsed: dict[str, _Read] = {}
         mine: dict[str, str] = {}
-        for n, (path, blob) in enumerate(part, 1):
+        for n, r in enumerate(part, 1):
             if n % PARSE_SLICE == 0:
                 await asyncio.sleep(0)  # what runs meanwhile (spawn replies, exits, the starts they allow) goes on
-            specs = _parse(path, blob, seen, mine, log)
+            rec = records.get(r.path)
+            known = _recorded(engine, rec, r, fmt)
+            if known is None:
+                parsed[r.path] = r
+                specs = _parse(r.path, r.blob, seen, mine, log)
+            else:
+                assert rec is not None
+                kept += 1
+                for w in rec.warnings:
+                    log.warning("%s", w)
+                specs = _accept(known, seen, mine, log)
             if specs:
-                read.append((path, specs))
-                mine.update((str(s.fmri), path) for s in specs)
+                read.append((r.path, specs))
+                mine.update((str(s.fmri), r.path) for s in specs)
         for path, specs in _import_part(engine, read, log):
             seen.update((str(s.fmri), path) for s in specs)
             imported.extend(specs)
+            if path in parsed:
+                fresh.append((_record(parsed[path], fmt, specs), specs))
         await settle()
         started()
+    _keep_records(engine, fresh, records, {b.path for b in blobs}, log)
+    log.info("manifest files: %d parsed, %d unchanged since recorded (taken from the repository)",
+             len(blobs) - kept, kept)
     for w in engine.missing_dependencies(imported):
         log.warning("%s", w)
     if imported:
@@ -126,12 +174,54 @@ def _parse(path: str, blob: bytes, seen: dict[str, str], mine: dict[str, str],
     for s in specs:
         for w in s.warnings:
             log.warning("%s", w)
+    return _accept(specs, seen, mine, log)
+
+
+def _accept(specs: list[ServiceSpec], seen: dict[str, str], mine: dict[str, str],
+            log: logging.Logger) -> list[ServiceSpec]:
+    """``specs``, or none when one of them is declared by an earlier file of this boot (said in the log)."""
     dups = [ManifestError(s.source, "name", f"{s.fmri} is also declared in {mine.get(f, seen.get(f))}")
             for s in specs if (f := str(s.fmri)) in seen or f in mine]
     if dups:
         _said(log, "import refused", dups)
         return []
     return specs
+
+
+def _recorded(engine: Engine, rec: ManifestRecord | None, r: _Read, fmt: str) -> list[ServiceSpec] | None:
+    """The services file ``r`` declares, from the repository, when its record says that parsing it would give
+    exactly them (see the module's text); None when it must be parsed."""
+    if rec is None or not rec.current or rec.hash != r.hash or rec.format != fmt:
+        return None
+    specs = []
+    for f, names in zip(rec.services, rec.instances, strict=True):
+        spec = engine.specs.get(f)  # loaded from the running snapshot, which is the normal form recorded
+        if spec is None or sorted(spec.instances) != sorted(names):
+            return None
+        # as parsed from this path (the repository keeps the source of the import that last changed it), its
+        # instances in the file's order (the stored normal form sorts them)
+        if spec.source != r.path or list(spec.instances) != names:
+            spec = replace(spec, source=r.path, instances={n: spec.instances[n] for n in names})
+        specs.append(spec)
+    return specs
+
+
+def _record(r: _Read, fmt: str, specs: list[ServiceSpec]) -> ManifestRecord:
+    return ManifestRecord(r.path, r.stat.st_size, r.stat.st_mtime_ns, r.stat.st_ino, r.hash, fmt,
+                          [w for s in specs for w in s.warnings], [str(s.fmri) for s in specs],
+                          [list(s.instances) for s in specs])
+
+
+def _keep_records(engine: Engine, fresh: list[tuple[ManifestRecord, list[ServiceSpec]]],
+                  records: dict[str, ManifestRecord], paths: set[str], log: logging.Logger) -> None:
+    """Record the files parsed anew and imported, and forget the records of files this boot did not read (gone,
+    or not named any more; named again, they are parsed again). A cache: if it cannot be written, the next
+    boot parses these files again."""
+    try:
+        engine.repo.record_manifests([(rec, [s.to_dict() for s in specs]) for rec, specs in fresh])
+        engine.repo.forget_manifests(sorted(set(records) - paths))
+    except Unwritable as e:
+        log.warning("the manifests' records were not kept (the next boot reads them again): %s", e)
 
 
 def _import_part(engine: Engine, files: list[File], log: logging.Logger) -> list[File]:

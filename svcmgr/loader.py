@@ -15,7 +15,7 @@ from dataclasses import replace
 from svcmgr.manifest import ManifestError, ManifestErrors, parse_service
 from svcmgr.spec import ServiceSpec
 
-__all__ = ["MAX_SIZE", "is_xml", "load_bytes", "load_file", "load_xml", "read_file"]
+__all__ = ["MAX_SIZE", "is_xml", "load_bytes", "load_file", "load_xml", "read_file", "read_file_stat"]
 
 #: The largest manifest file read.
 MAX_SIZE = 4 * 1024 * 1024
@@ -29,16 +29,22 @@ def load_file(path: str) -> list[ServiceSpec]:
 
 def read_file(path: str) -> bytes:
     """A manifest file's content (at most one byte more than ``MAX_SIZE``). Raises ManifestErrors."""
+    return read_file_stat(path)[0]
+
+
+def read_file_stat(path: str) -> tuple[bytes, os.stat_result]:
+    """A manifest file's content (as ``read_file``) and its ``fstat`` as it was opened. Raises ManifestErrors."""
     try:
         with open(path, "rb") as f:
             # Read what the file holds, not a buffer of MAX_SIZE: CPython allocates the size asked for and
             # shrinks it, and glibc keeps each shrunk 4 MiB block as a mapping of its own (a page of RSS
             # per file held: 4 MiB at a boot of 1,000 files). A file that grew meanwhile reads on.
-            want = min(os.fstat(f.fileno()).st_size, MAX_SIZE) + 1
+            st = os.fstat(f.fileno())
+            want = min(st.st_size, MAX_SIZE) + 1
             blob = f.read(want)
             if len(blob) == want and want <= MAX_SIZE:
                 blob += f.read(MAX_SIZE + 1 - want)
-            return blob
+            return blob, st
     except OSError as e:
         raise ManifestErrors([ManifestError(path, "", f"cannot read: {e.strerror}")]) from None
 

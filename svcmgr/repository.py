@@ -9,6 +9,12 @@
   so that a daemon restarted after ``kill -9`` adopts its services and finishes the
   stops it had begun.
 * ``meta``: counters such as the next contract id.
+* ``manifests`` and ``manifest_services``: what the boot's import (``svcmgrd --manifests``) remembers of
+  each manifest file it imported, as SMF keeps each manifest's hash in the ``smf/manifest`` property
+  group: its size, mtime, inode and a hash of its bytes, the format of svcmgr that read it, the
+  warnings it gave, and each service it declares in normal form. A later boot takes a file whose bytes
+  hash the same from the repository instead of reading it again (``svcmgr.bootimport``,
+  ``svcmgr.manifestrecord``). Only a cache: a record missing or stale makes that file read anew.
 
 Temporary settings (``-t``) are never written here: they end with the daemon. What an
 operator sets (an import, an edit, a refresh, enable states and marks) is written
@@ -33,7 +39,7 @@ from svcmgr.db import transaction
 from svcmgr.repofile import connect, keep_copy
 from svcmgr.services import Unwritable
 
-__all__ = ["InstanceRecord", "Repository", "ServiceRecord"]
+__all__ = ["InstanceRecord", "ManifestRecord", "Repository", "ServiceRecord", "normal_text"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,6 +63,24 @@ CREATE TABLE IF NOT EXISTS instances (
     contract TEXT,
     next_state TEXT
 );
+CREATE TABLE IF NOT EXISTS manifests (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    format TEXT NOT NULL,
+    warnings TEXT NOT NULL,
+    recorded REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS manifest_services (
+    path TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    fmri TEXT NOT NULL,
+    normal TEXT NOT NULL,
+    instances TEXT NOT NULL,
+    PRIMARY KEY (path, position)
+);
 """
 #: Columns added since the first schema: (table, column, declaration), added to older repositories.
 _ADDED = (("instances", "next_state", "TEXT"),)
@@ -71,6 +95,30 @@ class ServiceRecord:
     running: dict[str, Any]
     imported: float
     refreshed: float
+
+
+@dataclass
+class ManifestRecord:
+    """What the boot's import remembers of one manifest file (``Repository.manifests``)."""
+
+    path: str  # absolute, as the boot named it
+    size: int
+    mtime_ns: int
+    inode: int
+    hash: str  # of the file's bytes (``svcmgr.manifestrecord.digest``): what decides
+    format: str  # the svcmgr that read it (``svcmgr.manifestrecord.FORMAT``)
+    warnings: list[str]  # what reading it said, in order
+    services: list[str]  # the FMRIs it declares, in its order
+    #: each one's instance names in the file's order (the normal form stored is sorted)
+    instances: list[list[str]]
+    #: read back only: every one of those services is in the repository with its editing copy and its
+    #: running snapshot both the normal form recorded (nothing changed them since the import)
+    current: bool = False
+
+
+def normal_text(data: dict[str, Any]) -> str:
+    """A manifest's normal form as the repository stores it (the same data: the same text)."""
+    return json.dumps(data, sort_keys=True)
 
 
 @dataclass
@@ -128,6 +176,15 @@ class Repository:
         except sqlite3.Error as e:
             raise Unwritable(f"cannot write the repository {self.path}: {e}; nothing was changed") from e
 
+    @contextlib.contextmanager
+    def _batch(self) -> Iterator[sqlite3.Connection]:
+        """A transaction of the daemon's own, not durable; Unwritable (nothing written) if it fails."""
+        try:
+            with self.transaction() as c:
+                yield c
+        except sqlite3.Error as e:
+            raise Unwritable(f"cannot write the repository {self.path}: {e}") from e
+
     @property
     def pending(self) -> int:
         """How many instance records wait to be written."""
@@ -174,7 +231,7 @@ class Repository:
         now = time.time()
         with self._operator() as c:
             for fmri, source, fmt, data in items:
-                blob = json.dumps(data, sort_keys=True)
+                blob = normal_text(data)
                 c.execute(
                     "INSERT INTO services(fmri, source, format, editing, running, imported, refreshed) "
                     "VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(fmri) DO UPDATE SET source=excluded.source, "
@@ -184,7 +241,7 @@ class Repository:
 
     def set_editing(self, fmri: str, data: dict[str, Any]) -> None:
         with self._operator() as c:
-            c.execute("UPDATE services SET editing=? WHERE fmri=?", (json.dumps(data, sort_keys=True), fmri))
+            c.execute("UPDATE services SET editing=? WHERE fmri=?", (normal_text(data), fmri))
 
     def refresh(self, fmri: str) -> bool:
         """Copy the editing configuration into the running snapshot; True if it changed."""
@@ -199,6 +256,54 @@ class Repository:
         with self._operator() as c:
             c.execute("DELETE FROM services WHERE fmri=?", (fmri,))
             c.execute("DELETE FROM instances WHERE service=?", (fmri,))
+
+    # ------------------------------------------------------------ manifest files
+    def manifests(self) -> dict[str, ManifestRecord]:
+        """Every manifest file's record, by path, each with ``current`` set: whether each service it declares
+        is still stored as that file gave it (not edited, refreshed, imported from elsewhere or deleted)."""
+        out = {r[0]: ManifestRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), [], [], True)
+               for r in self.connection.execute(
+                   "SELECT path, size, mtime_ns, inode, hash, format, warnings FROM manifests")}
+        for path, fmri, names, same in self.connection.execute(
+                "SELECT m.path, m.fmri, m.instances, "
+                "s.fmri IS NOT NULL AND s.editing = m.normal AND s.running = m.normal "
+                "FROM manifest_services m LEFT JOIN services s ON s.fmri = m.fmri ORDER BY m.path, m.position"):
+            rec = out.get(path)
+            if rec is not None:
+                rec.services.append(fmri)
+                rec.instances.append(json.loads(names))
+                rec.current = rec.current and bool(same)
+        return out
+
+    def record_manifests(self, items: list[tuple[ManifestRecord, list[dict[str, Any]]]]) -> None:
+        """Keep these records, each with the normal form of every service its file declares (in order), in
+        place of any earlier record of the same path. Written with the daemon's batches, not durable: a
+        record lost with a crash only makes that file read anew, and one commit after the import it
+        describes never outlives it."""
+        if not items:
+            return
+        now = time.time()
+        with self._batch() as c:
+            c.executemany("DELETE FROM manifest_services WHERE path=?", [(r.path,) for r, _ in items])
+            c.executemany(
+                "INSERT INTO manifests(path, size, mtime_ns, inode, hash, format, warnings, recorded) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET size=excluded.size, "
+                "mtime_ns=excluded.mtime_ns, inode=excluded.inode, hash=excluded.hash, format=excluded.format, "
+                "warnings=excluded.warnings, recorded=excluded.recorded",
+                [(r.path, r.size, r.mtime_ns, r.inode, r.hash, r.format, json.dumps(r.warnings), now)
+                 for r, _ in items])
+            c.executemany("INSERT INTO manifest_services(path, position, fmri, normal, instances) "
+                          "VALUES(?, ?, ?, ?, ?)",
+                          [(r.path, i, f, normal_text(d), json.dumps(names)) for r, forms in items
+                           for i, (f, d, names) in enumerate(zip(r.services, forms, r.instances, strict=True))])
+
+    def forget_manifests(self, paths: list[str]) -> None:
+        """Drop these files' records."""
+        if not paths:
+            return
+        with self._batch() as c:
+            c.executemany("DELETE FROM manifests WHERE path=?", [(p,) for p in paths])
+            c.executemany("DELETE FROM manifest_services WHERE path=?", [(p,) for p in paths])
 
     # ------------------------------------------------------------ instances
     def instances(self) -> dict[str, InstanceRecord]:
