@@ -42,7 +42,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--kills", type=int, default=20, help="kill -9 per run in the restart scenario (default 20)")
     p.add_argument("--listing-reps", type=int, default=10, help="listing commands per run (default 10)")
     p.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated, from: {', '.join(TOOLS)}")
-    p.add_argument("--scenarios", default="start,dag,restart,memory,listing,diagnosis,mqtt")
+    p.add_argument("--scenarios", default="start,warm,dag,restart,memory,listing,diagnosis,mqtt")
     p.add_argument("--quick", action="store_true", help="one run, 50 services, 5 kills: a smoke test")
     p.add_argument("--no-write", action="store_true", help="print the tables, leave BENCHMARKS.md alone")
     p.add_argument("--out", default=os.path.join(REPO, "BENCHMARKS.md"))

@@ -6,6 +6,9 @@ would otherwise land on the same successor each time. After each stop the run wa
 machine to go quiet (``settle``) before the next tool starts.
 
 Per run and per tool, one launch per size N: the time to all up (scenario 1),
+and for the warm start the same again on the state a first launch left (svcmgr
+launched a second time on the same --root and manifests, the first stopped
+cleanly first; the other tools, which keep nothing of a launch, their ordinary start),
 and with N = 500 and 1,000 the supervisor's memory once all are up (4); with
 N = 1,000 also the listing command (5) and the kill -9 restarts (3) on the same
 running set. Then one launch of the 500-service DAG (2) for the tools that
@@ -52,7 +55,7 @@ class Options:
     sizes: tuple[int, ...] = (100, 500, 1000)
     kills: int = 20
     listing_reps: int = 10
-    scenarios: tuple[str, ...] = ("start", "dag", "restart", "memory", "listing", "diagnosis", "mqtt")
+    scenarios: tuple[str, ...] = ("start", "warm", "dag", "restart", "memory", "listing", "diagnosis", "mqtt")
     start_timeout: float = 180.0
     #: fewer ereports and MQTT events (--quick)
     quick: bool = False
@@ -114,6 +117,10 @@ def run_all(tools: list[Tool], opts: Options, log: Any) -> Results:
             for n in opts.sizes:
                 for t in order:
                     _session(t, n, tag, run, opts, res, log)
+        if "warm" in opts.scenarios:
+            for n in opts.sizes:
+                for t in order:
+                    _warm(t, n, tag, opts, res, log)
         if "dag" in opts.scenarios:
             for t in order:
                 if t.supports_dag:
@@ -198,6 +205,32 @@ def _session(t: Tool, n: int, tag: int, run: int, opts: Options, res: Results, l
     except Exception as e:  # noqa: BLE001 - one tool failing must not end the run
         res.fail(key, t.name, f"{type(e).__name__}: {e}")
         log(f"{t.name:20s} start {n:5d}: ERROR\n{traceback.format_exc()}")
+    finally:
+        _stop(t, log)
+
+
+def _warm(t: Tool, n: int, tag: int, opts: Options, res: Results, log: Any) -> None:
+    """The start of ``n`` on the state a first launch left: for a tool with ``warm_start``, a first launch to all
+    up, stopped cleanly, then the launch measured on the same configuration and state; for the others, their
+    ordinary start (they keep nothing of a launch)."""
+    s = Session(t, sleep_services(n, tag), log)
+    key = f"warm/{n}"
+    try:
+        if t.warm_start:
+            first = s.wait_all_up(opts.start_timeout)
+            _stop(t, log)
+            dt = s.wait_all_up(opts.start_timeout, again=True)
+            log(f"{t.name:20s} warm {n:5d}: {dt:7.3f}s (the first launch {first:.3f}s)")
+        else:
+            dt = s.wait_all_up(opts.start_timeout)
+            log(f"{t.name:20s} warm {n:5d}: {dt:7.3f}s (its ordinary start)")
+        res.add(key, t.name, dt)
+    except Failed as e:
+        res.fail(key, t.name, str(e))
+        log(f"{t.name:20s} warm {n:5d}: FAILED: {e}")
+    except Exception as e:  # noqa: BLE001 - one tool failing must not end the run
+        res.fail(key, t.name, f"{type(e).__name__}: {e}")
+        log(f"{t.name:20s} warm {n:5d}: ERROR\n{traceback.format_exc()}")
     finally:
         _stop(t, log)
 

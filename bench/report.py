@@ -25,6 +25,8 @@ SAME = "(the same code: no contracts involved)"
 
 _TITLES = {
     "start": "start N sleeps, launch to all reported up (s)",
+    "warm": "start N sleeps again, launch to all reported up: svcmgr on the --root and manifests of a first "
+            "launch stopped cleanly, the others their ordinary start (s)",
     "memory": "supervisor peak RSS with N services, all up (MiB)",
     "pss": "supervisor PSS with N services, all up (MiB)",
     "listing": "listing command with N services, a new process each time (ms)",
@@ -66,8 +68,8 @@ def _unit(key: str) -> str:
 
 
 def _order(keys: list[str]) -> list[str]:
-    rank = {"start": 0, "dag/span": 1, "dag/launch": 2, "restart": 3, "memory": 4, "pss": 5, "listing": 6,
-            "diagnosis/pipeline": 7, "diagnosis/exits": 8, "mqtt/out": 9, "mqtt/round": 10}
+    rank = {"start": 0, "warm": 1, "dag/span": 2, "dag/launch": 3, "restart": 4, "memory": 5, "pss": 6,
+            "listing": 7, "diagnosis/pipeline": 8, "diagnosis/exits": 9, "mqtt/out": 10, "mqtt/round": 11}
 
     def k(key: str) -> tuple[int, int]:
         kind, _, n = key.partition("/")

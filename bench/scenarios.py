@@ -131,10 +131,12 @@ class Session:
     log: Callable[[str], None]
     results: dict[str, float | list[float] | str] = field(default_factory=dict)
 
-    def wait_all_up(self, timeout: float) -> float:
-        """Launch the tool and poll until every service is reported up; seconds from launch."""
+    def wait_all_up(self, timeout: float, *, again: bool = False) -> float:
+        """Launch the tool and poll until every service is reported up; seconds from launch. ``again``: on the
+        configuration and state its last launch (stopped since) left, not written afresh."""
         names = {s.name for s in self.services}
-        self.tool.prepare(self.services)
+        if not again:
+            self.tool.prepare(self.services)
         t0 = time.monotonic()
         self.tool.launch()
         deadline = t0 + timeout

@@ -12,12 +12,13 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 sys.path.insert(0, REPO)
 
-from bench.harness import Results, run_order  # noqa: E402
+from bench import harness  # noqa: E402
+from bench.harness import Options, Results, run_all, run_order  # noqa: E402
 from bench.procs import spawn  # noqa: E402
 from bench.report import BEGIN, END, render, update_file  # noqa: E402
 from bench.scenarios import dag_services, percentile  # noqa: E402
 from bench.side import BARE_MQTT, DIAGNOSIS_BOUND  # noqa: E402
-from bench.tools import Service, Svcmgr  # noqa: E402
+from bench.tools import Service, Svcmgr, Tool  # noqa: E402
 
 
 def _read(path: str) -> str:
@@ -135,3 +136,42 @@ def test_run_order_lets_no_tool_always_follow_the_same_one():
         assert all(sorted(order) == live for order in runs)
         follows = {(a, b) for order in runs for a, b in itertools.pairwise(order)}
         assert follows and all((b, a) in follows for a, b in follows), (n, runs)
+
+
+class _Remembering(Tool):
+    """A tool in memory: every service up once launched; what the harness did to it, in order."""
+
+    def __init__(self, work: str, name: str, warm: bool) -> None:
+        super().__init__(work)
+        self.name, self.warm_start = name, warm
+        self.did: list[str] = []
+        self.up = False
+
+    def write_config(self, services: list[Service]) -> None:
+        self.did.append("prepare")
+
+    def launch(self) -> None:
+        self.did.append("launch")
+        self.up = True
+
+    def stop(self) -> None:
+        if self.up:
+            self.did.append("stop")
+        self.up = False
+
+    def status(self) -> dict[str, int]:
+        return {s.name: 1 for s in self.services} if self.up else {}
+
+
+def test_the_warm_start_launches_svcmgr_again_on_what_its_first_launch_left(tmp_path, monkeypatch):
+    monkeypatch.setattr(harness, "settle", lambda log, **kw: 0.0)  # no waiting for a quiet machine here
+    monkeypatch.setattr(harness, "reap_orphans", lambda: 0)  # nor reaping what the test runner started
+    warm = _Remembering(str(tmp_path / "a"), "svcmgr", True)
+    peer = _Remembering(str(tmp_path / "b"), "s6", False)
+    res = run_all([warm, peer], Options(runs=1, sizes=(3,), scenarios=("warm",)), lambda msg: None)
+    # the first launch stopped cleanly, then launched again on the same configuration (not written afresh)
+    assert warm.did == ["prepare", "launch", "stop", "launch", "stop"]
+    assert peer.did == ["prepare", "launch", "stop"]  # its ordinary start
+    assert sorted(res.values) == ["warm/3"] and sorted(res.values["warm/3"]) == ["s6", "svcmgr"]
+    block = render(res, "python -m bench --scenarios warm")
+    assert "start 3 sleeps again" in block and "start 3 sleeps," not in block
