@@ -28,6 +28,7 @@ import random
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,7 +175,7 @@ def _session(t: Tool, n: int, tag: int, run: int, opts: Options, res: Results, l
     s = Session(t, sleep_services(n, tag), log)
     biggest = n == max(opts.sizes)
     key = f"start/{n}"
-    try:
+    with _one_launch(t, key, f"start {n:5d}:", res, log):
         dt = s.wait_all_up(opts.start_timeout)
         res.add(key, t.name, dt)
         msg = f"{t.name:20s} start {n:5d}: {dt:7.3f}s"
@@ -199,14 +200,6 @@ def _session(t: Tool, n: int, tag: int, run: int, opts: Options, res: Results, l
                 res.notes.setdefault(f"restart/{n}", {})[t.name] = chk
                 msg += f"  ({chk})"
         log(msg)
-    except Failed as e:
-        res.fail(key, t.name, str(e))
-        log(f"{t.name:20s} start {n:5d}: FAILED: {e}")
-    except Exception as e:  # noqa: BLE001 - one tool failing must not end the run
-        res.fail(key, t.name, f"{type(e).__name__}: {e}")
-        log(f"{t.name:20s} start {n:5d}: ERROR\n{traceback.format_exc()}")
-    finally:
-        _stop(t, log)
 
 
 def _warm(t: Tool, n: int, tag: int, opts: Options, res: Results, log: Any) -> None:
@@ -215,7 +208,7 @@ def _warm(t: Tool, n: int, tag: int, opts: Options, res: Results, log: Any) -> N
     ordinary start (they keep nothing of a launch)."""
     s = Session(t, sleep_services(n, tag), log)
     key = f"warm/{n}"
-    try:
+    with _one_launch(t, key, f"warm {n:5d}:", res, log):
         if t.warm_start:
             first = s.wait_all_up(opts.start_timeout)
             _stop(t, log)
@@ -225,19 +218,11 @@ def _warm(t: Tool, n: int, tag: int, opts: Options, res: Results, log: Any) -> N
             dt = s.wait_all_up(opts.start_timeout)
             log(f"{t.name:20s} warm {n:5d}: {dt:7.3f}s (its ordinary start)")
         res.add(key, t.name, dt)
-    except Failed as e:
-        res.fail(key, t.name, str(e))
-        log(f"{t.name:20s} warm {n:5d}: FAILED: {e}")
-    except Exception as e:  # noqa: BLE001 - one tool failing must not end the run
-        res.fail(key, t.name, f"{type(e).__name__}: {e}")
-        log(f"{t.name:20s} warm {n:5d}: ERROR\n{traceback.format_exc()}")
-    finally:
-        _stop(t, log)
 
 
 def _dag(t: Tool, tag: int, opts: Options, res: Results, log: Any) -> None:
     s = Session(t, dag_services(tag), log)
-    try:
+    with _one_launch(t, "dag/span", "dag:", res, log):
         b0 = boottime()
         dt = s.wait_all_up(opts.start_timeout)
         b1 = boottime()
@@ -247,12 +232,20 @@ def _dag(t: Tool, tag: int, opts: Options, res: Results, log: Any) -> None:
             res.add("dag/span", t.name, b1 - first)
         log(f"{t.name:20s} dag: launch -> all up {dt:6.3f}s, first start -> all up "
             f"{(b1 - first) if first else float('nan'):6.3f}s (critical path {DAG_DEPTH * DAG_READY:.3f}s)")
+
+
+@contextlib.contextmanager
+def _one_launch(t: Tool, key: str, what: str, res: Results, log: Any) -> Iterator[None]:
+    """A launch of ``t`` measured under ``key``: a failure is kept in ``res`` and said (``what`` names the
+    scenario in the log), and ``t`` is stopped whatever happens."""
+    try:
+        yield
     except Failed as e:
-        res.fail("dag/span", t.name, str(e))
-        log(f"{t.name:20s} dag: FAILED: {e}")
+        res.fail(key, t.name, str(e))
+        log(f"{t.name:20s} {what} FAILED: {e}")
     except Exception as e:  # noqa: BLE001 - one tool failing must not end the run
-        res.fail("dag/span", t.name, f"{type(e).__name__}: {e}")
-        log(f"{t.name:20s} dag: ERROR\n{traceback.format_exc()}")
+        res.fail(key, t.name, f"{type(e).__name__}: {e}")
+        log(f"{t.name:20s} {what} ERROR\n{traceback.format_exc()}")
     finally:
         _stop(t, log)
 
