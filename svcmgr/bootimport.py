@@ -3,8 +3,9 @@
 svc.startd does not wait for every manifest: SMF's manifest-import is a service
 of its own, and what it imports starts as it arrives. Here the files are read
 first (bytes only), then parsed and imported in parts that double in size (64,
-128, 256... files: each import checks and rebuilds the whole graph, so the parts
-together cost about twice one import), and the event loop turns between parts,
+128, 256... files to parse, with the files taken from their records, below, among
+them: each import checks and rebuilds the whole graph, so the parts together cost
+about twice one import), and the event loop turns between parts,
 so the first services start while later manifests are still parsed. The engine
 keeps from starting what a later manifest could still change
 (``Dependencies.begin_boot_import``): an instance whose own manifest, or whose
@@ -72,6 +73,18 @@ class _Read:
     blob: bytes
     stat: os.stat_result
     hash: str
+    #: its services from the repository when its record says they are what parsing it would give, else None
+    known: list[ServiceSpec] | None = None
+
+
+def _part(ordered: list[_Read], start: int, size: int, first: int) -> list[_Read]:
+    """The files of the part beginning at ``start``: ``size`` files to parse (fewer at the end), with the files
+    taken from their records among them (they cost nothing to read), and at least the ``first`` files."""
+    end, parse = start, 0
+    while end < len(ordered) and (parse < size or end < first):
+        parse += ordered[end].known is None
+        end += 1
+    return ordered[start:end]
 
 
 def _may_declare_dependents(blob: bytes) -> bool:
@@ -114,44 +127,43 @@ async def _import(engine: Engine, paths: list[str], log: logging.Logger, started
         blobs.append(_Read(path, blob, st, digest(blob)))
     records = engine.repo.manifests()
     fmt = format_key()
+    for r in blobs:
+        r.known = _recorded(engine, records.get(r.path), r, fmt)
     first = [b for b in blobs if _may_declare_dependents(b.blob)]
     ordered = first + [b for b in blobs if not _may_declare_dependents(b.blob)]
     seen: dict[str, str] = {}  # service FMRI -> the file of this boot that declared it
     imported: list[ServiceSpec] = []
     fresh: list[tuple[ManifestRecord, list[ServiceSpec]]] = []  # files parsed anew and imported
-    kept = 0  # files taken from their records
     start, size = 0, max(FIRST_PART, len(first))
     while start < len(ordered):
-        part = ordered[start:start + size]
-        start += size
+        part = _part(ordered, start, size, len(first))
+        start += len(part)
         size *= 2
         read: list[File] = []
-        parsed: dict[str, _Read] = {}
         mine: dict[str, str] = {}
-        for n, r in enumerate(part, 1):
-            if n % PARSE_SLICE == 0:
-                await asyncio.sleep(0)  # what runs meanwhile (spawn replies, exits, the starts they allow) goes on
-            rec = records.get(r.path)
-            known = _recorded(engine, rec, r, fmt)
-            if known is None:
-                parsed[r.path] = r
+        n = 0
+        for r in part:
+            if r.known is None:
+                n += 1
+                if n % PARSE_SLICE == 0:
+                    await asyncio.sleep(0)  # what runs meanwhile (spawn replies, exits, the starts they allow) goes on
                 specs = _parse(r.path, r.blob, seen, mine, log)
             else:
-                assert rec is not None
-                kept += 1
-                for w in rec.warnings:
+                for w in records[r.path].warnings:
                     log.warning("%s", w)
-                specs = _accept(known, seen, mine, log)
+                specs = _accept(r.known, seen, mine, log)
             if specs:
                 read.append((r.path, specs))
                 mine.update((str(s.fmri), r.path) for s in specs)
+        by_path = {r.path: r for r in part}
         for path, specs in _import_part(engine, read, log):
             seen.update((str(s.fmri), path) for s in specs)
             imported.extend(specs)
-            if path in parsed:
-                fresh.append((_record(parsed[path], fmt, specs), specs))
+            if by_path[path].known is None:
+                fresh.append((_record(by_path[path], fmt, specs), specs))
         await settle()
         started()
+    kept = sum(1 for r in blobs if r.known is not None)
     _keep_records(engine, fresh, records, {b.path for b in blobs}, log)
     log.info("manifest files: %d parsed, %d unchanged since recorded (taken from the repository)",
              len(blobs) - kept, kept)
