@@ -197,3 +197,32 @@ async def test_close_with_connections_open_ends_them_and_leaves_no_task(tmp_path
     for reader, writer in [*idle, busy]:
         assert await asyncio.wait_for(reader.read(), 2) == b""
         writer.close()
+
+
+async def test_a_result_json_cannot_hold_gets_an_internal_error_and_the_server_goes_on(api):
+    async def circular(caller: Caller, req: dict[str, Any]) -> Any:
+        loop: list[Any] = []
+        loop.append(loop)
+        return loop
+
+    api.register("circular", circular)
+    reply = json.loads(await _ask(api, b'{"op": "circular"}\n'))
+    assert reply["ok"] is False and reply["error"].startswith("internal error: ValueError")
+    assert json.loads(await _ask(api, b'{"op": "ping"}\n'))["result"] == "pong"
+    await _settled(api)
+
+
+async def test_closing_twice_and_a_refused_client_left_open_leave_nothing_held(tmp_path):
+    a = Api(str(tmp_path / "s.sock"), Limits(per_user=1, total=1, privileged=0, idle=30))
+    a.register("ping", _ping)
+    await a.start()
+    held = await _connect(a)
+    refused = await _connect(a)  # over the caps (root's too): refused and closed
+    assert json.loads(await asyncio.wait_for(refused[0].read(), 5))["error"].startswith("too many connections")
+    assert a.refused == 1
+    await a.close()
+    await a.close()
+    assert not a.connections
+    assert await asyncio.wait_for(held[0].read(), 2) == b""
+    for _reader, writer in (held, refused):
+        writer.close()
