@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 
-from bench.harness import Options, run_all
+from bench.harness import Options, default_work_dir, fs_type, run_all
 from bench.peers import TOOLS, make_tools
 from bench.procs import Tracked, reap_orphans, set_subreaper, track_signals
 from bench.report import render, update_file
@@ -48,6 +48,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", default=os.path.join(REPO, "BENCHMARKS.md"))
     p.add_argument("--json", help="also write the raw results to this file")
     p.add_argument("--no-install", action="store_true", help="use the peers found, install nothing")
+    p.add_argument("--work-dir", default=default_work_dir(), metavar="DIR",
+                   help="where each launch's folder is made (default: /dev/shm when it is a tmpfs, as /run is; "
+                        "else the temp folder)")
     p.add_argument("--compare", metavar="REV", help="also run svcmgr as of this git revision (before/after)")
     return p.parse_args(argv)
 
@@ -103,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         svcmgr_bin = os.path.join(REPO, ".venv", "bin")
     set_subreaper()
     track_signals()
-    work = tempfile.mkdtemp(prefix="svcbench-")
+    work = tempfile.mkdtemp(prefix="svcbench-", dir=args.work_dir)
     compare = export_revision(args.compare) if args.compare else None
     compile_packages(REPO, compare)
     tools = make_tools(work, svcmgr_bin, os.path.join(VENV, "bin"), [t.strip() for t in args.tools.split(",")],
@@ -114,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         res = run_all(tools, opts, log)
+        res.machine["work"] = f"{args.work_dir or tempfile.gettempdir()} ({fs_type(work)})"
     except KeyboardInterrupt:
         print("bench: interrupted; ending every process it started", file=sys.stderr)
         return 130

@@ -84,7 +84,8 @@ def render(res: Results, command: str) -> str:
     out = [BEGIN, "",
            f"Measured {m['date']} on {m['cores']} cores ({m['cpu']}), {m['memory_mib']:,} MiB, "
            f"Python {m['python']}, Linux {m['kernel']}, load average {m.get('load', '?')} before and "
-           f"{m.get('load_after', '?')} after (the machine is shared); one run of `{command}` "
+           f"{m.get('load_after', '?')} after (the machine is shared); each launch's folder in "
+           f"{m.get('work', 'the temp folder')}; one run of `{command}` "
            f"({res.options['runs']} runs, each tool in turn, the order rotating and reversing, the machine "
            "left to go quiet after each stop).", "",
            "Tools: " + "; ".join(f"{n} {v}".strip() if not v.startswith(n) else v for n, v in res.tools.items())

@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 sys.path.insert(0, REPO)
 
 from bench import harness  # noqa: E402
-from bench.harness import Options, Results, run_all, run_order  # noqa: E402
+from bench.harness import Options, Results, default_work_dir, fs_type, run_all, run_order  # noqa: E402
 from bench.procs import spawn  # noqa: E402
 from bench.report import BEGIN, END, render, update_file  # noqa: E402
 from bench.scenarios import dag_services, percentile  # noqa: E402
@@ -175,3 +175,18 @@ def test_the_warm_start_launches_svcmgr_again_on_what_its_first_launch_left(tmp_
     assert sorted(res.values) == ["warm/3"] and sorted(res.values["warm/3"]) == ["s6", "svcmgr"]
     block = render(res, "python -m bench --scenarios warm")
     assert "start 3 sleeps again" in block and "start 3 sleeps," not in block
+
+
+def test_fs_type_names_the_mount_a_path_is_on_and_the_work_dir_is_a_tmpfs_or_the_default(tmp_path):
+    with open("/proc/self/mounts") as f:
+        mounts = {line.split()[1]: line.split()[2] for line in f}
+    assert fs_type("/proc/self") == mounts["/proc"]
+    assert fs_type(str(tmp_path)) in set(mounts.values())
+    work = default_work_dir()
+    assert work is None or fs_type(work) == "tmpfs"
+
+
+def test_render_says_where_the_launches_folders_were(tmp_path):
+    res = Results(machine={"date": "d", "cores": 2, "cpu": "c", "memory_mib": 1, "python": "3", "kernel": "k",
+                           "work": "/dev/shm (tmpfs)"}, options={"runs": 1})
+    assert "each launch's folder in /dev/shm (tmpfs)" in render(res, "make bench")
