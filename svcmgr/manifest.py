@@ -23,6 +23,7 @@ from svcmgr import fmri as fmri_mod
 from svcmgr.schema import FieldError, FieldErrors
 from svcmgr.schema import Reader as _Reader
 from svcmgr.sections import (
+    CONTEXT_KEYS,
     read_authorizations,
     read_context,
     read_dependency,
@@ -33,7 +34,6 @@ from svcmgr.sections import (
     read_readiness,
     read_restart,
 )
-from svcmgr.security import KEYS as SECURITY_KEYS
 from svcmgr.security import NO_RESOURCES, read_resources
 from svcmgr.security import check as check_security
 from svcmgr.smfxml import section as smf_section
@@ -61,7 +61,7 @@ def _instance(r: _Reader, name: str, base_dir: str | None, spec_restart: Restart
     description = r.str("description")
     duration = r.str("duration", None, choices=DURATIONS)
     ctx = None
-    if any(r.has(k) for k in ("user", "group", "working_directory", "environment", *SECURITY_KEYS)):
+    if not CONTEXT_KEYS.isdisjoint(r.data):
         ctx = read_context(r, base_dir)
     methods = read_methods(r.table("methods"), base_dir)
     deps = tuple(d for d in (read_dependency(t, "dependency") for t in r.tables("dependencies")) if d)

@@ -17,6 +17,7 @@ from svcmgr.events import ereport_owner
 from svcmgr.schema import MISSING as _Sentinel
 from svcmgr.schema import Reader as _Reader
 from svcmgr.schema import typename as _typename
+from svcmgr.security import KEYS as SECURITY_KEYS
 from svcmgr.security import read_security
 from svcmgr.spec import (
     DEFAULT_TIMEOUT,
@@ -42,8 +43,8 @@ from svcmgr.spec import (
     property_type,
 )
 
-__all__ = ["USER_RE", "read_authorizations", "read_context", "read_dependency", "read_health", "read_log",
-           "read_methods", "read_properties", "read_readiness", "read_restart"]
+__all__ = ["CONTEXT_KEYS", "USER_RE", "read_authorizations", "read_context", "read_dependency", "read_health",
+           "read_log", "read_methods", "read_properties", "read_readiness", "read_restart"]
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*\Z")
 _PG_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.,+-]*\Z")
@@ -51,6 +52,8 @@ USER_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_.-]*\$?|\d+)\Z")
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 _HOSTPORT_RE = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})\Z")
 _TOKEN_RE = re.compile(r"%(\{[A-Za-z0-9_.,+-]+/[A-Za-z0-9_.,+-]+\}|[rmsif%])")
+#: The fields of a context table (a method's, an instance's, the service's own).
+CONTEXT_KEYS = frozenset(("user", "group", "working_directory", "environment", *SECURITY_KEYS))
 
 
 
@@ -73,6 +76,8 @@ def _method(r: _Reader, base_dir: str | None) -> Method | None:
 
 
 def read_context(r: _Reader, base_dir: str | None) -> Context:
+    if CONTEXT_KEYS.isdisjoint(r.data):
+        return Context()  # what the fields below give when none of them is set
     user = r.str("user", pattern=USER_RE)
     group = r.str("group", pattern=USER_RE)
     wd = r.str("working_directory")

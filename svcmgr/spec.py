@@ -79,9 +79,10 @@ class Context:
 
     def over(self, under: Context) -> Context:
         """This context's values where set, else ``under``'s; environments and security merged."""
+        security = under.security if self.security is NO_SECURITY else merge(self.security, under.security)
         return Context(self.user or under.user, self.group or under.group,
                        self.working_directory or under.working_directory,
-                       {**under.environment, **self.environment}, merge(self.security, under.security))
+                       {**under.environment, **self.environment}, security)
 
 
 @dataclass(frozen=True, slots=True)

@@ -207,3 +207,25 @@ def test_milestones_need_no_methods():
     (s,) = load('name = "milestone/demo"\ntype = "milestone"')
     cfg = resolve_instance(s, "default")
     assert cfg.duration == "transient" and cfg.methods["start"].exec.kind == "true"
+
+
+def test_a_context_with_no_field_set_reads_as_the_empty_one() -> None:
+    """read_context skips its fields when the table sets none of them (most methods): the same Context as
+    reading each; and a context with no security of its own keeps the one beneath it as merge would."""
+    from svcmgr.schema import Reader
+    from svcmgr.sections import CONTEXT_KEYS, read_context
+    from svcmgr.security import NO_SECURITY, Security, merge
+    from svcmgr.spec import Context
+
+    for data in ({}, {"exec": ["true"], "timeout": "5s"}):
+        errors: list = []
+        assert read_context(Reader("m.toml", errors, dict(data), "methods.start"), "/etc") == Context()
+        assert not errors
+    # the slow path, forced by one field set to what it defaults to, gives the same values
+    errors = []
+    slow = read_context(Reader("m.toml", errors, {"environment": {}}, ""), "/etc")
+    assert slow == Context() and slow.security == NO_SECURITY and not errors
+    assert {"user", "group", "working_directory", "environment", "umask", "rlimits"} <= CONTEXT_KEYS
+    under = Context("u", "g", "/w", {"A": "1"}, Security(privileges="basic", umask=0o22))
+    assert Context().over(under) == Context("u", "g", "/w", {"A": "1"}, merge(NO_SECURITY, under.security))
+    assert Context().over(under).security is under.security
