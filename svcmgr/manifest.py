@@ -34,7 +34,7 @@ from svcmgr.sections import (
     read_readiness,
     read_restart,
 )
-from svcmgr.security import NO_RESOURCES, read_resources
+from svcmgr.security import NO_RESOURCES, NO_SECURITY, read_resources
 from svcmgr.security import check as check_security
 from svcmgr.smfxml import section as smf_section
 from svcmgr.spec import (
@@ -207,9 +207,22 @@ def parse_service(data: Any, source: str = "", *, base_dir: str | None = None, f
     return replace(spec, warnings=tuple(warnings)) if warnings else spec
 
 
+def _sets_security(spec: ServiceSpec) -> bool:
+    """Whether a context of the spec (the service's, an instance's, a method's) sets a security field; if
+    none does, every method's merged context has the empty security, which ``check_security`` passes."""
+    contexts = [spec.context, *(m.context for m in spec.methods.values())]
+    for o in spec.instances.values():
+        if o.context is not None:
+            contexts.append(o.context)
+        contexts.extend(m.context for m in o.methods.values())
+    return any(c.security != NO_SECURITY for c in contexts)
+
+
 def _check_contexts(spec: ServiceSpec, errors: list[ManifestError]) -> list[str]:
     """Each method's merged context, checked as it will run (privileges within limit_privileges)."""
     warnings: list[str] = []
+    if not _sets_security(spec):
+        return warnings
     for name in spec.instances:
         cfg = resolve_instance(spec, name)
         for mname in sorted(cfg.methods):

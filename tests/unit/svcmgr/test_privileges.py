@@ -166,3 +166,23 @@ def test_limits_a_daemon_cannot_apply_are_refused_with_the_reason() -> None:
     assert off.refusals(Resources()) == []
     with pytest.raises(OSError, match="memory: svcmgrd runs without cgroups"):
         off.create("x.1", Resources(memory=64 << 20), None)
+
+
+_GRANT = {"privileges": "basic,net_rawaccess"}
+
+
+@pytest.mark.parametrize("instance", [
+    {},  # the grant in the service's start method, below
+    {"methods": {"start": {"exec": ["true"], **_GRANT}}},  # in the instance's own start method
+    _GRANT,  # in the instance's context
+])
+def test_a_grant_outside_a_limit_set_at_another_level_is_refused(instance: dict[str, object]) -> None:
+    """The merged context of each method is checked, whichever level (service, instance, method) sets the
+    grant: a manifest whose only security field is deep in an instance is checked too."""
+    start = {"exec": ["true"], **({} if instance else _GRANT)}
+    data: dict[str, object] = {"name": "site/x", "limit_privileges": "basic,net_privaddr",
+                               "methods": {"start": start}, "instances": {"a": instance}}
+    with pytest.raises(ManifestErrors, match="svc:/site/x:a start method: grants CAP_NET_RAW"):
+        parse_service(data, "/m/x.toml")
+    del data["limit_privileges"]
+    assert parse_service(data, "/m/x.toml").instances["a"]  # without the limit, the grant stands
