@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import signal
@@ -164,7 +165,9 @@ def _can_move_self(probe: str, home: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=4096)
 def _escape(name: str) -> str:
+    """``name`` as a cgroup's name (kept per name: an instance's contracts all take the same)."""
     return "".join(c if c.isalnum() or c in "-_.:" else "-" for c in name)
 
 

@@ -59,6 +59,9 @@ from svcmgr.process import Child, ExitStatus
 from svcmgr.spawn import MAX_REQUEST, candidates_for
 from svcmgr.spawnhelper import EXIT
 
+#: what ``os.fsencode`` encodes a str with
+_FS_ENCODING = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
+
 if TYPE_CHECKING:
     from svcmgr.reaper import Reaper
 
@@ -258,7 +261,8 @@ class ForkServer:
         if self._sock is None or self._loop is None:
             raise HelperUnavailable(self.why_not or "no spawn helper")
         args = [os.fsencode(a) for a in argv]
-        envb = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
+        enc, errors = _FS_ENCODING  # os.fsencode's own encoding, without its call per key and value
+        envb = {k.encode(enc, errors): v.encode(enc, errors) for k, v in env.items()}
         path = os.fsencode(env.get("PATH", os.defpath))
         number = next(self._numbers)
         req = marshal.dumps(("spawn", number, args, envb, candidates_for(args[0], path), os.fsencode(cwd),

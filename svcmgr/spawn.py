@@ -24,6 +24,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import functools
 import os
 import signal
 import struct
@@ -52,11 +53,18 @@ def clone3(syscall: Callable[..., int], flags: int, exit_signal: int, cgroup: in
     return pid if pid >= 0 else -(ctypes.get_errno() or errno.EINVAL)
 
 
+@functools.lru_cache(maxsize=64)
+def _path_prefixes(path: bytes) -> tuple[bytes, ...]:
+    """Each directory of ``path`` as ``os.path.join`` would put it before a relative name (one PATH's
+    split and joins made once, not at every spawn: a daemon has few PATHs)."""
+    return tuple(os.path.join(d or b".", b"") for d in path.split(b":"))
+
+
 def candidates_for(program: bytes, path: bytes) -> list[bytes]:
     """Where execvp would look for ``program`` along ``path`` (a colon-separated PATH)."""
     if b"/" in program:
         return [program]
-    return [os.path.join(d or b".", program) for d in path.split(b":")]
+    return [d + program for d in _path_prefixes(path)]
 
 
 class CloneSpawner:
