@@ -64,6 +64,11 @@ class MethodContext:
         for k in ("LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV"):
             if k in os.environ:
                 self.base_env[k] = os.environ[k]
+        #: a method run with no user's: the daemon's own, taken at start like ``base_env``
+        self.own_user = {k: os.environ[k] for k in ("HOME", "USER", "LOGNAME") if k in os.environ}
+        #: what follows SMF_FMRI and SMF_METHOD in every method's environment (the same for all)
+        self.fixed_env = {"SMF_RESTARTER": RESTARTER_FMRI, "SVCMGR_RUN_DIR": paths.run,
+                          "SVCMGR_LIB_DIR": paths.lib, "SVCMGR_LOG_DIR": paths.log}
 
     def env(self, cfg: InstanceConfig, method: str, user: Credentials, marker: str | None) -> dict[str, str]:
         """The environment of ``method``; ``marker`` names the contract it runs in (None for a probe)."""
@@ -72,12 +77,10 @@ class MethodContext:
         if user.name:
             env.update({"USER": user.name, "LOGNAME": user.name, "HOME": user.home or "/"})
         else:
-            for k in ("HOME", "USER", "LOGNAME"):
-                if k in os.environ:
-                    env[k] = os.environ[k]
-        env.update({"SMF_FMRI": str(cfg.fmri), "SMF_METHOD": method, "SMF_RESTARTER": RESTARTER_FMRI,
-                    "SVCMGR_RUN_DIR": self.paths.run, "SVCMGR_LIB_DIR": self.paths.lib,
-                    "SVCMGR_LOG_DIR": self.paths.log})
+            env.update(self.own_user)
+        env["SMF_FMRI"] = str(cfg.fmri)
+        env["SMF_METHOD"] = method
+        env.update(self.fixed_env)
         if marker is not None:
             env["SVCMGR_CONTRACT"] = marker
         if cfg.readiness.kind == "notify" and method == "start":
