@@ -163,6 +163,11 @@ def start_node(d: Any, *args: str, wait: bool = True) -> Any:
     return d
 
 
+def wait_metrics(d: Any) -> None:
+    """Wait until the daemon ``d`` serves /metrics: its component listens after the control socket answers."""
+    wait_for(lambda: d.call("metrics")["address"], 15, f"/metrics to listen (log: {d.log_text()[-2000:]})")
+
+
 def write_config(d: Any, text: str) -> Path:
     p = d.root / "node.toml"
     p.write_text(text)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from export_helpers import SLEEP_MANIFEST, free_port, mqtt_status, start_node, wait_for
+from export_helpers import SLEEP_MANIFEST, free_port, mqtt_status, start_node, wait_for, wait_metrics
 
 BROKEN = """
 name = "site/broken"
@@ -79,6 +79,7 @@ def node(svcmgrd, mosquitto):
     d.manifest("blink.toml", BLINK)
     port = free_port()
     start_node(d, "--node", "m1", "--mqtt", broker.url, "--metrics", f"127.0.0.1:{port}")
+    wait_metrics(d)
     d.wait_state("svc:/site/a:default", "online")
     d.wait_state("svc:/site/broken:default", "maintenance")
     wait_for(lambda: mqtt_status(d)["connected"], 15, "connected")
@@ -150,6 +151,7 @@ def test_outbox_depth_grows_while_the_broker_is_away(svcmgrd, mosquitto):
     d.manifest("a.toml", SLEEP_MANIFEST.format(name="site/a"))
     port = free_port()
     start_node(d, "--node", "m2", "--mqtt", broker.url, "--metrics", f"127.0.0.1:{port}")
+    wait_metrics(d)
     d.wait_state("svc:/site/a:default", "online")
     wait_for(lambda: value(scrape(port), "svcmgr_mqtt_connected") == 1, 15, "connected")
     broker.stop()
@@ -174,6 +176,7 @@ def test_bad_http_requests_are_answered_and_survived(svcmgrd):
     d = svcmgrd()
     port = free_port()
     start_node(d, "--node", "m3", "--metrics", f"127.0.0.1:{port}")
+    wait_metrics(d)
     assert _raw(port, b"garbage\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     assert _raw(port, b"GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     assert _raw(port, b"GET /metrics").startswith(b"HTTP/1.1 400 ")  # the client hung up mid-request
@@ -214,6 +217,7 @@ def test_labels_stay_bounded_whatever_the_events_say(svcmgrd):
     d = svcmgrd()
     port = free_port()
     start_node(d, "--node", "m5", "--metrics", f"127.0.0.1:{port}")
+    wait_metrics(d)
     for i in range(230):
         d.call("test.emit", **{"class": f"ereport.flood.c{i}"})
     # VRRP events that do not fit the contract are ignored, not turned into series
