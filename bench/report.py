@@ -115,7 +115,7 @@ def render(res: Results, command: str) -> str:
                        f"{_fmt(max(vals), unit)} | {ratio} |")
         for tool, why in res.errors.get(key, {}).items():
             out.append(f"| {title} | {tool} | 0 | failed: {why} | | | |")
-    marg = [f"{tool} {k:.0f} KiB" for tool in res.values.get("memory/500", {})
+    marg = [f"{tool} {k:.1f} KiB" for tool in res.values.get("memory/500", {})
             if (k := _marginal(res, tool)) is not None]
     if marg:
         out += ["", "Marginal memory per service (peak RSS at 1,000 minus at 500, over 500): " + "; ".join(marg) + "."]
@@ -186,7 +186,7 @@ def targets(res: Results) -> list[tuple[str, str, str]]:
 
     def marginal(tool: str) -> str:
         k = _marginal(res, tool)
-        return "not measured" if k is None else verdict(k <= 15, f"{k:.0f} KiB")
+        return "not measured" if k is None else verdict(k <= 15, f"{k:.1f} KiB")
 
     rows.append(("marginal memory per service ≤ 15 KiB", *both(marginal)))
 
