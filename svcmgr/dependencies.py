@@ -200,14 +200,10 @@ class Dependencies:
 
     def exclude_dependents(self, inst: Instance) -> None:
         """``inst`` came up: stop its ``exclude_all`` dependents that are running or starting, in the order of
-        ``Graph.dependents_of``. Most instances have none: their edges are looked at first, unsorted."""
-        pred = self.graph.g.pred
-        if inst.fmri not in pred or not any(d.grouping == "exclude_all"
-                                           for edge in pred[inst.fmri].values() for d in edge["deps"]):
-            return
-        for dep_fmri, d in self.graph.dependents_of(inst.fmri):
+        ``Graph.dependents_of`` (which sorts only those: most instances have none)."""
+        for dep_fmri, _d in self.graph.dependents_of(inst.fmri, grouping="exclude_all"):
             dep = self.instances.get(dep_fmri)
-            if dep is not None and d.grouping == "exclude_all" and dep.phase in ACTIVE:
+            if dep is not None and dep.phase in ACTIVE:
                 dep.history.reset()  # STOP_RESET
                 self.dispatch(dep, Ev.DEPS_LOST, f"Excluded by {inst.fmri}, which is running.")
 

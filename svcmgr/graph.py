@@ -148,14 +148,16 @@ class Graph:
     def dependencies_of(self, fmri: str) -> list[str]:
         return sorted(self.g.successors(fmri)) if fmri in self.g else []
 
-    def dependents_of(self, fmri: str) -> list[tuple[str, Dependency]]:
-        """Direct dependents, each with the dependency through which it depends on ``fmri``."""
+    def dependents_of(self, fmri: str, *, grouping: str | None = None) -> list[tuple[str, Dependency]]:
+        """Direct dependents, each with the dependency through which it depends on ``fmri`` (only those of
+        ``grouping`` when it is given), sorted."""
         if fmri not in self.g:
             return []
         out = []
         for p in self.g.predecessors(fmri):
             for d in self.g[p][fmri]["deps"]:
-                out.append((p, d))
+                if grouping is None or d.grouping == grouping:
+                    out.append((p, d))
         return sorted(out, key=lambda x: (x[0], x[1].name))
 
     def all_dependents(self, fmri: str, *, groupings: Iterable[str] | None = None) -> set[str]:
