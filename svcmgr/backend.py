@@ -31,6 +31,8 @@ __all__ = ["Backend", "detect_backend"]
 
 #: Seconds a clean exit waits, at most, for the processes it found left in its groups to end.
 STRAY_WAIT = 2.0
+#: Seconds a clean exit waits, at most, for its busy groups to empty before it calls what is in them strays.
+ENDING_WAIT = 0.5
 
 log = logging.getLogger("svcmgr.backend")
 
@@ -99,8 +101,9 @@ class Backend:
 
     def close(self, *, groups: bool = True) -> None:
         """Remove this daemon's group of groups on a clean exit. With ``groups`` (every instance stopped), first
-        each group in it, deepest first: a process still in one is a stray, killed and logged, and its group
-        removed once empty (at most ``STRAY_WAIT`` seconds in all). Without, a next daemon adopts them."""
+        each group in it, deepest first: a process still in one after ``ENDING_WAIT`` seconds is a stray, killed
+        and logged, and its group removed once empty (at most ``STRAY_WAIT`` seconds more). Without, a next
+        daemon adopts them."""
         if self.kind == "cgroup" and self.base:
             if groups:
                 _remove_groups(self.base)
@@ -122,23 +125,33 @@ class Backend:
 
 
 def _remove_groups(base: str) -> None:
+    """Remove every group under ``base``, deepest first. A group still busy gets ``ENDING_WAIT`` seconds
+    first: a process killed by its own start (one cut short by the stop, whose child came after) may not
+    have been scheduled to exit yet. What is still in a group after that is a stray: killed and logged,
+    and the group removed once empty (at most ``STRAY_WAIT`` seconds more)."""
+    busy = _rmdir_all([here for here, _dirs, _files in os.walk(base, topdown=False) if here != base],
+                      ENDING_WAIT)
+    for here in busy:
+        stray = Contract(0, "cgroup", "", cgroup=here)
+        procs = sorted(stray.scan())
+        if procs:
+            log.warning("killing %d process(es) left in %s as svcmgrd stops: %s", len(procs), here,
+                        " ".join(map(str, procs[:16])))
+            stray.signal(signal.SIGKILL)
+    _rmdir_all(busy, STRAY_WAIT)
+
+
+def _rmdir_all(paths: list[str], wait: float) -> list[str]:
+    """Remove each directory in order, trying the busy ones again for at most ``wait`` seconds; those still
+    busy then, in order. One that is gone or cannot be removed for another reason is let be."""
     busy = []
-    for here, _dirs, _files in os.walk(base, topdown=False):
-        if here == base:
-            continue
+    for here in paths:
         try:
             os.rmdir(here)
         except OSError as e:
-            if e.errno != errno.EBUSY:
-                continue
-            stray = Contract(0, "cgroup", "", cgroup=here)
-            procs = sorted(stray.scan())
-            if procs:
-                log.warning("killing %d process(es) left in %s as svcmgrd stops: %s", len(procs), here,
-                            " ".join(map(str, procs[:16])))
-                stray.signal(signal.SIGKILL)
-            busy.append(here)
-    deadline = time.monotonic() + STRAY_WAIT
+            if e.errno == errno.EBUSY:
+                busy.append(here)
+    deadline = time.monotonic() + wait
     while busy and time.monotonic() < deadline:
         time.sleep(0.01)
         for here in list(busy):
@@ -148,6 +161,7 @@ def _remove_groups(base: str) -> None:
                 if e.errno == errno.EBUSY:
                     continue
             busy.remove(here)
+    return busy
 
 
 def _can_move_self(probe: str, home: str) -> bool:
