@@ -23,6 +23,7 @@ from svcmgr.eventclasses import SVC_IMPORTED, SVC_REFRESHED, state_class
 from svcmgr.graph import Graph, find_cycles
 from svcmgr.machine import Ev, Phase
 from svcmgr.manifest import ManifestError, ManifestErrors, parse_service
+from svcmgr.repository import normal_text
 from svcmgr.services import EngineError
 from svcmgr.spec import InstanceConfig, ServiceSpec, resolve_instance
 
@@ -158,10 +159,12 @@ class Catalog:
     def check_import(self, specs: list[ServiceSpec], existing: Mapping[str, ServiceSpec] | None = None) -> list[str]:
         """Refuse duplicates and cycles among these specs and what is already imported (``existing``: a
         copy of the imported specs, so that the check may run in another thread); return warnings."""
-        return _missing(specs, Graph(self._check(specs, existing)))
+        return _missing(specs, Graph(self._check(specs, existing)[0]))
 
-    def _check(self, specs: list[ServiceSpec], existing: Mapping[str, ServiceSpec] | None) -> dict[str, InstanceConfig]:
-        """``check_import``'s refusals (ManifestErrors); the configuration of every instance once imported."""
+    def _check(self, specs: list[ServiceSpec], existing: Mapping[str, ServiceSpec] | None
+               ) -> tuple[dict[str, InstanceConfig], list[list[InstanceConfig]]]:
+        """``check_import``'s refusals (ManifestErrors); the configuration of every instance once imported,
+        and each spec's instances' (in ``specs``' order), resolved once for the check and the import."""
         errors: list[ManifestError] = []
         seen: dict[str, str] = {}
         for s in specs:
@@ -169,8 +172,8 @@ class Catalog:
             if f in seen:
                 errors.append(ManifestError(s.source, "name", f"{f} is also declared in {seen[f]}"))
             seen[f] = s.source
-        resolved = [(s, [resolve_instance(s, n) for n in s.instances]) for s in specs]
-        for s, cfgs in resolved:
+        resolved = [[resolve_instance(s, n) for n in s.instances] for s in specs]
+        for s, cfgs in zip(specs, resolved, strict=True):
             for cfg in cfgs:
                 errors.extend(ManifestError(s.source, f"resources.{key}", f"{cfg.fmri}: {why}")
                               for key, why in self.restarter.refusals(cfg))
@@ -178,8 +181,8 @@ class Catalog:
             raise ManifestErrors(errors)
         merged = {f: sp for f, sp in (self.specs if existing is None else existing).items() if f not in seen}
         configs = {str(c.fmri): c for sp in merged.values() for c in
-                   (resolve_instance(sp, n) for n in sp.instances)}
-        configs.update((str(c.fmri), c) for _, cfgs in resolved for c in cfgs)
+                   (self._resolved(sp, n, existing is None) for n in sp.instances)}
+        configs.update((str(c.fmri), c) for cfgs in resolved for c in cfgs)
         cycles = find_cycles(configs)
         if cycles:
             by_fmri = {str(s.fmri): s.source for s in specs}
@@ -188,7 +191,19 @@ class Catalog:
                             if str(fmri_mod.parse(c).service_fmri) in by_fmri), "")
                 errors.append(ManifestError(src, "dependencies", "dependency cycle: " + " -> ".join(cyc)))
             raise ManifestErrors(errors)
-        return configs
+        return configs, resolved
+
+    def _resolved(self, spec: ServiceSpec, name: str, mine: bool) -> InstanceConfig:
+        """``resolve_instance(spec, name)``: an imported instance's configuration when it was resolved from
+        this very spec (``mine``: ``spec`` is one of ``self.specs``, read in the loop's thread), as every
+        instance's is (``_apply_spec``, ``new_instance``); a spec is immutable and its resolving pure, so
+        that is the same configuration. Each part of a boot's import checked every instance imported
+        before it again, resolving each anew."""
+        if mine:
+            inst = self.instances.get(str(spec.fmri.with_instance(name)))
+            if inst is not None and inst.config.spec is spec:
+                return inst.config
+        return resolve_instance(spec, name)
 
     def missing_dependencies(self, specs: Iterable[ServiceSpec]) -> list[str]:
         """A warning for each dependency of these imported specs that names what is not imported."""
@@ -196,32 +211,36 @@ class Catalog:
 
     def import_specs(self, specs: list[ServiceSpec], formats: list[str]) -> list[str]:
         """Store and apply specs, all or nothing; return warnings."""
-        self._check(specs, None)
-        changed = []  # (spec, its FMRI, format, its normal form)
-        for s, fmt in zip(specs, formats, strict=True):
+        _configs, resolved = self._check(specs, None)
+        changed = []  # (spec, its FMRI, format, its normal form, its instances' configuration)
+        for s, fmt, cfgs in zip(specs, formats, resolved, strict=True):
             f, data = str(s.fmri), s.to_dict()
             if f not in self.specs or self.editing.get(f) != data or self.specs[f].to_dict() != data:
-                changed.append((s, f, fmt, data))
-        self.repo.import_services([(f, s.source, fmt, data) for s, f, fmt, data in changed])
-        self.snapshots.imported((f, data) for _, f, _, data in changed)
-        for s, f, fmt, _data in changed:
-            self.editing[f] = s.to_dict()
+                changed.append((s, f, fmt, data, cfgs))
+        stored = [(f, s.source, fmt, normal_text(data)) for s, f, fmt, data, _ in changed]  # each text once
+        self.repo.import_normal(stored)
+        self.snapshots.imported((f, text) for f, _, _, text in stored)
+        for s, f, fmt, data, cfgs in changed:
+            self.editing[f] = data  # a copy of its own (``to_dict``), as the repository's editing copy is
             self.sources[f] = (s.source, fmt)
-            self._apply_spec(s)
+            self._apply_spec(s, configs=cfgs)
         self.rebuild_graph()
         self.boot_imported(str(s.fmri) for s in specs)
         self.mark_dirty(self.instances)
         self.bus.emit(SVC_IMPORTED, "", services=[str(s.fmri) for s in specs])
         return self.missing_dependencies(specs)  # the graph now holds what check_import's would
 
-    def _apply_spec(self, spec: ServiceSpec, refreshing: set[str] | None = None) -> None:
+    def _apply_spec(self, spec: ServiceSpec, refreshing: set[str] | None = None,
+                    configs: list[InstanceConfig] | None = None) -> None:
         """Apply a service's configuration; its running instances (those in ``refreshing`` when given: a
-        refresh names instances) are refreshed, which restarts their restart_on=refresh dependents."""
+        refresh names instances) are refreshed, which restarts their restart_on=refresh dependents.
+        ``configs``: its instances' configuration, when the caller has resolved them already (in order)."""
         f = str(spec.fmri)
         old = self.specs.get(f)
         self.specs[f] = spec
-        for name in spec.instances:
-            cfg = resolve_instance(spec, name)
+        if configs is None:
+            configs = [resolve_instance(spec, name) for name in spec.instances]
+        for cfg in configs:
             inst = self.instances.get(str(cfg.fmri))
             if inst is None:
                 self.new_instance(cfg)

@@ -228,16 +228,19 @@ class Repository:
         An import sets both the editing copy and the running snapshot, as
         ``svccfg import`` refreshes what it imports.
         """
+        self.import_normal([(fmri, source, fmt, normal_text(data)) for fmri, source, fmt, data in items])
+
+    def import_normal(self, items: list[tuple[str, str, str, str]]) -> None:
+        """``import_services`` of manifests already in their stored text (``normal_text``): an import that
+        also takes their snapshots writes each text once."""
         now = time.time()
         with self._operator() as c:
-            for fmri, source, fmt, data in items:
-                blob = normal_text(data)
-                c.execute(
-                    "INSERT INTO services(fmri, source, format, editing, running, imported, refreshed) "
-                    "VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(fmri) DO UPDATE SET source=excluded.source, "
-                    "format=excluded.format, editing=excluded.editing, running=excluded.running, "
-                    "imported=excluded.imported, refreshed=excluded.refreshed",
-                    (fmri, source, fmt, blob, blob, now, now))
+            c.executemany(
+                "INSERT INTO services(fmri, source, format, editing, running, imported, refreshed) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(fmri) DO UPDATE SET source=excluded.source, "
+                "format=excluded.format, editing=excluded.editing, running=excluded.running, "
+                "imported=excluded.imported, refreshed=excluded.refreshed",
+                [(fmri, source, fmt, text, text, now, now) for fmri, source, fmt, text in items])
 
     def set_editing(self, fmri: str, data: dict[str, Any]) -> None:
         with self._operator() as c:

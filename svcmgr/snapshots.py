@@ -42,11 +42,12 @@ class Snapshots:
         self.connection = connection
         connection.executescript(SCHEMA)
 
-    def imported(self, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        """An import stored these (service, data): their snapshots in one transaction (a boot imports
-        hundreds of services at once, and a transaction is a write of the log each)."""
+    def imported(self, items: Iterable[tuple[str, str]]) -> None:
+        """An import stored these (service, its manifest's normal text: ``repository.normal_text``, the text
+        ``take`` stores): their snapshots in one transaction (a boot imports hundreds of services at once,
+        and a transaction is a write of the log each)."""
         now = time.time()
-        rows = [(service, json.dumps(data, sort_keys=True), now) for service, data in items]
+        rows = [(service, text, now) for service, text in items]
         if not rows:
             return
         with transaction(self.connection) as c:
