@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from svcmgr import fmri as fmri_mod
 from svcmgr.eventclasses import SVC_IMPORTED, SVC_REFRESHED, state_class
-from svcmgr.graph import Graph, find_cycles
+from svcmgr.graph import Graph, find_cycles, services_named
 from svcmgr.machine import Ev, Phase
 from svcmgr.manifest import ManifestError, ManifestErrors, parse_service
 from svcmgr.repository import normal_text
@@ -159,12 +159,18 @@ class Catalog:
     def check_import(self, specs: list[ServiceSpec], existing: Mapping[str, ServiceSpec] | None = None) -> list[str]:
         """Refuse duplicates and cycles among these specs and what is already imported (``existing``: a
         copy of the imported specs, so that the check may run in another thread); return warnings."""
-        return _missing(specs, Graph(self._check(specs, existing)[0]))
+        resolved, configs = self._check(specs, existing)
+        return _missing(specs, Graph(self._configs(specs, resolved, existing) if configs is None else configs))
+
+    #: The specs (service FMRI -> spec) of the last check in the loop's thread that found no cycle (read by
+    #: ``_cycle_free``; replaced, never changed).
+    _acyclic: Mapping[str, ServiceSpec] = {}
 
     def _check(self, specs: list[ServiceSpec], existing: Mapping[str, ServiceSpec] | None
-               ) -> tuple[dict[str, InstanceConfig], list[list[InstanceConfig]]]:
-        """``check_import``'s refusals (ManifestErrors); the configuration of every instance once imported,
-        and each spec's instances' (in ``specs``' order), resolved once for the check and the import."""
+               ) -> tuple[list[list[InstanceConfig]], dict[str, InstanceConfig] | None]:
+        """``check_import``'s refusals (ManifestErrors); each spec's instances' configuration (in ``specs``'
+        order), resolved once for the check and the import, and every instance's once imported when the
+        check needed them (``_configs``), else None."""
         errors: list[ManifestError] = []
         seen: dict[str, str] = {}
         for s in specs:
@@ -179,19 +185,52 @@ class Catalog:
                               for key, why in self.restarter.refusals(cfg))
         if errors:
             raise ManifestErrors(errors)
-        merged = {f: sp for f, sp in (self.specs if existing is None else existing).items() if f not in seen}
-        configs = {str(c.fmri): c for sp in merged.values() for c in
-                   (self._resolved(sp, n, existing is None) for n in sp.instances)}
+        configs = None
+        if existing is None or not self._cycle_free(specs, resolved):
+            configs = self._configs(specs, resolved, existing)
+            cycles = find_cycles(configs)
+            if cycles:
+                by_fmri = {str(s.fmri): s.source for s in specs}
+                for cyc in cycles:
+                    src = next((by_fmri[str(fmri_mod.parse(c).service_fmri)] for c in cyc
+                                if str(fmri_mod.parse(c).service_fmri) in by_fmri), "")
+                    errors.append(ManifestError(src, "dependencies", "dependency cycle: " + " -> ".join(cyc)))
+                raise ManifestErrors(errors)
+        if existing is None:
+            self._acyclic = {**self.specs, **{str(s.fmri): s for s in specs}}
+        return resolved, configs
+
+    def _configs(self, specs: list[ServiceSpec], resolved: list[list[InstanceConfig]],
+                 existing: Mapping[str, ServiceSpec] | None) -> dict[str, InstanceConfig]:
+        """The configuration of every instance once ``specs`` (their instances ``resolved``) are imported."""
+        new = {str(s.fmri) for s in specs}
+        configs = {str(c.fmri): c for f, sp in (self.specs if existing is None else existing).items()
+                   if f not in new for c in (self._resolved(sp, n, existing is None) for n in sp.instances)}
         configs.update((str(c.fmri), c) for cfgs in resolved for c in cfgs)
-        cycles = find_cycles(configs)
-        if cycles:
-            by_fmri = {str(s.fmri): s.source for s in specs}
-            for cyc in cycles:
-                src = next((by_fmri[str(fmri_mod.parse(c).service_fmri)] for c in cyc
-                            if str(fmri_mod.parse(c).service_fmri) in by_fmri), "")
-                errors.append(ManifestError(src, "dependencies", "dependency cycle: " + " -> ".join(cyc)))
-            raise ManifestErrors(errors)
-        return configs, resolved
+        return configs
+
+    def _cycle_free(self, specs: list[ServiceSpec], resolved: list[list[InstanceConfig]]) -> bool:
+        """True when importing ``specs`` surely closes no cycle, known without the graph of every instance
+        (``find_cycles`` of it would find none); False when only that can tell.
+
+        The specs imported before that stay are those of the last check that found no cycle (the very
+        objects: a spec is immutable), or some of them: among their instances there is no cycle. A cycle
+        then runs through an instance of ``specs``, and if nothing imported before depends on one of
+        them (by its dependencies, or by a ``dependents`` of ``specs`` naming it), it runs among them
+        alone, with the edges it has in the whole graph: ``find_cycles`` of theirs finds it. Each part of a
+        boot's import checked every instance imported before it again."""
+        new = {str(s.fmri) for s in specs}
+        for f, sp in self.specs.items():
+            if f in new:
+                continue
+            if self._acyclic.get(f) is not sp:
+                return False
+            deps = [*sp.dependencies, *(d for o in sp.instances.values() for d in o.dependencies)]
+            if not services_named(deps).isdisjoint(new):
+                return False
+        if any(not services_named(s.dependents) <= new for s in specs):
+            return False
+        return not find_cycles({str(c.fmri): c for cfgs in resolved for c in cfgs})
 
     def _resolved(self, spec: ServiceSpec, name: str, mine: bool) -> InstanceConfig:
         """``resolve_instance(spec, name)``: an imported instance's configuration when it was resolved from
@@ -211,7 +250,7 @@ class Catalog:
 
     def import_specs(self, specs: list[ServiceSpec], formats: list[str]) -> list[str]:
         """Store and apply specs, all or nothing; return warnings."""
-        _configs, resolved = self._check(specs, None)
+        resolved, _configs = self._check(specs, None)
         changed = []  # (spec, its FMRI, format, its normal form, its instances' configuration)
         for s, fmt, cfgs in zip(specs, formats, resolved, strict=True):
             f, data = str(s.fmri), s.to_dict()

@@ -20,7 +20,7 @@ from svcmgr.fmri import parse_any as _parse_any
 from svcmgr.spec import Dependency, InstanceConfig
 from svcmgr.states import RUNNING, State
 
-__all__ = ["MET", "NEVER", "NOTYET", "Blocker", "Graph", "StateView", "find_cycles"]
+__all__ = ["MET", "NEVER", "NOTYET", "Blocker", "Graph", "StateView", "find_cycles", "services_named"]
 
 MET, NOTYET, NEVER = 1, 0, -1
 
@@ -95,6 +95,20 @@ def effective_dependencies(configs: Mapping[str, InstanceConfig]) -> dict[str, l
                     if target in deps:
                         deps[target].append(back)
     return deps
+
+
+def services_named(deps: Iterable[Dependency]) -> set[str]:
+    """The services these dependencies name, themselves or by one of their instances, through the groups
+    that ``find_cycles`` follows (not ``exclude_all``): where their edges may lead."""
+    out = set()
+    for d in deps:
+        if d.grouping == "exclude_all":
+            continue
+        for t in d.fmris:
+            k = _target(t)
+            if k is not None:
+                out.add(k[1] or k[0])
+    return out
 
 
 def find_cycles(configs: Mapping[str, InstanceConfig]) -> list[list[str]]:

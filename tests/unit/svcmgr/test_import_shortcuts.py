@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from svcmgr.loader import MAX_SIZE, load_bytes, read_file_stat
@@ -49,6 +49,17 @@ def manifest(draw: st.DrawFn) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _svc(name: str, *, needs: str = "", back: str = "") -> str:
+    """A service t/NAME that requires svc:/t/NEEDS, and on which svc:/t/BACK requires (a dependent)."""
+    text = f'name = "t/{name}"\n[methods.start]\nexec = ["daemon"]\n'
+    group = 'grouping = "require_all"\nrestart_on = "none"\n'
+    if needs:
+        text += f'[[dependencies]]\nname = "n"\n{group}fmris = ["svc:/t/{needs}"]\n'
+    if back:
+        text += f'[[dependents]]\nname = "b"\n{group}fmris = ["svc:/t/{back}"]\n'
+    return text
+
+
 def _specs(texts: list[str], part: int) -> list:
     out, names = [], set()
     for i, t in enumerate(texts):
@@ -68,6 +79,9 @@ def _answer(check) -> tuple[str, list[str]]:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.lists(manifest(), min_size=1, max_size=4), min_size=1, max_size=5))
+@example([[_svc("a", needs="b")], [_svc("c")], [_svc("b", needs="a")]])  # a cycle by an edge into the new part
+@example([[_svc("a", needs="b")], [_svc("b", back="a")]])  # ... by a dependent of the new part
+@example([[_svc("a", needs="b"), _svc("b")], [_svc("c", back="b")], [_svc("b", needs="c")]])
 def test_imports_in_parts_check_and_apply_as_the_full_path(parts: list[list[str]]) -> None:
     async def run() -> None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -91,6 +105,28 @@ def test_imports_in_parts_check_and_apply_as_the_full_path(parts: list[list[str]
                         await asyncio.sleep(0)  # the instances dropped are stopped
             finally:
                 await engine.shutdown()
+
+    asyncio.run(run())
+
+
+def test_a_cycle_among_services_imported_before_is_still_refused(tmp_path) -> None:
+    """Services taken from the repository were never checked by this daemon: a cycle among them (a repository
+    written by another tool) refuses the next import, as it always did."""
+
+    async def run() -> None:
+        engine, _procs, _clock = engine_on_fakes(str(tmp_path))
+        try:
+            cyclic = _specs([_svc("a", needs="b"), _svc("b", needs="a")], 0)
+            engine.repo.import_services([(str(s.fmri), s.source, "toml", s.to_dict()) for s in cyclic])
+            engine.load()
+            assert sorted(engine.specs) == ["svc:/t/a", "svc:/t/b"]
+            c = _specs([_svc("c")], 1)
+            full = _answer(lambda: engine.check_import(c, dict(engine.specs)))
+            assert full[0] == "refused" and "dependency cycle" in full[1][0]
+            assert _answer(lambda: engine.check_import(c)) == full
+            assert _answer(lambda: engine.import_specs(c, ["toml"])) == full
+        finally:
+            await engine.shutdown()
 
     asyncio.run(run())
 
