@@ -186,7 +186,7 @@ class Catalog:
         if errors:
             raise ManifestErrors(errors)
         configs = None
-        if existing is None or not self._cycle_free(specs, resolved):
+        if existing is not None or not self._cycle_free(specs, resolved):
             configs = self._configs(specs, resolved, existing)
             cycles = find_cycles(configs)
             if cycles:
