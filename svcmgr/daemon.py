@@ -23,30 +23,27 @@ import resource
 import signal
 import sys
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from svcmgr import __version__
 from svcmgr.api import Api, ApiError, Limits
-from svcmgr.backend import Backend, detect_backend
-from svcmgr.bootimport import import_at_boot, settle
-from svcmgr.bus import Bus
-from svcmgr.component import Component, Context, load_components
 from svcmgr.config import DaemonConfig, load_config
-from svcmgr.engine import Engine
 from svcmgr.eventclasses import DAEMON_READY
-from svcmgr.facade import EngineServices
 from svcmgr.forkserver import ForkServer
 from svcmgr.paths import Paths, register, unregister
-from svcmgr.probes import NotifySocket
 from svcmgr.reaper import Reaper, quiet_wakeup
 from svcmgr.repofile import Damaged, restore
 from svcmgr.repository import Repository
-from svcmgr.restarter import Restarter
 from svcmgr.safefs import open_own
 from svcmgr.schema import FieldErrors
 from svcmgr.sdnotify import Notifier
 from svcmgr.states import RUNNING
-from svcmgr.timings import Recorder, TimingStore
+
+if TYPE_CHECKING:
+    from svcmgr.backend import Backend
+    from svcmgr.component import Component
+    from svcmgr.engine import Engine
 
 __all__ = ["EXIT_DAMAGED", "EXIT_RESTART", "Daemon", "main"]
 
@@ -157,9 +154,21 @@ class Daemon:
         nofile = _raise_fd_limit()
         reaper = Reaper()
         reaper.install(loop)
+        helper = _spawn_helper(reaper, loop)
+        with _collector_paused():
+            # imported here, not at the top: the spawn helper's interpreter starts on the other CPU meanwhile
+            # (it was still starting at the first spawn when it came after these imports)
+            from svcmgr.backend import detect_backend
+            from svcmgr.bootimport import import_at_boot, settle
+            from svcmgr.bus import Bus
+            from svcmgr.component import Context
+            from svcmgr.engine import Engine
+            from svcmgr.facade import EngineServices
+            from svcmgr.probes import NotifySocket
+            from svcmgr.restarter import Restarter
+            from svcmgr.timings import Recorder, TimingStore
         tag = "system" if self.paths.root is None else hashlib.sha1(self.paths.root.encode()).hexdigest()[:10]
         backend = detect_backend(tag, allow_cgroup=not self.args.no_cgroup, log=log.info)
-        helper = _spawn_helper(reaper, loop)
         bus = Bus(self.config.node)
         bus.keep(BOOT_EVENTS)  # for the components, built once the first services are started
         first, last = repo.next_ctid()
@@ -259,6 +268,8 @@ class Daemon:
         metrics, MQTT bridge, web...), once the first services are started: they register their operations
         before the socket opens, and the bus gives them what it kept, as if they had been there from the
         start."""
+        from svcmgr.component import load_components  # imported with the core in run(): no cost here
+
         self._add_operations()
         bus = self.ctx.bus
         self.components = load_components(self.ctx)
@@ -422,6 +433,21 @@ def _summary(engine: Engine) -> str:
 def _on_path(d: str) -> bool:
     d = os.path.realpath(d)
     return any(os.path.realpath(p) == d for p in os.environ.get("PATH", "").split(os.pathsep) if p)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic collector off for a run of imports: it would find next to nothing to free in what they make
+    (about 100 collections, 13-24 ms), which then lives as long as the daemon and is frozen out of its sight
+    (``gc.freeze``, as ``Daemon.run`` does again before the first start)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
 
 
 def _raise_fd_limit() -> int:
