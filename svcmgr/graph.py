@@ -67,17 +67,21 @@ def _expand_targets(dep: Dependency, by_service: Mapping[str, list[str]]) -> lis
 
 
 def _index(configs: Mapping[str, InstanceConfig]) -> dict[str, list[str]]:
-    by_service: dict[str, list[str]] = {}
+    """Each service's FMRI -> its instances' FMRIs, sorted (the services in the order of their first instance)."""
+    by_name: dict[str, list[str]] = {}  # by the service's name: an FMRI made and written once per service
     for f, c in configs.items():
-        by_service.setdefault(str(c.fmri.service_fmri), []).append(f)
-    for v in by_service.values():
+        by_name.setdefault(c.fmri.service, []).append(f)
+    for v in by_name.values():
         v.sort()
-    return by_service
+    return {str(FMRI(name)): v for name, v in by_name.items()}
 
 
-def effective_dependencies(configs: Mapping[str, InstanceConfig]) -> dict[str, list[Dependency]]:
-    """Each instance's dependencies, with the ``dependents`` other services declare on it added."""
-    by_service = _index(configs)
+def effective_dependencies(configs: Mapping[str, InstanceConfig],
+                           by_service: Mapping[str, list[str]] | None = None) -> dict[str, list[Dependency]]:
+    """Each instance's dependencies, with the ``dependents`` other services declare on it added
+    (``by_service``: ``configs``' index, when the caller has it)."""
+    if by_service is None:
+        by_service = _index(configs)
     deps: dict[str, list[Dependency]] = {f: list(c.dependencies) for f, c in configs.items()}
     seen_specs = set()
     for c in configs.values():
@@ -114,7 +118,7 @@ def services_named(deps: Iterable[Dependency]) -> set[str]:
 def find_cycles(configs: Mapping[str, InstanceConfig]) -> list[list[str]]:
     """Dependency cycles (``exclude_all`` edges do not count), each as a closed path of FMRIs."""
     by_service = _index(configs)
-    deps = effective_dependencies(configs)
+    deps = effective_dependencies(configs, by_service)
     g = nx.DiGraph()
     g.add_nodes_from(configs)
     for f, ds in deps.items():
@@ -141,7 +145,7 @@ class Graph:
     def __init__(self, configs: Mapping[str, InstanceConfig]) -> None:
         self.configs = dict(configs)
         self.by_service = _index(self.configs)
-        self.deps = effective_dependencies(self.configs)
+        self.deps = effective_dependencies(self.configs, self.by_service)
         self.g = nx.DiGraph()
         self.g.add_nodes_from(self.configs)
         for f, ds in self.deps.items():

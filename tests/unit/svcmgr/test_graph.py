@@ -111,3 +111,23 @@ def test_blockers_and_root_causes():
 def test_stop_layers_put_dependents_first():
     g = graph(spec("t/a", [("require_all", [B])]), spec("t/b", [("require_all", [C])]), spec("t/c"))
     assert g.stop_layers([A, B, C]) == [[A], [B], [C]]
+
+
+def test_the_index_and_the_dependencies_are_those_of_each_instance_service():
+    """``Graph.by_service`` groups the instances by their service's FMRI (in the order of each service's first
+    instance, each group sorted), made once per service; ``effective_dependencies`` given that index
+    answers as it does without it."""
+    from svcmgr.graph import effective_dependencies
+
+    data = {"name": "t/m", "methods": {"start": {"exec": ":true"}},
+            "instances": {"z": {}, "a": {}, "k": {"enabled": False}}}
+    specs = [spec("t/b", [("require_all", ["svc:/t/m:a"])], [("optional_all", ["svc:/t/m"])]),
+             parse_service(data, "test"), spec("t/a", [("require_any", ["svc:/t/b", "svc:/t/m"])])]
+    configs = {str(c.fmri): c for s in specs for c in (resolve_instance(s, n) for n in s.instances)}
+    expected: dict[str, list[str]] = {}
+    for f, c in configs.items():
+        expected.setdefault(str(c.fmri.service_fmri), []).append(f)
+    g = Graph(configs)
+    assert list(g.by_service.items()) == [(k, sorted(v)) for k, v in expected.items()]
+    assert g.by_service["svc:/t/m"] == ["svc:/t/m:a", "svc:/t/m:k", "svc:/t/m:z"]
+    assert g.deps == effective_dependencies(configs) == effective_dependencies(configs, g.by_service)
