@@ -10,9 +10,11 @@ goes back): a broker killed after its acknowledgement but before it passed a
 message on (or saved it) has lost it, and no acknowledgement says so; subscribers
 keep the first copy of each event's ``seq``, as QoS 1 already asks of them.
 Retained rows leave once acknowledged, they are not replayed (an old state must
-not stand in for a new one, even for a moment). The retained picture (each
-instance's state, each open case) is kept beside it, one row per topic, to be
-sent again after a reconnect, since a broker may have lost its retained messages.
+not stand in for a new one, even for a moment). The newest rows not yet acknowledged
+are also kept in memory (up to ``MEMORY`` bytes of payload), so that the sender reads
+what was just queued without a query. The retained picture (each instance's state,
+each open case) is kept beside it, one row per topic, to be sent again after a
+reconnect, since a broker may have lost its retained messages.
 
 Tables: ``mqtt_outbox`` (seq, topic, payload, qos, retain), ``mqtt_retained``
 (topic, payload), ``mqtt_counters`` (name, value: ``next_seq``, ``acked``,
@@ -23,6 +25,8 @@ mark: what an older daemon left there is moved back at start.)
 
 from __future__ import annotations
 
+import collections
+import itertools
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -50,11 +54,14 @@ CREATE TABLE IF NOT EXISTS mqtt_retained (topic TEXT PRIMARY KEY, payload BLOB N
 CREATE TABLE IF NOT EXISTS mqtt_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
-Row = tuple[int, str, bytes, int, bool]
+#: A queued row: (seq, topic, payload, qos, retain 0 or 1), as the table holds it.
+Row = tuple[int, str, bytes, int, int]
 
 #: Acknowledged events kept to be sent again after a reconnection (what a broker killed after its
 #: acknowledgements may have lost: those of its last moments, up to its last save; the bridge's window is 100).
 REPLAY = 512
+#: Payload bytes of the newest unacknowledged rows also kept in memory (``Outbox.peek`` reads them there).
+MEMORY = 8 << 20
 
 
 @dataclass
@@ -96,6 +103,11 @@ class Outbox:
         self.dropped = counters.get("dropped", 0)
         self.sent = counters.get("sent", 0)
         self.depth = conn.execute("SELECT count(*) FROM mqtt_outbox WHERE seq > ?", (self.acked,)).fetchone()[0]
+        # Every row of the table above ``_mem_after`` is in ``_mem`` (in order, consecutive numbers, none
+        # acknowledged), and nothing else is: the newest rows, up to ``MEMORY`` bytes of payload.
+        self._mem: collections.deque[Row] = collections.deque()
+        self._mem_after = self.next_seq - 1
+        self._mem_bytes = 0
 
     def _set(self, name: str, value: int) -> None:
         self.conn.execute("INSERT INTO mqtt_counters(name, value) VALUES(?, ?) "
@@ -113,10 +125,9 @@ class Outbox:
         first = self.next_seq
         try:
             with transaction(self.conn):
-                rows = []
-                for topic, payload, qos, retain in messages:
-                    rows.append((self.next_seq, topic, payload, qos, int(retain)))
-                    self.next_seq += 1
+                rows = [(seq, topic, payload, qos, 1 if retain else 0)
+                        for seq, (topic, payload, qos, retain) in zip(itertools.count(first), messages)]
+                self.next_seq = first + len(rows)
                 self.conn.executemany("INSERT INTO mqtt_outbox(seq, topic, payload, qos, retain) "
                                       "VALUES(?, ?, ?, ?, ?)", rows)
                 for topic, payload in retained:
@@ -140,13 +151,42 @@ class Outbox:
             raise
         self.depth = depth - drop
         self.dropped += drop
+        self._remember(rows, cut if drop else 0)
         return drop
+
+    def _remember(self, rows: list[Row], dropped_upto: int) -> None:
+        """Keep the rows just queued in memory too; forget those dropped (up to ``dropped_upto``, which
+        may be some of these) and, past ``MEMORY`` bytes of payload, the oldest."""
+        mem = self._mem
+        mem.extend(rows)
+        self._mem_bytes += sum(len(r[2]) for r in rows)
+        self._forget(dropped_upto)
+        while self._mem_bytes > MEMORY:
+            row = mem.popleft()
+            self._mem_bytes -= len(row[2])
+            self._mem_after = row[0]
+
+    def _forget(self, upto: int) -> None:
+        """The rows up to ``upto`` leave memory (acknowledged or dropped)."""
+        mem = self._mem
+        while mem and mem[0][0] <= upto:
+            self._mem_bytes -= len(mem.popleft()[2])
+        self._mem_after = max(self._mem_after, upto)
 
     def peek(self, after: int, limit: int) -> list[Row]:
         """Up to ``limit`` queued rows with a sequence number above ``after``, oldest first."""
-        return [(r[0], r[1], bytes(r[2]), r[3], bool(r[4])) for r in self.conn.execute(
-            "SELECT seq, topic, payload, qos, retain FROM mqtt_outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-            (max(after, self.acked), limit))]
+        after = max(after, self.acked)
+        if after >= self._mem_after:  # every row above ``after`` is in memory (numbered one by one)
+            mem = self._mem
+            skip = after + 1 - mem[0][0] if mem else 0
+            if skip <= 0:
+                return list(itertools.islice(mem, limit))
+            if skip >= len(mem):
+                return []
+            if mem[skip][0] == after + 1:
+                return list(itertools.islice(mem, skip, skip + limit))
+        return self.conn.execute("SELECT seq, topic, payload, qos, retain FROM mqtt_outbox WHERE seq > ? "
+                                 "ORDER BY seq LIMIT ?", (after, limit)).fetchall()
 
     def ack(self, upto: int) -> int:
         """Every row up to and including ``upto`` is acknowledged: the mark moves past them, retained
@@ -165,6 +205,7 @@ class Outbox:
         self.acked = upto
         self.sent += n
         self.depth -= n
+        self._forget(upto)
         return n
 
     def replay(self) -> int:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from svcmgr.outbox import Outbox, statistics
 from svcmgr.repository import Repository
 
@@ -139,4 +145,39 @@ def test_a_full_outbox_drops_queued_rows_never_the_ones_kept_for_replay(tmp_path
     assert [r[1] for r in box.peek(0, 100)] == [f"t/{i}" for i in range(12, 22)]
     assert box.replay() == min(10, REPLAY)
     assert [r[1] for r in box.peek(0, 100)] == [f"t/{i}" for i in [*range(10), *range(12, 22)]]
+    repo.close()
+
+
+@pytest.mark.parametrize("memory", [0, 40, 1 << 20])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.tuples(st.sampled_from(["append", "ack", "peek", "replay"]), st.integers(0, 30),
+                              st.booleans()), max_size=40))
+def test_rows_kept_in_memory_answer_as_the_table_does(tmp_path, monkeypatch, memory, ops):
+    """The newest rows are read from memory (up to MEMORY bytes of payload): whatever the appends, drops,
+    acknowledgements and replays, every peek and every count answers as the table alone does (a second
+    outbox on the same connection, with nothing in memory)."""
+    import svcmgr.outbox
+
+    monkeypatch.setattr(svcmgr.outbox, "MEMORY", memory)
+    repo = Repository(str(tmp_path / f"m{memory}-{uuid.uuid4().hex}.db"))
+    box = Outbox(repo.connection, 25)
+    made = 0
+    for op, k, flag in ops:
+        if op == "append":
+            msgs = [(f"t/{made + i}", f"p{made + i}".encode(), 1, flag and i % 3 == 0) for i in range(k)]
+            made += k
+            box.append(msgs)
+        elif op == "ack":
+            queued = box.peek(0, 1000)
+            if queued:
+                upto = queued[min(k, len(queued) - 1)][0]
+                table = Outbox(repo.connection, 25)
+                expected = table.peek(0, 1000)
+                assert box.ack(upto) == len([r for r in expected if r[0] <= upto])
+        elif op == "replay":
+            box.replay()
+        table = Outbox(repo.connection, 25)
+        assert (table.depth, table.acked, table.next_seq) == (box.depth, box.acked, box.next_seq)
+        for after in (0, box.acked, box.next_seq - k - 1, box.next_seq - 1):
+            assert box.peek(after, k + 1) == table.peek(after, k + 1)
     repo.close()
