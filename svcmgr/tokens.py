@@ -52,6 +52,8 @@ def _simple(cfg: InstanceConfig, method: str, token: str) -> str | None:
 
 def expand(text: str, cfg: InstanceConfig, method: str) -> str:
     """Every token replaced by its text (values joined by spaces): for environment values and arguments."""
+    if "%" not in text:
+        return text  # no token (most arguments and values): nothing to look for
 
     def sub(m: re.Match[str]) -> str:
         t = m.group(1)
@@ -67,6 +69,9 @@ def expand_argv(argv: tuple[str, ...] | list[str], cfg: InstanceConfig, method: 
     """An argv method's arguments: an argument that is one ``%{pg/prop}`` gives one argument per value."""
     out: list[str] = []
     for a in argv:
+        if "%" not in a:
+            out.append(a)  # no token: the argument as it is
+            continue
         m = _TOKEN_RE.fullmatch(a)
         if m is not None and _is_property(m.group(1)):
             values = _values(cfg, m.group(1))
@@ -79,6 +84,8 @@ def expand_argv(argv: tuple[str, ...] | list[str], cfg: InstanceConfig, method: 
 def shell_script(text: str, cfg: InstanceConfig, method: str) -> tuple[str, list[str]]:
     """A shell method's text with each ``%{pg/prop}`` turned into positional parameter references,
     and the parameters' values in order (``$1`` first)."""
+    if "%" not in text:
+        return text, []  # no token: the scan below would copy every character as it is
     params: list[str] = []
     out: list[str] = []
     quote = ""  # "", "'" or '"': where the scan stands in the shell's quoting

@@ -3,6 +3,8 @@
 import subprocess
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from svcmgr.manifest import parse_service
 from svcmgr.spec import resolve_instance
@@ -54,3 +56,16 @@ def test_argv_methods_take_values_as_arguments():
     assert expand_argv(["prog", "%{config/many}", "--one=%{config/one}", "%{config/none}"], cfg, "start") == \
         ["prog", "a b", "$(id)", "--one=plain", ""]
     assert expand("%{config/many} %m", cfg, "stop") == "a b $(id) stop"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_characters="%", blacklist_categories=("Cs",))))
+def test_text_without_a_token_is_given_as_it_is_the_same_as_by_the_full_scan(text):
+    cfg = _cfg(["v"])
+    # the shortcut for text with no "%"; the full scan, made to run by a token on a line after it (out of any
+    # comment), copies the text too
+    assert shell_script(text, cfg, "start") == (text, [])
+    assert shell_script(text + "\n%%", cfg, "start") == (text + "\n%", [])
+    assert expand(text, cfg, "start") == text
+    assert expand(text + "%%", cfg, "start") == text + "%"
+    assert expand_argv([text, text + "%%"], cfg, "start") == [text, text + "%"]
