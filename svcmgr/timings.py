@@ -120,22 +120,16 @@ class StartRecord:
 
     def durations(self, now: int) -> dict[str, float | None]:
         """Seconds: waiting for dependencies, starting, in the start method (spawn to ready),
-        running (online to stop), stopping; a phase still going counts up to ``now``."""
-
-        def span(a: int | None, *ends: int | None) -> float | None:
-            if a is None:
-                return None
-            b = next((e for e in ends if e is not None), now)
-            return max(0, b - a) / 1e9
-
+        running (online to stop), stopping; a phase still going counts up to ``now``. (Read by the metrics at
+        every state change an instance makes: a plain function of the points, no closure to make.)"""
+        stop, end = self.stop, self.end
         return {
-            "wait": span(self.queued, self.deps_met, self.stop, self.end),
-            "start": span(self.deps_met, self.online, self.stop, self.end),
-            "method": span(self.spawned, self.ready, self.stop, self.end) if self.spawned is not None else None,
-            "running": span(self.online, self.stop, self.end),
-            "stopping": span(self.stop, self.end),
-            "total": span(self.queued if self.queued is not None else self.deps_met, self.online, self.stop,
-                          self.end),
+            "wait": _span(self.queued, now, self.deps_met, stop, end),
+            "start": _span(self.deps_met, now, self.online, stop, end),
+            "method": _span(self.spawned, now, self.ready, stop, end),
+            "running": _span(self.online, now, stop, end),
+            "stopping": _span(stop, now, end),
+            "total": _span(self.queued if self.queued is not None else self.deps_met, now, self.online, stop, end),
         }
 
     def to_dict(self, boot: Boot | None, now: int) -> dict[str, Any]:
@@ -147,6 +141,16 @@ class StartRecord:
                 "cause": self.cause, "ended_in": self.ended_in, "reason": self.reason,
                 "boot_started": boot.wall_ns / 1e9 if boot is not None else None,
                 "at": at, **self.durations(now)}
+
+
+def _span(a: int | None, now: int, *ends: int | None) -> float | None:
+    """Seconds from ``a`` to the first of ``ends`` that is set (``now`` if none is); None without ``a``."""
+    if a is None:
+        return None
+    for b in ends:
+        if b is not None:
+            return max(0, b - a) / 1e9
+    return max(0, now - a) / 1e9
 
 
 _COLUMNS = [f.name for f in fields(StartRecord) if f.name != "id"]

@@ -5,8 +5,11 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from svcmgr.machine import Phase
-from svcmgr.timings import Recorder, TimingStore
+from svcmgr.timings import POINTS, Recorder, StartRecord, TimingStore
 
 P = Phase
 
@@ -105,3 +108,28 @@ def test_records_survive_a_restart_keep_the_last_n_and_an_adopted_start_keeps_co
     assert abs(again.wall(kept[-1], "online") - again.wall(kept[-1], "end") + 2.1) < 1e-6
     again.forget([])
     assert again.records() == [] and conn.execute("SELECT COUNT(*) FROM timing_starts").fetchone()[0] == 0
+
+
+def _durations_as_written_first(r: StartRecord, now: int) -> dict[str, float | None]:
+    """``StartRecord.durations`` as it was first written (a closure and a generator per span)."""
+
+    def span(a: int | None, *ends: int | None) -> float | None:
+        if a is None:
+            return None
+        b = next((e for e in ends if e is not None), now)
+        return max(0, b - a) / 1e9
+
+    return {
+        "wait": span(r.queued, r.deps_met, r.stop, r.end),
+        "start": span(r.deps_met, r.online, r.stop, r.end),
+        "method": span(r.spawned, r.ready, r.stop, r.end) if r.spawned is not None else None,
+        "running": span(r.online, r.stop, r.end),
+        "stopping": span(r.stop, r.end),
+        "total": span(r.queued if r.queued is not None else r.deps_met, r.online, r.stop, r.end),
+    }
+
+
+@given(st.fixed_dictionaries({p: st.none() | st.integers(0, 10**12) for p in POINTS}), st.integers(0, 10**12))
+def test_durations_are_those_of_every_set_of_points_in_any_order(points, now):
+    r = StartRecord("svc:/t/a:default", 1, **points)
+    assert r.durations(now) == _durations_as_written_first(r, now)
