@@ -79,8 +79,7 @@ class Restarter:
         env = self.methods.env(inst.config, method, user, contract.marker)
         cwd = self.methods.cwd(inst.config, method, user)
         assert inst.log is not None
-        child = None
-        helper = self.helper
+        child, helper = None, self.helper
         if helper is not None and helper.usable() and not user.needs_child and \
                 (contract.kind == "pgid" or contract.cgroup):
             # The spawn helper: a fork of a small process, born in the contract's group, while the
@@ -173,6 +172,8 @@ class Restarter:
         self.monitor.owns(child.pid, inst)
         main = child.exited
         timeout = cfg.readiness.timeout if cfg.readiness.timeout is not None else m.timeout
+        if cfg.readiness.kind == "spawn" and cfg.duration != "transient":
+            timeout = None  # ready once spawned: ``_wait_ready`` returns at once, no timer to set and cancel
         self.awaiting_ready.add(inst)
         try:
             async with asyncio.timeout(timeout):
@@ -363,8 +364,7 @@ class Restarter:
         self.awaiting_ready.discard(inst)
         try:
             m = cfg.methods.get("stop")
-            sig = signal.SIGTERM
-            timeout = DEFAULT_STOP_TIMEOUT
+            sig, timeout = signal.SIGTERM, DEFAULT_STOP_TIMEOUT
             if m is not None:
                 timeout = m.timeout if m.timeout is not None else DEFAULT_STOP_TIMEOUT
                 if m.exec.kind == "kill":
