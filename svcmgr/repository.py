@@ -335,17 +335,17 @@ class Repository:
             return
         pending, self._pending = self._pending, {}
         try:
+            rows = [(r.fmri, r.service, None if r.enabled is None else int(r.enabled), r.state, r.stime, r.reason,
+                     json.dumps(r.marks) if r.marks else "{}",  # most have none: what json.dumps({}) gives
+                     json.dumps(r.contract) if r.contract else None, r.next_state)
+                    for r in pending.values()]
             with self.transaction(durable=durable) as c:
                 c.executemany(
                     "INSERT INTO instances(fmri, service, enabled, state, stime, reason, marks, contract, "
                     "next_state) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(fmri) DO UPDATE SET "
                     "service=excluded.service, enabled=excluded.enabled, state=excluded.state, "
                     "stime=excluded.stime, reason=excluded.reason, marks=excluded.marks, "
-                    "contract=excluded.contract, next_state=excluded.next_state",
-                    [(r.fmri, r.service, None if r.enabled is None else int(r.enabled), r.state, r.stime,
-                      r.reason, json.dumps(r.marks or {}), json.dumps(r.contract) if r.contract else None,
-                      r.next_state)
-                     for r in pending.values()])
+                    "contract=excluded.contract, next_state=excluded.next_state", rows)
         except BaseException as e:
             self._pending = {**pending, **self._pending}
             if isinstance(e, sqlite3.Error):
