@@ -243,3 +243,17 @@ async def test_an_optional_all_dependent_starts_when_an_exclusion_goes_to_a_runn
     engine.disable([A], temporary=False)
     await settle(engine, procs)
     assert states(engine) == {"a": "disabled", "b": "offline", "c": "online", "d": "online"}
+
+
+async def test_an_exclude_all_dependency_imported_later_stops_its_dependent_when_its_target_comes_up(rig):
+    """An instance coming up stops its running exclude_all dependents; whether a graph has any such dependency
+    is looked at once per graph, and a graph built by a later import (the first with one) is looked at anew."""
+    engine, procs, _ = rig
+    await up(engine, procs, svc("a", extra="enabled = false"), svc("b"))  # b comes up: a graph without exclude_all
+    assert states(engine) == {"a": "disabled", "b": "online"}
+    manifests(engine, svc("c", dep("exclude_all", "none", A)))
+    await settle(engine, procs)
+    assert states(engine)["c"] == "online"  # a is not running
+    engine.enable([A], temporary=False, recursive=False)
+    await settle(engine, procs)
+    assert states(engine) == {"a": "online", "b": "online", "c": "offline"}
