@@ -91,17 +91,9 @@ def instance_summary(inst: Instance, pids: list[int] | None = None,
     return {k: SUMMARY[k](inst, pids) for k in fields}
 
 
-def _inputs(inst: Instance, pids: list[int] | None) -> tuple[Any, ...]:
-    """Everything a field of ``SUMMARY`` reads: equal inputs, equal summary (``Listing``). Its config is
-    frozen (a refresh puts a new one), its contract's id fixed; its members change in place."""
-    c = inst.contract
-    return (inst.state, inst.next_state, inst.stime, inst.reason, inst.enabled_set, inst.enabled_temp, inst.comment,
-            inst.restarts, inst.config, pids, None if c is None else (c.ctid, tuple(c.members)))
-
-
 class Listing:
     """``list``'s reply, encoded one instance at a time, each instance's text kept with what it was made
-    of (``_inputs``) for the next listing of the same fields. Every call reads every instance's inputs
+    of (its inputs) for the next listing of the same fields. Every call reads every instance's inputs
     afresh, so nothing it says can be stale; an instance whose inputs are those of the last listing is not
     summarized and encoded again. A poller's call with 1,000 instances costs a fraction of doing all of
     them (svcs and every poller send it; the bench every 10 ms during a boot). Bounded: the last ``KEPT``
@@ -120,16 +112,21 @@ class Listing:
         old = self._kept.pop(fields, {})
         new: dict[str, tuple[tuple[Any, ...], str]] = {}
         parts = []
+        pids = None
         for inst in insts:
-            pids = live.get(inst.fmri)
-            inputs = _inputs(inst, pids)
-            was = old.get(inst.fmri)
-            if was is not None and was[0] == inputs:
-                text = was[1]
-            else:
-                text = json.dumps(instance_summary(inst, pids, fields), default=str)
-            new[inst.fmri] = (inputs, text)
-            parts.append(text)
+            # Everything a field of ``SUMMARY`` reads: equal inputs, equal summary. Its config is frozen (a refresh
+            # puts a new one), its contract's id fixed; its members change in place. (Written out in the loop, which
+            # is most of a listing's cost when few instances changed.)
+            f, c = inst.fmri, inst.contract
+            if live:
+                pids = live.get(f)
+            inputs = (inst.state, inst.next_state, inst.stime, inst.reason, inst.enabled_set, inst.enabled_temp,
+                      inst.comment, inst.restarts, inst.config, pids, None if c is None else (c.ctid, tuple(c.members)))
+            was = old.get(f)
+            if was is None or was[0] != inputs:
+                was = (inputs, json.dumps(instance_summary(inst, pids, fields), default=str))
+            new[f] = was
+            parts.append(was[1])
         if whole or old:
             self._kept[fields] = new if whole else old
         while len(self._kept) > self.KEPT:
@@ -220,8 +217,8 @@ class Control(Operations):
                 raise ApiError(f"bad request: list: unknown fields {', '.join(map(repr, unknown[:5]))} (known: "
                                f"{', '.join(SUMMARY)})", 2)
             fields = tuple(dict.fromkeys(fields))
-        names = self._many({"op": "list", "fmris": pats}) if pats else list(self.engine.instances)
-        insts = [self.engine.instances[f] for f in names]
+        instances = self.engine.instances
+        insts = [instances[f] for f in self._many({"op": "list", "fmris": pats})] if pats else list(instances.values())
         live = live_pids(insts) if arg(req, "pids", bool, False) else {}
         return self.listing.encode(insts, live, fields if fields is not None else tuple(SUMMARY),
                                    whole=not pats)

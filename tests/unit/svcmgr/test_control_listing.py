@@ -150,7 +150,7 @@ async def _ask(path: str, op: str) -> bytes:
 
 
 def test_every_field_is_read_from_what_listing_compares():
-    """A new field of SUMMARY must read only what ``control._inputs`` holds, or Listing could say it stale:
+    """A new field of SUMMARY must read only what ``control.Listing.encode`` compares, or Listing could say it stale:
     add what it reads there, then here."""
     assert set(SUMMARY) == {"fmri", "state", "nstate", "stime", "stime_epoch", "svc", "inst", "desc", "ctid",
                             "enabled", "enabled_persistent", "temporary", "comment", "pids", "reason", "restarts"}
