@@ -214,7 +214,8 @@ def detect_backend(tag: str, *, allow_cgroup: bool = True,
             try:
                 os.makedirs(base, exist_ok=True)
                 probe = os.path.join(base, ".probe")
-                os.mkdir(probe)
+                with contextlib.suppress(FileExistsError):  # left by a daemon that died while probing
+                    os.mkdir(probe)
                 movable = _can_move_self(probe, home)
                 spawner = _clone_spawner(probe, log)
                 os.rmdir(probe)

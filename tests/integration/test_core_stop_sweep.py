@@ -68,3 +68,18 @@ def test_nothing_busy_means_no_wait(backend, caplog):
     assert took < backend_mod.ENDING_WAIT
     assert not caplog.records
     assert not os.path.exists(backend.base)
+
+
+def test_a_probe_group_left_by_a_daemon_that_died_does_not_cost_the_cgroup_mode():
+    first = detect_backend(f"sweeptest-{os.getpid()}")
+    if first.kind != "cgroup":
+        pytest.skip("no writable cgroup v2 here")
+    assert first.base is not None
+    os.mkdir(os.path.join(first.base, ".probe"))  # as a daemon killed between its probe's mkdir and rmdir leaves it
+    again = detect_backend(f"sweeptest-{os.getpid()}")
+    try:
+        assert again.kind == "cgroup" and again.base == first.base
+        assert not os.path.exists(os.path.join(first.base, ".probe"))
+    finally:
+        again.close()
+    assert not os.path.exists(first.base)
