@@ -64,9 +64,6 @@ class Dependencies:
         self._waiters: list[Waiter] = []
         #: While the boot imports ``--manifests`` (``begin_boot_import``): the services imported so far.
         self._boot_imported: set[str] | None = None
-        #: the graph ``_excludes`` last looked at, and whether it has an ``exclude_all`` dependency
-        self._excludes_of: Graph | None = None
-        self._excludes = False
 
     def view(self, f: str) -> tuple[State, bool] | None:
         """(state for dependency evaluation, enabled) of an instance; stopping counts as its target."""
@@ -205,22 +202,13 @@ class Dependencies:
         """``inst`` came up: stop its ``exclude_all`` dependents that are running or starting, in the order of
         ``Graph.dependents_of`` (which sorts only those: most instances have none). Most graphs have no
         ``exclude_all`` dependency at all: then none is looked for."""
-        if not self._graph_excludes():
+        if not self.graph.excludes:
             return
         for dep_fmri, _d in self.graph.dependents_of(inst.fmri, grouping="exclude_all"):
             dep = self.instances.get(dep_fmri)
             if dep is not None and dep.phase in ACTIVE:
                 dep.history.reset()  # STOP_RESET
                 self.dispatch(dep, Ev.DEPS_LOST, f"Excluded by {inst.fmri}, which is running.")
-
-    def _graph_excludes(self) -> bool:
-        """Whether the graph has an ``exclude_all`` dependency: looked at once per graph (a graph never changes,
-        a new one is built instead; the one looked at is held, so that its answer is never taken for another's)."""
-        g = self.graph
-        if self._excludes_of is not g:
-            self._excludes = any(d.grouping == "exclude_all" for ds in g.deps.values() for d in ds)
-            self._excludes_of = g
-        return self._excludes
 
     def set_milestone(self, target: str) -> str:
         """Run only what ``target`` needs ("all": everything, "none": nothing), as dgraph_set_milestone():

@@ -148,8 +148,11 @@ class Graph:
         self.deps = effective_dependencies(self.configs, self.by_service)
         self.g = nx.DiGraph()
         self.g.add_nodes_from(self.configs)
+        #: whether any dependency is ``exclude_all`` (most graphs have none: nothing to look for as one comes up)
+        self.excludes = False
         for f, ds in self.deps.items():
             for d in ds:
+                self.excludes = self.excludes or d.grouping == "exclude_all"
                 for t in _expand_targets(d, self.by_service):
                     if self.g.has_edge(f, t):
                         self.g[f][t]["deps"].append(d)
