@@ -149,11 +149,10 @@ class Catalog:
             want = fmri_mod.parse(pattern) if not any(c in pattern for c in "*?[") else None
         except fmri_mod.FmriError as e:
             raise EngineError(str(e), 2) from None
-        hits = self.lookup(pattern)
-        insts = [h for h in hits if fmri_mod.parse(h).instance]
-        services = {str(fmri_mod.parse(h).service_fmri) for h in insts}
-        if want is not None and len(services) > 1:
-            raise EngineError(f"{pattern}: ambiguous, it matches: {', '.join(sorted(services))}", 1)
+        insts = self.lookup(pattern)  # instances only: each is one of ours, its service known without parsing
+        if want is not None and len({self.instances[h].service for h in insts}) > 1:
+            services = sorted({self.instances[h].service for h in insts})
+            raise EngineError(f"{pattern}: ambiguous, it matches: {', '.join(services)}", 1)
         return insts
 
     def check_import(self, specs: list[ServiceSpec], existing: Mapping[str, ServiceSpec] | None = None) -> list[str]:

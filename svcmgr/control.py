@@ -41,10 +41,32 @@ from svcmgr.security import Resources
 from svcmgr.spec import ServiceSpec
 from svcmgr.states import State
 
-__all__ = ["SUMMARY", "Control", "Listing", "Operations", "instance_summary"]
+__all__ = ["MAX_OPERANDS", "SUMMARY", "Control", "Listing", "Operations", "instance_summary", "instances_named"]
 
 #: Operands one request may name (each is matched against every instance); root may send 16 times more.
 MAX_OPERANDS = 1024
+
+
+def instances_named(engine: Engine, patterns: list[str], caller: Caller, op: Any) -> list[str]:
+    """The instances these operands name, each once, in the order first named. Each operand is matched
+    against every instance: a request may name ``MAX_OPERANDS`` different ones (root 16 times more), and
+    an operand given again is not matched again (a request of one glob written 100,000 times cost the loop
+    seconds)."""
+    distinct = list(dict.fromkeys(patterns))
+    _within_operands(distinct, caller, op)
+    out: dict[str, None] = {}
+    for p in distinct:
+        try:
+            out.update(dict.fromkeys(engine.resolve_many(p)))
+        except EngineError as e:
+            raise ApiError(str(e), e.code) from None
+    return list(out)
+
+
+def _within_operands(operands: list[str], caller: Caller, op: Any) -> None:
+    """Refuse more than ``MAX_OPERANDS`` operands (root: 16 times more) as a bad request."""
+    if len(operands) > (MAX_OPERANDS * 16 if caller.privileged else MAX_OPERANDS):
+        raise ApiError(f"bad request: {op}: more than {MAX_OPERANDS} operands", 2)
 
 
 def live_pids(instances: list[Instance]) -> dict[str, list[int]]:
@@ -140,19 +162,11 @@ class Operations:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def _many(self, req: dict[str, Any]) -> list[str]:
+    def _many(self, req: dict[str, Any], caller: Caller) -> list[str]:
         pats = arg(req, "fmris", list)
         if not pats:
             raise ApiError(f"bad request: {req.get('op')}: no FMRI given", 2)
-        out: list[str] = []
-        for p in pats:
-            try:
-                for f in self.engine.resolve_many(p):
-                    if f not in out:
-                        out.append(f)
-            except EngineError as e:
-                raise ApiError(str(e), e.code) from None
-        return out
+        return instances_named(self.engine, pats, caller, req.get("op"))
 
     def _one(self, req: dict[str, Any], key: str = "fmri", *, allow_service: bool = False) -> str:
         try:
@@ -198,8 +212,7 @@ class Control(Operations):
         "ambiguous"}``: what a command's operands name, as libscf walks them (``svcmgr.catalog.Walk``;
         with ``services`` as ``svcprop`` does, with ``prefer_services`` too as ``svccfg select``)."""
         pats = arg(req, "patterns", list)
-        if len(pats) > (MAX_OPERANDS * 16 if caller.privileged else MAX_OPERANDS):
-            raise ApiError(f"bad request: match: more than {MAX_OPERANDS} operands", 2)
+        _within_operands(pats, caller, "match")
         w = self.engine.walk(pats, services=arg(req, "services", bool, False),
                              prefer_services=arg(req, "prefer_services", bool, False))
         return {"fmris": w.fmris, "unmatched": w.unmatched, "ambiguous": w.ambiguous}
@@ -218,7 +231,8 @@ class Control(Operations):
                                f"{', '.join(SUMMARY)})", 2)
             fields = tuple(dict.fromkeys(fields))
         instances = self.engine.instances
-        insts = [instances[f] for f in self._many({"op": "list", "fmris": pats})] if pats else list(instances.values())
+        insts = ([instances[f] for f in self._many({"op": "list", "fmris": pats}, caller)] if pats
+                 else list(instances.values()))
         live = live_pids(insts) if arg(req, "pids", bool, False) else {}
         return self.listing.encode(insts, live, fields if fields is not None else tuple(SUMMARY),
                                    whole=not pats)
@@ -286,7 +300,7 @@ class Control(Operations):
         """``{"fmris": [...], "direction": "down"|"up"}`` -> instances each depends on (down) or that
         depend on each (up), through every grouping but ``exclude_all`` (as ``svcs -d``/``-D``); an
         absent dependency as ``state: absent``."""
-        names = self._many(req)
+        names = self._many(req, caller)
         direction = arg(req, "direction", str, "down", choices=("down", "up"))
         g = self.engine.graph
         out: dict[str, dict[str, Any]] = {}
@@ -316,7 +330,7 @@ class Control(Operations):
         cannot run by themselves, the most harmful first (``svcs -x``, ``svcmgr.explain``)."""
         verbose = arg(req, "verbose", bool, False)
         analysis = Analysis(self.engine)
-        names = self._many(req) if arg(req, "fmris", list, []) else analysis.troubled()
+        names = self._many(req, caller) if arg(req, "fmris", list, []) else analysis.troubled()
         for f in names:
             _flushed_log(self.engine.instances[f])
         out = [explain(self.engine, analysis, self.engine.instances[f], verbose) for f in names]
@@ -340,7 +354,7 @@ class Control(Operations):
         """``{"fmris": [...], "want": "online"|"disabled", "timeout": seconds?}`` -> ``{"code": 0|3|4}``.
 
         0: every instance got there; 3: one cannot get there by itself; 4: its dependencies cannot."""
-        names = self._many(req)
+        names = self._many(req, caller)
         want = arg(req, "want", str, choices=("online", "disabled"))
         timeout = arg(req, "timeout", (int, float), None)
         futs = [self.engine.wait_for(f, want) for f in names]
@@ -354,7 +368,7 @@ class Control(Operations):
     # ------------------------------------------------------------ actions
     async def op_enable(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmris": [...], "temporary": bool, "recursive": bool}``."""
-        names = self._many(req)
+        names = self._many(req, caller)
         temporary = arg(req, "temporary", bool, False)
         recursive = arg(req, "recursive", bool, False)
         targets = names
@@ -370,7 +384,7 @@ class Control(Operations):
     async def op_disable(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmris": [...], "temporary": bool, "comment": str?}``: ``comment`` is the operator's
         reason, kept until the instance is enabled again (``svcadm disable -c``)."""
-        names = self._many(req)
+        names = self._many(req, caller)
         temporary = arg(req, "temporary", bool, False)
         comment = arg(req, "comment", str, "")
         if len(comment) > 1024 or not comment.isprintable():
@@ -383,7 +397,7 @@ class Control(Operations):
     async def op_restart(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmris": [...], "dump": bool}``: only online or degraded instances restart; with ``dump``
         every process of the contract gets SIGABRT first, for a core dump (``svcadm restart -d``)."""
-        names = self._many(req)
+        names = self._many(req, caller)
         self._authorize(caller, names, "restart", Right.ACTION)
         done = self.engine.restart(names, dump=arg(req, "dump", bool, False))
         await self.engine.recorded()
@@ -391,7 +405,7 @@ class Control(Operations):
 
     async def op_refresh(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmris": [...]}``: editing configuration becomes the running snapshot."""
-        names = self._many(req)
+        names = self._many(req, caller)
         self._authorize(caller, names, "refresh", Right.ACTION)
         try:
             self.engine.refresh(names)
@@ -403,7 +417,7 @@ class Control(Operations):
     async def op_clear(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmris": [...]}``: maintenance back to service, degraded back to online; ``actions`` says
         which (SMF's ``maint_off`` or ``restore``), ``skipped`` the instances in neither state."""
-        names = self._many(req)
+        names = self._many(req, caller)
         self._authorize(caller, names, "clear", Right.ACTION)
         actions = {f: "restore" if self.engine.instances[f].state == State.DEGRADED else "maint_off" for f in names}
         done = self.engine.clear(names)
@@ -413,7 +427,7 @@ class Control(Operations):
 
     async def op_mark(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmris": [...], "state": "maintenance"|"degraded", "temporary": bool, "immediate": bool}``."""
-        names = self._many(req)
+        names = self._many(req, caller)
         state = arg(req, "state", str, choices=("maintenance", "degraded"))
         self._authorize(caller, names, "mark", Right.ACTION)
         done = self.engine.mark(names, state, temporary=arg(req, "temporary", bool, False),

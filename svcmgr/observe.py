@@ -28,6 +28,7 @@ from typing import Any
 
 from svcmgr.api import Api, ApiError, Caller, arg
 from svcmgr.chain import Group, critical_chain
+from svcmgr.control import instances_named
 from svcmgr.engine import Engine, EngineError
 from svcmgr.fmri import PathFMRI, parse_any
 from svcmgr.graph import MET, NEVER, find_cycles
@@ -51,22 +52,14 @@ class Observe:
     def recorder(self) -> Recorder:
         return self.engine.timings
 
-    def _names(self, req: dict[str, Any]) -> list[str] | None:
+    def _names(self, req: dict[str, Any], caller: Caller) -> list[str] | None:
         pats = arg(req, "fmris", list, [])
-        if not pats:
-            return None
-        out: list[str] = []
-        for p in pats:
-            try:
-                out.extend(f for f in self.engine.resolve_many(p) if f not in out)
-            except EngineError as e:
-                raise ApiError(str(e), e.code) from None
-        return out
+        return instances_named(self.engine, pats, caller, req.get("op")) if pats else None
 
     # ------------------------------------------------------------ timings
     async def op_timings(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         rec = self.recorder
-        names = self._names(req)
+        names = self._names(req, caller)
         now_mono, now_wall = rec.clock(), time.time()
         records = rec.records(names)
         window: list[float] | None = None
@@ -159,7 +152,7 @@ class Observe:
     async def op_graph(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         e = self.engine
         g = e.graph
-        names = self._names(req)
+        names = self._names(req, caller)
         if names is None:
             shown = set(e.instances)
         else:

@@ -179,3 +179,27 @@ def test_finding_6_validating_a_huge_manifest_never_blocks_the_daemon(daemon, at
     validation = min(float(line.split()[1]) for line in out)
     assert worst < max(1.0, validation / 2), (
         f"a ping waited {worst:.2f}s behind the attacker's validation ({validation:.2f}s)")
+
+
+def test_operands_are_matched_once_each_and_capped(daemon, attacker):
+    """An unprivileged ``list`` naming one glob 100,000 times, or 1,025 different operands: every operand was
+    matched against every instance, the first cost the event loop seconds. An operand given again is matched
+    once; more than MAX_OPERANDS different ones are refused, root's far larger lists still answered."""
+    names = "\n".join(f"[instances.i{n}]" for n in range(200))
+    daemon.manifest("many.toml", f'name = "site/many"\nduration = "child"\nenabled = false\n'
+                                 f'[methods.start]\nexec = ["/bin/sleep", "1000"]\n{names}\n')
+    daemon.start()
+    daemon.wait_state("svc:/site/many:i0", "disabled")
+    sock = str(daemon.root / "run" / "svcmgr.sock")
+    t0 = time.monotonic()
+    reply = attacker.call(daemon.root, "list", fmris=["*many*"] * 100_000, fields=["fmri"])
+    assert reply["ok"] and len(reply["result"]) == 200, str(reply)[:300]
+    assert time.monotonic() - t0 < 10
+    reply = attacker.call(daemon.root, "list", fmris=[f"*i{n}" for n in range(1025)], fields=["fmri"])
+    assert not reply["ok"] and reply["code"] == 2 and "more than 1024 operands" in reply["error"], reply
+    reply = attacker.call(daemon.root, "timings", fmris=[f"*i{n}" for n in range(1025)])
+    assert not reply["ok"] and "more than 1024 operands" in reply["error"], reply
+    operands = [f"*:i{n % 200}" + "*" * (n // 200) for n in range(1025)]  # different, and each names some
+    reply = raw_call(sock, {"op": "list", "fmris": operands, "fields": ["fmri"]})
+    assert reply["ok"] and len(reply["result"]) == 200  # root: 16 times more
+    assert raw_call(sock, {"op": "ping"})["ok"]
