@@ -9,8 +9,10 @@ vocabulary (``svcmgr.smfxml.translate``) and then validated by the same
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from dataclasses import replace
+from typing import Any
 
 from svcmgr.manifest import ManifestError, ManifestErrors, parse_service
 from svcmgr.spec import ServiceSpec
@@ -80,12 +82,32 @@ def load_bytes(blob: bytes, source: str) -> list[ServiceSpec]:
     except UnicodeDecodeError as e:
         raise ManifestErrors([ManifestError(source, "", f"not UTF-8 text: {e}")]) from None
     try:
-        data = tomllib.loads(text)
+        data = _shared(tomllib.loads(text))
         return [parse_service(data, source, base_dir=base_dir, fresh=True)]
     except tomllib.TOMLDecodeError as e:
         raise ManifestErrors([ManifestError(source, "", f"TOML syntax error: {e}")]) from None
     except RecursionError:
         raise ManifestErrors([ManifestError(source, "", "arrays or tables nest too deeply")]) from None
+
+
+#: The longest string value made one object with every equal one (``_shared``).
+SHARED_MAX = 256
+
+
+def _shared(value: Any) -> Any:
+    """A decoded manifest with its keys, and its string values up to ``SHARED_MAX`` characters, interned:
+    one object for each, whichever manifests hold it. tomllib makes a string for every key and value of
+    every file; the spec keeps the manifest as its normal form (``ServiceSpec.raw``) and most of its fields
+    are those strings, so a boot kept each service's ``name``, ``exec``, ``duration``, ... and the values
+    services share (``child``, ``require_all``, a command's path, a dependency's FMRI) once per service.
+    Equal values, in the same order: only which objects hold them changes."""
+    if isinstance(value, dict):
+        return {sys.intern(k): _shared(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shared(v) for v in value]
+    if isinstance(value, str) and len(value) <= SHARED_MAX:
+        return sys.intern(value)
+    return value
 
 
 def load_xml(blob: bytes, source: str) -> list[ServiceSpec]:

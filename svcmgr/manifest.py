@@ -54,6 +54,14 @@ __all__ = ["EXTENSIONS", "ManifestError", "ManifestErrors", "parse_service"]
 ManifestError = FieldError
 ManifestErrors = FieldErrors
 
+# Shared by every spec that leaves these unset (specs and their mappings are never changed in place): made
+# once, not once per service, which a boot of many services keeps.
+_NO_RESTART = RestartPolicy()
+_NO_LOG = LogPolicy()
+_EMPTY: dict[str, Any] = {}
+#: The instances of a manifest without an [instances] table: its one instance, "default", as the service says.
+_DEFAULT_INSTANCES = {"default": InstanceOverride("default")}
+
 
 def _instance(r: _Reader, name: str, base_dir: str | None, spec_restart: RestartPolicy,
               spec_log: LogPolicy) -> InstanceOverride | None:
@@ -123,10 +131,10 @@ def parse_service(data: Any, source: str = "", *, base_dir: str | None = None, f
     dependents = tuple(d for d in (read_dependency(t, "dependent") for t in r.tables("dependents")) if d)
     readiness = read_readiness(r.table("readiness"))
     health = read_health(r.table("health"))
-    restart = read_restart(r.table("restart"), RestartPolicy()) or RestartPolicy()
-    log = read_log(r.table("log"), LogPolicy()) or LogPolicy()
+    restart = read_restart(r.table("restart"), _NO_RESTART) or _NO_RESTART
+    log = read_log(r.table("log"), _NO_LOG) or _NO_LOG
     auth = read_authorizations(r.table("authorizations"))
-    props = read_properties(r.table("properties"))
+    props = read_properties(r.table("properties")) or _EMPTY
     resources = read_resources(r.table("resources")) or NO_RESOURCES
     template: dict[str, str] = {}
     t = r.table("template")
@@ -153,7 +161,7 @@ def parse_service(data: Any, source: str = "", *, base_dir: str | None = None, f
         if not it.data:
             it.error("", "declares no instance")
     else:
-        instances["default"] = InstanceOverride("default")
+        instances = _DEFAULT_INSTANCES
     extensions: dict[str, Any] = {}
     for key in list(r.data):
         if key in r.seen:
@@ -198,8 +206,9 @@ def parse_service(data: Any, source: str = "", *, base_dir: str | None = None, f
         fmri=svc, description=description, type=stype, duration=duration or "contract",
         enabled=enabled, context=ctx, methods=methods, dependencies=deps, dependents=dependents,
         readiness=readiness, health=health, restart=restart, log=log, authorizations=auth,
-        properties=props, resources=resources, instances=instances, template=template, stability=stability,
-        extensions=extensions, source=source, raw=_normal_form(data if fresh else copy.deepcopy(data), base_dir),
+        properties=props, resources=resources, instances=instances, template=template or _EMPTY,
+        stability=stability, extensions=extensions or _EMPTY, source=source,
+        raw=_normal_form(data if fresh else copy.deepcopy(data), base_dir),
     )
     warnings = _check_contexts(spec, errors)
     if errors:

@@ -24,6 +24,8 @@ from svcmgr.spec import (
     GROUPINGS,
     HEALTH_KINDS,
     METHODS,
+    NO_AUTHORIZATIONS,
+    NO_CONTEXT,
     PROP_TYPES,
     READINESS_KINDS,
     RESTART_ON,
@@ -77,7 +79,7 @@ def _method(r: _Reader, base_dir: str | None) -> Method | None:
 
 def read_context(r: _Reader, base_dir: str | None) -> Context:
     if CONTEXT_KEYS.isdisjoint(r.data):
-        return Context()  # what the fields below give when none of them is set
+        return NO_CONTEXT  # what the fields below give when none of them is set (one, shared)
     user = r.str("user", pattern=USER_RE)
     group = r.str("group", pattern=USER_RE)
     wd = r.str("working_directory")
@@ -277,7 +279,7 @@ def _grant(r: _Reader | None) -> Grant:
 
 def read_authorizations(r: _Reader | None) -> Authorizations:
     if r is None:
-        return Authorizations()
+        return NO_AUTHORIZATIONS
     a = _grant(r.table("action"))
     v = _grant(r.table("value"))
     rd = _grant(r.table("read"))

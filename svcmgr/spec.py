@@ -20,10 +20,10 @@ from svcmgr.schema import typename
 from svcmgr.security import NO_RESOURCES, NO_SECURITY, Resources, Security, merge
 
 __all__ = [
-    "DURATIONS", "GROUPINGS", "METHODS", "PROP_TYPES", "RESTART_ON", "Authorizations", "Context", "Dependency",
-    "Exec", "Grant", "Health", "InstanceConfig", "InstanceOverride", "LogPattern", "LogPolicy", "Method",
-    "Properties", "Property", "Readiness", "RestartPolicy", "ServiceSpec", "check_property_value", "parse_exec",
-    "parse_signal", "property_type", "resolve_instance", "with_source",
+    "DURATIONS", "GROUPINGS", "METHODS", "NO_AUTHORIZATIONS", "NO_CONTEXT", "PROP_TYPES", "RESTART_ON",
+    "Authorizations", "Context", "Dependency", "Exec", "Grant", "Health", "InstanceConfig", "InstanceOverride",
+    "LogPattern", "LogPolicy", "Method", "Properties", "Property", "Readiness", "RestartPolicy", "ServiceSpec",
+    "check_property_value", "parse_exec", "parse_signal", "property_type", "resolve_instance", "with_source",
 ]
 
 GROUPINGS = ("require_all", "require_any", "optional_all", "exclude_all")
@@ -165,6 +165,16 @@ class Property:
 
 
 Properties = Mapping[str, Mapping[str, Property]]
+
+# What most manifests leave unset, made once and shared by every spec that does (specs are immutable, and so
+# are the mappings they hold: nothing changes one in place). A boot keeps a spec per service, and these were
+# a few hundred bytes of each.
+#: A context that sets nothing (``Context()``).
+NO_CONTEXT = Context()
+#: No one but root (``Authorizations()``).
+NO_AUTHORIZATIONS = Authorizations()
+_READY_AT_SPAWN = Readiness("spawn")
+_READY_AT_EXIT = Readiness("exit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,15 +369,19 @@ def resolve_instance(spec: ServiceSpec, name: str) -> InstanceConfig:
     ctx = spec.context
     if o.context is not None:
         ctx = o.context.over(ctx)
-    methods = dict(spec.methods)
-    methods.update(o.methods)
+    methods: Mapping[str, Method] = spec.methods  # the service's own when the instance adds none (shared)
+    if o.methods:
+        methods = {**spec.methods, **o.methods}
     duration = o.duration or spec.duration
     readiness = o.readiness or spec.readiness
     if readiness is None:
-        readiness = Readiness("spawn" if duration == "child" else "exit")
-    props: dict[str, dict[str, Property]] = {pg: dict(p) for pg, p in spec.properties.items()}
-    for pg, p in o.properties.items():
-        props.setdefault(pg, {}).update(p)
+        readiness = _READY_AT_SPAWN if duration == "child" else _READY_AT_EXIT
+    props: Properties = spec.properties  # likewise
+    if o.properties:
+        merged: dict[str, dict[str, Property]] = {pg: dict(p) for pg, p in spec.properties.items()}
+        for pg, p in o.properties.items():
+            merged.setdefault(pg, {}).update(p)
+        props = merged
     return InstanceConfig(
         fmri=spec.fmri.with_instance(name),
         spec=spec,

@@ -4,7 +4,15 @@ import pytest
 
 from svcmgr.loader import load_bytes
 from svcmgr.manifest import ManifestErrors, parse_service
-from svcmgr.spec import resolve_instance
+from svcmgr.spec import (
+    Authorizations,
+    Context,
+    InstanceOverride,
+    LogPolicy,
+    Readiness,
+    RestartPolicy,
+    resolve_instance,
+)
 
 GOOD = """
 name = "site/app"
@@ -229,3 +237,39 @@ def test_a_context_with_no_field_set_reads_as_the_empty_one() -> None:
     under = Context("u", "g", "/w", {"A": "1"}, Security(privileges="basic", umask=0o22))
     assert Context().over(under) == Context("u", "g", "/w", {"A": "1"}, merge(NO_SECURITY, under.security))
     assert Context().over(under).security is under.security
+
+
+def test_specs_share_their_strings_and_unset_parts_with_the_same_values() -> None:
+    """A boot keeps a spec per service: the keys and short string values of every manifest are one object
+    each, and what a manifest leaves unset is one shared value; the values, their order and the normal form
+    are those of a plain tomllib read, and nothing a spec holds is changed by reading another."""
+    import tomllib
+
+    from svcmgr.loader import SHARED_MAX
+
+    text = 'name = "a/b{}"\nduration = "child"\n[methods.start]\nexec = ["/bin/sleep", "{}"]\n'
+    long = "x" * (SHARED_MAX + 1)
+    (a,) = load(text.format(1, "60"))
+    (b,) = load(text.format(2, "60"))
+    (c,) = load(text.format(3, long))
+    ra, rb = a.to_dict(), b.to_dict()
+    assert ra == {"name": "a/b1", "duration": "child", "methods": {"start": {"exec": ["/bin/sleep", "60"]}}}
+    assert ra == tomllib.loads(text.format(1, "60")) and list(ra) == ["name", "duration", "methods"]
+    assert [x for x in ra if x in rb and next(k for k in rb if k == x) is x] == list(ra)  # the same key objects
+    assert a.methods["start"].exec.argv[0] is b.methods["start"].exec.argv[0]
+    assert ra["duration"] is rb["duration"] is a.duration
+    assert c.methods["start"].exec.argv[1] == long
+    # unset parts: equal to what they default to, and shared
+    assert (a.context, a.authorizations, a.template, a.extensions, a.properties) == (
+        Context(), Authorizations(), {}, {}, {})
+    assert a.instances == {"default": InstanceOverride("default")} and a.instances is b.instances
+    assert a.log is b.log and a.log == LogPolicy() and a.restart is b.restart and a.restart == RestartPolicy()
+    ca, cb = resolve_instance(a, "default"), resolve_instance(b, "default")
+    assert ca.methods == a.methods and ca.properties == {} and ca.readiness is cb.readiness
+    assert ca.readiness == Readiness("spawn")
+    # an instance of its own methods and properties gets merged copies, and the service's stay as they were
+    (d,) = load('name = "a/d"\n[methods.start]\nexec = ":true"\n[properties.pg]\nx = 1\n'
+                '[instances.one.methods.stop]\nexec = ":kill"\n[instances.one.properties.pg]\ny = 2\n')
+    one = resolve_instance(d, "one")
+    assert set(one.methods) == {"start", "stop"} and set(d.methods) == {"start"}
+    assert set(one.properties["pg"]) == {"x", "y"} and set(d.properties["pg"]) == {"x"}
