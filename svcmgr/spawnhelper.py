@@ -25,6 +25,10 @@ from ``cgroup.procs``) signals the helper too: it catches and drops the catchabl
 gone and spawns in-process from then on (``HelperUnavailable``), as after any death of the
 helper: a spawn cut short is made again there.
 
+*Its priority.* It runs at nice ``PRIORITY`` (-5), ahead of the daemon and of the children it has just
+made, whose exec it would otherwise wait behind for a CPU; ``SCHED_RESET_ON_FORK`` has the kernel give
+every child nice 0 and the normal policy, however it is made.
+
 *Its replies.* A child spawned is answered with its pid and its start time as ``/proc/PID/stat`` gives
 it (``born``: from CLOCK_BOOTTIME read around the spawn, mostly with no read of /proc), which the
 daemon's record of the contract keeps (a daemon restarted after a crash checks it against the pid's).
@@ -77,6 +81,8 @@ PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
 #: A move into a group within this many seconds of the last finds the kernel's RCU sync hot.
 HOT = 0.01
+#: The helper's nice value: ahead of the daemon and of the children it makes (``_ahead``).
+PRIORITY = -5
 #: What a stop sends to a contract's members: the helper catches and drops them (it may stand in that group).
 #: Caught, not ignored: a disposition that is handled is the default again in a clone3 child at no cost
 #: (``CLONE_CLEAR_SIGHAND``), in a posix_spawn child (glibc resets handled ones) and at any exec, whereas
@@ -206,6 +212,16 @@ class Spawner:
         return "child", pid, r
 
 
+def _ahead() -> None:
+    """Run ahead of the daemon and of the children just made (nice ``PRIORITY``), so that a request does not
+    wait for a CPU behind them; ``SCHED_RESET_ON_FORK`` has every child born at nice 0 under the normal policy,
+    whichever way it is made (posix_spawn, clone3, a successor's fork). Left as it is when the kernel refuses
+    (no ``CAP_SYS_NICE``): the nice value is never raised without the reset."""
+    with contextlib.suppress(OSError):
+        os.sched_setscheduler(0, os.SCHED_OTHER | os.SCHED_RESET_ON_FORK, os.sched_param(0))
+        os.setpriority(os.PRIO_PROCESS, 0, PRIORITY)
+
+
 def serve(fd: int) -> None:
     """The spawn helper's loop until the daemon's end of the socket pair closes. A spawn is answered
     as soon as ``posix_spawn`` returns (a clone3 child: when it has exec'd, its report pipe closed,
@@ -217,6 +233,7 @@ def serve(fd: int) -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() == 1:
         os._exit(0)  # the daemon died before the death signal was armed
+    _ahead()
     default_signals()
     for s in IGNORED:
         signal.signal(s, _nothing)
@@ -369,6 +386,7 @@ def _hand_over(libc: ctypes.CDLL, daemon: int, last_words: Callable[[int], None]
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != daemon:
         os._exit(0)  # the daemon is gone
+    _ahead()  # a fork's child is born at nice 0 (SCHED_RESET_ON_FORK): ahead again
     return True
 
 

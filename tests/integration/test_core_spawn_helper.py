@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from svcmgr.procfs import find_cgroup2_mount
+from svcmgr.spawnhelper import PRIORITY
 
 from svctest import wait_until
 
@@ -78,14 +79,24 @@ def _status(pid: int, field: str) -> str:
         return next(line.split(":", 1)[1].strip() for line in f if line.startswith(field + ":"))
 
 
+def _ahead(helper: int) -> bool:
+    """Whether the helper runs ahead of the daemon (a lower nice value) and has its children born without it."""
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    return os.getpriority(os.PRIO_PROCESS, helper) == max(-20, mine + PRIORITY) < mine and \
+        os.sched_getscheduler(helper) == os.SCHED_OTHER | os.SCHED_RESET_ON_FORK
+
+
 #: glibc's two internal signals (32, 33): its posix_spawn leaves them ignored in the child (every glibc, musl
 #: or Go program sets its own handlers for them as it starts).
 _GLIBC_INTERNAL = (1 << 31) | (1 << 32)
 
 
 def _set_up_as_before(pid: int) -> None:
-    """What every spawn guarantees: its own group, stdin /dev/null, no descriptor but 0-2, default signals."""
+    """What every spawn guarantees: its own group, stdin /dev/null, no descriptor but 0-2, default signals, and
+    the daemon's own scheduling (this test's, which the daemon inherits), not the helper's higher priority."""
     assert os.getpgid(pid) == pid
+    assert os.sched_getscheduler(pid) == os.sched_getscheduler(0) == os.SCHED_OTHER
+    assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0)
     assert sorted(os.listdir(f"/proc/{pid}/fd")) == ["0", "1", "2"]
     assert os.readlink(f"/proc/{pid}/fd/0") == "/dev/null"
     assert int(_status(pid, "SigBlk"), 16) == 0
@@ -100,6 +111,7 @@ def test_the_helpers_children_are_its_own_and_their_ends_reach_the_daemon(daemon
     for fmri in fmris:
         daemon.wait_state(fmri, "online")
     (helper,) = _helpers(daemon.pid)
+    assert _ahead(helper)
     pids = [daemon.pids(fmri)[0] for fmri in fmris]
     for pid in pids:
         assert _ppid(pid) == helper
@@ -151,6 +163,7 @@ def test_an_idle_helper_hands_its_children_over_to_the_daemon(daemon, mode):
     wait_until(lambda: all(_ppid(p) == daemon.pid for p in pids), what="the children re-parented to the daemon")
     wait_until(lambda: len(_helpers(daemon.pid)) == 1, what="the successor alone")
     (helper,) = _helpers(daemon.pid)
+    wait_until(lambda: _ahead(helper), what="the successor ahead as its predecessor was")
     os.kill(pids[0], signal.SIGKILL)  # reaped by the daemon itself
     wait_until(lambda: [p for p in daemon.pids(fmris[0]) if p != pids[0]], what="a new process")
     daemon.wait_state(fmris[0], "online")
