@@ -158,7 +158,7 @@ class Catalog:
     def check_import(self, specs: list[ServiceSpec], existing: Mapping[str, ServiceSpec] | None = None) -> list[str]:
         """Refuse duplicates and cycles among these specs and what is already imported (``existing``: a
         copy of the imported specs, so that the check may run in another thread); return warnings."""
-        resolved, configs = self._check(specs, existing)
+        _names, resolved, configs = self._check(specs, existing)
         return _missing(specs, Graph(self._configs(specs, resolved, existing) if configs is None else configs))
 
     #: The specs (service FMRI -> spec) of the last check in the loop's thread that found no cycle (read by
@@ -166,14 +166,15 @@ class Catalog:
     _acyclic: Mapping[str, ServiceSpec] = {}
 
     def _check(self, specs: list[ServiceSpec], existing: Mapping[str, ServiceSpec] | None
-               ) -> tuple[list[list[InstanceConfig]], dict[str, InstanceConfig] | None]:
-        """``check_import``'s refusals (ManifestErrors); each spec's instances' configuration (in ``specs``'
-        order), resolved once for the check and the import, and every instance's once imported when the
-        check needed them (``_configs``), else None."""
+               ) -> tuple[list[str], list[list[InstanceConfig]], dict[str, InstanceConfig] | None]:
+        """``check_import``'s refusals (ManifestErrors); each spec's service FMRI (its text, made once: the
+        import keys the catalog's maps with these very strings), each spec's instances' configuration (in
+        ``specs``' order), resolved once for the check and the import, and every instance's once imported
+        when the check needed them (``_configs``), else None."""
         errors: list[ManifestError] = []
         seen: dict[str, str] = {}
-        for s in specs:
-            f = str(s.fmri)
+        names = [str(s.fmri) for s in specs]
+        for s, f in zip(specs, names, strict=True):
             if f in seen:
                 errors.append(ManifestError(s.source, "name", f"{f} is also declared in {seen[f]}"))
             seen[f] = s.source
@@ -196,8 +197,8 @@ class Catalog:
                     errors.append(ManifestError(src, "dependencies", "dependency cycle: " + " -> ".join(cyc)))
                 raise ManifestErrors(errors)
         if existing is None:
-            self._acyclic = {**self.specs, **{str(s.fmri): s for s in specs}}
-        return resolved, configs
+            self._acyclic = {**self.specs, **dict(zip(names, specs, strict=True))}
+        return names, resolved, configs
 
     def _configs(self, specs: list[ServiceSpec], resolved: list[list[InstanceConfig]],
                  existing: Mapping[str, ServiceSpec] | None) -> dict[str, InstanceConfig]:
@@ -249,19 +250,21 @@ class Catalog:
 
     def import_specs(self, specs: list[ServiceSpec], formats: list[str]) -> list[str]:
         """Store and apply specs, all or nothing; return warnings."""
-        resolved, _configs = self._check(specs, None)
+        names, resolved, _configs = self._check(specs, None)
         changed = []  # (spec, its FMRI, format, its normal form, its instances' configuration)
-        for s, fmt, cfgs in zip(specs, formats, resolved, strict=True):
-            f, data = str(s.fmri), s.to_dict()
+        for s, f, fmt, cfgs in zip(specs, names, formats, resolved, strict=True):
+            data = s.raw  # its normal form (``to_dict``) itself, not a copy: see the editing copy below
             if f not in self.specs or self.editing.get(f) != data or self.specs[f].to_dict() != data:
                 changed.append((s, f, fmt, data, cfgs))
         stored = [(f, s.source, fmt, normal_text(data)) for s, f, fmt, data, _ in changed]  # each text once
         self.repo.import_normal(stored)
         self.snapshots.imported((f, text) for f, _, _, text in stored)
         for s, f, fmt, data, cfgs in changed:
-            self.editing[f] = data  # a copy of its own (``to_dict``), as the repository's editing copy is
+            # the editing copy starts as the imported manifest, the very mapping its spec keeps (a boot kept a
+            # copy of each): neither is changed in place (an edit is made on a deep copy and replaces it)
+            self.editing[f] = data
             self.sources[f] = (s.source, fmt)
-            self._apply_spec(s, configs=cfgs)
+            self._apply_spec(s, configs=cfgs, name=f)
         self.rebuild_graph()
         self.boot_imported(str(s.fmri) for s in specs)
         self.mark_dirty(self.instances)
@@ -269,11 +272,12 @@ class Catalog:
         return self.missing_dependencies(specs)  # the graph now holds what check_import's would
 
     def _apply_spec(self, spec: ServiceSpec, refreshing: set[str] | None = None,
-                    configs: list[InstanceConfig] | None = None) -> None:
+                    configs: list[InstanceConfig] | None = None, name: str | None = None) -> None:
         """Apply a service's configuration; its running instances (those in ``refreshing`` when given: a
         refresh names instances) are refreshed, which restarts their restart_on=refresh dependents.
-        ``configs``: its instances' configuration, when the caller has resolved them already (in order)."""
-        f = str(spec.fmri)
+        ``configs``: its instances' configuration, when the caller has resolved them already (in order);
+        ``name``: its service FMRI's text, when the caller has made it (one string for the catalog's maps)."""
+        f = str(spec.fmri) if name is None else name
         old = self.specs.get(f)
         self.specs[f] = spec
         if configs is None:
