@@ -80,9 +80,11 @@ def _status(pid: int, field: str) -> str:
 
 
 def _ahead(helper: int) -> bool:
-    """Whether the helper runs ahead of the daemon (a lower nice value) and has its children born without it."""
+    """Whether the helper runs ahead of the daemon (a lower nice value: root's daemon may set one; another's keeps
+    its own) and has its children born without it."""
     mine = os.getpriority(os.PRIO_PROCESS, 0)
-    return os.getpriority(os.PRIO_PROCESS, helper) == max(-20, mine + PRIORITY) < mine and \
+    want = max(-20, mine + PRIORITY) if os.geteuid() == 0 else mine
+    return os.getpriority(os.PRIO_PROCESS, helper) == want and \
         os.sched_getscheduler(helper) == os.SCHED_OTHER | os.SCHED_RESET_ON_FORK
 
 
