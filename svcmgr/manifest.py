@@ -15,8 +15,9 @@ from __future__ import annotations
 import copy
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 from svcmgr import fmri as fmri_mod
@@ -54,13 +55,14 @@ __all__ = ["EXTENSIONS", "ManifestError", "ManifestErrors", "parse_service"]
 ManifestError = FieldError
 ManifestErrors = FieldErrors
 
-# Shared by every spec that leaves these unset (specs and their mappings are never changed in place): made
+# Shared by every spec that leaves these unset (specs and their mappings are never changed in place; the shared
+# mappings are read-only, so that one changed by mistake fails there rather than changing every service): made
 # once, not once per service, which a boot of many services keeps.
 _NO_RESTART = RestartPolicy()
 _NO_LOG = LogPolicy()
-_EMPTY: dict[str, Any] = {}
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 #: The instances of a manifest without an [instances] table: its one instance, "default", as the service says.
-_DEFAULT_INSTANCES = {"default": InstanceOverride("default")}
+_DEFAULT_INSTANCES: Mapping[str, InstanceOverride] = MappingProxyType({"default": InstanceOverride("default")})
 
 
 def _instance(r: _Reader, name: str, base_dir: str | None, spec_restart: RestartPolicy,
@@ -145,9 +147,10 @@ def parse_service(data: Any, source: str = "", *, base_dir: str | None = None, f
                 template[k] = v
         t.done()
     stability = r.str("stability", "")
-    instances: dict[str, InstanceOverride] = {}
+    instances: Mapping[str, InstanceOverride] = _DEFAULT_INSTANCES
     it = r.table("instances")
     if it is not None:
+        instances = declared = {}
         for iname in list(it.data):
             sub = it.table(iname)
             if not fmri_mod.valid_instance_name(iname):
@@ -157,11 +160,9 @@ def parse_service(data: Any, source: str = "", *, base_dir: str | None = None, f
                 continue
             o = _instance(sub, iname, base_dir, restart, log)
             if o is not None:
-                instances[iname] = o
+                declared[iname] = o
         if not it.data:
             it.error("", "declares no instance")
-    else:
-        instances = _DEFAULT_INSTANCES
     extensions: dict[str, Any] = {}
     for key in list(r.data):
         if key in r.seen:
