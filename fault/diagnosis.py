@@ -23,6 +23,7 @@ records that the response agents carry out (retire, notify).
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fault.attribution import Attribution
-from fault.cases import Case, CaseEv, CaseState, CaseStore, Change, Suspect
+from fault.cases import ACTIVE, Case, CaseEv, CaseState, CaseStore, Change, Suspect
 from fault.engines import Engines, Key
 from fault.events import Ereport, detail_of
 from fault.rules import Rule, RuleSet, scheme_of
@@ -43,6 +44,10 @@ __all__ = ["Diagnosis", "RuleStats"]
 
 #: the states read at each ereport, looked up once (a member read from its enum class costs about 90 ns)
 _OPEN, _SOLVED = CaseState.OPEN, CaseState.SOLVED
+#: each rule's time (``RuleStats.time_ns``), read without a look-up in the ``time`` module
+_clock = time.perf_counter_ns
+#: the longest payload (its JSON) the trail keeps in place of its text (``_detail``): at most a few small fields
+_LAZY_DETAIL = 96
 
 
 @dataclass
@@ -131,19 +136,22 @@ class Diagnosis(Attribution, Verdicts):
         detail is made only if a case reads it."""
         resource = e.resource
         if resource:
-            self.trail.add(resource, now, e.brief(), detail_of(e) if resource.startswith("svc:") else "")
+            self.trail.add(resource, now, e.brief(), _detail(e) if resource.startswith("svc:") else "")
 
     def feed(self, e: Ereport, now: float) -> list[Change]:
-        """``arrive`` then ``process`` at once (no hold): the same work, its brief made once."""
-        brief, resource = e.brief(), e.resource
-        if resource:
-            self.trail.add(resource, now, brief, detail_of(e) if resource.startswith("svc:") else "")
+        """``arrive`` then ``process`` at once (no hold): the same work, its brief made once (and only when something
+        keeps it: an ereport of the node itself that no rule consumes needs none)."""
+        resource = e.resource
+        if not resource:
+            return self._process(e, now, None)
+        brief = e.brief()
+        self.trail.add(resource, now, brief, _detail(e) if resource.startswith("svc:") else "")
         return self._process(e, now, brief)
 
     # ============================================================ processing
     def process(self, e: Ereport, now: float) -> list[Change]:
         """Diagnose one ereport that arrived at ``now``."""
-        return self._process(e, now, e.brief())
+        return self._process(e, now, None)
 
     def _plan(self, key: tuple[str, str]) -> Plan:
         """The rules that consume ``key``'s ereports, each with its counters: all of them, whether any may
@@ -155,7 +163,9 @@ class Diagnosis(Attribution, Verdicts):
         plan = self._plans[key] = (pairs, any(r.resolve_when for r, _ in pairs), *_split_cascade(pairs))
         return plan
 
-    def _process(self, e: Ereport, now: float, brief: dict[str, Any]) -> list[Change]:
+    def _process(self, e: Ereport, now: float, brief: dict[str, Any] | None) -> list[Change]:
+        """Diagnose ``e`` (``brief``: its brief, if made already). Each rule's time is counted from one clock read
+        to the next: the rules run one after the other."""
         counters = self.counters
         counters["processed"] += 1
         resource = e.resource
@@ -164,8 +174,10 @@ class Diagnosis(Attribution, Verdicts):
         if not pairs:
             counters["unmatched"] += 1
             return []
+        if brief is None:
+            brief = e.brief()
         changes: list[Change] = []
-        clock = time.perf_counter_ns
+        clock = _clock
         if resolving:
             own: list[Pair] = []
             for r, st in pairs:
@@ -180,33 +192,37 @@ class Diagnosis(Attribution, Verdicts):
         else:
             for _, st in pairs:
                 st.received += 1
+        t0 = clock()
         if cascade is not None and resource:
             r, st = cascade
-            t0 = clock()
             assert r.window is not None
             roots = self.roots(resource, now, r.window)
             if roots:
-                changes.extend(self.attribute(r, roots, e, brief, now))
+                changes += self.attribute(r, roots, e, brief, now)
                 st.attributed += 1
                 st.time_ns += clock() - t0
                 return changes
-            st.time_ns += clock() - t0
+            t1 = clock()
+            st.time_ns += t1 - t0
+            t0 = t1
         for r, st in others:
-            t0 = clock()
             changes += self._feed(r, st, e, brief, now)
-            st.time_ns += clock() - t0
+            t1 = clock()
+            st.time_ns += t1 - t0
+            t0 = t1
         return changes
 
     # ------------------------------------------------------------ own rules
     def _feed(self, rule: Rule, st: RuleStats, e: Ereport, brief: dict[str, Any], now: float) -> list[Change]:
         key = (rule.name, e.resource)
         eng = None
-        if rule.kind == "immediate":
+        kind = rule.kind
+        if kind == "immediate":
             fired = True
         else:
             eng = self.engines.get(rule, key)
-            if rule.kind == "serd":
-                fired = eng.record(now)
+            if kind == "serd":
+                fired = not eng.fired and eng.record(now)  # a fired engine takes no event (``record``)
             else:
                 assert rule.bound is not None
                 value = e.payload.get(rule.bound.field)
@@ -217,7 +233,7 @@ class Diagnosis(Attribution, Verdicts):
         st.accepted += 1
         open_case = self.case_of(key)
         if eng is not None and eng.fired and not fired:
-            if open_case is not None and open_case.active:
+            if open_case is not None and open_case.state in ACTIVE:
                 open_case.add_ereport(brief, e)
                 self.store.touch(open_case)
             return []
@@ -246,7 +262,7 @@ class Diagnosis(Attribution, Verdicts):
             if open_case is None:
                 return []
             if fired:  # what the resource reported before (the start failures before a maintenance) is evidence
-                for t, b, _ in self.trail.between(e.resource, now - TRAIL_AGE, now):
+                for t, b in self.trail.briefs(e.resource, now - TRAIL_AGE, now):
                     if t < now:
                         open_case.add_ereport(b)
         self.engine_case[key] = open_case.uuid
@@ -366,6 +382,18 @@ class Diagnosis(Attribution, Verdicts):
     def engine_list(self, now: float) -> list[dict[str, Any]]:
         return [{**self.engines.view(key, eng, now), "case": self.engine_case.get(key)}
                 for key, eng in self.engines.items()]
+
+
+def _detail(e: Ereport) -> str | dict[str, Any]:
+    """What the trail keeps as the detail of a service's ereport: its payload, whose text is made only if a case
+    quotes it (rarely: a new cascade case; ``detail_of`` costs about a microsecond at every failure of a service),
+    when that payload is small (``_LAZY_DETAIL``, as its stored form: a process's exit is about 50 characters) and
+    not a container the cyclic garbage collector tracks (nested tables or lists, which the trail holds none of);
+    else the text itself."""
+    payload = e.payload
+    if len(e.payload_json) > _LAZY_DETAIL or gc.is_tracked(payload):
+        return detail_of(e)
+    return payload
 
 
 def _split_cascade(pairs: tuple[Pair, ...]) -> tuple[Pair | None, tuple[Pair, ...]]:

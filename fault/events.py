@@ -34,6 +34,7 @@ __all__ = [
     "check_namespace",
     "check_resource",
     "class_matches",
+    "describe",
     "detail_of",
     "json_encoder",
     "owner",
@@ -295,7 +296,7 @@ def detail_of(e: Ereport) -> str:
     """The most telling text of an ereport, for case descriptions (made once per ereport)."""
     d = e._detail
     if d is None:
-        d = e._detail = _detail(e)
+        d = e._detail = describe(e.cls, e.payload)
     return d
 
 
@@ -304,14 +305,16 @@ _TEXTS = ("reason", "summary", "detail", "line", "message")
 _TEXT_KEYS = frozenset(_TEXTS)
 
 
-def _detail(e: Ereport) -> str:
-    p = e.payload
+def describe(cls: str, payload: dict[str, Any]) -> str:
+    """The most telling text of an ereport of class ``cls`` with this (validated) payload: ``detail_of``'s, made
+    anew at each call."""
+    p = payload
     if not _TEXT_KEYS.isdisjoint(p):
         for k in _TEXTS:
             v = p.get(k)
             if isinstance(v, str) and v:
                 return v[:300]
-    if e.cls.startswith("ereport.svc.exit."):
+    if cls.startswith("ereport.svc.exit."):
         pid = p.get("pid")
         who = f"a process (pid {pid})" if isinstance(pid, int) else "a process"
         sig = p.get("signal")
@@ -321,8 +324,8 @@ def _detail(e: Ereport) -> str:
         code = p.get("code")
         if isinstance(code, int):
             return f"{who} exited with status {code}"
-    if e.cls == "ereport.kernel.oom":
+    if cls == "ereport.kernel.oom":
         return f"process {p.get('pid', '?')} ({p.get('comm', '?')}) killed, {p.get('anon_rss_kb', '?')} kB resident"
     if "value" in p:
-        return f"{e.cls} value {p['value']}"
-    return e.cls
+        return f"{cls} value {p['value']}"
+    return cls

@@ -87,6 +87,16 @@ def test_a_database_crash_that_takes_three_dependents_down_is_one_case_naming_it
     assert not [k for k in d.engines if k[1] in APPS]
 
 
+@pytest.mark.parametrize("extra", [{}, {"note": "x" * 200}, {"nested": {"a": [1]}}], ids=["small", "long", "nested"])
+def test_a_cascade_case_quotes_what_its_suspect_reported_however_the_trail_kept_it(extra):
+    # the trail keeps a small flat payload and makes its text when read, anything else as its text
+    d = make()
+    d.feed(ev("ereport.svc.exit.core", DB, pid=42, signal=9, core=True, **extra), now=0.0)
+    d.feed(exit_code(APPS[0]), now=0.5)
+    (case,) = cases(d, CaseState.SOLVED)
+    assert case.detail == "a process (pid 42) died on SIGKILL (9) and dumped core"
+
+
 def test_victims_failing_again_and_the_suspect_flapping_fold_into_the_same_case():
     d = make()
     d.feed(kill(DB), now=0.0)
