@@ -257,7 +257,10 @@ def validate(cls: object, *, time_: object = None, node: object = "", resource: 
         raise EreportError(source, "node", f"{node!r} is not a node name")
     else:
         n = node
-    r = _checked.get(resource) if type(resource) is str else None  # check_resource's memory, without the call
+    if type(resource) is str:  # check_resource's memory (and its answer for none), without the call
+        r = _checked.get(resource) if resource else ""
+    else:
+        r = None
     if r is None:
         r = check_resource(resource, source)
     if payload is None:
@@ -279,7 +282,7 @@ def validate(cls: object, *, time_: object = None, node: object = "", resource: 
         except UnicodeEncodeError as e:  # JSON's "\ud800": an unpaired surrogate, which no store can hold
             raise EreportError(source, "payload", f"holds text that is not Unicode (an unpaired surrogate at "
                                                   f"{e.start} of its JSON)") from None
-    return Ereport(c, t, n, r, payload, source, blob, received=now)
+    return Ereport(c, t, n, r, payload, source, blob, 0, now)  # by position: id, received
 
 
 def class_matches(pattern: str, cls: str) -> bool:
