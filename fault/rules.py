@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,11 +63,19 @@ def human_duration(seconds: float | None) -> str:
     return f"{seconds:g}s"
 
 
+#: resource -> its scheme, remembered for the resources seen (bounded: a source may make resources up)
+_schemes: dict[str, str] = {}
+
+
 def scheme_of(resource: str) -> str:
-    """``svc:/a/b:c`` -> ``svc``; "" (the node itself) -> ``node``."""
-    if not resource:
-        return "node"
-    return resource.partition(":")[0]
+    """``svc:/a/b:c`` -> ``svc``; "" (the node itself) -> ``node``. Remembered per resource: diagnosis asks at every
+    ereport, and a scheme given again is the same string, its hash known (the key of the rules it goes to)."""
+    hit = _schemes.get(resource)
+    if hit is None:
+        if len(_schemes) >= _CACHE_MAX:
+            _schemes.clear()
+        hit = _schemes[resource] = sys.intern(resource.partition(":")[0]) if resource else "node"
+    return hit
 
 
 @dataclass(frozen=True)
