@@ -54,6 +54,9 @@ log = logging.getLogger("fault")
 
 MAX_HOLD = 50_000
 _MAX_SOURCES = 32
+#: Seconds after an ereport (a service's death, say) that the fault manager is woken to take it and what came
+#: meanwhile: diagnosis is not urgent, the restart the death sets going is (its stop and start run first).
+LAG = 0.02
 
 
 def _load(cfg: FaultConfig) -> tuple[KnowledgeBase, RuleSet, list[str]]:
@@ -100,7 +103,7 @@ class FaultManager(Operations):
         self.diag = Diagnosis(self.rules, self.store, ViewTopology(self.services), node=self.node,
                               skew=self.cfg.correlation_skew, conn=ctx.db)
         self.diag.load_engines(self.clock())
-        self.sub = ctx.bus.subscribe(EREPORT, maxlen=50_000)
+        self.sub = ctx.bus.subscribe(EREPORT, maxlen=50_000, lag=LAG)
         self.svc_sub = ctx.bus.subscribe(SVC_CLEARED, state_class("online"))
         ctx.bus.listen(self._listen)
         for op in ("faulty", "dump", "stat", "rules", "verdict", "inject"):

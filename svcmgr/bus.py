@@ -33,7 +33,7 @@ class SubscriptionStats:
 class Subscription:
     """A filtered, bounded stream of events; iterate it with ``async for``."""
 
-    def __init__(self, bus: Bus, prefixes: tuple[str, ...], maxlen: int) -> None:
+    def __init__(self, bus: Bus, prefixes: tuple[str, ...], maxlen: int, lag: float = 0.0) -> None:
         self._bus = bus
         self._prefixes = prefixes
         self._exact = frozenset(prefixes)
@@ -41,6 +41,9 @@ class Subscription:
         self._queue: collections.deque[Event] = collections.deque()
         self._maxlen = maxlen
         self._waiter: asyncio.Future[None] | None = None
+        #: seconds a waiting consumer is woken after the first event it waits for (``Bus.subscribe``)
+        self._lag = lag
+        self._wake_at: asyncio.TimerHandle | None = None
         self._stats = SubscriptionStats()
         self.closed = False
 
@@ -55,6 +58,16 @@ class Subscription:
             self._queue.popleft()
             self._stats.dropped += 1
         self._queue.append(event)
+        w = self._waiter
+        if w is not None and not w.done():
+            if not self._lag:
+                w.set_result(None)
+            elif self._wake_at is None:
+                self._wake_at = w.get_loop().call_later(self._lag, self._wake)
+
+    def _wake(self) -> None:
+        """The lag is over: the waiting consumer takes what has come meanwhile."""
+        self._wake_at = None
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -74,6 +87,9 @@ class Subscription:
                 await self._waiter
             finally:
                 self._waiter = None
+                if self._wake_at is not None:  # cancelled while its wake was due
+                    self._wake_at.cancel()
+                    self._wake_at = None
         self._stats.delivered += 1
         return self._queue.popleft()
 
@@ -86,6 +102,9 @@ class Subscription:
     def close(self) -> None:
         self.closed = True
         self._bus._subs.discard(self)
+        if self._wake_at is not None:
+            self._wake_at.cancel()
+            self._wake_at = None
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -127,9 +146,14 @@ class Bus:
         """The kept events, oldest first, for a late joiner (a copy: what it publishes in turn reaches it live)."""
         return () if self._kept is None else tuple(self._kept)
 
-    def subscribe(self, *prefixes: str, maxlen: int = 100_000) -> Subscription:
-        """A new subscription to events whose class equals or starts with a prefix (all if none)."""
-        sub = Subscription(self, tuple(prefixes), maxlen)
+    def subscribe(self, *prefixes: str, maxlen: int = 100_000, lag: float = 0.0) -> Subscription:
+        """A new subscription to events whose class equals or starts with a prefix (all if none).
+
+        With ``lag``, a consumer waiting in ``get`` is woken that many seconds after the first event it
+        waits for, not at the next turn of the loop: a consumer of lower priority than the work that
+        published (the fault manager's diagnosis of a death after the restart it sets going). Every event
+        is still delivered, in order, within the same bound (what comes meanwhile waits in the queue)."""
+        sub = Subscription(self, tuple(prefixes), maxlen, lag)
         for ev in self._late():
             if sub.wants(ev):
                 sub.put_nowait(ev)
