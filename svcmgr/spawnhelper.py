@@ -300,7 +300,7 @@ def serve(fd: int) -> None:
                 relay_ends()
                 continue
             if key.data is not None:  # a clone3 child's report pipe: its errno, or closed by its exec
-                number, pid, report, reader = key.data
+                number, pid, report, reader, start = key.data
                 chunk = os.read(key.fd, 64)
                 if chunk:
                     report += chunk
@@ -308,7 +308,7 @@ def serve(fd: int) -> None:
                 sel.unregister(key.fd)
                 os.close(key.fd)
                 code = int(report.split(b":", 1)[0] or errno.ENOENT) if report else 0
-                reply((number, pid, "exec" if report else "ok", code), reader)
+                reply((number, pid, "exec", code) if report else (number, pid, "ok", 0, start), reader)
                 continue
             try:
                 size, anc, _flags, _addr = sock.recvmsg_into([inbox], socket.CMSG_SPACE(2 * 4),
@@ -336,8 +336,8 @@ def serve(fd: int) -> None:
                 for f in fds:
                     os.close(f)
             if answer[0] == "child":  # answered once it has exec'd
-                _, pid, pipe, reader = answer
-                sel.register(pipe, selectors.EVENT_READ, (number, pid, bytearray(), reader))
+                _, pid, pipe, reader, start = answer
+                sel.register(pipe, selectors.EVENT_READ, (number, pid, bytearray(), reader, start))
             elif answer[0] == "log":  # after the spawns asked meanwhile: its lines wait in the daemon
                 files.append((number, answer[1:]))
             elif answer[0] in ("ok", "exec"):
@@ -402,8 +402,9 @@ def _open_log(path: str, mode: int) -> int | None:
 def _serve_one(spawner: Spawner, msg: bytes | memoryview, fds: list[int], *, burst: bool) -> tuple[int, tuple]:
     """Carry out one request: its number and ("ok", pid, the FIFO's reading end or None, its start time:
     ``born``) for a child spawned, ("exec", errno, reading end, 0) for one that could not be executed,
-    ("child", pid, its report pipe, reading end) for a child cloned, ("log", path, mode) for a log file to
-    open, ("fifo", errno) when the FIFO could not be opened, ("clone", errno) when the child could not be made."""
+    ("child", pid, its report pipe, reading end, its start time) for a child cloned (answered "ok" with that
+    start time once it has exec'd), ("log", path, mode) for a log file to open, ("fifo", errno) when the FIFO
+    could not be opened, ("clone", errno) when the child could not be made."""
     try:
         request = marshal.loads(msg)
         kind, number = request[0], request[1]
@@ -447,5 +448,5 @@ def _serve_one(spawner: Spawner, msg: bytes | memoryview, fds: list[int], *, bur
         return number, ("ok", started[1], reader, born(started[1], before, after))
     if started[0] == "exec":
         return number, ("exec", started[1], reader, 0)
-    return number, (*started, reader)
+    return number, (*started, reader, born(started[1], before, after))
 

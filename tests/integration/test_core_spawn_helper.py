@@ -11,8 +11,10 @@ daemon."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -20,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from svcmgr.procfs import find_cgroup2_mount
+from svcmgr.paths import Paths
+from svcmgr.procfs import find_cgroup2_mount, read_stat
 from svcmgr.spawnhelper import PRIORITY
 
 from svctest import wait_until
@@ -194,9 +197,23 @@ def test_a_lone_spawn_into_a_group_is_the_daemons_child(daemon):
     (again,) = daemon.pids(fmri)
     assert _ppid(again) == daemon.pid
     assert "/svcmgr-" in _cgroup_of(again) and "/svcmgr-" not in _cgroup_of(helper)
+    # its start time, from the helper's reply, is the one /proc gives: what a daemon restarted after a crash checks
+    info = read_stat(again)
+    assert info is not None
+    wait_until(lambda: _recorded_starts(daemon, fmri) == {str(again): info.starttime}, what="the contract's record")
     _set_up_as_before(again)
     daemon.stop()
     wait_until(lambda: _ended(helper), what="the helper to end with the daemon")
+
+
+def _recorded_starts(daemon, fmri: str) -> dict[str, int]:
+    """The start times of the processes of ``fmri``'s contract, as the repository on disk records them."""
+    db = sqlite3.connect(f"file:{Paths.for_root(str(daemon.root)).repository}?mode=ro", uri=True, timeout=10)
+    try:
+        (contract,) = db.execute("SELECT contract FROM instances WHERE fmri=?", (fmri,)).fetchone()
+    finally:
+        db.close()
+    return json.loads(contract)["members"] if contract else {}
 
 
 _STAND_IN = textwrap.dedent("""
