@@ -25,7 +25,7 @@ from svcmgr.rctl import Controls
 from svcmgr.security import Resources
 
 if TYPE_CHECKING:
-    from svcmgr.forkserver import ForkServer
+    from svcmgr.forkservers import ForkServers
 
 __all__ = ["Backend", "detect_backend"]
 
@@ -81,7 +81,7 @@ class Backend:
         return c
 
     async def create_for_burst(self, ctid: int, name: str, resources: Resources | None = None,
-                               helper: ForkServer | None = None) -> Contract:
+                               helper: ForkServers | None = None) -> Contract:
         """``create``, then, while the spawn ``helper`` is at work, a turn of the loop before the caller spawns
         into it: the starts of a burst make their groups in one turn and ask the helper in the next. A group
         made while the helper moves into another waits for the kernel's cgroup lock (1-23 ms measured, in the

@@ -30,7 +30,7 @@ from svcmgr import __version__
 from svcmgr.api import Api, ApiError, Limits
 from svcmgr.config import DaemonConfig, load_config
 from svcmgr.eventclasses import DAEMON_READY
-from svcmgr.forkserver import ForkServer
+from svcmgr.forkservers import ForkServers
 from svcmgr.paths import Paths, register, unregister
 from svcmgr.reaper import Reaper, quiet_wakeup
 from svcmgr.repofile import Damaged, restore
@@ -95,11 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _spawn_helper(reaper: Reaper, loop: asyncio.AbstractEventLoop) -> ForkServer | None:
-    """The spawn helper (``svcmgr.forkserver``); none with SVCMGR_NO_SPAWN_HELPER=1 or where it cannot start."""
+def _spawn_helper(reaper: Reaper, loop: asyncio.AbstractEventLoop) -> ForkServers | None:
+    """The spawn helpers (``svcmgr.forkserver``); none with SVCMGR_NO_SPAWN_HELPER=1 or where none can start."""
     if os.environ.get("SVCMGR_NO_SPAWN_HELPER"):
         return None
-    helper = ForkServer(reaper)
+    helper = ForkServers(reaper)
     try:
         helper.start(loop)
     except OSError as e:

@@ -22,6 +22,9 @@ children of its own hands over to a fork of itself and exits: those children are
 then on, reaped by it with no hop, and the successor (named in the old helper's last message)
 serves the same socket.
 
+In a burst, a spare helper forked from the first, with a socket pair of its own, takes requests too,
+so that a spawn does not wait for the exec of another's child (``svcmgr.forkservers``).
+
 It also does the file-system work of a start that would otherwise wait on the daemon's event
 loop (making a file costs the journal a millisecond or so under load): it opens the instance's
 FIFO by name for the child, makes it at the first spawn and hands its reading end back with the
@@ -88,8 +91,13 @@ class ForkServer:
     """Starts the helper, sends it requests and matches its replies (by number: a child that execs
     sooner is answered sooner)."""
 
-    def __init__(self, reaper: Reaper) -> None:
+    def __init__(self, reaper: Reaper, *, spare: bool = False,
+                 on_idle: Callable[[ForkServer], None] | None = None) -> None:
         self.reaper = reaper
+        #: a spare helper (``ForkServers``): it says when it is ready, and when idle (``on_idle``)
+        self.spare = spare
+        self.ready = not spare
+        self._on_idle = on_idle
         self.pid: int | None = None
         self._sock: socket.socket | None = None
         self._pending: dict[int, tuple[asyncio.Future[Child], str, Given | None]] = {}
@@ -152,7 +160,45 @@ class ForkServer:
         self.reaper.register(successor).exited.add_done_callback(self._helper_ended)
 
     def usable(self) -> bool:
+        return self._sock is not None and not self._quitting
+
+    def add_spare(self, on_idle: Callable[[ForkServer], None]) -> ForkServer | None:
+        """Ask this helper to fork a spare, with a socket pair of its own: the spare's ``ForkServer``, to be
+        used once ``ready``; None when it cannot be asked now."""
+        if self._sock is None or self._loop is None or self._quitting:
+            return None
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._sock.sendmsg([marshal.dumps(("spare", next(self._numbers)))],
+                               [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [theirs.fileno()]))])
+        except OSError:
+            mine.close()
+            return None
+        finally:
+            theirs.close()
+        mine.setblocking(False)
+        spare = ForkServer(self.reaper, spare=True, on_idle=on_idle)
+        spare._sock, spare._loop = mine, self._loop
+        self._loop.add_reader(mine.fileno(), spare._readable)
+        return spare
+
+    def open(self) -> bool:
+        """The daemon's end is open: the helper serves, or is retiring and its last messages are still to come."""
         return self._sock is not None
+
+    def outstanding(self) -> int:
+        """How many spawns and log files asked for are not answered yet."""
+        return len(self._pending) + len(self._files)
+
+    def retire(self) -> None:
+        """Let the helper go without waiting for it: it gets the end of the stream after every request sent,
+        relays what it has reaped and exits; its last messages are read as they come."""
+        if self._sock is not None and not self._quitting:
+            self._quitting = True
+            try:
+                self._sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                self.lost("spawn helper: retired")
 
     def born(self, pid: int) -> int | None:
         """The start time of the helper's running child ``pid`` as ``/proc/PID/stat`` gives it (clock ticks
@@ -209,7 +255,10 @@ class ForkServer:
         """The helper is gone or cannot clone here: every spawn is in-process from now on."""
         if self.why_not is None and self._sock is not None and not self._quitting:
             self.why_not = why
-            log.warning("%s; spawning in the daemon from now on", why)
+            if self.spare:
+                log.info("spare %s", why)
+            else:
+                log.warning("%s; spawning in the daemon from now on", why)
         self._drop()
 
     def open_log(self, path: str, mode: int, given: Given) -> bool:
@@ -238,7 +287,7 @@ class ForkServer:
 
     async def spawn(self, argv: Sequence[str], *, cgroup: str | None, env: Mapping[str, str], cwd: str,
                     stdout: int | None = None, fifo: str | None = None, reader: Given | None = None,
-                    process_group: bool = True) -> asyncio.Future[Child]:
+                    process_group: bool = True, hot: bool = False) -> asyncio.Future[Child]:
         """Ask for ``argv`` to be started (in ``cgroup``, if given): the future of the child.
 
         Its stdout and stderr are ``stdout``, or the FIFO ``fifo``, which the helper opens by name
@@ -247,17 +296,17 @@ class ForkServer:
         The request is sent (once fewer than ``WINDOW`` are out) before this returns: the caller
         may close ``stdout`` then. The future fails with OSError when the program cannot be
         executed (the child's errno), and HelperUnavailable when the helper cannot spawn it:
-        spawn in-process then."""
+        spawn in-process then. ``hot``: other spawns are at work (the kernel's cgroup moves are cheap now)."""
         await self._window.acquire()
         try:
             return self._send(argv, cgroup=cgroup, env=env, cwd=cwd, stdout=stdout, fifo=fifo, reader=reader,
-                              process_group=process_group)
+                              process_group=process_group, hot=hot)
         except BaseException:
             self._window.release()
             raise
 
-    def _send(self, argv: Sequence[str], *, cgroup: str | None, env: Mapping[str, str], cwd: str,
-              stdout: int | None, fifo: str | None, reader: Given | None, process_group: bool) -> asyncio.Future[Child]:
+    def _send(self, argv: Sequence[str], *, cgroup: str | None, env: Mapping[str, str], cwd: str, stdout: int | None,
+              fifo: str | None, reader: Given | None, process_group: bool, hot: bool) -> asyncio.Future[Child]:
         if self._sock is None or self._loop is None:
             raise HelperUnavailable(self.why_not or "no spawn helper")
         args = [os.fsencode(a) for a in argv]
@@ -267,7 +316,8 @@ class ForkServer:
         number = next(self._numbers)
         req = marshal.dumps(("spawn", number, args, envb, candidates_for(args[0], path), os.fsencode(cwd),
                              process_group, stdout is not None, cgroup is not None,
-                             os.fsencode(fifo) if fifo is not None and stdout is None else b"", reader is not None))
+                             os.fsencode(fifo) if fifo is not None and stdout is None else b"", reader is not None,
+                             hot))
         if len(req) > MAX_REQUEST:
             raise HelperUnavailable("request too large for the spawn helper")
         cg = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if cgroup is not None else None
@@ -321,6 +371,14 @@ class ForkServer:
                     if stage == "helper":
                         self._handed_over(pid)
                         continue
+                    if stage == "ready":
+                        self.pid, self.ready = pid, True
+                        log.debug("spare spawn helper %d ready", pid)
+                        continue
+                    if stage == "idle":
+                        if self._on_idle is not None:
+                            self._on_idle(self)
+                        continue
                 if stage == "log":
                     self._file_answered(number, given)
                     continue
@@ -373,3 +431,4 @@ def _descriptors(anc: list[tuple[int, int, bytes]]) -> list[int]:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
     return list(fds)
+

@@ -42,6 +42,7 @@ are re-parented to the daemon, a child subreaper, and reaped there as before. Th
 restart, a helper idle for ``HANDOVER`` seconds with children of its own forks a successor and
 exits (``_hand_over``): its children are re-parented to the daemon, which reaps them directly from
 then on, and the successor serves the same socket, named in the old helper's last message.
+*Its spares* (``_fork_spare``): asked with one end of a new socket pair, it forks a spare serving it.
 """
 
 from __future__ import annotations
@@ -222,12 +223,13 @@ def _ahead() -> None:
         os.setpriority(os.PRIO_PROCESS, 0, PRIORITY)
 
 
-def serve(fd: int) -> None:
+def serve(fd: int, spare: bool = False) -> None:
     """The spawn helper's loop until the daemon's end of the socket pair closes. A spawn is answered
     as soon as ``posix_spawn`` returns (a clone3 child: when it has exec'd, its report pipe closed,
     or failed to); a child's end after its reply. A log file is opened (made) when no spawn waits,
     its descriptor sent back then (its lines wait in the daemon). Replies carry the request's
-    number (``EXIT`` for an end), and the descriptors asked for (``SCM_RIGHTS``)."""
+    number (``EXIT`` for an end), and the descriptors asked for (``SCM_RIGHTS``). A ``spare`` says when it
+    is ready, and when idle for ``HANDOVER`` seconds (it does not hand over): the daemon then closes its end."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_NAME, ctypes.c_char_p(b"svcmgr-spawn"), 0, 0, 0)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -263,6 +265,7 @@ def serve(fd: int) -> None:
                 os.close(give)
 
     owned = 0  # children of the helper's own (posix_spawn's) not relayed yet
+    spares: set[int] = set()  # spare helpers forked from this one (its children too, not relayed)
 
     def relay_ends() -> None:
         nonlocal owned
@@ -273,8 +276,11 @@ def serve(fd: int) -> None:
                 return
             if pid == 0:
                 return
-            owned -= 1
-            reply((EXIT, pid, "exit", status))
+            if pid in spares:
+                spares.discard(pid)  # a spare's exit is not relayed
+            else:
+                owned -= 1
+                reply((EXIT, pid, "exit", status))
 
     def last_words(successor: int) -> None:
         relay_ends()
@@ -283,14 +289,22 @@ def serve(fd: int) -> None:
     idle = _handover_after()
     daemon = os.getppid()
     files: collections.deque[tuple[int, tuple]] = collections.deque()  # log files to open when nothing else waits
+    told_idle = False  # a spare has said it is idle, and nothing was asked since
+    if spare:
+        idle = idle or HANDOVER
+        reply((EXIT, os.getpid(), "ready", 0))
     while True:
-        events = sel.select(0 if files else idle if owned > 0 and idle else None)
+        events = sel.select(0 if files else idle if (owned > 0 or (spare and not told_idle)) and idle else None)
         if not events:
             if files:
                 number, answer = files.popleft()
                 given = _open_log(*answer)
                 reply((number, 0, "log", 0 if given is not None else errno.EPERM), given)
-            elif owned > 0 and _hand_over(libc, daemon, last_words):
+            elif spare:
+                if not told_idle:
+                    reply((EXIT, os.getpid(), "idle", 0))
+                    told_idle = True
+            elif owned > 0 and not spares and _hand_over(libc, daemon, last_words):
                 owned = 0  # the successor: they are the daemon's now
             continue
         for key, _ in events:
@@ -318,6 +332,7 @@ def serve(fd: int) -> None:
             if not size:  # the daemon is done: what has ended goes back first, the rest is re-parented to it
                 relay_ends()
                 os._exit(0)
+            told_idle = False
             msg = inbox[:size]
             fds: list[int] = []
             for level, kind, data in anc:
@@ -340,6 +355,11 @@ def serve(fd: int) -> None:
                 sel.register(pipe, selectors.EVENT_READ, (number, pid, bytearray(), reader, start))
             elif answer[0] == "log":  # after the spawns asked meanwhile: its lines wait in the daemon
                 files.append((number, answer[1:]))
+            elif answer[0] == "spare":  # not answered: the spare says it is ready on its own socket
+                if answer[1] is not None:
+                    made = _fork_spare(answer[1])
+                    if made is not None:
+                        spares.add(made)
             elif answer[0] in ("ok", "exec"):
                 _, code_or_pid, reader, start = answer
                 owned += answer[0] == "ok"
@@ -347,6 +367,31 @@ def serve(fd: int) -> None:
                       reader)
             else:
                 reply((number, 0, answer[0], answer[1]))
+
+
+def _fork_spare(fd: int) -> int | None:
+    """Fork a spare helper serving the socket ``fd`` (its end of a pair the daemon made): its pid, or None. It
+    keeps no other descriptor of this helper's and dies with it (``PR_SET_PDEATHSIG``); this helper does not
+    hand over while a spare lives, nor relay its exit (``serve``)."""
+    parent = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError:
+        pid = None
+    if pid != 0:  # this helper (or no fork): the spare's end is the spare's alone
+        os.close(fd)
+        return pid
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(0)  # the helper died before the death signal was armed
+        for name in os.listdir("/proc/self/fd"):
+            if int(name) > 2 and int(name) != fd:
+                with contextlib.suppress(OSError):
+                    os.close(int(name))
+        serve(fd, spare=True)
+    finally:
+        os._exit(0)
 
 
 def _handover_after() -> float | None:
@@ -410,13 +455,15 @@ def _serve_one(spawner: Spawner, msg: bytes | memoryview, fds: list[int], *, bur
         kind, number = request[0], request[1]
     except (EOFError, ValueError, TypeError, IndexError, KeyError):
         return -1, ("clone", errno.EINVAL)
+    if kind == "spare":  # ("spare", number) with the spare's end of a new socket pair: forked by the loop
+        return number, ("spare", fds.pop() if len(fds) == 1 else None)
     if kind == "log":  # ("log", number, path, mode): opened later (_open_log)
         try:
             return number, ("log", os.fsdecode(request[2]), int(request[3]))
         except (TypeError, ValueError, IndexError):
             return number, ("clone", errno.EINVAL)
     try:
-        _, number, args, env, candidates, cwd, pgrp, has_out, has_cg, fifo, make = request
+        _, number, args, env, candidates, cwd, pgrp, has_out, has_cg, fifo, make, hot = request
     except (TypeError, ValueError):
         return number, ("clone", errno.EINVAL)
     if len(fds) != int(has_out) + int(has_cg):
@@ -435,7 +482,8 @@ def _serve_one(spawner: Spawner, msg: bytes | memoryview, fds: list[int], *, bur
     try:
         before = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         started = spawner.spawn(args, env, candidates, cwd, pgrp,
-                                out if out is not None else fds[0] if has_out else spawner.devnull, cg, burst=burst)
+                                out if out is not None else fds[0] if has_out else spawner.devnull, cg,
+                                burst=burst or bool(hot))
         after = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
     finally:
         if out is not None:

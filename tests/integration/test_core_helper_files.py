@@ -5,6 +5,7 @@ real reaper, real children, real files."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import stat
@@ -12,16 +13,22 @@ import stat
 import pytest
 
 from svcmgr.forkserver import ForkServer, HelperUnavailable
+from svcmgr.forkservers import DEEP, ForkServers
 from svcmgr.logs import LOG_MODE, InstanceLog
 from svcmgr.reaper import Reaper
+
+
+def _reaper(loop: asyncio.AbstractEventLoop) -> Reaper:
+    reaper = Reaper()
+    reaper._loop = loop
+    loop.add_signal_handler(signal.SIGCHLD, reaper.reap)
+    return reaper
 
 
 @pytest.fixture
 async def helper():
     loop = asyncio.get_running_loop()
-    reaper = Reaper()
-    reaper._loop = loop
-    loop.add_signal_handler(signal.SIGCHLD, reaper.reap)
+    reaper = _reaper(loop)
     fs = ForkServer(reaper)
     fs.start(loop)
     yield fs
@@ -112,3 +119,47 @@ async def test_lines_that_wait_for_the_helper_reach_the_file_when_it_is_gone(tmp
         assert text.index("first") < text.index("second")
     finally:
         lg.close()
+
+
+async def test_a_spare_helper_killed_leaves_the_first_serving_and_none_outlives_a_close(caplog):
+    """``ForkServers``: a burst makes a spare (a fork of the helper, serving a socket of its own); killed, the
+    helper serves on, with no word of spawning in the daemon; closed, no helper is left."""
+    loop = asyncio.get_running_loop()
+    pool = ForkServers(_reaper(loop))
+    pool.start(loop)
+    children = []
+    try:
+        futs = [await pool.spawn(["sleep", "30"], cgroup=None, env={"PATH": os.defpath}, cwd="/")
+                for _ in range(DEEP + 2)]
+        children += [await f for f in futs]
+        assert pool.started == 1
+        (spare,) = pool.spares
+        await _until(lambda: spare.ready, "the spare to be ready")
+        spare_pid = spare.pid
+        assert spare_pid is not None and spare_pid != pool.primary.pid
+        # the least busy ready helper is asked: the first spawn goes to the helper, the second to the spare
+        futs = [await pool.spawn(["sleep", "30"], cgroup=None, env={"PATH": os.defpath}, cwd="/") for _ in range(2)]
+        pair = [await f for f in futs]
+        children += pair
+        assert [_parent(c.pid) for c in pair] == [pool.primary.pid, spare_pid]
+        await _until(lambda: sorted(os.listdir(f"/proc/{pair[1].pid}/fd")) == ["0", "1", "2"],
+                     "no descriptor but 0-2 in the spare's child (its dynamic loader holds one for a moment)")
+        os.kill(spare_pid, signal.SIGKILL)
+        await _until(lambda: not spare.open(), "the daemon to see the spare gone")
+        child = await (await pool.spawn(["sleep", "30"], cgroup=None, env={"PATH": os.defpath}, cwd="/"))
+        children.append(child)
+        assert pool.usable() and "spawning in the daemon" not in caplog.text
+    finally:
+        for c in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(c.pid, signal.SIGKILL)
+        pool.close()
+        try:  # the helper is this process's child, reaped by the reaper once it has ended
+            await _until(lambda: not os.path.exists(f"/proc/{pool.primary.pid}"), "the helper to end")
+        finally:
+            loop.remove_signal_handler(signal.SIGCHLD)
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(") ", 1)[1].split()[1])

@@ -300,3 +300,33 @@ def test_a_killed_helper_leaves_the_daemon_spawning_by_itself(daemon):
     daemon.wait_state(second, "online")
     assert daemon.state(first) == "online"
     assert not _helpers(daemon.pid)
+
+
+def test_a_burst_is_shared_with_a_spare_helper_that_leaves_its_children_to_the_daemon(daemon):
+    """A burst deeper than ``forkserver.DEEP``: the helper forks a spare, whose children are set up as the
+    helper's are; idle, the spare is let go (its children re-parented to the daemon, which reaps them), and
+    the helper serves on alone. (How much of a burst the spare makes depends on the machine's speed: a
+    spare's own children are checked in ``test_core_helper_files``.)"""
+    fmris = [_sleeper(daemon, f"b{i}") for i in range(40)]
+    daemon.env["SVCMGR_HELPER_HANDOVER"] = "0"  # the helper keeps its children: the daemon's came from a spare
+    daemon.start("--no-cgroup")  # every spawn a posix_spawn, by the helper or its spare
+    for fmri in fmris:
+        daemon.wait_state(fmri, "online")
+    wait_until(lambda: len(_helpers(daemon.pid)) == 1 and not _helpers(_helpers(daemon.pid)[0]),
+               what="the spare let go")
+    (helper,) = _helpers(daemon.pid)
+    pids = [daemon.pids(fmri)[0] for fmri in fmris]
+    parents = {p: _ppid(p) for p in pids}
+    assert set(parents.values()) <= {helper, daemon.pid}
+    spared = [p for p in pids if parents[p] == daemon.pid]
+    for pid in pids:
+        _set_up_as_before(pid)
+    victim = spared[0] if spared else pids[0]
+    fmri = fmris[pids.index(victim)]
+    os.kill(victim, signal.SIGKILL)  # reaped by the daemon itself
+    wait_until(lambda: [p for p in daemon.pids(fmri) if p != victim], what="a new process")
+    daemon.wait_state(fmri, "online")
+    assert "died on Killed (9)" in daemon.log(fmri)
+    assert "spawning in the daemon from now on" not in daemon.log_text()
+    daemon.stop()
+    wait_until(lambda: all(_ended(p) for p in [*pids, helper]), what="the services and the helper to end")
