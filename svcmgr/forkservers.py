@@ -102,9 +102,13 @@ class ForkServers:
     async def spawn(self, argv: Sequence[str], *, cgroup: str | None, env: Mapping[str, str], cwd: str,
                     stdout: int | None = None, fifo: str | None = None, reader: Given | None = None,
                     process_group: bool = True) -> asyncio.Future[Child]:
-        """``ForkServer.spawn`` by the least busy helper."""
-        return await self._least_busy().spawn(argv, cgroup=cgroup, env=env, cwd=cwd, stdout=stdout, fifo=fifo,
-                                              reader=reader, process_group=process_group, hot=self.busy())
+        """``ForkServer.spawn`` by the least busy helper: ``hot`` when another helper is at work (moving between
+        groups, the kernel's RCU sync warm), so that a spare's lone spawn in a burst stands in its group. With one
+        helper, never: a spawn behind another one that was cloned (a restart) would wait for a grace period."""
+        fs = self._least_busy()
+        hot = any(other.busy() for other in self.members if other is not fs)
+        return await fs.spawn(argv, cgroup=cgroup, env=env, cwd=cwd, stdout=stdout, fifo=fifo, reader=reader,
+                              process_group=process_group, hot=hot)
 
     async def drain(self, timeout: float) -> None:
         """``ForkServer.drain`` for every helper."""
