@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from svcmgr.process import Child
     from svcmgr.reaper import Reaper
 
-__all__ = ["DEEP", "ForkServers"]
+__all__ = ["DEEP", "ForkServers", "HelperUnavailable"]  # what their spawn raises, as one helper's
 
 log = logging.getLogger("svcmgr.forkservers")
 

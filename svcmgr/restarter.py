@@ -21,7 +21,7 @@ from svcmgr.backend import Backend
 from svcmgr.bus import Bus
 from svcmgr.contract import Contract, strays
 from svcmgr.credentials import Credentials
-from svcmgr.forkserver import ForkServer, HelperUnavailable
+from svcmgr.forkservers import ForkServers, HelperUnavailable
 from svcmgr.instance import Instance
 from svcmgr.methods import MethodContext, credentials
 from svcmgr.monitor import Monitor
@@ -48,7 +48,7 @@ BURST_GAP = 0.05
 
 class Restarter:
     def __init__(self, *, reaper: Reaper, backend: Backend, paths: Paths, bus: Bus,
-                 ctid: Callable[[], int], helper: ForkServer | None = None,
+                 ctid: Callable[[], int], helper: ForkServers | None = None,
                  on_contract: ContractReport | None = None, on_health: HealthReport | None = None) -> None:
         self.reaper = reaper
         self.backend = backend
