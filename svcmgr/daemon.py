@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _spawn_helper(reaper: Reaper, loop: asyncio.AbstractEventLoop) -> ForkServers | None:
-    """The spawn helpers (``svcmgr.forkserver``); none with SVCMGR_NO_SPAWN_HELPER=1 or where none can start."""
+    """The spawn helpers (``svcmgr.forkservers``); none with SVCMGR_NO_SPAWN_HELPER=1 or where none can start."""
     if os.environ.get("SVCMGR_NO_SPAWN_HELPER"):
         return None
     helper = ForkServers(reaper)

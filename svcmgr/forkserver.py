@@ -135,12 +135,16 @@ class ForkServer:
             raise
         finally:
             theirs.close()
-        mine.setblocking(False)
-        self._sock = mine
-        self._loop = loop
+        self._attach(mine, loop)
         self.pid = child.pid
-        loop.add_reader(mine.fileno(), self._readable)
         child.exited.add_done_callback(self._helper_ended)
+
+    def _attach(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        """Serve through ``sock``, the daemon's end of a helper's socket pair: its replies read as they come."""
+        sock.setblocking(False)
+        self._sock = sock
+        self._loop = loop
+        loop.add_reader(sock.fileno(), self._readable)
 
     def _helper_ended(self, f: asyncio.Future[ExitStatus]) -> None:
         """A helper ended: the helper is gone, unless it handed over to a successor (its last message,
@@ -176,10 +180,8 @@ class ForkServer:
             return None
         finally:
             theirs.close()
-        mine.setblocking(False)
         spare = ForkServer(self.reaper, spare=True, on_idle=on_idle)
-        spare._sock, spare._loop = mine, self._loop
-        self._loop.add_reader(mine.fileno(), spare._readable)
+        spare._attach(mine, self._loop)
         return spare
 
     def open(self) -> bool:
@@ -431,4 +433,3 @@ def _descriptors(anc: list[tuple[int, int, bytes]]) -> list[int]:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
     return list(fds)
-

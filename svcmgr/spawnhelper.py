@@ -385,10 +385,8 @@ def _fork_spare(fd: int) -> int | None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent:
             os._exit(0)  # the helper died before the death signal was armed
-        for name in os.listdir("/proc/self/fd"):
-            if int(name) > 2 and int(name) != fd:
-                with contextlib.suppress(OSError):
-                    os.close(int(name))
+        os.closerange(3, fd)  # as a child's set-up closes them (``spawn.exec_child``)
+        os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
         serve(fd, spare=True)
     finally:
         os._exit(0)
