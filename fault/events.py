@@ -319,13 +319,13 @@ def describe(cls: str, payload: dict[str, Any]) -> str:
                 return v[:300]
     if cls.startswith("ereport.svc.exit."):
         pid = p.get("pid")
-        who = f"a process (pid {pid})" if isinstance(pid, int) else "a process"
+        who = f"a process (pid {pid})" if type(pid) is int else "a process"  # not a bool: True is no pid
         sig = p.get("signal")
-        if isinstance(sig, int) and sig:
+        if type(sig) is int and sig:
             core = " and dumped core" if p.get("core") else ""
             return f"{who} died on {_SIGNAMES.get(sig) or f'signal {sig}'} ({sig}){core}"
         code = p.get("code")
-        if isinstance(code, int):
+        if type(code) is int:
             return f"{who} exited with status {code}"
     if cls == "ereport.kernel.oom":
         return f"process {p.get('pid', '?')} ({p.get('comm', '?')}) killed, {p.get('anon_rss_kb', '?')} kB resident"

@@ -3,10 +3,12 @@
 import sqlite3
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fault.cases import CaseEv, CaseState, CaseStore
 from fault.diagnosis import Diagnosis
-from fault.events import validate
+from fault.events import EreportError, detail_of, validate
 from fault.knowledge import load_knowledge
 from fault.rules import SHIPPED_RULES, load_rules
 from fault.topology import StaticTopology, ViewTopology
@@ -95,6 +97,31 @@ def test_a_cascade_case_quotes_what_its_suspect_reported_however_the_trail_kept_
     d.feed(exit_code(APPS[0]), now=0.5)
     (case,) = cases(d, CaseState.SOLVED)
     assert case.detail == "a process (pid 42) died on SIGKILL (9) and dumped core"
+
+
+_HOSTILE_VALUE = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+                           st.text(max_size=40), st.lists(st.integers(), max_size=3))
+
+
+@settings(max_examples=150, deadline=None)
+@given(cls=st.sampled_from(["ereport.svc.exit.signal", "ereport.svc.exit.code", "ereport.svc.exit.core",
+                            "ereport.kernel.oom", "ereport.app.x"]),
+       payload=st.dictionaries(st.sampled_from(["pid", "signal", "code", "core", "reason", "comm", "value", "n"]),
+                               _HOSTILE_VALUE, max_size=5))
+def test_a_cascade_case_quotes_a_hostile_payload_as_its_ereport_describes_it(cls, payload):
+    # whatever a sender put in the values (a string for a pid, a list for a reason, a bool for a signal), the
+    # payload the trail kept in place of its text reads back as the ereport's own detail, and nothing raises
+    try:
+        suspect = validate(cls, resource=DB, payload=payload)
+    except EreportError:
+        return
+    d = make()
+    d.feed(suspect, now=0.0)
+    d.feed(exit_code(APPS[0]), now=0.5)
+    quoted = [c.detail for c in cases(d) if "fault.svc.cascade" in c.classes]
+    text = detail_of(validate(cls, resource=DB, payload=payload))
+    assert isinstance(text, str) and text
+    assert quoted in ([], [text])  # a class that is no failure of a service makes no cascade
 
 
 def test_victims_failing_again_and_the_suspect_flapping_fold_into_the_same_case():

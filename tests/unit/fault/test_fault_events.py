@@ -95,6 +95,8 @@ def test_a_class_seen_valid_is_still_checked_by_type():
      "a process (pid 7) died on SIGKILL (9) and dumped core"),
     ("ereport.svc.exit.signal", {"signal": 200}, "a process died on signal 200 (200)"),
     ("ereport.svc.exit.code", {"pid": 7, "code": 3, "reason": "bad config"}, "bad config"),
+    ("ereport.svc.exit.signal", {"pid": True, "signal": True}, "ereport.svc.exit.signal"),
+    ("ereport.svc.exit.code", {"pid": "7", "code": False}, "ereport.svc.exit.code"),
     ("ereport.kernel.oom", {}, "process ? (?) killed, ? kB resident"),
     ("ereport.app.x", {}, "ereport.app.x"),
 ])
