@@ -241,8 +241,11 @@ class Operations:
                 "verdict": verdict}
 
     async def op_inject(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"ereports": [{"class", "resource"?, "payload"?, "time"?, "node"?}, ...]}`` (root only)."""
+        """``{"ereports": [{"class", "resource"?, "payload"?, "time"?, "node"?}, ...], "check": bool?}`` (root only):
+        post them, all or none (``check``: only validate them, as fminject does with each request of a file that
+        takes several before it posts any)."""
         authz.require_operator(caller, "inject ereports")
+        check = arg(req, "check", bool, False)
 
         def resolve(name: str) -> str:
             try:
@@ -255,6 +258,8 @@ class Operations:
         except EreportError as e:
             raise ApiError(str(e), 2) from None
         unmatched = sorted({e.cls for e in ereports if not self.rules.consumers(e.cls, scheme_of(e.resource))})
+        if check:
+            return {"posted": 0, "unmatched": unmatched}
         for e in ereports:
             self.post(e.cls, e.resource, e.payload, "inject", e.time)
         return {"posted": len(ereports), "unmatched": unmatched}

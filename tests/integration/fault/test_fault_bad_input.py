@@ -172,6 +172,20 @@ def test_bad_requests_and_ereports_on_the_bus(daemon):
     assert errlog(daemon, "ereport.a.b") == []  # nothing of a refused request was posted
 
 
+def test_a_bad_line_after_the_first_batch_names_its_line_and_nothing_is_posted(daemon, tmp_path):
+    daemon.start()
+    lines = tmp_path / "many.jsonl"
+    good = json.dumps({"class": "ereport.test.many", "payload": {"i": 1}}) + "\n"
+    lines.write_text(good * 5001 + "\n" + json.dumps({"class": "fault.test.many"}) + "\n" + good)
+    r = fm(daemon, "fminject", "-f", str(lines), timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"fminject: {lines}:5003: class: 'fault.test.many' is not an ereport class"), r.stderr
+    assert errlog(daemon, "ereport.test.many") == []  # all or nothing, as one request is
+    lines.write_text(good * 5001)
+    assert fm(daemon, "fminject", "-f", str(lines), check=True).stdout == "fminject: posted 5001 ereports\n"
+    wait_until(lambda: len(errlog(daemon, "ereport.test.many")) == 5001, 30)
+
+
 FLOOD = 100_000
 
 

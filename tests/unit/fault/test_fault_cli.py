@@ -69,6 +69,24 @@ def test_fminject_values():
     assert ei.value.code == 2
 
 
+def test_fminject_takes_options_after_the_class():
+    args = fminject.arguments(["ereport.a.b", "-r", "db", "x=1", "-n", "2", "y=z"])
+    assert (args.cls, args.resource, args.n, args.pairs) == ("ereport.a.b", "db", 2, ["x=1", "y=z"])
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (b'{"class": "ereport.a.b"}\n\xff\xfe{"class": "ereport.a.b"}\n', ":2: not UTF-8"),
+    (b'{"class": "ereport.a.b"}\n\n' + b'[' * 100_000 + b']' * 100_000 + b'\n', ":3: not JSON: nested too deeply"),
+])
+def test_fminject_refuses_a_file_it_cannot_read_naming_the_line(tmp_path, capsys, data, reason):
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(data)
+    with pytest.raises(SystemExit) as ei:
+        fminject.read_lines(str(path))
+    assert ei.value.code == 2
+    assert capsys.readouterr().err.startswith(f"fminject: {path}{reason}")
+
+
 def _case(**kw):
     kb, _ = load_knowledge()
     c = Case.new("svc-flapping", "fault.svc.flapping", "SVC-8000-3Q", "major", "node1", "degrade")
