@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from fault.cases import Case
+from fault.cli.nvlist import visible
 from fault.knowledge import KnowledgeBase
 from fault.status import affects_words
 
@@ -51,7 +52,7 @@ def facts(case: Case) -> dict[str, Any]:
     return {"suspect": suspects[0] if suspects else case.node, "suspects": ", ".join(suspects) or case.node,
             "impacted": ", ".join(case.impacted) or "none", "impacted_count": len(case.impacted),
             "count": case.ereport_count, "window": case.window, "fires_at": case.fires_at,
-            "detail": case.detail or "-", "class": case.cls, "node": case.node}
+            "detail": visible(case.detail or "-"), "class": case.cls, "node": case.node}
 
 
 def case_view(case: Case, kb: KnowledgeBase, status: Callable[[str, str | None], list[str]]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from fault.cli.nvlist import visible
 from fault.status import affects_words, asru_word, problem_words
 
 __all__ = ["Record", "asru_lines", "catalog", "event_line", "fru_lines", "print_line", "record_lines", "summary_header"]
@@ -161,7 +162,7 @@ def record_lines(rec: Record, *, full: bool, max_fault: int, cache_ids: bool) ->
                           _fru_word, 0, full)
     for label, key in (("Description : ", "description"), ("Response    : ", "response"),
                        ("Impact      : ", "impact"), ("Action      : ", "action")):
-        yield from print_line(label, str(c.get(key) or "-").replace("UUID", c["uuid"]))
+        yield from print_line(label, visible(str(c.get(key) or "-"), keep="\n").replace("UUID", c["uuid"]))
     yield ""
 
 

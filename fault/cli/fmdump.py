@@ -185,7 +185,7 @@ def _message(rec: dict[str, Any], case: dict[str, Any] | None) -> Iterator[str]:
     yield f"EVENT-ID: {rec['uuid']}"
     for label, key in (("DESC", "description"), ("AUTO-RESPONSE", "response"), ("IMPACT", "impact"),
                        ("REC-ACTION", "action")):
-        yield f"{label}: {str(c.get(key, '-')).replace('UUID', rec['uuid'])}"
+        yield f"{label}: {nvlist.visible(str(c.get(key, '-'))).replace('UUID', rec['uuid'])}"
     yield ""
 
 

@@ -87,12 +87,12 @@ def test_fminject_refuses_a_file_it_cannot_read_naming_the_line(tmp_path, capsys
     assert capsys.readouterr().err.startswith(f"fminject: {path}{reason}")
 
 
-def _case(**kw):
+def _case(detail="a process (pid 7) died on SIGKILL (9)"):
     kb, _ = load_knowledge()
     c = Case.new("svc-flapping", "fault.svc.flapping", "SVC-8000-3Q", "major", "node1", "degrade")
     c.suspects = [Suspect("fault.svc.flapping", "svc:/site/db:default", 100)]
     c.impacted = ["svc:/site/app:default"]
-    c.detail = "a process (pid 7) died on SIGKILL (9)"
+    c.detail = detail
     c.window, c.fires_at, c.ereport_count = "30m", 3, 3
     c.apply(CaseEv.SOLVE, "solved")
     return case_view(c, kb, lambda f, s: ["faulty", "unusable"] if s else ["unusable"])
@@ -116,6 +116,28 @@ def test_fmadm_layout_is_fmds():
         assert want in text, want
     assert all(len(line) <= 80 or " " not in line[14:] for line in lines)
     assert "Action      :" in text and "Response    :" in text and "Impact      :" in text
+
+
+#: what a service's own log line may carry into a case (a log pattern's ereport): a screen clear, a title, a fake line
+HOSTILE = "FATAL \x1b[2J\x1b]0;pwned\x07 \u202eowned\r\nfake line"
+SHOWN = "FATAL \\x1b[2J\\x1b]0;pwned\\x07 \\u202eowned\\r\\nfake line"
+
+
+def test_text_from_a_service_reaches_the_terminal_only_as_visible_escapes():
+    view = _case(detail=HOSTILE)
+    (rec,) = faulty.catalog([view], group=False)
+    text = "\n".join(faulty.record_lines(rec, full=False, max_fault=0, cache_ids=False))
+    assert "\x1b" not in text and "\r" not in text and "\u202e" not in text and "fake line" in text
+    assert " ".join(text.split()).count(" ".join(f"Last: {SHOWN}.".split())) == 1
+    e = {"id": 1, "class": "ereport.app.fatal", "time": 1_000_000_000.0, "resource": "svc:/a/b:default",
+         "source": "restarter", "payload": {"line": HOSTILE, "lines": [HOSTILE], "where": {"what": HOSTILE}}}
+    lines = list(nvlist.render(nvlist.ereport(e)))
+    assert f"\tline = {SHOWN}" in lines and f"\tlines = {SHOWN}" in lines and f"\t\twhat = {SHOWN}" in lines
+    assert not any(ch in "".join(lines) for ch in "\x1b\r\u202e")
+    rec = {"class": "fault.svc.flapping", "time": 1_000_000_000.0, "msgid": "SVC-8000-3Q", "severity": "major",
+           "uuid": view["uuid"], "node": "node1", "rule": "svc-flapping"}
+    message = "\n".join(fmdump._message(rec, view))
+    assert f"Last: {SHOWN}." in message and "\x1b" not in message and "\nfake line" not in message
 
 
 def test_fmadm_wraps_as_print_line_does():
