@@ -210,7 +210,9 @@ class Api:
         try:
             try:
                 req = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            except RecursionError:  # any user may send 100,000 brackets: not a bug of ours
+                raise ApiError("bad request: not JSON: nested too deeply", 2) from None
+            except ValueError as e:  # malformed, not UTF-8, or an integer longer than Python converts
                 raise ApiError(f"bad request: not JSON: {e}", 2) from None
             if not isinstance(req, dict):
                 raise ApiError("bad request: expected a JSON object", 2)

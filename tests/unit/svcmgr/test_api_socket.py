@@ -99,6 +99,18 @@ async def test_bad_json_a_refusal_and_a_handler_bug_each_get_a_reply_and_the_ser
     assert api.errors == 4 and api.requests == 5
 
 
+async def test_json_too_deep_or_a_number_too_long_is_a_bad_request_not_an_internal_error(api, caplog):
+    """Any local user may send them: a bad request (code 2) that says why, and no traceback in the daemon's log."""
+    caller = Caller(1, 65534, 65534, frozenset({65534}), False)
+    deep = await api.handle(caller, b'{"op": "ping", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert (deep["code"], deep["error"]) == (2, "bad request: not JSON: nested too deeply"), deep
+    long = await api.handle(caller, b'{"op": "ping", "lines": 1' + b"0" * 5000 + b"}")
+    assert long["code"] == 2 and long["error"].startswith("bad request: not JSON: "), long
+    assert "internal error" not in long["error"] and "4300 digits" in long["error"], long
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+    assert (await api.handle(caller, b'{"op": "ping"}'))["result"] == "pong"
+
+
 async def test_an_idle_client_is_dropped_and_its_slot_given_back(api):
     reader, writer = await _connect(api)
     writer.write(b'{"op": "pi')
