@@ -181,6 +181,12 @@ def parse_any(text: str) -> FMRI | PathFMRI:
     return parse(text)
 
 
+#: The longest glob matched: fnmatch makes a glob a regular expression in time quadratic in its unclosed
+#: brackets and compiles each different one (100,000 ``[`` held the daemon's event loop for a quarter of an
+#: hour); a longer one matches nothing (docs/security.md, "any local user").
+MAX_GLOB = 256
+
+
 def is_glob(pattern: str) -> bool:
     """Whether an operand is a shell glob (``*``, ``?``, ``[``) rather than an FMRI or an abbreviation."""
     return any(c in pattern for c in "*?[")
@@ -191,7 +197,8 @@ def match(pattern: str, candidates: Iterable[FMRI]) -> list[FMRI]:
 
     * A full FMRI (``svc:/...``) names itself; a service's FMRI names the service and its instances.
     * A glob is matched against the whole FMRI with ``fnmatch``; ``svc:/`` is put before one that
-      begins neither with ``*`` nor with a scheme (``svc:``).
+      begins neither with ``*`` nor with a scheme (``svc:``). One of more than ``MAX_GLOB`` characters
+      matches nothing.
     * Anything else is an abbreviation: a part of the FMRI that begins at the start of a segment
       (after ``/`` or ``:``, or with ``:``) and ends at the end of the service or instance name. For
       ``svc:/network/smtp:sendmail``: ``sendmail``, ``:sendmail``, ``smtp``, ``smtp:sendmail`` and
@@ -199,6 +206,8 @@ def match(pattern: str, candidates: Iterable[FMRI]) -> list[FMRI]:
     """
     text = pattern.strip()
     if is_glob(text):
+        if len(text) > MAX_GLOB:
+            return []
         pat = text if text.startswith("*") or text[3:4] == ":" else "svc:/" + text.lstrip("/")
         return sorted((c for c in candidates if fnmatch.fnmatchcase(str(c), pat)), key=_order)
     if text.startswith(("svc:", "/")):

@@ -203,3 +203,30 @@ def test_operands_are_matched_once_each_and_capped(daemon, attacker):
     reply = raw_call(sock, {"op": "list", "fmris": operands, "fields": ["fmri"]})
     assert reply["ok"] and len(reply["result"]) == 200  # root: 16 times more
     assert raw_call(sock, {"op": "ping"})["ok"]
+
+
+def test_a_hostile_glob_costs_the_event_loop_little(daemon, attacker):
+    """fnmatch makes a glob a regular expression in time quadratic in its unclosed brackets, and compiles each
+    different glob: one operand of 100,000 ``[`` held the event loop for a quarter of an hour (no restart, no
+    root ``svcs``, not even SIGTERM), 1,024 different globs of 500 ``*a`` each half a minute. A glob longer than
+    256 characters matches nothing; the globs of one request hold at most 8,192 characters (root: 16 times)."""
+    daemon.manifest("web.toml", SERVICE)
+    daemon.start()
+    daemon.wait_state(WEB, "online")
+    sock = str(daemon.root / "run" / "svcmgr.sock")
+    for op, args in (("show", {"fmri": "[" * 100_000}), ("list", {"fmris": ["[" * 100_000]}),
+                     ("match", {"patterns": ["*a" * 50_000]}), ("timings", {"fmris": ["[!" * 50_000]})):
+        t0 = time.monotonic()
+        reply = attacker.call(daemon.root, op, **args)
+        assert time.monotonic() - t0 < 5, f"{op} of a 100,000-character glob took {time.monotonic() - t0:.1f} s"
+        assert reply.get("result", {}).get("fmris", []) == [] if op == "match" else not reply["ok"], reply
+    t0 = time.monotonic()
+    reply = attacker.call(daemon.root, "list", fmris=[f"*a{n}" + "*a" * 120 for n in range(1024)])
+    assert time.monotonic() - t0 < 5 and not reply["ok"] and reply["code"] == 2, str(reply)[:300]
+    assert "globs of more than 8192 characters" in reply["error"], reply["error"]
+    reply = attacker.call(daemon.root, "list", fmris=["*web*", "[s]ite/w[e]b:*"], fields=["fmri"])
+    assert reply["ok"] and reply["result"] == [{"fmri": WEB}], reply  # ordinary globs match as before
+    many = ["*w*e*b" + "*" * n for n in range(1, 250)]  # 32 KB of globs, each naming the service
+    reply = raw_call(sock, {"op": "list", "fmris": many, "fields": ["fmri"]})
+    assert reply["ok"] and reply["result"] == [{"fmri": WEB}], str(reply)[:300]  # root's: 16 times more
+    assert raw_call(sock, {"op": "ping"})["ok"]

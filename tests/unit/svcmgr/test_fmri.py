@@ -1,8 +1,10 @@
 """FMRI parsing, normal form and SMF-style abbreviations."""
 
+import time
+
 import pytest
 
-from svcmgr.fmri import FMRI, FmriError, PathFMRI, match, parse, parse_any
+from svcmgr.fmri import FMRI, MAX_GLOB, FmriError, PathFMRI, match, parse, parse_any
 
 
 @pytest.mark.parametrize("text", ["svc:/site/app:default", "svc://localhost/site/app:default",
@@ -54,3 +56,10 @@ def test_abbreviations_match_trailing_segments():
 def test_services_and_instances_match_together():
     cands = [parse("svc:/site/app"), parse("svc:/site/app:default")]
     assert [str(m) for m in match("app", cands)] == ["svc:/site/app", "svc:/site/app:default"]
+
+
+def test_a_glob_longer_than_max_glob_matches_nothing_at_once():
+    assert len(match("*" * (MAX_GLOB - 4) + "app*", CANDS)) == 1  # 256 characters
+    t0 = time.monotonic()
+    assert match("*" * (MAX_GLOB - 3) + "app*", CANDS) == [] and match("[" * 100_000, CANDS) == []
+    assert time.monotonic() - t0 < 0.1  # fnmatch took minutes for the second
