@@ -103,17 +103,33 @@ class Caller:
         return f"uid {self.uid} ({self.name})"
 
 
+#: The caller's supplementary groups as the kernel took them at connect (Linux 4.13), beside SO_PEERCRED.
+SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
+_PEER_GROUPS = 256  # the most one getsockopt of Python's reads (1024 bytes)
+
+
+def _peer_groups(sock: socket.socket, pid: int, uid: int) -> set[int]:
+    """An ordinary caller's supplementary groups, as the kernel recorded them when it connected
+    (``SO_PEERGROUPS``). ``/proc/PID/status`` is read only where the kernel cannot say (older than 4.13,
+    or more than 256 groups), and only if that process is still the caller's user: a caller that exits
+    leaves its pid to the next process, whose groups are not the caller's."""
+    with contextlib.suppress(OSError):
+        data = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 4 * _PEER_GROUPS)
+        return set(struct.unpack(f"{len(data) // 4}I", data))
+    with contextlib.suppress(OSError, ValueError, IndexError, KeyError), open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f if ":" in line)
+        if int(fields["Uid"].split()[0]) == uid:
+            return {int(x) for x in fields["Groups"].split()}
+    return set()
+
+
 def _peer(sock: socket.socket) -> Caller:
     data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     pid, uid, gid = struct.unpack("3i", data)
     groups = {gid}
     privileged = uid == 0 or uid == os.geteuid()
     if not privileged:  # a privileged caller holds every right: its groups are never asked (authz.allowed)
-        with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("Groups:"):
-                    groups.update(int(x) for x in line.split()[1:])
-                    break
+        groups |= _peer_groups(sock, pid, uid)
     return Caller(pid, uid, gid, frozenset(groups), privileged)
 
 
