@@ -12,6 +12,11 @@ grant, ``svcmgr.authz``), so it never becomes code:
   V2 ...``): quotes, ``$( )``, backquotes or ``;`` in a value stay characters, as the
   shell never parses an expansion's result. Unquoted, each value is one word; inside
   ``'...'`` or ``"..."`` the values make one word joined by spaces, as written.
+* **shell arithmetic** (``$(( ))``, and bash's ``(( ))``): bash evaluates a value it meets there as
+  an expression, an array subscript in it as a command (``a[$(id)]`` runs id), and /bin/sh is bash on
+  some systems. So there a value that is an integer is put in the text as it is, and any other value
+  is not put at all: the token stays, and the shell refuses it, naming it. bash's other arithmetic
+  (``[[ -eq ]]``, ``let``, ``declare -i``, array subscripts) is not recognised: keep values out of it.
 * **environment values** are plain text.
 
 ``%r %m %s %i %f`` are the restarter's name, the method and parts of the validated
@@ -30,6 +35,7 @@ __all__ = ["expand", "expand_argv", "shell_script"]
 
 RESTARTER_NAME = "svc.startd"
 _TOKEN_RE = re.compile(r"%(\{[^}]*\}|.)")
+_INTEGER_RE = re.compile(r"[+-]?[0-9]+\Z")
 
 
 def _values(cfg: InstanceConfig, token: str) -> list[str] | None:
@@ -89,6 +95,7 @@ def shell_script(text: str, cfg: InstanceConfig, method: str) -> tuple[str, list
     params: list[str] = []
     out: list[str] = []
     quote = ""  # "", "'" or '"': where the scan stands in the shell's quoting
+    arith = 0  # inside shell arithmetic: the parentheses open since its "(("
     i, n = 0, len(text)
     while i < n:
         c = text[i]
@@ -96,7 +103,9 @@ def shell_script(text: str, cfg: InstanceConfig, method: str) -> tuple[str, list
             t = m.group(1)
             if _is_property(t):
                 values = _values(cfg, t) or []
-                if not quote:
+                if arith:  # integers only, as text: bash would evaluate anything else as code
+                    out.append(" ".join(values) if all(_INTEGER_RE.match(v) for v in values) else m.group(0))
+                elif not quote:
                     refs = []
                     for v in values:
                         params.append(v)
@@ -113,7 +122,13 @@ def shell_script(text: str, cfg: InstanceConfig, method: str) -> tuple[str, list
             continue
         out.append(c)
         i += 1
-        if quote == "'":
+        if arith and c in "()":
+            arith += 1 if c == "(" else -1
+        elif c == "(" and text.startswith("(", i) and (not quote or (quote == '"' and text[i - 2:i - 1] == "$")):
+            out.append("(")  # "$((" or "((": arithmetic, until its parentheses close
+            i += 1
+            arith = 2
+        elif quote == "'":
             quote = "" if c == "'" else quote
         elif c == "\\" and i < n and text[i] != "%":
             out.append(text[i])  # an escaped character quotes nothing

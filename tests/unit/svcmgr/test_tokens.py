@@ -1,5 +1,6 @@
 """Method tokens: a property's value reaches a method as data, whatever characters it holds."""
 
+import os
 import subprocess
 
 import pytest
@@ -69,3 +70,24 @@ def test_text_without_a_token_is_given_as_it_is_the_same_as_by_the_full_scan(tex
     assert expand(text, cfg, "start") == text
     assert expand(text + "%%", cfg, "start") == text + "%"
     assert expand_argv([text, text + "%%"], cfg, "start") == [text, text + "%"]
+
+
+@pytest.mark.skipif(not os.access("/bin/bash", os.X_OK), reason="bash is not installed")
+@pytest.mark.parametrize("text", ["echo $(( %{config/many} + 1 ))", 'echo "$((%{config/many}+1))"',
+                                  "(( %{config/many} > 0 )) && echo yes", "echo $(( (%{config/many}) * 2 )) x"])
+def test_a_value_in_shell_arithmetic_is_never_code_even_where_sh_is_bash(text, tmp_path):
+    """bash evaluates a value it meets in arithmetic (``$(( ))``, ``(( ))``) as an expression, and an array
+    subscript there as a command substitution: ``a[$(id)]`` ran id. Where /bin/sh is bash (Fedora, RHEL) that
+    was a value grant's way to run commands as the method's user. An integer is put there as it is; any other
+    value is not, and the shell refuses the token it sees instead (naming it)."""
+    proof = tmp_path / "ran"
+    script, params = shell_script(text, _cfg([f"a[$(touch {proof})]"]), "start")
+    for sh in ("/bin/sh", "/bin/bash"):
+        r = subprocess.run([sh, "-c", script, sh, *params], capture_output=True, text=True, check=False,
+                           cwd=tmp_path)  # dash reads "(( x > 0 ))" as a subshell writing to a file "0"
+        assert not proof.exists(), (sh, script, params)
+        assert r.returncode != 0 and "%{config/many}" in r.stderr, (sh, r.stderr)
+    for sh in ("/bin/sh", "/bin/bash"):
+        script, params = shell_script("echo $(( %{config/many} + 1 )) $((%{config/none}2))", _cfg(["-41"]), "start")
+        r = subprocess.run([sh, "-c", script, sh, *params], capture_output=True, text=True, check=True)
+        assert r.stdout == "-40 2\n", (sh, script, r.stdout)
