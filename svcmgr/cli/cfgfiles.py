@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+import sys
+from typing import Any, NoReturn
 from xml.sax.saxutils import escape
 
 from svcmgr.cli.cfglex import Token
@@ -135,6 +136,13 @@ def _service_of(s: Session, name: str) -> str:
     return services[0]
 
 
+def _lacking(s: Session, command: str, e: ImportError) -> NoReturn:
+    """A writer's library this interpreter cannot import (the commands run under any python3): say which,
+    and what works without it."""
+    s.fail(f"{command} needs the Python module {e.name}, which {sys.executable} cannot import: run svccfg "
+           "from svcmgr's own installation, or use export --json")
+
+
 def _export(s: Session, args: list[Token]) -> None:
     """export [-a] [--xml | --json] FMRI [> file]: the service's manifest (TOML by default)."""
     got, target = redirect(s, args, "export [-a] [--xml | --json] service_FMRI [> file]")
@@ -148,12 +156,16 @@ def _export(s: Session, args: list[Token]) -> None:
     if "--json" in flags:
         text = json.dumps(res["manifest"], indent=2) + "\n"
     elif "--xml" in flags:
-        from svcmgr.smfxml.export import export_xml  # the XML writer costs every other command's start
-
+        try:
+            from svcmgr.smfxml.export import export_xml  # the XML writer costs every other command's start
+        except ImportError as e:
+            _lacking(s, "export", e)
         text = export_xml(res["manifest"])
     else:
-        import tomli_w  # here: the commands run under a plain python3 too, which may not have it
-
+        try:
+            import tomli_w  # here: the commands run under a plain python3 too, which may not have it
+        except ImportError as e:
+            _lacking(s, "export", e)
         text = f"# {res['fmri']}, imported from {res['source'] or '-'}\n" + tomli_w.dumps(res["manifest"])
     if res.get("protected"):
         s.say(f"{len(res['protected'])} protected value(s) exported as (protected): reading them needs root "
@@ -163,8 +175,10 @@ def _export(s: Session, args: list[Token]) -> None:
 
 def _archive(s: Session, args: list[Token]) -> None:
     """archive [-a] [> file]: every service's manifest in one SMF XML bundle."""
-    from svcmgr.smfxml.export import archive_xml  # the XML writer costs every other command's start
-
+    try:
+        from svcmgr.smfxml.export import archive_xml  # the XML writer costs every other command's start
+    except ImportError as e:
+        _lacking(s, "archive", e)
     got, target = redirect(s, args, "archive [-a] [> file]")
     if set(got) - {"-a"}:
         s.fail("Syntax error.")

@@ -203,3 +203,17 @@ def test_what_has_no_meaning_here_says_why(notes):
         r = notes.cli("svccfg", *cmd)
         assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and r.stderr.startswith("svccfg: "), r.stderr
     assert notes.cli("svccfg", "-z", "global", "list").returncode == 1
+
+
+@pytest.mark.parametrize(("command", "module"), [
+    (["export", "notes"], "tomli_w"), (["export", "--xml", "notes"], "defusedxml"), (["archive"], "defusedxml")])
+def test_a_writer_library_missing_is_named_not_a_traceback(notes, command, module):
+    """The commands run under a plain python3 (another user's): a writer's library it lacks is an error that
+    names it and what works without it, with status 1, not a traceback."""
+    code = (f"import sys; sys.modules[{module!r}] = None; from svcmgr.cli.svccfg import main; "
+            "sys.exit(main())")
+    r = subprocess.run([sys.executable, "-c", code, "--root", str(notes.root), *command], capture_output=True,
+                       text=True, env=notes.env, timeout=60, check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith(f"svccfg: {command[0]} needs the Python module {module}, ")
+    assert "export --json" in r.stderr
