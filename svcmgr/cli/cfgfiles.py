@@ -35,7 +35,11 @@ def _files(s: Session, paths: list[str]) -> list[dict[str, str]]:
             s.fail(f"Unable to stat file {path}.  {e.strerror}")
         if len(blob) > MAX_MANIFEST:
             s.fail(f"{path}: file is larger than 4 MiB")
-        out.append({"path": os.path.abspath(path), "content": blob.decode("utf-8", errors="replace")})
+        try:
+            content = blob.decode("utf-8")  # as svcmgrd --manifests reads it: no U+FFFD put in silently
+        except UnicodeDecodeError as e:
+            s.fail(f"{path}: not UTF-8 text: byte 0x{blob[e.start]:02x} at offset {e.start}")
+        out.append({"path": os.path.abspath(path), "content": content})
     if not out:
         s.fail(f"no manifest files in {' '.join(paths)}")
     return out

@@ -217,3 +217,17 @@ def test_a_writer_library_missing_is_named_not_a_traceback(notes, command, modul
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.startswith(f"svccfg: {command[0]} needs the Python module {module}, ")
     assert "export --json" in r.stderr
+
+
+def test_a_manifest_that_is_not_utf8_is_refused_not_mangled(notes, tmp_path):
+    """svccfg import (and validate) refuse bytes that are not UTF-8, naming the file and the byte, as svcmgrd
+    --manifests does, rather than import U+FFFD in their place."""
+    bad = tmp_path / "bad.toml"
+    blob = b'name = "site/latin"\nduration = "child"\n[methods.start]\nexec = ["echo", "caf\xe9"]\n'
+    bad.write_bytes(blob)
+    offset = blob.index(b"\xe9")
+    for verb in ("import", "validate"):
+        r = notes.cli("svccfg", verb, str(bad))
+        assert r.returncode == 1, r
+        assert r.stderr == f"svccfg: {bad}: not UTF-8 text: byte 0xe9 at offset {offset}\n"
+    assert "latin" not in notes.cli("svcs", "-a", check=True).stdout
