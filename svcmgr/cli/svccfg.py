@@ -169,7 +169,7 @@ def _source_file(s: Session, path: str) -> int:
         if not os.path.isfile(path):
             s.say(f"{path} is not a regular file.")
             return 1
-        with open(path) as f:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:  # as standard input reads
             text = f.read()
     except OSError as e:
         s.say(f"Could not open {path}: {e.strerror}.")

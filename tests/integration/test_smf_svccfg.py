@@ -231,3 +231,16 @@ def test_a_manifest_that_is_not_utf8_is_refused_not_mangled(notes, tmp_path):
         assert r.returncode == 1, r
         assert r.stderr == f"svccfg: {bad}: not UTF-8 text: byte 0xe9 at offset {offset}\n"
     assert "latin" not in notes.cli("svcs", "-a", check=True).stdout
+
+
+def test_a_command_file_that_is_not_utf8_names_its_line_as_stdin_does(notes, tmp_path):
+    """svccfg -f reads a file's bytes as standard input is read: a byte that is not UTF-8 is an error of
+    that line (status 1), the lines before it run, and no traceback."""
+    cmds = b"select notes\naddpg mine application\nsetprop mine/x = astring: \"caf\xe9\"\n"
+    f = tmp_path / "cmds"
+    f.write_bytes(cmds)
+    r = _cfg(notes, "-f", str(f))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith(f"svccfg ({f}, line 3): ")
+    assert "not Unicode" in r.stderr
+    assert "mine" in notes.cli("svccfg", "-s", "notes", "listprop", "mine", check=True).stdout
