@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from svcmgr.proptypes import encoding_error
 from svcmgr.security import Security
 from svcmgr.spec import METHODS, InstanceConfig, Property, ServiceSpec, check_property_value, resolve_instance
 from svcmgr.units import format_duration
@@ -165,6 +166,13 @@ def _health(attr: str, fmt: Callable[[Any], Any] = lambda v: v) -> Callable[[Whe
     return lambda w: None if w.cfg.health is None else fmt(getattr(w.cfg.health, attr))
 
 
+def _smf_time(t: float) -> str:
+    """A wall-clock time as libscf encodes a ``time`` value: seconds, a point and nine digits (the
+    microseconds the clock gives, then zeros: no float noise)."""
+    us = round(t * 1_000_000)
+    return f"{us // 1_000_000}.{us % 1_000_000 * 1000:09d}"
+
+
 def _restarter(read: Callable[[Instance], Any]) -> Callable[[Where], Any]:
     return lambda w: None if w.inst is None else read(w.inst)
 
@@ -185,7 +193,7 @@ GROUPS: tuple[Group, ...] = (
         Prop("state", "astring", _restarter(lambda i: i.state.value), why=_DAEMON),
         Prop("next_state", "astring", _restarter(lambda i: i.next_state.value if i.next_state else "none"),
              why=_DAEMON),
-        Prop("state_timestamp", "time", _restarter(lambda i: f"{i.stime:.6f}"), why=_DAEMON),
+        Prop("state_timestamp", "time", _restarter(lambda i: _smf_time(i.stime)), why=_DAEMON),
         Prop("contract", "count", _restarter(lambda i: i.contract.ctid if i.contract is not None else None),
              why=_DAEMON),
         Prop("logfile", "astring", _restarter(lambda i: i.log.path if i.log else ""), why=_DAEMON),
@@ -312,6 +320,16 @@ def _no_such(g: Group, pg: str, name: str) -> Prop:
                 f"(known: {', '.join(p.name for p in g.props)})")
 
 
+def _checked(ptype: str, v: Any) -> Any:
+    """A value as ``set_property`` stores it: of its type's Python kind, and within SMF's encoding of the
+    type (``proptypes.encoding_error``). Raises ValueError."""
+    typed = check_property_value(ptype, v)
+    why = encoding_error(ptype, typed)
+    if why is not None:
+        raise ValueError(why)
+    return typed
+
+
 def set_property(table: dict[str, Any], cfg: InstanceConfig, pg: str, name: str, ptype: str | None,
                  values: Sequence[Any], existing: Property | None) -> None:
     """Write ``pg/name`` into a manifest table (the service's, or an instance's under it): a standard
@@ -325,7 +343,7 @@ def set_property(table: dict[str, Any], cfg: InstanceConfig, pg: str, name: str,
         if ptype is None:
             raise EditError("Type required for new properties.", 1)
         try:
-            typed = [check_property_value(ptype, v) for v in values]
+            typed = [_checked(ptype, v) for v in values]
         except ValueError as e:
             raise EditError(f"{prop}: {e}", 2) from None
         table.setdefault("properties", {}).setdefault(pg, {})[name] = {"type": ptype, "values": typed}
@@ -336,7 +354,7 @@ def set_property(table: dict[str, Any], cfg: InstanceConfig, pg: str, name: str,
     if ptype is not None and ptype != p.type:
         raise EditError(f"{prop} is of type {p.type}, not {ptype}", 2)
     try:
-        value = p.write([check_property_value(p.type, v) for v in values])
+        value = p.write([_checked(p.type, v) for v in values])
     except ValueError as e:
         raise EditError(f"{prop}: " + (f"expected a {p.type} of {p.unit}, got {', '.join(map(repr, values))}"
                                        if p.unit else str(e)), 2) from None

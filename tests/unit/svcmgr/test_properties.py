@@ -152,3 +152,48 @@ def test_a_method_not_declared_yet_needs_its_exec_first() -> None:
         set_property(data, cfg, "refresh", "timeout_seconds", None, ["5"], None)
     set_property(data, cfg, "refresh", "exec", None, ["/bin/true"], None)
     assert property_view(_config(data))["refresh"]["exec"]["values"] == ["/bin/true"]
+
+
+@pytest.mark.parametrize(("ptype", "value", "why"), [
+    ("count", "18446744073709551616", "at most 18446744073709551615"),
+    ("integer", "9223372036854775808", "between -9223372036854775808 and 9223372036854775807"),
+    ("integer", "-9223372036854775809", "between -9223372036854775808 and 9223372036854775807"),
+    ("time", "abc", "seconds"),
+    ("time", "12.5", "nine digits"),
+    ("time", "12.", "nine digits"),
+    ("opaque", "abc", "even number of hexadecimal digits"),
+    ("opaque", "zz", "even number of hexadecimal digits"),
+])
+def test_a_value_out_of_its_smf_types_encoding_is_refused(ptype: str, value: str, why: str) -> None:
+    """As libscf's valid_encoded_value: a count is 64-bit unsigned, an integer signed, a time seconds with
+    an optional nine-digit fraction, an opaque value hex pairs; nothing is written."""
+    data = tomllib.loads(MANIFEST)
+    before = copy.deepcopy(data)
+    with pytest.raises(EditError, match=why) as e:
+        set_property(data, _config(data), "schema", "x", ptype, [value], None)
+    assert e.value.code == 2 and str(e.value).startswith("schema/x: ") and value in str(e.value)
+    assert data == before
+    with pytest.raises(EditError, match="at most 18446744073709551615"):
+        set_property(data, _config(data), "restart", "limit", None, ["18446744073709551616"], None)
+
+
+@pytest.mark.parametrize(("ptype", "value"), [
+    ("count", "18446744073709551615"), ("integer", "-9223372036854775808"), ("time", "1796663251"),
+    ("time", "1796663251.805586000"), ("time", "-5"), ("opaque", "00ffAB"), ("opaque", "")])
+def test_a_value_within_its_smf_type_is_kept(ptype: str, value: str) -> None:
+    data = tomllib.loads(MANIFEST)
+    set_property(data, _config(data), "schema", "x", ptype, [value], None)
+    assert [str(v) for v in property_view(_config(data))["schema"]["x"]["values"]] == [value]
+
+
+def test_the_state_timestamp_has_nine_digits_as_an_smf_time() -> None:
+    """svcprop shows restarter/state_timestamp as libscf encodes a time: seconds, a point, nine digits."""
+    import time
+
+    from svcmgr.instance import Instance
+    from svcmgr.policy import RestartHistory
+
+    cfg = _config(tomllib.loads(MANIFEST))
+    inst = Instance(str(cfg.fmri), cfg, RestartHistory(3, 60.0, time.monotonic), stime=1796663251.805586)
+    (shown,) = property_view(cfg, inst)["restarter"]["state_timestamp"]["values"]
+    assert shown == "1796663251.805586000"
