@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -363,6 +364,8 @@ class Control(Operations):
         names = self._many(req, caller)
         want = arg(req, "want", str, choices=("online", "disabled"))
         timeout = arg(req, "timeout", (int, float), None)
+        if timeout is not None and not math.isfinite(timeout):  # a NaN timer breaks the loop's timer heap
+            raise ApiError("bad request: wait: 'timeout' must be a finite number of seconds (absent: no limit)", 2)
         futs = [self.engine.wait_for(f, want) for f in names]
         try:
             codes = await asyncio.wait_for(asyncio.gather(*futs), timeout)

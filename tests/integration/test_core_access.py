@@ -81,6 +81,10 @@ def _raw(daemon, payload: bytes) -> dict:
     (b'{"op": "enable", "fmris": ["svc:/a/s:default"], "temporary": "yes"}\n', "'temporary' must be bool"),
     (b'{"op": "mark", "fmris": ["svc:/a/s:default"], "state": "sleepy"}\n', "must be one of"),
     (b'{"op": "wait", "fmris": ["svc:/a/s:default"], "want": "online", "timeout": "soon"}\n', "must be"),
+    # a timer at NaN breaks the order of the event loop's heap of timers (every other service's timeouts)
+    (b'{"op": "wait", "fmris": ["svc:/a/s:default"], "want": "online", "timeout": NaN}\n', "finite"),
+    (b'{"op": "wait", "fmris": ["svc:/a/s:default"], "want": "online", "timeout": Infinity}\n', "finite"),
+    (b'{"op": "wait", "fmris": ["svc:/a/s:default"], "want": "online", "timeout": 1e400}\n', "finite"),
     (b'{"op": "import", "files": [{"path": 1}]}\n', "needs string"),
     (b'{"op": "setprop", "fmri": "svc:/a/s", "prop": "nopg", "values": ["x"]}\n', "expected pg/name"),
     (b'{"op": "show", "fmri": "svc:/::"}\n', "bad"),
