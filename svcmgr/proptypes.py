@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["PROP_TYPES", "encoding_error"]
+__all__ = ["PROP_TYPES", "decimal_text", "encoding_error"]
 
 PROP_TYPES = ("astring", "ustring", "integer", "count", "boolean", "float", "time", "fmri",
               "host", "hostname", "net_address", "net_address_v4", "net_address_v6", "uri", "opaque")
@@ -10,6 +10,14 @@ PROP_TYPES = ("astring", "ustring", "integer", "count", "boolean", "float", "tim
 _COUNT_MAX = 2**64 - 1
 _INTEGER_MIN, _INTEGER_MAX = -(2**63), 2**63 - 1
 _HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def decimal_text(text: str) -> bool:
+    """Whether ``text`` is a number as ``strtoll`` reads one in base 10: a sign, then ASCII digits (Python's
+    ``int`` also takes ``1_000`` and other scripts' digits, which no SMF tool would)."""
+    digits = text.strip()
+    digits = digits[1:] if digits[:1] in ("+", "-") else digits
+    return digits.isascii() and digits.isdigit()
 
 
 def encoding_error(ptype: str, value: object) -> str | None:

@@ -163,6 +163,9 @@ def test_a_method_not_declared_yet_needs_its_exec_first() -> None:
     ("time", "12.", "nine digits"),
     ("opaque", "abc", "even number of hexadecimal digits"),
     ("opaque", "zz", "even number of hexadecimal digits"),
+    ("count", "1_000", "expected an integer"),
+    ("count", "\uff15", "expected an integer"),  # a fullwidth 5: int() takes it, strtoull does not
+    ("integer", "\u0665", "expected an integer"),
 ])
 def test_a_value_out_of_its_smf_types_encoding_is_refused(ptype: str, value: str, why: str) -> None:
     """As libscf's valid_encoded_value: a count is 64-bit unsigned, an integer signed, a time seconds with
@@ -178,8 +181,8 @@ def test_a_value_out_of_its_smf_types_encoding_is_refused(ptype: str, value: str
 
 
 @pytest.mark.parametrize(("ptype", "value"), [
-    ("count", "18446744073709551615"), ("integer", "-9223372036854775808"), ("time", "1796663251"),
-    ("time", "1796663251.805586000"), ("time", "-5"), ("opaque", "00ffAB"), ("opaque", "")])
+    ("count", "18446744073709551615"), ("integer", "-9223372036854775808"), ("count", "5"), ("integer", "-5"),
+    ("time", "1796663251"), ("time", "1796663251.805586000"), ("time", "-5"), ("opaque", "00ffAB"), ("opaque", "")])
 def test_a_value_within_its_smf_type_is_kept(ptype: str, value: str) -> None:
     data = tomllib.loads(MANIFEST)
     set_property(data, _config(data), "schema", "x", ptype, [value], None)
