@@ -107,7 +107,7 @@ def clash(args: argparse.Namespace) -> str | None:
     for flag, on, refused in (("-a", args.a, mode is not None and mode != "--fleet"),
                               ("-H", args.H, mode in ("-l", "-x") or (own and mode != "--fleet")),
                               ("-p", args.p, mode == "-x" or own),
-                              ("-o", args.o, mode in ("-l", "-x") or (own and mode != "--fleet")),
+                              ("-o", args.o is not None, mode in ("-l", "-x") or (own and mode != "--fleet")),
                               ("-R", args.R, mode is not None),
                               ("-s/-S", args.sort, mode is not None and mode != "--fleet")):
         if on and refused:
@@ -403,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     why = clash(args)
     if why:
         usage(p, why)
+    if args.o == "":
+        die("svcs", "No columns specified.")  # as svcs.c: an empty -o names no columns, not the default ones
     if args.fleet:
         return run("svcs", lambda: fleet(args))
     if args.l:

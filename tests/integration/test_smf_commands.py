@@ -150,6 +150,8 @@ def test_sort_options_keep_their_order(shop):
     assert r.returncode == 1 and 'Unrecognized sort column "nosuch".' in r.stderr
     r = shop.cli("svcs", "-o", "nosuch")
     assert r.returncode == 1 and 'Unknown column "nosuch".' in r.stderr
+    r = shop.cli("svcs", "-o", "")  # svcs.c: an empty -o is no columns, not the default ones
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", "svcs: No columns specified.\n")
 
 
 def test_restarter_selection_and_zones(shop):
