@@ -43,7 +43,10 @@ def parse_time(text: str, now: float | None = None) -> float:
         t = dt.datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{text!r}: expected a time (2024-05-01T10:00), @epoch, or a duration ago (10m)") from None
-    return (t if t.tzinfo else t.astimezone()).timestamp()
+    try:
+        return (t if t.tzinfo else t.astimezone()).timestamp()
+    except (ValueError, OverflowError, OSError) as e:  # a time at the ends of the calendar
+        raise ValueError(f"{text!r}: out of range for the clock ({e})") from None
 
 
 def timings(args: Any) -> int:

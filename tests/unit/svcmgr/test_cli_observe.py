@@ -21,3 +21,12 @@ def test_times_are_read_in_three_forms():
 def test_a_bad_time_names_itself(text):
     with pytest.raises(ValueError, match="expected"):
         parse_time(text, 0.0)
+
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00", "0001-01-01"])
+def test_a_time_the_clock_cannot_hold_names_itself(text):
+    """The first moment of year 1, read as local time: the error names the argument, not datetime's bare
+    "year 0 is out of range"."""
+    with pytest.raises(ValueError, match=f"^'{text}': .*out of range"):
+        parse_time(text, 0.0)
