@@ -58,6 +58,8 @@ def validate_local(s: Session, paths: list[str]) -> bool:
     for path in collect_manifest_files(paths):
         try:
             got = load_file(path)
+        except ImportError as e:  # an XML manifest, and no hardened parser here
+            _lacking(s, "validate", e)
         except ManifestErrors as e:
             bad = True
             for err in e.errors:
@@ -141,10 +143,11 @@ def _service_of(s: Session, name: str) -> str:
 
 
 def _lacking(s: Session, command: str, e: ImportError) -> NoReturn:
-    """A writer's library this interpreter cannot import (the commands run under any python3): say which,
-    and what works without it."""
+    """A library this interpreter cannot import (the commands run under any python3; the TOML writer and
+    the hardened XML parser are svcmgr's dependencies): say which, and what works without it."""
+    instead = ", or use export --json" if command in ("export", "archive") else ""
     s.fail(f"{command} needs the Python module {e.name}, which {sys.executable} cannot import: run svccfg "
-           "from svcmgr's own installation, or use export --json")
+           f"from svcmgr's own installation{instead}")
 
 
 def _export(s: Session, args: list[Token]) -> None:
@@ -201,6 +204,8 @@ def _inventory(s: Session, args: list[Token]) -> None:
     (path,) = words(s, args, "inventory file", 1, 1)
     try:
         specs = load_file(path)
+    except ImportError as e:  # an XML manifest, and no hardened parser here
+        _lacking(s, "inventory", e)
     except ManifestErrors as e:
         s.fail(str(e))
     for spec in specs:
@@ -242,8 +247,11 @@ def _profile(s: Session, path: str) -> list[dict[str, Any]]:
     """A profile's services: [{name, instances: [{name, enabled, groups}], groups}]; groups are
     [{name, type, props: [(name, type, [values])]}]."""
     from svcmgr.schema import FieldErrors  # the hardened XML parser costs every other command's start
-    from svcmgr.smfxml.safe import parse
 
+    try:
+        from svcmgr.smfxml.safe import parse
+    except ImportError as e:
+        _lacking(s, "apply", e)
     try:
         with open(path, "rb") as f:
             root = parse(f.read(MAX_MANIFEST), path).root

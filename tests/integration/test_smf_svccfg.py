@@ -205,18 +205,32 @@ def test_what_has_no_meaning_here_says_why(notes):
     assert notes.cli("svccfg", "-z", "global", "list").returncode == 1
 
 
+PROFILE = """<?xml version="1.0"?>
+<service_bundle type="profile" name="p">
+  <service name="site/notes" version="1" type="service"><instance name="b" enabled="false"/></service>
+</service_bundle>
+"""
+
+
 @pytest.mark.parametrize(("command", "module"), [
-    (["export", "notes"], "tomli_w"), (["export", "--xml", "notes"], "defusedxml"), (["archive"], "defusedxml")])
-def test_a_writer_library_missing_is_named_not_a_traceback(notes, command, module):
-    """The commands run under a plain python3 (another user's): a writer's library it lacks is an error that
-    names it and what works without it, with status 1, not a traceback."""
+    (["export", "notes"], "tomli_w"), (["export", "--xml", "notes"], "defusedxml"), (["archive"], "defusedxml"),
+    (["apply", "{profile}"], "defusedxml"), (["inventory", "{profile}"], "defusedxml"),
+    (["validate", "{profile}"], "defusedxml")])
+def test_a_writer_library_missing_is_named_not_a_traceback(notes, tmp_path, command, module):
+    """The commands run under a plain python3 (another user's): a library it lacks (the TOML writer, the
+    hardened XML parser) is an error that names it, with status 1, not a traceback; nothing is changed."""
+    profile = tmp_path / "profile.xml"
+    profile.write_text(PROFILE)
+    command = [w.format(profile=profile) for w in command]
+    root = notes.root if command[0] != "validate" else tmp_path / "no-daemon"  # validated here, not by svcmgrd
     code = (f"import sys; sys.modules[{module!r}] = None; from svcmgr.cli.svccfg import main; "
             "sys.exit(main())")
-    r = subprocess.run([sys.executable, "-c", code, "--root", str(notes.root), *command], capture_output=True,
+    r = subprocess.run([sys.executable, "-c", code, "--root", str(root), *command], capture_output=True,
                        text=True, env=notes.env, timeout=60, check=False)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
-    assert r.stderr.startswith(f"svccfg: {command[0]} needs the Python module {module}, ")
-    assert "export --json" in r.stderr
+    assert r.stderr.startswith(f"svccfg: {command[0]} needs the Python module {module}, "), r.stderr
+    assert ("export --json" in r.stderr) == (command[0] in ("export", "archive"))
+    assert notes.state("svc:/site/notes:b") == "online"
 
 
 def test_a_manifest_that_is_not_utf8_is_refused_not_mangled(notes, tmp_path):
