@@ -34,8 +34,10 @@ def _text(v: Any) -> str:
 
 
 def _value(v: Any, quote: bool) -> str:
+    """A value as svccfg's lexer reads it back: quoted when several go together, when it holds a space, a
+    quote or a parenthesis, and when it is empty (bare, it is no word at all)."""
     text = _text(v)
-    if quote or any(ch in _QUOTE for ch in text):
+    if quote or not text or any(ch in _QUOTE for ch in text):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return text
 

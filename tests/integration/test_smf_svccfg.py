@@ -198,6 +198,22 @@ def test_editprop_runs_what_the_editor_leaves(notes, tmp_path):
     assert notes.cli("svcprop", "-c", "-p", "config/port", "notes:b", check=True).stdout == "77\n"
 
 
+def test_editprop_lines_run_as_they_are_keep_every_value(notes, tmp_path):
+    """Every setprop line editprop writes, run unchanged, sets the value it shows: an empty string is
+    written "" (left bare, "astring:" became the value), quotes and backslashes are escaped."""
+    for value in ('""', '"a \\"b\\\\c"', '("x y" "")'):
+        notes.cli("svccfg", "-s", "notes", "setprop", "config/greeting", "=", "astring:", value, check=True)
+        before = notes.cli("svccfg", "-s", "notes", "listprop", "config/greeting", check=True).stdout
+        editor = tmp_path / "editor"
+        editor.write_text("#!/bin/sh\nsed -i 's|^# setprop config/greeting |setprop config/greeting |' \"$1\"\n")
+        editor.chmod(0o755)
+        r = subprocess.run([sys.executable, "-m", "svcmgr.cli.svccfg", "--root", str(notes.root), "-s", "notes",
+                            "editprop"], capture_output=True, text=True, env={**notes.env, "EDITOR": str(editor)},
+                           check=False)
+        assert r.returncode == 0, r.stderr
+        assert notes.cli("svccfg", "-s", "notes", "listprop", "config/greeting", check=True).stdout == before
+
+
 def test_what_has_no_meaning_here_says_why(notes):
     for cmd in (["repository", "x"], ["setenv", "A", "b"], ["add", "x"]):
         r = notes.cli("svccfg", *cmd)
