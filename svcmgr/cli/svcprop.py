@@ -142,17 +142,25 @@ def _view(args: argparse.Namespace) -> dict[str, Any]:
     return {"view": "attached" if args.attached else "current" if args.current or args.w else "running"}
 
 
-def _select(c: Client, args: argparse.Namespace) -> tuple[list[tuple[str, tuple[str, str] | None]], int]:
-    """(entity FMRI, the property its operand names or None) for each operand, and 1 if one named nothing."""
-    entities, props = [], []
+Named = tuple[str, str | None] | None
+"""What an operand names within its entity: None (the entity), (pg, None) a property group, (pg, name) a
+property."""
+
+
+def _select(c: Client, args: argparse.Namespace) -> tuple[list[tuple[str, Named]], int]:
+    """(entity FMRI, the group or property its operand names, or None) for each operand, and 1 if one named
+    nothing."""
+    entities: list[str] = []
+    props: list[Named] = []
     for op in args.operands:
         base, sep, rest = op.partition(_PROPERTIES)
         entities.append(base)
-        pg, _, name = rest.partition("/")
-        props.append((pg, name) if sep and pg and name else None)
-        if sep and not (pg and name):
-            die("svcprop", f"{op}: a property FMRI names a group and a property (FMRI/:properties/pg/name)", 2)
-    out: list[tuple[str, tuple[str, str] | None]] = []
+        pg, slash, name = rest.partition("/")
+        props.append((pg, name or None) if sep else None)
+        if sep and (not pg or (slash and not name)):
+            die("svcprop", f"{op}: a property group FMRI is FMRI/:properties/pg, a property's "
+                "FMRI/:properties/pg/name", 2)
+    out: list[tuple[str, Named]] = []
     status = 0
     for base, prop in zip(entities, props, strict=True):
         res = c.call("match", patterns=[base], services=True)
@@ -173,10 +181,13 @@ def _entity_kind(fmri: str) -> str:
     return "instance" if fmri.count(":") > 1 else "service"
 
 
-def show(c: Client, args: argparse.Namespace, printer: Printer, fmri: str, prop: tuple[str, str] | None) -> None:
+def show(c: Client, args: argparse.Namespace, printer: Printer, fmri: str, prop: Named) -> None:
     reply = c.call("props", fmri=fmri, **_view(args))
     pgs: dict[str, dict[str, Any]] = reply["pgs"]
     protected = set(reply.get("protected") or [])
+    if prop is not None and prop[1] is None:
+        _show_group(printer, fmri, prop[0], pgs, protected)
+        return
     if prop is not None:
         pg, name = prop
         if pg not in pgs or name not in pgs[pg]:
@@ -199,8 +210,34 @@ def show(c: Client, args: argparse.Namespace, printer: Printer, fmri: str, prop:
             printer.prop(fmri, pg, name, pgs[pg][name], protected, named=True)
 
 
-def wait(c: Client, args: argparse.Namespace, printer: Printer, fmri: str, prop: tuple[str, str] | None) -> None:
+def _show_group(printer: Printer, fmri: str, pg: str, pgs: dict[str, dict[str, Any]], protected: set[str]) -> None:
+    """A property group operand (``FMRI/:properties/pg``): its properties, or those ``-p`` names in it, as
+    svcprop.c's ``process_pg``."""
+    where = f"{fmri}{_PROPERTIES}{pg}"
+    if pg not in pgs:
+        printer.warn(f"Couldn't find property group `{pg}' for {_entity_kind(fmri)} `{fmri}'.")
+        return
+    if not printer.wanted:
+        printer.group(fmri, pg, pgs[pg], protected, named=True)
+        return
+    for first, second in printer.wanted:
+        if second is not None:
+            die("svcprop", f"-p argument `{first}/{second}' has too many components for property group "
+                f"`{where}'.", 2)
+        if first in pgs[pg]:
+            printer.prop(fmri, pg, first, pgs[pg][first], protected, named=True)
+        else:
+            printer.warn(f"Couldn't find property `{first}' in property group `{where}'.")
+
+
+def wait(c: Client, args: argparse.Namespace, printer: Printer, fmri: str, prop: Named) -> None:
     """svcprop -w: look at the group every WAIT_INTERVAL until it differs, then print it."""
+    if prop is not None and prop[1] is None:  # a group operand: -p names a property in it
+        if printer.wanted and printer.wanted[0][1] is not None:
+            first, second = printer.wanted[0]
+            die("svcprop", f'-p argument "{first}/{second}" has too many components for property group '
+                f"{fmri}{_PROPERTIES}{prop[0]}.", 2)
+        prop = (prop[0], printer.wanted[0][0] if printer.wanted else None)
     pg, name = prop if prop is not None else printer.wanted[0]
 
     def look() -> dict[str, Any] | None:
@@ -223,7 +260,7 @@ def execute(args: argparse.Namespace, wanted: list[tuple[str, str | None]]) -> i
     c = Client(args.root)
     printer = Printer(args, wanted)
     selected, printer.status = _select(c, args)
-    if any(prop is not None for _, prop in selected) and wanted:
+    if any(prop is not None and prop[1] is not None for _, prop in selected) and wanted:
         print("svcprop: The -p option cannot be used with property operands.", file=sys.stderr)
         raise SystemExit(2)
     if len({f for f, _ in selected}) > 1:  # several entities: each line says whose

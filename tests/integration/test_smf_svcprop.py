@@ -81,6 +81,23 @@ def test_property_operands(notes):
     assert r.returncode == 2 and "cannot be used with property operands" in r.stderr
 
 
+def test_property_group_operands(notes):
+    """svcprop(1): an operand may name a property group: its properties, with names and types; a -p then
+    names properties in it (one component), as process_pg() in svcprop.c does."""
+    group = f"{NOTES}/:properties/config"
+    assert notes.cli("svcprop", group, check=True).stdout == \
+        'config/empty astring ""\nconfig/motd astring a\\ b\\;c\nconfig/port count 8080\n'
+    assert notes.cli("svcprop", "-p", "port", group, check=True).stdout == "8080\n"
+    r = notes.cli("svcprop", "-p", "nope", group)
+    assert (r.returncode, r.stderr) == (1, f"svcprop: Couldn't find property `nope' in property group `{group}'.\n")
+    r = notes.cli("svcprop", "-p", "config/port", group)
+    assert (r.returncode, r.stderr) == (2, "svcprop: -p argument `config/port' has too many components for "
+                                           f"property group `{group}'.\n")
+    r = notes.cli("svcprop", f"{NOTES}/:properties/nosuch")
+    assert (r.returncode, r.stderr) == (1, f"svcprop: Couldn't find property group `nosuch' for instance "
+                                           f"`{NOTES}'.\n")
+
+
 def test_missing_names_and_quiet(notes):
     assert notes.cli("svcprop", "-q", "-p", "config/port", "notes").returncode == 0
     r = notes.cli("svcprop", "-q", "-p", "config/nope", "notes")
