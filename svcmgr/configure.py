@@ -309,8 +309,9 @@ class Configure(Operations):
             edit.delete(data, p.instance, resolve_instance(spec, p.instance or ""), pg, name or None)
         except EditError as e:
             raise ApiError(str(e), e.code) from None
-        self._store(service, data, "delprop")
-        return {"fmri": f, "prop": f"{pg}/{name}" if name else pg, "pending_refresh": True}
+        shown = f"{pg}/{name}" if name else pg
+        self._store(service, data, f"deleting {shown}")  # svccfg's delpg and delprop both come here
+        return {"fmri": f, "prop": shown, "pending_refresh": True}
 
     async def op_addpg(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmri": pattern, "pg": name, "type": str}``: add a property group to the service or instance

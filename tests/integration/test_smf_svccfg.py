@@ -214,6 +214,14 @@ def test_editprop_lines_run_as_they_are_keep_every_value(notes, tmp_path):
         assert notes.cli("svccfg", "-s", "notes", "listprop", "config/greeting", check=True).stdout == before
 
 
+def test_a_refused_deletion_names_what_was_deleted(notes):
+    """delpg start (a method the manifest needs) is refused naming the group, not as some "delprop"."""
+    for cmd, what in ((["delpg", "start"], "start"), (["delprop", "start/exec"], "start/exec")):
+        r = notes.cli("svccfg", "-s", "notes", *cmd)
+        assert r.returncode == 1 and r.stderr.startswith(f"svccfg: deleting {what} refused:\n"), r.stderr
+    assert notes.state("svc:/site/notes:b") == "online"
+
+
 def test_what_has_no_meaning_here_says_why(notes):
     for cmd in (["repository", "x"], ["setenv", "A", "b"], ["add", "x"]):
         r = notes.cli("svccfg", *cmd)
