@@ -249,7 +249,7 @@ def _profile(s: Session, path: str) -> list[dict[str, Any]]:
     from svcmgr.schema import FieldErrors  # the hardened XML parser costs every other command's start
 
     try:
-        from svcmgr.smfxml.safe import parse
+        from svcmgr.smfxml.safe import parse  # likewise; it needs defusedxml, which a plain python3 may lack
     except ImportError as e:
         _lacking(s, "apply", e)
     try:
