@@ -376,19 +376,19 @@ class Control(Operations):
 
     # ------------------------------------------------------------ actions
     async def op_enable(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"fmris": [...], "temporary": bool, "recursive": bool}``."""
+        """``{"fmris": [...], "temporary": bool, "recursive": bool}`` -> ``{"fmris": enabled, "absent":
+        [...], "steps": [...]}``: with ``recursive``, the walk of ``Engine.enable_walk`` (what each instance
+        requires one of, the services of several instances left alone), in the order svcadm prints it."""
         names = self._many(req, caller)
         temporary = arg(req, "temporary", bool, False)
         recursive = arg(req, "recursive", bool, False)
-        targets = names
-        if recursive:
-            targets = sorted(set().union(*(self.engine.graph.closure(f, ("require_all", "require_any"))
-                                           for f in names)))
+        steps = self.engine.enable_walk(names) if recursive else [{"enable": f} for f in names]
+        targets = [step["enable"] for step in steps if "enable" in step]
         self._authorize(caller, targets, "enable", Right.ACTION if temporary else Right.VALUE)
-        done = self.engine.enable(names, temporary=temporary, recursive=recursive)
+        done = self.engine.enable(targets, temporary=temporary, recursive=False)
         await self.engine.recorded()
-        missing = sorted({t for f in done for _, t in self.engine.graph.missing_targets(f)}) if recursive else []
-        return {"fmris": done, "absent": missing}
+        missing = sorted({step["absent"] for step in steps if "absent" in step})
+        return {"fmris": done, "absent": missing, "steps": steps}
 
     async def op_disable(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmris": [...], "temporary": bool, "comment": str?}``: ``comment`` is the operator's

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from svcmgr.eventclasses import SVC_CLEARED
 from svcmgr.machine import STOPPING, Ev, Phase
@@ -44,13 +44,50 @@ class OperatorVerbs:
     begin_disable: Callable[..., bool]
     outside_milestone: Callable[[Instance], Callable[[str], bool] | None]
 
+    def enable_walk(self, fmris: list[str]) -> list[dict[str, Any]]:
+        """What ``svcadm enable -r`` enables, in svcadm.c's order (``enable_fmri_rec``): each instance, then
+        the members of its ``require_all`` and ``require_any`` groups, depth first. Steps: ``{"enable":
+        fmri}``; ``{"fmri", "requires_one_of": [...]}`` for a require_any group whose members come to more
+        than one instance (the operator's choice, not enabled); ``{"fmri", "multiple": member}`` for a
+        member that is a service of several instances (not enabled); ``{"fmri", "absent": member}``."""
+        steps: list[dict[str, Any]] = []
+        seen: set[str] = set()
+
+        def groups(f: str) -> Iterator[dict[str, Any]]:
+            """The steps of one instance's groups; ``{"visit": member}`` for each member to walk into."""
+            for d in self.graph.deps.get(f, ()):
+                if d.type == "path" or d.grouping not in ("require_all", "require_any"):
+                    continue
+                members = self.graph.members(d)
+                if d.grouping == "require_any" and sum(len(insts or ()) for _, insts in members) > 1:
+                    yield {"fmri": f, "requires_one_of": list(d.fmris)}
+                    continue
+                for declared, insts in members:
+                    if insts is None:
+                        yield {"fmri": f, "absent": declared}
+                    elif len(insts) > 1:
+                        yield {"fmri": f, "multiple": declared}
+                    else:
+                        yield {"visit": insts[0]}
+
+        for root in fmris:  # depth first, as the recursion of enable_fmri_rec, with a stack of its own
+            walks: list[Iterator[dict[str, Any]]] = [iter([{"visit": root}])]
+            while walks:
+                step = next(walks[-1], None)
+                if step is None:
+                    walks.pop()
+                elif "visit" not in step:
+                    steps.append(step)
+                elif step["visit"] not in seen:
+                    seen.add(step["visit"])
+                    steps.append({"enable": step["visit"]})
+                    walks.append(groups(step["visit"]))
+        return steps
+
     def enable(self, fmris: list[str], *, temporary: bool, recursive: bool) -> list[str]:
         targets = list(fmris)
         if recursive:
-            seen: set[str] = set()
-            for f in fmris:
-                seen |= self.graph.closure(f, ("require_all", "require_any"))
-            targets = sorted(seen)
+            targets = [step["enable"] for step in self.enable_walk(fmris) if "enable" in step]
 
         def enabled(inst: Instance) -> None:
             inst.set_enabled(True, temporary=temporary)

@@ -128,7 +128,14 @@ def execute(args: Any) -> int:
     temp = " temporarily" if getattr(args, "t", False) and cmd in ("enable", "disable") else ""
     if cmd == "enable":
         res = c.call("enable", fmris=fmris, temporary=args.t, recursive=args.r)
-        _say(args, [f"{f}{temp} enabled." for f in res["fmris"]])
+        for step in res.get("steps") or [{"enable": f} for f in res["fmris"]]:
+            if "enable" in step:
+                _say(args, [f"{step['enable']}{temp} enabled."])
+            elif "requires_one_of" in step:  # as svcadm.c: on standard output, whatever -v
+                print(f"{step['fmri']} requires one of:", *(f"  {m}" for m in step["requires_one_of"]), sep="\n")
+            elif "multiple" in step:
+                print(f"svcadm: {step['fmri']} depends on {step['multiple']}, which has multiple instances.",
+                      file=sys.stderr)
         for t in res.get("absent", []):
             print(f"svcadm: warning: dependency {t} is not imported", file=sys.stderr)
         waited = _wait(c, fmris, "online") if args.s else 0  # as svcadm.c: the others are waited for too

@@ -133,6 +133,40 @@ def test_enable_r_enables_what_it_requires(daemon):
     assert daemon.state("svc:/c/db:default") == "online"
 
 
+def test_enable_r_leaves_a_choice_to_the_operator(daemon):
+    """As svcadm.c's enable_fmri_rec: a require_any group whose members come to several instances is not
+    enabled (svcadm prints what the instance requires one of), nor a required service of several instances
+    (a warning names it), nor an optional_all member; the rest is, the named instance first."""
+    daemon.manifest("db.toml", _child("c/db", "enabled = false"))
+    daemon.manifest("alt.toml", _child("c/alt", "enabled = false"))
+    daemon.manifest("opt.toml", _child("c/opt", "enabled = false"))
+    daemon.manifest("pair.toml", _child("c/pair", "enabled = false") + "[instances.a]\n[instances.b]\n")
+    daemon.manifest("app.toml", _child("c/app", "enabled = false") + """
+        [[dependencies]]
+        name = "db"
+        fmris = ["svc:/c/db"]
+        [[dependencies]]
+        name = "either"
+        grouping = "require_any"
+        fmris = ["svc:/c/alt:default", "svc:/c/db:default"]
+        [[dependencies]]
+        name = "pair"
+        fmris = ["svc:/c/pair"]
+        [[dependencies]]
+        name = "opt"
+        grouping = "optional_all"
+        fmris = ["svc:/c/opt", "svc:/c/nosuch"]
+        """)
+    daemon.start()
+    r = daemon.cli("svcadm", "-v", "enable", "-r", "app")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ("svc:/c/app:default enabled.\nsvc:/c/db:default enabled.\n"
+                        "svc:/c/app:default requires one of:\n  svc:/c/alt:default\n  svc:/c/db:default\n")
+    assert r.stderr == "svcadm: svc:/c/app:default depends on svc:/c/pair, which has multiple instances.\n"
+    enabled = {i["fmri"] for i in daemon.instances().values() if i["enabled"]}
+    assert enabled == {"svc:/c/app:default", "svc:/c/db:default"}
+
+
 def test_restart_acts_only_on_running_instances(stack):
     r = stack.cli("svcadm", "restart", "off")
     assert r.returncode == 0 and "not online or degraded" in r.stderr
