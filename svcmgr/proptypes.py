@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["PROP_TYPES", "decimal_text", "encoding_error"]
+__all__ = ["NONPERSISTENT", "PROP_TYPES", "decimal_text", "encoding_error"]
 
 PROP_TYPES = ("astring", "ustring", "integer", "count", "boolean", "float", "time", "fmri",
               "host", "hostname", "net_address", "net_address_v4", "net_address_v6", "uri", "opaque")
+
+#: The property groups the restarter keeps on the instance and out of every snapshot (SMF's
+#: ``SCF_PG_FLAG_NONPERSISTENT``): read as they are now whatever the snapshot.
+NONPERSISTENT = frozenset({"restarter"})
 
 _COUNT_MAX = 2**64 - 1
 _INTEGER_MIN, _INTEGER_MAX = -(2**63), 2**63 - 1

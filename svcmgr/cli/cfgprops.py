@@ -19,12 +19,11 @@ from typing import Any
 from svcmgr.cli.cfglex import Token
 from svcmgr.cli.cfgsession import Handler, Session, words
 from svcmgr.cli.common import note_protected
-from svcmgr.proptypes import PROP_TYPES
+from svcmgr.proptypes import NONPERSISTENT, PROP_TYPES
 
 __all__ = ["USAGE"]
 
 #: Groups that SMF keeps apart from the configuration, outside snapshots.
-NONPERSISTENT = frozenset({"restarter"})
 _STRING_TYPES = ("astring", "ustring")
 _QUOTE = set(' \t\n"()')
 

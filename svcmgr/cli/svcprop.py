@@ -35,6 +35,7 @@ from typing import Any
 
 from svcmgr.cli.common import Parser, add_root, die, note_protected, print_json, run, usage
 from svcmgr.client import Client
+from svcmgr.proptypes import NONPERSISTENT
 
 #: Bourne shell metacharacters, quoted by a backslash.
 _META = set(";&()|^<>\n \t\\\"'`")
@@ -185,6 +186,11 @@ def show(c: Client, args: argparse.Namespace, printer: Printer, fmri: str, prop:
     reply = c.call("props", fmri=fmri, **_view(args))
     pgs: dict[str, dict[str, Any]] = reply["pgs"]
     protected = set(reply.get("protected") or [])
+    named = {pg for pg, _ in printer.wanted} | ({prop[0]} if prop is not None else set())
+    if args.snapshot is not None and (named & NONPERSISTENT) - set(pgs):
+        # as svcprop.c: a non-persistent group a snapshot lacks is read as it is now, when named
+        now = c.call("props", fmri=fmri)
+        pgs = {**pgs, **{pg: now["pgs"][pg] for pg in named & NONPERSISTENT if pg in now["pgs"]}}
     if prop is not None and prop[1] is None:
         _show_group(printer, fmri, prop[0], pgs, protected)
         return

@@ -98,6 +98,18 @@ def test_property_group_operands(notes):
                                            f"`{NOTES}'.\n")
 
 
+def test_a_snapshot_reads_the_restarters_group_as_it_is_now(notes):
+    """svcprop.c: a -p group a snapshot lacks is read from the instance as it is now when it is
+    non-persistent (the restarter's), so -s running -p restarter/state says the state; a whole listing of
+    a snapshot still leaves it out."""
+    for snap in ("running", "initial"):
+        assert notes.cli("svcprop", "-s", snap, "-p", "restarter/state", NOTES, check=True).stdout == "online\n"
+        listing = notes.cli("svcprop", "-s", snap, NOTES, check=True).stdout
+        assert "restarter/" not in listing and "config/port count 8080" in listing
+    r = notes.cli("svcprop", "-s", "initial", "-p", "nosuch/x", NOTES)
+    assert r.returncode == 1 and "Couldn't find property group `nosuch'" in r.stderr
+
+
 def test_missing_names_and_quiet(notes):
     assert notes.cli("svcprop", "-q", "-p", "config/port", "notes").returncode == 0
     r = notes.cli("svcprop", "-q", "-p", "config/nope", "notes")
