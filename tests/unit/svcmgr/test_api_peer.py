@@ -108,9 +108,9 @@ def _take_pid(pid: int, uid: int, groups: list[int]) -> int | None:
     return None
 
 
-def test_a_callers_groups_are_those_it_connected_with_not_those_of_the_next_process_with_its_pid() -> None:
-    """A caller that connects and exits leaves its pid to the next process: /proc/PID/status then names that
-    process's groups (a grant's group the caller is not in). The groups are the kernel's, taken at connect."""
+def _peer_after_its_pid_was_taken(uid: int, groups: list[int]) -> api.Caller:
+    """The Caller the daemon sees for a connection of uid 65534 (no supplementary group) that exited, its pid
+    taken since by a process of ``uid`` with ``groups``."""
     path = f"/tmp/svcmgr-peer-{os.getpid()}.sock"
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)
@@ -121,18 +121,32 @@ def test_a_callers_groups_are_those_it_connected_with_not_those_of_the_next_proc
             pid = _connect_then_exit_as(65534, path)
             conn, _ = srv.accept()
             with conn:
-                impostor = _take_pid(pid, 65534, [4242])
+                impostor = _take_pid(pid, uid, groups)
                 if impostor is None:
                     continue
                 try:
-                    c = api._peer(conn)
+                    return api._peer(conn)
                 finally:
                     os.kill(impostor, signal.SIGKILL)
                     os.waitpid(impostor, 0)
-                assert (c.uid, c.privileged) == (65534, False)
-                assert c.groups == frozenset({65534}), "the groups of another process that took the caller's pid"
-                return
         pytest.skip("another process took the pid every time")
     finally:
         srv.close()
         os.unlink(path)
+
+
+def test_a_callers_groups_are_those_it_connected_with_not_those_of_the_next_process_with_its_pid() -> None:
+    """A caller that connects and exits leaves its pid to the next process: /proc/PID/status then names that
+    process's groups (a grant's group the caller is not in). The groups are the kernel's, taken at connect."""
+    c = _peer_after_its_pid_was_taken(65534, [4242])
+    assert (c.uid, c.privileged) == (65534, False)
+    assert c.groups == frozenset({65534}), "the groups of another process that took the caller's pid"
+
+
+def test_where_the_kernel_cannot_say_proc_is_read_only_while_the_pid_is_the_callers_user(monkeypatch) -> None:
+    """A kernel older than 4.13 (no SO_PEERGROUPS, played by an option no kernel has): /proc/PID/status, but
+    not that of another user's process that took the pid."""
+    monkeypatch.setattr(api, "SO_PEERGROUPS", 0x7FFF)
+    assert _peer_of_child(65534, 65534, [4242]).groups == frozenset({65534, 4242})
+    c = _peer_after_its_pid_was_taken(65533, [4242])
+    assert (c.uid, c.groups) == (65534, frozenset({65534}))
