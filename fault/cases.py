@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import operator
 import sqlite3
 import time
@@ -33,6 +34,8 @@ from typing import Any
 
 from fault.events import Ereport, detail_of, json_encoder
 from svcmgr.db import transaction
+
+log = logging.getLogger("fault.cases")
 
 __all__ = [
     "ACTIVE",
@@ -121,6 +124,52 @@ class _Detail:
 
     def __set__(self, case: Case, value: str | Ereport) -> None:
         case.__dict__["_detail"] = value
+
+
+_NUMBER = (int, float)
+_TIME = (int, float, type(None))
+#: the type of each member of a stored case (``Case.to_dict``), and of the members of each entry of its lists: a
+#: row holding another is damaged, and is skipped as one that is not JSON is
+_STORED: dict[str, Any] = {
+    "uuid": str, "state": str, "rule": str, "cls": str, "msgid": str, "severity": str, "node": str, "response": str,
+    "suspects": list, "impacted": list, "ereports": list, "ereport_count": int, "diagnoses": list, "retired": dict,
+    "history": list, "detail": str, "window": str, "fires_at": int, "opened": _NUMBER, "solved": _TIME,
+    "updated": _TIME, "closed": _TIME}
+_ENTRIES: dict[str, Any] = {
+    "suspects": {"fault": str, "resource": str, "certainty": int, "status": str},
+    "impacted": str, "diagnoses": {"fault": str}, "history": {"time": _NUMBER, "event": str, "text": str}}
+#: an ereport's brief (``Ereport.brief``) as a case keeps it: one that is not is left out when read
+_BRIEF = {"id": int, "class": str, "time": _NUMBER}
+
+
+def _entry_ok(entry: Any, want: Any) -> bool:
+    if isinstance(want, dict):
+        return isinstance(entry, dict) and all(isinstance(entry.get(k), t) for k, t in want.items())
+    return isinstance(entry, want)
+
+
+def stored_brief(entry: Any) -> bool:
+    """Whether ``entry``, read from the repository, is an ereport's brief (``Ereport.brief``)."""
+    return _entry_ok(entry, _BRIEF)
+
+
+def check_stored(d: Any) -> None:
+    """ValueError naming the first member of a stored case (its row's JSON) that is not what a case holds."""
+    if not isinstance(d, dict):
+        raise ValueError(f"expected a table, got {type(d).__name__}")
+    for k, v in d.items():
+        want = _STORED.get(k)
+        if want is not None and not isinstance(v, want):
+            raise ValueError(f"{k}: {type(v).__name__} is not what a case holds there")
+        entries = _ENTRIES.get(k)
+        if entries is not None:
+            bad = next((i for i, x in enumerate(v) if not _entry_ok(x, entries)), None)
+            if bad is not None:
+                raise ValueError(f"{k}[{bad}]: not what a case holds there")
+    if not all(isinstance(x, str) for x in (d.get("retired") or {}).values()):
+        raise ValueError("retired: expected what was done to each resource")
+    if d.get("state") not in CaseState.__members__.values():
+        raise ValueError(f"state: {d.get('state')!r} is not a case's state")
 
 
 @dataclass
@@ -257,7 +306,11 @@ class Case:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Case:
+        """The case a row holds; ValueError (``check_stored``) or TypeError, KeyError for a damaged one."""
+        check_stored(d)
         d = dict(d)
+        if "ereports" in d:  # a row of the layout before 2, holding them
+            d["ereports"] = [x for x in d["ereports"] if stored_brief(x)]
         d["state"] = CaseState(d["state"])
         d["suspects"] = [Suspect(**s) for s in d.get("suspects", [])]
         known = set(cls.__dataclass_fields__)
@@ -309,6 +362,8 @@ class CaseStore:
         self._dirty: dict[str, Case] = {}
         #: uuid -> how many of the case's ereports are rows already (only new ones are appended)
         self._stored: dict[str, int] = {}
+        #: the rows found damaged (``_unreadable``), each said once
+        self._damaged: set[str] = set()
         self.writes = 0
         if conn is not None:
             conn.executescript(SCHEMA)
@@ -344,13 +399,14 @@ class CaseStore:
             with contextlib.suppress(ValueError):
                 chunk = json.loads(blob)
                 if isinstance(chunk, list):
-                    kept.setdefault(uuid, []).extend(chunk)
+                    kept.setdefault(uuid, []).extend(x for x in chunk if stored_brief(x))
         out = []
         for (blob,) in rows:
             try:
                 d = json.loads(blob)
                 c = Case.from_dict(d)
-            except (ValueError, TypeError, KeyError):
+            except (ValueError, TypeError, KeyError) as e:
+                self._unreadable(blob, e)
                 continue
             if "ereports" in d:
                 out.append((c, 0))
@@ -358,6 +414,15 @@ class CaseStore:
                 c.ereports = kept.get(c.uuid, [])
                 out.append((c, len(c.ereports)))
         return out
+
+    def _unreadable(self, blob: str, err: Exception) -> None:
+        """Say once in the daemon's log which case's row is damaged, and how (it is left out)."""
+        if blob in self._damaged:
+            return
+        self._damaged.add(blob)
+        with contextlib.suppress(ValueError, AttributeError):
+            blob = json.loads(blob).get("uuid") or blob
+        log.warning("fault: a case in the repository cannot be read and is left out: %.80s: %s", blob, err)
 
     def load(self) -> list[Case]:
         """Every case that is not resolved, from the repository."""

@@ -184,3 +184,34 @@ def test_a_case_row_still_holding_its_ereports_is_read_as_it_is_and_moved_when_w
     store.flush()  # written in the new layout: its ereports in a row
     assert _ereport_rows(conn) == [4]
     assert CaseStore(conn).load()[0].ereports == [_brief(i) for i in range(4)]
+
+
+@pytest.mark.parametrize(("member", "value"), [
+    ("impacted", 5), ("impacted", [5]), ("history", 5), ("history", [{"time": "noon", "event": "solved", "text": ""}]),
+    ("suspects", [{"fault": "x", "resource": "svc:/a:b", "certainty": "all", "status": "faulty"}]),
+    ("suspects", [5]), ("retired", []), ("retired", {"svc:/a:b": 5}), ("severity", 5), ("opened", "noon"),
+    ("solved", "noon"), ("ereport_count", "many"), ("diagnoses", [{"fault": 1}]), ("state", "bogus"), ("uuid", 5),
+])
+def test_a_damaged_case_row_is_left_out_and_the_others_load_and_show(tmp_path, caplog, member, value):
+    from fault.knowledge import load_knowledge
+    from fault.views import case_view, log_records
+
+    conn = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+    store = CaseStore(conn)
+    good, bad = _solved(2), _solved(1)
+    for c in (good, bad):
+        store.add(c)
+        store.save(c)
+    d = {**bad.to_dict(), member: value}
+    conn.execute("UPDATE fault_cases SET data=? WHERE uuid=?", (json.dumps(d), bad.uuid))
+    conn.execute("INSERT INTO fault_case_ereports(uuid, seq, data) VALUES(?, 99, ?)",
+                 (good.uuid, json.dumps([1, "x", None, {"id": "7"}, _brief(2)])))
+    again = CaseStore(sqlite3.connect(tmp_path / "r.db", isolation_level=None))
+    loaded = again.load()
+    assert [c.uuid for c in loaded] == [good.uuid]
+    assert loaded[0].ereports == [_brief(0), _brief(1), _brief(2)]  # what is not an ereport's brief is left out
+    assert f"a case in the repository cannot be read and is left out: {d['uuid'] if member != 'uuid' else ''}" \
+        in caplog.text and member in caplog.text
+    kb, _ = load_knowledge()
+    assert case_view(loaded[0], kb, lambda f, s: [])["uuid"] == good.uuid
+    assert {r["uuid"] for r in log_records(again.query(include_closed=True))} == {good.uuid}
