@@ -45,6 +45,13 @@ _COUNTERS = ("received", "rejected", "stored", "dropped")
 _ROW = operator.attrgetter("id", "time", "received", "cls", "node", "resource", "source", "payload_json")
 
 
+def _readable(row: tuple[Any, ...]) -> bool:
+    """Whether a row of ``fault_errlog`` (id, time, received, class, node, resource, source, ...) holds what the
+    error log wrote there: SQLite keeps any value in any column, so a damaged one may hold text for a time."""
+    return (type(row[1]) in (int, float) and type(row[2]) in (int, float)
+            and all(type(v) is str for v in row[3:7]))
+
+
 class ErrorLog:
     def __init__(self, conn: sqlite3.Connection | None, *, max_entries: int = 100_000,
                  retention: float = 30 * 86400.0, max_pending: int = 20_000) -> None:
@@ -184,9 +191,13 @@ class ErrorLog:
         args.append(limit)
         out = []
         for r in self.conn.execute(sql, args):
+            if not _readable(r):
+                continue  # a damaged row (a time or a class of another type): nothing can show it
             try:
                 payload = json.loads(r[7])
             except ValueError:
+                payload = {}
+            if type(payload) is not dict:
                 payload = {}
             out.append({"id": r[0], "time": r[1], "received": r[2], "class": r[3], "node": r[4],
                         "resource": r[5], "source": r[6], "payload": payload})

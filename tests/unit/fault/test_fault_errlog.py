@@ -122,3 +122,18 @@ def test_a_waiting_ereport_is_kept_as_its_row_not_as_the_ereport(tmp_path):
     del e
     log.flush()
     assert [(r["id"], r["payload"]) for r in log.query()] == [(1, {"n": 7})]
+
+
+def test_damaged_rows_are_left_out_of_what_is_read(tmp_path):
+    conn = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+    log = ErrorLog(conn, max_entries=1000)
+    for i in range(5):
+        log.append(_e(i))
+    log.flush()
+    conn.execute("UPDATE fault_errlog SET time='noon' WHERE id=1")
+    conn.execute("UPDATE fault_errlog SET class=x'41' WHERE id=2")
+    conn.execute("UPDATE fault_errlog SET source=x'ff' WHERE id=3")
+    conn.execute("UPDATE fault_errlog SET payload='[1]' WHERE id=4")
+    rows = log.query()
+    assert [r["id"] for r in rows] == [4, 5] and rows[0]["payload"] == {}
+    assert [r["id"] for r in log.query(ids=[1, 2, 3, 5])] == [5]
