@@ -157,9 +157,10 @@ class ErrorLog:
     # ------------------------------------------------------------ reading
     def query(self, *, since: float | None = None, until: float | None = None,
               cls: str | list[str] | None = None, ids: list[int] | None = None,
-              resource: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        """Entries, oldest first (the last ``limit`` that match), at or after ``since``, at or before ``until``.
-        ``cls`` may be a glob (ereport.svc.*) or a list of them (any matches)."""
+              resource: str | None = None, after: int | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Entries, oldest first (the last ``limit`` that match), at or after ``since``, at or before ``until``,
+        logged after the entry ``after`` (an id). ``cls`` may be a glob (ereport.svc.*) or a list of them (any
+        matches)."""
         self.flush()
         if self.conn is None:
             return []
@@ -175,6 +176,9 @@ class ErrorLog:
                 return []
             where.append(f"id IN ({','.join('?' * len(ids))})")
             args.extend(ids)
+        if after is not None:
+            where.append("id > ?")
+            args.append(after)
         if resource is not None:
             where.append("resource = ?")
             args.append(resource)
@@ -209,6 +213,11 @@ class ErrorLog:
             return 0
         (n,) = self.conn.execute("SELECT count(*) FROM fault_errlog").fetchone()
         return int(n) + len(self._pending)
+
+    @property
+    def last_id(self) -> int:
+        """The id of the newest entry (0: none yet)."""
+        return self.next_id - 1
 
     def statistics(self) -> dict[str, Any]:
         return {**self.counters, "pending": len(self._pending), "max_entries": self.max_entries,

@@ -108,11 +108,14 @@ class Operations:
 
     async def op_dump(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"errlog": bool?, "since": epoch?, "until": epoch?, "class": glob|[glob]?, "uuid": str|[str]?,
-        "limit": int?, "xrefs": bool?}``: the last ``limit`` records at or after ``since``, at or before ``until``,
-        of any of the classes (fault log: the list event's class or a fault class), of any of the cases (error
-        log: the ereports that convicted them); ``xrefs`` gives each fault record its ereports. ``more`` says
-        that older ones matched too."""
+        "limit": int?, "xrefs": bool?, "after": int?}``: the last ``limit`` records at or after ``since``, at or
+        before ``until``, of any of the classes (fault log: the list event's class or a fault class), of any of
+        the cases (error log: the ereports that convicted them); ``xrefs`` gives each fault record its ereports.
+        ``more`` says that older ones matched too. The error log's entries are those logged after the entry
+        ``after`` (``last``, the newest entry's id, is what fmdump -e -f asks after next: an ereport a detector
+        dated earlier than the last one shown is still new)."""
         errlog = arg(req, "errlog", bool, False)
+        after = arg(req, "after", int, None)
         since = arg(req, "since", (int, float), None)
         until = arg(req, "until", (int, float), None)
         raw = req.get("class")
@@ -139,9 +142,10 @@ class Operations:
                                                                    limit=MAX_EREPORTS_SHOWN)}
                     entries.extend(found.get(b["id"], {**b, "payload": {}, "expired": True}) for b in c.ereports)
             else:
-                entries = self.errlog.query(since=since, until=until, cls=patterns, limit=limit + 1)
-            entries = [e for e in entries if keep(e["time"], [e["class"]])]
-            return {"entries": entries[-limit:], "more": len(entries) > limit, "errlog": self.errlog.statistics()}
+                entries = self.errlog.query(since=since, until=until, cls=patterns, after=after, limit=limit + 1)
+            entries = [e for e in entries if keep(e["time"], [e["class"]]) and (after is None or e["id"] > after)]
+            return {"entries": entries[-limit:], "more": len(entries) > limit, "errlog": self.errlog.statistics(),
+                    "last": self.errlog.last_id}
         cases = self.store.query(include_closed=True)
         if uuids:
             cases = _pick(cases, uuids)

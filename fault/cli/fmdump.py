@@ -286,29 +286,35 @@ def execute(p: Parser, args: Any) -> int:
     if res.get("more"):
         print(f"fmdump: warning: only the last {args.last} records are shown (--last N for more)", file=sys.stderr)
     if args.f:
-        return follow(c, req, rows, out)
+        return follow(c, req, rows, out, res.get("last", 0))
     if out.count == 0 and sys.stdout.isatty():
         print(f"fmdump: warning: the {'error' if args.e else 'fault'} log is empty", file=sys.stderr)
     return 0
 
 
-def _key(row: dict[str, Any]) -> tuple[Any, ...]:
-    return (row["id"],) if "id" in row and "uuid" not in row else (row["uuid"], row["time"], row["event"])
-
-
-def follow(c: Client, req: dict[str, Any], rows: list[dict[str, Any]], out: Printer) -> int:
-    """-f: ask again every second for what is newer than the last record shown, until interrupted."""
-    seen = {_key(r) for r in rows}
+def follow(c: Client, req: dict[str, Any], rows: list[dict[str, Any]], out: Printer, last: int) -> int:
+    """-f: ask again every second for what was logged since, until interrupted: the error log's entries after the
+    last one read (``last``, an id: an ereport its detector dated earlier is new all the same), the fault log's
+    records at or after the newest shown that were not shown."""
+    if req["errlog"]:
+        while True:
+            sys.stdout.flush()
+            time.sleep(1)
+            res = c.call("fm.dump", **{**req, "after": last})
+            out.entries(res["entries"])
+            last = max(last, res.get("last", last), *(r["id"] for r in res["entries"]))
+    seen = {(r["uuid"], r["time"], r["event"]) for r in rows}
     since = max((r["time"] for r in rows), default=req.get("since", time.time() - 1))
     while True:
         sys.stdout.flush()
         time.sleep(1)
         res = c.call("fm.dump", **{**req, "since": since})
-        fresh = [r for r in (res["entries"] if req["errlog"] else res["records"]) if _key(r) not in seen]
+        fresh = [r for r in res["records"] if (r["uuid"], r["time"], r["event"]) not in seen]
         if fresh:
-            (out.entries if req["errlog"] else out.records)(fresh)
+            out.records(fresh)
             since = max(since, *(r["time"] for r in fresh))
-            seen = {_key(r) for r in fresh} if len(seen) > 100_000 else seen | {_key(r) for r in fresh}
+            keys = {(r["uuid"], r["time"], r["event"]) for r in fresh}
+            seen = keys if len(seen) > 100_000 else seen | keys
 
 
 def main(argv: list[str] | None = None) -> int:
