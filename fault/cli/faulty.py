@@ -160,10 +160,15 @@ def record_lines(rec: Record, *, full: bool, max_fault: int, cache_ids: bool) ->
     if frus:
         yield from _names("FRU         :", [(a["fmri"], a.get("bits", []), a.get("certainty", 100)) for a in frus],
                           _fru_word, 0, full)
+    yield from _article(c)
+    yield ""
+
+
+def _article(c: dict[str, Any]) -> Iterator[str]:
+    """The case's knowledge article, each paragraph as print_line writes it (print_dict_info)."""
     for label, key in (("Description : ", "description"), ("Response    : ", "response"),
                        ("Impact      : ", "impact"), ("Action      : ", "action")):
         yield from print_line(label, visible(str(c.get(key) or "-"), keep="\n").replace("UUID", c["uuid"]))
-    yield ""
 
 
 def event_line(rec: Record) -> str:
@@ -171,7 +176,8 @@ def event_line(rec: Record) -> str:
 
 
 def fru_lines(records: list[Record], summary: bool) -> Iterator[str]:
-    """fmadm faulty -f: each replaceable unit, its status, and the cases naming it with their certainty."""
+    """fmadm faulty -f: each replaceable unit, its status, the cases naming it with their certainty and (but with
+    ``summary``, -s) their knowledge article."""
     units: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for rec in records:
         for case in (rec.case, *rec.more):
@@ -186,6 +192,12 @@ def fru_lines(records: list[Record], summary: bool) -> Iterator[str]:
             pct = a.get("certainty", 100)
             what = "total certainty" if pct == 100 else "max certainty"
             yield f"{case['uuid']} 1 suspects in this FRU {what} {pct}%"
+        if not summary:  # then the article of each message, once for cases one after the other with the same
+            msgid = None
+            for case, _ in seen:
+                if case["msgid"] != msgid:
+                    msgid = case["msgid"]
+                    yield from _article(case)
 
 
 def asru_lines(records: list[Record]) -> Iterator[str]:

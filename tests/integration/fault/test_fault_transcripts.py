@@ -174,7 +174,38 @@ def test_fmadm_subcommands(fmd):
         ------------------------------------------------------------------------------
         dev:///pci@0,0/pci1000,3060@3/disk@2,0 faulty
         {uuid} 1 suspects in this FRU total certainty 100%
+
+        Description : dev:///pci@0,0/pci1000,3060@3/disk@2,0 reported 1 I/O errors; 1
+                      within - mark the disk degraded. Last: ereport.io.scsi.disk.rqs.
+
+        Response    : None: the disk stays in use.
+
+        Impact      : Reads and writes on the disk may fail; file systems on it may go
+                      read-only. Impacted: none.
+
+        Action      : Check the disk (smartctl -a, dmesg), plan to replace it, then run
+                      'fmadm replaced dev:///pci@0,0/pci1000,3060@3/disk@2,0' (or
+                      'fmadm repair {uuid}' if it was a
+                      transient fault).
         ------------------------------------------------------------------------------
+        dev:///pci@0,0/pci1000,3060@3/disk@1,0 faulty
+        {uuid} 1 suspects in this FRU total certainty 100%
+
+        Description : dev:///pci@0,0/pci1000,3060@3/disk@1,0 reported 1 I/O errors; 1
+                      within - mark the disk degraded. Last: ereport.io.scsi.disk.rqs.
+
+        Response    : None: the disk stays in use.
+
+        Impact      : Reads and writes on the disk may fail; file systems on it may go
+                      read-only. Impacted: none.
+
+        Action      : Check the disk (smartctl -a, dmesg), plan to replace it, then run
+                      'fmadm replaced dev:///pci@0,0/pci1000,3060@3/disk@1,0' (or
+                      'fmadm repair {uuid}' if it was a
+                      transient fault).
+        $ fmadm faulty -f -s
+        dev:///pci@0,0/pci1000,3060@3/disk@2,0 faulty
+        {uuid} 1 suspects in this FRU total certainty 100%
         dev:///pci@0,0/pci1000,3060@3/disk@1,0 faulty
         {uuid} 1 suspects in this FRU total certainty 100%
         $ fmadm faulty -i | grep -c CACHE-ID

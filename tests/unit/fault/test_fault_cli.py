@@ -199,3 +199,19 @@ def test_commands_import_only_the_client_and_the_standard_library():
             f"print([m for m in sys.modules if m.split('.')[0] in {heavy!r} or m in {heavy!r}])")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
     assert r.stdout.strip() == "[]"
+
+
+def test_fmadm_faulty_f_prints_each_units_article_as_print_fru_does():
+    kb, _ = load_knowledge()
+    c = Case.new("disk-errors", "fault.io.disk.degraded", "DISK-8000-3E", "major", "node1", "none")
+    c.suspects = [Suspect("fault.io.disk.degraded", "dev:///dev/sdx", 100)]
+    c.window, c.fires_at, c.ereport_count = "10m", 5, 5
+    c.apply(CaseEv.SOLVE, "solved")
+    view = case_view(c, kb, lambda f, s: ["faulty"] if s else [])
+    records = faulty.catalog([view], group=False)
+    lines = list(faulty.fru_lines(records, summary=False))
+    assert lines[:3] == ["-" * 78, "dev:///dev/sdx faulty", f"{c.uuid} 1 suspects in this FRU total certainty 100%"]
+    assert lines[3] == "" and lines[4].startswith("Description : dev:///dev/sdx reported 5 I/O errors")
+    assert [x[:14] for x in lines if x[:1] not in ("", " ")][3:] == \
+        ["Description : ", "Response    : ", "Impact      : ", "Action      : "]
+    assert list(faulty.fru_lines(records, summary=True)) == lines[1:3]  # -s: the unit lines only
