@@ -158,6 +158,28 @@ def test_fmdump_fault_log_and_times(fmd):
         """)
 
 
+def _unit(disk: str) -> str:
+    """What fmadm faulty -f prints of a disk diagnosed by one ereport: the unit, its case, the case's article."""
+    return f"""\
+------------------------------------------------------------------------------
+{disk} faulty
+{{uuid}} 1 suspects in this FRU total certainty 100%
+
+Description : {disk} reported 1 I/O errors; 1
+              within - mark the disk degraded. Last: ereport.io.scsi.disk.rqs.
+
+Response    : None: the disk stays in use.
+
+Impact      : Reads and writes on the disk may fail; file systems on it may go
+              read-only. Impacted: none.
+
+Action      : Check the disk (smartctl -a, dmesg), plan to replace it, then run
+              'fmadm replaced {disk}' (or
+              'fmadm repair {{uuid}}' if it was a
+              transient fault).
+"""
+
+
 def test_fmadm_subcommands(fmd):
     env, cwd = fmd
     play(env, cwd, """
@@ -170,39 +192,9 @@ def test_fmadm_subcommands(fmd):
         $ fmadm faulty -r
         dev:///pci@0,0/pci1000,3060@3/disk@2,0                                degraded
         dev:///pci@0,0/pci1000,3060@3/disk@1,0                                degraded
-        $ fmadm faulty -f
-        ------------------------------------------------------------------------------
-        dev:///pci@0,0/pci1000,3060@3/disk@2,0 faulty
-        {uuid} 1 suspects in this FRU total certainty 100%
-
-        Description : dev:///pci@0,0/pci1000,3060@3/disk@2,0 reported 1 I/O errors; 1
-                      within - mark the disk degraded. Last: ereport.io.scsi.disk.rqs.
-
-        Response    : None: the disk stays in use.
-
-        Impact      : Reads and writes on the disk may fail; file systems on it may go
-                      read-only. Impacted: none.
-
-        Action      : Check the disk (smartctl -a, dmesg), plan to replace it, then run
-                      'fmadm replaced dev:///pci@0,0/pci1000,3060@3/disk@2,0' (or
-                      'fmadm repair {uuid}' if it was a
-                      transient fault).
-        ------------------------------------------------------------------------------
-        dev:///pci@0,0/pci1000,3060@3/disk@1,0 faulty
-        {uuid} 1 suspects in this FRU total certainty 100%
-
-        Description : dev:///pci@0,0/pci1000,3060@3/disk@1,0 reported 1 I/O errors; 1
-                      within - mark the disk degraded. Last: ereport.io.scsi.disk.rqs.
-
-        Response    : None: the disk stays in use.
-
-        Impact      : Reads and writes on the disk may fail; file systems on it may go
-                      read-only. Impacted: none.
-
-        Action      : Check the disk (smartctl -a, dmesg), plan to replace it, then run
-                      'fmadm replaced dev:///pci@0,0/pci1000,3060@3/disk@1,0' (or
-                      'fmadm repair {uuid}' if it was a
-                      transient fault).
+        """)
+    play(env, cwd, "$ fmadm faulty -f\n" + _unit(DISK2) + _unit(DISK1))
+    play(env, cwd, """
         $ fmadm faulty -f -s
         dev:///pci@0,0/pci1000,3060@3/disk@2,0 faulty
         {uuid} 1 suspects in this FRU total certainty 100%
