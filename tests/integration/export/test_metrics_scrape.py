@@ -38,7 +38,9 @@ period = "1s"
 """
 
 REPO = Path(__file__).resolve().parents[3]
-CASE = {"uuid": "9b3c0f43-8f2e-4a8b-9e51-3c6f1d2a7b10", "class": "defect.svc.maintenance", "severity": "major",
+# A case of a class of its own: the fault manager's own diagnosis of site/broken (defect.svc.maintenance) may be
+# open by the time of the scrape, or not yet, as the machine's load has it; this one is counted apart from it.
+CASE = {"uuid": "9b3c0f43-8f2e-4a8b-9e51-3c6f1d2a7b10", "class": "defect.test.scraped", "severity": "major",
         "msgid": "SVC-8000-2X", "suspects": [{"resource": "svc:/site/broken:default", "certainty": 100}],
         "affected": ["svc:/site/broken:default"], "state": "open"}
 
@@ -118,7 +120,7 @@ def test_live_scrape_passes_promtool_and_says_what_happened(node):
     assert started is not None and 0 <= time.time() - started < 120
     assert value(text, "svcmgr_ereports_total", **{"class": "ereport.io.disk.error"}) == 3
     assert value(text, "svcmgr_ereports_total", **{"class": "ereport.svc.maintenance"}) == 1
-    assert value(text, "svcmgr_fault_cases_open", **{"class": "defect.svc.maintenance", "severity": "major"}) == 1
+    assert value(text, "svcmgr_fault_cases_open", **{"class": "defect.test.scraped", "severity": "major"}) == 1
     assert value(text, "svcmgr_vrrp_state", instance="web", state="master") == 1
     assert value(text, "svcmgr_vrrp_state", instance="web", state="backup") == 0
     assert value(text, "svcmgr_vrrp_priority", instance="web") == 150
@@ -138,7 +140,7 @@ def test_live_scrape_passes_promtool_and_says_what_happened(node):
     d.call("test.emit", **{"class": "vrrp.state.backup", "data": {"instance": "web", "state": "backup",
                                                                    "priority": 100}})
     text = scrape(port)
-    assert value(text, "svcmgr_fault_cases_open", **{"class": "defect.svc.maintenance", "severity": "major"}) \
+    assert value(text, "svcmgr_fault_cases_open", **{"class": "defect.test.scraped", "severity": "major"}) \
         is None
     assert value(text, "svcmgr_vrrp_state", instance="web", state="backup") == 1
     assert value(text, "svcmgr_vrrp_state", instance="web", state="master") == 0
