@@ -14,9 +14,9 @@ from dataclasses import asdict
 from typing import Any
 
 from fault.cases import Case
-from fault.cli.nvlist import visible
 from fault.knowledge import KnowledgeBase
 from fault.status import affects_words
+from svcmgr.terminal import visible
 
 __all__ = ["LIST_EVENTS", "PLATFORM", "case_view", "facts", "log_records"]
 

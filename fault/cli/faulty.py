@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from fault.cli.nvlist import visible
 from fault.status import affects_words, asru_word, problem_words
+from svcmgr.terminal import visible
 
 __all__ = ["Record", "asru_lines", "catalog", "event_line", "fru_lines", "print_line", "record_lines", "summary_header"]
 

@@ -31,6 +31,7 @@ from fault.cli import nvlist
 from svcmgr import __version__
 from svcmgr.cli.common import EXIT_USAGE, Parser, add_root, die, print_json, run
 from svcmgr.client import Client
+from svcmgr.terminal import visible
 
 #: fmdump's -t suffixes -> seconds
 _SUFFIX = {"ns": 1e-9, "nsec": 1e-9, "us": 1e-6, "usec": 1e-6, "ms": 1e-3, "msec": 1e-3, "s": 1, "sec": 1,
@@ -185,7 +186,7 @@ def _message(rec: dict[str, Any], case: dict[str, Any] | None) -> Iterator[str]:
     yield f"EVENT-ID: {rec['uuid']}"
     for label, key in (("DESC", "description"), ("AUTO-RESPONSE", "response"), ("IMPACT", "impact"),
                        ("REC-ACTION", "action")):
-        yield f"{label}: {nvlist.visible(str(c.get(key, '-'))).replace('UUID', rec['uuid'])}"
+        yield f"{label}: {visible(str(c.get(key, '-'))).replace('UUID', rec['uuid'])}"
     yield ""
 
 

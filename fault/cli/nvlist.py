@@ -14,7 +14,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["Hex", "Selector", "ereport", "fault_event", "fmri", "render", "to_json", "visible"]
+from svcmgr.terminal import visible
+
+__all__ = ["Hex", "Selector", "ereport", "fault_event", "fmri", "render", "to_json"]
 
 #: fmd's suspect status bits (FM_SUSPECT_*)
 SUSPECT_BITS = {"faulty": 0x1, "unusable": 0x2, "not_present": 0x4, "degraded": 0x8, "repaired": 0x10,
@@ -31,15 +33,6 @@ def _number(text: str) -> int | None:
         return int(t, 0)
     except ValueError:
         return None
-
-
-def visible(text: str, keep: str = "") -> str:
-    """``text`` as it may reach a terminal: each character that is not printable (a control character such as the
-    ESC that starts an escape sequence, a carriage return, a bidirectional override) written as its Python escape
-    (``\\x1b``), but those in ``keep``. A service's own log line (a log pattern's ereport) is quoted in a case."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() or c in keep else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class Hex(int):

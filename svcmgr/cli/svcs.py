@@ -33,6 +33,7 @@ import time
 
 from svcmgr.cli.columns import COLUMNS, Column, header, lines, process_line, sort
 from svcmgr.cli.common import Parser, add_root, client, die, print_json, run, select, usage
+from svcmgr.terminal import visible
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (2-4 ms of each command's start)
 if TYPE_CHECKING:
@@ -363,8 +364,8 @@ def explain(args: Any) -> int:
         tail = e.get("log_tail") or []
         if tail:
             print("   Log:")
-            for text in tail:
-                print(f"        {text}")
+            for text in tail:  # what the service wrote: its escape sequences shown, not sent to the terminal
+                print(f"        {visible(text)}")
     return status
 
 

@@ -155,6 +155,21 @@ def test_restart_rate_limit_puts_a_flapping_service_in_maintenance_and_clear_bri
     daemon.wait_state("svc:/t/flap:default", "online")
 
 
+def test_svcs_x_shows_the_escape_sequences_a_service_logged_and_sends_none_to_the_terminal(daemon):
+    # the log's tail is what the service wrote (a delegated user's service, say): set the window title, clear
+    daemon.manifest("esc.toml", r"""
+        name = "t/esc"
+        duration = "transient"
+        [methods.start]
+        exec = "printf 'before \\033]0;owned\\007\\033[2J after\\n'; exit 95"
+        """)
+    daemon.start()
+    daemon.wait_state("svc:/t/esc:default", "maintenance")
+    x = daemon.cli("svcs", "-x", "esc", check=True).stdout
+    assert "\x1b" not in x and "\x07" not in x
+    assert r"before \x1b]0;owned\x07\x1b[2J after" in x
+
+
 def test_tcp_readiness(daemon, tmp_path):
     port = free_port()
     daemon.manifest("web.toml", f"""
