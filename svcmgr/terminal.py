@@ -1,6 +1,8 @@
-"""Text bound for an operator's terminal that a service or a remote sender wrote: its control characters made
-visible, so that a log line or a payload cannot clear the screen, set the window's title, move the cursor or fake
-a line of the command's own output. Standard library only, no imports: ``svcs`` reads it at start."""
+"""Text a service or a remote sender wrote, made safe for an operator's terminal.
+
+Its control characters are made visible, so that a log line or a payload cannot clear the screen, set the
+window's title, move the cursor or fake a line of the command's own output. No imports: ``svcs`` reads it at
+start."""
 
 __all__ = ["visible"]
 
