@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from svcmgr.proptypes import decimal_text, encoding_error
+from svcmgr.proptypes import decimal_text
 from svcmgr.security import Security
 from svcmgr.spec import METHODS, InstanceConfig, Property, ServiceSpec, check_property_value, resolve_instance
 from svcmgr.units import format_duration
@@ -321,15 +321,11 @@ def _no_such(g: Group, pg: str, name: str) -> Prop:
 
 
 def _checked(ptype: str, v: Any) -> Any:
-    """A value as ``set_property`` stores it: of its type's Python kind, and within SMF's encoding of the
-    type (``proptypes.encoding_error``). Raises ValueError."""
+    """A value as ``set_property`` stores it: ``check_property_value``'s, its integers written as decimal
+    text only. Raises ValueError."""
     if ptype in ("count", "integer") and isinstance(v, str) and not decimal_text(v):
         raise ValueError(f"expected an integer, got {v!r}")
-    typed = check_property_value(ptype, v)
-    why = encoding_error(ptype, typed)
-    if why is not None:
-        raise ValueError(why)
-    return typed
+    return check_property_value(ptype, v)
 
 
 def set_property(table: dict[str, Any], cfg: InstanceConfig, pg: str, name: str, ptype: str | None,

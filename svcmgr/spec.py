@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from svcmgr import fmri as fmri_mod
-from svcmgr.proptypes import PROP_TYPES
+from svcmgr.proptypes import PROP_TYPES, encoding_error
 from svcmgr.schema import typename
 from svcmgr.security import NO_RESOURCES, NO_SECURITY, Resources, Security, merge
 
@@ -327,7 +327,17 @@ def property_type(v: Any) -> str | None:
 
 
 def check_property_value(ptype: str, v: Any) -> Any:
-    """A property value coerced to its type. Raises ValueError."""
+    """A property value coerced to its type, within SMF's encoding of the type (``proptypes.encoding_error``:
+    what ``svccfg setprop`` and a manifest's import both refuse). Raises ValueError."""
+    typed = _coerce(ptype, v)
+    why = encoding_error(ptype, typed)
+    if why is not None:
+        raise ValueError(why)
+    return typed
+
+
+def _coerce(ptype: str, v: Any) -> Any:
+    """A property value as its type's Python kind. Raises ValueError."""
     if ptype == "boolean":
         if isinstance(v, bool):
             return v

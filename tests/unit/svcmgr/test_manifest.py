@@ -126,6 +126,13 @@ def test_normal_form_round_trips():
      "mixes value types"),
     ('name = "a/b"\n[methods.start]\nexec=":true"\n[properties.pg]\nv = { type = "count", values = [-1] }',
      "properties.pg.v.values", "negative"),
+    # the same encoding of each type svccfg setprop checks (libscf's valid_encoded_value), at import too
+    ('name = "a/b"\n[methods.start]\nexec=":true"\n[properties.pg]\nv = { type = "count", values = [18446744073709551616] }',
+     "properties.pg.v.values", "a count is at most 18446744073709551615"),
+    ('name = "a/b"\n[methods.start]\nexec=":true"\n[properties.pg]\nv = { type = "time", values = ["soon"] }',
+     "properties.pg.v.values", "seconds[.nanoseconds]"),
+    ('name = "a/b"\n[methods.start]\nexec=":true"\n[properties.pg]\nv = { type = "opaque", values = ["abc"] }',
+     "properties.pg.v.values", "hexadecimal digits"),
     ('name = "a/b"\n[methods.start]\nexec=":true"\n[instances."bad name"]', 'instances.bad name',
      "not a valid instance name"),
     ('name = "a/b"\n[methods.start]\nexec=":true"\n[instances.one]\nenabled = 1', "instances.one.enabled",
