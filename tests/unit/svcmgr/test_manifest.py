@@ -127,7 +127,8 @@ def test_normal_form_round_trips():
     ('name = "a/b"\n[methods.start]\nexec=":true"\n[properties.pg]\nv = { type = "count", values = [-1] }',
      "properties.pg.v.values", "negative"),
     # the same encoding of each type svccfg setprop checks (libscf's valid_encoded_value), at import too
-    ('name = "a/b"\n[methods.start]\nexec=":true"\n[properties.pg]\nv = { type = "count", values = [18446744073709551616] }',
+    ('name = "a/b"\n[methods.start]\nexec=":true"\n[properties.pg]\n'
+     'v = { type = "count", values = [18446744073709551616] }',
      "properties.pg.v.values", "a count is at most 18446744073709551615"),
     ('name = "a/b"\n[methods.start]\nexec=":true"\n[properties.pg]\nv = { type = "time", values = ["soon"] }',
      "properties.pg.v.values", "seconds[.nanoseconds]"),
