@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from svcmgr.proptypes import decimal_text
 from svcmgr.security import Security
 from svcmgr.spec import METHODS, InstanceConfig, Property, ServiceSpec, check_property_value, resolve_instance
 from svcmgr.units import format_duration
@@ -320,14 +319,6 @@ def _no_such(g: Group, pg: str, name: str) -> Prop:
                 f"(known: {', '.join(p.name for p in g.props)})")
 
 
-def _checked(ptype: str, v: Any) -> Any:
-    """A value as ``set_property`` stores it: ``check_property_value``'s, its integers written as decimal
-    text only. Raises ValueError."""
-    if ptype in ("count", "integer") and isinstance(v, str) and not decimal_text(v):
-        raise ValueError(f"expected an integer, got {v!r}")
-    return check_property_value(ptype, v)
-
-
 def set_property(table: dict[str, Any], cfg: InstanceConfig, pg: str, name: str, ptype: str | None,
                  values: Sequence[Any], existing: Property | None) -> None:
     """Write ``pg/name`` into a manifest table (the service's, or an instance's under it): a standard
@@ -341,7 +332,7 @@ def set_property(table: dict[str, Any], cfg: InstanceConfig, pg: str, name: str,
         if ptype is None:
             raise EditError("Type required for new properties.", 1)
         try:
-            typed = [_checked(ptype, v) for v in values]
+            typed = [check_property_value(ptype, v) for v in values]
         except ValueError as e:
             raise EditError(f"{prop}: {e}", 2) from None
         table.setdefault("properties", {}).setdefault(pg, {})[name] = {"type": ptype, "values": typed}
@@ -352,7 +343,7 @@ def set_property(table: dict[str, Any], cfg: InstanceConfig, pg: str, name: str,
     if ptype is not None and ptype != p.type:
         raise EditError(f"{prop} is of type {p.type}, not {ptype}", 2)
     try:
-        value = p.write([_checked(p.type, v) for v in values])
+        value = p.write([check_property_value(p.type, v) for v in values])
     except ValueError as e:
         raise EditError(f"{prop}: " + (f"expected a {p.type} of {p.unit}, got {', '.join(map(repr, values))}"
                                        if p.unit else str(e)), 2) from None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from svcmgr import fmri as fmri_mod
-from svcmgr.proptypes import PROP_TYPES, encoding_error
+from svcmgr.proptypes import PROP_TYPES, decimal_text, encoding_error
 from svcmgr.schema import typename
 from svcmgr.security import NO_RESOURCES, NO_SECURITY, Resources, Security, merge
 
@@ -345,7 +345,7 @@ def _coerce(ptype: str, v: Any) -> Any:
             return v.lower() == "true"
         raise ValueError(f"expected a boolean, got {v!r}")
     if ptype in ("integer", "count"):
-        if isinstance(v, bool):
+        if isinstance(v, bool) or (isinstance(v, str) and not decimal_text(v)):  # as strtoll reads: no 1_000
             raise ValueError(f"expected an integer, got {v!r}")
         try:
             n = int(v)

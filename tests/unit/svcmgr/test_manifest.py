@@ -134,6 +134,8 @@ def test_normal_form_round_trips():
      "properties.pg.v.values", "seconds[.nanoseconds]"),
     ('name = "a/b"\n[methods.start]\nexec=":true"\n[properties.pg]\nv = { type = "opaque", values = ["abc"] }',
      "properties.pg.v.values", "hexadecimal digits"),
+    ('name = "a/b"\n[methods.start]\nexec=":true"\n[properties.pg]\nv = { type = "count", values = ["1_000"] }',
+     "properties.pg.v.values", "expected an integer"),
     ('name = "a/b"\n[methods.start]\nexec=":true"\n[instances."bad name"]', 'instances.bad name',
      "not a valid instance name"),
     ('name = "a/b"\n[methods.start]\nexec=":true"\n[instances.one]\nenabled = 1', "instances.one.enabled",
