@@ -385,7 +385,7 @@ class Control(Operations):
         steps = self.engine.enable_walk(names) if recursive else [{"enable": f} for f in names]
         targets = [step["enable"] for step in steps if "enable" in step]
         self._authorize(caller, targets, "enable", Right.ACTION if temporary else Right.VALUE)
-        done = self.engine.enable(targets, temporary=temporary, recursive=False)
+        done = self.engine.enable(targets, temporary=temporary)
         await self.engine.recorded()
         missing = sorted({step["absent"] for step in steps if "absent" in step})
         return {"fmris": done, "absent": missing, "steps": steps}

@@ -84,10 +84,9 @@ class OperatorVerbs:
                     walks.append(groups(step["visit"]))
         return steps
 
-    def enable(self, fmris: list[str], *, temporary: bool, recursive: bool) -> list[str]:
+    def enable(self, fmris: list[str], *, temporary: bool) -> list[str]:
+        """Enable instances (``svcadm enable -r`` gives the ones ``enable_walk`` names)."""
         targets = list(fmris)
-        if recursive:
-            targets = [step["enable"] for step in self.enable_walk(fmris) if "enable" in step]
 
         def enabled(inst: Instance) -> None:
             inst.set_enabled(True, temporary=temporary)

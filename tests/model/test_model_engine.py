@@ -70,7 +70,7 @@ class FakeRig:
         async def go() -> None:
             e, p = self.engine, self.procs
             if op == "enable":
-                e.enable([fmri], temporary=arg, recursive=False)
+                e.enable([fmri], temporary=arg)
             elif op == "disable":
                 e.disable([fmri], temporary=arg)
             elif op == "kill" and fmri in p.running:

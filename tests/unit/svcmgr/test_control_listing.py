@@ -78,9 +78,9 @@ async def test_every_change_is_in_the_next_listing_byte_for_byte(rig):
     await check_every_field_set(control, engine)  # now from what the first listing kept
     operations = [
         lambda: engine.disable([A], temporary=True),
-        lambda: engine.enable([A], temporary=True, recursive=False),
+        lambda: engine.enable([A], temporary=True),
         lambda: engine.disable([B], temporary=False, comment="taken down for the test"),
-        lambda: engine.enable([B], temporary=False, recursive=False),
+        lambda: engine.enable([B], temporary=False),
         lambda: engine.mark([A], "maintenance", temporary=False, immediate=True),
         lambda: engine.clear([A]),
         lambda: procs.kill(B, signal.SIGKILL),

@@ -88,8 +88,8 @@ async def test_an_operators_enable_wins_over_the_milestone(rig):
     await settle(engine, procs)
     assert states(engine) == {"a": "disabled", "b": "disabled"}
     assert engine.instances[A].reason == "Held back by milestone none."
-    engine.enable([A], temporary=False, recursive=False)
-    engine.enable([B], temporary=True, recursive=False)
+    engine.enable([A], temporary=False)
+    engine.enable([B], temporary=True)
     await settle(engine, procs)
     assert states(engine) == {"a": "online", "b": "online"}
 
@@ -128,7 +128,7 @@ async def test_a_milestone_does_not_run_what_only_a_disabled_optional_member_nee
     engine.set_milestone(C)
     await settle(engine, procs)
     assert states(engine) == {"a": "disabled", "b": "disabled", "c": "online", "d": "disabled"}
-    engine.enable([B], temporary=False, recursive=False)
+    engine.enable([B], temporary=False)
     await settle(engine, procs)
     assert states(engine) == {"a": "online", "b": "online", "c": "online", "d": "disabled"}, \
         "enabled, b joins the milestone and brings a with it (eval_subgraph())"
@@ -254,6 +254,6 @@ async def test_an_exclude_all_dependency_imported_later_stops_its_dependent_when
     manifests(engine, svc("c", dep("exclude_all", "none", A)))
     await settle(engine, procs)
     assert states(engine)["c"] == "online"  # a is not running
-    engine.enable([A], temporary=False, recursive=False)
+    engine.enable([A], temporary=False)
     await settle(engine, procs)
     assert states(engine) == {"a": "online", "b": "online", "c": "offline"}
