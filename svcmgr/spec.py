@@ -345,12 +345,10 @@ def _coerce(ptype: str, v: Any) -> Any:
             return v.lower() == "true"
         raise ValueError(f"expected a boolean, got {v!r}")
     if ptype in ("integer", "count"):
-        if isinstance(v, bool) or (isinstance(v, str) and not decimal_text(v)):  # as strtoll reads: no 1_000
+        # as strtoll reads: digits only (no 1_000); a float (even 2.0) or a bool (an int in Python) is no integer
+        if not isinstance(v, int | str) or isinstance(v, bool) or (isinstance(v, str) and not decimal_text(v)):
             raise ValueError(f"expected an integer, got {v!r}")
-        try:
-            n = int(v)
-        except (TypeError, ValueError):
-            raise ValueError(f"expected an integer, got {v!r}") from None
+        n = int(v)
         if ptype == "count" and n < 0:
             raise ValueError(f"a count cannot be negative: {v!r}")
         return n

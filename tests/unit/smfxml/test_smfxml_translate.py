@@ -260,6 +260,11 @@ def test_delegated_restarter_gets_a_start_that_fails_with_the_reason() -> None:
      "timeout_seconds must be an integer"),
     ("<property_group name='p' type='application'><propval name='n' type='count' value='-3'/></property_group>",
      "property p/n: a count cannot be negative"),
+    ("<property_group name='p' type='application'><propval name='n' type='integer' value='1.5'/></property_group>",
+     "property p/n: expected an integer, got '1.5'"),
+    ("<property_group name='p' type='application'><property name='n' type='count'>"
+     "<count_list><value_node value='2.0'/></count_list></property></property_group>",
+     "property p/n: expected an integer, got '2.0'"),
     ("<property_group name='p' type='application'><propval name='n' type='decimal' value='1'/></property_group>",
      "unknown property type 'decimal'"),
     ("<property_group name='p' type='application'><property name='n' type='integer'>"

@@ -136,6 +136,16 @@ def test_normal_form_round_trips():
      "properties.pg.v.values", "hexadecimal digits"),
     ('name = "a/b"\n[methods.start]\nexec=":true"\n[properties.pg]\nv = { type = "count", values = ["1_000"] }',
      "properties.pg.v.values", "expected an integer"),
+    # a TOML float is no integer, even with no fraction (libscf's integer and count take digits only): not
+    # truncated by int(); nor a bool, though Python's bool is an int
+    ('name = "a/b"\n[methods.start]\nexec=":true"\n[properties.pg]\nv = { type = "integer", values = [1.5] }',
+     "properties.pg.v.values", "expected an integer, got 1.5"),
+    ('name = "a/b"\n[methods.start]\nexec=":true"\n[properties.pg]\nv = { type = "integer", values = [2.0] }',
+     "properties.pg.v.values", "expected an integer, got 2.0"),
+    ('name = "a/b"\n[methods.start]\nexec=":true"\n[properties.pg]\nv = { type = "count", values = [1, 2.5] }',
+     "properties.pg.v.values", "expected an integer, got 2.5"),
+    ('name = "a/b"\n[methods.start]\nexec=":true"\n[properties.pg]\nv = { type = "integer", values = [true] }',
+     "properties.pg.v.values", "expected an integer, got True"),
     ('name = "a/b"\n[methods.start]\nexec=":true"\n[instances."bad name"]', 'instances.bad name',
      "not a valid instance name"),
     ('name = "a/b"\n[methods.start]\nexec=":true"\n[instances.one]\nenabled = 1', "instances.one.enabled",

@@ -180,6 +180,20 @@ def test_a_value_out_of_its_smf_types_encoding_is_refused(ptype: str, value: str
         set_property(data, _config(data), "restart", "limit", None, ["18446744073709551616"], None)
 
 
+@pytest.mark.parametrize(("ptype", "value"), [("integer", 1.5), ("integer", 2.0), ("count", 2.0), ("count", True)])
+def test_a_number_not_an_integer_is_refused_for_an_integer_type(ptype: str, value: object) -> None:
+    """A JSON float (or bool) in a setprop request, as a client may send it: refused, not truncated by
+    int(), nothing written."""
+    data = tomllib.loads(MANIFEST)
+    before = copy.deepcopy(data)
+    with pytest.raises(EditError, match=f"schema/x: expected an integer, got {value!r}") as e:
+        set_property(data, _config(data), "schema", "x", ptype, [value], None)
+    assert e.value.code == 2 and data == before
+    with pytest.raises(EditError, match="restart/limit: "):
+        set_property(data, _config(data), "restart", "limit", None, [value], None)
+    assert data == before
+
+
 @pytest.mark.parametrize(("ptype", "value"), [
     ("count", "18446744073709551615"), ("integer", "-9223372036854775808"), ("count", "5"), ("integer", "-5"),
     ("time", "1796663251"), ("time", "1796663251.805586000"), ("time", "-5"), ("opaque", "00ffAB"), ("opaque", "")])
