@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="the node's configuration (TOML)")
     p.add_argument("--node", metavar="NAME", help="this node's name (default: the host name)")
     p.add_argument("--mqtt", metavar="URL", help="MQTT broker, e.g. mqtt://127.0.0.1:1883 (default: none)")
-    p.add_argument("--metrics", metavar="ADDR", help="Prometheus endpoint host:port; '' turns it off")
+    p.add_argument("--metrics", metavar="ADDR",
+                   help="Prometheus endpoint host:port (port 0: any free port, logged); '' turns it off")
     p.add_argument("--web", metavar="ADDR", help="serve the dashboard on host:port (read-only; see [web] for "
                    "credentials and actions); '' turns it off")
     p.add_argument("--no-cgroup", action="store_true",

@@ -180,12 +180,15 @@ class HttpServer:
         self.address: tuple[str, int] | None = None
         self.counters = {"requests": 0, "bad_requests": 0, "refused": 0, "errors": 0}
 
-    async def serve(self, host: str, port: int) -> None:
-        """Serve until cancelled; OSError when the address cannot be bound."""
+    async def serve(self, host: str, port: int, bound: Callable[[tuple[str, int]], None] | None = None) -> None:
+        """Serve until cancelled; OSError when the address cannot be bound. ``bound`` is told the address once
+        bound (with port 0, the port the kernel chose)."""
         server = await asyncio.start_server(self._connection, host, port, limit=MAX_HEAD, reuse_address=True,
                                             ssl=self.ssl)
         sock = server.sockets[0].getsockname()
         self.address = (sock[0], sock[1])
+        if bound is not None:
+            bound(self.address)
         try:
             async with server:
                 await server.serve_forever()

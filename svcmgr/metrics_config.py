@@ -30,12 +30,12 @@ class MetricsConfig:
 
 
 def read_config(r: Reader) -> MetricsConfig:
-    """Read ``[metrics]``: listen."""
+    """Read ``[metrics]``: listen (port 0: any free port; the daemon logs the one bound)."""
     listen = r.str("listen", DEFAULT_LISTEN, maxlen=300)
     if listen == "":
         return MetricsConfig("", "", 0)
     try:
-        host, port = hostport.split(listen)
+        host, port = hostport.split(listen, any_port=True)
     except ValueError as e:
         r.error("listen", str(e))
         return MetricsConfig("", "", 0)

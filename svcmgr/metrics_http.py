@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from svcmgr import hostport
 from svcmgr.httpd import TEXT, HttpServer, Request, Response
 
 if TYPE_CHECKING:
@@ -49,11 +50,15 @@ class MetricsServer:
         self.ctx.api.register("metrics", self._op_status)
 
     async def run(self) -> None:
-        log.info("metrics: serving /metrics on %s", self.cfg.listen)
         try:
-            await self.http.serve(self.cfg.host, self.cfg.port)
+            await self.http.serve(self.cfg.host, self.cfg.port, self._bound)
         except OSError as e:
             log.error("metrics: cannot listen on %s: %s; /metrics is off", self.cfg.listen, e.strerror or e)
+
+    @staticmethod
+    def _bound(address: tuple[str, int]) -> None:
+        """Say where /metrics listens, once bound: the port chosen when the configuration says port 0."""
+        log.info("metrics: serving /metrics on %s", hostport.join(*address))
 
     async def _handle(self, req: Request, writer: asyncio.StreamWriter) -> Response:
         if req.method not in ("GET", "HEAD"):
@@ -80,7 +85,7 @@ class MetricsServer:
 
     def statistics(self) -> dict[str, Any]:
         return {"listen": self.cfg.listen,
-                "address": f"{self.address[0]}:{self.address[1]}" if self.address else None,
+                "address": hostport.join(*self.address) if self.address else None,
                 "scrapes": self.scrapes, "bad_requests": self.http.counters["bad_requests"],
                 "ereport_classes": len(self.metrics.classes), "open_cases": len(self.metrics.cases),
                 "vrrp_ignored": self.metrics.vrrp_ignored}

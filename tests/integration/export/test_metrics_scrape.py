@@ -215,6 +215,17 @@ def test_a_taken_port_leaves_the_daemon_running(svcmgrd):
         assert d.call("metrics")["address"] is None
 
 
+def test_port_0_listens_on_a_free_port_and_says_which(svcmgrd):
+    """``--metrics HOST:0``: the kernel chooses the port; the log and the ``metrics`` request name it."""
+    d = svcmgrd()
+    start_node(d, "--node", "m6", "--metrics", "127.0.0.1:0")
+    wait_metrics(d)
+    host, _, port = d.call("metrics")["address"].rpartition(":")
+    assert host == "127.0.0.1" and int(port) > 0
+    assert "svcmgr_build_info" in scrape(int(port))
+    assert f"metrics: serving /metrics on 127.0.0.1:{port}" in d.log_text()
+
+
 def test_labels_stay_bounded_whatever_the_events_say(svcmgrd):
     d = svcmgrd()
     port = free_port()

@@ -85,8 +85,8 @@ def test_no_broker_means_no_bridge(tmp_path):
     ('[mqtt]\nurl = "mqtts://h"\nca_file = "/etc/hostname"', "mqtt.ca_file: TLS files refused"),
     ("mqtt = 3", "mqtt: expected a table, got an integer"),
     ('[metrics]\nlisten = "9464"', "metrics.listen: '9464': expected host:port"),
-    ('[metrics]\nlisten = "127.0.0.1:http"', "port must be a number from 1 to 65535"),
-    ('[metrics]\nlisten = "127.0.0.1:0"', "port must be a number from 1 to 65535"),
+    ('[metrics]\nlisten = "127.0.0.1:http"', "port must be a number from 0 (any free port) to 65535"),
+    ('[metrics]\nlisten = "127.0.0.1:65536"', "port must be a number from 0 (any free port) to 65535"),
     ('[metrics]\nport = 9464', "metrics.port: unknown field"),
 ])
 def test_bad_values_are_named(tmp_path, text, words):
@@ -113,6 +113,8 @@ def test_metrics_section(tmp_path):
     m = _load(tmp_path, '[metrics]\nlisten = "[::1]:9500"\n').section("metrics")
     assert m == MetricsConfig("[::1]:9500", "::1", 9500)
     assert _load(tmp_path, "", metrics="").section("metrics").listen == ""
+    # port 0: any free port, as a socket binds it (the daemon logs the one chosen; the metrics request says it)
+    assert _load(tmp_path, "", metrics="127.0.0.1:0").section("metrics") == MetricsConfig("127.0.0.1:0", "127.0.0.1", 0)
 
 
 def test_daemon_refuses_a_bad_config_with_exit_2(tmp_path):
