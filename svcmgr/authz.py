@@ -42,8 +42,8 @@ from typing import Any
 from svcmgr.api import ApiError, Caller
 from svcmgr.spec import METHODS, Grant, ServiceSpec
 
-__all__ = ["Right", "allowed", "declared_types", "group_type", "holds", "protected_groups", "require",
-           "require_operator"]
+__all__ = ["Right", "allowed", "declared_types", "group_type", "holds", "partition", "protected_groups", "refusal",
+           "require", "require_operator"]
 
 
 class Right(StrEnum):
@@ -107,6 +107,14 @@ def _who(right: Right) -> str:
     return "root or a grant in the service's " + " or ".join(f"[authorizations.{n}]" for n in names)
 
 
+def refusal(caller: Caller, fmri: str, spec: ServiceSpec | None, right: Right, what: str, why: str = "") -> str:
+    """Why the caller may not ``what`` this target: ``permission denied: uid N (name) may not VERB FMRI: ``
+    then ``why`` (if any) and who may (the grants that carry ``right``, or only root)."""
+    who = "only root may" if spec is None else f"needs {_who(right)}"
+    because = f"{why}; " if why else ""
+    return f"permission denied: {caller.describe()} may not {what} {fmri}: {because}{who}"
+
+
 def require(caller: Caller, targets: Iterable[tuple[str, ServiceSpec | None]], right: Right, what: str,
             why: str = "") -> None:
     """Raise ApiError (code 1) unless the caller holds ``right`` on every (FMRI, spec) target.
@@ -117,9 +125,21 @@ def require(caller: Caller, targets: Iterable[tuple[str, ServiceSpec | None]], r
         return
     for fmri, spec in targets:
         if not allowed(caller, spec, right):
-            who = "only root may" if spec is None else f"needs {_who(right)}"
-            because = f"{why}; " if why else ""
-            raise ApiError(f"permission denied: {caller.describe()} may not {what} {fmri}: {because}{who}", 1)
+            raise ApiError(refusal(caller, fmri, spec, right, what, why), 1)
+
+
+def partition(caller: Caller, targets: Iterable[tuple[str, ServiceSpec | None]], right: Right,
+              what: str) -> tuple[list[str], dict[str, str]]:
+    """The (FMRI, spec) targets the caller holds ``right`` on, in order, and for each other one why not
+    (``refusal``): svcadm acts on each instance it may and reports each one it may not (svcadm.c)."""
+    permitted: list[str] = []
+    refused: dict[str, str] = {}
+    for fmri, spec in targets:
+        if allowed(caller, spec, right):
+            permitted.append(fmri)
+        else:
+            refused[fmri] = refusal(caller, fmri, spec, right, what)
+    return permitted, refused
 
 
 def require_operator(caller: Caller, what: str) -> None:

@@ -189,6 +189,15 @@ class Operations:
         """Refuse unless the caller holds ``right`` on every one of these services (``svcmgr.authz``)."""
         authz.require(caller, [(f, self._spec(f)) for f in fmris], right, what)
 
+    def _permitted(self, caller: Caller, fmris: list[str], what: str, right: Right) -> tuple[list[str], dict[str, str]]:
+        """The instances the caller holds ``right`` on, and why each other one is refused (svcadm.c acts on
+        each instance it may and reports each one it may not). Refused as a whole, each refusal a line of
+        the error, when the caller holds it on none of them: nothing is done."""
+        permitted, refused = authz.partition(caller, [(f, self._spec(f)) for f in fmris], right, what)
+        if refused and not permitted:
+            raise ApiError("\n".join(refused.values()), 1)
+        return permitted, refused
+
 
 class Control(Operations):
     """Registers the operations of ``svcs`` and ``svcadm`` on an Api."""
@@ -377,72 +386,82 @@ class Control(Operations):
     # ------------------------------------------------------------ actions
     async def op_enable(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmris": [...], "temporary": bool, "recursive": bool}`` -> ``{"fmris": enabled, "absent":
-        [...], "steps": [...]}``: with ``recursive``, the walk of ``Engine.enable_walk`` (what each instance
-        requires one of, the services of several instances left alone), in the order svcadm prints it."""
+        [...], "steps": [...], "refused": [...]}``: with ``recursive``, the walk of ``Engine.enable_walk``
+        (what each instance requires one of, the services of several instances left alone), in the order
+        svcadm prints it. An instance the caller may not enable, named or reached by the walk, is left
+        alone: its step is ``{"refused": fmri, "reason": why}`` (the walk goes on through what it requires,
+        as svcadm.c's does), and it is in ``refused`` (see ``op_restart``)."""
         names = self._many(req, caller)
         temporary = arg(req, "temporary", bool, False)
         recursive = arg(req, "recursive", bool, False)
         steps = self.engine.enable_walk(names) if recursive else [{"enable": f} for f in names]
-        targets = [step["enable"] for step in steps if "enable" in step]
-        self._authorize(caller, targets, "enable", Right.ACTION if temporary else Right.VALUE)
+        targets, refused = self._permitted(caller, [step["enable"] for step in steps if "enable" in step], "enable",
+                                           Right.ACTION if temporary else Right.VALUE)
+        steps = [{"refused": step["enable"], "reason": refused[step["enable"]]}
+                 if step.get("enable") in refused else step for step in steps]
         done = self.engine.enable(targets, temporary=temporary)
         await self.engine.recorded()
         missing = sorted({step["absent"] for step in steps if "absent" in step})
-        return {"fmris": done, "absent": missing, "steps": steps}
+        return {"fmris": done, "absent": missing, "steps": steps, "refused": _refusals(refused)}
 
     async def op_disable(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"fmris": [...], "temporary": bool, "comment": str?}``: ``comment`` is the operator's
-        reason, kept until the instance is enabled again (``svcadm disable -c``)."""
+        """``{"fmris": [...], "temporary": bool, "comment": str?}`` -> ``{"fmris": disabled, "refused":
+        [...]}``: ``comment`` is the operator's reason, kept until the instance is enabled again
+        (``svcadm disable -c``); ``refused`` as for ``op_restart``."""
         names = self._many(req, caller)
         temporary = arg(req, "temporary", bool, False)
         comment = arg(req, "comment", str, "")
         if len(comment) > 1024 or not comment.isprintable():
             raise ApiError("bad request: disable: a comment is one printable line of at most 1024 characters", 2)
-        self._authorize(caller, names, "disable", Right.ACTION if temporary else Right.VALUE)
+        names, refused = self._permitted(caller, names, "disable", Right.ACTION if temporary else Right.VALUE)
         self.engine.disable(names, temporary=temporary, comment=comment)
         await self.engine.recorded()
-        return {"fmris": names}
+        return {"fmris": names, "refused": _refusals(refused)}
 
     async def op_restart(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"fmris": [...], "dump": bool}``: only online or degraded instances restart; with ``dump``
-        every process of the contract gets SIGABRT first, for a core dump (``svcadm restart -d``)."""
-        names = self._many(req, caller)
-        self._authorize(caller, names, "restart", Right.ACTION)
+        """``{"fmris": [...], "dump": bool}`` -> ``{"fmris": restarted, "skipped": [...], "refused": [{"fmri",
+        "reason"}...]}``: only online or degraded instances restart (the others are ``skipped``); with
+        ``dump`` every process of the contract gets SIGABRT first, for a core dump (``svcadm restart -d``).
+
+        As every action here: the instances the caller may not act on are left alone, each in ``refused``
+        with why; the request is refused as a whole (nothing done) when it may act on none."""
+        names, refused = self._permitted(caller, self._many(req, caller), "restart", Right.ACTION)
         done = self.engine.restart(names, dump=arg(req, "dump", bool, False))
         await self.engine.recorded()
-        return {"fmris": done, "skipped": [f for f in names if f not in done]}
+        return {"fmris": done, "skipped": [f for f in names if f not in done], "refused": _refusals(refused)}
 
     async def op_refresh(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"fmris": [...]}``: editing configuration becomes the running snapshot."""
-        names = self._many(req, caller)
-        self._authorize(caller, names, "refresh", Right.ACTION)
+        """``{"fmris": [...]}`` -> ``{"fmris": refreshed, "refused": [...]}``: editing configuration becomes
+        the running snapshot; ``refused`` as for ``op_restart``."""
+        names, refused = self._permitted(caller, self._many(req, caller), "refresh", Right.ACTION)
         try:
             self.engine.refresh(names)
         except ManifestErrors as e:
             raise ApiError(f"refresh refused, the edited configuration is invalid:\n{e}", 1) from None
         await self.engine.recorded()
-        return {"fmris": names}
+        return {"fmris": names, "refused": _refusals(refused)}
 
     async def op_clear(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"fmris": [...]}``: maintenance back to service, degraded back to online; ``actions`` says
-        which (SMF's ``maint_off`` or ``restore``), ``skipped`` the instances in neither state."""
-        names = self._many(req, caller)
-        self._authorize(caller, names, "clear", Right.ACTION)
+        which (SMF's ``maint_off`` or ``restore``), ``skipped`` the instances in neither state, ``refused``
+        as for ``op_restart``."""
+        names, refused = self._permitted(caller, self._many(req, caller), "clear", Right.ACTION)
         actions = {f: "restore" if self.engine.instances[f].state == State.DEGRADED else "maint_off" for f in names}
         done = self.engine.clear(names)
         await self.engine.recorded()
         return {"fmris": done, "skipped": [f for f in names if f not in done],
-                "actions": {f: actions[f] for f in done}}
+                "actions": {f: actions[f] for f in done}, "refused": _refusals(refused)}
 
     async def op_mark(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
-        """``{"fmris": [...], "state": "maintenance"|"degraded", "temporary": bool, "immediate": bool}``."""
+        """``{"fmris": [...], "state": "maintenance"|"degraded", "temporary": bool, "immediate": bool}`` ->
+        ``{"fmris": marked, "skipped": [...], "refused": [...]}`` (``refused`` as for ``op_restart``)."""
         names = self._many(req, caller)
         state = arg(req, "state", str, choices=("maintenance", "degraded"))
-        self._authorize(caller, names, "mark", Right.ACTION)
+        names, refused = self._permitted(caller, names, "mark", Right.ACTION)
         done = self.engine.mark(names, state, temporary=arg(req, "temporary", bool, False),
                                 immediate=arg(req, "immediate", bool, False))
         await self.engine.recorded()
-        return {"fmris": done, "skipped": [f for f in names if f not in done]}
+        return {"fmris": done, "skipped": [f for f in names if f not in done], "refused": _refusals(refused)}
 
     async def op_milestone(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"target": "all"|"none"|FMRI}``."""
@@ -453,6 +472,11 @@ class Control(Operations):
         milestone = self.engine.set_milestone(target)
         await self.engine.recorded()
         return {"milestone": milestone}
+
+
+def _refusals(refused: dict[str, str]) -> list[dict[str, str]]:
+    """A reply's ``refused``: each instance left alone, in the order named, with why (``authz.refusal``)."""
+    return [{"fmri": f, "reason": why} for f, why in refused.items()]
 
 
 def _flushed_log(inst: Instance) -> str | None:

@@ -19,6 +19,11 @@ does. ``restart -d`` sends SIGABRT to every process of the instance first (a cor
 ``disable -c`` keeps a comment, shown by ``svcs -l`` and ``svcs -x``, until the next
 enable. ``-Z`` and ``-z`` are refused: svcmgr has no zones.
 
+An instance the caller may not act on (``docs/security.md``) is left alone and reported on
+a line of its own (``svcadm: permission denied: uid N (user) may not VERB FMRI: needs ...``),
+exit 1; the others are acted on (``-s`` waits for them only). When the caller may act on
+none of them, nothing is done. ``enable -r`` enables no dependency the caller may not.
+
 Socket requests: ``match`` (or ``list`` for ``-S``), then ``enable``, ``disable``,
 ``restart``, ``refresh``, ``clear``, ``mark``, ``milestone``, and ``wait`` for ``-s``.
 """
@@ -109,6 +114,15 @@ def _wait(c: Client, fmris: list[str], want: str) -> int:
     return EXIT_STATE if EXIT_STATE in worst else max(worst, default=0)
 
 
+def _refused(res: dict[str, Any]) -> set[str]:
+    """Say, one line each, the instances the daemon refused to act on (each named with why: svcadm.c's
+    ``svcadm: FMRI: Permission denied.``); those FMRIs."""
+    refused = res.get("refused") or []
+    for r in refused:
+        print(f"svcadm: {r['reason']}", file=sys.stderr)
+    return {r["fmri"] for r in refused}
+
+
 def _say(args: Any, lines: list[str]) -> None:
     if args.v:
         for text in lines:
@@ -131,6 +145,8 @@ def execute(args: Any) -> int:
         for step in res.get("steps") or [{"enable": f} for f in res["fmris"]]:
             if "enable" in step:
                 _say(args, [f"{step['enable']}{temp} enabled."])
+            elif "refused" in step:  # in the walk's order, as svcadm.c says it
+                print(f"svcadm: {step['reason']}", file=sys.stderr)
             elif "requires_one_of" in step:  # as svcadm.c: on standard output, whatever -v
                 print(f"{step['fmri']} requires one of:", *(f"  {m}" for m in step["requires_one_of"]), sep="\n")
             elif "multiple" in step:
@@ -138,38 +154,48 @@ def execute(args: Any) -> int:
                       file=sys.stderr)
         for t in res.get("absent", []):
             print(f"svcadm: warning: dependency {t} is not imported", file=sys.stderr)
-        waited = _wait(c, fmris, "online") if args.s else 0  # as svcadm.c: the others are waited for too
-        return status or waited
+        refused = {s["refused"] for s in res.get("steps") or [] if "refused" in s}
+        permitted = [f for f in fmris if f not in refused]
+        # as svcadm.c: the others are waited for too (only those the caller may enable)
+        waited = _wait(c, permitted, "online") if args.s and permitted else 0
+        return status or (EXIT_ERROR if refused else waited)
     if cmd == "disable":
         res = c.call("disable", fmris=fmris, temporary=args.t, comment=args.comment)
         _say(args, [f"{f}{temp} disabled." for f in res["fmris"]])
-        return (_wait(c, fmris, "disabled") or status) if args.s and not status else status
+        refused = _refused(res)
+        waited = _wait(c, res["fmris"], "disabled") if args.s and not status and res["fmris"] else 0
+        return status or (EXIT_ERROR if refused else waited)
     if cmd == "restart":
         res = c.call("restart", fmris=fmris, dump=args.d)
-        _say(args, [f"Action dodump set for {f}." for f in fmris if args.d]
-             + [f"Action restart set for {f}." for f in fmris])
+        refused = _refused(res)
+        acted = [f for f in fmris if f not in refused]
+        _say(args, [f"Action dodump set for {f}." for f in acted if args.d]
+             + [f"Action restart set for {f}." for f in acted])
         for f in res.get("skipped", []):
             print(f"svcadm: {f}: not online or degraded; nothing to restart", file=sys.stderr)
-        return status
+        return status or (EXIT_ERROR if refused else 0)
     if cmd == "refresh":
-        c.call("refresh", fmris=fmris)
-        _say(args, [f"Action refresh set for {f}." for f in fmris])
-        return status
+        res = c.call("refresh", fmris=fmris)
+        refused = _refused(res)
+        _say(args, [f"Action refresh set for {f}." for f in fmris if f not in refused])
+        return status or (EXIT_ERROR if refused else 0)
     if cmd == "clear":
         res = c.call("clear", fmris=fmris)
+        refused = _refused(res)
         _say(args, [f"Action {res.get('actions', {}).get(f, 'maint_off')} set for {f}." for f in res["fmris"]])
         for f in res.get("skipped", []):
             print(f'svcadm: Instance "{f}" is not in a maintenance or degraded state.', file=sys.stderr)
-        return EXIT_ERROR if res.get("skipped") else status
+        return EXIT_ERROR if res.get("skipped") or refused else status
     if cmd == "mark":
         res = c.call("mark", fmris=fmris, state=args.state, temporary=args.t, immediate=args.I)
+        refused = _refused(res)
         action = ("maint_on" + ("_immtemp" if args.I and args.t else "_immediate" if args.I else
                                 "_temporary" if args.t else "")) if args.state == "maintenance" else \
             ("degrade_immediate" if args.I else "degraded")
         _say(args, [f"Action {action} set for {f}." for f in res["fmris"]])
         for f in res.get("skipped", []):
             print(f'svcadm: Instance "{f}" is not online.', file=sys.stderr)
-        return EXIT_ERROR if res.get("skipped") else status
+        return EXIT_ERROR if res.get("skipped") or refused else status
     return EXIT_USAGE  # pragma: no cover - argparse refuses unknown subcommands
 
 

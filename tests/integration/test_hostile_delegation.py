@@ -112,3 +112,51 @@ def test_finding_2_a_property_value_is_data_in_a_shell_method(daemon, attacker, 
                what="the method to run")
     assert not proof.exists(), f"the value ran as a command, as uid {proof.read_text().strip()}"
     assert said.read_text().splitlines() == [payload, payload]
+
+
+def _sleeper(name: str, extra: str = "") -> str:
+    return f'name = "{name}"\nduration = "child"\n[methods.start]\nexec = ["/bin/sleep", "1000"]\n{extra}\n'
+
+
+def test_a_glob_acts_on_the_granted_instances_and_refuses_each_other(daemon, attacker):
+    """svcadm.c acts on each instance a pattern names that the user may act on and says "Permission denied"
+    for each other one, exit 1: the attacker's glob over a granted and an ungranted service restarts, disables
+    and enables (``-r``) only what is granted; the other is left exactly as it was, with no line in its log."""
+    mine, theirs, top, low = "svc:/a/mine:default", "svc:/a/theirs:default", "svc:/b/top:default", "svc:/b/low:default"
+    daemon.manifest("mine.toml", _sleeper("a/mine", '[authorizations.action]\nusers = ["nobody"]'))
+    daemon.manifest("theirs.toml", _sleeper("a/theirs"))
+    daemon.manifest("top.toml", _sleeper("b/top", '[instances.default]\nenabled = false\n[authorizations.value]\n'
+                                         'users = ["nobody"]\n[[dependencies]]\nname = "low"\nfmris = ["svc:/b/low"]'))
+    daemon.manifest("low.toml", _sleeper("b/low", "[instances.default]\nenabled = false"))
+    daemon.start()
+    daemon.wait_state(mine, "online")
+    daemon.wait_state(theirs, "online")
+    theirs_before = (daemon.pids(theirs), daemon.info(theirs)["stime"], daemon.log(theirs))
+
+    def refused(verb: str, fmri: str, grant: str = "[authorizations.action] or [authorizations.value]") -> str:
+        return (f"svcadm: permission denied: uid 65534 (nobody) may not {verb} {fmri}: needs root or a grant in "
+                f"the service's {grant}")
+
+    mine_before = daemon.pids(mine)
+    r = attacker.cli(daemon.root, "svcadm", "-v", "restart", "svc:/a/*")
+    assert (r.returncode, r.stdout, r.stderr.splitlines()) == (
+        1, f"Action restart set for {mine}.\n", [refused("restart", theirs)])
+    wait_until(lambda: (p := daemon.pids(mine)) and p != mine_before and daemon.state(mine) == "online", 20,
+               what="the granted service to restart")
+
+    r = attacker.cli(daemon.root, "svcadm", "disable", "-s", "-t", "svc:/a/*")  # waits for the granted one only
+    assert (r.returncode, r.stdout, r.stderr.splitlines()) == (1, "", [refused("disable", theirs)])
+    assert daemon.state(mine) == "disabled"
+
+    r = attacker.cli(daemon.root, "svcadm", "-v", "enable", "-r", "b/top")  # low is what top requires
+    assert (r.returncode, r.stdout, r.stderr.splitlines()) == (
+        1, f"{top} enabled.\n", [refused("enable", low, "[authorizations.value]")])
+    assert daemon.info(top)["enabled_persistent"] and daemon.state(low) == "disabled"
+    assert not daemon.info(low)["enabled"]
+
+    # Naming nothing the attacker may act on is refused as a whole, each instance on its line.
+    r = attacker.cli(daemon.root, "svcadm", "restart", "a/theirs", "b/low")
+    assert (r.returncode, r.stderr.splitlines()) == (1, [refused("restart", theirs), refused("restart", low)])
+
+    assert daemon.state(theirs) == "online" and daemon.state(low) == "disabled"
+    assert (daemon.pids(theirs), daemon.info(theirs)["stime"], daemon.log(theirs)) == theirs_before

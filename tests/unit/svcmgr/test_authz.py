@@ -70,3 +70,24 @@ def test_redaction_hides_environments_and_protected_groups():
             "config": {"port": {"type": "integer", "values": [80]}}}
     assert sorted(authz.redact_view(view, SPEC)) == ["secrets/key", "start/environment"]
     assert view["start"]["environment"]["values"] == [authz.HIDDEN] and view["config"]["port"]["values"] == [80]
+
+
+OTHER = parse_service({"name": "site/other", "methods": {"start": {"exec": ["/bin/true"]}}})
+
+
+def test_partition_keeps_the_permitted_and_says_why_each_other_is_refused():
+    who = caller(1001)
+    targets = [("svc:/site/other:default", OTHER), ("svc:/site/web:default", SPEC), ("dev:///dev/sda", None)]
+    permitted, refused = authz.partition(who, targets, Right.ACTION, "restart")
+    assert permitted == ["svc:/site/web:default"]
+    assert list(refused) == ["svc:/site/other:default", "dev:///dev/sda"]
+    assert refused["svc:/site/other:default"] == (
+        f"permission denied: {who.describe()} may not restart svc:/site/other:default: needs root or a grant in the "
+        "service's [authorizations.action] or [authorizations.value]")
+    assert refused["dev:///dev/sda"].endswith("may not restart dev:///dev/sda: only root may")
+    # require refuses with the first refusal's very words
+    with pytest.raises(ApiError) as e:
+        authz.require(who, targets, Right.ACTION, "restart")
+    assert str(e.value) == refused["svc:/site/other:default"]
+    assert authz.partition(caller(0, privileged=True), targets, Right.OPERATOR, "x") == (
+        [t for t, _ in targets], {})
