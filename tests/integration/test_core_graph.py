@@ -198,3 +198,51 @@ def test_restart_on_decides_which_dependents_restart(restart_on_stack, how, rest
     after = _pids(d)
     for r in RESTART_ON:
         assert (after[r] != before[r]) == (r in restarted), (r, how)
+
+
+def _running(name, deps=""):
+    """A contract service online as soon as its process is spawned (no throttle between restarts)."""
+    return f"""
+        name = "{name}"
+        duration = "contract"
+        [methods.start]
+        exec = ["python3", "-c", "import time; time.sleep(1000)"]
+        [readiness]
+        spawn = true
+        [restart]
+        limit = 1000
+        {deps}
+        """
+
+
+def test_the_stop_of_a_restart_on_error_dependent_is_no_failure_of_its_own(daemon):
+    """A dependency's crash stops its restart_on=error dependents with the restarter's own SIGTERM: their
+    exits are no failure of theirs (svc.startd sent that signal), no ereport and no restart of their own.
+    A stopped process's end may be reaped after its contract emptied and its dependent started again (the
+    daemon spawns here, and reaps all but the first of the ends of a burst 10 ms later): it is no death of
+    the new contract's. Twenty crashes: on 1f06c5c every run reported some dependents as dead of SIGTERM."""
+    db, apps = "svc:/x/db:default", [f"svc:/x/app{i}:default" for i in range(6)]
+    daemon.manifest("db.toml", _running("x/db"))
+    for i in range(6):
+        daemon.manifest(f"app{i}.toml", _running(f"x/app{i}", _dep("require_all", db, restart_on="error")))
+    daemon.env["SVCMGR_NO_SPAWN_HELPER"] = "1"
+    daemon.start()
+
+    def running():
+        rows = daemon.call("list", fmris=[db, *apps], pids=True)
+        return {r["fmri"]: r for r in rows if r["state"] in ("online", "degraded") and r["nstate"] is None}
+
+    def renewed(old):
+        now = running()
+        return len(now) == 7 and all(r["pids"] and not set(r["pids"]) & set(old[f]["pids"]) for f, r in now.items()) \
+            and now
+
+    rows = wait_until(lambda: (now := running()) and len(now) == 7 and all(r["pids"] for r in now.values()) and now)
+    rounds = 20
+    for n in range(rounds):
+        os.kill(rows[db]["pids"][0], signal.SIGKILL)
+        rows = wait_until(lambda old=rows: renewed(old), what=f"all seven running again after crash {n + 1}")
+    exits = [(e["resource"], e["class"]) for e in daemon.call("fm.dump", errlog=True, limit=100000)["entries"]
+             if e["class"].startswith("ereport.svc.exit.")]
+    assert exits == [(db, "ereport.svc.exit.signal")] * rounds
+    assert {f: rows[f]["restarts"] for f in apps} == dict.fromkeys(apps, 0)  # each start lasted to its stop
