@@ -106,7 +106,7 @@ class Monitor:
             if main.done():  # reaped, so not in the group the scan just read: that reading tells if it emptied
                 self._member_exited(inst, main.result(), scanned=c.kind == "cgroup")
             else:
-                main.add_done_callback(lambda f, i=inst: self._member_exited(i, f.result()))
+                main.add_done_callback(lambda f, i=inst, c=c: self._member_exited(i, f.result(), contract=c))
         elif not c.members:
             self._report(inst, "empty", "all processes exited", None)
 
@@ -156,8 +156,15 @@ class Monitor:
         would lose the signal that killed it)."""
         return c.main_pid is not None and not c.adopted and not c.main_exited
 
-    def _member_exited(self, inst: Instance, status: ExitStatus, *, scanned: bool = False) -> None:
-        """A process of the instance ended; ``scanned``: its contract's members were read since it was reaped."""
+    def _member_exited(self, inst: Instance, status: ExitStatus, *, scanned: bool = False,
+                       contract: Contract | None = None) -> None:
+        """A process of the instance ended; ``scanned``: its contract's members were read since it was reaped;
+        ``contract``: the one it was a process of, when known."""
+        if contract is not None and contract is not inst.contract:
+            # Its contract was stopped, and emptied, before its end was reaped (the rest of a burst of ends
+            # is reaped later, a spawn helper relays its children's): the end of that stop, which sent
+            # its signal, and no death of the instance's contract now (started again meanwhile, or none).
+            return
         self.disown(status.pid)
         inst.note_reaped()
         c = inst.contract

@@ -241,7 +241,7 @@ def test_the_stop_of_a_restart_on_error_dependent_is_no_failure_of_its_own(daemo
     rounds = 20
     for n in range(rounds):
         os.kill(rows[db]["pids"][0], signal.SIGKILL)
-        rows = wait_until(lambda old=rows: renewed(old), what=f"all seven running again after crash {n + 1}")
+        rows = wait_until(lambda old=rows: renewed(old), 20, what=f"all seven running again after crash {n + 1}")
     exits = [(e["resource"], e["class"]) for e in daemon.call("fm.dump", errlog=True, limit=100000)["entries"]
              if e["class"].startswith("ereport.svc.exit.")]
     assert exits == [(db, "ereport.svc.exit.signal")] * rounds
