@@ -1,9 +1,10 @@
 """The fault manager's ``fm.*`` socket operations, for fmadm, fmdump, fmstat and fminject (a part of
 ``fault.daemon.FaultManager``).
 
-Reading is open to everyone. A verdict (``fm.verdict``: repair, acquit, replace) is an
-action on each service the case names (``svcmgr.authz``), on other resources root's;
-injecting ereports is root's.
+Reading is open to everyone, but a line of a service's log that a log pattern made an ereport's payload, and the
+texts of a case that may quote one, only to root and those the service grants ``log`` (``fault.disclosure``). A
+verdict (``fm.verdict``: repair, acquit, replace) is an action on each service the case names (``svcmgr.authz``), on
+other resources root's; injecting ereports is root's.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fault.agents import NotifyAgent, RetireAgent
 from fault.cases import ACTIVE, Case, CaseEv, CaseState, CaseStore, Change
 from fault.config import FaultConfig
 from fault.diagnosis import Diagnosis
+from fault.disclosure import Reader
 from fault.errlog import ErrorLog
 from fault.events import EreportError, check_resource
 from fault.knowledge import KnowledgeBase
@@ -90,8 +92,8 @@ class Operations:
             return bits_of(suspect_status, inst.state.value if inst is not None else None)
         return bits_of(suspect_status, "")
 
-    def view(self, c: Case) -> dict[str, Any]:
-        return {**case_view(c, self.kb, self._bits), "platform": PLATFORM}
+    def view(self, c: Case, withheld: bool = False) -> dict[str, Any]:
+        return {**case_view(c, self.kb, self._bits, withheld), "platform": PLATFORM}
 
     # ============================================================ operations
     async def op_faulty(self, caller: Caller, req: dict[str, Any]) -> list[dict[str, Any]]:
@@ -104,7 +106,8 @@ class Operations:
             cases = _pick(cases, uuids)
         elif not everything:
             cases = [c for c in cases if c.state == CaseState.SOLVED]
-        return [self.view(c) for c in cases]
+        reader = Reader(caller, self.services)
+        return [self.view(c, reader.withholds(c, self.rules)) for c in cases]
 
     async def op_dump(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"errlog": bool?, "since": epoch?, "until": epoch?, "class": glob|[glob]?, "uuid": str|[str]?,
@@ -131,6 +134,7 @@ class Operations:
             return ((since is None or t >= since) and (until is None or t <= until)
                     and (not patterns or any(fnmatch.fnmatchcase(k, p) for k in classes for p in patterns)))
 
+        reader = Reader(caller, self.services)
         if errlog:
             if uuids:
                 entries = []
@@ -143,13 +147,15 @@ class Operations:
                     entries.extend(found.get(b["id"], {**b, "payload": {}, "expired": True}) for b in c.ereports)
             else:
                 entries = self.errlog.query(since=since, until=until, cls=patterns, after=after, limit=limit + 1)
-            entries = [e for e in entries if keep(e["time"], [e["class"]]) and (after is None or e["id"] > after)]
+            entries = [reader.entry(e) for e in entries
+                       if keep(e["time"], [e["class"]]) and (after is None or e["id"] > after)]
             return {"entries": entries[-limit:], "more": len(entries) > limit, "errlog": self.errlog.statistics(),
                     "last": self.errlog.last_id}
         cases = self.store.query(include_closed=True)
         if uuids:
             cases = _pick(cases, uuids)
-        records = [r for r in log_records(cases, xrefs=arg(req, "xrefs", bool, False))
+        withheld = frozenset(c.uuid for c in cases if reader.withholds(c, self.rules))
+        records = [r for r in log_records(cases, xrefs=arg(req, "xrefs", bool, False), withheld=withheld)
                    if keep(r["time"], [r["list_class"], *r["classes"]])]
         return {"records": records[-limit:], "more": len(records) > limit}
 

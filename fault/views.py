@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from fault.cases import Case
+from fault.disclosure import WITHHELD
 from fault.knowledge import KnowledgeBase
 from fault.status import affects_words
 from svcmgr.terminal import visible
@@ -47,19 +48,23 @@ def _iso(t: float | None) -> str | None:
     return dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
 
 
-def facts(case: Case) -> dict[str, Any]:
+def facts(case: Case, withheld: bool = False) -> dict[str, Any]:
+    """The facts a knowledge article's text may name (``withheld``: the detail is ``fault.disclosure.WITHHELD``)."""
     suspects = [s.resource for s in case.suspects]
+    detail = WITHHELD if withheld else visible(case.detail or "-")
     return {"suspect": suspects[0] if suspects else case.node, "suspects": ", ".join(suspects) or case.node,
             "impacted": ", ".join(case.impacted) or "none", "impacted_count": len(case.impacted),
             "count": case.ereport_count, "window": case.window, "fires_at": case.fires_at,
-            "detail": visible(case.detail or "-"), "class": case.cls, "node": case.node}
+            "detail": detail, "class": case.cls, "node": case.node}
 
 
-def case_view(case: Case, kb: KnowledgeBase, status: Callable[[str, str | None], list[str]]) -> dict[str, Any]:
+def case_view(case: Case, kb: KnowledgeBase, status: Callable[[str, str | None], list[str]],
+              withheld: bool = False) -> dict[str, Any]:
     """``status(fmri, suspect status or None)`` gives a resource's status bits now (``fault.status``); each affected
-    resource has them (``bits``) and fmadm's words for them (``now``)."""
+    resource has them (``bits``) and fmadm's words for them (``now``). ``withheld``: the case's detail and history
+    texts are withheld (``fault.disclosure``), and ``withheld`` names them."""
     art = kb.get(case.msgid)
-    text = art.render(facts(case)) if art is not None else {
+    text = art.render(facts(case, withheld)) if art is not None else {
         "title": case.cls, "description": f"No knowledge article for {case.msgid}.", "response": "-",
         "impact": "-", "action": "-"}
     done = {"degraded": "marked degraded", "maintenance": "put in maintenance",
@@ -78,7 +83,8 @@ def case_view(case: Case, kb: KnowledgeBase, status: Callable[[str, str | None],
         bits = status(f, None)
         affected.append({"fmri": f, "role": "impacted", "bits": bits, "now": affects_words(bits) or "not present"})
     t = case.solved or case.opened
-    return {
+    history = [{**h, "text": WITHHELD} for h in case.history] if withheld else list(case.history)
+    view = {
         "uuid": case.uuid, "time": _iso(t), "time_epoch": t, "msgid": case.msgid,
         "severity": case.severity.capitalize(), "class": case.cls, "classes": case.classes,
         "state": str(case.state), "host": case.node, "rule": case.rule,
@@ -87,27 +93,36 @@ def case_view(case: Case, kb: KnowledgeBase, status: Callable[[str, str | None],
         "title": text["title"], "description": text["description"], "response": text["response"],
         "impact": text["impact"], "action": text["action"],
         "ereports": list(case.ereports), "ereport_count": case.ereport_count,
-        "diagnoses": list(case.diagnoses), "history": list(case.history),
+        "diagnoses": list(case.diagnoses), "history": history,
         "opened": _iso(case.opened), "solved": _iso(case.solved), "updated": _iso(case.updated),
         "closed": _iso(case.closed),
     }
+    if withheld:
+        view["withheld"] = ["detail", "history"]
+    return view
 
 
-def log_records(cases: list[Case], *, xrefs: bool = False) -> list[dict[str, Any]]:
+def log_records(cases: list[Case], *, xrefs: bool = False,
+                withheld: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """The fault log: one record per lifecycle event of each case (fmdump without -e), oldest first; ``xrefs``
-    adds the ereports that convicted the case (fmdump -V)."""
+    adds the ereports that convicted the case (fmdump -V); the records of the cases ``withheld`` names (UUIDs) have
+    their text withheld (``fault.disclosure``)."""
     out = []
     for c in cases:
+        hide = c.uuid in withheld
         for h in c.history:
             if h["event"] not in LIST_EVENTS:
                 continue
             list_class, label = LIST_EVENTS[h["event"]]
             rec = {"time": h["time"], "uuid": c.uuid, "msgid": c.msgid, "event": label, "list_class": list_class,
                    "verdict": h["event"], "class": c.cls, "classes": c.classes, "severity": c.severity,
-                   "state": str(c.state), "text": h["text"], "suspects": [asdict(s) for s in c.suspects],
+                   "state": str(c.state), "text": WITHHELD if hide else h["text"],
+                   "suspects": [asdict(s) for s in c.suspects],
                    "impacted": list(c.impacted), "node": c.node, "rule": c.rule, "diagnosed": c.solved or c.opened}
             if xrefs:
                 rec["ereports"] = list(c.ereports)
+            if hide:
+                rec["withheld"] = ["text"]
             out.append(rec)
     out.sort(key=lambda r: r["time"])
     return out

@@ -204,6 +204,8 @@ class Printer:
         self.selectors = selectors
         self.cases = cases
         self.count = 0
+        self.withheld = 0  # records shown with fields withheld (fault.disclosure)
+        self._said = False
 
     def header(self) -> None:
         a = self.args
@@ -221,6 +223,7 @@ class Printer:
             if not self.selected(nvl):
                 continue
             self.count += 1
+            self.withheld += bool(e.get("withheld"))
             if a.json:
                 print(json.dumps(e))
             elif a.V and a.j:
@@ -239,6 +242,7 @@ class Printer:
         views = self.cases(sorted({r["uuid"] for r, _ in chosen})) if a.m and chosen else {}
         for r, nvl in chosen:
             self.count += 1
+            self.withheld += bool(r.get("withheld"))
             if a.json:
                 print(json.dumps(r))
             elif a.V and a.j:
@@ -251,6 +255,16 @@ class Printer:
                 print(f"{date_of(r['time'], now):<20} {r['uuid']:<32} {r['msgid']} {r['event']}")
                 if a.v:
                     print("\n".join(_suspects(r)))
+
+    def say_withheld(self) -> None:
+        """Say once, on stderr, that records were shown with fields withheld, which and why."""
+        n = self.withheld
+        if n and not self._said:
+            self._said = True
+            what = ("events' payloads are" if n > 1 else "event's payload is") if self.args.e else \
+                ("cases' texts are" if n > 1 else "case's text is")
+            print(f"fmdump: {n} {what} withheld: a line of a service's log, which only root and those the service "
+                  "grants log ([authorizations.read], .action or .value) may read", file=sys.stderr)
 
     def _very_verbose(self, r: dict[str, Any], nvl: dict[str, Any], now: float) -> None:
         tag = _TAGS.get(r["list_class"])
@@ -281,9 +295,12 @@ def execute(p: Parser, args: Any) -> int:
     if args.json and not args.f:
         rows = [r for r in rows if out.selected(nvlist.ereport(r) if args.e else nvlist.fault_event(r))]
         print_json(rows)
+        out.withheld = sum(bool(r.get("withheld")) for r in rows)
+        out.say_withheld()
         return 0
     out.header()
     (out.entries if args.e else out.records)(rows)
+    out.say_withheld()
     if res.get("more"):
         print(f"fmdump: warning: only the last {args.last} records are shown (--last N for more)", file=sys.stderr)
     if args.f:
@@ -303,6 +320,7 @@ def follow(c: Client, req: dict[str, Any], rows: list[dict[str, Any]], out: Prin
             time.sleep(1)
             res = c.call("fm.dump", **{**req, "after": last})
             out.entries(res["entries"])
+            out.say_withheld()
             last = max(last, res.get("last", last), *(r["id"] for r in res["entries"]))
     seen = {(r["uuid"], r["time"], r["event"]) for r in rows}
     since = max((r["time"] for r in rows), default=req.get("since", time.time() - 1))
@@ -313,6 +331,7 @@ def follow(c: Client, req: dict[str, Any], rows: list[dict[str, Any]], out: Prin
         fresh = [r for r in res["records"] if (r["uuid"], r["time"], r["event"]) not in seen]
         if fresh:
             out.records(fresh)
+            out.say_withheld()
             since = max(since, *(r["time"] for r in fresh))
             keys = {(r["uuid"], r["time"], r["event"]) for r in fresh}
             seen = keys if len(seen) > 100_000 else seen | keys
