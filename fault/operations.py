@@ -33,6 +33,7 @@ from fault.views import PLATFORM, case_view, log_records
 from svcmgr import authz
 from svcmgr.api import ApiError, Caller, arg
 from svcmgr.authz import Right
+from svcmgr.fmri import MAX_GLOB, is_glob
 from svcmgr.services import EngineError, Services
 
 __all__ = ["Operations"]
@@ -41,6 +42,8 @@ _UUID_RE = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{1,12}){0,4}\Z")
 _VERDICTS = {"repair": CaseEv.REPAIR, "acquit": CaseEv.ACQUIT, "replace": CaseEv.REPLACE}
 MAX_UUIDS = 1000
 MAX_EREPORTS_SHOWN = 1000
+#: Characters of all the class globs of one request, as the control socket bounds its operands' (``svcmgr.control``).
+MAX_GLOB_TEXT = 8192
 
 
 def _uuids(req: dict[str, Any]) -> list[str]:
@@ -50,6 +53,18 @@ def _uuids(req: dict[str, Any]) -> list[str]:
     if len(many) > MAX_UUIDS or not all(isinstance(u, str) for u in many):
         raise ApiError(f"uuids: expected at most {MAX_UUIDS} strings", 2)
     return ([one] if one is not None else []) + many
+
+
+def _within_globs(patterns: list[str], caller: Caller) -> None:
+    """Refuse a class glob of more than ``fmri.MAX_GLOB`` characters (no class is that long), or globs of more than
+    ``MAX_GLOB_TEXT`` in all (root: 16 times more): fnmatch makes each different glob a regular expression in time
+    quadratic in its unclosed brackets, in the event loop (one of 100,000 ``[`` held it for minutes)."""
+    globs = [p for p in patterns if is_glob(p)]
+    long = next((p for p in globs if len(p) > MAX_GLOB), None)
+    if long is not None:
+        raise ApiError(f"class: {long[:24]!r}...: a glob of more than {MAX_GLOB} characters", 2)
+    if sum(map(len, globs)) > MAX_GLOB_TEXT * (16 if caller.privileged else 1):
+        raise ApiError(f"class: globs of more than {MAX_GLOB_TEXT} characters in all", 2)
 
 
 def _pick(cases: list[Case], uuids: list[str]) -> list[Case]:
@@ -127,6 +142,7 @@ class Operations:
             raise ApiError("class: expected a string or a list of strings", 2)
         if patterns is not None and len(patterns) > MAX_UUIDS:
             raise ApiError(f"class: at most {MAX_UUIDS} patterns", 2)
+        _within_globs(patterns or [], caller)
         uuids = _uuids(req)
         limit = max(1, min(arg(req, "limit", int, 1000), 1_000_000))
 

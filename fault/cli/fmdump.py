@@ -204,7 +204,7 @@ class Printer:
         self.selectors = selectors
         self.cases = cases
         self.count = 0
-        self.withheld = 0  # records shown with fields withheld (fault.disclosure)
+        self.withheld: set[Any] = set()  # the events (ids) or cases (UUIDs) shown with fields withheld
         self._said = False
 
     def header(self) -> None:
@@ -223,7 +223,7 @@ class Printer:
             if not self.selected(nvl):
                 continue
             self.count += 1
-            self.withheld += bool(e.get("withheld"))
+            self.note(e)
             if a.json:
                 print(json.dumps(e))
             elif a.V and a.j:
@@ -242,7 +242,7 @@ class Printer:
         views = self.cases(sorted({r["uuid"] for r, _ in chosen})) if a.m and chosen else {}
         for r, nvl in chosen:
             self.count += 1
-            self.withheld += bool(r.get("withheld"))
+            self.note(r)
             if a.json:
                 print(json.dumps(r))
             elif a.V and a.j:
@@ -256,15 +256,21 @@ class Printer:
                 if a.v:
                     print("\n".join(_suspects(r)))
 
+    def note(self, row: dict[str, Any]) -> None:
+        """Remember a row shown with fields withheld (``fault.disclosure``): its event or its case."""
+        if row.get("withheld"):
+            self.withheld.add(row.get("id") if self.args.e else row.get("uuid"))
+
     def say_withheld(self) -> None:
         """Say once, on stderr, that records were shown with fields withheld, which and why."""
-        n = self.withheld
+        n = len(self.withheld)
         if n and not self._said:
             self._said = True
             what = ("events' payloads are" if n > 1 else "event's payload is") if self.args.e else \
                 ("cases' texts are" if n > 1 else "case's text is")
-            print(f"fmdump: {n} {what} withheld: a line of a service's log, which only root and those the service "
-                  "grants log ([authorizations.read], .action or .value) may read", file=sys.stderr)
+            why = ("they hold" if n > 1 else "it holds") if self.args.e else ("they" if n > 1 else "it") + " may quote"
+            print(f"fmdump: {n} {what} withheld: {why} a line of a service's log, which only root and those the "
+                  "service grants log ([authorizations.read], .action or .value) may read", file=sys.stderr)
 
     def _very_verbose(self, r: dict[str, Any], nvl: dict[str, Any], now: float) -> None:
         tag = _TAGS.get(r["list_class"])
@@ -295,7 +301,8 @@ def execute(p: Parser, args: Any) -> int:
     if args.json and not args.f:
         rows = [r for r in rows if out.selected(nvlist.ereport(r) if args.e else nvlist.fault_event(r))]
         print_json(rows)
-        out.withheld = sum(bool(r.get("withheld")) for r in rows)
+        for r in rows:
+            out.note(r)
         out.say_withheld()
         return 0
     out.header()

@@ -8,6 +8,7 @@ The attacker runs fmdump and fmadm on the system interpreter, and asks the socke
 from __future__ import annotations
 
 import json
+import time
 
 from fault_helpers import cases, child_service, fault_config, fm, rules_dir, wait_until
 
@@ -75,3 +76,19 @@ def test_finding_10_log_pattern_lines_only_to_the_services_log_right(daemon, att
         assert SECRET in r.stdout and "withheld" not in r.stderr, r
     r = fm(daemon, "fmadm", "faulty")
     assert SECRET in r.stdout and "withheld" not in r.stderr, r
+
+
+def test_finding_11_a_class_glob_cannot_hold_the_event_loop(daemon, attacker):
+    """fnmatch makes a glob a regular expression in time quadratic in its unclosed brackets: one ``fm.dump`` of
+    ``class`` 100,000 ``[`` held the event loop (every service's restarts, SIGTERM) for minutes."""
+    _start(daemon)
+    for req in ({"class": "[" * 100_000}, {"class": "[" * 100_000, "errlog": True},
+                {"class": ["[" * 200 + str(i) for i in range(1000)]}):
+        t = time.monotonic()
+        r = attacker.call(daemon.root, "fm.dump", **req)
+        assert time.monotonic() - t < 5 and not r["ok"] and r["code"] == 2, r
+        assert "class: " in r["error"] and "characters" in r["error"], r
+    r = attacker.call(daemon.root, "fm.dump", **{"class": "fault.app.*"})
+    assert r["ok"] and len(r["result"]["records"]) == 2  # a glob of a class's length still selects
+    r = fm(daemon, "fmdump", "-c", "[" * 300)
+    assert r.returncode == 2 and "fmdump: class: " in r.stderr and "more than 256 characters" in r.stderr, r

@@ -60,3 +60,25 @@ def test_a_log_line_is_withheld_from_a_caller_without_the_services_log_right_and
     assert rec["text"] == "(withheld)" and rec["withheld"] == ["text"]
     (rec,) = log_records([case])
     assert "s3cret" in rec["text"] and "withheld" not in rec
+
+
+def test_fmdump_says_once_how_many_events_or_cases_it_shows_withheld(capsys):
+    from fault.cli import fmdump
+
+    args = fmdump.parser().parse_args(["--json"])
+    out = fmdump.Printer(args, [], lambda uuids: {})
+    case = _case("app", "ereport.app.db")
+    records = log_records([case, case], withheld=frozenset({case.uuid}))  # two records of one case
+    out.records(records)
+    out.say_withheld()
+    out.records(records)
+    out.say_withheld()
+    err = capsys.readouterr().err
+    assert err.count("withheld") == 1 and err.startswith("fmdump: 1 case's text is withheld: it may quote a line")
+    args = fmdump.parser().parse_args(["-e", "--json"])
+    out = fmdump.Printer(args, [], lambda uuids: {})
+    line = {"id": 1, "time": 1.0, "class": "ereport.app.db", "node": "n", "resource": APP, "source": "log",
+            "payload": {}, "withheld": ["payload"]}
+    out.entries([line, {**line, "id": 2}, {**line, "id": 3, "withheld": None}])
+    out.say_withheld()
+    assert capsys.readouterr().err.startswith("fmdump: 2 events' payloads are withheld: they hold a line")
