@@ -84,7 +84,8 @@ class Adoption:
                 if r.contract and same_boot:
                     if not self.restarter.adopt(inst, r.contract):
                         continue
-                    ctid = f"contract {r.contract.get('ctid')} ({len(inst.pids)} processes)"
+                    n = len(inst.pids)
+                    ctid = f"contract {r.contract.get('ctid')} ({n} process{'es' if n != 1 else ''})"
                     if settled:
                         self._resume(inst, r, f"Adopted running {ctid} after a daemon restart.")
                     else:

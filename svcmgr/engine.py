@@ -328,7 +328,8 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
         if inst.history.record():
             # The dependents see the death for what it was: an exit stops restart_on=restart ones, not
             # restart_on=error ones (SMF stops the instance for RSTOP_EXIT before it finds it too quick).
-            why = f"Restarting too quickly ({r.limit} failures within {r.period:g}s), last {detail}."
+            failures = f"{r.limit} failure{'s' if r.limit != 1 else ''}"
+            why = f"Restarting too quickly ({failures} within {r.period:g}s), last {detail}."
             self._maintenance(inst, Ev.TOO_QUICK, why, cause=cause)
             return
         if kind == "error":

@@ -309,7 +309,8 @@ def execute(p: Parser, args: Any) -> int:
     (out.entries if args.e else out.records)(rows)
     out.say_withheld()
     if res.get("more"):
-        print(f"fmdump: warning: only the last {args.last} records are shown (--last N for more)", file=sys.stderr)
+        shown = "the last record is" if args.last == 1 else f"the last {args.last} records are"
+        print(f"fmdump: warning: only {shown} shown (--last N for more)", file=sys.stderr)
     if args.f:
         return follow(c, req, rows, out, res.get("last", 0))
     if out.count == 0 and sys.stdout.isatty():

@@ -41,7 +41,9 @@ def test_operator_settings_survive_kill9(daemon):
     daemon.wait_state("svc:/p/tmpoff:default", "online")  # temporary: gone with the daemon
     # The running service was adopted, not restarted.
     assert daemon.pids("svc:/p/keep:default") == kept_pids
-    daemon.logged("svc:/p/keep:default", "Adopted running contract")  # the new daemon's first line waits for its file
+    # the new daemon's first line waits for its file; one process is "1 process", not "1 processes"
+    assert len(kept_pids) == 1
+    assert "(1 process) after a daemon restart" in daemon.logged("svc:/p/keep:default", "Adopted running contract")
     # The edit is still pending: listprop shows it, the running snapshot does not.
     listed = daemon.cli("svccfg", "-s", "edited", "listprop", "app/*", check=True).stdout
     assert "red" in listed

@@ -64,7 +64,8 @@ def test_database_crash_taking_three_dependents_down_is_one_case(daemon):
     assert f"Problem in  : {DB}" in text
     affects = text.split("Affects     :")[1].split("Problem in")[0]
     assert all(f" {f}\n" in affects for f in (DB, *APPS)), affects
-    assert "3 services that depend on it failed after it" in " ".join(text.split())
+    assert "what depends on it failed after it: " in " ".join(text.split())
+    assert "Dependents interrupted (3): " in " ".join(text.split())
 
 
 def test_the_database_flapping_afterwards_folds_into_the_same_case(daemon):

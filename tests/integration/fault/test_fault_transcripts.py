@@ -145,6 +145,9 @@ def test_fmdump_fault_log_and_times(fmd):
         EVENT-ID: {uuid}
         $ fmdump -t 10m | wc -l
         3
+        $ fmdump --last 1 | wc -l
+        2
+        2> fmdump: warning: only the last record is shown (--last N for more)
         $ fmdump -T 02Dec03
         TIME                 UUID                                 SUNW-MSG-ID EVENT
         $ fmdump -t '12/31/99 23:59:59.5' -T 1ns | wc -l
@@ -165,8 +168,9 @@ def _unit(disk: str) -> str:
 {disk} faulty
 {{uuid}} 1 suspects in this FRU total certainty 100%
 
-Description : {disk} reported 1 I/O errors; 1
-              within - mark the disk degraded. Last: ereport.io.scsi.disk.rqs.
+Description : {disk} reports I/O errors. Errors
+              counted: 1; the rule marks a disk degraded at 1 within -. Last:
+              ereport.io.scsi.disk.rqs.
 
 Response    : None: the disk stays in use.
 

@@ -112,8 +112,9 @@ def test_fmadm_layout_is_fmds():
                  "              svc:/site/app:default\n",
                  "                  out of service, but associated components no longer faulty",
                  "Problem in  : svc:/site/db:default\n                  faulted and taken out of service",
-                 "\nDescription : svc:/site/db:default failed 3 times"):
+                 "\nDescription : svc:/site/db:default keeps failing"):
         assert want in text, want
+    assert "Failures counted: 3;" in " ".join(text.split())
     assert all(len(line) <= 80 or " " not in line[14:] for line in lines)
     assert "Action      :" in text and "Response    :" in text and "Impact      :" in text
 
@@ -211,7 +212,7 @@ def test_fmadm_faulty_f_prints_each_units_article_as_print_fru_does():
     records = faulty.catalog([view], group=False)
     lines = list(faulty.fru_lines(records, summary=False))
     assert lines[:3] == ["-" * 78, "dev:///dev/sdx faulty", f"{c.uuid} 1 suspects in this FRU total certainty 100%"]
-    assert lines[3] == "" and lines[4].startswith("Description : dev:///dev/sdx reported 5 I/O errors")
+    assert lines[3] == "" and lines[4].startswith("Description : dev:///dev/sdx reports I/O errors. Errors counted: 5")
     assert [x[:14] for x in lines if x[:1] not in ("", " ")][3:] == \
         ["Description : ", "Response    : ", "Impact      : ", "Action      : "]
     assert list(faulty.fru_lines(records, summary=True)) == lines[1:3]  # -s: the unit lines only

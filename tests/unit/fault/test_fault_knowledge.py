@@ -1,5 +1,7 @@
 """The shipped knowledge base loads; a typo in an article is refused with its file and message id."""
 
+import re
+
 from fault.knowledge import SHIPPED, load_knowledge
 
 
@@ -9,8 +11,24 @@ def test_shipped_articles_load_and_render():
     assert "SVC-8000-3Q" in kb and "DISK-8000-3E" in kb
     text = kb.get("SVC-8000-5C").render({"suspect": "svc:/site/db:default", "impacted_count": 3,
                                            "impacted": "a, b, c", "detail": "killed"})
-    assert "svc:/site/db:default failed, and 3 services" in text["description"]
+    assert "svc:/site/db:default failed, and what depends on it failed after it: a, b, c." in text["description"]
+    assert text["impact"] == "Dependents interrupted (3): a, b, c."
     assert set(text) == {"title", "description", "response", "impact", "action"}
+
+
+#: a count of 1 before a plural noun ("1 services", "1 times"), or before a plural verb ("1 within 10m make")
+_ONE_PLURAL = re.compile(r"\b1 (?:[a-z/]+s\b|within \S+ (?:make|mark)\b)")
+
+
+def test_no_article_says_one_in_the_plural():
+    """Every count an article may name is 1 for some case (one dependent, a rule with n = 0, one ereport):
+    no article reads "1 services" or "1 failures within 10m make" then."""
+    kb, _ = load_knowledge([SHIPPED])
+    facts = {"suspect": "svc:/site/db:default", "suspects": "svc:/site/db:default", "impacted": "svc:/site/a:default",
+             "impacted_count": 1, "count": 1, "fires_at": 1, "window": "10m", "detail": "exited 1", "node": "n1"}
+    for msgid, article in kb.articles.items():
+        for field, text in article.render(facts).items():
+            assert not _ONE_PLURAL.search(text), f"{msgid}.{field}: {text}"
 
 
 def test_bad_articles_are_refused(tmp_path):

@@ -132,6 +132,15 @@ async def test_the_rate_limit_counts_failures_within_the_period_on_the_engines_c
     assert time.monotonic() - t0 < 1.0, "no sleeping: the clock is the engine's"
 
 
+async def test_a_limit_of_one_failure_is_said_in_the_singular(rig):
+    engine, procs, _ = rig
+    await up(engine, procs, svc("t/b", restart='[restart]\nlimit = 1\nperiod = "60s"'))
+    procs.kill(B, signal.SIGSEGV)
+    await settle(engine, procs)
+    assert state(engine, B) == "maintenance"
+    assert engine.instances[B].reason.startswith("Restarting too quickly (1 failure within 60s), last ")
+
+
 async def test_a_health_probe_that_degrades_and_recovers(rig):
     engine, procs, _ = rig
     health = '[health]\ntcp = "127.0.0.1:1"\naction = "degrade"\n'
