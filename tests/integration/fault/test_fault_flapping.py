@@ -40,7 +40,7 @@ def test_service_killed_by_signal_repeatedly_is_one_flapping_case(daemon):
     text = fm(daemon, "fmadm", "faulty", check=True).stdout
     for want in (case["uuid"], "SVC-8000-3Q", "Major", "Fault class : fault.svc.flapping\n"
                  "              defect.svc.maintenance\n", f"Problem in  : {FLAP}",
-                 "faulted and taken out of service", "Description : svc:/site/flap:default failed"):
+                 "faulted and taken out of service", "Description : svc:/site/flap:default keeps failing"):
         assert want in text, (want, text)
 
 
