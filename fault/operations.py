@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import fnmatch
+import math
 import re
 import time
 from collections.abc import Callable
@@ -65,6 +66,21 @@ def _within_globs(patterns: list[str], caller: Caller) -> None:
         raise ApiError(f"class: {long[:24]!r}...: a glob of more than {MAX_GLOB} characters", 2)
     if sum(map(len, globs)) > MAX_GLOB_TEXT * (16 if caller.privileged else 1):
         raise ApiError(f"class: globs of more than {MAX_GLOB_TEXT} characters in all", 2)
+
+
+def _seconds(req: dict[str, Any], key: str) -> float | None:
+    """A time of ``fm.dump`` (seconds since the epoch) as a float: NaN, an infinity or an integer beyond a float is
+    a bad request naming the argument (an integer beyond 64 bits reached SQLite, an internal error)."""
+    v = arg(req, key, (int, float), None)
+    if v is None:
+        return None
+    try:
+        t = float(v)
+    except OverflowError:
+        t = math.inf
+    if not math.isfinite(t):
+        raise ApiError(f"bad request: fm.dump: {key!r} must be a finite number of seconds since the epoch", 2)
+    return t
 
 
 def _pick(cases: list[Case], uuids: list[str]) -> list[Case]:
@@ -134,8 +150,9 @@ class Operations:
         dated earlier than the last one shown is still new)."""
         errlog = arg(req, "errlog", bool, False)
         after = arg(req, "after", int, None)
-        since = arg(req, "since", (int, float), None)
-        until = arg(req, "until", (int, float), None)
+        if after is not None and not -2**63 <= after < 2**63:  # what SQLite's integers hold
+            raise ApiError("bad request: fm.dump: 'after' must be an error log id (a 64-bit integer)", 2)
+        since, until = _seconds(req, "since"), _seconds(req, "until")
         raw = req.get("class")
         patterns = [raw] if isinstance(raw, str) else arg(req, "class", list, None)
         if patterns is not None and not all(isinstance(p, str) for p in patterns):

@@ -167,6 +167,16 @@ def test_bad_requests_and_ereports_on_the_bus(daemon):
         daemon.call("fm.inject", ereports=[{"class": "ereport.a.b", "colour": 1}])
     with pytest.raises(ClientError, match="at most 10000"):
         daemon.call("fm.inject", ereports=[{"class": "ereport.a.b"}] * 10001)
+    for key, value, words in (("after", 10**30, "an error log id"), ("since", 10**400, "a finite number"),
+                              ("until", float("nan"), "a finite number"), ("since", -10**30, None)):
+        if words is None:  # a time before any entry, beyond 64 bits: a time all the same
+            assert isinstance(daemon.call("fm.dump", errlog=True, **{key: value})["entries"], list)
+            continue
+        for log in (True, False):
+            with pytest.raises(ClientError, match=f"fm.dump: '{key}' must be {words}") as ei:
+                daemon.call("fm.dump", errlog=log, **{key: value})
+            assert ei.value.code == 2
+    assert "Traceback" not in daemon.log_text()
     r = fm(daemon, "fmdump", "-t", "last tuesday")
     assert r.returncode == 2 and r.stderr == "fmdump: illegal time format -- last tuesday\n"
     assert errlog(daemon, "ereport.a.b") == []  # nothing of a refused request was posted
