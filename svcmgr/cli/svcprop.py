@@ -267,7 +267,8 @@ def execute(args: argparse.Namespace, wanted: list[tuple[str, str | None]]) -> i
     printer = Printer(args, wanted)
     selected, printer.status = _select(c, args)
     if any(prop is not None and prop[1] is not None for _, prop in selected) and wanted:
-        print("svcprop: The -p option cannot be used with property operands.", file=sys.stderr)
+        print("svcprop: -p cannot be used with property FMRIs." if args.w else  # do_wait's words, process_prop's
+              "svcprop: The -p option cannot be used with property operands.", file=sys.stderr)
         raise SystemExit(2)
     if len({f for f, _ in selected}) > 1:  # several entities: each line says whose
         printer.types = printer.fmris = True

@@ -79,6 +79,9 @@ def test_property_operands(notes):
     assert notes.cli("svcprop", f"{NOTES}/:properties/config/port", check=True).stdout == "8080\n"
     r = notes.cli("svcprop", "-p", "config/port", f"{NOTES}/:properties/config/port")
     assert r.returncode == 2 and "cannot be used with property operands" in r.stderr
+    # -w says it as svcprop.c's do_wait does
+    r = notes.cli("svcprop", "-w", "-p", "config/port", f"{NOTES}/:properties/config/port")
+    assert (r.returncode, r.stderr) == (2, "svcprop: -p cannot be used with property FMRIs.\n")
 
 
 def test_property_group_operands(notes):
