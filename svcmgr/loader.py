@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
+import tomllib
 from dataclasses import replace
 from typing import Any
 
 from svcmgr.manifest import ManifestError, ManifestErrors, parse_service
-from svcmgr.schema import toml  # tomli when installed, else tomllib: the same parser
 from svcmgr.spec import ServiceSpec
 
 __all__ = ["MAX_SIZE", "is_xml", "load_bytes", "load_file", "load_xml", "read_file", "read_file_stat"]
@@ -82,9 +82,9 @@ def load_bytes(blob: bytes, source: str) -> list[ServiceSpec]:
     except UnicodeDecodeError as e:
         raise ManifestErrors([ManifestError(source, "", f"not UTF-8 text: {e}")]) from None
     try:
-        data = _shared(toml.loads(text))
+        data = _shared(tomllib.loads(text))
         return [parse_service(data, source, base_dir=base_dir, fresh=True)]
-    except toml.TOMLDecodeError as e:
+    except tomllib.TOMLDecodeError as e:
         raise ManifestErrors([ManifestError(source, "", f"TOML syntax error: {e}")]) from None
     except RecursionError:
         raise ManifestErrors([ManifestError(source, "", "arrays or tables nest too deeply")]) from None
@@ -96,7 +96,7 @@ SHARED_MAX = 256
 
 def _shared(value: Any) -> Any:
     """A decoded manifest with its keys, and its string values up to ``SHARED_MAX`` characters, interned:
-    one object for each, whichever manifests hold it. The parser makes a string for every key and value of
+    one object for each, whichever manifests hold it. tomllib makes a string for every key and value of
     every file; the spec keeps the manifest as its normal form (``ServiceSpec.raw``) and most of its fields
     are those strings, so a boot kept each service's ``name``, ``exec``, ``duration``, ... and the values
     services share (``child``, ``require_all``, a command's path, a dependency's FMRI) once per service.

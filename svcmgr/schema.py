@@ -10,21 +10,13 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from collections.abc import Iterable
 from typing import Any
 
 from svcmgr.units import parse_duration, parse_size
 
-try:
-    # tomli is the parser tomllib vendors, compiled (mypyc): 500 manifests parsed in 18 ms rather than 54. Below
-    # 2.4 (pyproject.toml) it reads TOML 1.0 as tomllib does, with the same errors, so that a file means the same
-    # with either (svccfg validate may run on the system's python3, without it). The one parser of the daemon:
-    # both in one process cost their modules' memory twice.
-    import tomli as toml
-except ImportError:  # pragma: no cover - without it: the same parser, slower
-    import tomllib as toml  # type: ignore[no-redef]
-
-__all__ = ["MISSING", "FieldError", "FieldErrors", "Reader", "read_toml", "toml", "toml_files", "typename"]
+__all__ = ["MISSING", "FieldError", "FieldErrors", "Reader", "read_toml", "toml_files", "typename"]
 
 MISSING = object()
 
@@ -201,10 +193,10 @@ def read_toml(path: str) -> dict[str, Any]:
     """A TOML file's table; raises FieldError naming the file when it cannot be read or parsed."""
     try:
         with open(path, "rb") as f:
-            return toml.load(f)
+            return tomllib.load(f)
     except OSError as e:
         raise FieldError(path, "", f"cannot read: {e.strerror}") from None
-    except toml.TOMLDecodeError as e:
+    except tomllib.TOMLDecodeError as e:
         raise FieldError(path, "", f"TOML syntax error: {e}") from None
 
 

