@@ -146,6 +146,9 @@ def test_normal_form_round_trips():
      "properties.pg.v.values", "expected an integer, got 2.5"),
     ('name = "a/b"\n[methods.start]\nexec=":true"\n[properties.pg]\nv = { type = "integer", values = [true] }',
      "properties.pg.v.values", "expected an integer, got True"),
+    # int(inf) raised OverflowError, which no caller caught: a traceback where the file and field are said
+    ('name = "a/b"\n[methods.start]\nexec=":true"\n[properties.pg]\nv = { type = "count", values = [inf] }',
+     "properties.pg.v.values", "expected an integer, got inf"),
     ('name = "a/b"\n[methods.start]\nexec=":true"\n[instances."bad name"]', 'instances.bad name',
      "not a valid instance name"),
     ('name = "a/b"\n[methods.start]\nexec=":true"\n[instances.one]\nenabled = 1', "instances.one.enabled",
