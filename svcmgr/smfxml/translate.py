@@ -19,6 +19,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from svcmgr.proptypes import decimal_text
 from svcmgr.smfxml.groups import EXTRA_CONTEXT, SVCMGR_SECTIONS, GroupsMixin, context_keys
 from svcmgr.smfxml.reading import XML_LANG, Reading, Translation, loctext, tag, verbatim
 from svcmgr.smfxml.safe import Parsed
@@ -267,11 +268,10 @@ class _Entity(GroupsMixin):
             return
         timeout = None
         if ts is not None:
-            try:
-                timeout = int(ts.strip())
-            except ValueError:
+            if not decimal_text(ts):  # as svccfg's strtoull reads it: int() also takes 1_000 and other digits
                 ctx.error(el, f"timeout_seconds must be an integer, not {ts!r}")
                 return
+            timeout = int(ts)
         mc = el.find("method_context")
         unrunnable = _unrunnable(exec_)
         if unrunnable:

@@ -258,6 +258,11 @@ def test_delegated_restarter_gets_a_start_that_fails_with_the_reason() -> None:
     ("<instance name='i' enabled='maybe'/>", "attribute 'enabled' must be 'true' or 'false'"),
     ("<exec_method type='method' name='start' exec='/bin/x' timeout_seconds='soon'/>",
      "timeout_seconds must be an integer"),
+    # ASCII digits, as svccfg's strtoull reads them: Python's int() took 1_000 and a fullwidth 5
+    ("<exec_method type='method' name='start' exec='/bin/x' timeout_seconds='1_000'/>",
+     "timeout_seconds must be an integer, not '1_000'"),
+    ("<exec_method type='method' name='refresh' exec='/bin/x' timeout_seconds='\uff15'/>",
+     "timeout_seconds must be an integer, not '\uff15'"),
     ("<property_group name='p' type='application'><propval name='n' type='count' value='-3'/></property_group>",
      "property p/n: a count cannot be negative"),
     ("<property_group name='p' type='application'><propval name='n' type='integer' value='1.5'/></property_group>",
