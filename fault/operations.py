@@ -34,7 +34,7 @@ from fault.views import PLATFORM, case_view, log_records
 from svcmgr import authz
 from svcmgr.api import ApiError, Caller, arg
 from svcmgr.authz import Right
-from svcmgr.fmri import MAX_GLOB, is_glob
+from svcmgr.fmri import MAX_GLOB, MAX_GLOB_TEXT, ROOT_SCALE, glob_text, is_glob
 from svcmgr.services import EngineError, Services
 
 __all__ = ["Operations"]
@@ -43,8 +43,6 @@ _UUID_RE = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{1,12}){0,4}\Z")
 _VERDICTS = {"repair": CaseEv.REPAIR, "acquit": CaseEv.ACQUIT, "replace": CaseEv.REPLACE}
 MAX_UUIDS = 1000
 MAX_EREPORTS_SHOWN = 1000
-#: Characters of all the class globs of one request, as the control socket bounds its operands' (``svcmgr.control``).
-MAX_GLOB_TEXT = 8192
 
 
 def _uuids(req: dict[str, Any]) -> list[str]:
@@ -58,13 +56,14 @@ def _uuids(req: dict[str, Any]) -> list[str]:
 
 def _within_globs(patterns: list[str], caller: Caller) -> None:
     """Refuse a class glob of more than ``fmri.MAX_GLOB`` characters (no class is that long), or globs of more than
-    ``MAX_GLOB_TEXT`` in all (root: 16 times more): fnmatch makes each different glob a regular expression in time
-    quadratic in its unclosed brackets, in the event loop (one of 100,000 ``[`` held it for minutes)."""
+    ``fmri.MAX_GLOB_TEXT`` in all (root: ``fmri.ROOT_SCALE`` times more): fnmatch makes each different glob a
+    regular expression in time quadratic in its unclosed brackets, in the event loop (one of 100,000 ``[`` held it
+    for minutes)."""
     globs = [p for p in patterns if is_glob(p)]
     long = next((p for p in globs if len(p) > MAX_GLOB), None)
     if long is not None:
         raise ApiError(f"class: {long[:24]!r}...: a glob of more than {MAX_GLOB} characters", 2)
-    if sum(map(len, globs)) > MAX_GLOB_TEXT * (16 if caller.privileged else 1):
+    if glob_text(globs) > MAX_GLOB_TEXT * (ROOT_SCALE if caller.privileged else 1):
         raise ApiError(f"class: globs of more than {MAX_GLOB_TEXT} characters in all", 2)
 
 

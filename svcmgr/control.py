@@ -46,8 +46,6 @@ __all__ = ["MAX_OPERANDS", "SUMMARY", "Control", "Listing", "Operations", "insta
 
 #: Operands one request may name (each is matched against every instance); root may send 16 times more.
 MAX_OPERANDS = 1024
-#: Characters of all the globs of one request (each different glob is compiled); root may send 16 times more.
-MAX_GLOB_TEXT = 8192
 
 
 def instances_named(engine: Engine, patterns: list[str], caller: Caller, op: Any) -> list[str]:
@@ -67,13 +65,13 @@ def instances_named(engine: Engine, patterns: list[str], caller: Caller, op: Any
 
 
 def _within_operands(operands: list[str], caller: Caller, op: Any) -> None:
-    """Refuse more than ``MAX_OPERANDS`` operands, or globs of more than ``MAX_GLOB_TEXT`` characters in all
+    """Refuse more than ``MAX_OPERANDS`` operands, or globs of more than ``fmri.MAX_GLOB_TEXT`` characters in all
     (root: 16 times more of each), as a bad request."""
-    scale = 16 if caller.privileged else 1
+    scale = fmri_mod.ROOT_SCALE if caller.privileged else 1
     if len(operands) > MAX_OPERANDS * scale:
         raise ApiError(f"bad request: {op}: more than {MAX_OPERANDS} operands", 2)
-    if sum(len(p) for p in operands if fmri_mod.is_glob(p)) > MAX_GLOB_TEXT * scale:
-        raise ApiError(f"bad request: {op}: globs of more than {MAX_GLOB_TEXT} characters in all", 2)
+    if fmri_mod.glob_text(operands) > fmri_mod.MAX_GLOB_TEXT * scale:
+        raise ApiError(f"bad request: {op}: globs of more than {fmri_mod.MAX_GLOB_TEXT} characters in all", 2)
 
 
 def live_pids(instances: list[Instance]) -> dict[str, list[int]]:

@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["FMRI", "RESTARTER", "FmriError", "PathFMRI", "is_glob", "match", "parse", "parse_any",
-           "valid_instance_name"]
+__all__ = ["FMRI", "MAX_GLOB", "MAX_GLOB_TEXT", "RESTARTER", "ROOT_SCALE", "FmriError", "PathFMRI", "glob_text",
+           "is_glob", "match", "parse", "parse_any", "valid_instance_name"]
 
 #: The restarter of every instance (SMF's master restarter, svc.startd), as ``svcs -l`` and ``svcs -R`` name it.
 RESTARTER = "svc:/system/svc/restarter:default"
@@ -185,6 +185,16 @@ def parse_any(text: str) -> FMRI | PathFMRI:
 #: brackets and compiles each different one (100,000 ``[`` held the daemon's event loop for a quarter of an
 #: hour); a longer one matches nothing (docs/security.md, "any local user").
 MAX_GLOB = 256
+#: Characters of all the globs of one request (the control socket's operands, ``fm.dump``'s classes): each
+#: different glob is compiled; root may send ``ROOT_SCALE`` times more.
+MAX_GLOB_TEXT = 8192
+#: How many times more operands and glob characters root may send in one request.
+ROOT_SCALE = 16
+
+
+def glob_text(patterns: Iterable[str]) -> int:
+    """Characters of the globs among ``patterns`` (what ``MAX_GLOB_TEXT`` bounds)."""
+    return sum(len(p) for p in patterns if is_glob(p))
 
 
 def is_glob(pattern: str) -> bool:
