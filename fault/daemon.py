@@ -9,8 +9,8 @@ moment late still counts as first. The diagnosis engine's changes go to the
 response agents (retire, then notify). ``svc.cleared`` from the engine repairs the
 cases of the cleared service; ``svc.state.online`` lets a degrade be asserted again.
 
-Operations (``fault.operations``; reading is open to everyone, a service's log lines only with its log right:
-``fault.disclosure``):
+Operations (``fault.operations``; reading is open to everyone, a service's log lines only with its log right, the
+kernel log's only to those the kernel would give it: ``fault.disclosure``):
 
 * ``fm.faulty {"all": bool?, "uuid": str?}`` -> cases as ``fmadm faulty`` shows them;
 * ``fm.dump {"errlog": bool?, "since": epoch?, "class": glob?, "uuid": str?, "limit": int?}``

@@ -2,7 +2,10 @@
 ``fault.daemon.FaultManager``).
 
 Reading is open to everyone, but a line of a service's log that a log pattern made an ereport's payload, and the
-texts of a case that may quote one, only to root and those the service grants ``log`` (``fault.disclosure``). A
+texts of a case that may quote one, only to root and those the service grants ``log``; a kernel-log ereport's
+payload, and the texts of a case that may quote one, only to those the kernel gives its log (root;
+everyone while ``kernel.dmesg_restrict`` is 0) and, of a service's own process, those it grants ``log``
+(``fault.disclosure``). A
 verdict (``fm.verdict``: repair, acquit, replace) is an action on each service the case names (``svcmgr.authz``), on
 other resources root's; injecting ereports is root's.
 """
@@ -14,7 +17,7 @@ import fnmatch
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fault.agents import NotifyAgent, RetireAgent
@@ -122,7 +125,7 @@ class Operations:
             return bits_of(suspect_status, inst.state.value if inst is not None else None)
         return bits_of(suspect_status, "")
 
-    def view(self, c: Case, withheld: bool = False) -> dict[str, Any]:
+    def view(self, c: Case, withheld: Sequence[str] = ()) -> dict[str, Any]:
         return {**case_view(c, self.kb, self._bits, withheld), "platform": PLATFORM}
 
     # ============================================================ operations
@@ -186,7 +189,7 @@ class Operations:
         cases = self.store.query(include_closed=True)
         if uuids:
             cases = _pick(cases, uuids)
-        withheld = frozenset(c.uuid for c in cases if reader.withholds(c, self.rules))
+        withheld = {c.uuid: why for c in cases if (why := reader.withholds(c, self.rules))}
         records = [r for r in log_records(cases, xrefs=arg(req, "xrefs", bool, False), withheld=withheld)
                    if keep(r["time"], [r["list_class"], *r["classes"]])]
         return {"records": records[-limit:], "more": len(records) > limit}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -59,12 +59,13 @@ def facts(case: Case, withheld: bool = False) -> dict[str, Any]:
 
 
 def case_view(case: Case, kb: KnowledgeBase, status: Callable[[str, str | None], list[str]],
-              withheld: bool = False) -> dict[str, Any]:
+              withheld: Sequence[str] = ()) -> dict[str, Any]:
     """``status(fmri, suspect status or None)`` gives a resource's status bits now (``fault.status``); each affected
-    resource has them (``bits``) and fmadm's words for them (``now``). ``withheld``: the case's detail and history
-    texts are withheld (``fault.disclosure``), and ``withheld`` names them."""
+    resource has them (``bits``) and fmadm's words for them (``now``). ``withheld``: the sources whose text the case
+    may quote and the caller may not read (``fault.disclosure``): if any, the case's detail and history texts are
+    withheld, ``withheld`` names them and ``quotes`` the sources."""
     art = kb.get(case.msgid)
-    text = art.render(facts(case, withheld)) if art is not None else {
+    text = art.render(facts(case, bool(withheld))) if art is not None else {
         "title": case.cls, "description": f"No knowledge article for {case.msgid}.", "response": "-",
         "impact": "-", "action": "-"}
     done = {"degraded": "marked degraded", "maintenance": "put in maintenance",
@@ -99,17 +100,19 @@ def case_view(case: Case, kb: KnowledgeBase, status: Callable[[str, str | None],
     }
     if withheld:
         view["withheld"] = ["detail", "history"]
+        view["quotes"] = list(withheld)
     return view
 
 
 def log_records(cases: list[Case], *, xrefs: bool = False,
-                withheld: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+                withheld: Mapping[str, Sequence[str]] | None = None) -> list[dict[str, Any]]:
     """The fault log: one record per lifecycle event of each case (fmdump without -e), oldest first; ``xrefs``
-    adds the ereports that convicted the case (fmdump -V); the records of the cases ``withheld`` names (UUIDs) have
-    their text withheld (``fault.disclosure``)."""
+    adds the ereports that convicted the case (fmdump -V); the records of the cases ``withheld`` names (UUID ->
+    the sources whose text the case may quote and the caller may not read) have their text withheld
+    (``fault.disclosure``), and say whose (``quotes``)."""
     out = []
     for c in cases:
-        hide = c.uuid in withheld
+        hide = (withheld or {}).get(c.uuid)
         for h in c.history:
             if h["event"] not in LIST_EVENTS:
                 continue
@@ -123,6 +126,7 @@ def log_records(cases: list[Case], *, xrefs: bool = False,
                 rec["ereports"] = list(c.ereports)
             if hide:
                 rec["withheld"] = ["text"]
+                rec["quotes"] = list(hide)
             out.append(rec)
     out.sort(key=lambda r: r["time"])
     return out

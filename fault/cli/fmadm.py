@@ -31,6 +31,7 @@ import sys
 from typing import Any
 
 from fault.cli import faulty as cat
+from fault.cli.withheld import because, quotes_of
 from svcmgr.cli.common import EXIT_ERROR, EXIT_USAGE, Parser, add_root, print_json, run
 from svcmgr.client import Client, ClientError
 
@@ -118,12 +119,12 @@ def faulty(c: Client, args: Any) -> int:
         return int(fn(args))
     uuids = args.u or []
     cases = c.call("fm.faulty", all=args.a or bool(uuids), **({"uuids": uuids} if uuids else {}))
-    withheld = sum(bool(x.get("withheld")) for x in cases)
-    if withheld:  # fault.disclosure: said once, before the report
-        many = withheld > 1
-        print(f"fmadm: {withheld} case{'s' if many else ''} shown with {'their' if many else 'its'} detail and "
-              f"history withheld: {'they' if many else 'it'} may quote a line of a service's log, which only root and "
-              "those the service grants log ([authorizations.read], .action or .value) may read", file=sys.stderr)
+    hidden = [x for x in cases if x.get("withheld")]
+    if hidden:  # fault.disclosure: said once, before the report
+        many = len(hidden) > 1
+        why = because(set().union(*map(quotes_of, hidden)))
+        print(f"fmadm: {len(hidden)} case{'s' if many else ''} shown with {'their' if many else 'its'} detail and "
+              f"history withheld: {'they' if many else 'it'} may quote {why}", file=sys.stderr)
     if args.json:
         print_json(cases)
         return 0

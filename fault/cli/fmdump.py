@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from fault.cli import nvlist
+from fault.cli.withheld import because, quotes_of
 from svcmgr import __version__
 from svcmgr.cli.common import EXIT_USAGE, Parser, add_root, die, print_json, run
 from svcmgr.client import Client
@@ -205,6 +206,7 @@ class Printer:
         self.cases = cases
         self.count = 0
         self.withheld: set[Any] = set()  # the events (ids) or cases (UUIDs) shown with fields withheld
+        self.quotes: set[str] = set()  # whose text they may hold (fault.cli.withheld)
         self._said = False
 
     def header(self) -> None:
@@ -260,6 +262,7 @@ class Printer:
         """Remember a row shown with fields withheld (``fault.disclosure``): its event or its case."""
         if row.get("withheld"):
             self.withheld.add(row.get("id") if self.args.e else row.get("uuid"))
+            self.quotes |= quotes_of(row)
 
     def say_withheld(self) -> None:
         """Say once, on stderr, that records were shown with fields withheld, which and why."""
@@ -269,8 +272,7 @@ class Printer:
             what = ("events' payloads are" if n > 1 else "event's payload is") if self.args.e else \
                 ("cases' texts are" if n > 1 else "case's text is")
             why = ("they hold" if n > 1 else "it holds") if self.args.e else ("they" if n > 1 else "it") + " may quote"
-            print(f"fmdump: {n} {what} withheld: {why} a line of a service's log, which only root and those the "
-                  "service grants log ([authorizations.read], .action or .value) may read", file=sys.stderr)
+            print(f"fmdump: {n} {what} withheld: {why} {because(self.quotes)}", file=sys.stderr)
 
     def _very_verbose(self, r: dict[str, Any], nvl: dict[str, Any], now: float) -> None:
         tag = _TAGS.get(r["list_class"])
