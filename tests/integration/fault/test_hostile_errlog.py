@@ -1,5 +1,7 @@
 """A line of a service's log that a log pattern matches is an ereport's payload and a case's detail: the attacker
-(uid 65534, docs/security.md) reads neither without the service's log right, and reads both with it.
+(uid 65534, docs/security.md) reads neither without the service's log right, and reads both with it. So is a line
+of the kernel log (an OOM kill, a disk's I/O error): the attacker reads neither while the kernel denies it its log
+(kernel.dmesg_restrict), but for the OOM kill of a process of a service that grants it log.
 
 The attacker runs fmdump and fmadm on the system interpreter, and asks the socket itself (``fm.dump``,
 ``fm.faulty``), for the error log, the fault log, the diagnosis messages and the cases.
@@ -10,7 +12,9 @@ from __future__ import annotations
 import json
 import time
 
-from fault_helpers import cases, child_service, fault_config, fm, rules_dir, wait_until
+import pytest
+
+from fault_helpers import cases, child_service, errlog, fault_config, fm, rules_dir, wait_until
 
 SECRET = "hunter2-7f3a9c"  # printed by the service nobody is granted
 SHARED = "shared-51be02"  # printed by the service that grants the attacker [authorizations.read]
@@ -92,3 +96,97 @@ def test_finding_11_a_class_glob_cannot_hold_the_event_loop(daemon, attacker):
     assert r["ok"] and len(r["result"]["records"]) == 2  # a glob of a class's length still selects
     r = fm(daemon, "fmdump", "-c", "[" * 300)
     assert r.returncode == 2 and "fmdump: class: " in r.stderr and "more than 256 characters" in r.stderr, r
+
+
+# ---------------------------------------------------------------- the kernel log (kernel.dmesg_restrict)
+HOG = "svc:/site/hog:default"  # grants the attacker [authorizations.read]: its own OOM kills are the attacker's
+KEPT = "svc:/site/kept:default"  # grants nobody
+KMSG_SECRET = {KEPT: "oom-kept-3e9d1a", HOG: "oom-hog-b75c40", "stray": "oom-stray-c0ffee"}  # memory cgroups
+SECTOR = 918273640  # the disk's errors are at sectors from here: its digits are the disk's secret
+
+
+def _oom(pid: int, memcg: str) -> str:
+    return (f"[ 9.000000] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,"
+            f"oom_memcg=/{memcg},task_memcg=/{memcg},task=python3,pid={pid},uid=0\n"
+            f"[ 9.000001] Memory cgroup out of memory: Killed process {pid} (python3) total-vm:9000kB, "
+            "anon-rss:8000kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:40kB oom_score_adj:0\n")
+
+
+def _kernel_log_cases(daemon) -> list[dict]:
+    """A daemon following a kernel log file, and four cases of the kernel log: OOM kills of a process of each
+    service and of a process no service owns, and a disk's I/O errors."""
+    kern = daemon.root / "kern.log"
+    kern.write_text("")
+    sleeper = "import time\ntime.sleep(100000)\n"
+    daemon.manifest("kept.toml", child_service("site/kept", sleeper))
+    daemon.manifest("hog.toml", child_service("site/hog", sleeper, extra='[authorizations.read]\nusers = ["65534"]'))
+    daemon.start("--config", fault_config(daemon, f'[fault]\nkmsg = "{kern}"\n'))
+    wait_until(lambda: daemon.call("fm.stat")["kmsg"] == str(kern), 10)
+    lines = [_oom(daemon.wait_state(f, "online") and daemon.pids(f)[0], KMSG_SECRET[f]) for f in (KEPT, HOG)]
+    lines.append(_oom(3999999, KMSG_SECRET["stray"]))  # a pid no service had: sw:///python3
+    lines.extend(f"[ 9.{i:06d}] blk_update_request: I/O error, dev sdq1, sector {SECTOR + i} op 0x1:(WRITE) "
+                 "flags 0x800 phys_seg 1 prio class 0\n" for i in range(5))  # five: the disk-errors rule fires
+    with kern.open("a") as f:
+        f.write("".join(lines))
+    found = wait_until(lambda: len(got := cases(daemon)) == 4 and got, 20, what="the four kernel log cases")
+    assert {c["msgid"] for c in found} == {"SVC-8000-7T", "KERN-8000-2A", "DISK-8000-3E"}
+    return found
+
+
+def test_finding_11_the_kernel_log_only_to_whom_the_kernel_gives_it(daemon, attacker):
+    found = _kernel_log_cases(daemon)
+    hidden = [*(KMSG_SECRET[k] for k in (KEPT, "stray")), str(SECTOR // 10)]  # each sector's first 8 digits
+    everything = json.dumps([found, errlog(daemon)])
+    assert all(s in everything for s in [*hidden, KMSG_SECRET[HOG]])  # root reads all of it
+    # The kernel itself says whether the attacker may read its log (kernel.dmesg_restrict): svcmgr agrees.
+    kmsg = attacker.run("/usr/bin/python3", "-c", "open('/dev/kmsg', 'rb')")
+    restricted = "PermissionError" in kmsg.stderr
+    if kmsg.returncode != 0 and not restricted:
+        pytest.skip(f"cannot ask the kernel whether uid 65534 may read its log: {kmsg.stderr.strip()[-200:]}")
+    shown = {
+        "fmdump -eV": attacker.cli(daemon.root, "fmdump", "-eV"),
+        "fmdump -e --json": attacker.cli(daemon.root, "fmdump", "-e", "--json"),
+        "fmdump -v": attacker.cli(daemon.root, "fmdump", "-v"),
+        "fmdump -m": attacker.cli(daemon.root, "fmdump", "-m"),
+        "fmdump -V --json": attacker.cli(daemon.root, "fmdump", "-V", "--json"),
+        "fmadm faulty": attacker.cli(daemon.root, "fmadm", "faulty"),
+        "fmadm faulty --json": attacker.cli(daemon.root, "fmadm", "faulty", "--json"),
+    }
+    raw = [attacker.call(daemon.root, "fm.dump", errlog=True), attacker.call(daemon.root, "fm.dump", xrefs=True),
+           attacker.call(daemon.root, "fm.faulty", all=True)]
+    assert all(r["ok"] for r in raw), raw
+    for what, r in shown.items():
+        assert r.returncode == 0, (what, r.stderr)
+        out = r.stdout + r.stderr
+        assert all((s not in out) == restricted for s in hidden), (what, restricted, out)
+        if what != "fmdump -v":  # its records show no text
+            assert KMSG_SECRET[HOG] in r.stdout, (what, r.stdout)  # the granted service's own OOM kill
+        if restricted:
+            assert r.stderr.count("withheld") == 1 and "the kernel log" in r.stderr, (what, r.stderr)
+            assert "[authorizations.read]" not in r.stderr, (what, r.stderr)  # no service's log is withheld
+        else:
+            assert "withheld" not in r.stderr, (what, r.stderr)
+    assert all((s not in json.dumps(raw)) == restricted for s in hidden), raw
+    # the records are all there: each class and resource, each case's suspects
+    for cls in ("ereport.kernel.oom", "ereport.io.disk.error"):
+        assert cls in shown["fmdump -eV"].stdout
+    kernel = [e for e in json.loads(shown["fmdump -e --json"].stdout) if e["source"] == "kmsg"]
+    assert {e["resource"] for e in kernel} == {KEPT, HOG, "sw:///python3", "dev:///dev/sdq"}
+    assert len(kernel) == 8
+    if not restricted:
+        return
+    assert all(e.get("quotes") == ["kmsg"] and e["payload"] == {} for e in kernel if e["resource"] != HOG), kernel
+    assert "fmdump: 7 events' payloads are withheld: they hold a line of the kernel log" in shown["fmdump -eV"].stderr
+    assert "fmadm: 3 cases shown with their detail and history withheld: they may quote a line of the kernel log" \
+        in shown["fmadm faulty"].stderr
+    views = {c["suspects"][0]["resource"]: c for c in json.loads(shown["fmadm faulty --json"].stdout)}
+    assert set(views) == {KEPT, HOG, "sw:///python3", "dev:///dev/sdq"}
+    assert "(withheld)" in views[KEPT]["description"] and views[KEPT]["quotes"] == ["kmsg"]
+    assert "withheld" not in views[HOG]
+    assert f"killed a process of {KEPT}: (withheld)." in shown["fmdump -m"].stdout
+    # root reads everything, and is told nothing is withheld
+    for args in (("-eV",), ("-m",)):
+        r = fm(daemon, "fmdump", *args)
+        assert all(s in r.stdout for s in hidden) and "withheld" not in r.stderr, r
+    r = fm(daemon, "fmadm", "faulty")
+    assert all(s in r.stdout for s in (KMSG_SECRET[KEPT], KMSG_SECRET["stray"])) and "withheld" not in r.stderr, r
