@@ -1,4 +1,4 @@
-"""Why fmdump and fmadm show a record with fields withheld, in one sentence (``fault.disclosure``).
+"""Why fmdump and fmadm show a record with fields withheld, in one sentence (see fault.disclosure).
 
 A withheld record's ``quotes`` names whose text it may hold: ``log`` (a line of a service's log, which a log pattern
 made an ereport) or ``kmsg`` (the kernel log); a daemon that does not say means ``log``. The commands print, once,

@@ -13,6 +13,10 @@ yet and may be truncated or replaced.
   ``ereport.io.disk.error`` on ``dev:///dev/DISK`` (partitions count for their
   disk). File system lines that follow (``Buffer I/O error on dev ...``) are the
   same failure seen again and are not counted twice.
+
+The payloads are the kernel log's, which the kernel gives an ordinary user only while
+``kernel.dmesg_restrict`` is 0: ``fault.disclosure`` withholds them (and the texts of the
+cases that may quote them) from whoever the kernel would refuse.
 """
 
 from __future__ import annotations
