@@ -24,7 +24,9 @@ So for a caller who may not read the text (``Reader``):
   service's log when one of its ereports has a class no confined source owns (``svcmgr.events.EREPORT_NAMESPACES``:
   log patterns report only those) on a service, and the kernel log when one of its ereports has a kernel-log class
   (on any resource); or, when it has more ereports than it keeps, when one of its rules consumes such a class (on
-  its suspects and the resources it was diagnosed on).
+  its suspects and the resources it was diagnosed on), or is a cascade that may not have kept all it quoted: a new
+  cascade case takes its suspects' recent ereports of any class (``fault.attribution``) before any other, so when
+  every ereport it kept is a suspect's, some it did not keep may be too.
 
 Each withheld record says which of its fields are (``withheld``) and whose text they may hold (``quotes``: the
 sources, ``log`` and/or ``kmsg``), so that the commands say how many and why, once. Root and the daemon's own user
@@ -91,10 +93,18 @@ def _quoted(case: Case, rules: RuleSet, may_quote: Callable[[str], bool]) -> set
     if case.ereport_count > len(case.ereports):  # the ereports not kept may be of other classes
         for name in {case.rule, *(d.get("rule") for d in case.diagnoses)}:
             rule = rules.by_name.get(name) if isinstance(name, str) else None
-            if rule is None or any(may_quote(p) for p in rule.match):  # a rule gone: it may have
+            # a rule gone may have; a cascade quotes its suspects' ereports of any class
+            if rule is None or any(may_quote(p) for p in rule.match) or (rule.kind == "cascade" and _cut(case)):
                 named = {s.resource for s in case.suspects} | {str(d.get("resource") or "") for d in case.diagnoses}
                 out.update(named or {""})  # none named: the node's
     return out
+
+
+def _cut(case: Case) -> bool:
+    """Whether a cascade case may have left out some of its suspects' ereports it quotes: every one it kept is a
+    suspect's (they come first; a dependent's that follows them was kept only if they all were)."""
+    suspects = {s.resource for s in case.suspects}
+    return all(b.get("resource") in suspects for b in case.ereports)
 
 
 def quoted_services(case: Case, rules: RuleSet) -> set[str]:

@@ -16,7 +16,8 @@ _WHY = {
     "log": "a line of a service's log, which only root and those the service grants log ([authorizations.read], "
            ".action or .value) may read",
     "kmsg": "a line of the kernel log, which only root may read while the kernel restricts it "
-            "(sysctl kernel.dmesg_restrict = 1), and of a service's own process those the service grants log",
+            "(sysctl kernel.dmesg_restrict = 1), and those a service grants log what it says of the service's own "
+            "processes",
 }
 
 

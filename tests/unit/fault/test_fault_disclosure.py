@@ -202,3 +202,19 @@ def test_the_commands_say_whose_text_they_withhold(capsys):
     err = capsys.readouterr().err
     assert err.startswith("fmdump: 1 event's payload is withheld: it holds a line of the kernel log, which only root")
     assert err.count("withheld") == 1
+
+
+def test_a_cascade_case_that_kept_only_its_suspects_ereports_may_quote_those_it_did_not_keep():
+    dependent = "svc:/site/web:default"
+    cascade = Rule("cascade", "", ("ereport.svc.exit.*",), ("svc",), "cascade", "fault.svc.cascade", "major",
+                   "SVC-8000-6M", 100, "none", "t", window=30.0)
+    rules = RuleSet([cascade])
+    # the suspect's recent ereports come first (its OOM kill, a log line among them): all kept, then a dependent's
+    case = _case("cascade", "ereport.kernel.oom", "ereport.app.db", "ereport.svc.exit.signal")
+    case.add_ereport({"id": 99, "class": "ereport.svc.exit.signal", "time": 2.0, "resource": dependent})
+    case.ereport_count = 500
+    assert quoted_kernel(case, rules) == {APP} and quoted_services(case, rules) == {APP}  # as kept
+    case.ereports = [b for b in case.ereports if b["class"] == "ereport.svc.exit.signal"]
+    assert quoted_kernel(case, rules) == set() and quoted_services(case, rules) == set()  # all its quotes kept
+    case.ereports = [b for b in case.ereports if b["resource"] == APP]  # only the suspect's: more may be cut
+    assert quoted_kernel(case, rules) == {APP} and quoted_services(case, rules) == {APP}
