@@ -51,6 +51,7 @@ from svcmgr.manifestrecord import digest, format_key
 from svcmgr.repository import ManifestRecord
 from svcmgr.services import Unwritable
 from svcmgr.spec import ServiceSpec
+from svcmgr.wording import counted
 
 if TYPE_CHECKING:
     from svcmgr.engine import Engine
@@ -170,7 +171,7 @@ async def _import(engine: Engine, paths: list[str], log: logging.Logger, started
     for w in engine.missing_dependencies(imported):
         log.warning("%s", w)
     if imported:
-        log.info("imported %d services from %s", len(imported), ", ".join(paths))
+        log.info("imported %s from %s", counted(len(imported), "service"), ", ".join(paths))
 
 
 def _parse(path: str, blob: bytes, seen: dict[str, str], mine: dict[str, str],

@@ -39,6 +39,7 @@ from svcmgr.safefs import open_own
 from svcmgr.schema import FieldErrors
 from svcmgr.sdnotify import Notifier
 from svcmgr.states import RUNNING
+from svcmgr.wording import counted
 
 if TYPE_CHECKING:
     from svcmgr.backend import Backend
@@ -221,8 +222,8 @@ class Daemon:
                 self._add_components()
             await api.start()
             self._register()
-            log.info("svcmgrd %s on node %s: %d instances, contracts by %s, state in %s", __version__,
-                     self.config.node, len(engine.instances), backend.describe(),
+            log.info("svcmgrd %s on node %s: %s, contracts by %s, state in %s", __version__,
+                     self.config.node, counted(len(engine.instances), "instance"), backend.describe(),
                      self.paths.root or "system paths")
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(_guarded(c), name=c.name) for c in self.components]
@@ -232,13 +233,13 @@ class Daemon:
                 await self.stop_event.wait()
                 running = sum(1 for i in engine.instances.values() if i.state in RUNNING)
                 if self.detaching:
-                    log.info("restarting: %d running instances keep running and will be adopted", running)
-                    self.notifier.stopping(f"Restarting; {running} running instances keep running")
+                    log.info("restarting: %s keep running and will be adopted", counted(running, "running instance"))
+                    self.notifier.stopping(f"Restarting; {counted(running, 'running instance')} keep running")
                     await api.close()
                     await engine.detach()
                 else:
-                    log.info("stopping: %d instances", len(engine.instances))
-                    self.notifier.stopping(f"Stopping {running} running instances")
+                    log.info("stopping: %s", counted(len(engine.instances), "instance"))
+                    self.notifier.stopping(f"Stopping {counted(running, 'running instance')}")
                     await api.close()
                     await engine.shutdown()
                     if helper is not None:
@@ -333,10 +334,10 @@ class Daemon:
             if not busy and engine.settled():
                 break
             if time.monotonic() >= deadline:
-                log.warning("ready after %gs with %d instances still in transition: %s", READY_TIMEOUT, len(busy),
-                            ", ".join(i.fmri for i in busy[:5]))
+                log.warning("ready after %gs with %s still in transition: %s", READY_TIMEOUT,
+                            counted(len(busy), "instance"), ", ".join(i.fmri for i in busy[:5]))
                 break
-            self.notifier.status(f"Starting: {len(busy)} instances in transition")
+            self.notifier.status(f"Starting: {counted(len(busy), 'instance')} in transition")
             await asyncio.sleep(0.05)
         text = _summary(engine)
         self.notifier.ready(text)
