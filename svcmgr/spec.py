@@ -359,6 +359,8 @@ def _coerce(ptype: str, v: Any) -> Any:
             return float(v)
         except (TypeError, ValueError):
             raise ValueError(f"expected a number, got {v!r}") from None
+        except OverflowError:  # an integer (TOML's, JSON's) of more than 308 digits
+            raise ValueError(f"expected a number, got an integer beyond a float ({len(str(v))} digits)") from None
     if not isinstance(v, str | int | float) or isinstance(v, bool):
         raise ValueError(f"expected a string, got {typename(v)}")
     s = str(v)

@@ -146,6 +146,10 @@ def test_normal_form_round_trips():
      "properties.pg.v.values", "expected an integer, got 2.5"),
     ('name = "a/b"\n[methods.start]\nexec=":true"\n[properties.pg]\nv = { type = "integer", values = [true] }',
      "properties.pg.v.values", "expected an integer, got True"),
+    # an integer beyond a float given for a float (float() raised OverflowError: an internal error of the
+    # daemon for any user's svccfg validate)
+    pytest.param('name = "a/b"\n[methods.start]\nexec=":true"\n[properties.pg]\nv = { type = "float", values = ['
+                 + "9" * 400 + '] }', "properties.pg.v.values", "beyond a float", id="float-of-400-digits"),
     # int(inf) raised OverflowError, which no caller caught: a traceback where the file and field are said
     ('name = "a/b"\n[methods.start]\nexec=":true"\n[properties.pg]\nv = { type = "count", values = [inf] }',
      "properties.pg.v.values", "expected an integer, got inf"),
