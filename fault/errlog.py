@@ -45,6 +45,14 @@ _COUNTERS = ("received", "rejected", "stored", "dropped")
 _ROW = operator.attrgetter("id", "time", "received", "cls", "node", "resource", "source", "payload_json")
 
 
+def _any_glob(n: int) -> str:
+    """``class GLOB ?`` ``n`` times, ORed as a balanced tree: one after another, 1,000 of them (fm.dump takes that
+    many from any user) made an expression deeper than SQLite allows (``Expression tree is too large``)."""
+    if n == 1:
+        return "class GLOB ?"
+    return f"({_any_glob(n // 2)} OR {_any_glob(n - n // 2)})"
+
+
 def _readable(row: tuple[Any, ...]) -> bool:
     """Whether a row of ``fault_errlog`` (id, time, received, class, node, resource, source, ...) holds what the
     error log wrote there: SQLite keeps any value in any column, so a damaged one may hold text for a time."""
@@ -183,11 +191,15 @@ class ErrorLog:
             where.append("resource = ?")
             args.append(resource)
         if cls is not None:
-            globs = [cls] if isinstance(cls, str) else cls
-            if globs:
-                where.append("(" + " OR ".join("class GLOB ?" if any(c in g for c in "*?[") else "class = ?"
-                                              for g in globs) + ")")
-                args.extend(globs)
+            patterns = [cls] if isinstance(cls, str) else cls
+            if patterns:
+                names = [p for p in patterns if not any(c in p for c in "*?[")]
+                globs = [p for p in patterns if any(c in p for c in "*?[")]
+                terms = [f"class IN ({','.join('?' * len(names))})"] if names else []
+                if globs:
+                    terms.append(_any_glob(len(globs)))
+                where.append(f"({' OR '.join(terms)})")
+                args.extend(names + globs)
         sql = "SELECT id, time, received, class, node, resource, source, payload FROM fault_errlog"
         if where:
             sql += " WHERE " + " AND ".join(where)

@@ -13,7 +13,6 @@ other resources root's; injecting ereports is root's.
 from __future__ import annotations
 
 import collections
-import fnmatch
 import math
 import re
 import time
@@ -37,7 +36,7 @@ from fault.views import PLATFORM, case_view, log_records
 from svcmgr import authz
 from svcmgr.api import ApiError, Caller, arg
 from svcmgr.authz import Right
-from svcmgr.fmri import MAX_GLOB, MAX_GLOB_TEXT, ROOT_SCALE, glob_text, is_glob
+from svcmgr.fmri import MAX_GLOB, MAX_GLOB_TEXT, ROOT_SCALE, glob_text, is_glob, name_test
 from svcmgr.services import EngineError, Services
 
 __all__ = ["Operations"]
@@ -165,9 +164,11 @@ class Operations:
         uuids = _uuids(req)
         limit = max(1, min(arg(req, "limit", int, 1000), 1_000_000))
 
+        of_class = name_test(patterns or [])
+
         def keep(t: float, classes: list[str]) -> bool:
             return ((since is None or t >= since) and (until is None or t <= until)
-                    and (not patterns or any(fnmatch.fnmatchcase(k, p) for k in classes for p in patterns)))
+                    and (not patterns or any(of_class(k) for k in classes)))
 
         reader = Reader(caller, self.services)
         if errlog:

@@ -137,3 +137,17 @@ def test_damaged_rows_are_left_out_of_what_is_read(tmp_path):
     rows = log.query()
     assert [r["id"] for r in rows] == [4, 5] and rows[0]["payload"] == {}
     assert [r["id"] for r in log.query(ids=[1, 2, 3, 5])] == [5]
+
+
+def test_a_thousand_classes_and_globs_are_one_query(tmp_path):
+    """fm.dump takes 1,000 class patterns from any user: ORed one after another they made an expression deeper
+    than SQLite's 1,000 (``Expression tree is too large``, an internal error with a traceback in the daemon's
+    log). Names are one ``IN``, globs a balanced tree."""
+    log = ErrorLog(sqlite3.connect(tmp_path / "r.db", isolation_level=None))
+    a = log.append(validate("ereport.svc.exit.signal", resource="svc:/a:default"))
+    b = log.append(validate("ereport.io.disk.error", resource="dev:///dev/sda"))
+    log.append(validate("ereport.app.other", resource="svc:/a:default"))
+    names = [f"ereport.x.n{i}" for i in range(2000)] + ["ereport.io.disk.error"]
+    globs = [f"ereport.[x]{i}.*" for i in range(2000)] + ["ereport.svc.*"]
+    for cls, found in ((names, [b]), (globs, [a]), (names + globs, [a, b]), (globs[:999] + names[-1:], [b])):
+        assert [r["id"] for r in log.query(cls=cls, since=0.0, after=0)] == found

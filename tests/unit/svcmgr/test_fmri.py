@@ -1,10 +1,11 @@
 """FMRI parsing, normal form and SMF-style abbreviations."""
 
+import fnmatch
 import time
 
 import pytest
 
-from svcmgr.fmri import FMRI, MAX_GLOB, FmriError, PathFMRI, match, parse, parse_any
+from svcmgr.fmri import FMRI, MAX_GLOB, FmriError, PathFMRI, match, name_test, parse, parse_any
 
 
 @pytest.mark.parametrize("text", ["svc:/site/app:default", "svc://localhost/site/app:default",
@@ -63,3 +64,18 @@ def test_a_glob_longer_than_max_glob_matches_nothing_at_once():
     t0 = time.monotonic()
     assert match("*" * (MAX_GLOB - 3) + "app*", CANDS) == [] and match("[" * 100_000, CANDS) == []
     assert time.monotonic() - t0 < 0.1  # fnmatch took minutes for the second
+
+
+def test_name_test_reads_patterns_as_fnmatchcase_and_each_name_once():
+    """fm.dump's class filter: the same answer as fnmatchcase for every pattern, at the cost of one lookup per
+    different name (1,000 patterns over 100,000 records asked fnmatchcase 100 million times: a minute)."""
+    patterns = ["ereport.svc.*", "ereport.io.disk.error", "fault.[!a]pp.?", "x*y*z", "[", "a[b"]
+    names = ["ereport.svc.exit.signal", "ereport.io.disk.error", "ereport.io.disk.errors", "fault.bpp.x",
+             "fault.app.x", "xAyBz", "xz", "[", "a[b", "ab", "EREPORT.SVC.X"]
+    test = name_test(patterns)
+    assert [test(n) for n in names] == [any(fnmatch.fnmatchcase(n, p) for p in patterns) for n in names]
+    assert not name_test([])("anything")
+    many = name_test([f"ereport.x{i}" for i in range(500)] + [f"e[x]{i}*" for i in range(499)] + ["ereport.t.*"])
+    t = time.monotonic()
+    assert all(many("ereport.t.flood") for _ in range(100_000)) and not many("ereport.u")
+    assert time.monotonic() - t < 5  # a minute for fnmatchcase of each pattern
