@@ -36,6 +36,8 @@ CREDENTIAL_KEYS = {"privileges": "privileges", "limit_privileges": "limit_privil
 #: What a method's (or the service's) context may hold once it is kept as properties.
 CONTEXT_PROPS = ("user", "group", "working_directory", "environment", *IGNORED_CONTEXT, *CREDENTIAL_KEYS.values())
 _DEFAULT = ":default"
+#: the largest timeout_seconds svccfg reads (strtoull: 64 bits)
+_COUNT_MAX = 2**64 - 1
 
 
 def translate(parsed: Parsed, source: str) -> Translation:
@@ -272,6 +274,9 @@ class _Entity(GroupsMixin):
                 ctx.error(el, f"timeout_seconds must be an integer, not {ts!r}")
                 return
             timeout = int(ts)
+            if abs(timeout) > _COUNT_MAX:  # strtoull's ERANGE, which svccfg refuses ("-1" it takes, as 2^64-1)
+                ctx.error(el, f"timeout_seconds must be an integer of at most 64 bits, not {ts!r}")
+                return
         mc = el.find("method_context")
         unrunnable = _unrunnable(exec_)
         if unrunnable:

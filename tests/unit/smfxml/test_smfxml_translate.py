@@ -263,6 +263,11 @@ def test_delegated_restarter_gets_a_start_that_fails_with_the_reason() -> None:
      "timeout_seconds must be an integer, not '1_000'"),
     ("<exec_method type='method' name='refresh' exec='/bin/x' timeout_seconds='\uff15'/>",
      "timeout_seconds must be an integer, not '\uff15'"),
+    # beyond 64 bits: strtoull's ERANGE, which svccfg refuses (it was kept, shown by svcprop as 1.0e26 rounded)
+    ("<exec_method type='method' name='start' exec='/bin/x' timeout_seconds='18446744073709551616'/>",
+     "timeout_seconds must be an integer of at most 64 bits, not '18446744073709551616'"),
+    ("<exec_method type='method' name='inetd_start' exec='/bin/x' timeout_seconds='-18446744073709551616'/>",
+     "timeout_seconds must be an integer of at most 64 bits, not '-18446744073709551616'"),
     ("<property_group name='p' type='application'><propval name='n' type='count' value='-3'/></property_group>",
      "property p/n: a count cannot be negative"),
     ("<property_group name='p' type='application'><propval name='n' type='integer' value='1.5'/></property_group>",
