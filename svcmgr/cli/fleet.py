@@ -36,6 +36,7 @@ from svcmgr.mqtt_config import MqttConfig, parse_url, read_config
 from svcmgr.retained import TIMEOUT, read_retained
 from svcmgr.schema import FieldError, FieldErrors, Reader
 from svcmgr.states import ORDER, STA
+from svcmgr.terminal import visible
 
 __all__ = ["FleetError", "broker_config", "fmadm_fleet", "svcs_fleet"]
 
@@ -235,7 +236,8 @@ def svcs_fleet(args: argparse.Namespace) -> int:
         return "-" if v in (None, "") else str(v)
 
     headers = None if getattr(args, "H", False) else [COLUMNS[c] for c in cols]
-    text = table([[cell(r, c) for c in cols] for r in rows], headers)
+    # another node's picture is what any publisher on the broker may have retained: text, not terminal commands
+    text = table([[visible(cell(r, c)) for c in cols] for r in rows], headers)
     if text:
         print(text)
     return 0
@@ -305,7 +307,8 @@ def fmadm_fleet(args: argparse.Namespace) -> int:
         t = r["time_epoch"]
         when = time.strftime("%b %d %H:%M:%S", time.localtime(t)) if t is not None else "-"
         affects = ", ".join(_resources(r["affected"]) or _resources(r["suspects"])) or "-"
-        out.append([r["node"], when, r["uuid"], r["msgid"], r["severity"], r["class"], affects])
+        out.append([visible(str(x)) for x in (r["node"], when, r["uuid"], r["msgid"], r["severity"], r["class"],
+                                               affects)])
     headers = None if getattr(args, "H", False) else \
         ["NODE", "TIME", "EVENT-ID", "MSG-ID", "SEVERITY", "CLASS", "AFFECTS"]
     text = table(out, headers)

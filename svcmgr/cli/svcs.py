@@ -255,7 +255,8 @@ def _application_properties(c: Any, fmri: str) -> list[str]:
             continue
         out.append(f"{pg} (application)")
         for name, p in props.items():
-            out.append(f"{pg}/{name} ({p['type']}) = {' '.join(_app_value(v) for v in p['values'])}".rstrip())
+            values = " ".join(visible(_app_value(v)) for v in p["values"])  # a delegated user's, perhaps
+            out.append(f"{pg}/{name} ({p['type']}) = {values}".rstrip())
     return out
 
 
@@ -309,8 +310,8 @@ def long_listing(args: Any) -> int:
         rows += credview.context_rows(s.get("context"))
         for pid in s.get("pids", []) if args.p else ():
             rows.append(("process", f"{pid} {_proc(pid)[2]}"))
-        for k, v in rows:
-            print(f"{k:<{DETAILED - 1}} {v}".rstrip())
+        for k, v in rows:  # a reason may quote a service (its probe's output), a status is what it sent
+            print(f"{k:<{DETAILED - 1}} {visible(str(v))}".rstrip())
         if args.v:
             for text in _application_properties(c, s["fmri"]):
                 print(text)
@@ -318,11 +319,12 @@ def long_listing(args: Any) -> int:
 
 
 def _reason_lines(r: dict[str, Any], verbose: bool) -> list[str]:
+    """A reason's lines (``visible``: a health probe's output, which the service may write, may be its text)."""
     out = []
     if r.get("cause") and len(f"Reason: Service {r['cause']} {r['summary']}") > 80:
-        out += [f"Reason: Service {r['cause']}", f"        {r['summary']}"]
+        out += [f"Reason: Service {r['cause']}", f"        {visible(r['summary'])}"]
     else:
-        out.append(f"Reason: {r['text']}")
+        out.append(f"Reason: {visible(r['text'])}")
     path = r.get("path") or []
     if verbose and path:
         out.append(f"  Path: {path[0]}")

@@ -170,6 +170,37 @@ def test_svcs_x_shows_the_escape_sequences_a_service_logged_and_sends_none_to_th
     assert r"before \x1b]0;owned\x07\x1b[2J after" in x
 
 
+def test_svcs_x_and_l_show_the_escape_sequences_a_health_probe_printed_and_send_none_to_the_terminal(daemon):
+    # a failed probe's last line of output is the reason svcs -x and svcs -l give: what the service's own files
+    # (or a delegated user's property value, svcs -lv) say is text, not a command to the operator's terminal
+    daemon.manifest("probed.toml", r"""
+        name = "t/probed"
+        duration = "child"
+        [methods.start]
+        exec = ["sleep", "100000"]
+        [health]
+        command = ["sh", "-c", "printf 'down \\033]0;owned\\007\\033[2J'; exit 1"]
+        interval = "0.2s"
+        failures = 1
+        action = "degrade"
+        [authorizations.value]
+        users = ["nobody"]
+        [properties.config]
+        motd = "hello"
+        """)
+    daemon.start()
+    daemon.wait_state("svc:/t/probed:default", "degraded")
+    daemon.cli("svccfg", "-s", "t/probed", "setprop", "config/motd", "=", "astring:", "hi\x1b]0;owned\x07",
+               check=True)
+    daemon.cli("svcadm", "refresh", "t/probed", check=True)
+    shown = r"down \x1b]0;owned\x07\x1b[2J"
+    for argv in (("svcs", "-x", "probed"), ("svcs", "-lv", "probed")):
+        out = daemon.cli(*argv, check=True).stdout
+        assert "\x1b" not in out and "\x07" not in out, (argv, out)
+        assert shown in out, (argv, out)
+    assert r"hi\x1b]0;owned\x07" in daemon.cli("svcs", "-lv", "probed", check=True).stdout
+
+
 def test_tcp_readiness(daemon, tmp_path):
     port = free_port()
     daemon.manifest("web.toml", f"""

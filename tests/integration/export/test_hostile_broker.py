@@ -65,3 +65,27 @@ def test_finding_4_a_publisher_cannot_speak_for_the_restarter(svcmgrd, mosquitto
     assert not [e for e in entries if e["source"] == "mqtt"], entries
     assert d.state(WEB) == "online" and d.pids(WEB) == [pid]
     assert "reports only ereport.telemetry.*" in d.log_text()
+
+
+def test_a_retained_state_or_case_is_text_in_the_fleet_listings(svcmgrd, mosquitto, attacker):
+    """What any publisher retains under ``svcmgr/NODE/...`` is another node's picture for ``svcs --fleet`` and
+    ``fmadm faulty --fleet``: its escape sequences are shown, never sent to the operator's terminal (a window
+    title set, the screen cleared, a line of the listing faked)."""
+    broker = mosquitto()
+    d = svcmgrd()
+    d.manifest("web.toml", SLEEP_MANIFEST.format(name="site/web"))
+    start_node(d, "--node", "n1", "--mqtt", broker.url, "--metrics", "")
+    d.wait_state(WEB, "online")
+    wait_for(lambda: mqtt_status(d)["connected"], 15, "the bridge to connect")
+    esc = "\x1b]0;owned\x07\x1b[2J"
+    forged = [("svcmgr/evil/state/site/web/default", json.dumps({"fmri": WEB, "state": f"online{esc}"})),
+              ("svcmgr/evil/cases/11111111-2222-4333-8444-555555555555",
+               json.dumps({"uuid": "11111111-2222-4333-8444-555555555555", "class": f"fault.x{esc}",
+                           "msgid": f"X{esc}", "severity": "major", "state": "solved", "affected": [WEB]}))]
+    r = attacker.python(_PUBLISH.replace("frame(0x30,", "frame(0x31,"), str(broker.port), json.dumps(forged))
+    assert r.returncode == 0, r.stderr
+    for argv in (("svcs", "--fleet", "--mqtt", broker.url),
+                 ("fault.cli.fmadm", "faulty", "--fleet", "--mqtt", broker.url)):
+        out = d.cli(*argv, check=True).stdout
+        assert "evil" in out and "\x1b" not in out and "\x07" not in out, (argv, out)
+        assert r"\x1b]0;owned\x07\x1b[2J" in out, (argv, out)
