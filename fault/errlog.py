@@ -17,6 +17,7 @@ import json
 import operator
 import sqlite3
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from fault.events import Ereport
@@ -170,9 +171,31 @@ class ErrorLog:
         logged after the entry ``after`` (an id). ``cls`` may be a glob (ereport.svc.*) or a list of them (any
         matches)."""
         self.flush()
-        if self.conn is None:
+        if ids is not None and not ids:
             return []
-        where, args = [], []
+        out, _ = self._select(self._where(since, until, cls, ids, resource, after), None, limit)
+        out.reverse()
+        return out
+
+    def pages(self, *, since: float | None = None, until: float | None = None, cls: list[str] | None = None,
+              after: int | None = None, limit: int = 1000, page: int = 1000) -> Iterator[list[dict[str, Any]]]:
+        """What ``query`` gives, read ``page`` rows at a time, the newest page first (each page oldest first),
+        so that a reader can let the event loop turn between pages: 100,000 rows read at once held it for a
+        second. Rows written meanwhile are not among them (the first page is read below the newest id now)."""
+        self.flush()
+        where = self._where(since, until, cls, None, None, after)
+        before = self.next_id
+        while limit > 0 and before is not None:
+            out, before = self._select(where, before, min(page, limit))
+            out.reverse()
+            limit -= len(out)
+            yield out
+
+    @staticmethod
+    def _where(since: float | None, until: float | None, cls: str | list[str] | None, ids: list[int] | None,
+               resource: str | None, after: int | None) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        args: list[Any] = []
         if since is not None:
             where.append("time >= ?")
             args.append(since)
@@ -180,8 +203,6 @@ class ErrorLog:
             where.append("time <= ?")
             args.append(until)
         if ids is not None:
-            if not ids:
-                return []
             where.append(f"id IN ({','.join('?' * len(ids))})")
             args.extend(ids)
         if after is not None:
@@ -200,13 +221,27 @@ class ErrorLog:
                     terms.append(_any_glob(len(globs)))
                 where.append(f"({' OR '.join(terms)})")
                 args.extend(names + globs)
+        return where, args
+
+    def _select(self, where: tuple[list[str], list[Any]], before: int | None,
+                limit: int) -> tuple[list[dict[str, Any]], int | None]:
+        """Up to ``limit`` rows that ``where`` selects below the id ``before``, newest first, and the lowest id
+        read (None when fewer than ``limit`` rows were left: there is nothing below)."""
+        if self.conn is None:
+            return [], None
+        terms, args = where
+        if before is not None:
+            terms = [*terms, "id < ?"]
+            args = [*args, before]
         sql = "SELECT id, time, received, class, node, resource, source, payload FROM fault_errlog"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        if terms:
+            sql += " WHERE " + " AND ".join(terms)
         sql += " ORDER BY id DESC LIMIT ?"
-        args.append(limit)
         out = []
-        for r in self.conn.execute(sql, args):
+        read, lowest = 0, None
+        for r in self.conn.execute(sql, [*args, limit]):
+            read += 1
+            lowest = r[0]
             if not _readable(r):
                 continue  # a damaged row (a time or a class of another type): nothing can show it
             try:
@@ -217,8 +252,7 @@ class ErrorLog:
                 payload = {}
             out.append({"id": r[0], "time": r[1], "received": r[2], "class": r[3], "node": r[4],
                         "resource": r[5], "source": r[6], "payload": payload})
-        out.reverse()
-        return out
+        return out, lowest if read == limit else None
 
     def count(self) -> int:
         if self.conn is None:

@@ -12,6 +12,7 @@ other resources root's; injecting ereports is root's.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import math
 import re
@@ -45,6 +46,11 @@ _UUID_RE = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{1,12}){0,4}\Z")
 _VERDICTS = {"repair": CaseEv.REPAIR, "acquit": CaseEv.ACQUIT, "replace": CaseEv.REPLACE}
 MAX_UUIDS = 1000
 MAX_EREPORTS_SHOWN = 1000
+#: records one ``fm.dump`` reply carries at most: for root, and for any other caller (fmdump's --last default).
+#: The reply is built and encoded on the event loop, which 100,000 error log entries held for seconds.
+MAX_DUMP, MAX_DUMP_USER = 1_000_000, 10_000
+#: error log rows read between two turns of the event loop while an ``fm.dump`` reply is built
+DUMP_PAGE = 1000
 
 
 def _uuids(req: dict[str, Any]) -> list[str]:
@@ -162,7 +168,7 @@ class Operations:
             raise ApiError(f"class: at most {MAX_UUIDS} patterns", 2)
         _within_globs(patterns or [], caller)
         uuids = _uuids(req)
-        limit = max(1, min(arg(req, "limit", int, 1000), 1_000_000))
+        limit = max(1, min(arg(req, "limit", int, 1000), MAX_DUMP if caller.privileged else MAX_DUMP_USER))
 
         of_class = name_test(patterns or [])
 
@@ -172,6 +178,7 @@ class Operations:
 
         reader = Reader(caller, self.services)
         if errlog:
+            last = self.errlog.last_id  # what this reply covers: what arrives while it is read is asked for next
             if uuids:
                 entries = []
                 for u in uuids:
@@ -181,19 +188,24 @@ class Operations:
                     found = {x["id"]: x for x in self.errlog.query(ids=[b["id"] for b in c.ereports],
                                                                    limit=MAX_EREPORTS_SHOWN)}
                     entries.extend(found.get(b["id"], {**b, "payload": {}, "expired": True}) for b in c.ereports)
+                entries = [reader.entry(e) for e in entries
+                           if keep(e["time"], [e["class"]]) and (after is None or e["id"] > after)]
             else:
-                entries = self.errlog.query(since=since, until=until, cls=patterns, after=after, limit=limit + 1)
-            entries = [reader.entry(e) for e in entries
-                       if keep(e["time"], [e["class"]]) and (after is None or e["id"] > after)]
-            return {"entries": entries[-limit:], "more": len(entries) > limit, "errlog": self.errlog.statistics(),
-                    "last": self.errlog.last_id}
+                pages: list[list[dict[str, Any]]] = []
+                for page in self.errlog.pages(since=since, until=until, cls=patterns, after=after, limit=limit + 1,
+                                              page=DUMP_PAGE):
+                    pages.append([reader.entry(e) for e in page if keep(e["time"], [e["class"]])])
+                    await asyncio.sleep(0)  # the next page after a turn of the loop
+                entries = [e for page in reversed(pages) for e in page]
+            return {"entries": entries[-limit:], "more": len(entries) > limit, "limit": limit,
+                    "errlog": self.errlog.statistics(), "last": last}
         cases = self.store.query(include_closed=True)
         if uuids:
             cases = _pick(cases, uuids)
         withheld = {c.uuid: why for c in cases if (why := reader.withholds(c, self.rules))}
         records = [r for r in log_records(cases, xrefs=arg(req, "xrefs", bool, False), withheld=withheld)
                    if keep(r["time"], [r["list_class"], *r["classes"]])]
-        return {"records": records[-limit:], "more": len(records) > limit}
+        return {"records": records[-limit:], "more": len(records) > limit, "limit": limit}
 
     async def op_stat(self, caller: Caller, req: dict[str, Any]) -> dict[str, Any]:
         """``{"engines": bool?}``: counters per rule and per source; with ``engines`` each SERD/threshold engine."""

@@ -311,13 +311,21 @@ def execute(p: Parser, args: Any) -> int:
     (out.entries if args.e else out.records)(rows)
     out.say_withheld()
     if res.get("more"):
-        shown = "the last record is" if args.last == 1 else f"the last {args.last} records are"
-        print(f"fmdump: warning: only {shown} shown (--last N for more)", file=sys.stderr)
+        print(f"fmdump: warning: {only_last(args.last, res.get('limit', args.last))}", file=sys.stderr)
     if args.f:
         return follow(c, req, rows, out, res.get("last", 0))
     if out.count == 0 and sys.stdout.isatty():
         print(f"fmdump: warning: the {'error' if args.e else 'fault'} log is empty", file=sys.stderr)
     return 0
+
+
+def only_last(asked: int, given: int) -> str:
+    """What the warning says when the log holds more records than the reply: how many it shows and how to see
+    more (a user other than root gets at most ``fault.operations.MAX_DUMP_USER`` a request: -t/-T reach older ones)."""
+    shown = "the last record is" if given == 1 else f"the last {given} records are"
+    if given < asked:
+        return f"only {shown} shown (at most {given} a request for a user other than root: -t/-T for older ones)"
+    return f"only {shown} shown (--last N for more)"
 
 
 def follow(c: Client, req: dict[str, Any], rows: list[dict[str, Any]], out: Printer, last: int) -> int:

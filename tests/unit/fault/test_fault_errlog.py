@@ -124,12 +124,18 @@ def test_a_waiting_ereport_is_kept_as_its_row_not_as_the_ereport(tmp_path):
     assert [(r["id"], r["payload"]) for r in log.query()] == [(1, {"n": 7})]
 
 
-def test_damaged_rows_are_left_out_of_what_is_read(tmp_path):
+def _filled(tmp_path, n: int, max_entries: int) -> tuple[sqlite3.Connection, ErrorLog]:
+    """An error log in a new file holding ``n`` ereports, written."""
     conn = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
-    log = ErrorLog(conn, max_entries=1000)
-    for i in range(5):
+    log = ErrorLog(conn, max_entries=max_entries)
+    for i in range(n):
         log.append(_e(i))
     log.flush()
+    return conn, log
+
+
+def test_damaged_rows_are_left_out_of_what_is_read(tmp_path):
+    conn, log = _filled(tmp_path, 5, 1000)
     conn.execute("UPDATE fault_errlog SET time='noon' WHERE id=1")
     conn.execute("UPDATE fault_errlog SET class=x'41' WHERE id=2")
     conn.execute("UPDATE fault_errlog SET source=x'ff' WHERE id=3")
@@ -151,3 +157,64 @@ def test_a_thousand_classes_and_globs_are_one_query(tmp_path):
     globs = [f"ereport.[x]{i}.*" for i in range(2000)] + ["ereport.svc.*"]
     for cls, found in ((names, [b]), (globs, [a]), (names + globs, [a, b]), (globs[:999] + names[-1:], [b])):
         assert [r["id"] for r in log.query(cls=cls, since=0.0, after=0)] == found
+
+
+def test_pages_read_what_a_query_reads_a_page_at_a_time(tmp_path):
+    """fm.dump reads the error log a page at a time, the event loop turning between pages: the pages, newest
+    first, make the entries one query gives (damaged rows left out), and what arrives meanwhile is not among them."""
+    conn, log = _filled(tmp_path, 2500, 10_000)
+    conn.execute("UPDATE fault_errlog SET time='noon' WHERE id IN (1000, 2000)")
+    want = log.query(limit=5000)[-2300:]
+    pages = log.pages(limit=2300, page=1000)
+    first = next(pages)
+    assert [r["id"] for r in first] == [i for i in range(1501, 2501) if i != 2000]
+    log.append(_e(9999))  # while the reader lets others run
+    log.flush()
+    rest = list(pages)
+    assert len(rest) == 2 and all(len(p) <= 1000 for p in rest)
+    assert [r for p in reversed([first, *rest]) for r in p] == want
+    assert [r["id"] for r in next(log.pages(cls=["ereport.io.*"], after=2400, page=50))] == list(range(2452, 2502))
+
+
+async def test_fm_dump_turns_the_loop_between_pages_and_gives_other_users_at_most_their_share(tmp_path):
+    """A reply of 100,000 entries held the event loop for seconds, restarts and every other request waiting behind
+    it; it is read a page at a time now, and a caller other than root gets at most ``MAX_DUMP_USER`` entries."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from fault.operations import DUMP_PAGE, MAX_DUMP_USER, Operations
+    from svcmgr.api import Caller
+
+    log = ErrorLog(sqlite3.connect(tmp_path / "r.db", isolation_level=None), max_entries=100_000)
+    n = MAX_DUMP_USER + 2 * DUMP_PAGE
+    for i in range(n):
+        log.append(validate("ereport.svc.exit.signal", resource="svc:/site/a:default", payload={"n": i}))
+    log.flush()
+    parts = SimpleNamespace(errlog=log, services=SimpleNamespace(instance=lambda fmri: None))
+    turns = 0
+
+    async def other() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(other())
+    await asyncio.sleep(0)
+    root = await Operations.op_dump(parts, Caller(1, 0, 0, frozenset({0}), True), {"errlog": True, "limit": 10 * n})
+    task.cancel()
+    assert [e["payload"]["n"] for e in root["entries"]] == list(range(n)) and not root["more"]
+    assert turns >= n // DUMP_PAGE  # the other task ran between the pages
+    user = await Operations.op_dump(parts, Caller(1, 65534, 65534, frozenset({65534}), False),
+                                    {"errlog": True, "limit": 10 * n})
+    assert (len(user["entries"]), user["more"], user["limit"]) == (MAX_DUMP_USER, True, MAX_DUMP_USER)
+    assert user["entries"][-1]["payload"]["n"] == n - 1 and user["last"] == root["last"] == n
+
+
+def test_fmdump_says_how_a_user_other_than_root_sees_older_records():
+    from fault.cli.fmdump import only_last
+
+    assert only_last(10000, 10000) == "only the last 10000 records are shown (--last N for more)"
+    assert only_last(1, 1) == "only the last record is shown (--last N for more)"
+    assert only_last(50000, 10000) == ("only the last 10000 records are shown (at most 10000 a request for a user "
+                                        "other than root: -t/-T for older ones)")
