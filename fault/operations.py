@@ -54,12 +54,13 @@ DUMP_PAGE = 1000
 
 
 def _uuids(req: dict[str, Any]) -> list[str]:
-    """``uuid`` (one) or ``uuids`` (a list, at most 1000) of a request."""
+    """``uuid`` (one) or ``uuids`` (a list, at most 1000) of a request, each once (one named 1,000 times had its
+    ereports read, and given, 1,000 times)."""
     one = arg(req, "uuid", str, None)
     many = arg(req, "uuids", list, None) or []
     if len(many) > MAX_UUIDS or not all(isinstance(u, str) for u in many):
         raise ApiError(f"uuids: expected at most {MAX_UUIDS} strings", 2)
-    return ([one] if one is not None else []) + many
+    return list(dict.fromkeys(([one] if one is not None else []) + many))
 
 
 def _within_globs(patterns: list[str], caller: Caller) -> None:

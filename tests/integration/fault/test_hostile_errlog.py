@@ -102,6 +102,11 @@ def test_finding_11_a_class_glob_cannot_hold_the_event_loop(daemon, attacker):
     r = attacker.call(daemon.root, "fm.dump", errlog=True, **{"class": [*many, "fault.app.*", "ereport.app.*"]})
     assert r["ok"] and r["result"]["entries"] and {e["class"] for e in r["result"]["entries"]} <= {
         "ereport.app.login.failed"}, r
+    # a case named 1,000 times is read once: its ereports were read, and given, once for each
+    uuid = attacker.call(daemon.root, "fm.faulty")["result"][0]["uuid"]
+    once = attacker.call(daemon.root, "fm.dump", errlog=True, uuid=uuid)["result"]["entries"]
+    r = attacker.call(daemon.root, "fm.dump", errlog=True, uuids=[uuid] * 999, uuid=uuid)
+    assert once and r["ok"] and r["result"]["entries"] == once, r
     r = fm(daemon, "fmdump", "-c", "[" * 300)
     assert r.returncode == 2 and "fmdump: class: " in r.stderr and "more than 256 characters" in r.stderr, r
 
