@@ -22,6 +22,7 @@ from typing import Any
 
 from fault.events import Ereport
 from svcmgr.db import transaction
+from svcmgr.fmri import is_glob
 
 __all__ = ["ErrorLog"]
 
@@ -214,8 +215,8 @@ class ErrorLog:
         if cls is not None:
             patterns = [cls] if isinstance(cls, str) else cls
             if patterns:
-                names = [p for p in patterns if not any(c in p for c in "*?[")]
-                globs = [p for p in patterns if any(c in p for c in "*?[")]
+                names = [p for p in patterns if not is_glob(p)]
+                globs = [p for p in patterns if is_glob(p)]
                 terms = [f"class IN ({','.join('?' * len(names))})"] if names else []
                 if globs:
                     terms.append(_any_glob(len(globs)))

@@ -22,6 +22,7 @@ from svcmgr.manifest import ManifestErrors, parse_service
 from svcmgr.spec import InstanceConfig, ServiceSpec, resolve_instance
 from svcmgr.states import State
 from svcmgr.timings import machine_boot
+from svcmgr.wording import counted
 
 if TYPE_CHECKING:
     from svcmgr.instance import Instance
@@ -84,8 +85,7 @@ class Adoption:
                 if r.contract and same_boot:
                     if not self.restarter.adopt(inst, r.contract):
                         continue
-                    n = len(inst.pids)
-                    ctid = f"contract {r.contract.get('ctid')} ({n} process{'es' if n != 1 else ''})"
+                    ctid = f"contract {r.contract.get('ctid')} ({counted(len(inst.pids), 'process', 'processes')})"
                     if settled:
                         self._resume(inst, r, f"Adopted running {ctid} after a daemon restart.")
                     else:

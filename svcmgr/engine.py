@@ -43,6 +43,7 @@ from svcmgr.subtree import SubtreeDisable
 from svcmgr.tasks import Nursery
 from svcmgr.timings import Recorder
 from svcmgr.verbs import OperatorVerbs
+from svcmgr.wording import counted
 
 __all__ = ["Engine", "EngineError", "StopGate"]
 
@@ -328,8 +329,7 @@ class Engine(Adoption, Catalog, Dependencies, OperatorVerbs, SubtreeDisable):
         if inst.history.record():
             # The dependents see the death for what it was: an exit stops restart_on=restart ones, not
             # restart_on=error ones (SMF stops the instance for RSTOP_EXIT before it finds it too quick).
-            failures = f"{r.limit} failure{'s' if r.limit != 1 else ''}"
-            why = f"Restarting too quickly ({failures} within {r.period:g}s), last {detail}."
+            why = f"Restarting too quickly ({counted(r.limit, 'failure')} within {r.period:g}s), last {detail}."
             self._maintenance(inst, Ev.TOO_QUICK, why, cause=cause)
             return
         if kind == "error":
