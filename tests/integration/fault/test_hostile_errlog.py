@@ -111,6 +111,25 @@ def test_finding_11_a_class_glob_cannot_hold_the_event_loop(daemon, attacker):
     assert r.returncode == 2 and "fmdump: class: " in r.stderr and "more than 256 characters" in r.stderr, r
 
 
+def test_finding_12_a_user_other_than_root_gets_at_most_its_share_of_the_error_log(daemon, attacker):
+    """A reply of the whole error log (100,000 entries) was built and encoded on the event loop, every restart
+    waiting behind it, as often as any user asked: another user than root gets at most 10,000 records a reply,
+    and fmdump says how to reach older ones."""
+    _start(daemon)
+    for k in range(2):  # 10,000 a request at most
+        daemon.call("fm.inject", ereports=[{"class": "ereport.app.many", "resource": OPEN, "payload": {"i": i}}
+                                           for i in range(k * 5001, (k + 1) * 5001)])
+    wait_until(lambda: len(errlog(daemon, "ereport.app.many")) == 10_002, 20, what="the ereports in the error log")
+    r = attacker.call(daemon.root, "fm.dump", errlog=True, limit=10**30, **{"class": "ereport.app.many"})
+    got = r["result"]
+    assert r["ok"] and (len(got["entries"]), got["more"], got["limit"]) == (10_000, True, 10_000), got["limit"]
+    assert [e["payload"]["i"] for e in got["entries"]] == list(range(2, 10_002))  # the newest
+    out = attacker.cli(daemon.root, "fmdump", "-e", "-c", "ereport.app.many", "--last", "50000")
+    assert out.returncode == 0 and "at most 10000 a request for a user other than root" in out.stderr, out.stderr
+    r = daemon.call("fm.dump", errlog=True, limit=50_000, **{"class": "ereport.app.many"})
+    assert len(r["entries"]) == 10_002 and not r["more"]  # root's own
+
+
 # ---------------------------------------------------------------- the kernel log (kernel.dmesg_restrict)
 HOG = "svc:/site/hog:default"  # grants the attacker [authorizations.read]: its own OOM kills are the attacker's
 KEPT = "svc:/site/kept:default"  # grants nobody
